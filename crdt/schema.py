@@ -1,0 +1,182 @@
+"""The on-disk format of a Mirror store, and the checks made before touching a file.
+
+Theory of operation: a store file is SQLite with ``application_id`` set to
+:data:`APPLICATION_ID` and ``user_version`` set to the schema version. Before
+a file is opened for writing it is inspected through a *read-only* connection:
+a file that is not SQLite, that belongs to another application, that SQLite
+finds damaged, or that a newer Mirror wrote is refused with a one-line error
+and is never modified. A new store is built under a temporary name and
+renamed into place, so a crash during creation leaves no half-made store.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from .errors import CorruptStoreError, NewerSchemaError, NotAStoreError, StoreOpenError
+
+APPLICATION_ID = 0x4D495252  # "MIRR"
+SCHEMA_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE documents (
+    doc_id       TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    sync_class   TEXT NOT NULL CHECK (sync_class IN ('local', 'devices', 'commons')),
+    created_at   TEXT NOT NULL,
+    snapshot     BLOB,
+    snapshot_seq INTEGER NOT NULL DEFAULT 0,
+    compacted_at TEXT
+) STRICT;
+
+-- AUTOINCREMENT: a seq is never reused, even after compaction deletes the
+-- newest rows, so "everything after seq N" stays a correct question.
+CREATE TABLE updates (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    writer INTEGER NOT NULL,
+    data   BLOB NOT NULL
+) STRICT;
+
+CREATE INDEX updates_by_doc ON updates(doc_id, seq);
+
+-- pycrdt client ids of this device. One process holds an id at a time
+-- (guarded by a lock file); an id whose holder died without closing is
+-- retired, never reused, in case its unsaved updates reached a peer.
+CREATE TABLE client_ids (
+    client_id INTEGER PRIMARY KEY,
+    state     TEXT NOT NULL CHECK (state IN ('free', 'in_use', 'retired')),
+    since     TEXT NOT NULL
+) STRICT;
+"""
+
+# Upgrades from version N to N + 1; each runs in one transaction.
+MIGRATIONS: dict[int, str] = {}
+
+
+def _describe_sqlite_error(exc: sqlite3.Error) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def inspect_store_file(path: Path) -> int | None:
+    """Check *path* read-only; return its schema version, or ``None`` if it must be created.
+
+    Raises a :class:`StoreOpenError` subclass for anything that is not a
+    healthy Mirror store of this or an older version. Never writes to the file.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreOpenError(f"{path}: cannot read ({exc.strerror})") from None
+    if not path.is_file():
+        raise NotAStoreError(f"{path}: not a regular file")
+    if size == 0 and not Path(f"{path}-wal").exists():
+        raise NotAStoreError(f"{path}: empty file, not a Mirror store (remove it to start afresh)")
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise StoreOpenError(f"{path}: cannot read ({exc.strerror})") from None
+    if not header.startswith(SQLITE_MAGIC):
+        raise NotAStoreError(f"{path}: not a Mirror store (not an SQLite database)")
+    if len(header) < 100:
+        raise CorruptStoreError(f"{path}: damaged Mirror store (truncated header)")
+    app_id = int.from_bytes(header[68:72], "big")
+    if app_id != APPLICATION_ID:
+        raise NotAStoreError(
+            f"{path}: an SQLite database of another application, not a Mirror store"
+        )
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise CorruptStoreError(f"{path}: cannot open ({_describe_sqlite_error(exc)})") from None
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise NewerSchemaError(
+                f"{path}: written by a newer Mirror (schema {version}, this one reads "
+                f"up to {SCHEMA_VERSION}); upgrade Mirror to open it"
+            )
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        if [r[0] for r in rows] != ["ok"]:
+            first = rows[0][0] if rows else "no answer"
+            raise CorruptStoreError(f"{path}: damaged Mirror store ({first})")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = {"meta", "documents", "updates", "client_ids"} - tables
+        if missing:
+            raise CorruptStoreError(
+                f"{path}: damaged Mirror store (missing tables: {', '.join(sorted(missing))})"
+            )
+    except sqlite3.DatabaseError as exc:
+        raise CorruptStoreError(f"{path}: damaged Mirror store ({_describe_sqlite_error(exc)})")
+    finally:
+        conn.close()
+    return version
+
+
+def create_store_file(path: Path, *, created_at: str) -> None:
+    """Create an empty store at *path* atomically (build under a temporary name, rename)."""
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+        leftover.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("BEGIN")
+        for statement in _split_sql(SCHEMA_V1):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('created_at', ?), ('schema', ?)",
+            (created_at, str(SCHEMA_VERSION)),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if path.exists():
+        tmp.unlink(missing_ok=True)
+        raise StoreOpenError(f"{path}: appeared while being created; not overwritten")
+    os.rename(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def migrate(conn: sqlite3.Connection, from_version: int) -> None:
+    """Bring a store from *from_version* up to :data:`SCHEMA_VERSION`, one step per transaction."""
+    version = from_version
+    while version < SCHEMA_VERSION:
+        script = MIGRATIONS[version]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version += 1
+
+
+def _split_sql(script: str) -> list[str]:
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,382 @@
+"""The ``mirror`` command.
+
+Every failure is one line on stderr and a non-zero exit; tracebacks go to the
+log file in the home. Heavy modules (prompt-toolkit, the engine's models) are
+imported only by the commands that need them, so one-shot commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import trio
+
+from crdt import StoreError
+from crdt.journal import Reflection
+from crdt.values import ValueRangeError
+
+from .config import MIRROR_MODES
+from .core import MirrorCore, open_core
+from .errors import MirrorError, UsageError
+from .home import Home, setup_logging
+
+log = logging.getLogger("mirror.cli")
+
+Handler = Callable[[MirrorCore, argparse.Namespace, TextIO], Awaitable[int]]
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def parse_when(text: str) -> datetime:
+    """``2026-11-01``, ``2026-11-01 21:30`` or ISO-8601; a time without zone is local time."""
+    raw = text.strip()
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"cannot read the date {text!r} (use e.g. 2026-11-01 or 2026-11-01T21:30)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # the machine's local zone
+    moment = moment.astimezone(UTC)
+    if moment > datetime.now(UTC):
+        raise UsageError(f"{text!r} is in the future")
+    return moment
+
+
+def short_line(text: str, width: int = 72) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def format_list_line(r: Reflection) -> str:
+    local = r.created_at.astimezone()
+    flags = "🔒" if r.private else " "
+    tags = (" " + " ".join(f"#{t}" for t in r.tags)) if r.tags else ""
+    return f"{r.id[:8]}  {local:%Y-%m-%d %H:%M} {flags} {short_line(r.text, 60)}{tags}"
+
+
+def format_reflection(r: Reflection) -> str:
+    local = r.created_at.astimezone()
+    lines = [f"{r.id}  {local:%A %Y-%m-%d %H:%M}" + ("  (private)" if r.private else "")]
+    if r.tags:
+        lines.append("tags: " + " ".join(f"#{t}" for t in r.tags))
+    if r.edited_at:
+        lines.append(f"edited {r.edited_at.astimezone():%Y-%m-%d %H:%M}")
+    lines += ["", r.text]
+    if r.mirrorback:
+        lines += ["", f"— mirrorback ({r.mirrorback.engine})", r.mirrorback.text]
+    return "\n".join(lines)
+
+
+def reflection_json(r: Reflection) -> dict[str, Any]:
+    from crdt.export import reflection_to_json
+
+    return reflection_to_json(r)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+async def cmd_init(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    counts = await core.counts()
+    print(f"Mirror home: {core.home.path}", file=out)
+    print(f"mode: {core.config.mirror_mode}, engine: {core.config.engine_mode}, "
+          f"sync: {'on' if core.config.sync_enabled else 'off'}", file=out)
+    print(f"{counts.reflections} reflections", file=out)
+    return 0
+
+
+def _read_text(args: argparse.Namespace, stdin: TextIO) -> str:
+    if args.text:
+        return " ".join(args.text)
+    if stdin.isatty():
+        raise UsageError('give the reflection as text (mirror reflect "…") or pipe it on stdin')
+    return stdin.read()
+
+
+async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    text = _read_text(args, sys.stdin)
+    at = parse_when(args.at) if args.at else None
+    reflection = await core.reflect(text, tags=args.tag or (), private=args.private, at=at)
+    mirrorback = "" if args.no_mirrorback else await core.mirror(reflection)
+    if args.json:
+        json.dump({"id": reflection.id, "mirrorback": mirrorback or None}, out)
+        out.write("\n")
+    else:
+        print(f"saved {reflection.id}" + (" (private)" if reflection.private else ""), file=out)
+        if mirrorback:
+            print("", file=out)
+            print(mirrorback, file=out)
+    return 0
+
+
+async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    items = await core.journal.all()
+    if args.tag:
+        wanted = {t.lower().lstrip("#") for t in args.tag}
+        items = [r for r in items if wanted & set(r.tags)]
+    if args.limit is not None:
+        items = items[-args.limit :] if args.limit > 0 else []
+    if args.json:
+        json.dump([reflection_json(r) for r in items], out, ensure_ascii=False, indent=1)
+        out.write("\n")
+    elif not items:
+        print("No reflections yet. Write one: mirror reflect \"…\"", file=out)
+    else:
+        for r in items:
+            print(format_list_line(r), file=out)
+    return 0
+
+
+async def cmd_show(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    _, r = await core.journal.find(args.id)
+    if args.json:
+        json.dump(reflection_json(r), out, ensure_ascii=False, indent=1)
+        out.write("\n")
+    else:
+        print(format_reflection(r), file=out)
+    return 0
+
+
+def _edit_in_editor(initial: str) -> str:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise UsageError("no editor: set $EDITOR, or pass the new text with --text")
+    with tempfile.TemporaryDirectory(prefix="mirror-edit-") as tmp:
+        path = Path(tmp) / "reflection.txt"
+        path.write_text(initial, encoding="utf-8")
+        os.chmod(path, 0o600)
+        result = subprocess.run([*shlex.split(editor), str(path)], check=False)
+        if result.returncode != 0:
+            raise MirrorError(f"the editor exited with status {result.returncode}; nothing changed")
+        return path.read_text(encoding="utf-8")
+
+
+async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    _, current = await core.journal.find(args.id)
+    text = args.text
+    if text is None and args.tag is None:
+        text = await trio.to_thread.run_sync(_edit_in_editor, current.text)
+    if text is not None and text.strip() == current.text and args.tag is None:
+        print("unchanged", file=out)
+        return 0
+    updated = await core.journal.edit(current.id, text=text, tags=args.tag)
+    print(f"edited {updated.id}", file=out)
+    return 0
+
+
+async def cmd_delete(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    _, r = await core.journal.find(args.id)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("pass --yes to delete without asking")
+        print(format_list_line(r), file=out)
+        answer = await trio.to_thread.run_sync(input, "Delete this reflection? [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("kept", file=out)
+            return 1
+    await core.journal.delete(r.id)
+    print(f"deleted {r.id}", file=out)
+    return 0
+
+
+async def write_export(core: MirrorCore, fmt: str, target: Path) -> list[Path]:
+    """Write an export of everything; JSON to a file, Markdown into a directory."""
+    from crdt.export import export_json, export_markdown
+
+    written: list[Path] = []
+    if fmt == "json":
+        data = await export_json(core.store)
+        payload = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+        await trio.to_thread.run_sync(_write_private_file, target, payload)
+        written.append(target)
+    else:
+        files = await export_markdown(core.store)
+        if target.exists() and not target.is_dir():
+            raise UsageError(f"{target}: exists and is not a directory (markdown writes a folder)")
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, text in files.items():
+            await trio.to_thread.run_sync(_write_private_file, target / name, text)
+            written.append(target / name)
+    return written
+
+
+def _write_private_file(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    target = Path(args.path).expanduser()
+    written = await write_export(core, args.format, target)
+    count = await core.counts()
+    where = target if args.format == "json" else f"{target}/ ({len(written)} files)"
+    print(f"exported {count.reflections} reflections to {where}", file=out)
+    return 0
+
+
+async def cmd_compact(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    results = await core.store.compact()
+    if not results:
+        print("nothing to compact", file=out)
+    for r in results:
+        print(f"{r.doc_id}: {r.updates_folded} updates, {r.bytes_before} → {r.bytes_after} bytes",
+              file=out)
+    return 0
+
+
+async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    counts = await core.counts()
+    stats = core.store.statistics()
+    db_bytes = sum(
+        p.stat().st_size
+        for p in core.home.path.glob("mirror.db*")
+        if p.is_file()
+    )
+    data = {
+        "home": str(core.home.path),
+        "mirror_mode": core.config.mirror_mode,
+        "engine_mode": core.config.engine_mode,
+        "engine": core.engine.name,
+        "sync_enabled": core.config.sync_enabled,
+        "reflections": counts.reflections,
+        "private_reflections": counts.private,
+        "documents": counts.documents,
+        "journal_sync_class": core.journal.share_class.value,
+        "store_bytes": db_bytes,
+        "client_id": stats.client_id,
+    }
+    if args.json:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+    else:
+        for key, value in data.items():
+            print(f"{key.replace('_', ' ')}: {value}", file=out)
+    return 0
+
+
+async def cmd_mode(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    if args.mode is None:
+        print(core.config.mirror_mode, file=out)
+        return 0
+    new = core.config.with_changes(mirror_mode=args.mode)
+    core.home.save_config(new)
+    core.config = new
+    print(f"mode: {new.mirror_mode}", file=out)
+    return 0
+
+
+async def cmd_repl(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from .repl import run_repl
+
+    await run_repl(core)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mirror",
+        description="Mirror: write reflections; your own machine reflects them back. "
+        "With no command, starts the interactive prompt.",
+    )
+    parser.add_argument("--home", help="the node's home directory (default: $MIRROR_HOME "
+                        "or your user data directory)")
+    parser.add_argument("--verbose", action="store_true", help="more detail in the log file")
+    parser.set_defaults(handler=cmd_repl)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("init", cmd_init, "create the home if needed and show where it is")
+    p = add("reflect", cmd_reflect, "save a reflection and show its mirrorback")
+    p.add_argument("text", nargs="*", help="the reflection (or pipe it on stdin)")
+    p.add_argument("--private", action="store_true",
+                   help="keep it on this device whatever is shared")
+    p.add_argument("--tag", action="append", metavar="TAG", help="a tag (repeatable)")
+    p.add_argument("--at", metavar="DATETIME",
+                   help="when it was written, e.g. 2026-11-01 or 2026-11-01T21:30")
+    p.add_argument("--no-mirrorback", action="store_true", help="save without a mirrorback")
+    p.add_argument("--json", action="store_true", help="print {id, mirrorback} as JSON")
+    p = add("list", cmd_list, "list reflections, oldest first")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--tag", action="append", metavar="TAG", help="only with this tag")
+    p.add_argument("--limit", type=int, metavar="N", help="only the newest N")
+    p = add("show", cmd_show, "show one reflection and its mirrorback")
+    p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("edit", cmd_edit, "change a reflection's text (in $EDITOR, or with --text) or tags")
+    p.add_argument("id", help="the id, or a unique prefix")
+    p.add_argument("--text", help="the new text")
+    p.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")
+    p = add("delete", cmd_delete, "delete a reflection")
+    p.add_argument("id", help="the id, or a unique prefix")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p = add("export", cmd_export, "export everything: JSON (one file) or Markdown (a folder)")
+    p.add_argument("--format", choices=("json", "markdown"), default="json")
+    p.add_argument("path", help="file (json) or directory (markdown) to write")
+    add("compact", cmd_compact, "fold each document's update log into a verified snapshot")
+    p = add("status", cmd_status, "show the home, the modes and what is stored")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("mode", cmd_mode, "show or set the mirror mode (local, hybrid, cloud)")
+    p.add_argument("mode", nargs="?", choices=MIRROR_MODES)
+    add("repl", cmd_repl, "start the interactive prompt (the default)")
+    return parser
+
+
+async def run(args: argparse.Namespace, out: TextIO) -> int:
+    home = Home.resolve(args.home)
+    async with open_core(home) as core:
+        status: int = await args.handler(core, args, out)
+        return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        home = Home.resolve(args.home)
+        setup_logging(home, verbose=args.verbose)
+        status = trio.run(run, args, sys.stdout)
+    except KeyboardInterrupt:
+        print("mirror: interrupted", file=sys.stderr)
+        return 130
+    except (MirrorError, StoreError, ValueRangeError) as exc:
+        log.info("command failed: %s", exc, exc_info=True)
+        print(f"mirror: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_status", 1)
+    except Exception as exc:
+        log.exception("unexpected error")
+        where = Home.resolve(args.home).log_path
+        print(f"mirror: unexpected error ({type(exc).__name__}); details in {where}",
+              file=sys.stderr)
+        return 70
+    sys.stdout.flush()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

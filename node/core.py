@@ -1,0 +1,170 @@
+"""MirrorCore: a running node over one home — store, journal, settings and engine.
+
+Everything a device does goes through here; the CLI and the REPL are thin
+views over it. Layer 1 needs nothing else: no network, no server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import trio
+
+from crdt import DocStore, StoredDoc, SyncClass, open_store
+from crdt.journal import KIND as JOURNAL_KIND
+from crdt.journal import Journal, Mirrorback, Reflection, read_reflections
+from crdt.settings import Settings
+from crdt.values import utc_now
+
+from .config import Config
+from .engine.base import Engine, MirrorbackRequest
+from .engine.registry import engine_for
+from .home import Home
+
+log = logging.getLogger("mirror.core")
+
+REFRESH_INTERVAL_S = 0.25
+PAST_FOR_ENGINE = 50
+JOURNAL_CLASS_SETTING = "journal_sync_class"
+
+
+@dataclass(frozen=True)
+class Counts:
+    reflections: int
+    private: int
+    documents: int
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Reflections that appeared in this process because another one wrote them."""
+
+    reflections: tuple[Reflection, ...]
+    source: str
+
+
+class MirrorCore:
+    """The node's services over an open store. Create with :func:`open_core`."""
+
+    def __init__(self, home: Home, config: Config, store: DocStore, settings: Settings) -> None:
+        self.home = home
+        self.config = config
+        self.store = store
+        self.settings = settings
+        share = settings.get(JOURNAL_CLASS_SETTING, SyncClass.LOCAL.value)
+        self.journal = Journal(store, share_class=SyncClass.parse(str(share)))
+        self.engine: Engine = engine_for(config, home)
+
+    # ------------------------------------------------------------------ reflecting
+
+    async def reflect(
+        self,
+        text: str,
+        *,
+        tags: Sequence[str] = (),
+        private: bool = False,
+        at: datetime | None = None,
+    ) -> Reflection:
+        """Save a reflection; returns once it is on disk."""
+        return await self.journal.add(text, tags=tags, private=private, created_at=at)
+
+    async def past_for(self, reflection: Reflection, limit: int = PAST_FOR_ENGINE) -> list[Reflection]:
+        """Recent reflections before *reflection* that the engine may look at.
+
+        A shared reflection is only ever compared with shared ones, so nothing
+        private flows into a mirrorback that lands in a syncable document.
+        """
+        past = [
+            r
+            for r in await self.journal.all()
+            if r.id != reflection.id and (reflection.private or not r.private)
+        ]
+        return past[-limit:]
+
+    async def stream_mirrorback(self, reflection: Reflection) -> AsyncIterator[str]:
+        """Yield the mirrorback in pieces as the engine produces them, then save it."""
+        request = MirrorbackRequest(reflection, tuple(await self.past_for(reflection)))
+        parts: list[str] = []
+        async for chunk in self.engine.stream(request):
+            parts.append(chunk)
+            yield chunk
+        text = "".join(parts).strip()
+        if text:
+            await self.journal.set_mirrorback(
+                reflection.id,
+                Mirrorback(text, self.engine.name, self.engine.model, utc_now()),
+            )
+
+    async def mirror(self, reflection: Reflection) -> str:
+        """The whole mirrorback for *reflection*, saved before returning."""
+        return "".join([c async for c in self.stream_mirrorback(reflection)]).strip()
+
+    # ------------------------------------------------------------------ reading
+
+    async def counts(self) -> Counts:
+        total = private = 0
+        for shard in await self.journal.shards():
+            n = len(read_reflections(shard.doc))
+            total += n
+            if shard.sync_class is SyncClass.LOCAL and shard.doc_id.startswith("journal-private/"):
+                private += n
+        return Counts(total, private, len(self.store.documents()))
+
+    async def set_journal_class(self, sync_class: SyncClass) -> list[str]:
+        """Opt the journal in or out of syncing; private shards always stay local."""
+        self.settings.set(JOURNAL_CLASS_SETTING, sync_class.value)
+        self.journal.share_class = sync_class
+        changed = []
+        for info in self.store.documents(JOURNAL_KIND):
+            if info.doc_id.startswith("journal/") and info.sync_class != sync_class:
+                await self.store.set_sync_class(info.doc_id, sync_class)
+                changed.append(info.doc_id)
+        await self.store.wait_durable()
+        return changed
+
+    # ------------------------------------------------------------------ other processes
+
+    async def watch(
+        self,
+        on_arrival: Callable[[Arrival], None],
+        *,
+        interval_s: float = REFRESH_INTERVAL_S,
+    ) -> None:
+        """Forever: pick up what other processes wrote to this home and report new
+        reflections. Costs one cheap query per *interval_s* when nothing changed."""
+        known: dict[str, set[str]] = {}
+
+        def ids(stored: StoredDoc) -> set[str]:
+            return {r.id for r in read_reflections(stored.doc)}
+
+        for shard in await self.journal.shards():
+            known[shard.doc_id] = ids(shard)
+        while True:
+            await trio.sleep(interval_s)
+            result = await self.store.refresh()
+            if not result.changed and not result.new_documents:
+                continue
+            arrived: list[Reflection] = []
+            for shard in await self.journal.shards():
+                before = known.get(shard.doc_id, set())
+                now = {r.id: r for r in read_reflections(shard.doc)}
+                arrived.extend(r for rid, r in now.items() if rid not in before)
+                known[shard.doc_id] = set(now)
+            if arrived:
+                arrived.sort(key=lambda r: r.created_at)
+                on_arrival(Arrival(tuple(arrived), "this device"))
+
+
+@asynccontextmanager
+async def open_core(home: Home, *, create: bool = True) -> AsyncIterator[MirrorCore]:
+    """Open (and if allowed create) the home and its store for the block."""
+    if create:
+        home.ensure()
+    config = home.load_config()
+    async with open_store(home.db_path, create=create) as store:
+        settings = await Settings.open(store)
+        yield MirrorCore(home, config, store, settings)

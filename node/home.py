@@ -1,0 +1,103 @@
+"""The node's home: one directory holding everything of this device.
+
+Layout::
+
+    config.json        mode flags (node.config)
+    mirror.db          the document store (+ -wal, -shm, .locks/)
+    logs/mirror.log    tracebacks and diagnostics; never reflection text
+    history            REPL input history
+    prompts/           optional overrides of the engine's prompt files
+
+Chosen by ``--home``, else ``MIRROR_HOME``, else the platform's user data dir.
+Created with mode 0700: it holds a person's most private thoughts.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .config import Config, load_config, save_config
+from .errors import HomeError
+
+ENV_HOME = "MIRROR_HOME"
+DB_NAME = "mirror.db"
+
+
+@dataclass(frozen=True)
+class Home:
+    path: Path
+
+    @classmethod
+    def resolve(cls, explicit: str | os.PathLike[str] | None = None) -> Home:
+        if explicit:
+            return cls(Path(explicit).expanduser().absolute())
+        env = os.environ.get(ENV_HOME)
+        if env:
+            return cls(Path(env).expanduser().absolute())
+        return cls(Path(platformdirs.user_data_dir("mirror", appauthor=False)))
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "logs" / "mirror.log"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.path / "prompts"
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    def ensure(self) -> None:
+        """Create the home (0700) if needed; refuse a path that is not a directory."""
+        if self.path.exists() and not self.path.is_dir():
+            raise HomeError(f"{self.path}: exists and is not a directory")
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.path / "logs").mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise HomeError(f"{self.path}: cannot create the home ({exc.strerror})") from None
+        if not self.config_path.exists():
+            save_config(self.config_path, Config())
+
+    def load_config(self) -> Config:
+        return load_config(self.config_path)
+
+    def save_config(self, config: Config) -> None:
+        save_config(self.config_path, config)
+
+
+def setup_logging(home: Home, *, verbose: bool = False) -> None:
+    """Send diagnostics to the home's log file (rotated); nothing to the terminal."""
+    root = logging.getLogger("mirror")
+    if any(getattr(h, "_mirror_home", None) == str(home.path) for h in root.handlers):
+        return
+    try:
+        home.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            home.log_path, maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError:
+        handler = logging.NullHandler()
+    handler._mirror_home = str(home.path)  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
