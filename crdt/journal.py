@@ -106,8 +106,9 @@ def _check_text(text: str) -> None:
 # --------------------------------------------------------------------------- doc level
 
 
-def _root(doc: Doc) -> Map[Any]:
-    return doc.get(ROOT, type=Map)
+def _root(doc: Doc[Any]) -> Map[Any]:
+    root: Map[Any] = doc.get(ROOT, type=Map)
+    return root
 
 
 def _mirrorback_map(mb: Mirrorback) -> Map[Any]:
@@ -124,7 +125,7 @@ def _mirrorback_map(mb: Mirrorback) -> Map[Any]:
     )
 
 
-def write_reflection(doc: Doc, reflection: Reflection) -> None:
+def write_reflection(doc: Doc[Any], reflection: Reflection) -> None:
     """Insert *reflection* into a shard document (one transaction)."""
     _check_text(reflection.text)
     tags = normalize_tags(reflection.tags)
@@ -178,7 +179,7 @@ def read_reflection(entry: Any, rid: str) -> Reflection | None:
         return None
 
 
-def read_reflections(doc: Doc) -> list[Reflection]:
+def read_reflections(doc: Doc[Any]) -> list[Reflection]:
     out = []
     for rid, entry in _root(doc).items():
         reflection = read_reflection(entry, rid)
@@ -298,7 +299,7 @@ class Journal:
             raise DocumentError(f"give at least {MIN_PREFIX} characters of the reflection id")
         matches: list[tuple[StoredDoc, str]] = []
         for shard in await self.shards():
-            for rid in _root(shard.doc).keys():
+            for rid in _root(shard.doc):
                 if rid == ref:
                     matches = [(shard, rid)]
                     break

@@ -118,7 +118,9 @@ def inspect_store_file(path: Path) -> int | None:
                 f"{path}: damaged Mirror store (missing tables: {', '.join(sorted(missing))})"
             )
     except sqlite3.DatabaseError as exc:
-        raise CorruptStoreError(f"{path}: damaged Mirror store ({_describe_sqlite_error(exc)})")
+        raise CorruptStoreError(
+            f"{path}: damaged Mirror store ({_describe_sqlite_error(exc)})"
+        ) from None
     finally:
         conn.close()
     return version

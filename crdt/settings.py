@@ -28,7 +28,8 @@ class Settings:
 
     @property
     def _map(self) -> Map[Any]:
-        return self._stored.doc.get(ROOT, type=Map)
+        root: Map[Any] = self._stored.doc.get(ROOT, type=Map)
+        return root
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self._map.get(key, default)

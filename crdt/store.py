@@ -33,6 +33,7 @@ Theory of operation
 from __future__ import annotations
 
 import fcntl
+import functools
 import itertools
 import logging
 import os
@@ -95,7 +96,7 @@ class StoredDoc:
     doc_id: str
     kind: str
     sync_class: SyncClass
-    doc: Doc
+    doc: Doc[Any]
     _subscription: Subscription | None = field(default=None, repr=False)
 
     @property
@@ -272,8 +273,8 @@ class DocStore:
             return stored
         event = self._loading[doc_id] = trio.Event()
         try:
-            snapshot, updates, max_seq = await self._call(lambda c: _read_doc(c, doc_id))
-            doc = Doc(client_id=self.client_id)
+            snapshot, updates, _ = await self._call(lambda c: _read_doc(c, doc_id))
+            doc: Doc[Any] = Doc(client_id=self.client_id)
             _apply_all(doc, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
             stored = StoredDoc(doc_id, info.kind, info.sync_class, doc)
             self._attach(stored)
@@ -299,7 +300,8 @@ class DocStore:
         doc_id = stored.doc_id
 
         def on_change(event: TransactionEvent) -> None:
-            origin = event.transaction.origin()  # a hash of the origin object (trap 4)
+            # a hash of the origin object (notes/pycrdt.md, trap 4); untyped in pycrdt
+            origin = event.transaction.origin()  # type: ignore[attr-defined]
             if origin in _SKIP_ORIGINS:
                 source = "external" if origin == hash(EXTERNAL_ORIGIN) else "load"
             else:
@@ -458,7 +460,7 @@ class DocStore:
                 raise DocumentError(f"no document {doc_id!r}")
             stored = self._loaded.get(doc_id)
             live = (stored.doc.get_state(), stored.doc.get_update()) if stored else None
-            result = await self._call(lambda c, d=doc_id, lv=live: _compact(c, d, lv))
+            result = await self._call(functools.partial(_compact, doc_id=doc_id, live=live))
             if result is not None:
                 results.append(result)
         return results
@@ -664,7 +666,7 @@ class DocStore:
         if int(count[0]) <= self._compact_after:
             return
         try:
-            _compact(conn, doc_id, None)
+            _compact(conn, doc_id=doc_id, live=None)
             self._auto_compactions += 1
         except StoreError as exc:  # the log stays as it was; try again next time
             log.warning("automatic compaction of %s skipped: %s", doc_id, exc)
@@ -768,7 +770,7 @@ def _read_doc(conn: sqlite3.Connection, doc_id: str) -> tuple[bytes | None, list
 
 
 def _apply_all(
-    doc: Doc, doc_id: str, snapshot: bytes | None, updates: list[bytes], *, origin: str
+    doc: Doc[Any], doc_id: str, snapshot: bytes | None, updates: list[bytes], *, origin: str
 ) -> None:
     try:
         with doc.transaction(origin=origin):
@@ -777,15 +779,19 @@ def _apply_all(
             for data in updates:
                 doc.apply_update(data)
     except ValueError as exc:
-        raise CorruptStoreError(f"document {doc_id}: stored update cannot be decoded ({exc})")
+        raise CorruptStoreError(
+            f"document {doc_id}: stored update cannot be decoded ({exc})"
+        ) from None
     except BaseException as exc:
         if type(exc).__name__ == "PanicException":  # pyo3's, not an Exception (trap 1)
-            raise CorruptStoreError(f"document {doc_id}: stored update crashed the decoder")
+            raise CorruptStoreError(
+                f"document {doc_id}: stored update crashed the decoder"
+            ) from None
         raise
 
 
 def _compact(
-    conn: sqlite3.Connection, doc_id: str, live: tuple[bytes, bytes] | None
+    conn: sqlite3.Connection, *, doc_id: str, live: tuple[bytes, bytes] | None
 ) -> CompactionResult | None:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -794,10 +800,10 @@ def _compact(
             conn.execute("ROLLBACK")
             return None
         bytes_before = (len(snapshot) if snapshot else 0) + sum(len(u) for u in updates)
-        rebuilt = Doc()
+        rebuilt: Doc[Any] = Doc()
         _apply_all(rebuilt, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
         encoded = rebuilt.get_update()
-        reloaded = Doc()
+        reloaded: Doc[Any] = Doc()
         _apply_all(reloaded, doc_id, encoded, [], origin=LOAD_ORIGIN)
         if reloaded.get_state() != rebuilt.get_state() or reloaded.get_update() != encoded:
             raise CompactionError(f"document {doc_id}: re-encoded state differs; log kept")

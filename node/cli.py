@@ -22,9 +22,8 @@ from typing import Any, TextIO
 
 import trio
 
-from crdt import StoreError
+from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
-from crdt.values import ValueRangeError
 
 from .config import MIRROR_MODES
 from .core import MirrorCore, open_core
@@ -197,20 +196,37 @@ async def write_export(core: MirrorCore, fmt: str, target: Path) -> list[Path]:
     """Write an export of everything; JSON to a file, Markdown into a directory."""
     from crdt.export import export_json, export_markdown
 
-    written: list[Path] = []
     if fmt == "json":
         data = await export_json(core.store)
-        payload = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
-        await trio.to_thread.run_sync(_write_private_file, target, payload)
-        written.append(target)
+        files = {"": json.dumps(data, ensure_ascii=False, indent=1) + "\n"}
     else:
         files = await export_markdown(core.store)
-        if target.exists() and not target.is_dir():
-            raise UsageError(f"{target}: exists and is not a directory (markdown writes a folder)")
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, text in files.items():
-            await trio.to_thread.run_sync(_write_private_file, target / name, text)
-            written.append(target / name)
+    return await trio.to_thread.run_sync(_write_export_files, fmt, target, files)
+
+
+def _write_export_files(fmt: str, target: Path, files: dict[str, str]) -> list[Path]:
+    target = target.expanduser()
+    if not target.absolute().parent.is_dir():
+        raise UsageError(f"{target.parent}: no such directory")
+    try:
+        return _write_export_files_unchecked(fmt, target, files)
+    except OSError as exc:
+        raise MirrorError(f"{exc.filename or target}: cannot write ({exc.strerror})") from None
+
+
+def _write_export_files_unchecked(fmt: str, target: Path, files: dict[str, str]) -> list[Path]:
+    if fmt == "json":
+        if target.is_dir():
+            raise UsageError(f"{target}: is a directory (json writes one file)")
+        _write_private_file(target, files[""])
+        return [target]
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target}: exists and is not a directory (markdown writes a folder)")
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written = []
+    for name, text in files.items():
+        _write_private_file(target / name, text)
+        written.append(target / name)
     return written
 
 
@@ -225,7 +241,7 @@ def _write_private_file(path: Path, text: str) -> None:
 
 
 async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    target = Path(args.path).expanduser()
+    target = Path(args.path)
     written = await write_export(core, args.format, target)
     count = await core.counts()
     where = target if args.format == "json" else f"{target}/ ({len(written)} files)"

@@ -72,7 +72,9 @@ class MirrorCore:
         """Save a reflection; returns once it is on disk."""
         return await self.journal.add(text, tags=tags, private=private, created_at=at)
 
-    async def past_for(self, reflection: Reflection, limit: int = PAST_FOR_ENGINE) -> list[Reflection]:
+    async def past_for(
+        self, reflection: Reflection, limit: int = PAST_FOR_ENGINE
+    ) -> list[Reflection]:
         """Recent reflections before *reflection* that the engine may look at.
 
         A shared reflection is only ever compared with shared ones, so nothing

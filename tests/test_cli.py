@@ -1,0 +1,190 @@
+"""The ``mirror`` command: each command, its help, and one-line failures."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.cli import main, parse_when
+from node.core import open_core
+from node.errors import UsageError
+from node.home import Home
+from tests.helpers import run_mirror
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_reflect_list_show_edit_delete(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = cli(capsys, "reflect", "--tag", "work", "I", "felt", "tired", "at", "work")
+    assert status == 0 and out.startswith("saved ")
+    rid = out.split()[1]
+    status, out, _ = cli(capsys, "list", "--json")
+    items = json.loads(out)
+    assert [i["text"] for i in items] == ["I felt tired at work"]
+    assert items[0]["tags"] == ["work"]
+    assert items[0]["mirrorback"]["text"]
+    status, out, _ = cli(capsys, "show", rid[:6])
+    assert "I felt tired at work" in out and "mirrorback" in out
+    status, out, _ = cli(capsys, "edit", rid[:6], "--text", "I felt rested at work")
+    assert status == 0
+    status, out, _ = cli(capsys, "show", rid, "--json")
+    assert json.loads(out)["text"] == "I felt rested at work"
+    status, out, _ = cli(capsys, "delete", rid, "--yes")
+    assert status == 0
+    status, out, _ = cli(capsys, "list")
+    assert "No reflections yet" in out
+
+
+def test_private_and_backdated(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = cli(
+        capsys, "reflect", "--private", "--at", "2025-02-03T10:00+00:00", "--json", "secret"
+    )
+    data = json.loads(out)
+    status, out, _ = cli(capsys, "show", data["id"], "--json")
+    shown = json.loads(out)
+    assert shown["private"] is True
+    assert shown["created_at"].startswith("2025-02-03T10:00")
+
+
+def test_reflect_reads_stdin(home_dir: Path) -> None:
+    result = run_mirror(home_dir, "reflect", "--no-mirrorback", input="from a pipe\n")
+    assert result.returncode == 0, result.stderr
+    listed = run_mirror(home_dir, "list", "--json")
+    assert [i["text"] for i in json.loads(listed.stdout)] == ["from a pipe"]
+
+
+def test_failures_are_one_line(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args, expected in [
+        (["show", "zzzzzz"], "no reflection"),
+        (["show", "ab"], "at least 4"),
+        (["reflect", "--at", "yesterday-ish", "x"], "cannot read the date"),
+        (["reflect", "--at", "2999-01-01", "x"], "in the future"),
+        (["reflect", "   "], "needs some text"),
+        (["delete", "zzzz"], "no reflection"),
+    ]:
+        status, out, err = cli(capsys, *args)
+        assert status != 0, args
+        assert err.startswith("mirror: ") and err.count("\n") == 1, (args, err)
+        assert expected in err, (args, err)
+    log = (home_dir / "logs" / "mirror.log").read_text()
+    assert "Traceback" in log  # details go to the log, not the terminal
+
+
+def test_bad_config_is_one_line(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home_dir.mkdir(parents=True)
+    (home_dir / "config.json").write_text('{"mirror_mode": "orbit"}')
+    status, _, err = cli(capsys, "status")
+    assert status == 1
+    assert "mirror_mode must be one of local, hybrid, cloud" in err
+    (home_dir / "config.json").write_text("{nope")
+    status, _, err = cli(capsys, "status")
+    assert "not valid JSON" in err
+    (home_dir / "config.json").write_text('{"engine_mode": "remote_llm"}')
+    status, _, err = cli(capsys, "status")
+    assert "needs mirror_mode cloud" in err
+
+
+def test_mode_and_status(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = cli(capsys, "mode")
+    assert out.strip() == "local"
+    cli(capsys, "mode", "hybrid")
+    status, out, _ = cli(capsys, "status", "--json")
+    data = json.loads(out)
+    assert data["mirror_mode"] == "hybrid"
+    assert data["engine_mode"] == "offline" and data["sync_enabled"] is False
+    assert json.loads((home_dir / "config.json").read_text())["mirror_mode"] == "hybrid"
+
+
+def test_export_json_and_markdown(
+    home_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "reflect", "--at", "2026-01-05T09:00+00:00", "winter morning")
+    cli(capsys, "reflect", "--private", "--at", "2026-02-05T09:00+00:00", "a private note")
+    status, out, _ = cli(capsys, "export", "--format", "json", str(tmp_path / "all.json"))
+    assert status == 0
+    data = json.loads((tmp_path / "all.json").read_text())
+    assert data["format"] == "mirror-export"
+    assert {r["text"] for r in data["reflections"]} == {"winter morning", "a private note"}
+    assert {d["doc_id"] for d in data["documents"]} >= {"journal/2026-01", "journal-private/2026-02"}
+    assert (tmp_path / "all.json").stat().st_mode & 0o077 == 0
+    status, out, _ = cli(capsys, "export", "--format", "markdown", str(tmp_path / "md"))
+    assert sorted(p.name for p in (tmp_path / "md").iterdir()) == ["2026-01.md", "2026-02.md"]
+    assert "winter morning" in (tmp_path / "md" / "2026-01.md").read_text()
+    status, _, err = cli(capsys, "export", "--format", "json", str(tmp_path / "no" / "x.json"))
+    assert status != 0 and "no such directory" in err
+
+
+def test_compact_command(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(3):
+        cli(capsys, "reflect", "--no-mirrorback", f"entry {i}")
+    status, out, _ = cli(capsys, "compact")
+    assert status == 0 and "journal/" in out
+    conn = sqlite3.connect(home_dir / "mirror.db")
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM updates").fetchone()[0] == 0
+    finally:
+        conn.close()
+    status, out, _ = cli(capsys, "list", "--json")
+    assert len(json.loads(out)) == 3
+
+
+def test_help_everywhere() -> None:
+    for command in ["", "init", "reflect", "list", "show", "edit", "delete", "export",
+                    "compact", "status", "mode", "repl"]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"] if command else ["--help"])
+        assert exit_info.value.code == 0
+
+
+def test_parse_when() -> None:
+    assert parse_when("2026-01-02T03:04+00:00").isoformat() == "2026-01-02T03:04:00+00:00"
+    with pytest.raises(UsageError):
+        parse_when("not a date")
+
+
+async def test_open_process_sees_one_shot_reflect(tmp_path: Path) -> None:
+    """A one-shot ``mirror reflect`` while another process has the home open."""
+    home = Home(tmp_path / "home")
+    arrivals: list[str] = []
+    async with open_core(home) as core:
+        seen = trio.Event()
+
+        def on_arrival(arrival: object) -> None:
+            arrivals.extend(r.text for r in arrival.reflections)  # type: ignore[attr-defined]
+            seen.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(core.watch, on_arrival)
+            result = await trio.run_process(
+                [*run_mirror_argv(), "reflect", "--no-mirrorback", "from the other process"],
+                env=_env(home.path),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            with trio.fail_after(10):
+                await seen.wait()
+            nursery.cancel_scope.cancel()
+        assert arrivals == ["from the other process"]
+        assert [r.text for r in await core.journal.all()] == ["from the other process"]
+
+
+def run_mirror_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "node.cli"]
+
+
+def _env(home: Path) -> dict[str, str]:
+    from tests.helpers import mirror_env
+
+    return mirror_env(home)

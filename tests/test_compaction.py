@@ -1,0 +1,99 @@
+"""Compaction: reload after compaction equals before, for random edit histories (T2)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from pycrdt import Array, Map, Text
+
+from crdt import open_store
+from crdt.journal import replace_text
+
+KEYS = st.sampled_from(["a", "b", "c", "d", "é", "😀"])
+TEXT = st.text(
+    alphabet=st.sampled_from(list("ab é😀\n漢")), min_size=0, max_size=12
+)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), KEYS, st.integers(-(2**53) + 1, 2**53 - 1)),
+        st.tuples(st.just("text"), KEYS, TEXT),
+        st.tuples(st.just("edit"), KEYS, TEXT),
+        st.tuples(st.just("push"), KEYS, TEXT),
+        st.tuples(st.just("del"), KEYS, st.none()),
+        st.tuples(st.just("compact"), st.none(), st.none()),
+        st.tuples(st.just("reopen"), st.none(), st.none()),
+    ),
+    max_size=40,
+)
+
+
+def apply_op(root: Map[Any], model: dict[str, Any], op: str, key: str, value: Any) -> None:
+    if op == "set":
+        root[key] = value
+        model[key] = value
+    elif op == "text":
+        root[key] = Text(value)
+        model[key] = value
+    elif op == "edit":
+        current = root.get(key)
+        if isinstance(current, Text):
+            replace_text(current, value)
+            model[key] = value
+    elif op == "push":
+        current = root.get(key)
+        if isinstance(current, Array):
+            current.append(value)
+            model[key] = [*model[key], value]
+        else:
+            root[key] = Array([value])
+            model[key] = [value]
+    elif op == "del":
+        if key in root:
+            del root[key]
+            model.pop(key, None)
+
+
+def normalise(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise(v) for v in value]
+    return value
+
+
+@given(ops=OPS)
+async def test_reload_after_compaction_equals_before(ops: list[tuple[str, Any, Any]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "m.db"
+        model: dict[str, Any] = {}
+        i = 0
+        while i <= len(ops):
+            async with open_store(db, compact_after_updates=0) as store:
+                stored = await store.open_doc("doc", kind="notes")
+                root = stored.doc.get("root", type=Map)
+                assert normalise(root.to_py()) == model
+                while i < len(ops):
+                    op, key, value = ops[i]
+                    i += 1
+                    if op == "reopen":
+                        break
+                    if op == "compact":
+                        before = stored.doc.get_update()
+                        await store.compact(["doc"])
+                        assert stored.doc.get_update() == before
+                        continue
+                    apply_op(root, model, op, key, value)
+                else:
+                    i += 1
+                await store.compact()
+                live = normalise(root.to_py())
+                assert live == model
+            async with open_store(db) as store:
+                again = await store.open_doc("doc", kind="notes")
+                assert normalise(again.doc.get("root", type=Map).to_py()) == live

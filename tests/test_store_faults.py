@@ -1,0 +1,75 @@
+"""A store that fails on the k-th write, for each k, keeps the previous state (TESTPLAN T2)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from crdt import StoreError, open_store
+from crdt.journal import Journal
+
+WHEN = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+class FailOn:
+    """Raise a disk error at the k-th write step the storage thread takes."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.seen = 0
+
+    def __call__(self, step: str) -> None:
+        self.seen += 1
+        if self.seen == self.k:
+            raise sqlite3.OperationalError(f"injected failure at step {self.k} ({step})")
+
+
+async def workload(store_path: Path, fault: FailOn | None, acknowledged: list[str]) -> None:
+    """Write, edit, delete; *acknowledged* holds the state each durable step promised."""
+    async with open_store(store_path, fault=fault) as store:
+        journal = Journal(store)
+        ids = []
+        for i in range(4):
+            r = await journal.add(f"entry {i}", created_at=WHEN + timedelta(minutes=i))
+            ids.append(r.id)
+            acknowledged[:] = [*acknowledged, f"entry {i}"]
+        await journal.edit(ids[1], text="entry 1 edited")
+        acknowledged[:] = ["entry 0", "entry 1 edited", "entry 2", "entry 3"]
+        await journal.delete(ids[2])
+        acknowledged[:] = ["entry 0", "entry 1 edited", "entry 3"]
+
+
+async def read_texts(path: Path) -> list[str]:
+    async with open_store(path) as store:
+        return [r.text for r in await Journal(store).all()]
+
+
+async def test_every_single_write_failure_keeps_acknowledged_state(tmp_path: Path) -> None:
+    base = tmp_path / "base.db"
+    async with open_store(base) as store:
+        await Journal(store).add("older entry", created_at=WHEN - timedelta(days=40))
+    counter = FailOn(10**9)
+    full = tmp_path / "full.db"
+    shutil.copy(base, full)
+    done: list[str] = []
+    await workload(full, counter, done)
+    total_steps = counter.seen
+    assert total_steps >= 12, "each durable step is its own transaction"
+    assert await read_texts(full) == ["older entry", *done]
+    for k in range(1, total_steps + 1):
+        path = tmp_path / f"k{k}.db"
+        shutil.copy(base, path)
+        acknowledged: list[str] = []
+        with pytest.raises(StoreError):
+            await workload(path, FailOn(k), acknowledged)
+        # exactly what was acknowledged before the failure: nothing lost, nothing half-done
+        assert await read_texts(path) == ["older entry", *acknowledged], f"failure at step {k}"
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
