@@ -179,6 +179,21 @@ def read_reflection(entry: Any, rid: str) -> Reflection | None:
         return None
 
 
+def shard_ids(doc: Doc[Any]) -> set[str]:
+    """The ids of the reflections in a shard, without reading them."""
+    return set(_root(doc).keys())
+
+
+def read_one(doc: Doc[Any], rid: str) -> Reflection | None:
+    entry = _root(doc).get(rid)
+    return None if entry is None else read_reflection(entry, rid)
+
+
+def shard_size(doc: Doc[Any]) -> int:
+    """How many reflections a shard holds, without reading them."""
+    return len(_root(doc))
+
+
 def read_reflections(doc: Doc[Any]) -> list[Reflection]:
     out = []
     for rid, entry in _root(doc).items():
@@ -289,8 +304,24 @@ class Journal:
         out.sort(key=lambda r: (r.created_at, r.id))
         return out
 
+    async def recent(self, limit: int, *, include_private: bool = True) -> list[Reflection]:
+        """The newest *limit* reflections, oldest first, reading only the newest shards."""
+        by_month: dict[str, list[str]] = {}
+        for info in self.store.documents(KIND):
+            if info.doc_id.startswith(PRIVATE_PREFIX) and not include_private:
+                continue
+            by_month.setdefault(info.doc_id.rsplit("/", 1)[-1], []).append(info.doc_id)
+        out: list[Reflection] = []
+        for month in sorted(by_month, reverse=True):
+            if len(out) >= limit:
+                break
+            for doc_id in by_month[month]:
+                out.extend(read_reflections((await self._shard(doc_id, create=False)).doc))
+        out.sort(key=lambda r: (r.created_at, r.id))
+        return out[-limit:] if limit > 0 else []
+
     async def count(self) -> int:
-        return sum(len(_root(s.doc)) for s in await self.shards())
+        return sum(shard_size(s.doc) for s in await self.shards())
 
     async def find(self, ref: str) -> tuple[StoredDoc, Reflection]:
         """Find a reflection by its id or a unique prefix of at least 4 characters."""
@@ -299,7 +330,7 @@ class Journal:
             raise DocumentError(f"give at least {MIN_PREFIX} characters of the reflection id")
         matches: list[tuple[StoredDoc, str]] = []
         for shard in await self.shards():
-            for rid in _root(shard.doc):
+            for rid in _root(shard.doc).keys():  # noqa: SIM118 (pycrdt Map is not a dict)
                 if rid == ref:
                     matches = [(shard, rid)]
                     break

@@ -230,7 +230,11 @@ class DocStore:
     def add_listener(self, listener: UpdateListener) -> None:
         """Call ``listener(stored_doc, update, source)`` after every change to a loaded
         document; *source* is ``"local"``, ``"external"`` (another process) or the
-        origin string of the transaction."""
+        origin string of the transaction.
+
+        Listeners run inside pycrdt's commit: they must not read or write the
+        document (pycrdt raises "Already borrowed"); note what changed and act
+        later. Their exceptions are logged, never raised into the transaction."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: UpdateListener) -> None:
@@ -309,7 +313,10 @@ class DocStore:
                 self._enqueue_append(doc_id, event.update)
             if source != "load":
                 for listener in list(self._listeners):
-                    listener(stored, event.update, source)
+                    try:
+                        listener(stored, event.update, source)
+                    except Exception:  # never let a listener fail the transaction
+                        log.exception("update listener failed")
 
         stored._subscription = stored.doc.observe(on_change)
         self._loaded[doc_id] = stored

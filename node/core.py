@@ -16,7 +16,7 @@ import trio
 
 from crdt import DocStore, StoredDoc, SyncClass, open_store
 from crdt.journal import KIND as JOURNAL_KIND
-from crdt.journal import Journal, Mirrorback, Reflection, read_reflections
+from crdt.journal import Journal, Mirrorback, Reflection, read_one, shard_ids, shard_size
 from crdt.settings import Settings
 from crdt.values import utc_now
 
@@ -80,12 +80,8 @@ class MirrorCore:
         A shared reflection is only ever compared with shared ones, so nothing
         private flows into a mirrorback that lands in a syncable document.
         """
-        past = [
-            r
-            for r in await self.journal.all()
-            if r.id != reflection.id and (reflection.private or not r.private)
-        ]
-        return past[-limit:]
+        past = await self.journal.recent(limit + 1, include_private=reflection.private)
+        return [r for r in past if r.id != reflection.id][-limit:]
 
     async def stream_mirrorback(self, reflection: Reflection) -> AsyncIterator[str]:
         """Yield the mirrorback in pieces as the engine produces them, then save it."""
@@ -110,7 +106,7 @@ class MirrorCore:
     async def counts(self) -> Counts:
         total = private = 0
         for shard in await self.journal.shards():
-            n = len(read_reflections(shard.doc))
+            n = shard_size(shard.doc)
             total += n
             if shard.sync_class is SyncClass.LOCAL and shard.doc_id.startswith("journal-private/"):
                 private += n
@@ -139,23 +135,48 @@ class MirrorCore:
         """Forever: pick up what other processes wrote to this home and report new
         reflections. Costs one cheap query per *interval_s* when nothing changed."""
         known: dict[str, set[str]] = {}
+        written_here: set[str] = set()
 
-        def ids(stored: StoredDoc) -> set[str]:
-            return {r.id for r in read_reflections(stored.doc)}
+        def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
+            # What this process writes itself is not an arrival. (A listener runs
+            # inside pycrdt's commit and must not read the document: note only.)
+            if source == "local" and stored.kind == JOURNAL_KIND:
+                written_here.add(stored.doc_id)
 
         for shard in await self.journal.shards():
-            known[shard.doc_id] = ids(shard)
+            known[shard.doc_id] = shard_ids(shard.doc)
+        self.store.add_listener(on_change)
+        try:
+            await self._watch_loop(known, written_here, on_arrival, interval_s)
+        finally:
+            self.store.remove_listener(on_change)
+
+    async def _watch_loop(
+        self,
+        known: dict[str, set[str]],
+        written_here: set[str],
+        on_arrival: Callable[[Arrival], None],
+        interval_s: float,
+    ) -> None:
         while True:
             await trio.sleep(interval_s)
+            for doc_id in list(written_here):
+                stored = self.store.loaded(doc_id)
+                if stored is not None:
+                    known[doc_id] = shard_ids(stored.doc)
+            written_here.clear()
             result = await self.store.refresh()
-            if not result.changed and not result.new_documents:
-                continue
+            touched = set(result.changed) | {i.doc_id for i in result.new_documents}
             arrived: list[Reflection] = []
             for shard in await self.journal.shards():
-                before = known.get(shard.doc_id, set())
-                now = {r.id: r for r in read_reflections(shard.doc)}
-                arrived.extend(r for rid, r in now.items() if rid not in before)
-                known[shard.doc_id] = set(now)
+                if shard.doc_id not in touched and shard.doc_id in known:
+                    continue
+                now = shard_ids(shard.doc)
+                for rid in now - known.get(shard.doc_id, set()):
+                    reflection = read_one(shard.doc, rid)
+                    if reflection is not None:
+                        arrived.append(reflection)
+                known[shard.doc_id] = now
             if arrived:
                 arrived.sort(key=lambda r: r.created_at)
                 on_arrival(Arrival(tuple(arrived), "this device"))

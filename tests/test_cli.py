@@ -113,7 +113,8 @@ def test_export_json_and_markdown(
     data = json.loads((tmp_path / "all.json").read_text())
     assert data["format"] == "mirror-export"
     assert {r["text"] for r in data["reflections"]} == {"winter morning", "a private note"}
-    assert {d["doc_id"] for d in data["documents"]} >= {"journal/2026-01", "journal-private/2026-02"}
+    doc_ids = {d["doc_id"] for d in data["documents"]}
+    assert doc_ids >= {"journal/2026-01", "journal-private/2026-02"}
     assert (tmp_path / "all.json").stat().st_mode & 0o077 == 0
     status, out, _ = cli(capsys, "export", "--format", "markdown", str(tmp_path / "md"))
     assert sorted(p.name for p in (tmp_path / "md").iterdir()) == ["2026-01.md", "2026-02.md"]

@@ -51,10 +51,9 @@ def apply_op(root: Map[Any], model: dict[str, Any], op: str, key: str, value: An
         else:
             root[key] = Array([value])
             model[key] = [value]
-    elif op == "del":
-        if key in root:
-            del root[key]
-            model.pop(key, None)
+    elif op == "del" and key in root:
+        del root[key]
+        model.pop(key, None)
 
 
 def normalise(value: Any) -> Any:

@@ -213,7 +213,7 @@ async def test_journal_rejects_bad_input(tmp_path: Path) -> None:
         with pytest.raises(ValueRangeError, match="needs some text"):
             await journal.add("   ")
         with pytest.raises(ValueRangeError, match="time zone"):
-            await journal.add("x", created_at=datetime(2026, 1, 1))  # noqa: DTZ001
+            await journal.add("x", created_at=datetime(2026, 1, 1))
         with pytest.raises(ValueRangeError, match="tag"):
             await journal.add("x", tags=["t" * 100])
         assert await journal.count() == 0
