@@ -1,0 +1,1 @@
+"""Engines that write mirrorbacks: see ``base.Engine``; ``offline`` needs no model."""
