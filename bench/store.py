@@ -67,7 +67,7 @@ def child_env(home: Path) -> dict[str, str]:
 
 
 COLD_OPEN = """
-import time, resource, sys
+import time, sys
 t0 = time.perf_counter()
 import trio
 from node.core import open_core
@@ -76,8 +76,10 @@ async def main():
     async with open_core(Home.resolve(None)) as core:
         n = await core.journal.count()
         t1 = time.perf_counter()
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(n, t1 - t0, rss)
+        # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork+exec
+        status = open("/proc/self/status").read().splitlines()
+        hwm = next(int(ln.split()[1]) for ln in status if ln.startswith("VmHWM:"))
+        print(n, t1 - t0, hwm / 1024)
 trio.run(main)
 """
 
@@ -128,7 +130,7 @@ def repl_ready(home: Path) -> float:
                     seen += os.read(fd, 65536)
                 except OSError:
                     break
-                if b"/help" in seen and b"> " in seen:
+                if b"/help" in seen and b"mirror>" in seen:
                     return time.perf_counter() - t0
         raise RuntimeError(f"no prompt within 20 s: {seen[-300:]!r}")
     finally:
