@@ -229,14 +229,12 @@ class _Composer:
                 break
         if not chosen:
             return None
-        labels = _and([label for label, _ in chosen])
-        words = [_q(w) for _, w in chosen if w]
-        evidence = f" — {', '.join(words)}" if words else ""
+        labels = _and([f"{label} ({_q(word)})" if word else label for label, word in chosen])
         return self.voice.pick(
             "themes",
             (
-                f"It touches on {labels}{evidence}.",
-                f"{_cap(labels)} {'runs' if len(chosen) == 1 else 'run'} through it{evidence}.",
+                f"It touches on {labels}.",
+                f"{_cap(labels)} {'runs' if len(chosen) == 1 else 'run'} through it.",
             ),
         )
 
@@ -258,12 +256,12 @@ class _Composer:
             label = _person_label(person)
             if t.count >= 2:
                 return f"{_cap(label)} {self._has_come_up(t)}."
-            return f"{_cap(label)} came up in your previous reflection too."
+            return f"{_cap(label)} came up in your previous reflection as well."
         if t.kind == "theme":
             label = theme_label(t.key)
             if t.count >= 2:
                 return f"You've written about {label} in {self._count_of(t)}."
-            return f"You wrote about {label} in your previous reflection too."
+            return f"Your previous reflection was about {label} too."
         words = _feeling_words([f for f in self.a.named_feelings if f.family == t.key])
         word = _q(words[0]) if words else t.key
         if t.count >= 2:

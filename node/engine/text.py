@@ -277,7 +277,8 @@ class _Reader:
             if i in starts or not self._name_like(tok):
                 continue
             _, norm = self._name_base(tok)
-            if not lex.is_known_word(norm):
+            # a capitalised feeling word mid-sentence is a name ("then Hope came by")
+            if not lex.is_known_word(norm) or (norm,) in lex.feelings:
                 accepted[i] = True
                 mid_names.add(norm)
         for i in starts:
