@@ -514,3 +514,12 @@ def test_fast_enough() -> None:
         compose_mirrorback(f"{entry} {i}", past)
         timings.append(time.perf_counter() - start)
     assert sorted(timings)[len(timings) // 2] < 0.005
+
+
+def test_people_are_echoed_with_their_grammar() -> None:
+    one = compose_mirrorback("My boss was short with me.")
+    many = compose_mirrorback("My kids were loud all day.")
+    assert "your boss" in one.lower() and "boss appear " not in one.lower()
+    assert "your kids" in many.lower()
+    assert "kids is " not in many.lower() and "kids appears" not in many.lower()
+    assert "does your kids" not in many.lower()

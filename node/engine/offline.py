@@ -16,6 +16,7 @@ always gets the same mirrorback.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -92,8 +93,9 @@ def _clip_around(a: Analysis, sentence: Span, focus: int, max_words: int) -> str
     return f"{'…' if first > 0 else ''}{body}{'…' if last < len(toks) - 1 else ''}"
 
 
-def _overlap(a: Span, b: Span) -> bool:
-    return a.start < b.end and b.start < a.end
+def _plural(role: str) -> bool:
+    last = role.split()[-1] if role else ""
+    return last == "children" or (last.endswith("s") and not last.endswith("ss"))
 
 
 def _person_label(p: Person) -> str:
@@ -124,17 +126,26 @@ class _Composer:
         self.voice = voice
         self.tension: Tension | None = a.tensions[0] if a.tensions else None
 
-    def _score(self, index: int) -> float:
-        s = self.a.sentences[index].span
+    def _sentence_scores(self) -> list[float]:
+        """How much of the entry each sentence carries: feelings, people, themes, keyphrases."""
+        a = self.a
+        starts = [s.span.start for s in a.sentences]
+        scores = [0.0] * len(starts)
 
-        def inside(sp: Span) -> bool:
-            return s.start <= sp.start < s.end
+        def add(at: int, weight: float) -> None:
+            scores[max(0, bisect_right(starts, at) - 1)] += weight
 
-        score = 3.0 * sum(1 for f in self.a.named_feelings if f.sentence == index)
-        score += 2.0 * sum(1 for p in self.a.people for sp in p.spans if inside(sp))
-        score += sum(1 for t in self.a.themes for sp in t.spans if inside(sp))
-        score += sum(1 for k in self.a.keyphrases[:3] if inside(k.span))
-        return score
+        for f in a.named_feelings:
+            scores[f.sentence] += 3.0
+        for p in a.people:
+            for sp in p.spans:
+                add(sp.start, 2.0)
+        for t in a.themes:
+            for sp in t.spans:
+                add(sp.start, 1.0)
+        for k in a.keyphrases[:3]:
+            add(k.span.start, 1.0)
+        return scores
 
     def opening(self) -> str | None:
         a = self.a
@@ -154,7 +165,8 @@ class _Composer:
         candidates = [i for i in candidates if not a.sentences[i].is_question]
         if not candidates:
             return None
-        best = max(candidates, key=lambda i: (self._score(i), -i))
+        scores = self._sentence_scores()
+        best = max(candidates, key=lambda i: (scores[i], -i))
         sentence = a.sentences[best].span
         focus = [f.span.start for f in a.named_feelings if f.sentence == best]
         quote = _clip_around(a, sentence, focus[0] if focus else sentence.start, MAX_QUOTE_WORDS)
@@ -203,7 +215,7 @@ class _Composer:
             return None
         labels = [_person_label(p) for p in people]
         who = _and(labels)
-        plural = len(labels) > 1 or (people[0].role or "").endswith(("s", "ren"))
+        plural = len(labels) > 1 or (people[0].name is None and _plural(people[0].role or ""))
         return self.voice.pick(
             "people",
             (
@@ -214,10 +226,13 @@ class _Composer:
         )
 
     def themes(self) -> str | None:
-        role_spans = [s for p in self.a.people if p.role for s in p.spans]
+        # characters that belong to a person already named ("my boss" → no "boss" again)
+        covered = {
+            c for p in self.a.people if p.role for s in p.spans for c in range(s.start, s.end)
+        }
         chosen: list[tuple[str, str | None]] = []
         for t in self.a.themes:
-            own = [s for s in t.spans if not any(_overlap(s, r) for r in role_spans)]
+            own = [s for s in t.spans if s.start not in covered and s.end - 1 not in covered]
             if not own:
                 continue  # only present through a person already named
             label = theme_label(t.name)
@@ -309,12 +324,14 @@ class _Composer:
                 ),
             )
         if a.people:
-            who = _person_label(a.people[0])
+            first = a.people[0]
+            who = _person_label(first)
+            does = "do" if first.name is None and _plural(first.role or "") else "does"
             return v.pick(
                 "q-person",
                 (
                     f"What is it about {who} that stays with you here?",
-                    f"What does {who} bring up in you?",
+                    f"What {does} {who} bring up in you?",
                 ),
             )
         if a.themes:

@@ -462,8 +462,9 @@ class _Reader:
         for person in people:
             if person.theme is not None and person.role is not None:
                 have = spans.setdefault(person.theme, {})
+                taken = {c for o in have.values() for c in range(o.start, o.end)}
                 for s in person.spans:
-                    if not any(o.start < s.end and s.start < o.end for o in have.values()):
+                    if s.start not in taken and s.end - 1 not in taken:
                         have[s.start] = s
         themes = [
             Theme(name, tuple(by_start[k] for k in sorted(by_start)))
