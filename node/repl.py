@@ -33,6 +33,7 @@ import logging
 import shlex
 import sys
 import threading
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -93,9 +94,12 @@ def help_text() -> str:
 
 
 def printable(text: str) -> str:
-    """*text* without control characters (but newlines and tabs), so stored text
-    can never drive the terminal."""
-    return "".join(c if c in "\n\t" or (c.isprintable() and c != "\x1b") else "?" for c in text)
+    """*text* with control characters (but newline and tab) shown as "?", so stored
+    text can never drive the terminal. Format characters (joiners, direction
+    marks) are kept: they belong to the writing."""
+    return "".join(
+        "?" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
+    )
 
 
 def plural(n: int, noun: str) -> str:

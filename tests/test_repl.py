@@ -311,7 +311,9 @@ def test_history_keeps_commands_only(tmp_path: Path) -> None:
 
 
 def test_printable_removes_terminal_controls() -> None:
-    assert printable("a\x1b[2Jb\tc\nd\x07") == "a?[2Jb\tc\nd?"
+    assert printable("a\x1b[2Jb\tc\nd\x07\x9b\r") == "a?[2Jb\tc\nd???"
+    family = "\U0001f469\u200d\U0001f467 \u200fשלום"
+    assert printable(family) == family
 
 
 def test_help_mentions_every_command_and_the_newline_key() -> None:

@@ -29,6 +29,7 @@ pytestmark = [
 ]
 
 WAIT_S = 20
+CTRL_C = "\x03"
 ROWS, COLUMNS = 30, 100
 # CSI sequences, OSC strings, charset selection and the other short escapes.
 ESCAPES = re.compile(
@@ -130,6 +131,7 @@ async def test_the_real_program_in_a_terminal(tmp_path: Path, answer_cpr: bool) 
             await terminal.expect(PROMPT.strip())
             if answer_cpr:
                 await terminal.expect("local · offline engine · 0 reflections  │  Esc-Enter")
+            await terminal.type("not this" + CTRL_C)  # drops the line, keeps the REPL
             await terminal.type(text + "\r")
             await terminal.expect("saved ")
             await terminal.expect(PROMPT.strip())  # the next prompt: the mirrorback is done
