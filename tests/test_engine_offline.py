@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 
@@ -502,18 +501,6 @@ def test_offline_engine_opens_no_socket_and_never_imports_litellm() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert done.stdout.split() == ["[]", "False"]
-
-
-def test_fast_enough() -> None:
-    entry = (CORPUS[0] * 2)[:500]
-    past = _past(["Work again, my boss and Maya, I feel tired."] * 10_000)
-    compose_mirrorback("warm up", past)
-    timings = []
-    for i in range(20):
-        start = time.perf_counter()
-        compose_mirrorback(f"{entry} {i}", past)
-        timings.append(time.perf_counter() - start)
-    assert sorted(timings)[len(timings) // 2] < 0.005
 
 
 def test_people_are_echoed_with_their_grammar() -> None:
