@@ -8,6 +8,7 @@ imported only by the commands that need them, so one-shot commands start fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -33,6 +34,11 @@ from .home import Home, setup_logging
 log = logging.getLogger("mirror.cli")
 
 Handler = Callable[[MirrorCore, argparse.Namespace, TextIO], Awaitable[int]]
+AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+# Modules that contribute commands: each has ``add_commands(add: AddCommand)``.
+# They must import only light modules at top level: every command pays for them.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- formatting
@@ -360,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("mode", cmd_mode, "show or set the mirror mode (local, hybrid, cloud)")
     p.add_argument("mode", nargs="?", choices=MIRROR_MODES)
     add("repl", cmd_repl, "start the interactive prompt (the default)")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(add)
     return parser
 
 
