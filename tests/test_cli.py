@@ -189,3 +189,22 @@ def _env(home: Path) -> dict[str, str]:
     from tests.helpers import mirror_env
 
     return mirror_env(home)
+
+
+def test_config_types_are_checked(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home_dir.mkdir(parents=True)
+    for text, expected in [
+        ('{"sync_enabled": "yes"}', "sync_enabled must be true or false"),
+        ('{"sync_listen": "nowhere"}', "sync_listen must be HOST:PORT"),
+        ('{"sync_listen": "127.0.0.1:99999"}', "port 0-65535"),
+        ('{"discovery_interfaces": "127.0.0.1"}', "must be a list"),
+        ('{"colour": "blue"}', "unknown setting 'colour'"),
+        ('{"version": 7}', "newer Mirror"),
+        ("[1, 2]", "expected a JSON object"),
+    ]:
+        (home_dir / "config.json").write_text(text)
+        status, _, err = cli(capsys, "status")
+        assert status == 1 and expected in err, (text, err)
+    (home_dir / "config.json").write_text('{"discovery_interfaces": ["127.0.0.1"]}')
+    status, out, _ = cli(capsys, "status")
+    assert status == 0
