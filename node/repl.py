@@ -108,10 +108,11 @@ def plural(n: int, noun: str) -> str:
 
 def arrival_line(arrival: Arrival, reflections: Iterable[Reflection]) -> str:
     items = list(reflections)
-    first = short_line(items[-1].text.strip().splitlines()[0] if items[-1].text.strip() else "")
+    lines = items[-1].text.strip().splitlines()
+    newest = short_line(lines[0] if lines else "")
     if len(items) == 1:
-        return f"1 reflection arrived from {arrival.source}: {first}"
-    return f"{plural(len(items), 'reflection')} arrived from {arrival.source}; newest: {first}"
+        return f"1 reflection arrived from {arrival.source}: {newest}"
+    return f"{plural(len(items), 'reflection')} arrived from {arrival.source}; newest: {newest}"
 
 
 class CommandCompleter(Completer):
@@ -278,12 +279,15 @@ class Repl:
     def say(self, text: str = "") -> None:
         self.terminal.write(printable(text) + "\n")
 
+    def status(self) -> str:
+        return (
+            f"{self.core.config.mirror_mode} · {self.core.engine.name} engine · "
+            f"{plural(self.reflections, 'reflection')}"
+        )
+
     def toolbar(self) -> str:
         """Runs in the prompt's thread: reads plain attributes only."""
-        return (
-            f" {self.core.config.mirror_mode} · {self.core.engine.name} engine · "
-            f"{plural(self.reflections, 'reflection')}  │  {KEYS_HINT}"
-        )
+        return f" {self.status()}  │  {KEYS_HINT}"
 
     async def refresh_counts(self) -> None:
         self.reflections = (await self.core.counts()).reflections
@@ -293,7 +297,7 @@ class Repl:
     async def run(self) -> None:
         await self.refresh_counts()
         self.say(f"Mirror · home {self.core.home.path}")
-        self.say(self.toolbar().split("│")[0].strip())
+        self.say(self.status())
         self.say("Type a reflection, or /help. Esc-Enter starts a new line; Ctrl-D quits.")
         while True:
             try:
@@ -315,11 +319,9 @@ class Repl:
             if text.startswith("//"):
                 await self.reflect(text[1:])
             elif text.startswith("/"):
-                name, _, rest = text[1:].partition(" ")
-                name, rest = name.strip().lower(), rest.strip()
-                if "\n" in name:
-                    name, _, more = name.partition("\n")
-                    rest = (more + " " + rest).strip()
+                words = text[1:].split(maxsplit=1)
+                name = words[0].lower() if words else ""
+                rest = words[1].strip() if len(words) > 1 else ""
                 if name in QUIT_COMMANDS:
                     return False
                 await self.command(name, rest)
@@ -339,12 +341,14 @@ class Repl:
 
     async def command(self, name: str, rest: str) -> None:
         handler = self.commands.get(name)
-        if handler is None:
+        if not name:
+            self.say("a / starts a command: type /help for the list")
+        elif handler is None:
             close = difflib.get_close_matches(name, COMMANDS, n=1, cutoff=0.6)
             hint = f"did you mean /{close[0]}? " if close else ""
             self.say(f"unknown command /{name}: {hint}type /help for the list")
-            return
-        await handler(rest)
+        else:
+            await handler(rest)
 
     # ------------------------------------------------------------------ reflecting
 

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -22,10 +23,18 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from node.core import MirrorCore, open_core
+from crdt.journal import Reflection
+from node.core import Arrival, MirrorCore, open_core
 from node.errors import UsageError
 from node.home import Home
-from node.repl import CommandCompleter, CommandHistory, help_text, printable, run_repl
+from node.repl import (
+    CommandCompleter,
+    CommandHistory,
+    arrival_line,
+    help_text,
+    printable,
+    run_repl,
+)
 
 WAIT_S = 10
 ESC_ENTER = "\x1b\r"
@@ -199,6 +208,7 @@ async def test_commands(home: Home, tmp_path: Path) -> None:
         await repl.enter(f"/export json {export}", then=f"exported 1 reflection to {export}")
         await repl.enter("/frobnicate", then="unknown command /frobnicate")
         await repl.enter("/lsit", then="did you mean /list?")
+        await repl.enter("/", then="a / starts a command")
         await repl.enter("/help", then="/export json|markdown PATH")
         repl.type("/quit\r")
         await repl.wait_done()
@@ -314,6 +324,17 @@ def test_history_keeps_commands_only(tmp_path: Path) -> None:
     for line in ["/list 5", "I am tired", "/private secret", "//etc"]:
         history.append_string(line)
     assert list(history.load_history_strings()) == ["/list 5"]
+
+
+def test_arrival_lines_show_the_newest_first_line() -> None:
+    def reflection(text: str) -> Reflection:
+        return Reflection(id="abcd" * 3, created_at=datetime.now(UTC), text=text)
+
+    arrival = Arrival((), "this device")
+    one = arrival_line(arrival, [reflection("  sleep came late\nand left early")])
+    assert one == "1 reflection arrived from this device: sleep came late"
+    two = arrival_line(arrival, [reflection("older"), reflection("newer")])
+    assert two == "2 reflections arrived from this device; newest: newer"
 
 
 def test_printable_removes_terminal_controls() -> None:
