@@ -251,7 +251,8 @@ async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     written = await write_export(core, args.format, target)
     count = await core.counts()
     where = target if args.format == "json" else f"{target}/ ({len(written)} files)"
-    print(f"exported {count.reflections} reflections to {where}", file=out)
+    noun = "reflection" if count.reflections == 1 else "reflections"
+    print(f"exported {count.reflections} {noun} to {where}", file=out)
     return 0
 
 
