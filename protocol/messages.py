@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._codec import Reader, Writer
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .keys import DIGEST_BYTES
 from .limits import (
     MAX_CATALOGUE_ENTRIES,
@@ -226,7 +226,10 @@ def encode_message(message: Message) -> bytes:
             raise LocalProtocolError(f"not a message: {message!r}")
     data = writer.getvalue()
     if len(data) > MAX_MESSAGE_BYTES:
-        raise LocalProtocolError(f"message of {len(data)} bytes is over the limit")
+        raise LocalProtocolError(
+            f"message of {len(data)} bytes does not fit in a frame (limit {MAX_MESSAGE_BYTES})",
+            CloseCode.TOO_LARGE,
+        )
     return data
 
 
