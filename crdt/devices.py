@@ -1,0 +1,155 @@
+"""The membership document: a person's devices and the sealed group secrets by epoch.
+
+One document, ``devices`` (kind ``devices``, class ``devices``), shared by the
+person's devices::
+
+    members: device_id -> {public_key (hex), name, added_at, removed_at | None}
+    epochs:  "N"       -> {created_at, created_by, sealed: device_id -> base64}
+
+``sealed`` holds the epoch's group secret sealed (X25519 sealed box) to each
+device that belongs to the group at that epoch. A removed device is not among
+them, so it can read nothing of an epoch started after its removal. No secret
+is ever in this document in the clear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from .values import check_value, format_timestamp, parse_timestamp, read_int
+
+KIND = "devices"
+DOC_ID = "devices"
+MEMBERS = "members"
+EPOCHS = "epochs"
+MAX_NAME_CHARS = 64
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    device_id: str
+    public_key: bytes
+    name: str
+    added_at: datetime
+    removed_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    created_at: datetime
+    created_by: str
+    sealed: dict[str, str]
+
+
+def _members(doc: Doc[Any]) -> Map[Any]:
+    root: Map[Any] = doc.get(MEMBERS, type=Map)
+    return root
+
+
+def _epochs(doc: Doc[Any]) -> Map[Any]:
+    root: Map[Any] = doc.get(EPOCHS, type=Map)
+    return root
+
+
+def clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise ValueError("a device needs a name")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"device names are at most {MAX_NAME_CHARS} characters")
+    check_value(name, path="name")
+    return name
+
+
+def put_device(doc: Doc[Any], record: DeviceRecord) -> None:
+    check_value(record.device_id, path="device_id")
+    entry = {
+        "public_key": record.public_key.hex(),
+        "name": clean_name(record.name),
+        "added_at": format_timestamp(record.added_at),
+        "removed_at": format_timestamp(record.removed_at) if record.removed_at else None,
+    }
+    with doc.transaction():
+        _members(doc)[record.device_id] = Map(entry)
+
+
+def mark_removed(doc: Doc[Any], device_id: str, when: datetime) -> None:
+    entry = _members(doc).get(device_id)
+    if not isinstance(entry, Map):
+        raise KeyError(device_id)
+    entry["removed_at"] = format_timestamp(when)
+
+
+def rename_device(doc: Doc[Any], device_id: str, name: str) -> None:
+    entry = _members(doc).get(device_id)
+    if not isinstance(entry, Map):
+        raise KeyError(device_id)
+    entry["name"] = clean_name(name)
+
+
+def read_devices(doc: Doc[Any]) -> list[DeviceRecord]:
+    out = []
+    data = _members(doc).to_py() or {}
+    for device_id, entry in data.items():
+        try:
+            removed = entry.get("removed_at")
+            out.append(
+                DeviceRecord(
+                    device_id=device_id,
+                    public_key=bytes.fromhex(entry["public_key"]),
+                    name=str(entry["name"]),
+                    added_at=parse_timestamp(entry["added_at"]),
+                    removed_at=parse_timestamp(removed) if isinstance(removed, str) else None,
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue  # a malformed record is ignored, never trusted
+    out.sort(key=lambda r: (r.added_at, r.device_id))
+    return out
+
+
+def put_epoch(doc: Doc[Any], record: EpochRecord) -> None:
+    if not 0 <= record.epoch < 2**53:
+        raise ValueError("epoch out of range")
+    check_value(record.sealed, path="sealed")
+    with doc.transaction():
+        _epochs(doc)[str(record.epoch)] = Map(
+            {
+                "created_at": format_timestamp(record.created_at),
+                "created_by": record.created_by,
+                "sealed": Map(dict(record.sealed)),
+            }
+        )
+
+
+def read_epochs(doc: Doc[Any]) -> list[EpochRecord]:
+    out = []
+    data = _epochs(doc).to_py() or {}
+    for key, entry in data.items():
+        try:
+            epoch = int(key)
+            sealed = entry.get("sealed") or {}
+            out.append(
+                EpochRecord(
+                    epoch=epoch,
+                    created_at=parse_timestamp(entry["created_at"]),
+                    created_by=str(entry.get("created_by", "")),
+                    sealed={str(k): str(v) for k, v in sealed.items()},
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    out.sort(key=lambda r: r.epoch)
+    return out
+
+
+_ = read_int  # epochs are stored as map keys (text), never as floats

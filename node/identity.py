@@ -1,0 +1,157 @@
+"""This device's keys: its Ed25519 device key and the group secrets it holds by epoch.
+
+Secrets live in ``keyring.json`` in the home (mode 0600, written atomically),
+never in a CRDT document: the membership document only carries each epoch's
+secret *sealed* to each device's key (see ``crdt/devices.py``).
+
+A device starts alone, in a group of one at epoch 0 created on first use.
+Pairing replaces that with the group of the device it joins. Removing a device
+starts a new epoch whose secret is sealed to the remaining devices only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+from .errors import HomeError
+
+KEYRING_NAME = "keyring.json"
+KEYRING_VERSION = 1
+SECRET_BYTES = 32
+
+
+def device_id_for(public_key: bytes) -> str:
+    """A short, stable, printable id of a device key (not secret, not a name)."""
+    return hashlib.blake2b(public_key, digest_size=8, person=b"mirror/device-id").hexdigest()
+
+
+def default_device_name() -> str:
+    try:
+        return socket.gethostname().split(".")[0][:64] or "this device"
+    except OSError:
+        return "this device"
+
+
+@dataclass
+class Keyring:
+    """Secrets of this device. Create with :func:`load_keyring`."""
+
+    path: Path
+    device_seed: bytes
+    device_name: str
+    epochs: dict[int, bytes] = field(default_factory=dict)
+
+    # -------------------------------------------------------------- device
+
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        return nacl.signing.SigningKey(self.device_seed)
+
+    @property
+    def device_public(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def device_id(self) -> str:
+        return device_id_for(self.device_public)
+
+    # -------------------------------------------------------------- group
+
+    @property
+    def epoch(self) -> int:
+        return max(self.epochs)
+
+    @property
+    def group_secret(self) -> bytes:
+        return self.epochs[self.epoch]
+
+    def adopt_group(self, epochs: dict[int, bytes]) -> None:
+        """Replace this device's group with the one it joined."""
+        if not epochs or any(len(s) != SECRET_BYTES for s in epochs.values()):
+            raise ValueError("a group needs at least one 32-byte secret")
+        self.epochs = dict(epochs)
+        self.save()
+
+    def add_epoch(self, epoch: int, secret: bytes) -> None:
+        if len(secret) != SECRET_BYTES:
+            raise ValueError("group secrets are 32 bytes")
+        self.epochs[epoch] = secret
+        self.save()
+
+    # -------------------------------------------------------------- sealing
+
+    def seal_to(self, public_key: bytes, secret: bytes) -> str:
+        """Seal *secret* to a device's Ed25519 public key (X25519 sealed box)."""
+        curve = nacl.signing.VerifyKey(public_key).to_curve25519_public_key()
+        return base64.b64encode(nacl.public.SealedBox(curve).encrypt(secret)).decode("ascii")
+
+    def open_sealed(self, sealed: str) -> bytes | None:
+        """Open a secret sealed to this device; ``None`` if it is not ours or damaged."""
+        try:
+            data = base64.b64decode(sealed, validate=True)
+            private = self.signing_key.to_curve25519_private_key()
+            secret = nacl.public.SealedBox(private).decrypt(data)
+        except (ValueError, nacl.exceptions.CryptoError):
+            return None
+        return secret if len(secret) == SECRET_BYTES else None
+
+    # -------------------------------------------------------------- persistence
+
+    def save(self) -> None:
+        data = {
+            "version": KEYRING_VERSION,
+            "device_seed": self.device_seed.hex(),
+            "device_name": self.device_name,
+            "epochs": {str(e): s.hex() for e, s in sorted(self.epochs.items())},
+        }
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+def load_keyring(home_path: Path, *, create: bool = True) -> Keyring:
+    """This device's keyring; created (device key + a group of one) on first use."""
+    path = home_path / KEYRING_NAME
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not create:
+            raise HomeError(f"{path}: no keyring (this device has no keys yet)") from None
+        ring = Keyring(
+            path=path,
+            device_seed=os.urandom(32),
+            device_name=default_device_name(),
+            epochs={0: os.urandom(SECRET_BYTES)},
+        )
+        ring.save()
+        return ring
+    except OSError as exc:
+        raise HomeError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.stat().st_mode & 0o077:
+        raise HomeError(f"{path}: readable by others; run: chmod 600 {path}")
+    try:
+        data = json.loads(raw)
+        if data.get("version") != KEYRING_VERSION:
+            raise ValueError(f"unknown keyring version {data.get('version')!r}")
+        seed = bytes.fromhex(data["device_seed"])
+        epochs = {int(e): bytes.fromhex(s) for e, s in data["epochs"].items()}
+        name = str(data["device_name"])
+        if len(seed) != 32 or not epochs or any(len(s) != 32 for s in epochs.values()):
+            raise ValueError("wrong key sizes")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise HomeError(f"{path}: damaged keyring ({exc})") from None
+    return Keyring(path=path, device_seed=seed, device_name=name, epochs=epochs)

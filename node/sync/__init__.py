@@ -1,0 +1,1 @@
+"""Sync between a person's devices: group membership, sessions, the sync service."""

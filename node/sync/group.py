@@ -1,0 +1,168 @@
+"""The person's group of devices: the keyring (secrets, local) plus the membership
+document (public keys and sealed epoch secrets, synced among the devices).
+
+Who may authenticate is decided here: a device key is known while its record
+in the membership document is not removed. Removing a device starts a new
+epoch whose secret is sealed to each remaining device only; devices that were
+offline pick the new secret up from the membership document the next time
+they sync (they may still handshake at the previous epoch to get it — a
+removed device cannot, because its key is no longer known).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from crdt import DocStore, StoredDoc, SyncClass
+from crdt.devices import (
+    DOC_ID,
+    KIND,
+    DeviceRecord,
+    EpochRecord,
+    mark_removed,
+    put_device,
+    put_epoch,
+    read_devices,
+    read_epochs,
+)
+from crdt.values import utc_now
+from protocol import Credentials
+
+from ..errors import MirrorError
+from ..identity import Keyring, device_id_for
+
+log = logging.getLogger("mirror.group")
+
+
+class KnownDevices:
+    """A live ``Container[bytes]`` of the group's current device keys.
+
+    The handshake consults it for every session, so a removal takes effect for
+    the next session at once. It is refreshed from the membership document
+    (never read inside a pycrdt callback: :meth:`Group.refresh` is called after).
+    """
+
+    def __init__(self) -> None:
+        self._keys: frozenset[bytes] = frozenset()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def replace(self, keys: frozenset[bytes]) -> None:
+        self._keys = keys
+
+
+@dataclass(frozen=True)
+class Member:
+    record: DeviceRecord
+    is_self: bool
+
+
+class Group:
+    """Membership and keys of this device's group."""
+
+    def __init__(self, keyring: Keyring, stored: StoredDoc) -> None:
+        self.keyring = keyring
+        self.stored = stored
+        self.known = KnownDevices()
+        self.refresh()
+
+    @classmethod
+    async def open(cls, store: DocStore, keyring: Keyring) -> Group:
+        stored = await store.open_doc(DOC_ID, kind=KIND, sync_class=SyncClass.DEVICES)
+        group = cls(keyring, stored)
+        if keyring.device_id not in {r.device_id for r in read_devices(stored.doc)}:
+            group.add_device(keyring.device_public, keyring.device_name)
+        return group
+
+    # -------------------------------------------------------------- reading
+
+    def members(self) -> list[Member]:
+        me = self.keyring.device_id
+        return [Member(r, r.device_id == me) for r in read_devices(self.stored.doc)]
+
+    def active(self) -> list[DeviceRecord]:
+        return [r for r in read_devices(self.stored.doc) if r.active]
+
+    def find(self, ref: str) -> DeviceRecord:
+        ref = ref.strip().lower()
+        matches = [
+            r for r in read_devices(self.stored.doc)
+            if r.device_id.startswith(ref) or r.name.lower() == ref
+        ]
+        if not matches:
+            raise MirrorError(f"no device {ref!r} (see: mirror devices)")
+        if len(matches) > 1:
+            raise MirrorError(f"{ref!r} matches {len(matches)} devices; give more of the id")
+        return matches[0]
+
+    def credentials(self, epoch: int | None = None) -> Credentials:
+        chosen = self.keyring.epoch if epoch is None else epoch
+        return Credentials(
+            device_seed=self.keyring.device_seed,
+            group_secret=self.keyring.epochs[chosen],
+            epoch=chosen,
+            known_devices=self.known,
+        )
+
+    def refresh(self) -> list[int]:
+        """Re-read membership; adopt epoch secrets sealed to this device. Returns
+        the epochs newly learned."""
+        records = read_devices(self.stored.doc)
+        self.known.replace(frozenset(r.public_key for r in records if r.active))
+        learned = []
+        me = self.keyring.device_id
+        for epoch in read_epochs(self.stored.doc):
+            if epoch.epoch in self.keyring.epochs or me not in epoch.sealed:
+                continue
+            secret = self.keyring.open_sealed(epoch.sealed[me])
+            if secret is None:
+                log.warning("epoch %d: the secret sealed to this device does not open", epoch.epoch)
+                continue
+            self.keyring.add_epoch(epoch.epoch, secret)
+            learned.append(epoch.epoch)
+        if self.removed_self():
+            log.warning("this device was removed from its group")
+        return learned
+
+    def removed_self(self) -> bool:
+        me = self.keyring.device_id
+        return any(r.device_id == me and not r.active for r in read_devices(self.stored.doc))
+
+    # -------------------------------------------------------------- changing
+
+    def add_device(self, public_key: bytes, name: str) -> DeviceRecord:
+        record = DeviceRecord(device_id_for(public_key), public_key, name, utc_now())
+        put_device(self.stored.doc, record)
+        self.refresh()
+        return record
+
+    def remove_device(self, ref: str) -> tuple[DeviceRecord, int]:
+        """Mark a device removed and start a new epoch sealed to the others."""
+        record = self.find(ref)
+        if record.device_id == self.keyring.device_id:
+            raise MirrorError("this is the device you are on; remove it from another device")
+        if not record.active:
+            raise MirrorError(f"{record.name} ({record.device_id}) was already removed")
+        new_epoch = max([self.keyring.epoch, *[e.epoch for e in read_epochs(self.stored.doc)]]) + 1
+        secret = os.urandom(32)
+        remaining = [r for r in self.active() if r.device_id != record.device_id]
+        sealed = {r.device_id: self.keyring.seal_to(r.public_key, secret) for r in remaining}
+        with self.stored.doc.transaction():
+            mark_removed(self.stored.doc, record.device_id, utc_now())
+            put_epoch(
+                self.stored.doc,
+                EpochRecord(new_epoch, utc_now(), self.keyring.device_id, sealed),
+            )
+        self.keyring.add_epoch(new_epoch, secret)
+        self.refresh()
+        return record, new_epoch
