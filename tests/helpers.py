@@ -41,3 +41,59 @@ def file_fingerprint(path: Path) -> tuple[str, int, int]:
     data = path.read_bytes()
     st = path.stat()
     return hashlib.sha256(data).hexdigest(), st.st_size, st.st_mtime_ns
+
+
+class MirrorProcess:
+    """A long-running ``mirror`` command (serve, pair) started from a trio test."""
+
+    def __init__(self, process: object, first_line: str) -> None:
+        self.process = process
+        self.first_line = first_line
+
+    @property
+    def json(self) -> dict[str, object]:
+        import json
+
+        data = json.loads(self.first_line)
+        assert isinstance(data, dict)
+        return data
+
+
+async def start_mirror(home: Path, *args: str, deadline_s: float = 30) -> MirrorProcess:
+    """Start ``mirror ARGS`` and return once it printed its first line."""
+    import trio
+
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "node.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mirror_env(home),
+        cwd=REPO,
+    )
+    assert process.stdout is not None
+    buffer = b""
+    with trio.fail_after(deadline_s):
+        while b"\n" not in buffer:
+            chunk = await process.stdout.receive_some(4096)
+            if not chunk:
+                err = b""
+                if process.stderr is not None:
+                    err = await process.stderr.receive_some(4096)
+                raise AssertionError(f"mirror {args[0]} exited early: {err.decode()!r}")
+            buffer += chunk
+    return MirrorProcess(process, buffer.split(b"\n", 1)[0].decode())
+
+
+async def stop_mirror(proc: MirrorProcess, deadline_s: float = 15) -> int:
+    """SIGTERM a started command and wait for it; returns its exit status."""
+    import signal
+
+    import trio
+
+    process = proc.process
+    if process.returncode is None:  # type: ignore[attr-defined]
+        process.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+    with trio.fail_after(deadline_s):
+        status: int = await process.wait()  # type: ignore[attr-defined]
+    return status

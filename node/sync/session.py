@@ -195,6 +195,20 @@ class SyncSession:
             pass
         self._send.close()
 
+    def push(self, message: Update) -> None:
+        """Send *message* now (a whole document that appeared meanwhile)."""
+        if not self.handshake_done.is_set() or self._closing:
+            return
+        try:
+            self._queue(self.conn.send(message))
+            self.stats.updates_out += 1
+        except LocalProtocolError as exc:
+            log.warning("update for %s not sent: %s", message.doc_id, exc)
+
+    def pending(self) -> int:
+        """Sealed frames waiting to be written."""
+        return self._send.statistics().current_buffer_used
+
     # ------------------------------------------------------------------ reading
 
     async def _reader(self, scope: trio.CancelScope) -> None:

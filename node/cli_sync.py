@@ -1,0 +1,374 @@
+"""Sync commands: serve, pair, join, devices, share, sync status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+import trio
+
+from .config import parse_host_port
+from .errors import ConfigError, MirrorError, UsageError
+
+if TYPE_CHECKING:
+    from .core import MirrorCore
+    from .sync.group import Group
+
+log = logging.getLogger("mirror.cli")
+
+AddCommand = Callable[..., argparse.ArgumentParser]
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _network_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="where to listen (default from config: sync_listen, 0.0.0.0:0)")
+    p.add_argument("--discovery-interface", action="append", metavar="IP", dest="interfaces",
+                   help="announce and browse on this interface address only (repeatable); "
+                   "default: the LAN interfaces")
+    p.add_argument("--no-discovery", action="store_true",
+                   help="do not use LAN discovery (also: discovery=false in the config)")
+
+
+def _address(text: str, what: str) -> tuple[str, int]:
+    try:
+        return parse_host_port(text, what=what)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _listen(core: MirrorCore, args: argparse.Namespace) -> tuple[str, int]:
+    return _address(args.listen or core.config.sync_listen, "--listen")
+
+
+def _interfaces(core: MirrorCore, args: argparse.Namespace) -> list[str] | None:
+    if args.no_discovery or not core.config.discovery:
+        return None
+    chosen = args.interfaces or list(core.config.discovery_interfaces)
+    return chosen or []  # [] = the LAN interfaces
+
+
+async def _group(core: MirrorCore) -> Group:
+    from .identity import load_keyring
+    from .sync.group import Group
+
+    ring = await trio.to_thread.run_sync(load_keyring, core.home.path)
+    return await Group.open(core.store, ring)
+
+
+@asynccontextmanager
+async def _discovery(
+    group: Group, port: int, interfaces: list[str] | None
+) -> AsyncIterator[Any]:
+    """Advertise this device's rotating tag and report peers; a no-op without discovery."""
+    if interfaces is None:
+        yield None
+        return
+    from protocol import discovery_tag
+
+    from .discovery import open_discovery
+
+    def tag_for_hour(hour: int) -> bytes:
+        return discovery_tag(group.keyring.group_secret, group.keyring.epoch, hour)
+
+    async with open_discovery(
+        interfaces=interfaces or None, port=port, tag_for_hour=tag_for_hour, clock=time.time
+    ) as disc:
+        yield disc
+
+
+async def _until_signal(cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            cancel.cancel()
+            return
+
+
+def _when(seconds: object) -> str:
+    if not isinstance(seconds, int | float) or not seconds:
+        return "never"
+    return datetime.fromtimestamp(seconds, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from .sync.service import SyncService
+
+    group = await _group(core)
+    peers = [_address(p, "--peer") for p in args.peer or ()]
+
+    def arrived(session: Any, stored: Any) -> None:
+        log.info("update for %s from %s", stored.doc_id, session.peer_device_id)
+
+    service = SyncService(core, group, listen=_listen(core, args), peers=peers,
+                          on_arrival=arrived)
+    interfaces = _interfaces(core, args)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(service.run)
+        host = service.listen[0]
+        if args.json:
+            print(json.dumps({"address": f"{host}:{port}", "device_id":
+                              group.keyring.device_id}), file=out, flush=True)
+        else:
+            print(f"serving on {host}:{port} as {group.keyring.device_name} "
+                  f"({group.keyring.device_id}); Ctrl-C stops", file=out, flush=True)
+        nursery.start_soon(_until_signal, nursery.cancel_scope)
+        async with _discovery(group, port, interfaces) as disc:
+            if disc is not None:
+                async for peer in disc.found():
+                    service.dial((peer.host, peer.port))
+            else:
+                await trio.sleep_forever()
+    print("stopped", file=out, flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- pair / join
+
+
+async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+
+    from protocol.pairing import new_pairing_code
+
+    from .sync.pairing import PAIRING_TIMEOUT_S, PairerState, pairing_hint, serve_pairing_attempt
+
+    group = await _group(core)
+    state = PairerState(code=new_pairing_code(os.urandom), done=trio.Event())
+    host, port = _listen(core, args)
+    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    port = listeners[0].socket.getsockname()[1]
+    address = f"{host}:{port}"
+    timeout = args.timeout if args.timeout is not None else PAIRING_TIMEOUT_S
+    if args.json:
+        print(json.dumps({"code": state.code, "address": address}), file=out, flush=True)
+    else:
+        print(f"Pairing code: {state.code}", file=out)
+        print(f"On the other device run: mirror join {state.code}"
+              f"   (or: mirror join {state.code} --address {address})", file=out)
+        print(f"Waiting up to {timeout:.0f} s …", file=out, flush=True)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        if state.done is not None and state.done.is_set():
+            await stream.aclose()
+            return
+        await serve_pairing_attempt(group, state, stream)
+
+    with trio.move_on_after(timeout):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, handle, listeners)
+            nursery.start_soon(_until_signal, nursery.cancel_scope)
+            interfaces = _interfaces(core, args)
+            if interfaces is not None:
+                from .discovery import advertise_pairing
+
+                nursery.start_soon(
+                    _advertise, advertise_pairing, interfaces, port, pairing_hint(state.code)
+                )
+            assert state.done is not None
+            await state.done.wait()
+            nursery.cancel_scope.cancel()
+    if state.joined is not None:
+        await core.store.wait_durable()
+        print(f"paired with {state.joined.name or 'a new device'}", file=out)
+        return 0
+    if state.failure:
+        raise MirrorError(state.failure)
+    raise MirrorError("no device joined in time; the code is void (run mirror pair again)")
+
+
+async def _advertise(advertise: Any, interfaces: list[str], port: int, hint: bytes) -> None:
+    async with advertise(interfaces=interfaces or None, port=port, pairing_tag=hint):
+        await trio.sleep_forever()
+
+
+async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from protocol import LocalProtocolError
+    from protocol.pairing import normalize_pairing_code
+
+    from .sync.pairing import join, pairing_hint
+
+    try:
+        normalize_pairing_code(args.code)
+    except LocalProtocolError as exc:
+        raise UsageError(f"{args.code!r} is {exc}") from None
+    group = await _group(core)
+    others = [r for r in group.active() if r.device_id != group.keyring.device_id]
+    if others and not args.force:
+        raise MirrorError(
+            f"this device is already in a group with {len(others)} other device(s); "
+            "pass --force to leave it for the new one"
+        )
+    timeout = args.timeout or 60.0
+    if args.address:
+        host, port = _address(args.address, "--address")
+    else:
+        interfaces = _interfaces(core, args)
+        if interfaces is None:
+            raise UsageError("with discovery off, give the pairing device: --address HOST:PORT")
+        from .discovery import find_pairing
+
+        peer = await find_pairing(interfaces or None, pairing_hint(args.code), timeout_s=timeout)
+        host, port = peer.host, peer.port
+    try:
+        with trio.fail_after(timeout):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        raise MirrorError(f"cannot reach the pairing device at {host}:{port} ({exc})") from None
+    name = args.name or group.keyring.device_name
+    result = await join(group, args.code, stream, name)
+    await core.store.wait_durable()
+    print(f"joined: this device is now in a group of {len(result.group.devices)} devices",
+          file=out)
+    return 0
+
+
+# --------------------------------------------------------------------------- devices, share, status
+
+
+async def cmd_devices(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from .sync.service import read_status
+
+    group = await _group(core)
+    if args.action == "remove":
+        if not args.id:
+            raise UsageError("which device? mirror devices remove ID")
+        record = group.find(args.id)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("pass --yes to remove a device without asking")
+            answer = await trio.to_thread.run_sync(
+                input, f"Remove {record.name} ({record.device_id})? [y/N] "
+            )
+            if answer.strip().lower() not in {"y", "yes"}:
+                print("kept", file=out)
+                return 1
+        removed, epoch = group.remove_device(args.id)
+        await core.store.wait_durable()
+        print(f"removed {removed.name} ({removed.device_id}); the group is now at epoch {epoch}",
+              file=out)
+        return 0
+    status = read_status(core.home.path) or {}
+    seen = {p.get("device_id"): p for p in status.get("peers", []) if isinstance(p, dict)}
+    rows = []
+    for member in group.members():
+        r = member.record
+        peer = seen.get(r.device_id, {})
+        rows.append({
+            "device_id": r.device_id,
+            "name": r.name,
+            "this_device": member.is_self,
+            "active": r.active,
+            "added_at": r.added_at.isoformat(),
+            "removed_at": r.removed_at.isoformat() if r.removed_at else None,
+            "last_seen": peer.get("last_seen"),
+            "address": peer.get("address"),
+        })
+    if args.json:
+        json.dump(rows, out, indent=1)
+        out.write("\n")
+        return 0
+    for row in rows:
+        mark = "*" if row["this_device"] else " "
+        state = "" if row["active"] else "  (removed)"
+        seen_text = "this device" if row["this_device"] else f"last seen {_when(row['last_seen'])}"
+        where = f" at {row['address']}" if row["address"] else ""
+        print(f"{mark} {row['device_id']}  {row['name']:<20} {seen_text}{where}{state}", file=out)
+    return 0
+
+
+async def cmd_share(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from crdt import SyncClass
+
+    from .sync.catalogue import is_local_only
+
+    target = SyncClass.parse(args.sync_class)
+    if target is SyncClass.COMMONS:
+        raise UsageError("documents go to the Commons by publishing, not by sharing")
+    if args.what == "journal":
+        changed = await core.set_journal_class(target)
+        print(f"journal: {target.value} ({len(changed)} shards changed); "
+              "private reflections stay on this device", file=out)
+        return 0
+    info = core.store.info(args.what)
+    if info is None:
+        raise MirrorError(f"no document {args.what!r} (see: mirror sync status --json)")
+    if target is not SyncClass.LOCAL and is_local_only(info.doc_id):
+        raise MirrorError(f"{info.doc_id} is local by nature and cannot be shared")
+    await core.store.set_sync_class(info.doc_id, target)
+    print(f"{info.doc_id}: {target.value}", file=out)
+    return 0
+
+
+async def cmd_sync(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from crdt import SyncClass
+
+    from .sync.service import read_status
+
+    status = read_status(core.home.path)
+    shared = [i.doc_id for i in core.store.documents() if i.sync_class is SyncClass.DEVICES]
+    data = {
+        "sync_enabled": core.config.sync_enabled,
+        "serving": bool(status and status.get("running")),
+        "listening": (status or {}).get("listening"),
+        "pending": (status or {}).get("pending", 0),
+        "peers": (status or {}).get("peers", []),
+        "shared_documents": shared,
+    }
+    if args.json:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+        return 0
+    if data["serving"]:
+        print(f"serving on {data['listening']}; {data['pending']} frames pending", file=out)
+    else:
+        print("not serving (start it with: mirror serve)", file=out)
+    print(f"{len(shared)} documents shared with your devices", file=out)
+    for peer in data["peers"]:
+        state = "connected" if peer.get("connected") else "offline"
+        print(f"  {peer.get('name') or peer.get('device_id')}: {state}, "
+              f"last sync {_when(peer.get('last_sync'))}", file=out)
+    return 0
+
+
+def add_commands(add: AddCommand) -> None:
+    p = add("serve", cmd_serve, "run this node headless: listen, discover, sync")
+    _network_options(p)
+    p.add_argument("--peer", action="append", metavar="HOST:PORT",
+                   help="also keep a session with this address (repeatable)")
+    p.add_argument("--json", action="store_true", help='print {"address": …} first')
+    p = add("pair", cmd_pair, "show a short code that lets another device join")
+    _network_options(p)
+    p.add_argument("--json", action="store_true", help='print {"code": …, "address": …} first')
+    p.add_argument("--timeout", type=float, metavar="S", help="how long the code stays valid")
+    p = add("join", cmd_join, "join the group of a device that shows a pairing code")
+    p.add_argument("code", help="the code shown by mirror pair")
+    _network_options(p)
+    p.add_argument("--address", metavar="HOST:PORT", help="the pairing device's address")
+    p.add_argument("--name", help="this device's name (default: the host name)")
+    p.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    p.add_argument("--force", action="store_true", help="leave a group this device is in")
+    p = add("devices", cmd_devices, "list the devices of your group, or remove one")
+    p.add_argument("action", nargs="?", choices=("list", "remove"), default="list")
+    p.add_argument("id", nargs="?", help="device id (or a unique prefix, or its name)")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("share", cmd_share, "opt a document in or out of syncing with your devices")
+    p.add_argument("what", help="journal, or a document id")
+    p.add_argument("--class", dest="sync_class", required=True, choices=("devices", "local"),
+                   help="devices: synced among your devices; local: this device only")
+    p = add("sync", cmd_sync, "show sync status: peers, last sync, pending")
+    p.add_argument("action", nargs="?", choices=("status",), default="status")
+    p.add_argument("--json", action="store_true", help="print JSON")

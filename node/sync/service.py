@@ -1,0 +1,422 @@
+"""The sync service: listener, dialer with backoff, sessions, and what ties them
+to the store and to discovery. ``mirror serve`` runs it headless; the REPL runs
+it in the background when ``sync_enabled`` is on.
+
+Theory of operation
+-------------------
+* The listener accepts TCP connections; the first bytes say whether a peer
+  opens a session or a pairing (``protocol.pairing.classify_opening``). Pairing
+  is only served while :meth:`SyncService.allow_pairing` holds a code.
+* Peers to dial come from discovery (a tag only this person's devices
+  recognise) and from ``--peer`` addresses. Each address has one dialer that
+  reconnects with exponential backoff (capped, jittered) while it is wanted.
+* Two devices that dial each other at once get two sessions; both sides keep
+  the one initiated by the device with the smaller key, so they agree without
+  talking. A session with ourselves (our own advertisement) is dropped.
+* A refresh loop picks up what other processes wrote to the home (a one-shot
+  ``mirror reflect``): their changes to loaded documents reach the sessions
+  through the store's listeners; new shareable documents are loaded and sent
+  whole; a change of sync class restarts the sessions so catalogues are rebuilt.
+* The service writes ``sync-status.json`` in the home (peers, last sync,
+  pending) for ``mirror sync status`` and ``mirror devices`` in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crdt import DocInfo, StoredDoc, SyncClass
+from protocol import INITIATOR, RESPONDER, RemoteProtocolError, Update
+from protocol.pairing import classify_opening
+
+from ..core import MirrorCore
+from .catalogue import offerable
+from .group import Group
+from .session import SessionError, SyncSession
+
+log = logging.getLogger("mirror.sync")
+
+STATUS_FILE = "sync-status.json"
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+REFRESH_INTERVAL_S = 0.25
+STATUS_INTERVAL_S = 1.0
+OPENING_TIMEOUT_S = 10.0
+
+PairingHandler = Callable[[trio.SocketStream, bytes], Awaitable[None]]
+
+
+@dataclass
+class PeerStatus:
+    device_id: str
+    name: str = ""
+    address: str = ""
+    connected: bool = False
+    connected_at: float | None = None
+    last_seen: float | None = None  # wall clock (time.time) of the last byte
+    last_sync: float | None = None
+    updates_in: int = 0
+    updates_out: int = 0
+
+
+@dataclass
+class SyncStatistics:
+    listening: str = ""
+    sessions: int = 0
+    sessions_total: int = 0
+    sessions_failed: int = 0
+    updates_in: int = 0
+    updates_out: int = 0
+    peers: dict[str, PeerStatus] = field(default_factory=dict)
+
+
+class SyncService:
+    def __init__(
+        self,
+        core: MirrorCore,
+        group: Group,
+        *,
+        listen: tuple[str, int],
+        peers: Iterable[tuple[str, int]] = (),
+        classes: Iterable[SyncClass] = (SyncClass.DEVICES,),
+        on_arrival: Callable[[SyncSession, StoredDoc], None] | None = None,
+        wall_clock: Callable[[], float] | None = None,
+    ) -> None:
+        import time
+
+        self.core = core
+        self.store = core.store
+        self.group = group
+        self.listen = listen
+        self.classes = tuple(classes)
+        self._static_peers = list(peers)
+        self._on_arrival = on_arrival
+        self._wall = wall_clock or time.time
+        self.sessions: dict[str, SyncSession] = {}  # by peer device id
+        self.stats = SyncStatistics()
+        self._dialing: set[tuple[str, int]] = set()
+        self._self_addresses: set[tuple[str, int]] = set()
+        self._pairing: PairingHandler | None = None
+        self._nursery: trio.Nursery | None = None
+        self.port = 0
+        self._status_dirty = True
+        self._known_classes: dict[str, SyncClass] = {}
+        self.changed = trio.Event()  # set whenever a session starts, ends or catches up
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial, refresh; ``nursery.start`` returns the listening port."""
+        await self._preload()
+        host, port = self.listen
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        self.port = listeners[0].socket.getsockname()[1]
+        self.stats.listening = f"{host}:{self.port}"
+        self._self_addresses.add((host, self.port))
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(trio.serve_listeners, self._accept, listeners)
+            nursery.start_soon(self._refresh_loop)
+            nursery.start_soon(self._status_loop)
+            for address in self._static_peers:
+                self.dial(address)
+            task_status.started(self.port)
+
+    def dial(self, address: tuple[str, int]) -> None:
+        """Keep a session with *address* (reconnecting with backoff) from now on."""
+        if address in self._dialing or address in self._self_addresses or self._nursery is None:
+            return
+        self._dialing.add(address)
+        self._nursery.start_soon(self._dial_forever, address)
+
+    def allow_pairing(self, handler: PairingHandler | None) -> None:
+        """Serve pairing openings on the listener with *handler* (None: refuse them)."""
+        self._pairing = handler
+
+    async def _preload(self) -> None:
+        # Loaded documents receive other processes' changes (and so the sessions
+        # hear of them); documents nobody loaded would change silently.
+        for info in offerable(self.store, self.classes):
+            await self.store.open_doc(info.doc_id, kind=info.kind, create=False)
+        self._known_classes = {i.doc_id: i.sync_class for i in self.store.documents()}
+
+    # ------------------------------------------------------------------ connections
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        address = _peer_name(stream)
+        try:
+            with trio.fail_after(OPENING_TIMEOUT_S):
+                opening = b""
+                kind = None
+                while kind is None:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        await stream.aclose()
+                        return
+                    opening += chunk
+                    kind = classify_opening(opening)
+        except (trio.TooSlowError, RemoteProtocolError, trio.BrokenResourceError, OSError) as exc:
+            log.info("dropped a connection from %s: %s", address, exc)
+            with trio.move_on_after(1):
+                await stream.aclose()
+            return
+        if kind == "pairing":
+            if self._pairing is None:
+                log.info("pairing attempt from %s while not pairing: refused", address)
+                await stream.aclose()
+                return
+            await self._pairing(stream, opening)
+            return
+        await self._run_session(_Prefixed(stream, opening), RESPONDER, address)
+
+    async def _dial_forever(self, address: tuple[str, int]) -> None:
+        backoff = BACKOFF_MIN_S
+        rng = random.Random()
+        try:
+            while True:
+                started = trio.current_time()
+                try:
+                    with trio.fail_after(CONNECT_TIMEOUT_S):
+                        stream = await trio.open_tcp_stream(*address)
+                except (OSError, trio.TooSlowError) as exc:
+                    log.debug("cannot reach %s:%d: %s", *address, exc)
+                else:
+                    name = f"{address[0]}:{address[1]}"
+                    result = await self._run_session(stream, INITIATOR, name)
+                    if result == "self":
+                        self._self_addresses.add(address)
+                        return
+                    if result == "duplicate":
+                        backoff = BACKOFF_MAX_S / 4
+                    if trio.current_time() - started > 30:
+                        backoff = BACKOFF_MIN_S
+                await trio.sleep(backoff * (0.75 + rng.random() / 2))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            self._dialing.discard(address)
+
+    async def _run_session(self, stream: trio.abc.Stream, role: Any, address: str) -> str:
+        session = SyncSession(
+            self.store,
+            self.group,
+            stream,
+            role,
+            address=address,
+            classes=self.classes,
+            on_update=self._arrived,
+        )
+        self.stats.sessions_total += 1
+        outcome = "ended"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._supervise, session)
+            try:
+                await session.run()
+            except SessionError as exc:
+                self.stats.sessions_failed += 1
+                log.info("session with %s ended: %s", session.peer_device_id or address, exc)
+            finally:
+                nursery.cancel_scope.cancel()
+        peer = session.peer_device_id
+        if peer and peer == self.group.keyring.device_id:
+            outcome = "self"
+        elif peer and self.sessions.get(peer) is not session and session.handshake_done.is_set():
+            outcome = "duplicate"
+        if peer and self.sessions.get(peer) is session:
+            del self.sessions[peer]
+            status = self.stats.peers.get(peer)
+            if status is not None:
+                status.connected = False
+        self.stats.sessions = len(self.sessions)
+        self._touch()
+        return outcome
+
+    async def _supervise(self, session: SyncSession) -> None:
+        """Register a session once authenticated; resolve duplicates; track catch-up."""
+        await session.handshake_done.wait()
+        peer = session.peer_device_id
+        if peer == self.group.keyring.device_id:
+            session.close_soon("this is myself")
+            return
+        existing = self.sessions.get(peer)
+        if existing is not None and existing is not session:
+            if _keep_first(existing, session, self.group.keyring.device_public):
+                session.close_soon("duplicate session")
+                return
+            existing.close_soon("duplicate session")
+        self.sessions[peer] = session
+        self.stats.sessions = len(self.sessions)
+        status = self.stats.peers.setdefault(peer, PeerStatus(peer))
+        status.connected = True
+        status.address = session.stats.address
+        status.connected_at = self._wall()
+        status.name = self._name_of(peer)
+        self._touch()
+        await session.caught_up.wait()
+        status.last_sync = self._wall()
+        self._touch()
+        while True:  # keep last_seen and counters fresh while the session lives
+            await trio.sleep(STATUS_INTERVAL_S)
+            status.last_seen = self._wall() - (trio.current_time() - session.stats.last_received_at)
+            if session.stats.updates_in != status.updates_in:
+                status.last_sync = status.last_seen
+            status.updates_in = session.stats.updates_in
+            status.updates_out = session.stats.updates_out
+
+    def _arrived(self, session: SyncSession, stored: StoredDoc) -> None:
+        self.stats.updates_in += 1
+        self._touch()
+        if self._on_arrival is not None:
+            self._on_arrival(session, stored)
+
+    def _name_of(self, device_id: str) -> str:
+        for record in self.group.active():
+            if record.device_id == device_id:
+                return record.name
+        return ""
+
+    # ------------------------------------------------------------------ other processes
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await trio.sleep(REFRESH_INTERVAL_S)
+            result = await self.store.refresh()
+            await self._pick_up(result.new_documents)
+            if result.changed and self.group.stored.doc_id in result.changed:
+                self.group.refresh()
+
+    async def _pick_up(self, new_documents: Iterable[DocInfo]) -> None:
+        restart = False
+        for info in self.store.documents():
+            before = self._known_classes.get(info.doc_id)
+            if before is not None and before != info.sync_class:
+                restart = True
+            self._known_classes[info.doc_id] = info.sync_class
+        for info in new_documents:
+            if info.sync_class not in self.classes:
+                continue
+            if info.doc_id not in {i.doc_id for i in offerable(self.store, self.classes)}:
+                continue
+            stored = await self.store.open_doc(info.doc_id, kind=info.kind, create=False)
+            whole = stored.doc.get_update()
+            for session in list(self.sessions.values()):
+                session.push(Update(info.doc_id, info.sync_class.value, whole))
+        if restart:
+            log.info("a document changed sync class: restarting sessions")
+            for session in list(self.sessions.values()):
+                session.close_soon("catalogue changed")
+
+    # ------------------------------------------------------------------ status
+
+    def _touch(self) -> None:
+        self._status_dirty = True
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def _status_loop(self) -> None:
+        path = self.core.home.path / STATUS_FILE
+        while True:
+            if self._status_dirty:
+                self._status_dirty = False
+                await trio.to_thread.run_sync(write_status, path, self.status())
+            await trio.sleep(STATUS_INTERVAL_S)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "device_id": self.group.keyring.device_id,
+            "listening": self.stats.listening,
+            "updated_at": self._wall(),
+            "sessions": self.stats.sessions,
+            "updates_in": self.stats.updates_in,
+            "pending": sum(s.pending() for s in self.sessions.values()),
+            "peers": [vars(p) for p in self.stats.peers.values()],
+        }
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(status, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def read_status(home_path: Path) -> dict[str, Any] | None:
+    """The status a running ``mirror serve`` last wrote, or None if none is running."""
+    path = home_path / STATUS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    pid = data.get("pid")
+    running = isinstance(pid, int) and _alive(pid)
+    data["running"] = running
+    return data
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _keep_first(existing: SyncSession, new: SyncSession, my_key: bytes) -> bool:
+    """Both ends agree: keep the session initiated by the device with the smaller key."""
+    def initiator_key(session: SyncSession) -> bytes:
+        return my_key if session.role is INITIATOR else (session.peer_key or b"")
+
+    a, b = initiator_key(existing), initiator_key(new)
+    if a == b:
+        return False  # same initiator: the newer one replaces a stale one
+    return a < b
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+class _Prefixed(trio.abc.HalfCloseableStream):
+    """A stream whose first bytes were already read (to classify the opening)."""
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
