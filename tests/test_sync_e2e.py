@@ -8,6 +8,7 @@ from pathlib import Path
 import trio
 
 from tests.helpers import REPO, mirror_env, start_mirror, stop_mirror
+from tests.sync_helpers import wait_for
 
 LOOPBACK = ["--listen", "127.0.0.1:0", "--no-discovery"]
 
@@ -30,6 +31,10 @@ async def listed(home: Path) -> list[str]:
     status, out, err = await mirror(home, "list", "--json")
     assert status == 0, err
     return [r["text"] for r in json.loads(out)]
+
+
+async def has(home: Path, text: str) -> bool:
+    return text in await listed(home)
 
 
 async def pair(a: Path, b: Path) -> None:
@@ -59,13 +64,9 @@ async def test_pair_serve_and_sync_between_processes(tmp_path: Path) -> None:
         assert status == 0, err
         status, _, err = await mirror(a, "reflect", "--private", "PRIVATE-CANARY on the laptop")
         assert status == 0, err
-        with trio.fail_after(30):
-            while "hello from the laptop" not in await listed(b):
-                await trio.sleep(0.1)
+        await wait_for(lambda: has(b, "hello from the laptop"), deadline_s=30)
         status, _, _ = await mirror(b, "reflect", "and back from the phone")
-        with trio.fail_after(30):
-            while "and back from the phone" not in await listed(a):
-                await trio.sleep(0.1)
+        await wait_for(lambda: has(a, "and back from the phone"), deadline_s=30)
         assert "PRIVATE-CANARY on the laptop" not in await listed(b)
         status, out, _ = await mirror(b, "sync", "status", "--json")
         state = json.loads(out)
