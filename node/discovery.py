@@ -1,0 +1,650 @@
+"""LAN discovery of a person's other devices over zeroconf (mDNS/DNS-SD).
+
+Theory of operation: each node advertises one ``_mirror._tcp.local.`` service
+whose TXT record holds a *tag* that rotates every hour and is derived from the
+group secret by the caller (``tag_for_hour``). Instance and server names are
+random per registration, so nothing advertised is stable across hours and
+nothing names the device or the person. A browser resolves every instance of
+the type and reports only those whose tag equals ``tag_for_hour(h)`` for ``h``
+within one hour of the local clock. At each hour boundary the node registers a
+fresh instance with the new tag and withdraws the old one.
+
+A pairing device advertises a separate instance whose TXT holds
+``pairing=<hex tag>`` (derived from the pairing code by the caller);
+:func:`find_pairing` looks for it.
+
+zeroconf runs on its own threads: every call into it goes through
+``trio.to_thread.run_sync`` and the browser's callbacks hop into trio through
+the trio token. Liveness is not decided here (sessions use heartbeats);
+removals are reported when they arrive.
+
+Errors::
+
+    DiscoveryError          zeroconf could not start, register or browse (one line)
+    └── PairingNotFound     no pairing advertisement with that tag in time
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import trio
+from zeroconf import (
+    DNSQuestionType,
+    InterfaceChoice,
+    IPVersion,
+    ServiceBrowser,
+    ServiceInfo,
+    ServiceStateChange,
+    Zeroconf,
+)
+from zeroconf import Error as ZeroconfError
+
+log = logging.getLogger(__name__)
+
+SERVICE_TYPE = "_mirror._tcp.local."
+PROTOCOL_VERSION = 1
+SECONDS_PER_HOUR = 3600
+MAX_TAG_BYTES = 64  # hex in one TXT string: well under its 255-byte limit
+MAX_TRACKED_SERVICES = 256  # instances of our type followed at once
+MAX_QUEUED_EVENTS = 256  # per subscriber; more are dropped and counted
+MAX_CONCURRENT_RESOLVES = 8
+MAX_OWN_NAMES = 16  # our recent instance names, ignored when browsed
+RESOLVE_TIMEOUT_S = 2.0
+CLOSE_TIMEOUT_S = 5.0
+REGISTER_RETRY_S = 60.0
+
+TagForHour = Callable[[int], bytes]
+Clock = Callable[[], float]
+
+
+class DiscoveryError(Exception):
+    """zeroconf failed; the message is one line for the person."""
+
+
+class PairingNotFound(DiscoveryError):
+    pass
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """Where a recognised device listens; ``tag_hour`` is the hour whose tag
+    matched (None for a pairing advertisement)."""
+
+    host: str
+    port: int
+    tag_hour: int | None
+
+
+@dataclass(frozen=True)
+class PeerFound:
+    peer: PeerAddress
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    peer: PeerAddress
+
+
+PeerEvent = PeerFound | PeerLost
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """The records this node currently publishes (for tests and diagnostics)."""
+
+    instance_name: str
+    server: str
+    port: int
+    properties: dict[str, str]
+    tag_hour: int | None
+
+
+@dataclass(frozen=True)
+class DiscoveryStatistics:
+    peers: int
+    tracked_services: int
+    advertised_tag_hour: int | None
+    registrations: int
+    registration_failures: int
+    services_rejected: int
+    resolve_failures: int
+    events_dropped: int
+
+
+# --- pure parts -------------------------------------------------------------
+
+
+def hour_of(unix_time: float) -> int:
+    return int(unix_time // SECONDS_PER_HOUR)
+
+
+def seconds_until_next_hour(unix_time: float) -> float:
+    return (hour_of(unix_time) + 1) * SECONDS_PER_HOUR - unix_time
+
+
+def match_tag(advertised: bytes, now: float, tag_for_hour: TagForHour) -> int | None:
+    """The hour (current, previous or next, for clock skew) whose tag equals
+    ``advertised``, or None."""
+    current = hour_of(now)
+    for hour in (current, current - 1, current + 1):
+        if hmac.compare_digest(advertised, tag_for_hour(hour)):
+            return hour
+    return None
+
+
+def _parse_hex(value: str | None) -> bytes | None:
+    if value is None or len(value) > 2 * MAX_TAG_BYTES:
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
+
+
+def _check_tag(tag: bytes) -> None:
+    if not 0 < len(tag) <= MAX_TAG_BYTES:
+        raise DiscoveryError(f"a discovery tag must be 1 to {MAX_TAG_BYTES} bytes")
+
+
+def _random_label() -> str:
+    # Fresh per registration: a name must not link two hours of one device.
+    return secrets.token_hex(8)
+
+
+# --- zeroconf boundary --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _zeroconf_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (ZeroconfError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DiscoveryError(f"discovery could not {action}: {detail}") from exc
+
+
+def _lan_addresses() -> list[str]:
+    import ifaddr
+
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback:
+                found.append(ip.ip)
+    return sorted(set(found))
+
+
+def _ip_addresses(values: Sequence[str]) -> list[str]:
+    try:
+        return [str(ipaddress.ip_address(v)) for v in values]
+    except ValueError as exc:
+        raise DiscoveryError(f"discovery needs IP addresses: {exc}") from None
+
+
+def _advertised_addresses(
+    interfaces: Sequence[str] | None, addresses: Sequence[str] | None
+) -> list[str]:
+    if addresses is not None:
+        return _ip_addresses(addresses)
+    if interfaces is None:
+        return _lan_addresses()
+    return _ip_addresses(interfaces)
+
+
+async def _open_zeroconf(interfaces: Sequence[str] | None) -> Zeroconf:
+    choice = InterfaceChoice.All if interfaces is None else list(interfaces)
+    version = IPVersion.V4Only if interfaces is None else None
+    with _zeroconf_errors("start"):
+        zc: Zeroconf = await trio.to_thread.run_sync(
+            lambda: Zeroconf(interfaces=choice, ip_version=version)
+        )
+    return zc
+
+
+def _close_zeroconf(
+    zc: Zeroconf, browser: ServiceBrowser | None, infos: Sequence[ServiceInfo]
+) -> None:
+    # Runs on a worker thread; every step is attempted so one failure does not
+    # leave sockets open.
+    if browser is not None:
+        with contextlib.suppress(Exception):
+            browser.cancel()
+    for info in infos:
+        with contextlib.suppress(Exception):
+            zc.unregister_service(info)
+    zc.close()
+
+
+async def _close_bounded(
+    zc: Zeroconf, browser: ServiceBrowser | None, infos: Sequence[ServiceInfo]
+) -> None:
+    with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True) as scope:
+        try:
+            await trio.to_thread.run_sync(
+                _close_zeroconf, zc, browser, list(infos), abandon_on_cancel=True
+            )
+        except Exception:
+            log.warning("discovery: closing zeroconf failed", exc_info=True)
+    if scope.cancelled_caught:
+        log.warning("discovery: closing zeroconf took over %s s; abandoned", CLOSE_TIMEOUT_S)
+
+
+def _service_info(properties: dict[str, str], port: int, addresses: Sequence[str]) -> ServiceInfo:
+    label = _random_label()
+    return ServiceInfo(
+        SERVICE_TYPE,
+        f"{label}.{SERVICE_TYPE}",
+        port=port,
+        properties=properties,
+        server=f"{label}.local.",
+        parsed_addresses=list(addresses),
+    )
+
+
+def _advertisement_of(info: ServiceInfo, tag_hour: int | None) -> Advertisement:
+    props = {k: v or "" for k, v in info.decoded_properties.items()}
+    return Advertisement(info.name, info.server or "", info.port or 0, props, tag_hour)
+
+
+async def _register(zc: Zeroconf, info: ServiceInfo) -> None:
+    with _zeroconf_errors("advertise"):
+        # Names are random, so probing for conflicts only costs time.
+        await trio.to_thread.run_sync(
+            lambda: zc.register_service(info, cooperating_responders=True)
+        )
+
+
+async def _unregister(zc: Zeroconf, info: ServiceInfo) -> None:
+    with _zeroconf_errors("withdraw an advertisement"):
+        await trio.to_thread.run_sync(zc.unregister_service, info)
+
+
+def _pick_host(info: ServiceInfo) -> str | None:
+    v4 = info.parsed_addresses(IPVersion.V4Only)
+    if v4:
+        return str(v4[0])
+    any_version = info.parsed_addresses()
+    return str(any_version[0]) if any_version else None
+
+
+def _unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+        return group.exceptions[0]
+    return None
+
+
+# --- the browser --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Match:
+    tag_hour: int | None  # None for a pairing advertisement
+
+
+# Decides from a resolved instance's TXT whether it is ours (None: it is not).
+Classifier = Callable[[dict[str, str | None]], _Match | None]
+
+
+class Discovery:
+    """Handle returned by :func:`open_discovery` (and used by :func:`find_pairing`)."""
+
+    def __init__(self, zc: Zeroconf, classify: Classifier) -> None:
+        self._zc = zc
+        self._classify = classify
+        self._token = trio.lowlevel.current_trio_token()
+        self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bool]](
+            MAX_TRACKED_SERVICES
+        )
+        self._resolve_limiter = trio.CapacityLimiter(MAX_CONCURRENT_RESOLVES)
+        self._latest: dict[str, int] = {}  # instance name -> generation of last event
+        self._generation = 0
+        self._peers: dict[str, PeerAddress] = {}
+        self._tags: dict[str, bytes] = {}  # instance name -> tag, for re-checks at rotation
+        # Our own instances (current and recent), never reported as peers.
+        self._own: deque[str] = deque(maxlen=MAX_OWN_NAMES)
+        self._changed = trio.Event()
+        self._subscribers: list[trio.MemorySendChannel[PeerEvent]] = []
+        self._advertised: ServiceInfo | None = None
+        self._advertised_hour: int | None = None
+        self._registrations = 0
+        self._registration_failures = 0
+        self._rejected = 0
+        self._resolve_failures = 0
+        self._dropped = 0
+
+    # -- public --
+
+    def peers(self) -> list[PeerAddress]:
+        """The matching devices currently known, in discovery order."""
+        return list(self._peers.values())
+
+    async def wait_peer(
+        self, predicate: Callable[[PeerAddress], bool] | None = None
+    ) -> PeerAddress:
+        """Wait until a matching peer (satisfying ``predicate``) is known; bound
+        it with ``trio.fail_after``."""
+        while True:
+            for peer in self._peers.values():
+                if predicate is None or predicate(peer):
+                    return peer
+            await self._changed.wait()
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[PeerEvent]]:
+        """A channel of PeerFound/PeerLost events, starting with a PeerFound for
+        every peer already known. A subscriber that falls more than
+        MAX_QUEUED_EVENTS behind loses events (counted in statistics)."""
+        send, receive = trio.open_memory_channel[PeerEvent](MAX_QUEUED_EVENTS)
+        for peer in self._peers.values():
+            send.send_nowait(PeerFound(peer))
+        self._subscribers.append(send)
+        try:
+            with receive:
+                yield receive
+        finally:
+            self._subscribers.remove(send)
+            send.close()
+
+    def advertisement(self) -> Advertisement | None:
+        if self._advertised is None:
+            return None
+        return _advertisement_of(self._advertised, self._advertised_hour)
+
+    def statistics(self) -> DiscoveryStatistics:
+        return DiscoveryStatistics(
+            peers=len(self._peers),
+            tracked_services=len(self._latest),
+            advertised_tag_hour=self._advertised_hour,
+            registrations=self._registrations,
+            registration_failures=self._registration_failures,
+            services_rejected=self._rejected,
+            resolve_failures=self._resolve_failures,
+            events_dropped=self._dropped,
+        )
+
+    # -- zeroconf side (browser thread) --
+
+    def _on_state_change_threadsafe(
+        self,
+        zeroconf: Zeroconf,
+        service_type: str,
+        name: str,
+        state_change: ServiceStateChange,
+    ) -> None:
+        removed = state_change is ServiceStateChange.Removed
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(self._on_state_change, name, removed)
+
+    # -- trio side --
+
+    def _on_state_change(self, name: str, removed: bool) -> None:
+        try:
+            self._incoming_send.send_nowait((name, removed))
+        except trio.WouldBlock:
+            self._dropped += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # shutting down: the browser may still report until it is cancelled
+
+    async def _run_browser_events(self) -> None:
+        async with trio.open_nursery() as nursery, self._incoming:
+            async for name, removed in self._incoming:
+                if name in self._own:
+                    continue
+                self._generation += 1
+                if removed:
+                    self._latest.pop(name, None)
+                    self._forget(name)
+                    continue
+                if name not in self._latest and len(self._latest) >= MAX_TRACKED_SERVICES:
+                    self._dropped += 1
+                    continue
+                self._latest[name] = self._generation
+                nursery.start_soon(self._resolve, name, self._generation)
+
+    async def _resolve(self, name: str, generation: int) -> None:
+        def request() -> ServiceInfo | None:
+            info = ServiceInfo(SERVICE_TYPE, name)
+            ok = info.request(self._zc, RESOLVE_TIMEOUT_S * 1000, question_type=DNSQuestionType.QM)
+            return info if ok else None
+
+        async with self._resolve_limiter:
+            try:
+                info = await trio.to_thread.run_sync(request, abandon_on_cancel=True)
+            except (ZeroconfError, OSError, AssertionError):
+                info = None
+        if self._latest.get(name) != generation:
+            return  # superseded by a later event for this name
+        if info is None:
+            self._resolve_failures += 1
+            return
+        self._consider(name, info)
+
+    def _consider(self, name: str, info: ServiceInfo) -> None:
+        match = self._classify(info.decoded_properties)
+        host = _pick_host(info)
+        if match is None or host is None or not info.port:
+            self._rejected += 1
+            self._forget(name)
+            return
+        peer = PeerAddress(host, info.port, match.tag_hour)
+        tag = _parse_hex(info.decoded_properties.get("tag"))
+        if tag is not None:
+            self._tags[name] = tag
+        if self._peers.get(name) == peer:
+            return
+        if name in self._peers:
+            self._emit(PeerLost(self._peers.pop(name)))
+        self._peers[name] = peer
+        self._emit(PeerFound(peer))
+
+    def _forget(self, name: str) -> None:
+        self._tags.pop(name, None)
+        peer = self._peers.pop(name, None)
+        if peer is not None:
+            self._emit(PeerLost(peer))
+
+    def _emit(self, event: PeerEvent) -> None:
+        for send in self._subscribers:
+            try:
+                send.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError):
+                self._dropped += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _recheck(self, now: float, tag_for_hour: TagForHour) -> None:
+        """At rotation: drop peers whose tag fell out of the ±1 hour window."""
+        for name, tag in list(self._tags.items()):
+            if match_tag(tag, now, tag_for_hour) is None:
+                self._forget(name)
+
+    # -- advertising --
+
+    async def _advertise(self, info: ServiceInfo, tag_hour: int | None) -> None:
+        """Publish ``info``, then withdraw the previous advertisement."""
+        self._own.append(info.name)
+        try:
+            await _register(self._zc, info)
+        except DiscoveryError:
+            self._registration_failures += 1
+            raise
+        previous, self._advertised, self._advertised_hour = self._advertised, info, tag_hour
+        self._registrations += 1
+        if previous is not None:
+            try:
+                await _unregister(self._zc, previous)
+            except DiscoveryError:
+                log.warning("discovery: withdrawing the previous tag failed", exc_info=True)
+
+    async def _rotate_forever(
+        self, port: int, addresses: Sequence[str], tag_for_hour: TagForHour, clock: Clock
+    ) -> None:
+        while True:
+            await trio.sleep(max(seconds_until_next_hour(clock()), 0.001))
+            now = clock()
+            hour = hour_of(now)
+            if hour == self._advertised_hour:
+                continue  # woke a little early by the injected clock
+            self._recheck(now, tag_for_hour)
+            info = _service_info(_group_properties(tag_for_hour(hour)), port, addresses)
+            try:
+                await self._advertise(info, hour)
+            except DiscoveryError as exc:
+                log.warning("discovery: re-advertising failed: %s", exc)
+                await trio.sleep(min(REGISTER_RETRY_S, seconds_until_next_hour(clock())))
+
+    def _current_infos(self) -> list[ServiceInfo]:
+        return [self._advertised] if self._advertised is not None else []
+
+
+def _group_properties(tag: bytes) -> dict[str, str]:
+    _check_tag(tag)
+    return {"v": str(PROTOCOL_VERSION), "tag": tag.hex()}
+
+
+def _pairing_properties(tag: bytes) -> dict[str, str]:
+    _check_tag(tag)
+    return {"v": str(PROTOCOL_VERSION), "pairing": tag.hex()}
+
+
+def _group_classifier(tag_for_hour: TagForHour, clock: Clock) -> Classifier:
+    def classify(props: dict[str, str | None]) -> _Match | None:
+        tag = _parse_hex(props.get("tag"))
+        if tag is None or props.get("v") != str(PROTOCOL_VERSION):
+            return None
+        hour = match_tag(tag, clock(), tag_for_hour)
+        return None if hour is None else _Match(hour)
+
+    return classify
+
+
+def _pairing_classifier(pairing_tag: bytes) -> Classifier:
+    def classify(props: dict[str, str | None]) -> _Match | None:
+        tag = _parse_hex(props.get("pairing"))
+        if tag is None or not hmac.compare_digest(tag, pairing_tag):
+            return None
+        return _Match(None)
+
+    return classify
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    interfaces: Sequence[str] | None, classify: Classifier, browse: bool
+) -> AsyncIterator[tuple[Discovery, trio.Nursery]]:
+    """Zeroconf + (optionally) a browser; everything torn down on exit, also on
+    cancellation, within CLOSE_TIMEOUT_S."""
+    zc = await _open_zeroconf(interfaces)
+    disc: Discovery | None = None
+    browser: ServiceBrowser | None = None
+    try:
+        disc = Discovery(zc, classify)
+        try:
+            async with trio.open_nursery() as nursery:
+                if browse:
+                    nursery.start_soon(disc._run_browser_events)
+                    with _zeroconf_errors("browse"):
+                        browser = await trio.to_thread.run_sync(
+                            lambda: ServiceBrowser(
+                                zc,
+                                SERVICE_TYPE,
+                                handlers=[disc._on_state_change_threadsafe],
+                                question_type=DNSQuestionType.QM,
+                            )
+                        )
+                yield disc, nursery
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Callers see their own exception (or ours), not a group of one.
+            single = _unwrap_single(group)
+            if single is None:
+                raise
+            raise single from None
+    finally:
+        await _close_bounded(zc, browser, disc._current_infos() if disc else [])
+
+
+@contextlib.asynccontextmanager
+async def open_discovery(
+    *,
+    interfaces: Sequence[str] | None,
+    port: int,
+    tag_for_hour: TagForHour,
+    clock: Clock,
+    addresses: Sequence[str] | None = None,
+) -> AsyncIterator[Discovery]:
+    """Advertise this node's rotating tag and browse for the same person's devices.
+
+    ``interfaces``: IP addresses to bind mDNS to (tests: ``["127.0.0.1"]``), or
+    None for all LAN interfaces. ``port``: the sync listener's port.
+    ``tag_for_hour(hour)`` with ``hour = int(unix_time // 3600)`` gives the
+    group's tag; ``clock()`` gives unix time. ``addresses`` to advertise default
+    to ``interfaces`` (or the LAN addresses).
+    """
+    advertised = _advertised_addresses(interfaces, addresses)
+    async with _running(interfaces, _group_classifier(tag_for_hour, clock), True) as (
+        disc,
+        nursery,
+    ):
+        hour = hour_of(clock())
+        info = _service_info(_group_properties(tag_for_hour(hour)), port, advertised)
+        await disc._advertise(info, hour)
+        nursery.start_soon(disc._rotate_forever, port, advertised, tag_for_hour, clock)
+        yield disc
+
+
+@contextlib.asynccontextmanager
+async def advertise_pairing(
+    *,
+    interfaces: Sequence[str] | None,
+    port: int,
+    pairing_tag: bytes,
+    addresses: Sequence[str] | None = None,
+) -> AsyncIterator[Advertisement]:
+    """Advertise a pairing listener on ``port`` until the block ends."""
+    advertised = _advertised_addresses(interfaces, addresses)
+    info = _service_info(_pairing_properties(pairing_tag), port, advertised)
+    async with _running(interfaces, _pairing_classifier(pairing_tag), False) as (disc, _):
+        await disc._advertise(info, None)
+        yield _advertisement_of(info, None)
+
+
+async def find_pairing(
+    interfaces: Sequence[str] | None, pairing_tag: bytes, *, timeout_s: float
+) -> PeerAddress:
+    """The address of a device advertising ``pairing_tag``; PairingNotFound
+    when none answers within ``timeout_s``."""
+    _check_tag(pairing_tag)
+    async with _running(interfaces, _pairing_classifier(pairing_tag), True) as (disc, _):
+        with trio.move_on_after(timeout_s):
+            return await disc.wait_peer()
+    raise PairingNotFound(f"no pairing device answered within {timeout_s:g} s")
+
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "SERVICE_TYPE",
+    "Advertisement",
+    "Discovery",
+    "DiscoveryError",
+    "DiscoveryStatistics",
+    "PairingNotFound",
+    "PeerAddress",
+    "PeerEvent",
+    "PeerFound",
+    "PeerLost",
+    "advertise_pairing",
+    "find_pairing",
+    "hour_of",
+    "match_tag",
+    "open_discovery",
+    "seconds_until_next_hour",
+]
