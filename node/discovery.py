@@ -60,6 +60,12 @@ MAX_OWN_NAMES = 16  # our recent instance names, ignored when browsed
 RESOLVE_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 5.0
 REGISTER_RETRY_S = 60.0
+# Wake this often to re-check the hour: the monotonic clock behind trio.sleep
+# stops during suspend, and the wall clock may be corrected meanwhile.
+ROTATION_CHECK_S = 300.0
+# Short record TTLs, so a device that vanished without goodbye (crash, lost
+# network) ages out of caches in minutes rather than zeroconf's 75 minutes.
+RECORD_TTL_S = 120
 
 TagForHour = Callable[[int], bytes]
 Clock = Callable[[], float]
@@ -246,6 +252,8 @@ def _service_info(properties: dict[str, str], port: int, addresses: Sequence[str
         properties=properties,
         server=f"{label}.local.",
         parsed_addresses=list(addresses),
+        host_ttl=RECORD_TTL_S,
+        other_ttl=RECORD_TTL_S,
     )
 
 
@@ -488,11 +496,12 @@ class Discovery:
         self, port: int, addresses: Sequence[str], tag_for_hour: TagForHour, clock: Clock
     ) -> None:
         while True:
-            await trio.sleep(max(seconds_until_next_hour(clock()), 0.001))
+            until_boundary = seconds_until_next_hour(clock())
+            await trio.sleep(max(min(until_boundary, ROTATION_CHECK_S), 0.001))
             now = clock()
             hour = hour_of(now)
             if hour == self._advertised_hour:
-                continue  # woke a little early by the injected clock
+                continue  # a periodic check, or woke a little early
             self._recheck(now, tag_for_hour)
             info = _service_info(_group_properties(tag_for_hour(hour)), port, addresses)
             try:

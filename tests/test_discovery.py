@@ -259,6 +259,12 @@ async def test_a_bad_interface_is_one_line_discovery_error() -> None:
     assert "\n" not in str(info.value)
 
 
+async def test_an_error_in_the_block_comes_out_as_itself() -> None:
+    with pytest.raises(KeyError):
+        async with node(new_group()):
+            raise KeyError("mine")
+
+
 # --- privacy ------------------------------------------------------------------
 
 MDNS_GROUP = "224.0.0.251"
@@ -321,8 +327,7 @@ async def test_advertised_records_carry_no_name_and_no_stable_id(
             # Names travel as DNS labels: look for the label itself.
             await wait_until(
                 lambda: all(
-                    any(ad.instance_name.split(".")[0].encode() in p for p in packets)
-                    for ad in ads
+                    any(ad.instance_name.split(".")[0].encode() in p for p in packets) for ad in ads
                 )
             )
             nursery.cancel_scope.cancel()
