@@ -127,11 +127,16 @@ async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
                   f"({group.keyring.device_id}); Ctrl-C stops", file=out, flush=True)
         nursery.start_soon(_until_signal, nursery.cancel_scope)
         async with _discovery(group, port, interfaces) as disc:
-            if disc is not None:
-                async for peer in disc.found():
-                    service.dial((peer.host, peer.port))
-            else:
+            if disc is None:
                 await trio.sleep_forever()
+            from .discovery import PeerFound
+
+            with disc.subscribe() as events:
+                for peer in disc.peers():
+                    service.dial((peer.host, peer.port))
+                async for event in events:
+                    if isinstance(event, PeerFound):
+                        service.dial((event.peer.host, event.peer.port))
     print("stopped", file=out, flush=True)
     return 0
 

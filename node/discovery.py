@@ -47,6 +47,8 @@ from zeroconf import (
 )
 from zeroconf import Error as ZeroconfError
 
+from .errors import MirrorError
+
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_mirror._tcp.local."
@@ -71,7 +73,7 @@ TagForHour = Callable[[int], bytes]
 Clock = Callable[[], float]
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(MirrorError):
     """zeroconf failed; the message is one line for the person."""
 
 

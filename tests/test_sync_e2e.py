@@ -94,3 +94,30 @@ async def test_wrong_code_fails_cleanly_on_both_sides(tmp_path: Path) -> None:
     assert len(json.loads(out)) == 1, "nothing was added on the pairing side"
     status, out, _ = await mirror(b, "devices", "--json")
     assert len(json.loads(out)) == 1, "nothing was added on the joining side"
+
+
+DISCOVER = ["--listen", "127.0.0.1:0", "--discovery-interface", "127.0.0.1"]
+
+
+async def test_pair_and_sync_through_discovery_on_loopback(tmp_path: Path) -> None:
+    """No addresses given: the devices find each other by their rotating tag."""
+    a, b = tmp_path / "desk", tmp_path / "tablet"
+    pairing = await start_mirror(a, "pair", "--json", *DISCOVER, "--timeout", "60")
+    code = str(pairing.json["code"])
+    status, out, err = await mirror(b, "join", code, "--discovery-interface", "127.0.0.1",
+                                    "--timeout", "30")
+    assert status == 0, err
+    with trio.fail_after(30):
+        assert await pairing.process.wait() == 0  # type: ignore[attr-defined]
+    for home in (a, b):
+        status, _, err = await mirror(home, "share", "journal", "--class", "devices")
+        assert status == 0, err
+    serve_a = await start_mirror(a, "serve", "--json", *DISCOVER)
+    serve_b = await start_mirror(b, "serve", "--json", *DISCOVER)
+    try:
+        status, _, err = await mirror(a, "reflect", "found you without an address")
+        assert status == 0, err
+        await wait_for(lambda: has(b, "found you without an address"), deadline_s=30)
+    finally:
+        assert await stop_mirror(serve_b) == 0
+        assert await stop_mirror(serve_a) == 0
