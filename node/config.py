@@ -11,16 +11,23 @@ may use a remote model API with the person's own key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
 MIRROR_MODES = ("local", "hybrid", "cloud")
 ENGINE_MODES = ("offline", "local_llm", "remote_llm")
+ENGINE_EXTRACTIONS = ("offline", "llm")
+DEFAULT_LOCAL_MODEL = "ollama_chat/llama3.2"
+DEFAULT_LOCAL_API_BASE = "http://127.0.0.1:11434"
+DEFAULT_REMOTE_MODEL = "openai/gpt-4o-mini"
+MAX_ENGINE_TIMEOUT_S = 600.0
 CONFIG_VERSION = 1
 
 
@@ -33,6 +40,26 @@ class Config:
     sync_listen: str = "0.0.0.0:0"
     discovery: bool = True
     discovery_interfaces: tuple[str, ...] = ()
+    # Engine (see `mirror engine --help`): the model behind local_llm / remote_llm.
+    # Empty model / api_base mean the defaults of the engine mode (effective_model).
+    engine_model: str = ""
+    engine_api_base: str = ""
+    engine_timeout_s: float = 30.0
+    engine_fallback: bool = True  # offline mirrorback when the model cannot answer
+    engine_extraction: str = "offline"  # "llm": the model adds to the offline findings
+    engine_key_file: str = ""  # remote_llm key file (default: HOME/llm.key); never the key
+
+    @property
+    def effective_model(self) -> str:
+        if self.engine_model:
+            return self.engine_model
+        return DEFAULT_REMOTE_MODEL if self.engine_mode == "remote_llm" else DEFAULT_LOCAL_MODEL
+
+    @property
+    def effective_api_base(self) -> str:
+        if self.engine_api_base or self.engine_mode != "local_llm":
+            return self.engine_api_base
+        return DEFAULT_LOCAL_API_BASE
 
     def validate(self) -> Config:
         if self.mirror_mode not in MIRROR_MODES:
@@ -51,6 +78,7 @@ class Config:
         for address in self.discovery_interfaces:
             if not isinstance(address, str) or not address:
                 raise ConfigError(f"discovery_interfaces must be IP addresses (got {address!r})")
+        self._validate_engine()
         if self.engine_mode == "remote_llm" and self.mirror_mode != "cloud":
             raise ConfigError(
                 "engine_mode remote_llm needs mirror_mode cloud "
@@ -58,8 +86,66 @@ class Config:
             )
         return self
 
+    def _validate_engine(self) -> None:
+        model = self.engine_model
+        if not isinstance(model, str) or len(model) > 200 or any(
+            c.isspace() or not c.isprintable() for c in model
+        ):
+            raise ConfigError(f"engine_model must be a model name like ollama_chat/llama3.2 "
+                              f"(got {model!r})")
+        base = self.engine_api_base
+        if not isinstance(base, str):
+            raise ConfigError(f"engine_api_base must be text (got {base!r})")
+        if base:
+            parts = urlsplit(base)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"engine_api_base must be an http(s) URL like {DEFAULT_LOCAL_API_BASE} "
+                    f"(got {base!r})"
+                )
+        timeout = self.engine_timeout_s
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_ENGINE_TIMEOUT_S
+        ):
+            raise ConfigError(
+                f"engine_timeout_s must be a number of seconds in (0, {MAX_ENGINE_TIMEOUT_S:g}] "
+                f"(got {timeout!r})"
+            )
+        if not isinstance(self.engine_fallback, bool):
+            raise ConfigError(f"engine_fallback must be true or false "
+                              f"(got {self.engine_fallback!r})")
+        if self.engine_extraction not in ENGINE_EXTRACTIONS:
+            raise ConfigError(f"engine_extraction must be one of {', '.join(ENGINE_EXTRACTIONS)} "
+                              f"(got {self.engine_extraction!r})")
+        if not isinstance(self.engine_key_file, str):
+            raise ConfigError(f"engine_key_file must be a path (got {self.engine_key_file!r})")
+        if (
+            self.engine_mode == "local_llm"
+            and self.mirror_mode == "local"
+            and not is_loopback_or_lan(self.effective_api_base)
+        ):
+            raise ConfigError(
+                f"in local mode the model server must be on this machine or the LAN "
+                f"(got {self.effective_api_base!r}); use a loopback or LAN address, "
+                "or choose another mode"
+            )
+
     def with_changes(self, **changes: Any) -> Config:
         return replace(self, **changes).validate()
+
+
+def is_loopback_or_lan(url: str) -> bool:
+    """Whether *url* names this machine or the local network (decided without DNS)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith((".local", ".lan", ".home.arpa")):
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
 
 
 def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:

@@ -22,7 +22,8 @@ from crdt.values import utc_now
 
 from .config import Config
 from .engine.base import Engine, MirrorbackRequest
-from .engine.registry import engine_for
+from .engine.registry import engine_for, enricher_for
+from .engine.understanding import Understanding
 from .home import Home
 
 log = logging.getLogger("mirror.core")
@@ -58,6 +59,8 @@ class MirrorCore:
         share = settings.get(JOURNAL_CLASS_SETTING, SyncClass.LOCAL.value)
         self.journal = Journal(store, share_class=SyncClass.parse(str(share)))
         self.engine: Engine = engine_for(config, home)
+        self.understanding = Understanding(store, self.journal)
+        self.understanding.enricher = enricher_for(config, home)
 
     # ------------------------------------------------------------------ reflecting
 
@@ -69,8 +72,10 @@ class MirrorCore:
         private: bool = False,
         at: datetime | None = None,
     ) -> Reflection:
-        """Save a reflection; returns once it is on disk."""
-        return await self.journal.add(text, tags=tags, private=private, created_at=at)
+        """Save a reflection and learn from it; returns once both are on disk."""
+        reflection = await self.journal.add(text, tags=tags, private=private, created_at=at)
+        await self.understanding.on_reflection(reflection)
+        return reflection
 
     async def past_for(
         self, reflection: Reflection, limit: int = PAST_FOR_ENGINE

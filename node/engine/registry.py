@@ -1,19 +1,97 @@
-"""Choosing the engine that the config asks for."""
+"""Choosing the engine that the config asks for.
+
+``offline`` is built in. ``local_llm`` and ``remote_llm`` are ``LLMEngine``s
+(node/llm) with the offline engine behind them; building one imports neither
+litellm nor anything heavy — that happens on the first model call. The API
+key of ``remote_llm`` is read at call time, never here, never stored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from crdt.journal import Reflection
+
 from .base import Engine
+from .extract import Extraction
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..home import Home
+    from ..llm.client import LLMTarget
+
+
+def llm_target(config: Config, home: Home) -> LLMTarget:
+    """Where the configured model is; for ``remote_llm`` this reads the key."""
+    from ..llm.client import LLMTarget
+    from ..llm.keys import resolve_api_key
+
+    remote = config.engine_mode == "remote_llm"
+    key = resolve_api_key(home.path, config.engine_key_file) if remote else ""
+    return LLMTarget(
+        model=config.effective_model,
+        api_base=config.effective_api_base,
+        timeout_s=float(config.engine_timeout_s),
+        api_key=key,
+        remote=remote,
+    )
 
 
 def engine_for(config: Config, home: Home) -> Engine:
-    """The engine for *config*. Only ``offline`` exists so far; the LLM engines
-    fall back to it until they are configured (issue: the reflection engine)."""
-    from .offline import OfflineEngine
+    """The engine for *config*."""
+    if config.engine_mode == "offline":
+        from .offline import OfflineEngine
 
-    return OfflineEngine()
+        return OfflineEngine()
+    from ..llm.engine import LLMEngine
+
+    return LLMEngine(
+        config.engine_mode,
+        lambda: llm_target(config, home),
+        model=config.effective_model,
+        prompts_dir=home.prompts_dir,
+        fallback=config.engine_fallback,
+        remote=config.engine_mode == "remote_llm",
+    )
+
+
+def enricher_for(
+    config: Config, home: Home
+) -> Callable[[Reflection, Extraction], Awaitable[Extraction]] | None:
+    """LLM extraction on top of the offline one, when the config asks for it."""
+    if config.engine_mode == "offline" or config.engine_extraction != "llm":
+        return None
+    remote = config.engine_mode == "remote_llm"
+
+    async def enrich(reflection: Reflection, offline: Extraction) -> Extraction:
+        if remote and reflection.private:
+            return offline  # a private reflection never goes to a remote API
+        from ..llm.extraction import llm_extract
+
+        target = llm_target(config, home)
+        return await llm_extract(target, reflection, offline, prompts_dir=home.prompts_dir)
+
+    return enrich
+
+
+def narrator_for(config: Config, home: Home) -> Callable[[str], Awaitable[str]] | None:
+    """An LLM that retells a structured evolution note, for the LLM engines."""
+    if config.engine_mode == "offline":
+        return None
+
+    async def narrate(note: str) -> str:
+        from ..llm.client import chat
+        from ..prompts import load_prompt
+
+        target = llm_target(config, home)
+        messages = [
+            {"role": "system", "content": load_prompt("evolve.md", home.prompts_dir)},
+            {"role": "user", "content": note},
+        ]
+        text = (await chat(target, messages)).strip()
+        if not text:
+            raise ValueError("the narration was empty")
+        return text
+
+    return narrate

@@ -1,0 +1,180 @@
+"""Derived documents: the engine's index, identity graph, tensions, patterns, evolution notes.
+
+Evidence per sync class (DESIGN.md, Documents): every derived kind exists in
+two scopes.
+
+* ``Scope.LOCAL`` — ``local/<kind>``: derived from every reflection, private
+  ones included. Always sync class ``local``, and its id starts with
+  ``local/``, which the sync catalogue refuses whatever the recorded class.
+* ``Scope.SHARED`` — ``<kind>``: derived from shared reflections only, so it
+  may follow the journal's class (``devices`` once the person shares the
+  journal). Nothing learned from a private reflection is ever written here.
+
+The engine's index (``local/engine-index``, always local) keeps one compact
+JSON string per reflection: what extraction found, with evidence, and the
+terms used to rank related reflections. Everything else can be rebuilt from it.
+
+Records are maps of plain values (text, booleans, integers within ±2**53 checked
+by ``check_value``, timestamps as ISO strings, lists and maps of those). pycrdt
+returns integers as floats; readers use ``read_int``. Updating a record sets
+only the fields that changed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Map
+
+from .store import DocStore, StoredDoc
+from .sync_class import SyncClass
+from .values import check_value
+
+INDEX_KIND = "engine-index"
+INDEX_DOC_ID = "local/engine-index"
+GRAPH_KIND = "identity-graph"
+TENSIONS_KIND = "tensions"
+PATTERNS_KIND = "patterns"
+EVOLUTION_KIND = "evolution"
+DERIVED_KINDS = (GRAPH_KIND, TENSIONS_KIND, PATTERNS_KIND, EVOLUTION_KIND)
+LOCAL_PREFIX = "local/"
+META_ROOT = "meta"
+INDEX_ROOT = "entries"
+
+
+class Scope(enum.StrEnum):
+    """Which reflections a derived document may learn from."""
+
+    LOCAL = "local"  # all reflections; never leaves the device
+    SHARED = "shared"  # shared reflections only; follows the journal's class
+
+
+def derived_doc_id(kind: str, scope: Scope) -> str:
+    return f"{LOCAL_PREFIX}{kind}" if scope is Scope.LOCAL else kind
+
+
+def scope_class(scope: Scope, share_class: SyncClass) -> SyncClass:
+    return SyncClass.LOCAL if scope is Scope.LOCAL else share_class
+
+
+@dataclass
+class DerivedDoc:
+    """One derived document: named maps of records, plus a ``meta`` map."""
+
+    stored: StoredDoc
+    scope: Scope
+
+    @property
+    def doc_id(self) -> str:
+        return self.stored.doc_id
+
+    def root(self, name: str) -> Map[Any]:
+        root: Map[Any] = self.stored.doc.get(name, type=Map)
+        return root
+
+    def get(self, root: str, key: str) -> dict[str, Any] | None:
+        value = self.root(root).get(key)
+        if isinstance(value, Map):
+            data = value.to_py()
+            return dict(data) if isinstance(data, dict) else None
+        return None
+
+    def records(self, root: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key, value in self.root(root).items():
+            if isinstance(value, Map):
+                data = value.to_py()
+                if isinstance(data, dict):
+                    yield key, data
+
+    def put(self, root: str, key: str, record: Mapping[str, Any]) -> None:
+        """Write *record* under *key*, changing only the fields that differ."""
+        check_value(dict(record), path=f"{root}.{key}")
+        target = self.root(root)
+        existing = target.get(key)
+        if not isinstance(existing, Map):
+            target[key] = Map(dict(record))
+            return
+        for field, value in record.items():
+            if existing.get(field) != value:
+                existing[field] = value
+
+    def delete(self, root: str, key: str) -> None:
+        target = self.root(root)
+        if key in target:
+            del target[key]
+
+    def clear(self, root: str) -> None:
+        target = self.root(root)
+        for key in list(target.keys()):
+            del target[key]
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        return self.root(META_ROOT).get(key, default)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        check_value(value, path=f"meta.{key}")
+        if self.root(META_ROOT).get(key) != value:
+            self.root(META_ROOT)[key] = value
+
+
+async def open_derived(
+    store: DocStore, kind: str, scope: Scope, *, share_class: SyncClass
+) -> DerivedDoc:
+    """Open (creating if needed) *kind* in *scope*. An existing shared document is
+    moved to *share_class* if the person changed it; a local one never moves."""
+    doc_id = derived_doc_id(kind, scope)
+    cls = scope_class(scope, share_class)
+    stored = await store.open_doc(doc_id, kind=kind, sync_class=cls)
+    if stored.sync_class is not cls and scope is Scope.SHARED:
+        await store.set_sync_class(doc_id, cls)
+    elif stored.sync_class is not SyncClass.LOCAL and scope is Scope.LOCAL:
+        await store.set_sync_class(doc_id, SyncClass.LOCAL)  # defence in depth
+    return DerivedDoc(stored, scope)
+
+
+# --------------------------------------------------------------------------- the index
+
+
+class EngineIndex:
+    """Reflection id → compact JSON of its extraction. Always ``local``."""
+
+    def __init__(self, stored: StoredDoc) -> None:
+        self.stored = stored
+
+    @classmethod
+    async def open(cls, store: DocStore) -> EngineIndex:
+        stored = await store.open_doc(INDEX_DOC_ID, kind=INDEX_KIND, sync_class=SyncClass.LOCAL)
+        return cls(stored)
+
+    @property
+    def _map(self) -> Map[Any]:
+        root: Map[Any] = self.stored.doc.get(INDEX_ROOT, type=Map)
+        return root
+
+    def put(self, rid: str, entry: str) -> None:
+        check_value(entry, path=f"index.{rid}")
+        self._map[rid] = entry
+
+    def get(self, rid: str) -> str | None:
+        value = self._map.get(rid)
+        return value if isinstance(value, str) else None
+
+    def remove(self, rid: str) -> None:
+        if rid in self._map:
+            del self._map[rid]
+
+    def __contains__(self, rid: object) -> bool:
+        return isinstance(rid, str) and rid in self._map
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def ids(self) -> set[str]:
+        return set(self._map.keys())
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every entry (one pass over the map, strings only: cheap)."""
+        return [(k, v) for k, v in self._map.items() if isinstance(v, str)]

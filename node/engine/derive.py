@@ -1,0 +1,347 @@
+"""From extractions to derived records: graph nodes and edges, tensions, patterns.
+
+Pure functions over plain dicts (the records of ``crdt.insights`` /
+``crdt.graph``), so one reflection can be folded into stored records
+(``fold_*``) and a whole journal can be derived in memory (``derive_all``)
+with the same code. Order-independent: first/last seen are min/max, a
+tension's episodes are counted from its weekly buckets, so reflections
+written with an earlier date (``mirror reflect --at``) fold in correctly.
+
+Status of a tension, relative to the newest reflection (``as_of``):
+
+* ``resolved`` — not seen for more than ``RESOLVED_AFTER_DAYS``
+* ``fading``   — not seen for more than ``FADING_AFTER_DAYS``
+* ``emerging`` — seen recently, fewer than ``RECURRING_MIN`` times
+* ``recurring`` — seen recently, at least ``RECURRING_MIN`` times
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Literal
+
+from crdt.graph import MAX_EDGE_EVIDENCE, MAX_NODE_EVIDENCE, edge_key
+from crdt.values import format_timestamp, parse_timestamp, read_int
+
+from .extract import Evidence, Extraction, Item, evidence_json
+
+MAX_TENSION_EVIDENCE = 8
+MAX_PATTERN_EVIDENCE = 5
+MAX_EDGES_PER_REFLECTION = 30
+RECURRING_MIN = 3
+PATTERN_MIN = 3  # reflections before a theme or loop counts as a pattern
+FADING_AFTER_DAYS = 21
+RESOLVED_AFTER_DAYS = 45
+EPISODE_GAP_WEEKS = 2  # this many empty weeks between occurrences start a new episode
+SPARK_WEEKS = 12
+EDGE_KINDS = frozenset({"theme", "emotion", "person", "value", "role", "tension", "belief"})
+
+TensionStatus = Literal["emerging", "recurring", "fading", "resolved"]
+
+
+def week_of(moment: datetime) -> str:
+    y, w, _ = moment.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def week_start(week: str) -> date:
+    y, w = week.split("-W")
+    return date.fromisocalendar(int(y), int(w), 1)
+
+
+def _ev(e: Evidence) -> dict[str, Any]:
+    return evidence_json(e)
+
+
+def _merge_evidence(old: Sequence[Any], new: dict[str, Any], cap: int) -> list[Any]:
+    kept = [e for e in old if not (isinstance(e, dict) and e.get("rid") == new["rid"])]
+    kept.append(new)
+    kept.sort(key=lambda e: str(e.get("at", "")) if isinstance(e, dict) else "")
+    return kept[-cap:]
+
+
+def _seen(record: Mapping[str, Any] | None, at: str) -> tuple[str, str]:
+    if not record:
+        return at, at
+    first = str(record.get("first_seen") or at)
+    last = str(record.get("last_seen") or at)
+    return min(first, at), max(last, at)
+
+
+# --------------------------------------------------------------------------- folding
+
+
+def fold_node(record: Mapping[str, Any] | None, item: Item, at: str) -> dict[str, Any]:
+    first, last = _seen(record, at)
+    ev = {**_ev(item.evidence), "at": at}
+    old = list(record.get("evidence", [])) if record else []
+    return {
+        "type": item.kind,
+        "key": item.key,
+        "label": str(record.get("label", item.label)) if record else item.label,
+        "weight": (read_int(record.get("weight")) if record else 0) + 1,
+        "first_seen": first,
+        "last_seen": last,
+        "evidence": _merge_evidence(old, ev, MAX_NODE_EVIDENCE),
+    }
+
+
+def edges_of(x: Extraction) -> list[tuple[str, str]]:
+    ids = [i.node_id for i in x.items if i.kind in EDGE_KINDS]
+    pairs: list[tuple[str, str]] = []
+    for k, a in enumerate(ids):
+        for b in ids[k + 1 :]:
+            if a.split(":", 1)[0] != b.split(":", 1)[0]:
+                pairs.append((a, b))
+                if len(pairs) >= MAX_EDGES_PER_REFLECTION:
+                    return pairs
+    return pairs
+
+
+def fold_edge(record: Mapping[str, Any] | None, a: str, b: str, rid: str) -> dict[str, Any]:
+    x, y = edge_key(a, b).split("|", 1)
+    old = [str(v) for v in record.get("evidence", [])] if record else []
+    if rid not in old:
+        old.append(rid)
+    return {
+        "a": x,
+        "b": y,
+        "weight": (read_int(record.get("weight")) if record else 0) + 1,
+        "evidence": old[-MAX_EDGE_EVIDENCE:],
+    }
+
+
+def fold_tension(
+    record: Mapping[str, Any] | None, item: Item, at: str, week: str
+) -> dict[str, Any]:
+    first, last = _seen(record, at)
+    weeks = dict(record.get("weeks", {})) if record else {}
+    weeks[week] = read_int(weeks.get(week)) + 1
+    poles = list(item.poles) if item.poles else list(item.key.split(" vs ", 1))
+    old = list(record.get("evidence", [])) if record else []
+    return {
+        "key": item.key,
+        "label": item.label,
+        "poles": poles,
+        "occurrences": (read_int(record.get("occurrences")) if record else 0) + 1,
+        "intensity_total": (read_int(record.get("intensity_total")) if record else 0)
+        + item.intensity,
+        "max_intensity": max(read_int(record.get("max_intensity")) if record else 0,
+                             item.intensity),
+        "first_seen": first,
+        "last_seen": last,
+        "weeks": weeks,
+        "evidence": _merge_evidence(old, {**_ev(item.evidence), "at": at}, MAX_TENSION_EVIDENCE),
+    }
+
+
+def fold_pattern(
+    record: Mapping[str, Any] | None, fields: Mapping[str, str], ev: Evidence, at: str
+) -> dict[str, Any]:
+    first, last = _seen(record, at)
+    old = list(record.get("evidence", [])) if record else []
+    return {
+        **fields,
+        "count": (read_int(record.get("count")) if record else 0) + 1,
+        "first_seen": first,
+        "last_seen": last,
+        "evidence": _merge_evidence(old, {**_ev(ev), "at": at}, MAX_PATTERN_EVIDENCE),
+    }
+
+
+RECURRING_KINDS = ("theme", "emotion", "person", "value", "belief")
+
+
+@dataclass
+class Fold:
+    """What one extraction changes: (root, key) → new record, given the old ones."""
+
+    graph_nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph_edges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tensions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recurring: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loops: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+Lookup = Any  # Callable[[str], Mapping[str, Any] | None]
+
+
+def fold(
+    x: Extraction,
+    *,
+    node: Lookup,
+    edge: Lookup,
+    tension: Lookup,
+    recurring: Lookup,
+    loop: Lookup,
+) -> Fold:
+    """The records *x* updates; each lookup returns the current record or None."""
+    at = format_timestamp(x.created_at)
+    week = week_of(x.created_at)
+    out = Fold()
+    for item in x.items:
+        out.graph_nodes[item.node_id] = fold_node(node(item.node_id), item, at)
+        if item.kind == "tension":
+            out.tensions[item.key] = fold_tension(tension(item.key), item, at, week)
+        if item.kind in RECURRING_KINDS:
+            fields = {"kind": item.kind, "key": item.key, "label": item.label}
+            out.recurring[item.node_id] = fold_pattern(
+                recurring(item.node_id), fields, item.evidence, at
+            )
+    for a, b in edges_of(x):
+        key = edge_key(a, b)
+        out.graph_edges[key] = fold_edge(edge(key), a, b, x.rid)
+    for lp in x.loops:
+        fields = {"trigger": lp.trigger, "response": lp.response}
+        out.loops[lp.key] = fold_pattern(loop(lp.key), fields, lp.evidence, at)
+    return out
+
+
+@dataclass
+class DerivedState:
+    """Every derived record of a set of reflections, in memory."""
+
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tensions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recurring: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loops: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latest: str = ""
+
+    def add(self, x: Extraction) -> None:
+        f = fold(
+            x,
+            node=self.nodes.get,
+            edge=self.edges.get,
+            tension=self.tensions.get,
+            recurring=self.recurring.get,
+            loop=self.loops.get,
+        )
+        self.nodes.update(f.graph_nodes)
+        self.edges.update(f.graph_edges)
+        self.tensions.update(f.tensions)
+        self.recurring.update(f.recurring)
+        self.loops.update(f.loops)
+        self.latest = max(self.latest, format_timestamp(x.created_at))
+
+
+def derive_all(extractions: Iterable[Extraction]) -> DerivedState:
+    state = DerivedState()
+    for x in sorted(extractions, key=lambda e: (e.created_at, e.rid)):
+        state.add(x)
+    return state
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class TensionSummary:
+    key: str
+    poles: tuple[str, str]
+    occurrences: int
+    intensity: float  # mean, 1..5
+    max_intensity: int
+    status: TensionStatus
+    episodes: int  # how many times it came back after a quiet stretch (loop count)
+    first_seen: str
+    last_seen: str
+    weekly: tuple[int, ...]  # the last SPARK_WEEKS weeks up to as_of, oldest first
+    evidence: tuple[dict[str, Any], ...]
+
+
+def episode_count(weeks: Mapping[str, Any]) -> int:
+    active = sorted(week_start(w) for w, n in weeks.items() if read_int(n) > 0)
+    if not active:
+        return 0
+    episodes = 1
+    for prev, cur in pairwise(active):
+        if (cur - prev).days > 7 * (EPISODE_GAP_WEEKS + 1) - 1:
+            episodes += 1
+    return episodes
+
+
+def tension_status(occurrences: int, last_seen: str, as_of: str) -> TensionStatus:
+    try:
+        quiet = (parse_timestamp(as_of) - parse_timestamp(last_seen)).days
+    except ValueError:
+        quiet = 0
+    if quiet > RESOLVED_AFTER_DAYS:
+        return "resolved"
+    if quiet > FADING_AFTER_DAYS:
+        return "fading"
+    return "recurring" if occurrences >= RECURRING_MIN else "emerging"
+
+
+def summarize_tension(record: Mapping[str, Any], as_of: str) -> TensionSummary:
+    occurrences = read_int(record.get("occurrences"))
+    weeks = record.get("weeks", {}) if isinstance(record.get("weeks"), dict) else {}
+    poles = record.get("poles") or str(record.get("key", "")).split(" vs ", 1)
+    end = week_start(week_of(parse_timestamp(as_of))) if as_of else date.today()
+    weekly = []
+    for k in range(SPARK_WEEKS - 1, -1, -1):
+        d = end - timedelta(weeks=k)
+        weekly.append(read_int(weeks.get(week_of(datetime(d.year, d.month, d.day)))))
+    last = str(record.get("last_seen", ""))
+    return TensionSummary(
+        key=str(record.get("key", "")),
+        poles=(str(poles[0]), str(poles[-1])),
+        occurrences=occurrences,
+        intensity=round(read_int(record.get("intensity_total")) / occurrences, 1)
+        if occurrences
+        else 0.0,
+        max_intensity=read_int(record.get("max_intensity")),
+        status=tension_status(occurrences, last, as_of),
+        episodes=episode_count(weeks),
+        first_seen=str(record.get("first_seen", "")),
+        last_seen=last,
+        weekly=tuple(weekly),
+        evidence=tuple(e for e in record.get("evidence", []) if isinstance(e, dict)),
+    )
+
+
+@dataclass(frozen=True)
+class PatternSummary:
+    kind: str  # theme, emotion, person, value, belief, or "loop"
+    key: str
+    label: str
+    count: int
+    first_seen: str
+    last_seen: str
+    evidence: tuple[dict[str, Any], ...]
+
+
+def summarize_patterns(
+    recurring: Iterable[tuple[str, Mapping[str, Any]]],
+    loops: Iterable[tuple[str, Mapping[str, Any]]],
+    *,
+    minimum: int = PATTERN_MIN,
+) -> list[PatternSummary]:
+    out: list[PatternSummary] = []
+    for key, r in recurring:
+        count = read_int(r.get("count"))
+        if count >= minimum:
+            out.append(PatternSummary(
+                str(r.get("kind", "")), key, str(r.get("label", key)), count,
+                str(r.get("first_seen", "")), str(r.get("last_seen", "")),
+                tuple(e for e in r.get("evidence", []) if isinstance(e, dict)),
+            ))
+    for key, r in loops:
+        count = read_int(r.get("count"))
+        if count >= minimum:
+            label = f"{_node_label(str(r.get('trigger', '')))} → " \
+                    f"{_node_label(str(r.get('response', '')))}"
+            out.append(PatternSummary(
+                "loop", key, label, count,
+                str(r.get("first_seen", "")), str(r.get("last_seen", "")),
+                tuple(e for e in r.get("evidence", []) if isinstance(e, dict)),
+            ))
+    out.sort(key=lambda p: (p.kind == "loop", -p.count, p.key))
+    return out
+
+
+def _node_label(node_id: str) -> str:
+    return node_id.split(":", 1)[-1]

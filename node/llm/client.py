@@ -1,0 +1,236 @@
+"""The one door to litellm: imported lazily, guarded, called on a worker thread.
+
+Theory of operation (notes/deps.md, litellm):
+
+* :func:`load_litellm` sets the offline guards (``LITELLM_LOCAL_MODEL_COST_MAP``,
+  ``HF_HUB_OFFLINE``) *before* the first import — otherwise the import fetches
+  a price list and some model names fetch a tokenizer from the internet — and
+  quiets litellm's own logging and banners. Nothing else in Mirror imports
+  litellm; the offline engine never does.
+* ``litellm.acompletion`` does not run under trio, so :func:`chat` runs
+  ``litellm.completion`` in ``trio.to_thread.run_sync`` and :func:`stream_chat`
+  runs it on a worker thread (a trio *system task* owns that thread, so the
+  async generator never yields inside a nursery) which hands each chunk back
+  with ``trio.from_thread.run``.
+* Nothing can hang: litellm gets ``timeout`` (connect and read) and no retries;
+  trio waits at most ``timeout_s`` for the first and for every next chunk and
+  abandons the thread after that (it ends on its own once its socket times out).
+* Every failure becomes an :class:`LLMError` with one line that names the
+  server, never the key (:meth:`LLMTarget.redact`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..errors import MirrorError
+
+log = logging.getLogger("mirror.llm")
+
+OFFLINE_GUARDS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
+STREAM_BUFFER_CHUNKS = 64
+MAX_ERROR_CHARS = 200
+# An OpenAI-compatible local server (LM Studio, llama.cpp) wants some key; it is not secret.
+PLACEHOLDER_LOCAL_KEY = "not-needed"
+
+Message = dict[str, str]
+
+
+class LLMError(MirrorError):
+    """The model could not answer; ``str()`` is one line fit to show the person."""
+
+
+@dataclass(frozen=True)
+class LLMTarget:
+    """Where and how to ask a model. ``api_key`` never appears in repr or messages."""
+
+    model: str
+    api_base: str = ""
+    timeout_s: float = 30.0
+    api_key: str = field(default="", repr=False)
+    remote: bool = False
+
+    @property
+    def provider(self) -> str:
+        return self.model.split("/", 1)[0] if "/" in self.model else "openai"
+
+    def describe(self) -> str:
+        where = self.api_base or ("the provider's API" if self.remote else "the default server")
+        return f"{self.model} at {where}"
+
+    def redact(self, text: str) -> str:
+        if self.api_key and len(self.api_key) >= 4:
+            text = text.replace(self.api_key, "[key]")
+        return text
+
+    def kwargs(self) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "model": self.model,
+            "timeout": self.timeout_s,
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if self.api_base:
+            args["api_base"] = self.api_base
+        if self.api_key:
+            args["api_key"] = self.api_key
+        elif not self.remote and self.provider == "openai":
+            args["api_key"] = PLACEHOLDER_LOCAL_KEY
+        return args
+
+
+_load_lock = threading.Lock()
+
+
+def load_litellm() -> Any:
+    """Import litellm with the offline guards set first. Safe from any thread."""
+    with _load_lock:
+        for key, value in OFFLINE_GUARDS.items():
+            os.environ[key] = value
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        setattr(litellm, "set_verbose", False)  # noqa: B010 (not exported)
+        for name in LITELLM_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.CRITICAL)
+            logger.propagate = False
+        return litellm
+
+
+def _prepare(target: LLMTarget) -> Any:
+    litellm = load_litellm()
+    if target.provider in ("ollama", "ollama_chat") and target.api_base:
+        # otherwise litellm also probes localhost:11434 (notes/deps.md)
+        os.environ["OLLAMA_API_BASE"] = target.api_base
+    return litellm
+
+
+def describe_failure(target: LLMTarget, exc: BaseException) -> str:
+    """One line for *exc*: what failed and where, never a traceback or the key."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    if "timeout" in name.lower() or "timed out" in low:
+        reason = f"no answer within {target.timeout_s:g} s"
+    elif "connect" in name.lower() or "connection refused" in low or "connecterror" in low:
+        reason = "the server is not reachable"
+    elif "authentication" in name.lower() or "401" in low:
+        reason = "the API key was refused"
+    elif "notfound" in name.lower() or "404" in low:
+        reason = "the server does not know this model or path"
+    else:
+        reason = f"{name}: {text}" if text else name
+    line = target.redact(f"{target.describe()}: {reason}")
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _content_of(response: Any) -> str:
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise ValueError("the answer has no message") from None
+    if not isinstance(content, str):
+        raise ValueError("the answer has no text")
+    return content
+
+
+def _delta_of(chunk: Any) -> str:
+    try:
+        piece = chunk.choices[0].delta.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return ""
+    return piece if isinstance(piece, str) else ""
+
+
+async def chat(
+    target: LLMTarget, messages: Sequence[Message], *, json_mode: bool = False
+) -> str:
+    """The model's whole answer. Raises :class:`LLMError`; never waits past the timeout."""
+
+    def call() -> str:
+        litellm = _prepare(target)
+        args = target.kwargs()
+        if json_mode:
+            args["response_format"] = {"type": "json_object"}
+        response = litellm.completion(messages=list(messages), stream=False, **args)
+        return _content_of(response)
+
+    try:
+        with trio.fail_after(target.timeout_s + 1.0):
+            return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+    except trio.TooSlowError:
+        raise LLMError(describe_failure(target, TimeoutError("timed out"))) from None
+    except Exception as exc:
+        log.info("LLM call failed: %s", describe_failure(target, exc))
+        raise LLMError(describe_failure(target, exc)) from None
+
+
+@dataclass
+class _End:
+    error: BaseException | None = None
+
+
+async def stream_chat(target: LLMTarget, messages: Sequence[Message]) -> AsyncIterator[str]:
+    """The model's answer in pieces as they arrive. Raises :class:`LLMError`.
+
+    Waits at most ``timeout_s`` for each piece. Closing the generator early
+    stops the worker thread at its next piece."""
+    send, receive = trio.open_memory_channel[str | _End](STREAM_BUFFER_CHUNKS)
+    stop = threading.Event()
+
+    def worker() -> None:
+        end = _End()
+        try:
+            litellm = _prepare(target)
+            response = litellm.completion(messages=list(messages), stream=True, **target.kwargs())
+            for chunk in response:
+                if stop.is_set():
+                    return
+                piece = _delta_of(chunk)
+                if piece:
+                    trio.from_thread.run(send.send, piece)
+        except (trio.RunFinishedError, trio.Cancelled, trio.BrokenResourceError,
+                trio.ClosedResourceError):
+            return
+        except Exception as exc:
+            end = _End(exc)
+        finally:
+            if not stop.is_set():
+                try:
+                    trio.from_thread.run(send.send, end)
+                except (trio.RunFinishedError, trio.Cancelled, trio.BrokenResourceError,
+                        trio.ClosedResourceError):
+                    pass
+
+    async def run_worker() -> None:
+        try:
+            await trio.to_thread.run_sync(worker, abandon_on_cancel=True)
+        except BaseException:  # a system task must never raise
+            log.debug("stream worker ended abnormally", exc_info=True)
+
+    trio.lowlevel.spawn_system_task(run_worker)
+    try:
+        async with receive:
+            while True:
+                with trio.move_on_after(target.timeout_s) as idle:
+                    item = await receive.receive()
+                if idle.cancelled_caught:
+                    raise LLMError(describe_failure(target, TimeoutError("timed out")))
+                if isinstance(item, _End):
+                    if item.error is not None:
+                        log.info("LLM stream failed: %s", describe_failure(target, item.error))
+                        raise LLMError(describe_failure(target, item.error))
+                    return
+                yield item
+    finally:
+        stop.set()

@@ -1,0 +1,134 @@
+"""``LLMEngine``: mirrorbacks from a local model server or a remote API, via litellm.
+
+Order of a mirrorback:
+
+1. crisis language is checked offline (``engine.safety``) — if found, the
+   caring reply is given and no model is called;
+2. a private reflection is never sent to a *remote* API: it gets the offline
+   mirrorback (a local model on this machine or the LAN may read it);
+3. the prompt (``prompts/mirrorback.md``, overridable in the home) gets the
+   recurring threads of the recent past, found offline;
+4. the answer streams; if the model cannot answer (not running, timeout,
+   refused key, garbage), the person gets one line saying so and — unless the
+   config turns the fallback off — the offline mirrorback.
+
+``model`` reports what actually wrote the last mirrorback (``offline-v1
+(fallback)`` after a fallback), which is what the journal records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from ..engine.base import MirrorbackRequest
+from ..engine.offline import OfflineEngine
+from ..engine.recurrence import PAST_WINDOW, recurring_threads, theme_label
+from ..engine.safety import crisis_reply, detect_crisis
+from ..engine.text import analyze
+from ..prompts import fill, load_prompt
+from .client import LLMError, LLMTarget, Message, stream_chat
+
+log = logging.getLogger("mirror.llm.engine")
+
+MAX_PROMPT_REFLECTION_CHARS = 8000
+FALLBACK_SUFFIX = " (fallback)"
+
+TargetFactory = Callable[[], LLMTarget]
+
+
+def patterns_block(request: MirrorbackRequest) -> str:
+    """The recurring threads of the recent past, as facts for the prompt."""
+    past = [r for r in request.past[-PAST_WINDOW:] if r.id != request.reflection.id]
+    threads = recurring_threads(analyze(request.reflection.text), past)
+    if not threads:
+        return "Past patterns: none found in the recent reflections."
+    lines = ["Past patterns (facts from the person's recent reflections):"]
+    for t in threads[:5]:
+        what = theme_label(t.key) if t.kind == "theme" else t.key
+        lines.append(f"- {t.kind} “{what}”: in {t.count} of the last {t.window} reflections")
+    return "\n".join(lines)
+
+
+def build_messages(request: MirrorbackRequest, prompts_dir: Path | None) -> list[Message]:
+    system = fill(load_prompt("mirrorback.md", prompts_dir), patterns=patterns_block(request))
+    text = request.reflection.text[:MAX_PROMPT_REFLECTION_CHARS]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"My reflection:\n\n{text}"},
+    ]
+
+
+class LLMEngine:
+    """An engine that asks a model through litellm, with the offline engine behind it."""
+
+    def __init__(
+        self,
+        name: str,
+        target: TargetFactory,
+        *,
+        model: str,
+        prompts_dir: Path | None = None,
+        fallback: bool = True,
+        remote: bool = False,
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._model = model
+        self.model = model  # what wrote the last mirrorback; the journal records it
+        self.prompts_dir = prompts_dir
+        self.fallback = fallback
+        self.remote = remote
+        self.offline = OfflineEngine()
+
+    def target(self) -> LLMTarget:
+        """Where the model is (reads the key now, for a remote engine). Raises MirrorError."""
+        return self._target()
+
+    async def stream(self, request: MirrorbackRequest) -> AsyncIterator[str]:
+        self.model = self._model
+        text = request.reflection.text
+        signal = detect_crisis(text)
+        if signal is not None:
+            self.model = self.offline.model
+            paragraphs = crisis_reply(text, signal).split("\n\n")
+            for i, p in enumerate(paragraphs):
+                yield p if i == 0 else "\n\n" + p
+            return
+        if self.remote and request.reflection.private:
+            self.model = self.offline.model
+            async for piece in self.offline.stream(request):
+                yield piece
+            return
+        started = False
+        try:
+            target = self.target()
+            async for piece in stream_chat(target, build_messages(request, self.prompts_dir)):
+                if not started:
+                    piece = piece.lstrip()
+                    if not piece:
+                        continue
+                started = True
+                yield piece
+            if not started:
+                raise LLMError(f"{target.describe()}: the answer was empty")
+        except LLMError as exc:
+            if started:
+                yield f"\n\n(the model stopped: {exc})"
+                return
+            log.warning("no mirrorback from the model: %s", exc)
+            if not self.fallback:
+                raise
+            self.model = self.offline.model + FALLBACK_SUFFIX
+            yield f"(the model did not answer — {exc}; here is the offline mirrorback)\n\n"
+            async for piece in self.offline.stream(request):
+                yield piece
+        except Exception as exc:  # a key problem and the like: MirrorError has one line
+            if started or not self.fallback:
+                raise
+            log.warning("no mirrorback from the model: %s", exc)
+            self.model = self.offline.model + FALLBACK_SUFFIX
+            yield f"(the model could not be asked — {exc}; here is the offline mirrorback)\n\n"
+            async for piece in self.offline.stream(request):
+                yield piece
