@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import logging
 import shlex
 import sys
@@ -52,6 +53,7 @@ from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
 from .cli import format_list_line, format_reflection, short_line, write_export
+from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
 from .errors import MirrorError, UsageError
@@ -70,12 +72,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "private": ("TEXT", "save a reflection that never leaves this device"),
     "export": ("json|markdown PATH", "everything, as one JSON file or a Markdown folder"),
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
+    **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
 }
 QUIT_COMMANDS = frozenset({"quit", "exit"})
-ARGUMENT_CHOICES: dict[str, tuple[str, ...]] = {"mode": MIRROR_MODES, "export": EXPORT_FORMATS}
+ARGUMENT_CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": MIRROR_MODES, "export": EXPORT_FORMATS, "engine": tuple(ENGINE_CHOICES)
+}
 KNOWN_ERRORS = (MirrorError, StoreError, ValueRangeError)
 
 
@@ -274,6 +279,7 @@ class Repl:
             "private": self.cmd_private,
             "export": self.cmd_export,
             "mode": self.cmd_mode,
+            **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
         }
 
     def say(self, text: str = "") -> None:
@@ -425,6 +431,10 @@ class Repl:
         written = await write_export(self.core, fmt, target)
         where = target if fmt == "json" else f"{target}/ ({len(written)} files)"
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
+
+    async def cmd_engine_view(self, name: str, rest: str) -> None:
+        """The engine's views and settings (node/cli_engine.py)."""
+        self.say(await repl_command(self.core, name, rest))
 
     async def cmd_mode(self, rest: str) -> None:
         if not rest:
