@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -60,32 +59,9 @@ def _interfaces(core: MirrorCore, args: argparse.Namespace) -> list[str] | None:
 
 
 async def _group(core: MirrorCore) -> Group:
-    from .identity import load_keyring
-    from .sync.group import Group
+    from .sync.runner import open_group
 
-    ring = await trio.to_thread.run_sync(load_keyring, core.home.path)
-    return await Group.open(core.store, ring)
-
-
-@asynccontextmanager
-async def _discovery(
-    group: Group, port: int, interfaces: list[str] | None
-) -> AsyncIterator[Any]:
-    """Advertise this device's rotating tag and report peers; a no-op without discovery."""
-    if interfaces is None:
-        yield None
-        return
-    from protocol import discovery_tag
-
-    from .discovery import open_discovery
-
-    def tag_for_hour(hour: int) -> bytes:
-        return discovery_tag(group.keyring.group_secret, group.keyring.epoch, hour)
-
-    async with open_discovery(
-        interfaces=interfaces or None, port=port, tag_for_hour=tag_for_hour, clock=time.time
-    ) as disc:
-        yield disc
+    return await open_group(core)
 
 
 async def _until_signal(cancel: trio.CancelScope) -> None:
@@ -105,38 +81,25 @@ def _when(seconds: object) -> str:
 
 
 async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .sync.service import SyncService
+    from .sync.runner import run_sync
 
-    group = await _group(core)
-    peers = [_address(p, "--peer") for p in args.peer or ()]
-
-    def arrived(session: Any, stored: Any) -> None:
-        log.info("update for %s from %s", stored.doc_id, session.peer_device_id)
-
-    service = SyncService(core, group, listen=_listen(core, args), peers=peers,
-                          on_arrival=arrived)
-    interfaces = _interfaces(core, args)
+    peers = [_address(p, "--peer") for p in [*(args.peer or ()), *core.config.sync_peers]]
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(service.run)
-        host = service.listen[0]
+        running = await nursery.start(
+            functools.partial(
+                run_sync, core, listen=_listen(core, args), interfaces=_interfaces(core, args),
+                peers=peers,
+            )
+        )
+        host = running.service.listen[0]
+        ring = running.group.keyring
         if args.json:
-            print(json.dumps({"address": f"{host}:{port}", "device_id":
-                              group.keyring.device_id}), file=out, flush=True)
+            print(json.dumps({"address": f"{host}:{running.port}", "device_id": ring.device_id}),
+                  file=out, flush=True)
         else:
-            print(f"serving on {host}:{port} as {group.keyring.device_name} "
-                  f"({group.keyring.device_id}); Ctrl-C stops", file=out, flush=True)
-        nursery.start_soon(_until_signal, nursery.cancel_scope)
-        async with _discovery(group, port, interfaces) as disc:
-            if disc is None:
-                await trio.sleep_forever()
-            from .discovery import PeerFound
-
-            with disc.subscribe() as events:
-                for peer in disc.peers():
-                    service.dial((peer.host, peer.port))
-                async for event in events:
-                    if isinstance(event, PeerFound):
-                        service.dial((event.peer.host, event.peer.port))
+            print(f"serving on {host}:{running.port} as {ring.device_name} ({ring.device_id}); "
+                  "Ctrl-C stops", file=out, flush=True)
+        await _until_signal(nursery.cancel_scope)
     print("stopped", file=out, flush=True)
     return 0
 
@@ -322,6 +285,12 @@ async def cmd_sync(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
     from .sync.service import read_status
 
+    if args.action in {"on", "off"}:
+        new = core.config.with_changes(sync_enabled=args.action == "on")
+        core.home.save_config(new)
+        core.config = new
+        print(f"sync in the prompt: {args.action}", file=out)
+        return 0
     status = read_status(core.home.path)
     shared = [i.doc_id for i in core.store.documents() if i.sync_class is SyncClass.DEVICES]
     data = {
@@ -374,6 +343,7 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("what", help="journal, or a document id")
     p.add_argument("--class", dest="sync_class", required=True, choices=("devices", "local"),
                    help="devices: synced among your devices; local: this device only")
-    p = add("sync", cmd_sync, "show sync status: peers, last sync, pending")
-    p.add_argument("action", nargs="?", choices=("status",), default="status")
+    p = add("sync", cmd_sync, "show sync status (peers, last sync, pending), or turn "
+            "background sync in the prompt on or off")
+    p.add_argument("action", nargs="?", choices=("status", "on", "off"), default="status")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -40,6 +40,7 @@ class Config:
     sync_listen: str = "0.0.0.0:0"
     discovery: bool = True
     discovery_interfaces: tuple[str, ...] = ()
+    sync_peers: tuple[str, ...] = ()  # HOST:PORT addresses to keep sessions with
     # Engine (see `mirror engine --help`): the model behind local_llm / remote_llm.
     # Empty model / api_base mean the defaults of the engine mode (effective_model).
     engine_model: str = ""
@@ -75,6 +76,8 @@ class Config:
         if not isinstance(self.discovery, bool):
             raise ConfigError(f"discovery must be true or false (got {self.discovery!r})")
         parse_host_port(self.sync_listen, what="sync_listen")
+        for peer in self.sync_peers:
+            parse_host_port(peer, what="sync_peers")
         for address in self.discovery_interfaces:
             if not isinstance(address, str) or not address:
                 raise ConfigError(f"discovery_interfaces must be IP addresses (got {address!r})")

@@ -59,6 +59,9 @@ class MirrorCore:
         share = settings.get(JOURNAL_CLASS_SETTING, SyncClass.LOCAL.value)
         self.journal = Journal(store, share_class=SyncClass.parse(str(share)))
         self.engine: Engine = engine_for(config, home)
+        # str(hash(origin)) of a sync session -> the peer device's name, for
+        # "2 reflections arrived from laptop" (filled in by the sync runner)
+        self.peer_names: dict[str, str] = {}
         self.understanding = Understanding(store, self.journal)
         self.understanding.enricher = enricher_for(config, home)
 
@@ -141,18 +144,23 @@ class MirrorCore:
         reflections. Costs one cheap query per *interval_s* when nothing changed."""
         known: dict[str, set[str]] = {}
         written_here: set[str] = set()
+        from_peers: dict[str, str] = {}
 
         def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
             # What this process writes itself is not an arrival. (A listener runs
             # inside pycrdt's commit and must not read the document: note only.)
-            if source == "local" and stored.kind == JOURNAL_KIND:
+            if stored.kind != JOURNAL_KIND:
+                return
+            if source == "local":
                 written_here.add(stored.doc_id)
+            elif source != "external":
+                from_peers[stored.doc_id] = source
 
         for shard in await self.journal.shards():
             known[shard.doc_id] = shard_ids(shard.doc)
         self.store.add_listener(on_change)
         try:
-            await self._watch_loop(known, written_here, on_arrival, interval_s)
+            await self._watch_loop(known, written_here, from_peers, on_arrival, interval_s)
         finally:
             self.store.remove_listener(on_change)
 
@@ -160,31 +168,38 @@ class MirrorCore:
         self,
         known: dict[str, set[str]],
         written_here: set[str],
+        from_peers: dict[str, str],
         on_arrival: Callable[[Arrival], None],
         interval_s: float,
     ) -> None:
         while True:
             await trio.sleep(interval_s)
-            for doc_id in list(written_here):
+            peer_docs = dict(from_peers)
+            from_peers.clear()
+            for doc_id in written_here - set(peer_docs):
                 stored = self.store.loaded(doc_id)
                 if stored is not None:
                     known[doc_id] = shard_ids(stored.doc)
             written_here.clear()
             result = await self.store.refresh()
             touched = set(result.changed) | {i.doc_id for i in result.new_documents}
-            arrived: list[Reflection] = []
+            arrived: dict[str, list[Reflection]] = {}
             for shard in await self.journal.shards():
-                if shard.doc_id not in touched and shard.doc_id in known:
+                doc_id = shard.doc_id
+                if doc_id not in touched and doc_id not in peer_docs and doc_id in known:
                     continue
+                source = "this device"
+                if doc_id in peer_docs:
+                    source = self.peer_names.get(peer_docs[doc_id], "another device")
                 now = shard_ids(shard.doc)
-                for rid in now - known.get(shard.doc_id, set()):
+                for rid in now - known.get(doc_id, set()):
                     reflection = read_one(shard.doc, rid)
                     if reflection is not None:
-                        arrived.append(reflection)
-                known[shard.doc_id] = now
-            if arrived:
-                arrived.sort(key=lambda r: r.created_at)
-                on_arrival(Arrival(tuple(arrived), "this device"))
+                        arrived.setdefault(source, []).append(reflection)
+                known[doc_id] = now
+            for source, items in arrived.items():
+                items.sort(key=lambda r: r.created_at)
+                on_arrival(Arrival(tuple(items), source))
 
 
 @asynccontextmanager

@@ -464,6 +464,8 @@ async def run_repl(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_close_prompt_when_cancelled, repl.terminal)
             nursery.start_soon(_watch_arrivals, repl)
+            if core.config.sync_enabled:
+                nursery.start_soon(_sync_in_background, repl)
             await repl.run()
             nursery.cancel_scope.cancel()
 
@@ -473,6 +475,24 @@ async def _close_prompt_when_cancelled(terminal: _Terminal) -> None:
         await trio.sleep_forever()
     finally:
         terminal.close()
+
+
+async def _sync_in_background(repl: Repl) -> None:
+    """Run the node's sync like ``mirror serve`` while the prompt is open."""
+    from .config import parse_host_port
+    from .sync.runner import run_sync
+
+    config = repl.core.config
+    try:
+        await run_sync(
+            repl.core,
+            listen=parse_host_port(config.sync_listen, what="sync_listen"),
+            interfaces=list(config.discovery_interfaces) if config.discovery else None,
+            peers=[parse_host_port(p, what="sync_peers") for p in config.sync_peers],
+        )
+    except Exception as exc:
+        log.exception("background sync failed")
+        repl.say(f"error: sync stopped ({exc}); details in {repl.core.home.log_path}")
 
 
 async def _watch_arrivals(repl: Repl) -> None:

@@ -1,0 +1,96 @@
+"""Running a node's sync: the service, discovery feeding it, and peer names for
+arrival notices. ``mirror serve`` runs it in the foreground; the REPL runs it
+in the background when ``sync_enabled`` is on."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from crdt import StoredDoc
+
+from ..core import MirrorCore
+from .group import Group
+from .service import SyncService
+from .session import SyncSession
+
+log = logging.getLogger("mirror.sync")
+
+
+@dataclass(frozen=True)
+class RunningSync:
+    service: SyncService
+    group: Group
+    port: int
+
+
+async def open_group(core: MirrorCore) -> Group:
+    from ..identity import load_keyring
+
+    ring = await trio.to_thread.run_sync(load_keyring, core.home.path)
+    return await Group.open(core.store, ring)
+
+
+@asynccontextmanager
+async def _discovery(group: Group, port: int, interfaces: list[str] | None) -> AsyncIterator[Any]:
+    if interfaces is None:
+        yield None
+        return
+    from protocol import discovery_tag
+
+    from ..discovery import open_discovery
+
+    def tag_for_hour(hour: int) -> bytes:
+        return discovery_tag(group.keyring.group_secret, group.keyring.epoch, hour)
+
+    async with open_discovery(
+        interfaces=interfaces or None, port=port, tag_for_hour=tag_for_hour, clock=time.time
+    ) as disc:
+        yield disc
+
+
+async def run_sync(
+    core: MirrorCore,
+    *,
+    listen: tuple[str, int],
+    interfaces: list[str] | None,
+    peers: Iterable[tuple[str, int]] = (),
+    task_status: trio.TaskStatus[RunningSync] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve sync until cancelled. *interfaces*: None = no discovery, [] = LAN."""
+    group = await open_group(core)
+
+    def arrived(session: SyncSession, stored: StoredDoc) -> None:
+        name = core.peer_names.get(str(hash(session.origin)))
+        if name is None:
+            name = _device_name(group, session.peer_device_id)
+            core.peer_names[str(hash(session.origin))] = name
+
+    service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(service.run)
+        task_status.started(RunningSync(service, group, port))
+        async with _discovery(group, port, interfaces) as disc:
+            if disc is None:
+                await trio.sleep_forever()
+            from ..discovery import PeerFound
+
+            with disc.subscribe() as events:
+                for peer in disc.peers():
+                    service.dial((peer.host, peer.port))
+                async for event in events:
+                    if isinstance(event, PeerFound):
+                        service.dial((event.peer.host, event.peer.port))
+
+
+def _device_name(group: Group, device_id: str) -> str:
+    for record in group.active():
+        if record.device_id == device_id:
+            return record.name
+    return "another device"
