@@ -149,6 +149,7 @@ class Connection:
         self._outbox = bytearray()
         self._events: deque[Event] = deque()
         self._error = False
+        self._closed_reported = False
         self._hs_state = HandshakeState.AWAIT_HELLO
         self._ephemeral: bytes | None = ephemeral
         self._initiator_pending: InitiatorPending | None = None
@@ -237,6 +238,9 @@ class Connection:
                         return NEED_DATA
                     if len(self._buffer):
                         raise RemoteProtocolError("the stream ended in the middle of a frame")
+                    if self._closed_reported:
+                        raise LocalProtocolError("the stream has ended; stop reading events")
+                    self._closed_reported = True
                     return ConnectionClosed()
                 self._handle_frame(frame)
                 self._frames_received += 1

@@ -76,7 +76,8 @@ def connection_pair(
 
 def deliver(data: bytes, dst: Connection) -> list[Event]:
     """Feed *data* to *dst* and return every event until NEED_DATA."""
-    dst.receive_data(data)
+    if data:
+        dst.receive_data(data)
     events: list[Event] = []
     while (event := dst.next_event()) is not NEED_DATA:
         events.append(event)
