@@ -121,3 +121,22 @@ async def test_pair_and_sync_through_discovery_on_loopback(tmp_path: Path) -> No
     finally:
         assert await stop_mirror(serve_b) == 0
         assert await stop_mirror(serve_a) == 0
+
+
+async def test_devices_remove_starts_a_new_epoch(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    await pair(a, b)
+    status, out, _ = await mirror(a, "devices", "--json")
+    phone = next(d for d in json.loads(out) if d["name"] == "phone")
+    status, _, err = await mirror(a, "devices", "remove", phone["device_id"][:6])
+    assert status == 2 and "--yes" in err  # no terminal to ask on
+    status, out, err = await mirror(a, "devices", "remove", phone["device_id"][:6], "--yes")
+    assert status == 0, err
+    assert "epoch 1" in out
+    status, out, _ = await mirror(a, "devices", "--json")
+    removed = next(d for d in json.loads(out) if d["name"] == "phone")
+    assert removed["active"] is False
+    keyring = json.loads((a / "keyring.json").read_text())
+    assert sorted(keyring["epochs"]) == ["0", "1"]
+    status, _, err = await mirror(a, "devices", "remove", "nosuchdevice", "--yes")
+    assert status == 1 and "no device" in err
