@@ -53,7 +53,7 @@ async def test_a_peer_that_goes_silent_is_closed_after_the_idle_timeout(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(complete_handshake_then_go_silent)
             start = trio.current_time()
-            with pytest.raises(SessionError, match="silent|heartbeat"):
+            with pytest.raises(SessionError, match=r"silent|heartbeat"):
                 await session.run()
             elapsed = trio.current_time() - start
             nursery.cancel_scope.cancel()
