@@ -1,0 +1,134 @@
+"""T5: hostile bytes, whole and one byte at a time, give events or RemoteProtocolError.
+
+Never another exception, and an error leaves the connection in ERROR with no
+event produced for the offending frame.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import (
+    DEVICES,
+    NEED_DATA,
+    Catalogue,
+    CatalogueEntry,
+    Connection,
+    ConnectionClosed,
+    Heartbeat,
+    Pairing,
+    RemoteProtocolError,
+    SideState,
+    Update,
+)
+from protocol.pairing import PAIRER, DeviceInfo, GroupSnapshot
+from tests.protocol_helpers import (
+    ALICE_LAPTOP,
+    GROUP_SECRET,
+    connection_pair,
+    established,
+    seeded_rng,
+)
+
+FUZZ = settings(max_examples=400, derandomize=True, deadline=None)
+
+_, FRESH_RESPONDER = connection_pair(label="fuzz")
+_sender, OPEN_RECEIVER = established("fuzz")
+VALID_STREAM = (
+    _sender.send(Catalogue((CatalogueEntry("journal/2024-05", DEVICES, bytes(32)),)))
+    + _sender.send(Update("journal/2024-05", DEVICES, b"\x01\x02\x03" * 10))
+    + _sender.send(Heartbeat(7))
+)
+FRESH_PAIRER = Pairing(
+    PAIRER,
+    "abcd-efgh",
+    ALICE_LAPTOP.seed,
+    seeded_rng("fuzz-p"),
+    group=GroupSnapshot(GROUP_SECRET, 1, (DeviceInfo(ALICE_LAPTOP.key, "laptop"),)),
+)
+
+
+def feed(receiver: Connection | Pairing, chunks: list[bytes]) -> None:
+    events = 0
+    try:
+        for chunk in chunks:
+            receiver.receive_data(chunk)
+            while True:
+                event = receiver.next_event()
+                if isinstance(event, ConnectionClosed):
+                    return
+                if event is NEED_DATA:
+                    break
+                events += 1
+    except RemoteProtocolError:
+        if isinstance(receiver, Connection):
+            assert receiver.their_state is SideState.ERROR
+        try:
+            receiver.next_event()
+        except RemoteProtocolError:
+            return
+        raise AssertionError("an errored connection produced an event") from None
+
+
+def whole_and_bytewise(receiver: Connection | Pairing, data: bytes) -> None:
+    feed(copy.deepcopy(receiver), [data])
+    feed(copy.deepcopy(receiver), [data[i : i + 1] for i in range(len(data))])
+    feed(copy.deepcopy(receiver), [data, b""])
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_before_the_handshake(data: bytes) -> None:
+    whole_and_bytewise(FRESH_RESPONDER, data)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_after_the_handshake(data: bytes) -> None:
+    whole_and_bytewise(OPEN_RECEIVER, data)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_to_a_pairer(data: bytes) -> None:
+    whole_and_bytewise(FRESH_PAIRER, data)
+
+
+mutation = st.one_of(
+    st.tuples(st.just("replace"), st.integers(0, 10_000), st.integers(0, 255)),
+    st.tuples(st.just("insert"), st.integers(0, 10_000), st.integers(0, 255)),
+    st.tuples(st.just("delete"), st.integers(0, 10_000), st.just(0)),
+    st.tuples(st.just("truncate"), st.integers(0, 10_000), st.just(0)),
+)
+
+
+def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
+    out = bytearray(data)
+    for op, where, value in ops:
+        at = where % (len(out) + 1)
+        if op == "replace" and at < len(out):
+            out[at] = value
+        elif op == "insert":
+            out.insert(at, value)
+        elif op == "delete" and at < len(out):
+            del out[at]
+        elif op == "truncate":
+            del out[at:]
+    return bytes(out)
+
+
+@FUZZ
+@given(st.lists(mutation, min_size=1, max_size=4))
+def test_mutations_of_a_valid_session_stream(ops: list[tuple[str, int, int]]) -> None:
+    whole_and_bytewise(OPEN_RECEIVER, mutate(VALID_STREAM, ops))
+
+
+@FUZZ
+@given(st.lists(mutation, min_size=1, max_size=4))
+def test_mutations_of_a_valid_handshake(ops: list[tuple[str, int, int]]) -> None:
+    initiator, responder = connection_pair(label="fuzz")
+    hello = initiator.data_to_send()
+    whole_and_bytewise(responder, mutate(hello, ops))
