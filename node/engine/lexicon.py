@@ -93,6 +93,8 @@ class Lexicon:
     crisis_self_harm: tuple[str, ...]
     crisis_exceptions: tuple[str, ...]
     crisis_resources: str
+    crisis_harm_from_others: tuple[str, ...] = ()
+    crisis_harm_resources: str = ""
 
     def is_known_word(self, norm: str) -> bool:
         """True for words the lexicon gives a meaning to (so not a name at sentence start)."""
@@ -170,4 +172,6 @@ def lexicon() -> Lexicon:
         crisis_self_harm=tuple(crisis["self_harm"]),
         crisis_exceptions=tuple(crisis["not_when_followed_by"]),
         crisis_resources=str(crisis["resources"]),
+        crisis_harm_from_others=tuple(crisis.get("harm_from_others", ())),
+        crisis_harm_resources=str(crisis.get("resources_harm", crisis["resources"])),
     )

@@ -125,6 +125,8 @@ class _Composer:
         self.threads = threads
         self.voice = voice
         self.tension: Tension | None = a.tensions[0] if a.tensions else None
+        # a "question" of punctuation alone ("?") is not one to reflect back
+        self.questions = [q for q in a.questions if any(c.isalnum() for c in q.text)]
 
     def _sentence_scores(self) -> list[float]:
         """How much of the entry each sentence carries: feelings, people, themes, keyphrases."""
@@ -254,9 +256,9 @@ class _Composer:
         )
 
     def own_question(self) -> str | None:
-        if not self.a.questions:
+        if not self.questions:
             return None
-        q = _clip(self.a, self.a.questions[0], MAX_QUOTE_WORDS)
+        q = _clip(self.a, self.questions[0], MAX_QUOTE_WORDS)
         return f"You asked yourself {_q(q)}." if q else None
 
     def thread_notes(self) -> str | None:
@@ -304,7 +306,7 @@ class _Composer:
                     f"When {_q(left)} and {_q(right)} sit side by side, what do you notice?",
                 ),
             )
-        if a.questions:
+        if self.questions:
             return v.pick(
                 "q-own",
                 (
@@ -354,6 +356,8 @@ class _Composer:
             )
         last = a.sentences[-1].span if a.sentences else Span(0, len(a.text), a.text)
         whole = _clip(a, last, MAX_QUOTE_WORDS)
+        if not any(c.isalnum() for c in whole):
+            return "What would you put into words, if you could?"
         return v.pick(
             "q-open",
             (f"What would you add to {_q(whole)}?", f"What else is there, besides {_q(whole)}?"),

@@ -1,11 +1,12 @@
 """Crisis language: a first offline safety net, run before any mirrorback is written.
 
-``detect_crisis(text)`` looks for clear self-harm or suicide language (the
-phrases in ``data/crisis.json``); ``crisis_reply`` is what the person gets
-instead of an ordinary mirrorback: caring, plain, with where immediate help is,
-never advice, never a diagnosis, never nothing. Every engine runs this first
-(the LLM engines of the engine issue too), so it lives apart from the offline
-composer.
+``detect_crisis(text)`` looks for clear self-harm or suicide language, and for
+harm from others — being hit, threatened, abused, not safe at home — (the
+phrases in ``data/crisis.json``); self-harm is checked first. ``crisis_reply``
+is what the person gets instead of an ordinary mirrorback: caring, plain, with
+where immediate help is, never advice, never a diagnosis, never nothing. Every
+engine runs this first, before any model is called (node/llm/engine.py), so it
+lives apart from the offline composer.
 
 Matching is deliberately phrase-based: figures of speech ("this deadline is
 killing me", "I could kill for a coffee") carry no listed phrase. A phrase
@@ -24,7 +25,7 @@ from typing import Literal
 from .lexicon import lexicon
 from .text import Span
 
-CrisisCategory = Literal["self_harm"]
+CrisisCategory = Literal["self_harm", "harm_from_others"]
 EXCEPTION_LOOKAHEAD_CHARS = 40
 MAX_CRISIS_QUOTE_CHARS = 160
 
@@ -44,20 +45,25 @@ def _phrase_pattern(phrase: str) -> str:
 
 
 @cache
-def _crisis_re() -> re.Pattern[str]:
-    phrases = sorted(set(lexicon().crisis_self_harm), key=len, reverse=True)
-    body = "|".join(_phrase_pattern(p) for p in phrases)
+def _crisis_re(category: CrisisCategory = "self_harm") -> re.Pattern[str]:
+    lex = lexicon()
+    source = lex.crisis_self_harm if category == "self_harm" else lex.crisis_harm_from_others
+    phrases = sorted(set(source), key=len, reverse=True)
+    body = "|".join(_phrase_pattern(p) for p in phrases) or r"(?!x)x"
     return re.compile(rf"(?<![\w'’])(?:{body})(?![\w'’])", re.IGNORECASE)
 
 
 def detect_crisis(text: str) -> CrisisSignal | None:
-    """The first clear self-harm or suicide phrase in *text*, if any."""
+    """The first clear self-harm or suicide phrase in *text*, else the first phrase
+    of harm from others, if any."""
     lex = lexicon()
-    for m in _crisis_re().finditer(text):
-        after = " ".join(text[m.end() : m.end() + EXCEPTION_LOOKAHEAD_CHARS].lower().split())
-        if any(after.startswith(e) for e in lex.crisis_exceptions):
-            continue
-        return CrisisSignal("self_harm", Span(m.start(), m.end(), m.group()))
+    category: CrisisCategory
+    for category in ("self_harm", "harm_from_others"):
+        for m in _crisis_re(category).finditer(text):
+            after = " ".join(text[m.end() : m.end() + EXCEPTION_LOOKAHEAD_CHARS].lower().split())
+            if any(after.startswith(e) for e in lex.crisis_exceptions):
+                continue
+            return CrisisSignal(category, Span(m.start(), m.end(), m.group()))
     return None
 
 
@@ -74,6 +80,14 @@ def _sentence_around(text: str, span: Span) -> str:
 def crisis_reply(text: str, signal: CrisisSignal) -> str:
     """A caring reply that names where immediate help is. Deterministic."""
     quote = _sentence_around(text, signal.span)
+    if signal.category == "harm_from_others":
+        return (
+            f"Thank you for writing this down. You wrote “{quote}”, and that matters. "
+            "No one has the right to hurt or threaten you, and what happened is not "
+            "yours to carry alone.\n\n"
+            f"{lexicon().crisis_harm_resources}\n\n"
+            "Is there someone you trust who could be with you, or hear from you, right now?"
+        )
     return (
         f"Thank you for writing this down. You wrote “{quote}”, and that matters. "
         "It sounds like you are carrying a great deal of pain right now, "
