@@ -96,4 +96,9 @@ async def stop_mirror(proc: MirrorProcess, deadline_s: float = 15) -> int:
         process.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
     with trio.fail_after(deadline_s):
         status: int = await process.wait()  # type: ignore[attr-defined]
+    stderr = getattr(process, "stderr", None)
+    if status != 0 and stderr is not None:
+        with trio.move_on_after(2):
+            detail = await stderr.receive_some(65536)
+            print(f"mirror exited {status}: {detail.decode(errors='replace')}")
     return status

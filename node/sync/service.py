@@ -136,8 +136,11 @@ class SyncService:
         """Keep a session with *address* (reconnecting with backoff) from now on."""
         if address in self._dialing or address in self._self_addresses or self._nursery is None:
             return
+        try:
+            self._nursery.start_soon(self._dial_forever, address)
+        except RuntimeError:  # the service is shutting down
+            return
         self._dialing.add(address)
-        self._nursery.start_soon(self._dial_forever, address)
 
     def allow_pairing(self, handler: PairingHandler | None) -> None:
         """Serve pairing openings on the listener with *handler* (None: refuse them)."""
