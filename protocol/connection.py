@@ -16,7 +16,9 @@ How a node drives it::
 ``send(message)`` returns the bytes to write for *message*, preceded by any
 bytes the Connection queued by itself (handshake replies, the full catalogue
 when digests differ, HeartbeatAck, CatchUpDone), so the stream order is always
-right; ``data_to_send()`` drains those automatic bytes alone.
+right; ``data_to_send()`` drains those automatic bytes alone. After
+``receive_data(b"")`` the next event at a frame boundary is ConnectionClosed,
+returned once; stop reading then.
 
 Guarantees: whatever bytes arrive, ``next_event()`` returns events or raises
 :class:`RemoteProtocolError`, after which the connection is in ERROR and
