@@ -203,25 +203,29 @@ class DocStore:
             raise DocumentError(f"invalid document id {doc_id!r}")
         while doc_id in self._loading:
             await self._loading[doc_id].wait()
-        if doc_id not in self._catalogue:
-            await self.refresh()  # another process may have created it meanwhile
         existing = self._loaded.get(doc_id)
-        info = self._catalogue.get(doc_id)
-        if info is not None and info.kind != kind:
-            raise DocumentError(f"document {doc_id} is a {info.kind!r}, not a {kind!r}")
         if existing is not None:
+            if existing.kind != kind:
+                raise DocumentError(f"document {doc_id} is a {existing.kind!r}, not a {kind!r}")
             return existing
-        if info is None:
-            if not create:
-                raise DocumentError(f"no document {doc_id!r}")
-            info = DocInfo(doc_id, kind, sync_class)
-            self._catalogue[doc_id] = info
-            self._enqueue(Create(next(self._tickets), info, format_timestamp(utc_now())))
-            stored = StoredDoc(doc_id, kind, info.sync_class, Doc(client_id=self.client_id))
-            self._attach(stored)
-            return stored
+        # One opener at a time per id: a second caller waits and gets the same
+        # object, so two live Docs never diverge for one document.
         event = self._loading[doc_id] = trio.Event()
         try:
+            if doc_id not in self._catalogue:
+                await self.refresh()  # another process may have created it meanwhile
+            info = self._catalogue.get(doc_id)
+            if info is not None and info.kind != kind:
+                raise DocumentError(f"document {doc_id} is a {info.kind!r}, not a {kind!r}")
+            if info is None:
+                if not create:
+                    raise DocumentError(f"no document {doc_id!r}")
+                info = DocInfo(doc_id, kind, sync_class)
+                self._catalogue[doc_id] = info
+                self._enqueue(Create(next(self._tickets), info, format_timestamp(utc_now())))
+                stored = StoredDoc(doc_id, kind, info.sync_class, Doc(client_id=self.client_id))
+                self._attach(stored)
+                return stored
             snapshot, updates, _ = await self._storage.call(lambda c: read_doc(c, doc_id))
             doc: Doc[Any] = Doc(client_id=self.client_id)
             apply_all(doc, doc_id, snapshot, updates, origin=LOAD_ORIGIN)

@@ -326,3 +326,16 @@ async def test_cancelled_caller_leaves_store_usable(tmp_path: Path) -> None:
         await journal.add("surely")
         texts = [r.text for r in await journal.all()]
         assert "surely" in texts
+
+
+async def test_concurrent_opens_of_a_new_document_share_one_doc(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "m.db") as store:
+        opened: list[object] = []
+
+        async def open_it() -> None:
+            opened.append(await store.open_doc("fresh", kind="notes"))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(open_it)
+        assert len({id(o) for o in opened}) == 1
