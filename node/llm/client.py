@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,9 @@ log = logging.getLogger("mirror.llm")
 
 OFFLINE_GUARDS = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router", "litellm")
+# litellm imports provider modules lazily, and some warn at import (pydantic on
+# litellm's own types); those are not the person's concern, nor errors in tests.
+QUIET_WARNINGS = (r"Items? '.*' on TypedDict class",)
 STREAM_BUFFER_CHUNKS = 64
 MAX_ERROR_CHARS = 200
 # An OpenAI-compatible local server (LM Studio, llama.cpp) wants some key; it is not secret.
@@ -95,6 +99,8 @@ def load_litellm() -> Any:
     with _load_lock:
         for key, value in OFFLINE_GUARDS.items():
             os.environ[key] = value
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
         import litellm
 
         litellm.suppress_debug_info = True
@@ -122,7 +128,9 @@ def describe_failure(target: LLMTarget, exc: BaseException) -> str:
     low = text.lower()
     if "timeout" in name.lower() or "timed out" in low:
         reason = f"no answer within {target.timeout_s:g} s"
-    elif "connect" in name.lower() or "connection refused" in low or "connecterror" in low:
+    elif any(k in low for k in ("connection refused", "connecterror", "connect call failed",
+                                 "all connection attempts failed", "errno 111",
+                                 "connection error")):
         reason = "the server is not reachable"
     elif "authentication" in name.lower() or "401" in low:
         reason = "the API key was refused"
