@@ -4,7 +4,13 @@ One document, ``devices`` (kind ``devices``, class ``devices``), shared by the
 person's devices::
 
     members: device_id -> {public_key (hex), name, added_at, removed_at | None}
+    removed: device_id -> {removed_at}
     epochs:  "N"       -> {created_at, created_by, sealed: device_id -> base64}
+
+Removals live in their own map, keyed by device: two devices may write a
+member's record concurrently (pairing does), and the CRDT keeps one of the two
+records — a removal written into the losing record would be lost. A key in
+``removed`` is never taken back, so removal is monotonic.
 
 ``sealed`` holds the epoch's group secret sealed (X25519 sealed box) to each
 device that belongs to the group at that epoch. A removed device is not among
@@ -25,6 +31,7 @@ from .values import check_value, format_timestamp, parse_timestamp, read_int
 KIND = "devices"
 DOC_ID = "devices"
 MEMBERS = "members"
+REMOVED = "removed"
 EPOCHS = "epochs"
 MAX_NAME_CHARS = 64
 
@@ -52,6 +59,11 @@ class EpochRecord:
 
 def _members(doc: Doc[Any]) -> Map[Any]:
     root: Map[Any] = doc.get(MEMBERS, type=Map)
+    return root
+
+
+def _removed(doc: Doc[Any]) -> Map[Any]:
+    root: Map[Any] = doc.get(REMOVED, type=Map)
     return root
 
 
@@ -83,10 +95,9 @@ def put_device(doc: Doc[Any], record: DeviceRecord) -> None:
 
 
 def mark_removed(doc: Doc[Any], device_id: str, when: datetime) -> None:
-    entry = _members(doc).get(device_id)
-    if not isinstance(entry, Map):
+    if not isinstance(_members(doc).get(device_id), Map):
         raise KeyError(device_id)
-    entry["removed_at"] = format_timestamp(when)
+    _removed(doc)[device_id] = Map({"removed_at": format_timestamp(when)})
 
 
 def rename_device(doc: Doc[Any], device_id: str, name: str) -> None:
@@ -99,9 +110,13 @@ def rename_device(doc: Doc[Any], device_id: str, name: str) -> None:
 def read_devices(doc: Doc[Any]) -> list[DeviceRecord]:
     out = []
     data = _members(doc).to_py() or {}
+    removals = _removed(doc).to_py() or {}
     for device_id, entry in data.items():
         try:
             removed = entry.get("removed_at")
+            mark = removals.get(device_id)
+            if isinstance(mark, dict) and isinstance(mark.get("removed_at"), str):
+                removed = mark["removed_at"]
             out.append(
                 DeviceRecord(
                     device_id=device_id,

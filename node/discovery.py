@@ -70,6 +70,8 @@ ROTATION_CHECK_S = 300.0
 RECORD_TTL_S = 120
 
 TagForHour = Callable[[int], bytes]
+# hour -> (epoch, tag) for the group's earlier epochs still worth recognising
+EarlierTags = Callable[[int], Sequence[tuple[int, bytes]]]
 Clock = Callable[[], float]
 
 
@@ -84,11 +86,14 @@ class PairingNotFound(DiscoveryError):
 @dataclass(frozen=True)
 class PeerAddress:
     """Where a recognised device listens; ``tag_hour`` is the hour whose tag
-    matched (None for a pairing advertisement)."""
+    matched (None for a pairing advertisement). ``epoch`` is set when the peer
+    advertised the tag of an earlier group epoch (it missed a device removal):
+    dial it at that epoch so it can learn the new one."""
 
     host: str
     port: int
     tag_hour: int | None
+    epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +302,7 @@ def _unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | 
 @dataclass(frozen=True)
 class _Match:
     tag_hour: int | None  # None for a pairing advertisement
+    epoch: int | None = None  # an earlier epoch whose tag matched
 
 
 # Decides from a resolved instance's TXT whether it is ours (None: it is not).
@@ -309,6 +315,7 @@ class Discovery:
     def __init__(self, zc: Zeroconf, classify: Classifier) -> None:
         self._zc = zc
         self._classify = classify
+        self._earlier_tags: EarlierTags | None = None
         self._token = trio.lowlevel.current_trio_token()
         self._incoming_send, self._incoming = trio.open_memory_channel[tuple[str, bool]](
             MAX_TRACKED_SERVICES
@@ -444,7 +451,7 @@ class Discovery:
             self._rejected += 1
             self._forget(name)
             return
-        peer = PeerAddress(host, info.port, match.tag_hour)
+        peer = PeerAddress(host, info.port, match.tag_hour, match.epoch)
         tag = _parse_hex(info.decoded_properties.get("tag"))
         if tag is not None:
             self._tags[name] = tag
@@ -473,7 +480,7 @@ class Discovery:
     def _recheck(self, now: float, tag_for_hour: TagForHour) -> None:
         """At rotation: drop peers whose tag fell out of the ±1 hour window."""
         for name, tag in list(self._tags.items()):
-            if match_tag(tag, now, tag_for_hour) is None:
+            if match_any(tag, now, tag_for_hour, self._earlier_tags) is None:
                 self._forget(name)
 
     # -- advertising --
@@ -526,15 +533,33 @@ def _pairing_properties(tag: bytes) -> dict[str, str]:
     return {"v": str(PROTOCOL_VERSION), "pairing": tag.hex()}
 
 
-def _group_classifier(tag_for_hour: TagForHour, clock: Clock) -> Classifier:
+def _group_classifier(
+    tag_for_hour: TagForHour, clock: Clock, earlier_tags: EarlierTags | None = None
+) -> Classifier:
     def classify(props: dict[str, str | None]) -> _Match | None:
         tag = _parse_hex(props.get("tag"))
         if tag is None or props.get("v") != str(PROTOCOL_VERSION):
             return None
-        hour = match_tag(tag, clock(), tag_for_hour)
-        return None if hour is None else _Match(hour)
+        return match_any(tag, clock(), tag_for_hour, earlier_tags)
 
     return classify
+
+
+def match_any(
+    tag: bytes, now: float, tag_for_hour: TagForHour, earlier_tags: EarlierTags | None
+) -> _Match | None:
+    """Match against this epoch's tags, then (if given) against earlier epochs'."""
+    hour = match_tag(tag, now, tag_for_hour)
+    if hour is not None:
+        return _Match(hour)
+    if earlier_tags is None:
+        return None
+    current = hour_of(now)
+    for candidate in (current, current - 1, current + 1):
+        for epoch, earlier in earlier_tags(candidate):
+            if hmac.compare_digest(tag, earlier):
+                return _Match(candidate, epoch)
+    return None
 
 
 def _pairing_classifier(pairing_tag: bytes) -> Classifier:
@@ -591,8 +616,13 @@ async def open_discovery(
     tag_for_hour: TagForHour,
     clock: Clock,
     addresses: Sequence[str] | None = None,
+    earlier_tags: EarlierTags | None = None,
 ) -> AsyncIterator[Discovery]:
     """Advertise this node's rotating tag and browse for the same person's devices.
+
+    ``earlier_tags(hour)`` lists ``(epoch, tag)`` of earlier group epochs: a
+    device that missed a removal still advertises those; it is reported with
+    its ``epoch`` so the node can meet it there (nothing is advertised for them).
 
     ``interfaces``: IP addresses to bind mDNS to (tests: ``["127.0.0.1"]``), or
     None for all LAN interfaces. ``port``: the sync listener's port.
@@ -601,10 +631,9 @@ async def open_discovery(
     to ``interfaces`` (or the LAN addresses).
     """
     advertised = _advertised_addresses(interfaces, addresses)
-    async with _running(interfaces, _group_classifier(tag_for_hour, clock), True) as (
-        disc,
-        nursery,
-    ):
+    classify = _group_classifier(tag_for_hour, clock, earlier_tags)
+    async with _running(interfaces, classify, True) as (disc, nursery):
+        disc._earlier_tags = earlier_tags
         hour = hour_of(clock())
         info = _service_info(_group_properties(tag_for_hour(hour)), port, advertised)
         await disc._advertise(info, hour)

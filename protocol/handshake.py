@@ -31,8 +31,8 @@ over TCP or through a relay.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Container
-from dataclasses import dataclass
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Final
 
@@ -68,12 +68,26 @@ class Credentials:
     group_secret: bytes
     epoch: int
     known_devices: Container[bytes]
+    earlier_epochs: Mapping[int, bytes] = field(default_factory=dict)
+    """Secrets of earlier epochs that a *responder* still accepts, so a device
+    that missed a removal (and its new epoch) can connect and catch up. The
+    device key is checked against ``known_devices`` all the same: a removed
+    device is refused whatever epoch it uses."""
 
     def __post_init__(self) -> None:
         if len(self.device_seed) != 32 or len(self.group_secret) != 32:
             raise LocalProtocolError("device seed and group secret must be 32 bytes each")
         if not 0 <= self.epoch <= MAX_EPOCH:
             raise LocalProtocolError(f"epoch {self.epoch} out of range")
+        for epoch, secret in self.earlier_epochs.items():
+            if not 0 <= epoch < self.epoch or len(secret) != 32:
+                raise LocalProtocolError("earlier epochs must be older, with 32-byte secrets")
+
+    def secret_for(self, epoch: int) -> bytes | None:
+        """The group secret of *epoch* if this device answers at it."""
+        if epoch == self.epoch:
+            return self.group_secret
+        return self.earlier_epochs.get(epoch)
 
     @cached_property
     def device_key(self) -> bytes:
@@ -130,12 +144,13 @@ def make_reply(
     initiator_ephemeral = reader.fixed(PUBLIC_KEY_BYTES)
     tag = reader.fixed(DIGEST_BYTES)
     reader.done()
-    if epoch != creds.epoch:
+    secret = creds.secret_for(epoch)
+    if secret is None:
         raise RemoteProtocolError(
             f"peer uses group epoch {epoch}; this device is at epoch {creds.epoch}",
             CloseCode.EPOCH_MISMATCH,
         )
-    group_key = keys.group_handshake_key(creds.group_secret, creds.epoch)
+    group_key = keys.group_handshake_key(secret, epoch)
     fields_end = len(frame.body) - DIGEST_BYTES
     expected = keys.kdf(group_key, Purpose.HS_HELLO, frame.header + frame.body[:fields_end])
     if not hmac.compare_digest(tag, expected):

@@ -434,3 +434,21 @@ def test_namespace_helper_leaves_nothing_behind() -> None:
         ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True
     ).stdout
     assert not any(name in listed for name in names)
+
+
+def test_a_peer_on_an_earlier_epoch_is_recognised_with_that_epoch() -> None:
+    from node.discovery import match_any
+
+    def current(hour: int) -> bytes:
+        return b"now-" + hour.to_bytes(12, "big")
+
+    def earlier(hour: int) -> list[tuple[int, bytes]]:
+        return [(0, b"old-" + hour.to_bytes(12, "big"))]
+
+    now = 1_800_000_000.0
+    hour = int(now // 3600)
+    assert match_any(current(hour), now, current, earlier).epoch is None  # type: ignore[union-attr]
+    found = match_any(b"old-" + hour.to_bytes(12, "big"), now, current, earlier)
+    assert found is not None and found.epoch == 0 and found.tag_hour == hour
+    assert match_any(b"old-" + hour.to_bytes(12, "big"), now, current, None) is None
+    assert match_any(b"x" * 16, now, current, earlier) is None

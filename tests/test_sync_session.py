@@ -138,8 +138,9 @@ async def test_removed_device_cannot_authenticate(tmp_path: Path) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run, sc)
                 nursery.start_soon(run, sa)
-        assert not sa.handshake_done.is_set() and not sc.handshake_done.is_set()
-        assert failures
+        # (the initiator finishes its half first; the responder refuses its FINISH)
+        assert not sa.handshake_done.is_set()
+        assert sc.stats.updates_in == 0 and failures
 
         # Even with the new epoch's secret (say, copied off another device), the
         # removed device's key is no longer known: refused.
@@ -155,3 +156,37 @@ async def test_removed_device_cannot_authenticate(tmp_path: Path) -> None:
         # (the initiator finishes its half first; the responder refuses its FINISH)
         assert not sa.handshake_done.is_set()
         assert sc.stats.updates_in == 0 and failures
+
+
+async def test_a_device_that_missed_a_removal_learns_the_new_epoch(tmp_path: Path) -> None:
+    async with open_devices(tmp_path, ["a", "b", "c"]) as (a, b, c):
+        a.group.remove_device(c.keyring.device_id)  # b was away: still at epoch 0
+        assert a.keyring.epoch == 1 and b.keyring.epoch == 0
+        # b dials a at its (old) epoch; a still answers there for a known device
+        async with connected(b, a) as (sb, sa):
+            with trio.fail_after(10):
+                await sb.caught_up.wait()
+                await sa.caught_up.wait()
+
+            def b_knows_epoch_1() -> bool:
+                return b.keyring.epoch == 1
+
+            await wait_for(b_knows_epoch_1)
+        assert b.keyring.epochs[1] == a.keyring.epochs[1]
+        assert c.keyring.device_id not in {r.device_id for r in b.group.active()}
+        # c, removed, gets nothing at either epoch
+        left, right = trio.testing.memory_stream_pair()
+        sc = SyncSession(c.store, c.group, left, INITIATOR)
+        sa2 = SyncSession(a.store, a.group, right, RESPONDER)
+
+        async def run(session: SyncSession) -> None:
+            try:
+                await session.run()
+            except SessionError:
+                pass
+
+        with trio.fail_after(15):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run, sc)
+                nursery.start_soon(run, sa2)
+        assert not sa2.handshake_done.is_set() and sc.stats.updates_in == 0

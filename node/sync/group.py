@@ -106,12 +106,17 @@ class Group:
         return matches[0]
 
     def credentials(self, epoch: int | None = None) -> Credentials:
+        """Credentials at *epoch* (default: the newest). As a responder this device
+        also answers at older epochs it knows, so a device that missed a removal
+        can still connect and learn the new epoch; removed devices are refused by
+        their key whatever epoch they use."""
         chosen = self.keyring.epoch if epoch is None else epoch
         return Credentials(
             device_seed=self.keyring.device_seed,
             group_secret=self.keyring.epochs[chosen],
             epoch=chosen,
             known_devices=self.known,
+            earlier_epochs={e: s for e, s in self.keyring.epochs.items() if e < chosen},
         )
 
     def refresh(self) -> list[int]:

@@ -49,8 +49,16 @@ async def _discovery(group: Group, port: int, interfaces: list[str] | None) -> A
     def tag_for_hour(hour: int) -> bytes:
         return discovery_tag(group.keyring.group_secret, group.keyring.epoch, hour)
 
+    def earlier_tags(hour: int) -> list[tuple[int, bytes]]:
+        ring = group.keyring
+        return [(e, discovery_tag(s, e, hour)) for e, s in ring.epochs.items() if e < ring.epoch]
+
     async with open_discovery(
-        interfaces=interfaces or None, port=port, tag_for_hour=tag_for_hour, clock=time.time
+        interfaces=interfaces or None,
+        port=port,
+        tag_for_hour=tag_for_hour,
+        clock=time.time,
+        earlier_tags=earlier_tags,
     ) as disc:
         yield disc
 
@@ -83,10 +91,10 @@ async def run_sync(
 
             with disc.subscribe() as events:
                 for peer in disc.peers():
-                    service.dial((peer.host, peer.port))
+                    service.dial((peer.host, peer.port), epoch=peer.epoch)
                 async for event in events:
                     if isinstance(event, PeerFound):
-                        service.dial((event.peer.host, event.peer.port))
+                        service.dial((event.peer.host, event.peer.port), epoch=event.peer.epoch)
 
 
 def _device_name(group: Group, device_id: str) -> str:

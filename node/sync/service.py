@@ -132,12 +132,14 @@ class SyncService:
                 self.dial(address)
             task_status.started(self.port)
 
-    def dial(self, address: tuple[str, int]) -> None:
-        """Keep a session with *address* (reconnecting with backoff) from now on."""
+    def dial(self, address: tuple[str, int], *, epoch: int | None = None) -> None:
+        """Keep a session with *address* (reconnecting with backoff) from now on.
+
+        *epoch*: meet the peer at this earlier epoch (it missed a removal)."""
         if address in self._dialing or address in self._self_addresses or self._nursery is None:
             return
         try:
-            self._nursery.start_soon(self._dial_forever, address)
+            self._nursery.start_soon(self._dial_forever, address, epoch)
         except RuntimeError:  # the service is shutting down
             return
         self._dialing.add(address)
@@ -182,7 +184,7 @@ class SyncService:
             return
         await self._run_session(_Prefixed(stream, opening), RESPONDER, address)
 
-    async def _dial_forever(self, address: tuple[str, int]) -> None:
+    async def _dial_forever(self, address: tuple[str, int], epoch: int | None = None) -> None:
         backoff = BACKOFF_MIN_S
         rng = random.Random()
         try:
@@ -195,7 +197,9 @@ class SyncService:
                     log.debug("cannot reach %s:%d: %s", *address, exc)
                 else:
                     name = f"{address[0]}:{address[1]}"
-                    result = await self._run_session(stream, INITIATOR, name)
+                    result = await self._run_session(stream, INITIATOR, name, epoch)
+                    if result == "ended" and epoch is not None and epoch < self.group.keyring.epoch:
+                        epoch = None  # it has caught up with the new epoch by now
                     if result == "self":
                         self._self_addresses.add(address)
                         return
@@ -208,7 +212,9 @@ class SyncService:
         finally:
             self._dialing.discard(address)
 
-    async def _run_session(self, stream: trio.abc.Stream, role: Any, address: str) -> str:
+    async def _run_session(
+        self, stream: trio.abc.Stream, role: Any, address: str, epoch: int | None = None
+    ) -> str:
         session = SyncSession(
             self.store,
             self.group,
@@ -217,6 +223,7 @@ class SyncService:
             address=address,
             classes=self.classes,
             on_update=self._arrived,
+            epoch=epoch if epoch is not None and epoch in self.group.keyring.epochs else None,
         )
         self.stats.sessions_total += 1
         outcome = "ended"
@@ -227,6 +234,8 @@ class SyncService:
             except SessionError as exc:
                 self.stats.sessions_failed += 1
                 log.info("session with %s ended: %s", session.peer_device_id or address, exc)
+                if "own key" in str(exc):
+                    outcome = "self"
             finally:
                 nursery.cancel_scope.cancel()
         peer = session.peer_device_id
