@@ -208,3 +208,37 @@ def test_config_types_are_checked(home_dir: Path, capsys: pytest.CaptureFixture[
     (home_dir / "config.json").write_text('{"discovery_interfaces": ["127.0.0.1"]}')
     status, out, _ = cli(capsys, "status")
     assert status == 0
+
+
+def test_edit_opens_the_editor(home_dir: Path, tmp_path: Path) -> None:
+    from tests.helpers import run_mirror
+
+    result = run_mirror(home_dir, "reflect", "--no-mirrorback", "--json", "I felt tired today")
+    rid = json.loads(result.stdout)["id"]
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nsed -i "s/tired/rested/" "$1"\n')
+    editor.chmod(0o755)
+    result = run_mirror(home_dir, "edit", rid[:6], EDITOR=str(editor))
+    assert result.returncode == 0, result.stderr
+    shown = run_mirror(home_dir, "show", rid, "--json")
+    assert json.loads(shown.stdout)["text"] == "I felt rested today"
+    failing = tmp_path / "fail.sh"
+    failing.write_text("#!/bin/sh\nexit 3\n")
+    failing.chmod(0o755)
+    result = run_mirror(home_dir, "edit", rid[:6], EDITOR=str(failing))
+    assert result.returncode == 1 and "editor exited with status 3" in result.stderr
+    result = run_mirror(home_dir, "edit", rid[:6], EDITOR="")
+    assert result.returncode == 2 and "no editor" in result.stderr
+
+
+def test_share_keeps_private_shards_local(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "reflect", "--no-mirrorback", "--private", "--at", "2026-03-01T10:00+00:00", "p")
+    cli(capsys, "reflect", "--no-mirrorback", "--at", "2026-03-01T10:00+00:00", "shared")
+    status, out, _ = cli(capsys, "share", "journal", "--class", "devices")
+    assert status == 0 and "private reflections stay" in out
+    status, _, err = cli(capsys, "share", "journal-private/2026-03", "--class", "devices")
+    assert status == 1 and "local by nature" in err
+    status, out, _ = cli(capsys, "sync", "status", "--json")
+    assert json.loads(out)["shared_documents"] == ["journal/2026-03"]
