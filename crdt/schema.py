@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import CorruptStoreError, NewerSchemaError, NotAStoreError, StoreOpenError
 
 APPLICATION_ID = 0x4D495252  # "MIRR"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA_V1 = """
@@ -58,8 +58,14 @@ CREATE TABLE client_ids (
 ) STRICT;
 """
 
-# Upgrades from version N to N + 1; each runs in one transaction.
-MIGRATIONS: dict[int, str] = {}
+# Upgrades from version N to N + 1; each runs in one transaction. A new store
+# is SCHEMA_V1 followed by every migration, so both paths build the same file.
+MIGRATIONS: dict[int, str] = {
+    # 2: blobs may be sealed (crdt/crypto_at_rest.py); meta.encryption says how.
+    # The version bump is the point: a Mirror that cannot open sealed blobs
+    # refuses the file instead of mixing plain updates into an encrypted store.
+    1: "INSERT OR IGNORE INTO meta(key, value) VALUES ('encryption', 'none');",
+}
 
 
 def _describe_sqlite_error(exc: sqlite3.Error) -> str:
@@ -126,9 +132,17 @@ def inspect_store_file(path: Path) -> int | None:
     return version
 
 
-def create_store_file(path: Path, *, created_at: str) -> None:
-    """Create an empty store at *path* atomically (build under a temporary name, rename)."""
-    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+def create_store_file(
+    path: Path, *, created_at: str, meta: dict[str, str] | None = None, rename: bool = True
+) -> None:
+    """Create an empty store at *path* atomically (build under a temporary name, rename).
+
+    *meta* adds rows to ``meta`` (e.g. the encryption header). With *rename*
+    false the store is built at *path* itself, which must not exist (callers
+    that build under their own temporary name)."""
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}") if rename else path
+    if not rename and path.exists():
+        raise StoreOpenError(f"{path}: exists; not overwritten")
     for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp, isolation_level=None)
@@ -137,12 +151,17 @@ def create_store_file(path: Path, *, created_at: str) -> None:
         conn.execute("BEGIN")
         for statement in _split_sql(SCHEMA_V1):
             conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute(
             "INSERT INTO meta(key, value) VALUES ('created_at', ?), ('schema', ?)",
             (created_at, str(SCHEMA_VERSION)),
         )
+        for version in range(1, SCHEMA_VERSION):
+            for statement in _split_sql(MIGRATIONS[version]):
+                conn.execute(statement)
+        for key, value in (meta or {}).items():
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -151,6 +170,8 @@ def create_store_file(path: Path, *, created_at: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if not rename:
+        return
     if path.exists():
         tmp.unlink(missing_ok=True)
         raise StoreOpenError(f"{path}: appeared while being created; not overwritten")

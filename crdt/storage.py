@@ -35,7 +35,8 @@ from typing import Any
 import trio
 from pycrdt import Doc
 
-from . import schema
+from . import crypto_at_rest, schema
+from .crypto_at_rest import BlobCipher
 from .errors import (
     CompactionError,
     CorruptStoreError,
@@ -136,8 +137,14 @@ class StorageThread:
         fault: FaultHook | None,
         compact_after_updates: int,
         on_committed: CommitCallback,
+        cipher: BlobCipher | None = None,
+        passphrase: str | None = None,
     ) -> None:
         self.path = path
+        # Encryption at rest: blobs are sealed here, on this thread, just before
+        # INSERT and opened just after SELECT (crdt/crypto_at_rest.py).
+        self.cipher = cipher
+        self._passphrase = passphrase
         self._synchronous = synchronous
         self._fault = fault
         self._compact_after = compact_after_updates
@@ -214,6 +221,7 @@ class StorageThread:
     def _main(self, started: Callable[[], None]) -> None:
         conn = self._connect()
         try:
+            self._unlock(conn)  # before the first write: a wrong key changes nothing
             self._acquire_client_id(conn)
             self.initial_documents = [
                 DocInfo(d, k, SyncClass(c))
@@ -262,6 +270,22 @@ class StorageThread:
             raise CorruptStoreError(f"{self.path}: cannot open ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise CorruptStoreError(f"{self.path}: cannot open ({exc})") from None
+
+    def _unlock(self, conn: sqlite3.Connection) -> None:
+        header = crypto_at_rest.read_header(conn, str(self.path))
+        passphrase, self._passphrase = self._passphrase, None
+        if header is None:
+            if self.cipher is not None:
+                raise crypto_at_rest.EncryptionError(f"{self.path}: this store is not encrypted")
+            return
+        if self.cipher is not None:
+            crypto_at_rest.check(header, self.cipher)
+        elif passphrase is not None:
+            self.cipher = crypto_at_rest.unlock(header, passphrase)
+        else:
+            raise crypto_at_rest.PassphraseRequiredError(
+                f"{self.path}: this home is encrypted; a passphrase is needed"
+            )
 
     def _acquire_client_id(self, conn: sqlite3.Connection) -> None:
         lock_dir = Path(f"{self.path}.locks")
@@ -358,9 +382,12 @@ class StorageThread:
                 if self._fault is not None:
                     self._fault(type(job).__name__.lstrip("_").lower())
                 if isinstance(job, Append):
+                    data = job.data
+                    if self.cipher is not None:
+                        data = self.cipher.seal("update", job.doc_id, data)
                     conn.execute(
                         "INSERT INTO updates(doc_id, writer, data) VALUES (?, ?, ?)",
-                        (job.doc_id, self.client_id, job.data),
+                        (job.doc_id, self.client_id, data),
                     )
                     touched.add(job.doc_id)
                 elif isinstance(job, Create):
@@ -396,7 +423,7 @@ class StorageThread:
         if int(count[0]) <= self._compact_after:
             return
         try:
-            compact_document(conn, doc_id=doc_id, live=None)
+            compact_document(conn, doc_id=doc_id, live=None, cipher=self.cipher)
             self.auto_compactions += 1
         except StoreError as exc:  # the log stays as it was; try again next time
             log.warning("automatic compaction of %s skipped: %s", doc_id, exc)
@@ -414,7 +441,7 @@ class StorageThread:
             for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
         ]
         snapshots = [
-            (d, bytes(s))
+            (d, _open_blob(self.cipher, "snapshot", d, s))
             for d, s in conn.execute(
                 "SELECT doc_id, snapshot FROM documents WHERE snapshot_seq > ? "
                 "AND snapshot IS NOT NULL",
@@ -428,21 +455,28 @@ class StorageThread:
         max_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM updates").fetchone()[0])
         snap_max = conn.execute("SELECT COALESCE(MAX(snapshot_seq), 0) FROM documents").fetchone()
         max_seq = max(max_seq, int(snap_max[0]), last)
-        return ExternalChanges(docs, snapshots, [(d, bytes(b)) for _, d, b in rows], max_seq)
+        updates = [(d, _open_blob(self.cipher, "update", d, b)) for _, d, b in rows]
+        return ExternalChanges(docs, snapshots, updates, max_seq)
 
 
-def read_doc(conn: sqlite3.Connection, doc_id: str) -> tuple[bytes | None, list[bytes], int]:
+def _open_blob(cipher: BlobCipher | None, what: str, doc_id: str, blob: Any) -> bytes:
+    return bytes(blob) if cipher is None else cipher.open(what, doc_id, bytes(blob))
+
+
+def read_doc(
+    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
+) -> tuple[bytes | None, list[bytes], int]:
     row = conn.execute(
         "SELECT snapshot, snapshot_seq FROM documents WHERE doc_id=?", (doc_id,)
     ).fetchone()
     if row is None:
         raise DocumentError(f"no document {doc_id!r}")
-    snapshot = bytes(row[0]) if row[0] is not None else None
+    snapshot = _open_blob(cipher, "snapshot", doc_id, row[0]) if row[0] is not None else None
     updates = conn.execute(
         "SELECT seq, data FROM updates WHERE doc_id=? ORDER BY seq", (doc_id,)
     ).fetchall()
     max_seq = max([int(row[1])] + [int(s) for s, _ in updates])
-    return snapshot, [bytes(d) for _, d in updates], max_seq
+    return snapshot, [_open_blob(cipher, "update", doc_id, d) for _, d in updates], max_seq
 
 
 def apply_all(
@@ -467,11 +501,15 @@ def apply_all(
 
 
 def compact_document(
-    conn: sqlite3.Connection, *, doc_id: str, live: tuple[bytes, bytes] | None
+    conn: sqlite3.Connection,
+    *,
+    doc_id: str,
+    live: tuple[bytes, bytes] | None,
+    cipher: BlobCipher | None = None,
 ) -> CompactionResult | None:
     conn.execute("BEGIN IMMEDIATE")
     try:
-        snapshot, updates, max_seq = read_doc(conn, doc_id)
+        snapshot, updates, max_seq = read_doc(conn, doc_id, cipher)
         if not updates:
             conn.execute("ROLLBACK")
             return None
@@ -485,9 +523,10 @@ def compact_document(
             raise CompactionError(f"document {doc_id}: re-encoded state differs; log kept")
         if live is not None and live[0] == rebuilt.get_state() and live[1] != encoded:
             raise CompactionError(f"document {doc_id}: stored state differs from live; log kept")
+        stored = encoded if cipher is None else cipher.seal("snapshot", doc_id, encoded)
         conn.execute(
             "UPDATE documents SET snapshot=?, snapshot_seq=?, compacted_at=? WHERE doc_id=?",
-            (encoded, max_seq, format_timestamp(utc_now()), doc_id),
+            (stored, max_seq, format_timestamp(utc_now()), doc_id),
         )
         conn.execute("DELETE FROM updates WHERE doc_id=? AND seq <= ?", (doc_id, max_seq))
         conn.execute("COMMIT")

@@ -36,6 +36,7 @@ import trio
 from pycrdt import Doc, Subscription, TransactionEvent
 
 from . import schema
+from .crypto_at_rest import BlobCipher
 from .errors import (
     DocumentError,
     StoreClosedError,
@@ -130,6 +131,8 @@ class DocStore:
         compact_after_updates: int,
         fault: FaultHook | None,
         synchronous: str,
+        cipher: BlobCipher | None = None,
+        passphrase: str | None = None,
     ) -> None:
         self.path = path
         self._storage = StorageThread(
@@ -138,6 +141,8 @@ class DocStore:
             fault=fault,
             compact_after_updates=compact_after_updates,
             on_committed=self._on_committed,
+            cipher=cipher,
+            passphrase=passphrase,
         )
         self._tickets = itertools.count(1)
         self._enqueued = 0
@@ -151,6 +156,11 @@ class DocStore:
         self._listeners: list[UpdateListener] = []
         self._last_seen_seq = 0
         self._batches = 0
+
+    @property
+    def cipher(self) -> BlobCipher | None:
+        """The key that seals this store's blobs, if it is encrypted at rest."""
+        return self._storage.cipher
 
     @property
     def client_id(self) -> int:
@@ -226,7 +236,8 @@ class DocStore:
                 stored = StoredDoc(doc_id, kind, info.sync_class, Doc(client_id=self.client_id))
                 self._attach(stored)
                 return stored
-            snapshot, updates, _ = await self._storage.call(lambda c: read_doc(c, doc_id))
+            cipher = self._storage.cipher
+            snapshot, updates, _ = await self._storage.call(lambda c: read_doc(c, doc_id, cipher))
             doc: Doc[Any] = Doc(client_id=self.client_id)
             apply_all(doc, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
             stored = StoredDoc(doc_id, info.kind, info.sync_class, doc)
@@ -371,7 +382,9 @@ class DocStore:
             stored = self._loaded.get(doc_id)
             live = (stored.doc.get_state(), stored.doc.get_update()) if stored else None
             result = await self._storage.call(
-                functools.partial(compact_document, doc_id=doc_id, live=live)
+                functools.partial(
+                    compact_document, doc_id=doc_id, live=live, cipher=self._storage.cipher
+                )
             )
             if result is not None:
                 results.append(result)
@@ -420,11 +433,19 @@ async def open_store(
     compact_after_updates: int = DEFAULT_COMPACT_AFTER_UPDATES,
     synchronous: str = "FULL",
     fault: FaultHook | None = None,
+    cipher: BlobCipher | None = None,
+    passphrase: str | None = None,
 ) -> AsyncIterator[DocStore]:
     """Open the store at *path* (creating it if allowed) for the duration of the block.
 
     Pending writes are committed when the block exits normally. *fault* is a
     test hook called on the storage thread before each write statement.
+
+    An encrypted store (crdt/crypto_at_rest.py) needs its *cipher* (already
+    unlocked) or its *passphrase* (derived on the storage thread); without
+    either it raises ``PassphraseRequiredError``, with a wrong one
+    ``WrongPassphraseError``, before anything is written. A *passphrase* given
+    for a plain store is ignored; a *cipher* is refused.
     """
     path = Path(path)
     if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
@@ -443,6 +464,8 @@ async def open_store(
         compact_after_updates=compact_after_updates,
         fault=fault,
         synchronous=synchronous.upper(),
+        cipher=cipher,
+        passphrase=passphrase,
     )
     await store._start()
     try:

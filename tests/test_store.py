@@ -19,6 +19,7 @@ from crdt import (
     open_store,
 )
 from crdt.journal import Journal, Reflection, new_reflection_id, replace_text
+from crdt.schema import SCHEMA_VERSION
 from crdt.settings import Settings
 from crdt.values import check_value, read_int
 
@@ -57,7 +58,7 @@ async def test_store_file_is_wal_full_and_versioned(tmp_path: Path) -> None:
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x4D495252
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         finally:
             conn.close()
     assert rows(db, "SELECT kind, sync_class FROM documents") == [("journal", "local")]
