@@ -47,7 +47,7 @@ async def test_sealed_store_holds_only_ciphertext(tmp_path: Path) -> None:
     for blob in home_bytes(tmp_path).values():
         assert CANARY.encode() not in blob
     async with open_store(db, passphrase="correct horse") as store:
-        texts = [r.text for r in await Journal(store).all()]
+        texts = sorted(r.text for r in await Journal(store).all())
         assert texts == [f"{CANARY} entry {i}" for i in range(5)]
         assert store.cipher is not None
 
