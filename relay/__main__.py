@@ -1,0 +1,9 @@
+"""``python -m relay``: the same as the ``mirror-relay`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .server import main
+
+sys.exit(main())

@@ -1,0 +1,431 @@
+"""The relay as a plain ASGI application: rooms of WebSocket connections.
+
+Theory of operation
+-------------------
+A client opens ``/v1/rooms/<64 hex digits>``. The room id is derived by the
+devices from their group secret; to the relay it is an opaque name. Every
+binary message a connection sends is forwarded to the other connections of
+its room, in order, and nothing is stored: when the last connection leaves, the
+room is gone. Binary messages are chunks of a byte stream (the devices' own
+protocol does the framing and the encryption), so the relay may merge chunks
+queued for one reader into one message.
+
+The relay also tells each connection who is there, in text messages (the only
+text it sends; clients send binary only):
+
+- ``present N`` — the first message on a new connection: N others are in the room;
+- ``joined N`` — another connection entered the room (N others now);
+- ``left N`` — another connection left (N others remain).
+
+A ``joined`` is queued to the members before the newcomer can send anything,
+so members see it before the newcomer's first bytes. Clients use these to
+decide who speaks first (see ``docs/relay.md``).
+
+Each connection has one writer task, the only task that sends to it, fed by a
+queue bounded in bytes. A sender whose readers' queues are over the limit waits
+(backpressure); a reader still over the limit after ``slow_reader_timeout_s``
+is disconnected with ``TOO_SLOW``. A write blocked on a peer that acknowledges
+nothing is cut by the kernel (TCP_USER_TIMEOUT, set in ``relay.server``).
+
+``/healthz`` answers ``ok``; ``/metrics`` gives Prometheus text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .limits import RelayCloseCode, RelayLimits
+
+log = logging.getLogger("mirror.relay")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+ROOM_PATH = re.compile(r"/v1/rooms/([0-9a-f]{64})")
+DRAIN_AFTER_CLOSE_S = 5.0
+
+
+@dataclass
+class RelayStatistics:
+    """Counters and gauges of a running relay (what ``/metrics`` reports)."""
+
+    connections: int = 0
+    rooms: int = 0
+    connections_total: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    """Messages written to readers (after merging)."""
+    frames_forwarded: int = 0
+    """Received messages delivered to a reader's queue, counted once per reader."""
+    bytes_out: int = 0
+    queued_bytes: int = 0
+    """Bytes waiting in all readers' queues now."""
+    peak_queued_bytes: int = 0
+    """The most bytes one reader's queue ever held."""
+    drops: dict[str, int] = field(default_factory=dict)
+    """Connections the relay closed or refused, by reason."""
+
+
+class _Room:
+    __slots__ = ("key", "members")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.members: list[_Member] = []
+
+
+class _Member:
+    __slots__ = (
+        "address", "allowance", "close_code", "closed", "drained", "last_refill",
+        "queue", "queued", "room", "wake",
+    )
+
+    def __init__(self, room: _Room, address: str, burst: int, now: float) -> None:
+        self.room = room
+        self.address = address
+        self.queue: deque[bytes | str] = deque()
+        self.queued = 0
+        self.wake = trio.lowlevel.ParkingLot()  # the writer waits here for work
+        self.drained = trio.lowlevel.ParkingLot()  # senders wait here for room
+        self.close_code: RelayCloseCode | None = None
+        self.closed = False  # left the room: nothing more is queued to it
+        self.allowance = float(burst)
+        self.last_refill = now
+
+
+class RelayApp:
+    """ASGI application of the relay; one instance per process."""
+
+    def __init__(self, limits: RelayLimits | None = None) -> None:
+        self.limits = limits or RelayLimits()
+        self._rooms: dict[str, _Room] = {}
+        self._per_address: dict[str, int] = {}
+        self._stats = RelayStatistics()
+        self._all: set[_Member] = set()
+        self._emptied = trio.lowlevel.ParkingLot()
+
+    def statistics(self) -> RelayStatistics:
+        """A snapshot of the counters."""
+        s = self._stats
+        return RelayStatistics(
+            connections=len(self._all), rooms=len(self._rooms),
+            connections_total=s.connections_total, frames_in=s.frames_in,
+            bytes_in=s.bytes_in, frames_out=s.frames_out, frames_forwarded=s.frames_forwarded,
+            bytes_out=s.bytes_out, queued_bytes=sum(m.queued for m in self._all),
+            peak_queued_bytes=s.peak_queued_bytes, drops=dict(s.drops),
+        )
+
+    def close_all(self, code: RelayCloseCode = RelayCloseCode.GOING_AWAY) -> None:
+        """Ask every connection to close with *code* (used on shutdown)."""
+        for member in list(self._all):
+            self._close(member, code, drop=False)
+
+    async def wait_no_connections(self) -> None:
+        """Return once no connection is open."""
+        while self._all:
+            await self._emptied.park()
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _http(self, scope: Scope, send: Send) -> None:
+        path, method = scope.get("path"), scope.get("method")
+        if path not in ("/healthz", "/metrics"):
+            await _respond(send, 404, b"not found\n")
+        elif method not in ("GET", "HEAD"):
+            await _respond(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
+        elif path == "/healthz":
+            await _respond(send, 200, b"ok\n", head=method == "HEAD")
+        else:
+            await _respond(send, 200, self.metrics_text().encode(), head=method == "HEAD",
+                           content_type=b"text/plain; version=0.0.4; charset=utf-8")
+
+    def metrics_text(self) -> str:
+        s = self.statistics()
+        lines = [
+            _metric("relay_connections", "gauge", "Open WebSocket connections.", s.connections),
+            _metric("relay_rooms", "gauge", "Rooms with at least one connection.", s.rooms),
+            _metric("relay_connections_total", "counter", "Connections accepted.",
+                    s.connections_total),
+            _metric("relay_frames_received_total", "counter", "Messages received.", s.frames_in),
+            _metric("relay_bytes_received_total", "counter", "Bytes received.", s.bytes_in),
+            _metric("relay_frames_forwarded_total", "counter",
+                    "Received messages queued to a reader (once per reader).", s.frames_forwarded),
+            _metric("relay_frames_sent_total", "counter", "Messages written (after merging).",
+                    s.frames_out),
+            _metric("relay_bytes_sent_total", "counter", "Bytes written.", s.bytes_out),
+            _metric("relay_queued_bytes", "gauge", "Bytes waiting for readers.", s.queued_bytes),
+            _metric("relay_queued_bytes_peak", "gauge",
+                    "Most bytes one reader's queue ever held.", s.peak_queued_bytes),
+            "# HELP relay_drops_total Connections closed or refused by the relay, by reason.\n"
+            "# TYPE relay_drops_total counter\n"
+            + "".join(
+                f'relay_drops_total{{reason="{code.name.lower()}"}} '
+                f"{s.drops.get(code.name.lower(), 0)}\n"
+                for code in RelayCloseCode
+                if code >= 4000 or code in (1003, 1009)
+            ),
+        ]
+        return "".join(lines)
+
+    # ------------------------------------------------------------------ rooms
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first = await receive()
+        if first.get("type") != "websocket.connect":
+            return
+        match = ROOM_PATH.fullmatch(str(scope.get("path", "")))
+        if match is None:
+            await _reject_upgrade(send, 404, b"no such room path: use /v1/rooms/<64 hex digits>\n")
+            return
+        client = scope.get("client")
+        address = str(client[0]) if client else "?"
+        refusal = self._admission(match.group(1), address)
+        await send({"type": "websocket.accept"})
+        if refusal is not None:
+            self._count_drop(refusal)
+            log.info("refused a connection from %s: %s", address, refusal.name)
+            await send({"type": "websocket.close", "code": int(refusal)})
+            await _drain(receive)
+            return
+        member = self._join(match.group(1), address)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, member, send)
+                await self._reader(member, receive)
+                # The reader is done: the writer sends what is queued and the close.
+                if member.close_code is None:
+                    self._close(member, RelayCloseCode.NORMAL, drop=False)
+        finally:
+            self._leave(member)
+
+    def _admission(self, room_key: str, address: str) -> RelayCloseCode | None:
+        limits = self.limits
+        if len(self._all) >= limits.max_connections:
+            return RelayCloseCode.AT_CAPACITY
+        if self._per_address.get(address, 0) >= limits.max_connections_per_address:
+            return RelayCloseCode.TOO_MANY_FROM_ADDRESS
+        room = self._rooms.get(room_key)
+        if room is not None and len(room.members) >= limits.max_connections_per_room:
+            return RelayCloseCode.ROOM_FULL
+        return None
+
+    def _join(self, room_key: str, address: str) -> _Member:
+        # No await from admission to here: the checks still hold.
+        room = self._rooms.get(room_key)
+        if room is None:
+            room = self._rooms[room_key] = _Room(room_key)
+        member = _Member(room, address, self.limits.frame_burst, trio.current_time())
+        others = list(room.members)
+        room.members.append(member)
+        self._all.add(member)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        self._stats.connections_total += 1
+        self._enqueue(member, f"present {len(others)}")
+        for other in others:
+            self._enqueue(other, f"joined {len(room.members) - 1}")
+        return member
+
+    def _leave(self, member: _Member) -> None:
+        if member in self._all:
+            self._all.discard(member)
+            count = self._per_address.get(member.address, 1) - 1
+            if count:
+                self._per_address[member.address] = count
+            else:
+                self._per_address.pop(member.address, None)
+            if not self._all:
+                self._emptied.unpark_all()
+        self._detach(member)
+        member.queue.clear()
+        member.queued = 0
+        member.drained.unpark_all()
+
+    def _detach(self, member: _Member) -> None:
+        """Take *member* out of its room: it receives nothing more from the others."""
+        if member.closed:
+            return
+        member.closed = True
+        room = member.room
+        if member in room.members:
+            room.members.remove(member)
+        if not room.members:
+            self._rooms.pop(room.key, None)
+        for other in room.members:
+            self._enqueue(other, f"left {len(room.members) - 1}")
+
+    def _close(self, member: _Member, code: RelayCloseCode, *, drop: bool) -> None:
+        if member.close_code is not None:
+            return
+        member.close_code = code
+        if drop:
+            self._count_drop(code)
+            log.info("closed a connection from %s: %s", member.address, code.name)
+        self._detach(member)
+        if code is RelayCloseCode.TOO_SLOW:
+            member.queue.clear()  # it will not read them anyway; free the memory now
+            member.queued = 0
+            member.drained.unpark_all()
+        member.wake.unpark_all()
+
+    def _count_drop(self, code: RelayCloseCode) -> None:
+        reason = code.name.lower()
+        self._stats.drops[reason] = self._stats.drops.get(reason, 0) + 1
+
+    # ------------------------------------------------------------------ data path
+
+    def _enqueue(self, member: _Member, item: bytes | str) -> None:
+        if member.closed and isinstance(item, bytes):
+            return
+        member.queue.append(item)
+        member.queued += len(item)
+        if member.queued > self._stats.peak_queued_bytes:
+            self._stats.peak_queued_bytes = member.queued
+        member.wake.unpark_all()
+
+    async def _reader(self, member: _Member, receive: Receive) -> None:
+        limits, stats = self.limits, self._stats
+        while True:
+            message = await receive()
+            if message.get("type") != "websocket.receive":
+                return  # websocket.disconnect
+            data = message.get("bytes")
+            if data is None:
+                self._close(member, RelayCloseCode.UNSUPPORTED_DATA, drop=True)
+                break
+            if len(data) > limits.max_frame_bytes:
+                self._close(member, RelayCloseCode.MESSAGE_TOO_BIG, drop=True)
+                break
+            if not self._take_token(member):
+                self._close(member, RelayCloseCode.RATE_LIMITED, drop=True)
+                break
+            if member.close_code is not None:
+                break
+            stats.frames_in += 1
+            stats.bytes_in += len(data)
+            if not data:
+                continue
+            readers = [m for m in member.room.members if m is not member]
+            for other in readers:
+                self._enqueue(other, data)
+            stats.frames_forwarded += len(readers)
+            for other in readers:
+                if other.queued > limits.max_queue_bytes:
+                    await self._wait_drained(other)
+        await _drain(receive)
+
+    def _take_token(self, member: _Member) -> bool:
+        now = trio.current_time()
+        limits = self.limits
+        member.allowance = min(
+            float(limits.frame_burst),
+            member.allowance + (now - member.last_refill) * limits.max_frames_per_s,
+        )
+        member.last_refill = now
+        if member.allowance < 1.0:
+            return False
+        member.allowance -= 1.0
+        return True
+
+    async def _wait_drained(self, reader: _Member) -> None:
+        """Backpressure: the sender waits for a full reader, which has a deadline."""
+        with trio.move_on_after(self.limits.slow_reader_timeout_s):
+            while reader.queued > self.limits.max_queue_bytes and not reader.closed:
+                await reader.drained.park()
+            return
+        self._close(reader, RelayCloseCode.TOO_SLOW, drop=True)
+
+    async def _writer(self, member: _Member, send: Send) -> None:
+        limits, stats = self.limits, self._stats
+        queue = member.queue
+        while True:
+            if not queue:
+                if member.close_code is not None:
+                    break
+                await member.wake.park()
+                continue
+            item = queue.popleft()
+            if isinstance(item, bytes) and queue and isinstance(queue[0], bytes):
+                parts, size = [item], len(item)
+                while queue and isinstance(queue[0], bytes):
+                    nxt = queue[0]
+                    if size + len(nxt) > limits.max_merged_bytes:
+                        break
+                    parts.append(nxt)
+                    size += len(nxt)
+                    queue.popleft()
+                item = b"".join(parts)
+            member.queued = max(0, member.queued - len(item))
+            if member.queued <= limits.max_queue_bytes:
+                member.drained.unpark_all()
+            if isinstance(item, bytes):
+                await send({"type": "websocket.send", "bytes": item})
+                stats.bytes_out += len(item)
+            else:
+                await send({"type": "websocket.send", "text": item})
+            stats.frames_out += 1
+        assert member.close_code is not None
+        await send({"type": "websocket.close", "code": int(member.close_code)})
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and discard until the client's close arrives (bounded in time)."""
+    with trio.move_on_after(DRAIN_AFTER_CLOSE_S):
+        while (await receive()).get("type") != "websocket.disconnect":
+            pass
+
+
+async def _reject_upgrade(send: Send, status: int, body: bytes) -> None:
+    await send({
+        "type": "websocket.http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    *,
+    head: bool = False,
+    content_type: bytes = b"text/plain; charset=utf-8",
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+               (b"cache-control", b"no-store"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message.get("type") == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message.get("type") == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _metric(name: str, kind: str, help_text: str, value: int) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
