@@ -56,10 +56,19 @@ def _ev(e: Evidence) -> dict[str, Any]:
     return evidence_json(e)
 
 
+def _at(e: Any) -> str:
+    return str(e.get("at", "")) if isinstance(e, dict) else ""
+
+
 def _merge_evidence(old: Sequence[Any], new: dict[str, Any], cap: int) -> list[Any]:
-    kept = [e for e in old if not (isinstance(e, dict) and e.get("rid") == new["rid"])]
-    kept.append(new)
-    kept.sort(key=lambda e: str(e.get("at", "")) if isinstance(e, dict) else "")
+    """*old* plus *new*, oldest first, at most *cap* (the newest kept)."""
+    rid = new["rid"]
+    kept = [e for e in old if not (isinstance(e, dict) and e.get("rid") == rid)]
+    if kept and _at(kept[-1]) > new["at"]:
+        kept.append(new)
+        kept.sort(key=_at)  # arrived out of order (a reflection dated in the past)
+    else:
+        kept.append(new)
     return kept[-cap:]
 
 
@@ -177,13 +186,16 @@ def fold(
     tension: Lookup,
     recurring: Lookup,
     loop: Lookup,
+    graph: bool = True,
 ) -> Fold:
-    """The records *x* updates; each lookup returns the current record or None."""
+    """The records *x* updates; each lookup returns the current record or None.
+    Without *graph*, graph nodes and edges are left out (patterns and tensions only)."""
     at = format_timestamp(x.created_at)
     week = week_of(x.created_at)
     out = Fold()
     for item in x.items:
-        out.graph_nodes[item.node_id] = fold_node(node(item.node_id), item, at)
+        if graph:
+            out.graph_nodes[item.node_id] = fold_node(node(item.node_id), item, at)
         if item.kind == "tension":
             out.tensions[item.key] = fold_tension(tension(item.key), item, at, week)
         if item.kind in RECURRING_KINDS:
@@ -191,7 +203,7 @@ def fold(
             out.recurring[item.node_id] = fold_pattern(
                 recurring(item.node_id), fields, item.evidence, at
             )
-    for a, b in edges_of(x):
+    for a, b in edges_of(x) if graph else ():
         key = edge_key(a, b)
         out.graph_edges[key] = fold_edge(edge(key), a, b, x.rid)
     for lp in x.loops:
@@ -210,6 +222,7 @@ class DerivedState:
     recurring: dict[str, dict[str, Any]] = field(default_factory=dict)
     loops: dict[str, dict[str, Any]] = field(default_factory=dict)
     latest: str = ""
+    graph: bool = True  # False: patterns and tensions only (cheaper)
 
     def add(self, x: Extraction) -> None:
         f = fold(
@@ -219,6 +232,7 @@ class DerivedState:
             tension=self.tensions.get,
             recurring=self.recurring.get,
             loop=self.loops.get,
+            graph=self.graph,
         )
         self.nodes.update(f.graph_nodes)
         self.edges.update(f.graph_edges)
@@ -228,8 +242,8 @@ class DerivedState:
         self.latest = max(self.latest, format_timestamp(x.created_at))
 
 
-def derive_all(extractions: Iterable[Extraction]) -> DerivedState:
-    state = DerivedState()
+def derive_all(extractions: Iterable[Extraction], *, graph: bool = True) -> DerivedState:
+    state = DerivedState(graph=graph)
     for x in sorted(extractions, key=lambda e: (e.created_at, e.rid)):
         state.add(x)
     return state

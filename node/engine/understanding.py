@@ -34,7 +34,8 @@ from crdt.insights import (
     Scope,
     open_derived,
 )
-from crdt.journal import Journal, Reflection, shard_ids
+from crdt.journal import KIND as JOURNAL_KIND
+from crdt.journal import Journal, Reflection, read_one, shard_id, shard_ids
 from crdt.values import format_timestamp, utc_now
 
 from .derive import (
@@ -269,15 +270,27 @@ class Understanding:
         x = from_json(reflection.id, raw) if raw else extract(reflection)
         out = []
         for r in index.query(x, limit=limit + 5, include_private=include_private):
-            try:
-                _, past = await self.journal.find(r.rid)
-            except DocumentError:
-                continue  # deleted since it was indexed
-            if past.id != reflection.id:
+            past = await self._read(r.rid)
+            if past is not None and past.id != reflection.id:
                 out.append(RelatedReflection(r, past))
             if len(out) >= limit:
                 break
         return out
+
+    async def _read(self, rid: str) -> Reflection | None:
+        """One reflection, from the shard its index entry names (no scan of the journal)."""
+        cached = self._parsed.get(rid)
+        if cached is not None:
+            doc_id = shard_id(cached[1].created_at, private=cached[1].private)
+            if self.store.info(doc_id) is not None:
+                stored = await self.store.open_doc(doc_id, kind=JOURNAL_KIND, create=False)
+                found = read_one(stored.doc, rid)
+                if found is not None:
+                    return found
+        try:
+            return (await self.journal.find(rid))[1]
+        except DocumentError:
+            return None  # deleted since it was indexed
 
     async def evolve(
         self,
