@@ -36,8 +36,10 @@ def test_engine_commands_end_to_end(tmp_path: Path) -> None:
     evolve = run_mirror(home, "evolve", "--since", "2026-03-02", "--json")
     note = json.loads(evolve.stdout)
     assert (note["reflections"], note["previous_reflections"]) == (6, 3) and note["text"]
-    related = json.loads(run_mirror(home, "related", "--json").stdout)
-    assert related and related[0]["text"] == ENTRIES[-1]
+    listed = json.loads(run_mirror(home, "list", "--json").stdout)
+    rid = next(r["id"] for r in listed if r["text"] == ENTRIES[-1])
+    related = json.loads(run_mirror(home, "related", rid[:6], "--json").stdout)
+    assert related and related[0]["text"] == ENTRIES[-1] and related[0]["id"] != rid
     out = run_mirror(home, "engine", "local", "--model", "ollama_chat/tiny",
                      "--api-base", "http://127.0.0.1:9")
     assert out.returncode == 0 and "ollama_chat/tiny" in out.stdout
