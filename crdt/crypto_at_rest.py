@@ -328,6 +328,8 @@ def encrypt_store_file(path: Path, cipher: BlobCipher, header: EncryptionHeader)
         raise
     finally:
         src.close()  # checkpoints and removes the plain WAL
+    for side in ("-wal", "-shm", "-journal"):
+        Path(f"{tmp}{side}").unlink(missing_ok=True)
     old_fd = os.open(path, os.O_RDWR)
     try:
         os.replace(tmp, path)
@@ -374,7 +376,9 @@ def _copy_sealed(src: sqlite3.Connection, tmp: Path, cipher: BlobCipher) -> int:
             dst.execute("DELETE FROM sqlite_sequence WHERE name='updates'")
             dst.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('updates', ?)", (row[0],))
         dst.execute("COMMIT")
-        dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Rollback-journal mode until it is in place, so no side file is left
+        # under the temporary name; the store switches back to WAL when opened.
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
     fd = os.open(tmp, os.O_RDONLY)

@@ -38,7 +38,7 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 
 # Modules that contribute commands: each has ``add_commands(add: AddCommand)``.
 # They must import only light modules at top level: every command pays for them.
-COMMAND_MODULES: tuple[str, ...] = ("node.cli_sync", "node.cli_engine")
+COMMAND_MODULES: tuple[str, ...] = ("node.cli_sync", "node.cli_engine", "node.cli_data")
 
 
 # --------------------------------------------------------------------------- formatting
@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="the node's home directory (default: $MIRROR_HOME "
                         "or your user data directory)")
     parser.add_argument("--verbose", action="store_true", help="more detail in the log file")
+    parser.add_argument("--passphrase-file", metavar="FILE",
+                        help="passphrase of an encrypted home or backup (first line of FILE; "
+                        "or set MIRROR_PASSPHRASE)")
     parser.set_defaults(handler=cmd_repl)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -334,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("init", cmd_init, "create the home if needed and show where it is")
+    p = add("init", cmd_init, "create the home if needed and show where it is")
+    p.add_argument("--passphrase", action="store_true", dest="init_passphrase",
+                   help="encrypt the new home's store at rest with a passphrase")
     p = add("reflect", cmd_reflect, "save a reflection and show its mirrorback")
     p.add_argument("text", nargs="*", help="the reflection (or pipe it on stdin)")
     p.add_argument("--private", action="store_true",
@@ -373,8 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
+    from .cli_data import unlock_home
+
     home = Home.resolve(args.home)
-    async with open_core(home) as core:
+    home_handler = getattr(args, "home_handler", None)
+    if home_handler is not None:  # commands that work on the home's files, not an open core
+        result: int = await home_handler(home, args, out)
+        return result
+    cipher = await unlock_home(home, args)
+    async with open_core(home, cipher=cipher) as core:
         status: int = await args.handler(core, args, out)
         return status
 

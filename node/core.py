@@ -15,6 +15,7 @@ from datetime import datetime
 import trio
 
 from crdt import DocStore, StoredDoc, SyncClass, open_store
+from crdt.crypto_at_rest import BlobCipher
 from crdt.journal import KIND as JOURNAL_KIND
 from crdt.journal import Journal, Mirrorback, Reflection, read_one, shard_ids, shard_size
 from crdt.settings import Settings
@@ -25,6 +26,7 @@ from .engine.base import Engine, MirrorbackRequest
 from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
 from .home import Home
+from .identity import forget_sealing_key, register_sealing_key
 
 log = logging.getLogger("mirror.core")
 
@@ -203,11 +205,29 @@ class MirrorCore:
 
 
 @asynccontextmanager
-async def open_core(home: Home, *, create: bool = True) -> AsyncIterator[MirrorCore]:
-    """Open (and if allowed create) the home and its store for the block."""
+async def open_core(
+    home: Home,
+    *,
+    create: bool = True,
+    passphrase: str | None = None,
+    cipher: BlobCipher | None = None,
+) -> AsyncIterator[MirrorCore]:
+    """Open (and if allowed create) the home and its store for the block.
+
+    An encrypted home needs its *passphrase* (or the already unlocked
+    *cipher*); while it is open, its keyring is sealed with a key derived from it.
+    """
     if create:
         home.ensure()
     config = home.load_config()
-    async with open_store(home.db_path, create=create) as store:
-        settings = await Settings.open(store)
-        yield MirrorCore(home, config, store, settings)
+    async with open_store(
+        home.db_path, create=create, passphrase=passphrase, cipher=cipher
+    ) as store:
+        if store.cipher is not None:
+            register_sealing_key(home.path, store.cipher.purpose_key("keyring"))
+        try:
+            settings = await Settings.open(store)
+            yield MirrorCore(home, config, store, settings)
+        finally:
+            if store.cipher is not None:
+                forget_sealing_key(home.path)

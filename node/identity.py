@@ -1,7 +1,10 @@
 """This device's keys: its Ed25519 device key and the group secrets it holds by epoch.
 
 Secrets live in ``keyring.json`` in the home (mode 0600, written atomically),
-never in a CRDT document: the membership document only carries each epoch's
+never in a CRDT document. When the home is encrypted at rest, the file is
+sealed (XChaCha20-Poly1305) with a key derived from the home's passphrase
+(registered by ``open_core`` with :func:`register_sealing_key`), so no secret
+is ever plaintext on disk: the membership document only carries each epoch's
 secret *sealed* to each device's key (see ``crdt/devices.py``).
 
 A device starts alone, in a group of one at epoch 0 created on first use.
@@ -19,15 +22,35 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.signing
+import nacl.utils
 
 from .errors import HomeError
 
 KEYRING_NAME = "keyring.json"
 KEYRING_VERSION = 1
 SECRET_BYTES = 32
+SEALED_AD = b"mirror/keyring/v1"
+NONCE_BYTES = 24
+
+# home path -> key that seals its keyring, while an encrypted home is open.
+_SEALING_KEYS: dict[str, bytes] = {}
+
+
+def register_sealing_key(home_path: Path, key: bytes) -> None:
+    """While an encrypted home is open: seal its keyring with *key*."""
+    _SEALING_KEYS[str(home_path.resolve())] = key
+
+
+def forget_sealing_key(home_path: Path) -> None:
+    _SEALING_KEYS.pop(str(home_path.resolve()), None)
+
+
+def _sealing_key_for(home_path: Path) -> bytes | None:
+    return _SEALING_KEYS.get(str(home_path.resolve()))
 
 
 def device_id_for(public_key: bytes) -> str:
@@ -50,6 +73,7 @@ class Keyring:
     device_seed: bytes
     device_name: str
     epochs: dict[int, bytes] = field(default_factory=dict)
+    sealing_key: bytes | None = field(default=None, repr=False)
 
     # -------------------------------------------------------------- device
 
@@ -108,12 +132,19 @@ class Keyring:
     # -------------------------------------------------------------- persistence
 
     def save(self) -> None:
-        data = {
+        data: dict[str, object] = {
             "version": KEYRING_VERSION,
             "device_seed": self.device_seed.hex(),
             "device_name": self.device_name,
             "epochs": {str(e): s.hex() for e, s in sorted(self.epochs.items())},
         }
+        if self.sealing_key is not None:
+            nonce = nacl.utils.random(NONCE_BYTES)
+            sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+                json.dumps(data).encode("utf-8"), SEALED_AD, nonce, self.sealing_key
+            )
+            data = {"version": KEYRING_VERSION,
+                    "sealed": base64.b64encode(nonce + sealed).decode("ascii")}
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -123,9 +154,15 @@ class Keyring:
         os.replace(tmp, self.path)
 
 
-def load_keyring(home_path: Path, *, create: bool = True) -> Keyring:
-    """This device's keyring; created (device key + a group of one) on first use."""
+def load_keyring(
+    home_path: Path, *, create: bool = True, sealing_key: bytes | None = None
+) -> Keyring:
+    """This device's keyring; created (device key + a group of one) on first use.
+
+    *sealing_key* (default: the one registered for the home) opens a sealed
+    keyring; a plain keyring loaded with a key is sealed on the spot."""
     path = home_path / KEYRING_NAME
+    key = sealing_key if sealing_key is not None else _sealing_key_for(home_path)
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -136,6 +173,7 @@ def load_keyring(home_path: Path, *, create: bool = True) -> Keyring:
             device_seed=os.urandom(32),
             device_name=default_device_name(),
             epochs={0: os.urandom(SECRET_BYTES)},
+            sealing_key=key,
         )
         ring.save()
         return ring
@@ -145,6 +183,9 @@ def load_keyring(home_path: Path, *, create: bool = True) -> Keyring:
         raise HomeError(f"{path}: readable by others; run: chmod 600 {path}")
     try:
         data = json.loads(raw)
+        was_sealed = isinstance(data, dict) and "sealed" in data
+        if was_sealed:
+            data = _unseal(path, data, key)
         if data.get("version") != KEYRING_VERSION:
             raise ValueError(f"unknown keyring version {data.get('version')!r}")
         seed = bytes.fromhex(data["device_seed"])
@@ -154,4 +195,24 @@ def load_keyring(home_path: Path, *, create: bool = True) -> Keyring:
             raise ValueError("wrong key sizes")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HomeError(f"{path}: damaged keyring ({exc})") from None
-    return Keyring(path=path, device_seed=seed, device_name=name, epochs=epochs)
+    ring = Keyring(path=path, device_seed=seed, device_name=name, epochs=epochs, sealing_key=key)
+    if key is not None and not was_sealed:
+        ring.save()  # the home was encrypted after this keyring was written
+    return ring
+
+
+def _unseal(path: Path, data: dict[str, object], key: bytes | None) -> dict[str, object]:
+    if key is None:
+        raise HomeError(f"{path}: the keyring is sealed; open the home with its passphrase")
+    try:
+        blob = base64.b64decode(str(data["sealed"]), validate=True)
+        plain = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            blob[NONCE_BYTES:], SEALED_AD, blob[:NONCE_BYTES], key
+        )
+    except (ValueError, nacl.exceptions.CryptoError):
+        raise HomeError(f"{path}: the sealed keyring cannot be opened (wrong key or damaged)") \
+            from None
+    opened = json.loads(plain)
+    if not isinstance(opened, dict):
+        raise HomeError(f"{path}: damaged keyring")
+    return opened
