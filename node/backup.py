@@ -359,6 +359,11 @@ class _RecordReader:
         self._fh.close()
         self._fh = None
 
+    def abandon(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
     def finish(self) -> None:
         if self._fh is not None:
             self._fh.close()
@@ -416,13 +421,13 @@ def restore_backup(
     work = home.path / f".restore-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(mode=0o700)
+    reader = _RecordReader(work)
     try:
         with fh:
             ad, params, chunk, check = read_header(fh)
             key, expected = _backup_key(passphrase, params)
             if expected != check:
                 raise BackupError("wrong passphrase for this backup")
-            reader = _RecordReader(work)
             for data in _plaintext_chunks(fh, key, ad, chunk):
                 reader.feed(data)
                 if progress is not None:
@@ -434,6 +439,7 @@ def restore_backup(
         raise BackupError(f"{exc.filename or home.path}: cannot write ({exc.strerror})") \
             from None
     finally:
+        reader.abandon()
         shutil.rmtree(work, ignore_errors=True)
     return reader.names
 
