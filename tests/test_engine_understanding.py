@@ -309,3 +309,19 @@ async def test_nothing_learned_from_a_private_reflection_reaches_a_syncable_docu
 
 def test_ids_of_a_fixture_are_not_real_ids() -> None:
     assert len(new_reflection_id()) == 12
+
+
+def test_designs_own_example_tension_is_found() -> None:
+    """DESIGN.md's example: "scarcity vs control", named by the person's own words."""
+    from datetime import UTC, datetime
+
+    from crdt.journal import Reflection
+    from node.engine.extract import extract
+
+    reflection = Reflection(
+        "t1", datetime(2026, 11, 1, tzinfo=UTC),
+        "Part of me wants control, part of me fears scarcity.",
+    )
+    tensions = [i for i in extract(reflection).items if i.kind == "tension"]
+    assert [t.key for t in tensions] == ["scarcity vs control"]
+    assert tensions[0].evidence.quote.startswith("Part of me wants control")
