@@ -66,6 +66,33 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], deadline_s: 
             await trio.sleep(0.005)
 
 
+async def run_recording(session: SyncSession, failures: list[str]) -> None:
+    """Run *session*; an abnormal end is recorded, not raised."""
+    try:
+        await session.run()
+    except SessionError as exc:
+        failures.append(str(exc))
+
+
+def session_pair(a: Device, b: Device) -> tuple[SyncSession, SyncSession]:
+    """An unstarted session from *a* (initiator) to *b* over in-memory streams."""
+    left, right = trio.testing.memory_stream_pair()
+    return (
+        SyncSession(a.store, a.group, left, INITIATOR),
+        SyncSession(b.store, b.group, right, RESPONDER),
+    )
+
+
+async def run_to_the_end(*sessions: SyncSession, deadline_s: float = 15) -> list[str]:
+    """Run sessions until all have ended; the failures they reported."""
+    failures: list[str] = []
+    with trio.fail_after(deadline_s):
+        async with trio.open_nursery() as nursery:
+            for session in sessions:
+                nursery.start_soon(run_recording, session, failures)
+    return failures
+
+
 @asynccontextmanager
 async def connected(
     a: Device, b: Device, **kwargs: object
@@ -75,15 +102,10 @@ async def connected(
     sa = SyncSession(a.store, a.group, left, INITIATOR, address="b", **kwargs)  # type: ignore[arg-type]
     sb = SyncSession(b.store, b.group, right, RESPONDER, address="a", **kwargs)  # type: ignore[arg-type]
 
-    async def run(session: SyncSession) -> None:
-        try:
-            await session.run()
-        except SessionError:
-            pass
-
+    failures: list[str] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, sa)
-        nursery.start_soon(run, sb)
+        nursery.start_soon(run_recording, sa, failures)
+        nursery.start_soon(run_recording, sb, failures)
         yield sa, sb
         sa.close_soon("test over")
         sb.close_soon("test over")

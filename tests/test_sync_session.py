@@ -9,9 +9,16 @@ import trio.testing
 
 from crdt import SyncClass
 from crdt.journal import shard_ids
-from node.sync.session import SessionError, SyncSession
+from node.sync.session import SyncSession
 from protocol import INITIATOR, RESPONDER
-from tests.sync_helpers import connected, open_devices, wait_for
+from tests.sync_helpers import (
+    connected,
+    open_devices,
+    run_recording,
+    run_to_the_end,
+    session_pair,
+    wait_for,
+)
 
 
 async def texts(device: object) -> set[str]:
@@ -96,15 +103,9 @@ async def test_local_documents_never_offered(tmp_path: Path) -> None:
         sa = SyncSession(a.store, a.group, left, INITIATOR)
         sb = SyncSession(b.store, b.group, right, RESPONDER)
 
-        async def run(session: SyncSession) -> None:
-            try:
-                await session.run()
-            except SessionError:
-                pass
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(run, sa)
-            nursery.start_soon(run, sb)
+            nursery.start_soon(run_recording, sa, [])
+            nursery.start_soon(run_recording, sb, [])
             with trio.fail_after(10):
                 await sa.caught_up.wait()
                 await sb.caught_up.wait()
@@ -123,21 +124,8 @@ async def test_removed_device_cannot_authenticate(tmp_path: Path) -> None:
         await a.journal.add("written after c left")
         record, epoch = a.group.remove_device(c.keyring.device_id)
         assert record.name == "c" and epoch == 1
-        left, right = trio.testing.memory_stream_pair()
-        sc = SyncSession(c.store, c.group, left, INITIATOR)
-        sa = SyncSession(a.store, a.group, right, RESPONDER)
-        failures: list[str] = []
-
-        async def run(session: SyncSession) -> None:
-            try:
-                await session.run()
-            except SessionError as exc:
-                failures.append(str(exc))
-
-        with trio.fail_after(15):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run, sc)
-                nursery.start_soon(run, sa)
+        sc, sa = session_pair(c, a)
+        failures = await run_to_the_end(sc, sa)
         # (the initiator finishes its half first; the responder refuses its FINISH)
         assert not sa.handshake_done.is_set()
         assert sc.stats.updates_in == 0 and failures
@@ -145,15 +133,8 @@ async def test_removed_device_cannot_authenticate(tmp_path: Path) -> None:
         # Even with the new epoch's secret (say, copied off another device), the
         # removed device's key is no longer known: refused.
         c.keyring.add_epoch(1, a.keyring.epochs[1])
-        left, right = trio.testing.memory_stream_pair()
-        sc = SyncSession(c.store, c.group, left, INITIATOR)
-        sa = SyncSession(a.store, a.group, right, RESPONDER)
-        failures.clear()
-        with trio.fail_after(15):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run, sc)
-                nursery.start_soon(run, sa)
-        # (the initiator finishes its half first; the responder refuses its FINISH)
+        sc, sa = session_pair(c, a)
+        failures = await run_to_the_end(sc, sa)
         assert not sa.handshake_done.is_set()
         assert sc.stats.updates_in == 0 and failures
 
@@ -175,18 +156,6 @@ async def test_a_device_that_missed_a_removal_learns_the_new_epoch(tmp_path: Pat
         assert b.keyring.epochs[1] == a.keyring.epochs[1]
         assert c.keyring.device_id not in {r.device_id for r in b.group.active()}
         # c, removed, gets nothing at either epoch
-        left, right = trio.testing.memory_stream_pair()
-        sc = SyncSession(c.store, c.group, left, INITIATOR)
-        sa2 = SyncSession(a.store, a.group, right, RESPONDER)
-
-        async def run(session: SyncSession) -> None:
-            try:
-                await session.run()
-            except SessionError:
-                pass
-
-        with trio.fail_after(15):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run, sc)
-                nursery.start_soon(run, sa2)
+        sc, sa2 = session_pair(c, a)
+        assert await run_to_the_end(sc, sa2)
         assert not sa2.handshake_done.is_set() and sc.stats.updates_in == 0
