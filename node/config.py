@@ -49,6 +49,10 @@ class Config:
     engine_fallback: bool = True  # offline mirrorback when the model cannot answer
     engine_extraction: str = "offline"  # "llm": the model adds to the offline findings
     engine_key_file: str = ""  # remote_llm key file (default: HOME/llm.key); never the key
+    # Updates (see docs/updates.md): where `mirror update check` looks by default, and
+    # whether it then installs a *verified* newer release without asking. Off by default.
+    update_source: str = ""
+    auto_update: bool = False
 
     @property
     def effective_model(self) -> str:
@@ -82,6 +86,10 @@ class Config:
             if not isinstance(address, str) or not address:
                 raise ConfigError(f"discovery_interfaces must be IP addresses (got {address!r})")
         self._validate_engine()
+        if not isinstance(self.update_source, str) or not isinstance(self.auto_update, bool):
+            raise ConfigError("update_source must be text and auto_update true or false")
+        if self.auto_update and not self.update_source:
+            raise ConfigError("auto_update needs an update_source (mirror update source URL)")
         if self.engine_mode == "remote_llm" and self.mirror_mode != "cloud":
             raise ConfigError(
                 "engine_mode remote_llm needs mirror_mode cloud "
