@@ -57,6 +57,9 @@ class Purpose:
     PAIR_CONFIRM_P: Final = b"mirror/pr-conf-p"
     PAIR_KEY_J2P: Final = b"mirror/pr-key-jp"
     PAIR_KEY_P2J: Final = b"mirror/pr-key-pj"
+    STORE_TOKEN: Final = b"mirror/store-tok"
+    STORE_GROUP: Final = b"mirror/store-grp"
+    STORE_NAME_KEY: Final = b"mirror/store-nam"
 
 
 # Signatures are over a context string and a transcript hash, so a signature made
@@ -65,6 +68,7 @@ SIG_CONTEXT_INITIATOR: Final = b"Mirror v1 handshake: initiator signs\x00"
 SIG_CONTEXT_RESPONDER: Final = b"Mirror v1 handshake: responder signs\x00"
 SIG_CONTEXT_PAIR_JOINER: Final = b"Mirror v1 pairing: joiner signs\x00"
 SIG_CONTEXT_PAIR_PAIRER: Final = b"Mirror v1 pairing: pairer signs\x00"
+SIG_CONTEXT_STORE_ENVELOPE: Final = b"Mirror v1 blind store: envelope\x00"
 HANDSHAKE_LABEL: Final = b"Mirror v1 handshake"
 PAIRING_LABEL: Final = b"Mirror v1 pairing"
 
@@ -118,6 +122,34 @@ def document_key(group_secret: bytes, epoch: int, doc_id: str) -> bytes:
     """Key for encrypting *doc_id*'s data at rest elsewhere (the blind store)."""
     data = _epoch_bytes(epoch) + doc_id.encode("utf-8")
     return kdf(_check_key(group_secret), Purpose.DOC_KEY, data)
+
+
+def store_token(group_secret: bytes, epoch: int) -> bytes:
+    """The bearer token of the group's blind-store log at *epoch*.
+
+    Every device of the epoch derives it; the store keeps only
+    :func:`store_group_id` of it, so a copy of the store's database opens nothing.
+    """
+    return kdf(_check_key(group_secret), Purpose.STORE_TOKEN, _epoch_bytes(epoch))
+
+
+def store_group_id(token: bytes) -> bytes:
+    """The id under which the blind store files a log: a one-way hash of its token.
+
+    The store computes it from the presented token; knowing the id does not give
+    the token, and ids of two epochs cannot be linked without the group secret.
+    """
+    return digest(_check_key(token), Purpose.STORE_GROUP)
+
+
+def store_name_key(group_secret: bytes, epoch: int) -> bytes:
+    """Seals the document id inside each blind-store envelope of *epoch*.
+
+    The store must not see document ids; a reader (a new device) does not know
+    them in advance, so they travel sealed under this epoch-wide key while the
+    content is sealed under :func:`document_key` of that id.
+    """
+    return kdf(_check_key(group_secret), Purpose.STORE_NAME_KEY, _epoch_bytes(epoch))
 
 
 def _check_key(key: bytes) -> bytes:

@@ -1,0 +1,9 @@
+"""``python -m commons_server.blind``: the blind store alone."""
+
+from __future__ import annotations
+
+import sys
+
+from .server import main
+
+sys.exit(main())

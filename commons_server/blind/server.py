@@ -1,0 +1,131 @@
+"""Serving the blind store alone with hypercorn's trio worker.
+
+``python -m commons_server.blind --home DIR [--host H] [--port P] [--json]``
+runs it; ``mirror-commons --store-only`` calls :func:`run_store_only` with the
+same arguments. :func:`serve_blind_store` is what tests use:
+``await nursery.start(serve_blind_store, app, "127.0.0.1", 0)`` returns the
+bound ``http://host:port`` URL.
+
+Put it behind a TLS-terminating proxy (or give hypercorn a certificate) when it
+is reachable beyond loopback: the bearer tokens must travel over HTTPS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config
+
+from .app import BlindStoreApp, build_blind_store_app
+from .limits import StoreLimits
+from .storage import StoreFileError
+
+log = logging.getLogger("mirror.blindstore")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8766
+MAX_HTTP_HEADER_BYTES = 8 * 1024
+SHUTDOWN_GRACE_S = 2.0
+
+
+def hypercorn_config(host: str, port: int) -> Config:
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.h11_max_incomplete_size = MAX_HTTP_HEADER_BYTES
+    config.graceful_timeout = SHUTDOWN_GRACE_S
+    config.accesslog = None  # an access log would keep addresses and timing for no need
+    config.errorlog = logging.getLogger("mirror.blindstore.http")
+    config.include_server_header = False
+    config.max_app_queue_size = 4
+    return config
+
+
+async def serve_blind_store(
+    app: BlindStoreApp,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    *,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve *app* until cancelled (or *shutdown* is set); reports the bound URL."""
+    import hypercorn.trio
+
+    config = hypercorn_config(host, port)
+    trigger = shutdown.wait if shutdown is not None else None
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            functools.partial(
+                hypercorn.trio.serve, app, config,  # type: ignore[arg-type]
+                mode="asgi", shutdown_trigger=trigger,
+            )
+        )
+        task_status.started(binds[0])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a store run alone (shared with ``mirror-commons --store-only``)."""
+    parser.add_argument("--home", required=True, help="directory of the store's database")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port; 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"url": ...} as the first line once listening')
+
+
+async def run_store_only(args: argparse.Namespace, limits: StoreLimits | None = None) -> None:
+    """Serve the blind store alone until SIGTERM/SIGINT."""
+    app = build_blind_store_app(Path(args.home), limits)
+    shutdown = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(
+                functools.partial(serve_blind_store, app, args.host, args.port, shutdown=shutdown)
+            )
+            if args.json:
+                print(json.dumps({"url": url}), flush=True)
+            else:
+                print(f"mirror blind store listening on {url}", flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            shutdown.set()
+    finally:
+        app.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m commons_server.blind",
+        description="Mirror's blind store alone: keeps people's encrypted device updates "
+        "and snapshots, which it can neither read nor merge.",
+    )
+    add_arguments(parser)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"port must be 0-65535 (got {args.port})")
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        trio.run(run_store_only, args)
+    except StoreFileError as exc:
+        print(f"blind store: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"blind store: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
