@@ -228,13 +228,14 @@ async def install_release(
     mirror_mode: str,
     allow_downgrade: bool,
     confirm: Callable[[VerifiedRelease, Comparison], Awaitable[bool]],
-    runner: Runner = run_pip,
+    runner: Runner | None = None,
 ) -> Comparison | None:
     """Install *release* if it is allowed and the person confirms.
 
     *location* is the wheel (path or URL); None means beside the manifest.
     Returns the comparison with what was installed before, or None when the
     person declined. Everything is checked before *confirm* is asked.
+    *runner* runs the pip command (default :func:`run_pip`, looked up at call time).
     """
     manifest = release.manifest
     comparison = compare_with_installed(manifest)
@@ -250,7 +251,7 @@ async def install_release(
         )
         if not await confirm(release, comparison):
             return None
-        await runner(pip_command(wheel, mirror_mode=mirror_mode))
+        await (runner or run_pip)(pip_command(wheel, mirror_mode=mirror_mode))
     finally:
         remove_staging_dir(staging)
     log.info("installed %s", release.describe())

@@ -15,10 +15,12 @@ being hashed, so the file that is installed is the file that was checked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -99,18 +101,40 @@ async def fetch_manifest(source: str, *, mirror_mode: str) -> Fetched:
             async with _client(mirror_mode) as client, client.stream("GET", source) as response:
                 if response.status_code != 200:
                     raise SourceError(f"{source}: HTTP {response.status_code}")
-                async for chunk in response.aiter_bytes():
-                    chunks += chunk
+
+                async def collect(chunk: bytes) -> None:
+                    chunks.extend(chunk)
                     if len(chunks) > MAX_MANIFEST_BYTES:
                         raise SourceError(
                             f"{source}: larger than {MAX_MANIFEST_BYTES} bytes, not a manifest"
                         )
+
+                await _consume(response, collect)
                 origin = str(response.url)
         except (httpx.HTTPError, OSError) as exc:
             raise SourceError(f"{source}: cannot fetch ({_describe(exc)})") from None
         return Fetched(bytes(chunks), origin)
     path = _as_path(source)
     return Fetched(await trio.to_thread.run_sync(_read_small, path), str(path))
+
+
+async def _consume(response: httpx.Response, sink: Callable[[bytes], Awaitable[None]]) -> None:
+    """Feed the body to *sink* chunk by chunk; *sink* raises to stop early.
+
+    Stopping early leaves httpx's nested async generators suspended, which trio
+    reports when they are collected; so the response is closed and the chain
+    drained (it fails at once on the closed connection) before re-raising.
+    """
+    chunks = response.aiter_bytes(CHUNK_BYTES)
+    try:
+        async for chunk in chunks:
+            await sink(chunk)
+    except BaseException:
+        await response.aclose()
+        with contextlib.suppress(httpx.HTTPError, OSError, RuntimeError):
+            async for _ in chunks:
+                pass
+        raise
 
 
 def _read_small(path: Path) -> bytes:
@@ -216,12 +240,16 @@ async def _download(
                 raise _too_big(size)
             copied = 0
             with _private_file(target) as dst:
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+
+                async def write(chunk: bytes) -> None:
+                    nonlocal copied
                     copied += len(chunk)
                     if copied > size:
                         raise _too_big(size)
                     digest.update(chunk)
                     await trio.to_thread.run_sync(dst.write, chunk)
+
+                await _consume(response, write)
     except (httpx.HTTPError, OSError) as exc:
         raise SourceError(f"{url}: cannot fetch ({_describe(exc)})") from None
     if copied != size:
