@@ -39,7 +39,7 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 # Modules that contribute commands: each has ``add_commands(add: AddCommand)``.
 # They must import only light modules at top level: every command pays for them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "node.cli_sync", "node.cli_engine", "node.cli_data", "node.cli_update",
+    "node.cli_sync", "node.cli_engine", "node.cli_data", "node.cli_update", "node.cli_store",
 )
 
 

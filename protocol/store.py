@@ -16,12 +16,15 @@ Envelope (every length fixed or sealed; the total is a bucket size)::
     59      n*64 + 16     name box: AEAD(name key, nonce, u8 len || doc id || zeros,
                                          ad = header || group id)
     ...     rest - 64     body box: AEAD(document key(doc id), nonce,
-                                         u32 len || update || zeros,
-                                         ad = header || group id || doc id)
+                                         u32 len || update || u32 len || state vector
+                                         || zeros, ad = header || group id || doc id)
     end-64  64            Ed25519(device, "Mirror v1 blind store: envelope\\0"
                                           || group id || every byte before)
 
-The two boxes use different keys, so sharing the nonce is safe. The zeros pad
+The state vector is the sender's for that document once the update is in the
+store (so readers know what the store holds without decoding deltas, whose
+own state vector pycrdt cannot tell). The two boxes use different keys, so
+sharing the nonce is safe. The zeros pad
 the envelope to :func:`bucket` of its size, so the store sees sizes in buckets
 only; a reader checks that the padding is zero (canonical encoding).
 
@@ -65,9 +68,9 @@ TAG_BYTES: Final = 16
 SIGNATURE_BYTES: Final = 64
 GROUP_ID_BYTES: Final = 32
 MIN_ENVELOPE_BYTES: Final = (
-    HEADER_BYTES + NAME_BLOCK_BYTES + TAG_BYTES + 4 + TAG_BYTES + SIGNATURE_BYTES
+    HEADER_BYTES + NAME_BLOCK_BYTES + TAG_BYTES + 8 + TAG_BYTES + SIGNATURE_BYTES
 )
-"""223: an empty update with a short document id."""
+"""227: an empty update and state vector with a short document id."""
 
 SMALLEST_BUCKET_BYTES: Final = 256
 POWER_OF_TWO_BUCKETS_UP_TO_BYTES: Final = 64 * KIB
@@ -116,6 +119,7 @@ class OpenedEnvelope:
     kind: int
     doc_id: str
     payload: bytes
+    state_vector: bytes
     device_key: bytes
 
 
@@ -133,7 +137,7 @@ def envelope_shape(envelope: bytes) -> EnvelopeShape:
         raise RemoteProtocolError(f"unknown envelope kind {kind}")
     if not 1 <= blocks <= MAX_NAME_BLOCKS:
         raise RemoteProtocolError(f"name blocks {blocks} out of range")
-    if size < _fixed_bytes(blocks) + 4 + TAG_BYTES:
+    if size < _fixed_bytes(blocks) + 8 + TAG_BYTES:
         raise RemoteProtocolError("envelope too short for its name")
     if not is_bucket(size):
         raise RemoteProtocolError(f"envelope size {size} is not a bucket size")
@@ -149,13 +153,16 @@ def seal_envelope(
     kind: int,
     doc_id: str,
     payload: bytes,
+    state_vector: bytes,
     group_secret: bytes,
     epoch: int,
     group_id: bytes,
     device_seed: bytes,
     nonce: bytes,
 ) -> bytes:
-    """Encrypt, pad and sign *payload* (a CRDT update) of *doc_id* for the log *group_id*."""
+    """Encrypt, pad and sign *payload* (a CRDT update) of *doc_id* for the log *group_id*.
+
+    *state_vector*: the sender's state vector of the document with the update in."""
     if kind not in KINDS:
         raise LocalProtocolError(f"unknown envelope kind {kind}")
     if len(nonce) != NONCE_BYTES or len(group_id) != GROUP_ID_BYTES:
@@ -164,7 +171,7 @@ def seal_envelope(
     if not name or len(name) > MAX_STORE_DOC_ID_BYTES:
         raise LocalProtocolError(f"document id of {len(name)} bytes cannot go to a blind store")
     blocks = len(name) // NAME_BLOCK_BYTES + 1
-    body_plain_min = 4 + len(payload)
+    body_plain_min = 8 + len(payload) + len(state_vector)
     size = bucket(_fixed_bytes(blocks) + body_plain_min + TAG_BYTES)
     if size > MAX_ENVELOPE_BYTES:
         raise LocalProtocolError(f"an update of {len(payload)} bytes is too large for an envelope")
@@ -174,7 +181,8 @@ def seal_envelope(
     name_plain += bytes(blocks * NAME_BLOCK_BYTES - len(name_plain))
     name_box = _encrypt(store_name_key(group_secret, epoch), nonce, name_plain, header + group_id)
     body_plain_len = size - _fixed_bytes(blocks) - TAG_BYTES
-    body_plain = struct.pack(">I", len(payload)) + payload
+    body_plain = (struct.pack(">I", len(payload)) + payload
+                  + struct.pack(">I", len(state_vector)) + state_vector)
     body_plain += bytes(body_plain_len - len(body_plain))
     body_box = _encrypt(
         document_key(group_secret, epoch, doc_id), nonce, body_plain, header + group_id + name
@@ -228,9 +236,16 @@ def open_envelope(
         header + group_id + name, "envelope body",
     )
     (size,) = struct.unpack_from(">I", body)
-    if size > len(body) - 4 or any(body[4 + size :]):
+    if size > len(body) - 8:
         raise RemoteProtocolError("envelope body is not canonical")
-    return OpenedEnvelope(shape.kind, doc_id, bytes(body[4 : 4 + size]), shape.device_key)
+    (sv_size,) = struct.unpack_from(">I", body, 4 + size)
+    end = 8 + size + sv_size
+    if end > len(body) or any(body[end:]):
+        raise RemoteProtocolError("envelope body is not canonical")
+    return OpenedEnvelope(
+        shape.kind, doc_id, bytes(body[4 : 4 + size]), bytes(body[8 + size : end]),
+        shape.device_key,
+    )
 
 
 def _encrypt(key: bytes, nonce: bytes, plain: bytes, ad: bytes) -> bytes:
