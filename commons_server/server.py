@@ -1,0 +1,209 @@
+"""Running a Commons server: its home, hypercorn's trio worker, and ``mirror-commons``.
+
+Home layout::
+
+    commons.db     the Commons database (+ -wal, -shm)
+    server.key     the server's Ed25519 seed (hex, mode 0600); its public half is
+                   the server key readers pin, and the handshake's public group
+                   secret is derived from it
+
+Every flag has an environment variable: ``--port`` is ``MIRROR_COMMONS_PORT``,
+``--author-updates-per-minute`` is ``MIRROR_COMMONS_AUTHOR_UPDATES_PER_MINUTE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+
+from . import limits as L
+from .app import CommonsApp
+from .hub import Hub
+from .limits import CommonsLimits
+from .store import StoreError, open_commons_store
+
+log = logging.getLogger("mirror.commons")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8766
+ENV_PREFIX = "MIRROR_COMMONS_"
+DB_NAME = "commons.db"
+KEY_NAME = "server.key"
+
+
+class SetupError(Exception):
+    """The server cannot start (one line)."""
+
+
+def load_or_create_seed(home: Path) -> bytes:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = home / KEY_NAME
+    if path.exists():
+        try:
+            seed = bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"{path}: not a server key ({exc})") from None
+        if len(seed) != 32:
+            raise SetupError(f"{path}: a server key is 64 hex digits")
+        return seed
+    seed = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(seed.hex() + "\n")
+    return seed
+
+
+def read_operator_key(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    try:
+        key = bytes.fromhex(Path(path).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"{path}: not an operator public key ({exc})") from None
+    if len(key) != 32:
+        raise SetupError(f"{path}: an operator key is 64 hex digits (the public key)")
+    return key
+
+
+@asynccontextmanager
+async def open_hub(
+    home: Path,
+    *,
+    operator_key: bytes | None = None,
+    limits: CommonsLimits | None = None,
+    **hub_options: Any,
+) -> AsyncIterator[Hub]:
+    """The server's hub over the database in *home* (created if needed)."""
+    seed = load_or_create_seed(home)
+    async with open_commons_store(home / DB_NAME) as store:
+        hub = Hub(store, seed, operator_key=operator_key, limits=limits, **hub_options)
+        await hub.load()
+        yield hub
+
+
+def hypercorn_config(host: str, port: int) -> Config:
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.websocket_max_message_size = L.MAX_COMMONS_FRAME_BYTES + 64 * 1024
+    config.h11_max_incomplete_size = L.MAX_HTTP_HEADER_BYTES
+    config.graceful_timeout = L.SHUTDOWN_GRACE_S
+    config.accesslog = None
+    config.errorlog = logging.getLogger("mirror.commons.http")
+    config.include_server_header = False
+    return config
+
+
+async def serve_commons(
+    app: CommonsApp,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    *,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve *app*; ``await nursery.start(serve_commons, app)`` returns the ``http://`` URL."""
+    import hypercorn.trio
+
+    config = hypercorn_config(host, port)
+    trigger = shutdown.wait if shutdown is not None else None
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            functools.partial(
+                hypercorn.trio.serve, app, config,  # type: ignore[arg-type]
+                mode="asgi", shutdown_trigger=trigger,
+            )
+        )
+        task_status.started(binds[0])
+
+
+# --------------------------------------------------------------------------- command
+
+
+def _limit_fields() -> list[tuple[str, Any]]:
+    defaults = CommonsLimits()
+    return [(f.name, getattr(defaults, f.name)) for f in fields(CommonsLimits)]
+
+
+def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.Namespace:
+    env = functools.partial(lambda name, default: environ.get(ENV_PREFIX + name, default))
+    parser = argparse.ArgumentParser(
+        prog="mirror-commons",
+        description="Mirror's Commons server: a peer that hosts public, author-signed "
+        "documents, with a read-only web view.",
+        epilog="Every option can also be set in the environment: --port is "
+        "MIRROR_COMMONS_PORT, --operator-key is MIRROR_COMMONS_OPERATOR_KEY, and so on.",
+    )
+    parser.add_argument("--home", default=env("HOME", "./commons-home"),
+                        help="the server's home directory (database and server key)")
+    parser.add_argument("--host", default=env("HOST", DEFAULT_HOST),
+                        help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", default=env("PORT", str(DEFAULT_PORT)),
+                        help=f"port; 0 picks a free one (default {DEFAULT_PORT})")
+    parser.add_argument("--operator-key", default=env("OPERATOR_KEY", None), metavar="FILE",
+                        help="file holding the operator's Ed25519 public key (64 hex digits)")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"url": ..., "server_key": ...} once listening')
+    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"),
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    for name, default in _limit_fields():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name,
+                            default=env(name.upper(), str(default)), help=f"(default {default})")
+    args = parser.parse_args(argv)
+    try:
+        args.limits = CommonsLimits(**{n: int(getattr(args, n)) for n, _ in _limit_fields()})
+        args.port = int(args.port)
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"port must be 0-65535 (got {args.port})")
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+async def run_server(args: argparse.Namespace) -> None:
+    operator = read_operator_key(args.operator_key)
+    async with open_hub(Path(args.home), operator_key=operator, limits=args.limits) as hub:
+        shutdown = trio.Event()
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(
+                functools.partial(serve_commons, CommonsApp(hub), args.host, args.port,
+                                  shutdown=shutdown))
+            if args.json:
+                print(json.dumps({"url": url, "server_key": hub.server_key.hex()}), flush=True)
+            else:
+                print(f"mirror-commons listening on {url} (server key {hub.server_key.hex()})",
+                      flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            shutdown.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv, dict(os.environ))
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        trio.run(run_server, args)
+    except (SetupError, StoreError) as exc:
+        print(f"mirror-commons: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"mirror-commons: cannot listen on {args.host}:{args.port} "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

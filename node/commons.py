@@ -1,0 +1,527 @@
+"""The node's side of the Commons: author keys, servers, the consent ledger, syncing.
+
+Theory of operation
+-------------------
+A person publishes by writing a Commons document (``crdt.commons``) into their
+own store, class ``commons``, owned by one of their author keys
+(``authors.json`` in the home, mode 0600; pseudonymous, never a device key).
+:func:`sync_commons` then opens one protocol session with the server over a
+WebSocket as a *reader with no identity* (a fresh device key per session, the
+public group secret of the pinned server key), and:
+
+* offers only documents that :func:`node.sync.catalogue.offerable` allows for
+  the ``commons`` class **and** that one of this person's author keys owns
+  **and** that the consent ledger does not mark withdrawn — nothing else can
+  be named on this session (and the Connection refuses ``local`` again);
+* signs each delta the server asks for with the owner's key;
+* verifies every envelope it receives before applying it to its cache (a
+  forged update ends the session and nothing of it is applied);
+* finishes with a heartbeat round trip: the server handles frames in order, so
+  its HeartbeatAck means everything sent before was accepted, and a Close
+  instead carries the server's reason (rate limit, blocked, withdrawn).
+
+Received documents stay in the store: ``mirror commons read`` works offline
+from that cache. The consent ledger (``consent/commons``, always ``local``)
+records what was published, where and when, and what was withdrawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from pycrdt import Doc, Map
+
+from crdt import DocStore, StoredDoc, SyncClass
+from crdt.commons import (
+    DOC_KIND,
+    AuthorKey,
+    CommonsError,
+    Item,
+    apply_update,
+    encode_bundle,
+    is_commons_id,
+    make_doc_id,
+    parse_doc_id,
+    public_group_secret,
+    read_item,
+    verify_bundle,
+    write_item,
+)
+from crdt.values import format_timestamp, utc_now
+from protocol import (
+    COMMONS,
+    INITIATOR,
+    NEED_DATA,
+    Catalogue,
+    CatalogueEntry,
+    CatalogueReceived,
+    CatchUpDone,
+    Close,
+    CloseCode,
+    Connection,
+    ConnectionClosed,
+    Credentials,
+    DeltaRequest,
+    HandshakeComplete,
+    Heartbeat,
+    HeartbeatAck,
+    ProtocolError,
+    RemoteProtocolError,
+    StateVector,
+    StateVectorReceived,
+    Update,
+    state_vector_digest,
+)
+
+from .errors import MirrorError
+from .sync.catalogue import offerable
+
+log = logging.getLogger("mirror.commons")
+
+AUTHORS_FILE = "authors.json"
+SERVERS_FILE = "commons.json"
+LEDGER_DOC_ID = "consent/commons"
+LEDGER_KIND = "consent-ledger"
+LEDGER_ROOT = "published"
+PROTOCOL_PATH = "/v1/commons"
+SYNC_TIMEOUT_S = 60.0
+HTTP_TIMEOUT_S = 15.0
+MAX_WS_MESSAGE_BYTES = 2 * 1024 * 1024
+_ORIGIN = "mirror.commons"
+
+
+class CommonsUnavailable(MirrorError):
+    """The Commons server could not be reached (the cache still works)."""
+
+
+class CommonsRefused(MirrorError):
+    """The server refused something (its one-line reason)."""
+
+
+# --------------------------------------------------------------------------- files in the home
+
+
+def _write_private_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise MirrorError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(value, dict):
+        raise MirrorError(f"{path}: not a JSON object")
+    return value
+
+
+class AuthorKeys:
+    """The person's author keys (``authors.json``, 0600). The first is the default."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / AUTHORS_FILE
+
+    def all(self) -> list[AuthorKey]:
+        keys = []
+        for entry in _read_json(self.path).get("authors", []):
+            try:
+                keys.append(AuthorKey(bytes.fromhex(entry["seed"])))
+            except (KeyError, TypeError, ValueError):
+                raise MirrorError(f"{self.path}: a damaged author key") from None
+        return keys
+
+    def create(self) -> AuthorKey:
+        data = _read_json(self.path)
+        key = AuthorKey(os.urandom(32))
+        data.setdefault("authors", []).append(
+            {"seed": key.seed.hex(), "public": key.public_hex,
+             "created_at": format_timestamp(utc_now())})
+        _write_private_json(self.path, data)
+        return key
+
+    def default(self) -> AuthorKey:
+        keys = self.all()
+        return keys[0] if keys else self.create()
+
+    def owner_of(self, doc_id: str) -> AuthorKey | None:
+        try:
+            owner = parse_doc_id(doc_id).owner
+        except CommonsError:
+            return None
+        return next((k for k in self.all() if k.public == owner), None)
+
+
+@dataclass(frozen=True)
+class CommonsServer:
+    url: str
+    server_key: bytes
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.rstrip("/").removeprefix("http") + PROTOCOL_PATH
+
+
+class ServerList:
+    """Commons servers this node knows, each with its pinned server key."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / SERVERS_FILE
+
+    def all(self) -> list[CommonsServer]:
+        out = []
+        for entry in _read_json(self.path).get("servers", []):
+            try:
+                out.append(CommonsServer(str(entry["url"]), bytes.fromhex(entry["server_key"])))
+            except (KeyError, TypeError, ValueError):
+                raise MirrorError(f"{self.path}: a damaged server entry") from None
+        return out
+
+    def add(self, server: CommonsServer) -> None:
+        data = _read_json(self.path)
+        servers = [s for s in data.get("servers", []) if s.get("url") != server.url]
+        servers.insert(0, {"url": server.url, "server_key": server.server_key.hex()})
+        data["servers"] = servers
+        _write_private_json(self.path, data)
+
+    def default(self) -> CommonsServer:
+        servers = self.all()
+        if not servers:
+            raise MirrorError("no Commons server yet: add one with 'mirror commons add URL'")
+        return servers[0]
+
+
+def normalise_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise MirrorError(f"a Commons URL starts with http:// or https:// (got {url!r})")
+    return url
+
+
+async def fetch_info(url: str) -> dict[str, Any]:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+            response = await client.get(url + "/api/v1/info")
+    except httpx.HTTPError as exc:
+        raise CommonsUnavailable(f"cannot reach {url} ({type(exc).__name__})") from None
+    if response.status_code != 200:
+        raise CommonsUnavailable(f"{url} answered {response.status_code}")
+    try:
+        info = response.json()
+        bytes.fromhex(info["server_key"])
+    except (ValueError, KeyError, TypeError):
+        raise CommonsUnavailable(f"{url} is not a Mirror Commons server") from None
+    if not isinstance(info, dict) or info.get("service") != "mirror-commons":
+        raise CommonsUnavailable(f"{url} is not a Mirror Commons server")
+    return info
+
+
+async def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+            response = await client.post(url + path, json=body)
+    except httpx.HTTPError as exc:
+        raise CommonsUnavailable(f"cannot reach {url} ({type(exc).__name__})") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code != 200:
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        raise CommonsRefused(f"{url} refused: {reason or response.status_code}")
+    return answer if isinstance(answer, dict) else {}
+
+
+# --------------------------------------------------------------------------- the consent ledger
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    doc_id: str
+    what: str
+    summary: str
+    server: str
+    published_at: str
+    sent_at: str = ""
+    withdrawn_at: str = ""
+
+
+class ConsentLedger:
+    """What this person published, where and when — a ``local`` document, never synced."""
+
+    def __init__(self, stored: StoredDoc) -> None:
+        self.stored = stored
+
+    @classmethod
+    async def open(cls, store: DocStore) -> ConsentLedger:
+        stored = await store.open_doc(LEDGER_DOC_ID, kind=LEDGER_KIND, sync_class=SyncClass.LOCAL)
+        return cls(stored)
+
+    def _map(self) -> Map[Any]:
+        root: Map[Any] = self.stored.doc.get(LEDGER_ROOT, type=Map)
+        return root
+
+    def entries(self) -> list[LedgerEntry]:
+        out = []
+        for _, raw in self._map().items():
+            try:
+                value = json.loads(raw) if isinstance(raw, str) else None
+                out.append(LedgerEntry(**value))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                log.warning("skipped a damaged ledger entry")
+        return sorted(out, key=lambda e: (e.published_at, e.doc_id))
+
+    def get(self, doc_id: str) -> LedgerEntry | None:
+        return next((e for e in self.entries() if e.doc_id == doc_id), None)
+
+    def record(self, entry: LedgerEntry) -> None:
+        self._map()[entry.doc_id] = json.dumps(entry.__dict__, sort_keys=True)
+
+    def withdrawn(self) -> set[str]:
+        return {e.doc_id for e in self.entries() if e.withdrawn_at}
+
+
+# --------------------------------------------------------------------------- writing items
+
+
+async def create_item(
+    store: DocStore, author: AuthorKey, kind: str, fields: dict[str, str]
+) -> StoredDoc:
+    """Write a new Commons document owned by *author* into the node's store."""
+    doc_id = make_doc_id(kind, author.public, os.urandom(8))
+    values = {"created_at": format_timestamp(utc_now()), **fields}
+    stored = await store.open_doc(doc_id, kind=DOC_KIND, sync_class=SyncClass.COMMONS)
+    store.ensure_writable()
+    write_item(stored.doc, kind, values)
+    await store.wait_durable()
+    return stored
+
+
+def cached_items(store: DocStore) -> list[StoredDoc]:
+    return [s for i in store.documents(DOC_KIND) if (s := store.loaded(i.doc_id)) is not None]
+
+
+async def load_cache(store: DocStore, hidden: Iterable[str] = ()) -> list[Item]:
+    """Every readable Commons item in the node's cache (withdrawn ones left out)."""
+    skip = set(hidden)
+    items = []
+    for info in store.documents(DOC_KIND):
+        if info.sync_class is not SyncClass.COMMONS or info.doc_id in skip:
+            continue
+        if not is_commons_id(info.doc_id):
+            continue
+        stored = await store.open_doc(info.doc_id, kind=DOC_KIND, create=False)
+        try:
+            items.append(read_item(info.doc_id, stored.doc))
+        except CommonsError:
+            continue
+    return items
+
+
+# --------------------------------------------------------------------------- syncing
+
+
+@dataclass
+class SyncReport:
+    sent: list[str] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
+    on_server: set[str] = field(default_factory=set)
+
+
+class _WebSocketStream:
+    """The few calls the sync loop needs, over an httpx-ws session (one message per chunk)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send_all(self, data: bytes) -> None:
+        if data:
+            await self.ws.send_bytes(data)
+
+    async def receive_some(self) -> bytes:
+        import httpx_ws
+
+        try:
+            message = await self.ws.receive()
+        except (httpx_ws.WebSocketDisconnect, httpx_ws.WebSocketNetworkError):
+            return b""
+        data = getattr(message, "data", b"")
+        if not isinstance(data, bytes | bytearray):
+            return b""  # a text message has no place on a protocol session
+        return bytes(data)
+
+
+class CommonsSync:
+    """One session with a Commons server, driven to completion (see the module docstring)."""
+
+    def __init__(self, store: DocStore, server: CommonsServer, authors: AuthorKeys,
+                 withdrawn: set[str]) -> None:
+        self.store = store
+        self.server = server
+        self.authors = {k.public: k for k in authors.all()}
+        self.withdrawn = withdrawn
+        creds = Credentials(
+            device_seed=os.urandom(32),  # a reader needs no identity: fresh per session
+            group_secret=public_group_secret(server.server_key),
+            epoch=0,
+            known_devices=frozenset({server.server_key}),
+        )
+        self.conn = Connection(INITIATOR, creds, os.urandom, shareable=[COMMONS],
+                               max_frame_bytes=1024 * 1024)
+        self.report = SyncReport()
+        self._caught_up = False
+        self._confirmed = False
+        self.refusal = ""
+        self.sent_bytes: list[bytes] = []
+        """Every byte this session wrote (tests check no canary is in it)."""
+
+    def _mine(self, doc_id: str) -> bool:
+        try:
+            return parse_doc_id(doc_id).owner in self.authors
+        except CommonsError:
+            return False
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        """The choke point, narrowed: commons-class documents this person owns, not withdrawn."""
+        entries = []
+        for info in offerable(self.store, [SyncClass.COMMONS]):
+            if not self._mine(info.doc_id) or info.doc_id in self.withdrawn:
+                continue
+            stored = self.store.loaded(info.doc_id)
+            if stored is None:
+                continue
+            entries.append(CatalogueEntry(info.doc_id, COMMONS,
+                                          state_vector_digest(stored.doc.get_state())))
+        return entries
+
+    async def run(self, stream: _WebSocketStream) -> SyncReport:
+        for info in offerable(self.store, [SyncClass.COMMONS]):
+            if self._mine(info.doc_id) and info.doc_id not in self.withdrawn:
+                await self.store.open_doc(info.doc_id, kind=info.kind, create=False)
+        await self._send(stream, self.conn.data_to_send())
+        while not self._confirmed:
+            data = await stream.receive_some()
+            self.conn.receive_data(data)
+            while (event := self.conn.next_event()) is not NEED_DATA:
+                if isinstance(event, ConnectionClosed):
+                    raise CommonsUnavailable("the server ended the session early")
+                if isinstance(event, Close):
+                    if event.code == CloseCode.NOT_AUTHORISED:
+                        raise CommonsRefused(f"the server refused: {event.reason}")
+                    raise CommonsRefused(f"the server closed the session: {event.reason}")
+                await self._handle(event, stream)
+            await self._send(stream, self.conn.data_to_send())
+            if not data:
+                raise CommonsUnavailable("the server closed the connection")
+        await self._send(stream, self.conn.send(Close(CloseCode.NORMAL, "done")))
+        await self.store.wait_durable()
+        return self.report
+
+    async def _send(self, stream: _WebSocketStream, data: bytes) -> None:
+        if data:
+            self.sent_bytes.append(data)
+            await stream.send_all(data)
+
+    async def _handle(self, event: object, stream: _WebSocketStream) -> None:
+        if isinstance(event, HandshakeComplete):
+            await self._send(stream, self.conn.send(Catalogue(tuple(self.catalogue()))))
+        elif isinstance(event, CatalogueReceived):
+            self.report.on_server = {e.doc_id for e in event.entries}
+            wanted = []
+            for doc_id in event.differing:
+                if not is_commons_id(doc_id) or doc_id in self.withdrawn:
+                    continue
+                stored = self.store.loaded(doc_id)
+                if stored is None and self.store.info(doc_id) is not None:
+                    stored = await self.store.open_doc(doc_id, kind=DOC_KIND, create=False)
+                sv = stored.doc.get_state() if stored else _EMPTY_SV
+                wanted.append(StateVector(doc_id, COMMONS, sv))
+            await self._send(stream, self.conn.send(DeltaRequest(tuple(wanted))))
+        elif isinstance(event, StateVectorReceived):
+            await self._answer(event, stream)
+        elif isinstance(event, Update):
+            await self._apply(event)
+        elif isinstance(event, CatchUpDone):
+            self._caught_up = True
+            await self._send(stream, self.conn.send(Heartbeat(1)))
+        elif isinstance(event, HeartbeatAck) and self._caught_up:
+            self._confirmed = True
+
+    async def _answer(self, event: StateVectorReceived, stream: _WebSocketStream) -> None:
+        author = self.authors.get(parse_doc_id(event.doc_id).owner)
+        stored = self.store.loaded(event.doc_id)
+        if author is None or stored is None:  # never offered: the Connection refuses anyway
+            raise RemoteProtocolError(f"server asked for {event.doc_id}, which we did not offer")
+        try:
+            delta = stored.doc.get_update(event.state_vector)
+        except ValueError:
+            raise RemoteProtocolError("unusable state vector from the server") from None
+        bundle = encode_bundle([author.envelope(event.doc_id, delta)])
+        await self._send(stream, self.conn.send(Update(event.doc_id, COMMONS, bundle)))
+        self.report.sent.append(event.doc_id)
+
+    async def _apply(self, message: Update) -> None:
+        if self._mine(message.doc_id) and message.doc_id in self.withdrawn:
+            return
+        try:
+            envelopes = verify_bundle(message.doc_id, message.update)
+        except CommonsError as exc:
+            raise RemoteProtocolError(f"refused an update for {message.doc_id}: {exc}") from None
+        if not envelopes:
+            return
+        stored = await self.store.open_doc(message.doc_id, kind=DOC_KIND,
+                                           sync_class=SyncClass.COMMONS)
+        if stored.sync_class is not SyncClass.COMMONS:
+            return  # this node keeps a document of that id in another class: never merge
+        self.store.ensure_writable()
+        for env in envelopes:
+            try:
+                apply_update(stored.doc, env.update, origin=_ORIGIN)
+            except CommonsError as exc:
+                raise RemoteProtocolError(str(exc)) from None
+        self.report.received.append(message.doc_id)
+
+
+_EMPTY_SV = Doc().get_state()
+
+
+async def sync_commons(
+    store: DocStore, server: CommonsServer, authors: AuthorKeys, withdrawn: set[str]
+) -> SyncReport:
+    """One session with *server*; CommonsUnavailable / CommonsRefused say why it failed."""
+    import httpx
+    import httpx_ws
+
+    sync = CommonsSync(store, server, authors, withdrawn)
+    try:
+        with trio.fail_after(SYNC_TIMEOUT_S):
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+                connecting: Any = httpx_ws.aconnect_ws(
+                    server.ws_url, client, max_message_size_bytes=MAX_WS_MESSAGE_BYTES,
+                    keepalive_ping_interval_seconds=None)
+                async with connecting as ws:
+                    return await sync.run(_WebSocketStream(ws))
+    except trio.TooSlowError:
+        raise CommonsUnavailable(f"{server.url} did not answer in time") from None
+    except (httpx.HTTPError, httpx_ws.WebSocketUpgradeError, httpx_ws.WebSocketNetworkError,
+            OSError) as exc:
+        raise CommonsUnavailable(f"cannot reach {server.url} ({type(exc).__name__})") from None
+    except ProtocolError as exc:
+        raise CommonsRefused(f"session with {server.url} failed: {exc}") from None
