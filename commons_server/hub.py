@@ -116,10 +116,14 @@ class TokenBuckets:
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str, n: int = 1) -> bool:
+    def available(self, key: str) -> float:
         now = self.clock()
         tokens, at = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - at) * self.rate_per_s)
+        return min(self.capacity, tokens + (now - at) * self.rate_per_s)
+
+    def take(self, key: str, n: int = 1) -> bool:
+        now = self.clock()
+        tokens = self.available(key)
         if tokens < n:
             self._buckets[key] = (tokens, now)
             return False
@@ -268,14 +272,17 @@ class Hub:
         if author in self.blocked:
             raise self._refuse(Blocked("this author key is blocked by the operator"))
         n = len(envelopes)
-        if not self._by_address.take(address, n):
-            raise self._refuse(RateLimited(
-                f"rate limit: {self.limits.address_updates_per_minute} updates per minute "
-                "per address"))
-        if not self._by_author.take(author, n):
+        # Check both buckets before taking from either: a refusal costs no tokens.
+        if self._by_author.available(author) < n:
             raise self._refuse(RateLimited(
                 f"rate limit: {self.limits.author_updates_per_minute} updates per minute "
                 "per author"))
+        if self._by_address.available(address) < n:
+            raise self._refuse(RateLimited(
+                f"rate limit: {self.limits.address_updates_per_minute} updates per minute "
+                "per address"))
+        self._by_author.take(author, n)
+        self._by_address.take(address, n)
         lock = self._locks.setdefault(doc_id, trio.Lock())
         async with lock:
             try:

@@ -350,10 +350,16 @@ class _WebSocketStream:
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
+        self.closing = False
 
     async def send_all(self, data: bytes) -> None:
-        if data:
-            await self.ws.send_bytes(data)
+        if data and not self.closing:
+            try:
+                await self.ws.send_bytes(data)
+            except Exception as exc:  # wsproto / httpx-ws: the server is closing
+                # Keep reading: the server's Close (with its reason) is already queued.
+                log.debug("send after the server began closing: %s", exc)
+                self.closing = True
 
     async def receive_some(self) -> bytes:
         import httpx_ws
@@ -516,8 +522,17 @@ async def sync_commons(
                 connecting: Any = httpx_ws.aconnect_ws(
                     server.ws_url, client, max_message_size_bytes=MAX_WS_MESSAGE_BYTES,
                     keepalive_ping_interval_seconds=None)
+                failure: BaseException | None = None
                 async with connecting as ws:
-                    return await sync.run(_WebSocketStream(ws))
+                    # Errors are carried out of httpx-ws's task group by hand: raised
+                    # inside it they would arrive wrapped in an ExceptionGroup.
+                    try:
+                        report = await sync.run(_WebSocketStream(ws))
+                    except (MirrorError, ProtocolError) as exc:
+                        failure = exc
+                if failure is not None:
+                    raise failure
+                return report
     except trio.TooSlowError:
         raise CommonsUnavailable(f"{server.url} did not answer in time") from None
     except (httpx.HTTPError, httpx_ws.WebSocketUpgradeError, httpx_ws.WebSocketNetworkError,

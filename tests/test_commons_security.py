@@ -1,0 +1,305 @@
+"""Commons: signatures, revocation, moderation, rate limits, T4 canaries, offline cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from commons_server.hub import Gone
+from commons_server.limits import CommonsLimits
+from crdt import SyncClass, open_store
+from crdt.commons import (
+    MODERATION_CONTEXT,
+    UPDATE_CONTEXT,
+    AuthorKey,
+    ForgedUpdate,
+    encode_bundle,
+    make_doc_id,
+    moderation_digest,
+    update_hash,
+    write_item,
+)
+from node import commons as node_commons
+from tests.commons_helpers import mirror, running_commons
+
+FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _db_bytes(home: Path) -> bytes:
+    """Every byte of the server's database files (main file, WAL, shared memory)."""
+    out = b""
+    for name in ("commons.db", "commons.db-wal", "commons.db-shm"):
+        path = home / name
+        if path.exists():
+            out += path.read_bytes()
+    return out
+
+
+async def _setup(tmp_path: Path, url: str, *names: str) -> list[Path]:
+    homes = []
+    for name in names:
+        home = tmp_path / name
+        status, out = await mirror(home, "commons", "add", url)
+        assert status == 0, out
+        homes.append(home)
+    return homes
+
+
+async def _post(home: Path, title: str, body: str = "body") -> str:
+    status, out = await mirror(home, "commons", "post", "--title", title, "--body", body, "--yes")
+    assert status == 0, out
+    status, out = await mirror(home, "published", "--json")
+    return str(json.loads(out)[-1]["doc_id"])
+
+
+def _forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey, title: str) -> bytes:
+    """An envelope that names *owner* but carries *forger*'s signature."""
+    from pycrdt import Doc
+
+    doc: Doc[Any] = Doc()
+    write_item(doc, "post", {"title": title, "body": "forged", "created_at": "2026"})
+    update = doc.get_update()
+    sig = forger.sign(UPDATE_CONTEXT, update_hash(doc_id, update))
+    return encode_bundle([bytes([1]) + owner.public + sig + update])
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
+    async with running_commons(tmp_path / "server") as server:
+        (mallory,) = await _setup(tmp_path, server.url, "mallory")
+        alice = AuthorKey(os.urandom(32))
+        forger = node_commons.AuthorKeys(mallory).default()
+        doc_id = make_doc_id("post", alice.public, os.urandom(8))
+
+        class Forging(node_commons.CommonsSync):
+            def catalogue(self) -> list[Any]:
+                from protocol import COMMONS, CatalogueEntry
+
+                return [CatalogueEntry(doc_id, COMMONS, bytes(32))]
+
+            async def _answer(self, event: Any, stream: Any) -> None:
+                from protocol import COMMONS, Update
+
+                bundle = _forged_bundle(doc_id, alice, forger, "Alice says X")
+                await self._send(stream, self.conn.send(Update(doc_id, COMMONS, bundle)))
+
+        original = node_commons.CommonsSync
+        node_commons.CommonsSync = Forging  # type: ignore[misc]
+        try:
+            status, out = await mirror(mallory, "commons", "read")
+        finally:
+            node_commons.CommonsSync = original  # type: ignore[misc]
+        assert status != 0
+        assert "signature does not verify" in out
+        assert doc_id not in server.hub.docs
+        assert server.hub.stats.accepted_updates == 0
+        # The hub refuses it directly too, and a wrong owner key as well.
+        with pytest.raises(ForgedUpdate):
+            await server.hub.accept(doc_id, _forged_bundle(doc_id, alice, forger, "x"), "t")
+        with pytest.raises(ForgedUpdate):
+            await server.hub.accept(doc_id, _forged_bundle(doc_id, forger, forger, "x"), "t")
+        assert b"Alice says X" not in _db_bytes(server.home)
+
+
+async def test_forged_update_from_a_server_is_refused_by_the_node(tmp_path: Path) -> None:
+    async with running_commons(tmp_path / "server") as server:
+        (bob,) = await _setup(tmp_path, server.url, "bob")
+        alice, forger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
+        doc_id = make_doc_id("post", alice.public, os.urandom(8))
+        bundle = _forged_bundle(doc_id, alice, forger, "FORGED-TITLE")
+        # A malicious server: the forged envelope written straight into its database.
+        from crdt.commons import decode_bundle, doc_from_envelopes
+
+        raw = decode_bundle(bundle)[0]
+        sv = doc_from_envelopes([raw]).get_state()
+
+        def inject(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO envelopes(doc_id, digest, data) VALUES (?, ?, ?)",
+                         (doc_id, b"x", raw))
+
+        await server.hub.store.write(inject)
+        from commons_server.hub import DocMeta
+
+        server.hub.docs[doc_id] = DocMeta("post", alice.public_hex, "", False, sv, 1)
+        status, out = await mirror(bob, "commons", "read")
+        assert status != 0
+        assert "signature does not verify" in out
+        async with open_store(bob / "mirror.db") as store:
+            assert store.info(doc_id) is None
+
+
+# --------------------------------------------------------------------------- revocation
+
+
+async def test_unpublish_deletes_every_byte_from_the_server_database(tmp_path: Path) -> None:
+    canary = "CANARY-withdraw-7f3a9c"
+    async with running_commons(tmp_path / "server") as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        doc_id = await _post(alice, f"Title {canary}", f"Body {canary} " * 20)
+        status, out = await mirror(bob, "commons", "read")
+        assert canary in out
+        assert canary.encode() in _db_bytes(server.home)  # the check can see it
+        short = doc_id.rsplit("/", 1)[-1]
+        status, out = await mirror(alice, "unpublish", short, "--yes")
+        assert status == 0, out
+        assert canary.encode() not in _db_bytes(server.home)
+        async with httpx.AsyncClient() as client:
+            page = await client.get(server.url + "/" + doc_id.removeprefix("commons/"))
+        assert page.status_code == 404
+        # Never accepted again, and the node never offers it again.
+        with pytest.raises(Gone):
+            await server.hub.accept(doc_id, b"\x00\x00\x00\x00", "t")
+        status, out = await mirror(alice, "commons", "read")
+        assert status == 0, out
+        assert doc_id not in server.hub.docs
+        status, out = await mirror(alice, "published")
+        assert "withdrawn" in out
+
+
+# --------------------------------------------------------------------------- moderation
+
+
+def _action(op: AuthorKey, action: str, target: str, reason: str = "spam") -> dict[str, str]:
+    at = FROZEN.strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = {"action": action, "target": target, "reason": reason, "at": at}
+    sig = op.sign(MODERATION_CONTEXT, moderation_digest(fields))
+    return {**fields, "operator": op.public_hex, "signature": sig.hex()}
+
+
+async def test_moderation_hide_remove_block_and_the_public_log(tmp_path: Path) -> None:
+    op, stranger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        hidden = await _post(alice, "to hide")
+        removed = await _post(alice, "to remove REMOVE-CANARY")
+        kept = await _post(bob, "kept")
+        api = server.url + "/api/v1/moderation"
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(api, json=_action(stranger, "hide", kept))
+            assert refused.status_code == 403, refused.text
+            forged = _action(op, "hide", kept)
+            forged["target"] = hidden  # signature was over another target
+            assert (await client.post(api, json=forged)).status_code == 403
+            ok = await client.post(api, json=_action(op, "hide", hidden))
+            assert ok.status_code == 200, ok.text
+            replay = await client.post(api, json=_action(op, "hide", hidden))
+            assert replay.status_code == 403 and "replayed" in replay.text
+            assert (await client.post(api, json=_action(op, "remove", removed))).status_code == 200
+            block = _action(op, "block", node_commons.AuthorKeys(bob).default().public_hex)
+            assert (await client.post(api, json=block)).status_code == 200
+            threads = (await client.get(server.url + "/api/v1/threads")).json()["threads"]
+            assert [t["title"] for t in threads] == ["kept"]
+            page = await client.get(server.url + "/" + hidden.removeprefix("commons/"))
+            assert page.status_code == 404
+            log = (await client.get(api)).json()["log"]
+            assert [e["action"] for e in log] == ["block", "remove", "hide"]
+            html = (await client.get(server.url + "/moderation")).text
+            assert "remove" in html and "block" in html
+        assert b"REMOVE-CANARY" not in _db_bytes(server.home)
+        status, out = await mirror(bob, "commons", "post", "--title", "again", "--body", "b",
+                                   "--yes")
+        assert status != 0 and "blocked" in out
+        # The hidden thread is not offered to readers.
+        status, out = await mirror(tmp_path / "carol", "commons", "add", server.url)
+        status, out = await mirror(tmp_path / "carol", "commons", "read", "--json")
+        assert {i["title"] for i in json.loads(out)} == {"kept"}
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+async def test_rate_limits_per_author_and_per_address(tmp_path: Path) -> None:
+    frozen: Callable[[], float] = lambda: 100.0  # no refill during the test  # noqa: E731
+    limits = CommonsLimits(author_updates_per_minute=2, address_updates_per_minute=3)
+    async with running_commons(tmp_path / "server", limits=limits, clock=frozen) as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        await _post(alice, "one")
+        await _post(alice, "two")
+        status, out = await mirror(alice, "commons", "post", "--title", "three", "--body", "b",
+                                   "--yes")
+        assert status != 0
+        assert "rate limit: 2 updates per minute per author" in out
+        await _post(bob, "bob one")  # third update from 127.0.0.1
+        status, out = await mirror(bob, "commons", "post", "--title", "bob two", "--body", "b",
+                                   "--yes")
+        assert status != 0
+        assert "rate limit: 3 updates per minute per address" in out
+        assert server.hub.stats.refusals["RateLimited"] == 2
+        assert sorted(t["title"] for t in await server.hub.threads(1)) == [
+            "bob one", "one", "two"]
+
+
+# --------------------------------------------------------------------------- T4
+
+
+async def test_t4_local_and_devices_canaries_never_reach_the_commons(tmp_path: Path) -> None:
+    local_canary, private_canary, devices_canary = (
+        "CANARY-local-c0ffee", "CANARY-private-b16b00", "CANARY-devices-facade")
+    alice = tmp_path / "alice"
+    status, _ = await mirror(alice, "reflect", f"today {local_canary}")
+    assert status == 0
+    status, _ = await mirror(alice, "reflect", "--private", f"secret {private_canary}")
+    assert status == 0
+    async with open_store(alice / "mirror.db") as store:
+        from pycrdt import Map
+
+        stored = await store.open_doc("notes/devices-canary", kind="notes",
+                                      sync_class=SyncClass.DEVICES)
+        stored.doc.get("n", type=Map)["x"] = devices_canary
+        # Even a mislabelled commons-class doc named like a local one is never offered.
+        bad = await store.open_doc(f"local/{local_canary}", kind="notes",
+                                   sync_class=SyncClass.COMMONS)
+        bad.doc.get("n", type=Map)["x"] = local_canary
+    received: list[bytes] = []
+    events: list[str] = []
+    async with running_commons(tmp_path / "server") as server:
+        inner = server.hub.observers
+        inner.append(lambda address, event: events.append(repr(event)))
+        (alice,) = await _setup(tmp_path, server.url, "alice")
+        await _post(alice, "a public post")
+        status, out = await mirror(alice, "commons", "read")
+        assert status == 0, out
+        recorded = "\n".join(events)
+        for canary in (local_canary, private_canary, devices_canary):
+            assert canary not in recorded
+            assert canary.encode() not in _db_bytes(server.home)
+        assert "a public post" in recorded or "Update" in recorded
+        assert not any(d.startswith(("local/", "notes/", "journal")) for d in server.hub.docs)
+    del received
+
+
+# --------------------------------------------------------------------------- offline
+
+
+async def test_offline_layer1_works_and_read_shows_the_cache(tmp_path: Path) -> None:
+    async with running_commons(tmp_path / "server") as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        await _post(alice, "cached thread")
+        status, out = await mirror(bob, "commons", "read")
+        assert "cached thread" in out
+        server.stop()
+    await trio.lowlevel.checkpoint()
+    status, out = await mirror(bob, "reflect", "offline but fine", "--json")
+    assert status == 0, out
+    rid = json.loads(out)["id"]
+    status, out = await mirror(bob, "list")
+    assert status == 0 and "offline but fine" in out
+    status, out = await mirror(bob, "show", rid)
+    assert status == 0 and "offline but fine" in out
+    status, out = await mirror(bob, "commons", "read")
+    assert status == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("(offline: cannot reach")
+    assert "cached thread" in out
