@@ -1,0 +1,513 @@
+"""Sessions and pairing through a relay: the node's client side of ``relay/``.
+
+Theory of operation
+-------------------
+A relay forwards the binary messages of a WebSocket connection to the other
+connections of the same *room* and tells each connection who is there
+(``present N`` on arrival, ``joined N``, ``left N``). Binary messages are
+chunks of the ordinary byte stream of the sync protocol, so a
+:class:`RelayStream` is just a ``trio.abc.HalfCloseableStream`` that a
+:class:`~node.sync.session.SyncSession` drives exactly as it drives TCP; the
+device handshake runs inside and the relay sees ciphertext only.
+
+Rooms. Two devices of a person meet in a *pair room*:
+``KDF(relay_room_id(group secret, epoch), sorted device keys)`` — only devices of
+the group can compute it, and each pair has its own room, so a room holds two
+parties and the relay's broadcast is a point-to-point link. A joining device
+meets the pairing device in a *rendezvous room* derived from 10 bits of the
+code (see :func:`rendezvous_room`).
+
+Who speaks first. A connection that finds the room occupied (``present N``,
+N >= 1) is the initiator and sends at once; a connection already in the room
+becomes the responder when ``joined`` arrives. The relay queues ``joined`` to
+the members before the newcomer can send, so a member switches to a fresh
+session exactly before the newcomer's first bytes. A ``joined`` during a
+session means the other device came back (its old connection is stale): the
+member ends the old session and answers the new one on the same connection.
+A ``left 0`` ends the session's stream (the peer is gone). Any other end of a
+session closes the connection; the client reconnects with backoff, finds the
+peer present and initiates.
+
+Placement. With several relays, every device ranks them for a room by
+rendezvous hashing (highest ``BLAKE2b(room || url)`` first) and uses the first
+that accepts; devices with the same relay list meet without talking.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import trio
+import wsproto.events
+import wsproto.utilities
+from httpx_ws import (
+    HTTPXWSException,
+    WebSocketDisconnect,
+    WebSocketUpgradeError,
+    aconnect_ws,
+)
+
+from protocol import INITIATOR, RESPONDER, Role, relay_room_id
+
+from ..config import Config, is_loopback_or_lan, normalize_relay_url
+from ..errors import MirrorError
+from .pairing import pairing_hint
+
+if TYPE_CHECKING:
+    from protocol.pairing import JoinedGroup
+
+    from .group import Group
+    from .pairing import PairerState
+    from .service import SyncService
+
+log = logging.getLogger("mirror.relay")
+
+CHUNK_BYTES = 64 * 1024  # largest message we send (the relay accepts 256 KiB)
+MAX_RECEIVE_MESSAGE_BYTES = 256 * 1024  # read size for the WebSocket client
+RECEIVE_QUEUE_MESSAGES = 64  # chunks buffered for a session that reads slowly
+CONNECT_TIMEOUT_S = 10.0
+BACKOFF_MIN_S = 0.25
+BACKOFF_MAX_S = 30.0
+PING_INTERVAL_S = 20.0
+PING_TIMEOUT_S = 20.0
+ROOM_PATH = "/v1/rooms/"
+
+
+class RelayUnavailable(MirrorError):
+    """No configured relay accepted the connection."""
+
+
+# --------------------------------------------------------------------------- rooms and URLs
+
+
+def pair_room(group_secret: bytes, epoch: int, key_a: bytes, key_b: bytes) -> bytes:
+    """The room where two devices of the group meet (the same for both)."""
+    first, second = sorted((key_a, key_b))
+    return hashlib.blake2b(
+        first + second, digest_size=32, key=relay_room_id(group_secret, epoch),
+        person=b"mirror/pair-room",
+    ).digest()
+
+
+def rendezvous_room(code: str) -> bytes:
+    """The room where a joining device meets the device showing *code*.
+
+    Derived from :func:`~node.sync.pairing.pairing_hint`, i.e. from the first two
+    characters (10 bits) of the code only: the room id must not let someone who
+    watches the relay test guesses of the whole code offline. SPAKE2 inside
+    gives one online guess per attempt, as on the LAN.
+    """
+    return hashlib.blake2b(pairing_hint(code), digest_size=32,
+                           person=b"mirror/rdv-room").digest()
+
+
+def room_url(relay: str, room: bytes) -> str:
+    """The WebSocket URL of *room* on *relay*."""
+    base = normalize_relay_url(relay)
+    scheme = "wss" if base.startswith("https:") else "ws"
+    return scheme + base[base.index(":"):] + ROOM_PATH + room.hex()
+
+
+def rank_relays(relays: Sequence[str], room: bytes) -> list[str]:
+    """*relays* in rendezvous-hashing order for *room* (best first)."""
+    def weight(url: str) -> bytes:
+        return hashlib.blake2b(room + normalize_relay_url(url).encode(), digest_size=16,
+                               person=b"mirror/relay-hrw").digest()
+
+    return sorted(dict.fromkeys(relays), key=weight, reverse=True)
+
+
+# --------------------------------------------------------------------------- the stream
+
+
+@dataclass
+class RelayStatistics:
+    connects: int = 0
+    connect_failures: int = 0
+    sessions: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class RelayStream(trio.abc.HalfCloseableStream):
+    """One session's view of a room connection: bytes to and from the peer.
+
+    Reading returns the peer's bytes in order, then ``b""`` when the peer left,
+    the relay connection ended, or a newer session replaced this one. Writing
+    after that raises ``trio.BrokenResourceError``.
+    """
+
+    def __init__(self, room: RoomConnection, role: Role) -> None:
+        self.role = role
+        self._room = room
+        self._send, self._receive = trio.open_memory_channel[bytes](RECEIVE_QUEUE_MESSAGES)
+        self._pending = b""
+        self.superseded = False
+        self._ended = False  # no more input (peer left / replaced / connection lost)
+        self._closed = False
+
+    @property
+    def relay(self) -> str:
+        return self._room.relay
+
+    def _feed_nowait(self) -> None:
+        """Make readers see end of stream."""
+        if not self._ended:
+            self._ended = True
+            self._send.close()
+
+    async def _feed(self, data: bytes) -> None:
+        if self._ended or self._closed:
+            return
+        try:
+            await self._send.send(data)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        if not self._pending:
+            try:
+                self._pending = await self._receive.receive()
+            except trio.EndOfChannel:
+                return b""
+        if max_bytes is None or max_bytes >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK_BYTES):
+            if self._ended:
+                raise trio.BrokenResourceError("the peer left the relay room")
+            await self._room.send_bytes(bytes(view[start:start + CHUNK_BYTES]))
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        # A WebSocket cannot half-close; the protocol's Close message and the
+        # relay's "left" tell the peer the session is over.
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._feed_nowait()
+        self._receive.close()
+        await trio.lowlevel.checkpoint()
+
+
+# --------------------------------------------------------------------------- one connection
+
+
+class RoomConnection:
+    """An open WebSocket connection to one room of one relay."""
+
+    def __init__(self, ws: Any, relay: str, stats: RelayStatistics) -> None:
+        self._ws = ws
+        self.relay = relay
+        self.stats = stats
+        self.current: RelayStream | None = None
+        self._offers, self._offered = trio.open_memory_channel[RelayStream](4)
+
+    async def send_bytes(self, data: bytes) -> None:
+        try:
+            await self._ws.send_bytes(data)
+        except (HTTPXWSException, httpx.HTTPError, OSError, trio.BrokenResourceError,
+                trio.ClosedResourceError, wsproto.utilities.LocalProtocolError) as exc:
+            raise trio.BrokenResourceError(f"relay connection lost: {exc}") from None
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(data)
+
+    def _offer(self, role: Role) -> None:
+        if self.current is not None:
+            self.current.superseded = True
+            self.current._feed_nowait()
+        self.current = RelayStream(self, role)
+        try:
+            self._offers.send_nowait(self.current)
+        except trio.WouldBlock:  # a relay announcing arrivals faster than sessions start
+            self.current._feed_nowait()
+
+    async def _pump(self) -> None:
+        """Read the connection: presence messages start sessions, bytes feed them."""
+        try:
+            while True:
+                event = await self._ws.receive()
+                if isinstance(event, wsproto.events.BytesMessage):
+                    data = bytes(event.data)
+                    self.stats.messages_in += 1
+                    self.stats.bytes_in += len(data)
+                    if self.current is not None:
+                        await self.current._feed(data)
+                elif isinstance(event, wsproto.events.TextMessage):
+                    self._presence(str(event.data))
+        except WebSocketDisconnect as exc:
+            log.info("relay %s closed the connection (%s %s)", self.relay, exc.code, exc.reason)
+        except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
+            log.info("relay %s: connection lost (%s)", self.relay, type(exc).__name__)
+        finally:
+            if self.current is not None:
+                self.current._feed_nowait()
+            self._offers.close()
+
+    def _presence(self, text: str) -> None:
+        what, _, count_text = text.partition(" ")
+        try:
+            others = int(count_text)
+        except ValueError:
+            log.debug("relay %s sent an unknown message", self.relay)
+            return
+        if what == "present" and others >= 1 and self.current is None:
+            self._offer(INITIATOR)
+        elif what == "joined":
+            self._offer(RESPONDER)
+        elif what == "left" and others == 0 and self.current is not None:
+            self.current._feed_nowait()
+
+    async def serve(self, on_session: Callable[[RelayStream], Awaitable[None]]) -> None:
+        """Run sessions until one ends other than by being replaced."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump)
+
+            async def one(stream: RelayStream) -> None:
+                self.stats.sessions += 1
+                try:
+                    await on_session(stream)
+                finally:
+                    await stream.aclose()
+                if not stream.superseded:
+                    nursery.cancel_scope.cancel()
+
+            async for stream in self._offered:
+                nursery.start_soon(one, stream)
+            # The connection ended; sessions finish on their end of stream.
+
+
+@asynccontextmanager
+async def open_room(
+    relays: Sequence[str],
+    room: bytes,
+    *,
+    client: httpx.AsyncClient | None = None,
+    stats: RelayStatistics | None = None,
+) -> AsyncIterator[RoomConnection]:
+    """Connect to *room* on the first relay, in rendezvous order, that accepts."""
+    stats = stats or RelayStatistics()
+    if not relays:
+        raise RelayUnavailable("no relay is configured (mirror relay add URL)")
+    async with _client(client) as http:
+        failures = []
+        for relay in rank_relays(relays, room):
+            # No trio.fail_after here: the session opens a task group that outlives
+            # this statement; the client's own timeouts bound the handshake.
+            ws_cm: Any = aconnect_ws(
+                room_url(relay, room), http,
+                max_message_size_bytes=MAX_RECEIVE_MESSAGE_BYTES,
+                keepalive_ping_interval_seconds=PING_INTERVAL_S,
+                keepalive_ping_timeout_seconds=PING_TIMEOUT_S,
+            )
+            try:
+                ws = await ws_cm.__aenter__()
+            except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
+                stats.connect_failures += 1
+                failures.append(f"{relay}: {_describe(exc)}")
+                continue
+            stats.connects += 1
+            connection = RoomConnection(ws, normalize_relay_url(relay), stats)
+            try:
+                yield connection
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    try:
+                        await ws_cm.__aexit__(None, None, None)
+                    except (HTTPXWSException, httpx.HTTPError, OSError, trio.BrokenResourceError):
+                        pass
+            return
+        raise RelayUnavailable("no relay accepted the connection: " + "; ".join(failures))
+
+
+@asynccontextmanager
+async def _client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    if client is not None:
+        yield client
+        return
+    async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as fresh:
+        yield fresh
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, WebSocketUpgradeError):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- staying in a room
+
+
+async def stay_in_room(
+    relays: Sequence[str],
+    room: Callable[[], bytes],
+    on_session: Callable[[RelayStream], Awaitable[None]],
+    *,
+    stats: RelayStatistics | None = None,
+    rng: random.Random | None = None,
+) -> None:
+    """Keep a connection to a room (reconnecting with backoff) until cancelled.
+
+    *room* is called before each connection (the group's epoch may change).
+    Each session runs ``on_session(stream)`` with ``stream.role`` telling who
+    speaks first.
+    """
+    stats = stats or RelayStatistics()
+    rng = rng or random.Random()
+    backoff = BACKOFF_MIN_S
+    async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as http:
+        while True:
+            started = trio.current_time()
+            try:
+                async with open_room(relays, room(), client=http, stats=stats) as connection:
+                    await connection.serve(on_session)
+            except RelayUnavailable as exc:
+                log.debug("%s", exc)
+            if trio.current_time() - started > BACKOFF_MAX_S:
+                backoff = BACKOFF_MIN_S
+            await trio.sleep(backoff * (0.75 + rng.random() / 2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+# --------------------------------------------------------------------------- sessions of a node
+
+
+def usable_relays(config: Config) -> tuple[str, ...]:
+    """The configured relays this node may reach in its mode.
+
+    In ``local`` mode a node talks to nothing beyond the LAN, so only relays on
+    this machine or the LAN count; ``hybrid`` and ``cloud`` use them all.
+    """
+    relays = tuple(config.relays)
+    if config.mirror_mode == "local":
+        return tuple(r for r in relays if is_loopback_or_lan(r))
+    return relays
+
+
+class RelayLinks:
+    """Keep a relay room open with each other device of the group while no
+    direct (LAN) session with it exists; sessions run in the SyncService."""
+
+    REFRESH_S = 1.0
+
+    def __init__(self, service: SyncService, relays: Sequence[str]) -> None:
+        self.service = service
+        self.relays = tuple(normalize_relay_url(r) for r in relays)
+        self.stats = RelayStatistics()
+
+    async def run(self) -> None:
+        running: dict[bytes, trio.CancelScope] = {}
+        group = self.service.group
+        async with trio.open_nursery() as nursery:
+            while True:
+                me = group.keyring.device_public
+                wanted = {r.public_key for r in group.active() if r.public_key != me}
+                for key in wanted - running.keys():
+                    running[key] = await nursery.start(self._peer, key)
+                for key in running.keys() - wanted:
+                    running.pop(key).cancel()
+                await trio.sleep(self.REFRESH_S)
+
+    def _direct(self, peer_id: str) -> bool:
+        session = self.service.sessions.get(peer_id)
+        return session is not None and not session.stats.address.startswith("relay:")
+
+    async def _peer(
+        self,
+        key: bytes,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        from ..identity import device_id_for
+
+        peer_id = device_id_for(key)
+        ring = self.service.group.keyring
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            while True:
+                while self._direct(peer_id):
+                    await self.service.changed.wait()
+                async with trio.open_nursery() as nursery:
+
+                    async def leave_when_direct() -> None:
+                        while not self._direct(peer_id):
+                            await self.service.changed.wait()
+                        log.debug("direct session with %s: leaving the relay room", peer_id)
+                        nursery.cancel_scope.cancel()
+
+                    def room() -> bytes:
+                        return pair_room(ring.group_secret, ring.epoch, ring.device_public, key)
+
+                    async def session(stream: RelayStream) -> None:
+                        await self.service.run_session(stream, stream.role, f"relay:{stream.relay}")
+
+                    nursery.start_soon(leave_when_direct)
+                    nursery.start_soon(
+                        functools.partial(stay_in_room, self.relays, room, session,
+                                          stats=self.stats)
+                    )
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+async def serve_pairing_through_relays(
+    group: Group, state: PairerState, relays: Sequence[str]
+) -> None:
+    """Pairer: wait in the code's rendezvous room and answer each joiner there."""
+    from .pairing import serve_pairing_attempt
+
+    room = rendezvous_room(state.code)
+
+    async def attempt(stream: RelayStream) -> None:
+        await serve_pairing_attempt(group, state, stream)
+
+    await stay_in_room(relays, lambda: room, attempt)
+
+
+async def join_through_relays(
+    group: Group, code: str, name: str, relays: Sequence[str]
+) -> JoinedGroup:
+    """Joiner: meet the pairer in the code's rendezvous room and pair there."""
+    from .pairing import PairingFailed, join
+
+    async with open_room(relays, rendezvous_room(code)) as connection:
+        result: list[JoinedGroup] = []
+        failure: list[BaseException] = []
+
+        async def attempt(stream: RelayStream) -> None:
+            try:
+                result.append(await join(group, code, stream, name))
+            except PairingFailed as exc:
+                failure.append(exc)
+
+        await connection.serve(attempt)
+    if result:
+        return result[0]
+    if failure:
+        raise failure[0]
+    raise PairingFailed("the relay connection ended before pairing finished")
