@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -41,6 +41,7 @@ class Config:
     discovery: bool = True
     discovery_interfaces: tuple[str, ...] = ()
     sync_peers: tuple[str, ...] = ()  # HOST:PORT addresses to keep sessions with
+    relays: tuple[str, ...] = ()  # relay URLs (mirror relay add); local mode uses LAN ones only
     # Engine (see `mirror engine --help`): the model behind local_llm / remote_llm.
     # Empty model / api_base mean the defaults of the engine mode (effective_model).
     engine_model: str = ""
@@ -82,6 +83,11 @@ class Config:
         parse_host_port(self.sync_listen, what="sync_listen")
         for peer in self.sync_peers:
             parse_host_port(peer, what="sync_peers")
+        for relay in self.relays:
+            try:
+                normalize_relay_url(relay)
+            except ValueError as exc:
+                raise ConfigError(f"relays: {exc}") from None
         for address in self.discovery_interfaces:
             if not isinstance(address, str) or not address:
                 raise ConfigError(f"discovery_interfaces must be IP addresses (got {address!r})")
@@ -157,6 +163,25 @@ def is_loopback_or_lan(url: str) -> bool:
     except ValueError:
         return False
     return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def normalize_relay_url(text: str) -> str:
+    """``http(s)://host[:port][/prefix]`` (``ws``/``wss`` accepted); ValueError if not."""
+    if not isinstance(text, str) or not text or len(text) > 2048:
+        raise ValueError(f"a relay is an http(s):// URL (got {text!r})")
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"a relay is an http(s):// URL (got {text!r})") from None
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"a relay is an http(s):// URL like https://relay.example (got {text!r})")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"a relay URL has no user, query or fragment (got {text!r})")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +69,11 @@ async def run_sync(
     listen: tuple[str, int],
     interfaces: list[str] | None,
     peers: Iterable[tuple[str, int]] = (),
+    relays: Sequence[str] | None = None,
     task_status: trio.TaskStatus[RunningSync] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve sync until cancelled. *interfaces*: None = no discovery, [] = LAN."""
+    """Serve sync until cancelled. *interfaces*: None = no discovery, [] = LAN.
+    *relays*: None = the configured ones this mode may use."""
     group = await open_group(core)
 
     def arrived(session: SyncSession, stored: StoredDoc) -> None:
@@ -83,6 +85,16 @@ async def run_sync(
     service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(service.run)
+        from .relay import RelayLinks, usable_relays
+
+        relays = usable_relays(core.config) if relays is None else tuple(relays)
+        if relays:  # through a relay to each device that is not on the LAN
+            nursery.start_soon(RelayLinks(service, relays).run)
+        from .blind import load_states, run_blind_stores, usable_stores
+
+        stores = usable_stores(core.config.mirror_mode, load_states(core.home.path))
+        if stores:  # through blind stores to devices that are never online with this one
+            await nursery.start(run_blind_stores, core.store, group, core.home.path, stores)
         task_status.started(RunningSync(service, group, port))
         async with _discovery(group, port, interfaces) as disc:
             if disc is None:

@@ -212,6 +212,11 @@ class SyncService:
         finally:
             self._dialing.discard(address)
 
+    async def run_session(self, stream: trio.abc.Stream, role: Any, address: str) -> str:
+        """Run one session over *stream* (e.g. through a relay, whose *address*
+        starts with ``relay:``); returns "ended", "self" or "duplicate"."""
+        return await self._run_session(stream, role, address)
+
     async def _run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, epoch: int | None = None
     ) -> str:
@@ -261,7 +266,7 @@ class SyncService:
             return
         existing = self.sessions.get(peer)
         if existing is not None and existing is not session:
-            if _keep_first(existing, session, self.group.keyring.device_public):
+            if _keep_existing(existing, session, self.group.keyring.device_public):
                 session.close_soon("duplicate session")
                 return
             existing.close_soon("duplicate session")
@@ -386,6 +391,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def via_relay(session: SyncSession) -> bool:
+    return session.stats.address.startswith("relay:")
+
+
+def _keep_existing(existing: SyncSession, new: SyncSession, my_key: bytes) -> bool:
+    """Of two sessions with one peer, keep a direct one over one through a relay."""
+    if via_relay(existing) != via_relay(new):
+        return via_relay(new)
+    return _keep_first(existing, new, my_key)
 
 
 def _keep_first(existing: SyncSession, new: SyncSession, my_key: bytes) -> bool:
