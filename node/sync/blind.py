@@ -632,6 +632,9 @@ class BlindSync:
             for batch in _batches(envelopes):
                 first, last = await client.append([e for _, _, e in batch])
                 self._own_seqs.append((first, last))
+                if first == self.state.cursor + 1:  # nothing in between: no need to pull it
+                    self.state.cursor = last
+                    self._head = max(self._head, last)
                 for doc_id, local, _ in batch:
                     merge_sv(self.state.store_sv.setdefault(doc_id, {}), local)
         except BlindStoreError:
