@@ -58,6 +58,13 @@ def _interfaces(core: MirrorCore, args: argparse.Namespace) -> list[str] | None:
     return chosen or []  # [] = the LAN interfaces
 
 
+def _relays(core: MirrorCore) -> tuple[str, ...]:
+    """The configured relays this mode may use (only LAN ones in local mode)."""
+    from .sync.relay import usable_relays
+
+    return usable_relays(core.config)
+
+
 async def _group(core: MirrorCore) -> Group:
     from .sync.runner import open_group
 
@@ -145,6 +152,11 @@ async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
                 nursery.start_soon(
                     _advertise, advertise_pairing, interfaces, port, pairing_hint(state.code)
                 )
+            relays = _relays(core)
+            if relays:  # also wait in the code's rendezvous room (a joiner off the LAN)
+                from .sync.relay import serve_pairing_through_relays
+
+                nursery.start_soon(serve_pairing_through_relays, group, state, relays)
             assert state.done is not None
             await state.done.wait()
             nursery.cancel_scope.cancel()
@@ -180,12 +192,28 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
             "pass --force to leave it for the new one"
         )
     timeout = args.timeout or 60.0
+    relays = _relays(core)
+    if not args.address and _interfaces(core, args) is None and relays:
+        from .sync.relay import join_through_relays
+
+        try:
+            with trio.fail_after(timeout):
+                result = await join_through_relays(
+                    group, args.code, args.name or group.keyring.device_name, relays
+                )
+        except trio.TooSlowError:
+            raise MirrorError("the pairing device did not show up at the relay in time") from None
+        await core.store.wait_durable()
+        print(f"joined through the relay: this device is now in a group of "
+              f"{len(result.group.devices)} devices", file=out)
+        return 0
     if args.address:
         host, port = _address(args.address, "--address")
     else:
         interfaces = _interfaces(core, args)
         if interfaces is None:
-            raise UsageError("with discovery off, give the pairing device: --address HOST:PORT")
+            raise UsageError("with discovery off, give the pairing device: --address HOST:PORT "
+                             "(or add a relay: mirror relay add URL)")
         from .discovery import find_pairing
 
         peer = await find_pairing(interfaces or None, pairing_hint(args.code), timeout_s=timeout)

@@ -35,6 +35,7 @@ that accepts; devices with the same relay list meet without talking.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -330,14 +331,11 @@ async def open_room(
                 continue
             stats.connects += 1
             connection = RoomConnection(ws, normalize_relay_url(relay), stats)
-            try:
+            # The session's task group was opened above, in this frame; its exit
+            # (which also closes the WebSocket) must run here too, with the outcome.
+            async with contextlib.AsyncExitStack() as stack:
+                stack.push_async_exit(ws_cm)
                 yield connection
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(2):
-                    try:
-                        await ws_cm.__aexit__(None, None, None)
-                    except (HTTPXWSException, httpx.HTTPError, OSError, trio.BrokenResourceError):
-                        pass
             return
         raise RelayUnavailable("no relay accepted the connection: " + "; ".join(failures))
 
