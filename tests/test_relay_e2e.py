@@ -23,7 +23,8 @@ async def test_pair_and_sync_through_a_relay_process(tmp_path: Path) -> None:
     relay = await trio.lowlevel.open_process(
         [sys.executable, "-m", "relay", "--host", "127.0.0.1", "--port", "0", "--json",
          "--log-level", "DEBUG"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=mirror_env(tmp_path / "relay-home"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+        env=mirror_env(tmp_path / "relay-home"),
     )
     assert relay.stdout is not None and relay.stderr is not None
     line = b""

@@ -103,13 +103,13 @@ async def test_a_huge_message_is_refused_without_buffering_it() -> None:
 
 
 async def test_text_messages_are_refused() -> None:
-    async with running_relay() as (app, url), httpx.AsyncClient() as http:
-        async with aconnect_ws(ws_url(url), http) as a:
-            await a.receive_text()
-            await a.send_text("hello")
-            with pytest.raises(WebSocketDisconnect) as closed:
-                await a.receive_bytes()
-            assert closed.value.code == RelayCloseCode.UNSUPPORTED_DATA
+    async with running_relay() as (app, url), httpx.AsyncClient() as http, \
+            aconnect_ws(ws_url(url), http) as a:
+        await a.receive_text()
+        await a.send_text("hello")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await a.receive_bytes()
+        assert closed.value.code == RelayCloseCode.UNSUPPORTED_DATA
 
 
 async def test_room_and_address_limits_refuse_with_their_codes() -> None:
