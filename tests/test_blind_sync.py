@@ -173,3 +173,46 @@ async def test_removed_device_is_refused_and_the_others_move_on(tmp_path: Path) 
             assert sb.epoch == 1
         assert await texts(b) == {"before the removal", "after the removal"}
         assert await texts(c) == {"before the removal"}
+
+
+async def test_tampered_snapshot_is_rejected_and_changes_nothing(tmp_path: Path) -> None:
+    async with open_devices(tmp_path, ["a", "new"]) as (a, c), running_store(
+        tmp_path / "s"
+    ) as (url, _):
+        await a.journal.add("only in the snapshot")
+        async with syncs(url, a) as (sa,):
+            assert (await sa.sync_once(compact=True)).compacted
+        db = sqlite3.connect(tmp_path / "s" / "blind-store.db")
+        with db:
+            parts = db.execute("SELECT part, data FROM snapshot_parts").fetchall()
+            for part, data in parts:
+                flipped = bytearray(data)
+                flipped[-1] ^= 0x01  # the signature
+                db.execute("UPDATE snapshot_parts SET data=? WHERE part=?", (bytes(flipped), part))
+        db.close()
+        before = {i.doc_id for i in c.store.documents()}
+        async with syncs(url, c) as (sc,):
+            report = await sc.sync_once()
+            # it never uploads a snapshot over what it could not read
+            assert not await sc.compact()
+        assert report.rejected == len(parts) and report.applied == 0
+        assert {i.doc_id for i in c.store.documents()} == before
+        assert await texts(c) == set()
+
+
+async def test_only_devices_documents_leave_and_local_ones_never(tmp_path: Path) -> None:
+    async with open_devices(tmp_path, ["a"]) as (a,), running_store(tmp_path / "s") as (
+        url, _,
+    ):
+        await a.journal.add("LOCALCANARY private thought", private=True)
+        await a.journal.add("shared thought")
+        async with syncs(url, a) as (sa,):
+            await sa.sync_once(compact=True)
+        data = b"".join(p.read_bytes() for p in (tmp_path / "s").glob("blind-store.db*"))
+        assert b"LOCALCANARY" not in data and b"shared thought" not in data
+        async with open_devices(tmp_path / "other", ["c"]) as (c,):
+            c.keyring.adopt_group(a.keyring.epochs)
+            c.group.add_device(a.keyring.device_public, "a")
+            async with syncs(url, c) as (sc,):
+                await sc.sync_once()
+            assert await texts(c) == {"shared thought"}

@@ -24,7 +24,8 @@ Theory of operation
   snapshot and this device has pulled all of them, it uploads every shared
   document in full as snapshot parts covering that cursor; the store drops the
   envelopes they cover. A device that refused some pulled document (kept
-  ``local`` here) never compacts: its snapshot would lose it.
+  ``local`` here) never compacts: its snapshot would lose it; nor does one that
+  rejected an envelope of the log (its snapshot would paper over the attack).
 * **A new epoch** (a device was removed): the first device to notice pulls the
   old log to its end, then retires it — the store refuses the old token from
   then on — leaving a forwarding notice: the membership document sealed under
@@ -411,6 +412,7 @@ class BlindSync:
         self._own_seqs: list[tuple[int, int]] = []
         self.state = self._initial_state()
         self.changed = trio.Event()
+        self._tainted = False  # rejected something in this log: never compact over it
         self._head = 0  # the log's last sequence number, as of the last pull
         self._covers = 0  # what its snapshot covers
 
@@ -604,6 +606,7 @@ class BlindSync:
         return True
 
     def _reject(self, report: SyncReport, message: str) -> None:
+        self._tainted = True
         report.rejected += 1
         self.state.rejected += 1
         log.warning("blind store %s: %s", self.url, message)
@@ -662,6 +665,10 @@ class BlindSync:
 
     async def compact(self) -> bool:
         """Upload a snapshot covering everything pulled so far; False if not safe now."""
+        if self._tainted:
+            log.warning("blind store %s: not compacting: this log holds envelopes this device "
+                        "rejected (tampered or foreign); a snapshot would hide that", self.url)
+            return False
         if self._refused_docs:
             log.info("blind store %s: not compacting (this device keeps %s local)",
                      self.url, ", ".join(sorted(self._refused_docs)))
@@ -707,7 +714,7 @@ class BlindSync:
         except StoreRetired:
             pass
         self.state = LogState(new)
-        self._own_seqs, self._refused_docs = [], set()
+        self._own_seqs, self._refused_docs, self._tainted = [], set(), False
         self._head = self._covers = 0
         self._save()
 

@@ -54,6 +54,14 @@ from protocol import (  # noqa: E402
     state_vector_digest,
 )
 from protocol.messages import CatalogueDigest, encode_message  # noqa: E402
+from protocol.store import (  # noqa: E402
+    KIND_SNAPSHOT,
+    KIND_UPDATE,
+    bucket,
+    encode_pull,
+    encode_upload,
+    seal_envelope,
+)
 
 
 def h(data: bytes) -> str:
@@ -444,6 +452,48 @@ def pairing_vectors() -> dict[str, Any]:
     }
 
 
+# --- blind store --------------------------------------------------------------------
+
+
+def blind_store_vectors() -> dict[str, Any]:
+    token = keys.store_token(GROUP_SECRET, EPOCH)
+    group_id = keys.store_group_id(token)
+    seed = filled(0xE5)
+    cases = [
+        (KIND_UPDATE, "journal/2024-05", bytes([1, 2, 3, 4]), bytes([1, 9, 4]), filled(0x11, 24)),
+        (KIND_SNAPSHOT, "devices", bytes(range(200)) * 3, bytes([1, 3, 7]), filled(0x22, 24)),
+        (KIND_UPDATE, "é" * 40, b"", b"\x00", filled(0x33, 24)),
+    ]
+    envelopes = []
+    for kind, doc_id, payload, sv, nonce in cases:
+        sealed = seal_envelope(
+            kind=kind, doc_id=doc_id, payload=payload, state_vector=sv,
+            group_secret=GROUP_SECRET, epoch=EPOCH, group_id=group_id, device_seed=seed,
+            nonce=nonce,
+        )
+        envelopes.append({
+            "kind": kind, "doc_id": doc_id, "payload": h(payload), "state_vector": h(sv),
+            "nonce": h(nonce), "envelope": h(sealed),
+        })
+    first = bytes.fromhex(envelopes[0]["envelope"])
+    return {
+        "description": "Blind-store derivations and envelopes (spec/crypto.md §6, "
+        "spec/protocol.md §12), with a pinned device seed and nonces.",
+        "group_secret": h(GROUP_SECRET),
+        "epoch": EPOCH,
+        "store_token": h(token),
+        "store_group_id": h(group_id),
+        "store_name_key": h(keys.store_name_key(GROUP_SECRET, EPOCH)),
+        "device_seed": h(seed),
+        "device_key": h(public(seed)),
+        "envelopes": envelopes,
+        "buckets": [{"size": n, "bucket": bucket(n)}
+                    for n in (1, 256, 257, 1000, 65_536, 65_537, 100_000, 5_000_000)],
+        "upload_body": h(encode_upload([first])),
+        "pull_body": h(encode_pull([(42, first)])),
+    }
+
+
 def main() -> None:
     handshake, catalogue = handshake_and_catalogue_vectors()
     outputs = {
@@ -452,6 +502,7 @@ def main() -> None:
         "handshake.json": handshake,
         "catalogue.json": catalogue,
         "pairing.json": pairing_vectors(),
+        "blind_store.json": blind_store_vectors(),
     }
     for name, data in outputs.items():
         (HERE / name).write_text(
