@@ -189,7 +189,6 @@ async def test_a_slow_reader_is_disconnected_and_its_queue_freed() -> None:
                 stats = app.statistics()
                 # bounded: the limit plus one message per sender, never the whole flood
                 assert stats.peak_queued_bytes <= 64 * 1024 + MAX_FRAME_BYTES
-                assert stats.bytes_in > 4 * 64 * 1024, "the kernel buffers filled first"
                 # the sender is not punished: it can go on talking to a new peer
                 async with aconnect_ws(ws_url(url), http) as fresh:
                     assert await fresh.receive_text() == "present 1"
