@@ -225,7 +225,7 @@ def open_envelope(
     )
     length = name_plain[0]
     name = name_plain[1 : 1 + length]
-    if not length or any(name_plain[1 + length :]):
+    if not length or 1 + length > len(name_plain) or any(name_plain[1 + length :]):
         raise RemoteProtocolError("envelope name is not canonical")
     try:
         doc_id = name.decode("utf-8")
