@@ -1,0 +1,365 @@
+"""Benchmark of the relay on loopback (bounded; stops by itself).
+
+    .venv/bin/python bench/relay.py [--frames 20000] [--edits 10000] [--idle 1000]
+
+(a) frames/s of 1 KiB messages from A to B through one room, and the one-way
+    latency of those frames (p50/p99) and of single frames on an idle relay;
+(b) the relay's CPU time per forwarded frame (utime+stime from /proc);
+(c) RSS per idle connection, with --idle connections held open;
+(d) update propagation: A makes N small pycrdt edits, B applies them. Through
+    the relay, each edit is sealed end to end by ``protocol.Connection``
+    (handshake inside, ChaCha20-Poly1305 per frame) and queued frames are
+    coalesced into one write, as the node's session writer does. The same
+    workload runs through pycrdt-websocket's server with pycrdt's Provider on
+    both sides, and the ratio is printed. pycrdt-websocket is a bench-only
+    dependency:  .venv/bin/pip install pycrdt-websocket
+
+Each server is its own process (python -m relay / this file --serve-pycrdt),
+so its CPU and RSS are its own; the clients run in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx
+from httpx_ws import aconnect_ws
+
+FRAME = 1024
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def start_server(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, json.loads(line)["url"]
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ws(url: str, room: str) -> str:
+    return url.replace("http://", "ws://") + "/v1/rooms/" + room
+
+
+async def metric(url: str, name: str) -> int:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(url + "/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return 0
+
+
+# --------------------------------------------------------------------------- (a) (b)
+
+
+async def throughput(url: str, pid: int, frames: int) -> dict[str, float]:
+    room = hashlib.sha256(b"throughput").hexdigest()
+    latencies: list[float] = []
+    async with httpx.AsyncClient() as http, aconnect_ws(ws(url, room), http) as b, \
+            aconnect_ws(ws(url, room), http, max_message_size_bytes=1 << 20) as a:
+        await b.receive_text()
+        await a.receive_text()
+        await b.receive_text()
+        # idle one-way latency: one frame at a time
+        idle: list[float] = []
+        for _ in range(500):
+            t0 = time.perf_counter()
+            await a.send_bytes(t0.hex().encode().ljust(FRAME, b"."))
+            await b.receive_bytes()
+            idle.append(time.perf_counter() - t0)
+        cpu0 = cpu_s(pid)
+        forwarded0 = await metric(url, "relay_frames_forwarded_total")
+        done = trio.Event()
+        result: dict[str, float] = {}
+
+        async def receive() -> None:
+            got = 0
+            buffer = b""
+            while got < frames:
+                buffer += await b.receive_bytes()
+                now = time.perf_counter()
+                while len(buffer) >= FRAME:  # the relay may merge frames; they stay 1 KiB
+                    stamp, buffer = buffer[:FRAME], buffer[FRAME:]
+                    latencies.append(now - float.fromhex(stamp.rstrip(b".").decode()))
+                    got += 1
+            result["end"] = time.perf_counter()
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            start = time.perf_counter()
+            for _ in range(frames):
+                await a.send_bytes(time.perf_counter().hex().encode().ljust(FRAME, b"."))
+            with trio.fail_after(120):
+                await done.wait()
+        cpu1 = cpu_s(pid)
+        forwarded = await metric(url, "relay_frames_forwarded_total") - forwarded0
+    elapsed = result["end"] - start
+    return {
+        "frames_per_s": frames / elapsed,
+        "latency_p50_ms": pct(latencies, 0.5) * 1e3,
+        "latency_p99_ms": pct(latencies, 0.99) * 1e3,
+        "idle_latency_p50_ms": pct(idle, 0.5) * 1e3,
+        "idle_latency_p99_ms": pct(idle, 0.99) * 1e3,
+        "relay_cpu_us_per_frame": (cpu1 - cpu0) / max(forwarded, 1) * 1e6,
+    }
+
+
+# --------------------------------------------------------------------------- (c)
+
+
+async def idle_connections(url: str, pid: int, count: int) -> dict[str, float]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 200), hard))
+    host, port = url.removeprefix("http://").split(":")
+    before = rss_kb(pid)
+    socks = []
+    try:
+        for i in range(count):
+            sock = trio.socket.socket()
+            await sock.connect((host, int(port)))
+            room = hashlib.sha256(str(i // 2).encode()).hexdigest()
+            await sock.send(
+                f"GET /v1/rooms/{room} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            socks.append(sock)
+        with trio.fail_after(60):
+            while await metric(url, "relay_connections") < count:  # noqa: ASYNC110 (another process)
+                await trio.sleep(0.1)
+        await trio.sleep(1)
+        after = rss_kb(pid)
+    finally:
+        for sock in socks:
+            sock.close()
+    return {"connections": count, "rss_before_kb": before, "rss_after_kb": after,
+            "rss_per_connection_kb": (after - before) / count}
+
+
+# --------------------------------------------------------------------------- (d)
+
+
+async def propagate_relay(url: str, edits: int) -> dict[str, float]:
+    """A makes *edits* small edits; each is sealed and sent through the relay to B."""
+    import nacl.signing
+    from pycrdt import Doc, Text
+
+    from protocol import (
+        INITIATOR,
+        NEED_DATA,
+        RESPONDER,
+        Connection,
+        Credentials,
+        HandshakeComplete,
+        Update,
+    )
+
+    secret = os.urandom(32)
+    seeds = [os.urandom(32), os.urandom(32)]
+    keys = frozenset(bytes(nacl.signing.SigningKey(s).verify_key) for s in seeds)
+    conns = [Connection(role, Credentials(seed, secret, 0, keys), os.urandom)
+             for role, seed in ((INITIATOR, seeds[0]), (RESPONDER, seeds[1]))]
+    room = hashlib.sha256(b"propagate").hexdigest()
+    doc_a, doc_b = Doc(), Doc()
+    doc_a["t"] = text_a = Text()
+    doc_b["t"] = text_b = Text()
+    async with httpx.AsyncClient() as http, \
+            aconnect_ws(ws(url, room), http, max_message_size_bytes=1 << 20) as wb, \
+            aconnect_ws(ws(url, room), http, max_message_size_bytes=1 << 20) as wa:
+        await wb.receive_text()
+        await wa.receive_text()
+        await wb.receive_text()
+        sockets = [wa, wb]
+        ready = [trio.Event(), trio.Event()]
+        finished = trio.Event()
+
+        async def pump(i: int) -> None:
+            conn, sock = conns[i], sockets[i]
+            while True:
+                data = await sock.receive_bytes()
+                conn.receive_data(data)
+                while (event := conn.next_event()) is not NEED_DATA:
+                    if isinstance(event, HandshakeComplete):
+                        ready[i].set()
+                    elif isinstance(event, Update) and i == 1:
+                        doc_b.apply_update(event.update)
+                        if len(text_b) >= edits:
+                            finished.set()
+                out = conn.data_to_send()
+                if out:
+                    await sock.send_bytes(out)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, 0)
+            nursery.start_soon(pump, 1)
+            await wa.send_bytes(conns[0].data_to_send())
+            await ready[0].wait()
+            await ready[1].wait()
+            queued: list[bytes] = []
+            doc_a.observe(lambda event: queued.append(
+                conns[0].send(Update("journal/x", "devices", event.update))))
+            start = time.perf_counter()
+            for i in range(edits):
+                text_a += "x"
+                if len(queued) >= 64 or i == edits - 1:  # the session writer's coalescing
+                    data, queued[:] = b"".join(queued), []
+                    for at in range(0, len(data), 64 * 1024):
+                        await wa.send_bytes(data[at:at + 64 * 1024])
+            with trio.fail_after(120):
+                await finished.wait()
+            elapsed = time.perf_counter() - start
+            nursery.cancel_scope.cancel()
+    assert str(text_b) == str(text_a)
+    return {"edits_per_s": edits / elapsed, "seconds": elapsed}
+
+
+async def propagate_pycrdt(url: str, edits: int) -> dict[str, float]:
+    from pycrdt import Doc, Provider, Text
+
+    class Channel:
+        def __init__(self, socket: Any, path: str) -> None:
+            self.socket, self.path = socket, path
+
+        def __aiter__(self) -> Channel:
+            return self
+
+        async def __anext__(self) -> bytes:
+            return await self.recv()
+
+        async def send(self, message: bytes) -> None:
+            await self.socket.send_bytes(message)
+
+        async def recv(self) -> bytes:
+            return bytes(await self.socket.receive_bytes())
+
+    doc_a, doc_b = Doc(), Doc()
+    doc_a["t"] = text_a = Text()
+    doc_b["t"] = text_b = Text()
+    room = url.replace("http://", "ws://") + "/bench-room"
+    async with httpx.AsyncClient() as http, \
+            aconnect_ws(room, http, max_message_size_bytes=1 << 20) as wa, \
+            aconnect_ws(room, http, max_message_size_bytes=1 << 20) as wb, \
+            Provider(doc_a, Channel(wa, "bench-room")) as pa, \
+            Provider(doc_b, Channel(wb, "bench-room")) as pb:
+        await pa.synced.wait()
+        await pb.synced.wait()
+        start = time.perf_counter()
+        for _ in range(edits):
+            text_a += "x"
+            await trio.lowlevel.checkpoint()
+        with trio.fail_after(300):
+            while len(text_b) < edits:  # noqa: ASYNC110 (the Provider's task applies them)
+                await trio.sleep(0.01)
+        elapsed = time.perf_counter() - start
+    return {"edits_per_s": edits / elapsed, "seconds": elapsed}
+
+
+def serve_pycrdt() -> None:
+    import hypercorn.trio
+    from hypercorn.config import Config
+    from pycrdt.websocket import ASGIServer, WebsocketServer
+
+    async def main() -> None:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        config.errorlog = None
+        async with WebsocketServer() as server, trio.open_nursery() as nursery:
+            binds = await nursery.start(hypercorn.trio.serve, ASGIServer(server), config)
+            print(json.dumps({"url": binds[0]}), flush=True)
+
+    trio.run(main)
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    relay, url = start_server(["-m", "relay", "--port", "0", "--json", "--log-level", "WARNING",
+                               "--max-frames-per-s", "1000000", "--frame-burst", "1000000",
+                               "--max-connections-per-address", str(args.idle + 100),
+                               "--max-connections", str(args.idle + 100)])
+    report: dict[str, Any] = {}
+    try:
+        report["throughput"] = await throughput(url, relay.pid, args.frames)
+        report["idle"] = await idle_connections(url, relay.pid, args.idle)
+        cpu0 = cpu_s(relay.pid)
+        report["propagation_relay"] = await propagate_relay(url, args.edits)
+        report["propagation_relay"]["relay_cpu_us_per_edit"] = (
+            (cpu_s(relay.pid) - cpu0) / args.edits * 1e6)
+    finally:
+        relay.terminate()
+        relay.wait(10)
+    try:
+        import pycrdt.websocket  # noqa: F401
+    except ImportError:
+        report["propagation_pycrdt"] = (
+            "pycrdt-websocket is not installed; for the comparison run: "
+            ".venv/bin/pip install pycrdt-websocket")
+        return report
+    server, purl = start_server([__file__, "--serve-pycrdt"])
+    try:
+        cpu0 = cpu_s(server.pid)
+        report["propagation_pycrdt"] = await propagate_pycrdt(purl, args.edits)
+        report["propagation_pycrdt"]["server_cpu_us_per_edit"] = (
+            (cpu_s(server.pid) - cpu0) / args.edits * 1e6)
+    finally:
+        server.terminate()
+        server.wait(10)
+    report["propagation_ratio"] = (report["propagation_relay"]["edits_per_s"]
+                                   / report["propagation_pycrdt"]["edits_per_s"])
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=20_000)
+    parser.add_argument("--edits", type=int, default=10_000)
+    parser.add_argument("--idle", type=int, default=1_000)
+    parser.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_pycrdt:
+        serve_pycrdt()
+        return
+    report = trio.run(run, args)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
