@@ -31,6 +31,7 @@ from hypercorn.config import Config
 
 from . import limits as L
 from .app import CommonsApp
+from .blind.storage import StoreFileError
 from .hub import Hub
 from .limits import CommonsLimits
 from .store import StoreError, open_commons_store
@@ -107,7 +108,7 @@ def hypercorn_config(host: str, port: int) -> Config:
 
 
 async def serve_commons(
-    app: CommonsApp,
+    app: Any,  # CommonsApp, possibly with the blind store mounted (blind.with_blind_store)
     host: str = DEFAULT_HOST,
     port: int = 0,
     *,
@@ -122,7 +123,7 @@ async def serve_commons(
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             functools.partial(
-                hypercorn.trio.serve, app, config,  # type: ignore[arg-type]
+                hypercorn.trio.serve, app, config,
                 mode="asgi", shutdown_trigger=trigger,
             )
         )
@@ -156,6 +157,8 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
                         help="file holding the operator's Ed25519 public key (64 hex digits)")
     parser.add_argument("--json", action="store_true",
                         help='print {"url": ..., "server_key": ...} once listening')
+    parser.add_argument("--store-only", action="store_true",
+                        help="serve only the blind store (it is also under /store otherwise)")
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"),
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     for name, default in _limit_fields():
@@ -173,12 +176,19 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
 
 
 async def run_server(args: argparse.Namespace) -> None:
+    from .blind import build_blind_store_app, run_store_only, with_blind_store
+
+    if args.store_only:
+        await run_store_only(args)
+        return
     operator = read_operator_key(args.operator_key)
+    blind = build_blind_store_app(Path(args.home))
     async with open_hub(Path(args.home), operator_key=operator, limits=args.limits) as hub:
         shutdown = trio.Event()
+        app = with_blind_store(CommonsApp(hub), blind)
         async with trio.open_nursery() as nursery:
             url = await nursery.start(
-                functools.partial(serve_commons, CommonsApp(hub), args.host, args.port,
+                functools.partial(serve_commons, app, args.host, args.port,
                                   shutdown=shutdown))
             if args.json:
                 print(json.dumps({"url": url, "server_key": hub.server_key.hex()}), flush=True)
@@ -189,6 +199,7 @@ async def run_server(args: argparse.Namespace) -> None:
                 async for _ in signals:
                     break
             shutdown.set()
+    blind.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         trio.run(run_server, args)
-    except (SetupError, StoreError) as exc:
+    except (SetupError, StoreError, StoreFileError) as exc:
         print(f"mirror-commons: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

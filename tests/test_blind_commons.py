@@ -1,0 +1,63 @@
+"""The blind store as part of the Commons server: mounted under /store, and alone
+with ``mirror-commons --store-only`` (real processes, 127.0.0.1 port 0)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from tests.helpers import REPO, mirror_env
+from tests.test_blind_e2e import ok
+from tests.test_sync_e2e import listed
+
+
+@asynccontextmanager
+async def commons(home: Path, *extra: str) -> AsyncIterator[str]:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "commons_server", "--home", str(home), "--port", "0", "--json",
+         *extra],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=mirror_env(home), cwd=REPO,
+    )
+    assert process.stdout is not None
+    line = b""
+    with trio.fail_after(30):
+        while b"\n" not in line:
+            chunk = await process.stdout.receive_some(4096)
+            assert chunk, "mirror-commons exited early"
+            line += chunk
+    try:
+        yield str(json.loads(line.split(b"\n")[0])["url"])
+    finally:
+        process.terminate()
+        with trio.fail_after(15):
+            assert await process.wait() == 0
+
+
+@pytest.mark.parametrize("store_only", [False, True])
+async def test_a_device_syncs_through_the_commons_server(
+    tmp_path: Path, store_only: bool
+) -> None:
+    a = tmp_path / "a"
+    async with commons(tmp_path / "server", *(["--store-only"] if store_only else [])) as url:
+        base = url if store_only else f"{url}/store"
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/healthz")).text == "ok"
+            if not store_only:  # the Commons routes are still there
+                assert (await client.get(f"{url}/healthz")).status_code == 200
+        await ok(a, "share", "journal", "--class", "devices")
+        await ok(a, "reflect", "--no-mirrorback", "kept by the commons server, unread")
+        await ok(a, "store", "add", base)
+        out = json.loads(await ok(a, "store", "sync", "--compact", "--json"))
+        assert out[0]["compacted"] and out[0]["rejected"] == 0
+    assert await listed(a) == ["kept by the commons server, unread"]
+    data = b"".join(p.read_bytes() for p in (tmp_path / "server").glob("blind-store.db*"))
+    assert data and b"unread" not in data
