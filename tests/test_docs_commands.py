@@ -38,22 +38,34 @@ def command_lines(text: str) -> list[str]:
 
 
 def mirror_invocations(line: str) -> list[list[str]]:
-    """The argument lists of every ``mirror``/``mirror-*`` call on a line."""
+    """The argument lists of every ``mirror``/``mirror-*`` call on a line.
+
+    Only words in command position count (first on the line or after ``|``,
+    ``&&``, ``;``; ``VAR=value`` and ``sudo`` may stand before them), so a
+    package name such as ``pip install mirror-reflect`` is not taken for one.
+    """
     line = line.split(" #", 1)[0].strip()
     try:
         tokens = shlex.split(line)
     except ValueError:
         return []
     calls = []
+    command_position = True
     for i, token in enumerate(tokens):
+        if token in SEPARATORS:
+            command_position = True
+            continue
+        if command_position and ("=" in token or token in {"sudo", "exec", "time"}):
+            continue
         name = token.rsplit("/", 1)[-1]
-        if name == "mirror" or name.startswith("mirror-"):
+        if command_position and (name == "mirror" or name.startswith("mirror-")):
             args = []
             for arg in tokens[i + 1 :]:
                 if arg in SEPARATORS:
                     break
                 args.append(arg)
             calls.append([name, *args])
+        command_position = False
     return calls
 
 
@@ -128,6 +140,16 @@ def test_documented_command_exists(where: str, call: list[str]) -> None:
     else:
         scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
         assert name in scripts, f"{where}\n  {name} is not a console script"
+
+
+def test_only_words_in_command_position_are_commands() -> None:
+    assert mirror_invocations("pip install mirror-reflect") == []
+    assert mirror_invocations("MIRROR_HOME=x mirror list --json | jq .") == [
+        ["mirror", "list", "--json"]
+    ]
+    assert mirror_invocations("echo hi | .venv/bin/mirror reflect --tag t") == [
+        ["mirror", "reflect", "--tag", "t"]
+    ]
 
 
 def test_the_checker_catches_mistakes() -> None:
