@@ -216,3 +216,27 @@ async def test_only_devices_documents_leave_and_local_ones_never(tmp_path: Path)
             async with syncs(url, c) as (sc,):
                 await sc.sync_once()
             assert await texts(c) == {"shared thought"}
+
+
+async def test_running_syncs_push_live_and_pull_by_long_poll(tmp_path: Path) -> None:
+    from node.sync.blind import load_states
+    from tests.sync_helpers import wait_for
+
+    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(tmp_path / "s") as (
+        url, app,
+    ), syncs(url, a, b) as (sa, sb), trio.open_nursery() as nursery:
+        await nursery.start(sa.run)
+        await nursery.start(sb.run)
+        await wait_for(lambda: app.statistics().waiting_pulls == 2)  # both parked, caught up
+        await a.journal.add("live, through the store")
+
+        async def b_has_it() -> bool:
+            return await texts(b) == {"live, through the store"}
+
+        await wait_for(b_has_it, deadline_s=15)
+        # `mirror store remove` while it runs: b's sync stops at its next save
+        save_state(b.path, url, None)
+        await b.journal.add("after b dropped the store")
+        await wait_for(lambda: len(nursery.child_tasks) == 1, deadline_s=15)
+        assert url not in load_states(b.path)
+        nursery.cancel_scope.cancel()

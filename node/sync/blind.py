@@ -39,17 +39,13 @@ Theory of operation
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
@@ -63,26 +59,56 @@ from protocol.store import (
     KIND_UPDATE,
     NONCE_BYTES,
     decode_pull,
-    encode_upload,
     open_envelope,
     seal_envelope,
 )
 
-from ..config import is_loopback_or_lan
-from ..errors import MirrorError
+from .blind_client import (
+    BlindStoreClient,
+    BlindStoreError,
+    LogState,
+    PullAnswer,
+    RemovedFromGroup,
+    StoreRefused,
+    StoreRetired,
+    StoreUnavailable,
+    covered,
+    decode_sv,
+    encode_sv,
+    load_states,
+    merge_sv,
+    normalize_store_url,
+    open_http_client,
+    save_state,
+    usable_stores,
+)
 from .catalogue import acceptable, kind_for, offerable
 from .group import Group
 
+__all__ = [
+    "BlindStoreClient",
+    "BlindStoreError",
+    "BlindSync",
+    "LogState",
+    "RemovedFromGroup",
+    "StoreRefused",
+    "StoreRetired",
+    "StoreUnavailable",
+    "SyncReport",
+    "load_states",
+    "normalize_store_url",
+    "open_http_client",
+    "run_blind_stores",
+    "save_state",
+    "usable_stores",
+]
+
 log = logging.getLogger("mirror.blind")
 
-STATE_FILE = "blind-stores.json"
-STATE_VERSION = 1
 COMPACT_AFTER_ENVELOPES = 256
 """Envelopes beyond the snapshot after which a caught-up device compacts."""
 PULL_WAIT_S = 25.0
 """How long one pull may be held open by the store waiting for news."""
-CONNECT_TIMEOUT_S = 10.0
-REQUEST_TIMEOUT_S = 60.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
 SCAN_INTERVAL_S = 1.0
@@ -91,285 +117,14 @@ MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 """Envelopes are sent in requests of about this size."""
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class BlindStoreError(MirrorError):
-    """Talking to a blind store failed (one line for the person)."""
-
-
-class StoreUnavailable(BlindStoreError):
-    """The store could not be reached or answered 5xx; try again later."""
-
-
-class StoreRefused(BlindStoreError):
-    """The store refused the request (quota, conflict, bad token...)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"the blind store refused ({status}): {message}")
-        self.status = status
-
-
-class StoreRetired(BlindStoreError):
-    """This epoch's log was retired; the forwarding notice comes along."""
-
-    def __init__(self, forward: bytes) -> None:
-        super().__init__("the blind store retired this log: the group moved to a newer epoch")
-        self.forward = forward
-
-
-class RemovedFromGroup(BlindStoreError):
-    """The store refuses this device: its group moved on without it."""
-
-
-# --------------------------------------------------------------------------- HTTP client
-
-
-@dataclass(frozen=True)
-class PullAnswer:
-    records: list[tuple[int, bytes]]
-    cursor: int
-    head: int
-    covers: int
-    more: bool
-
-
-class BlindStoreClient:
-    """The store's HTTP interface for one log (one token); errors translated."""
-
-    def __init__(self, http: httpx.AsyncClient, url: str, token: bytes) -> None:
-        self._http = http
-        self._base = url.rstrip("/")
-        self._headers = {"authorization": f"Bearer {token.hex()}"}
-
-    async def _request(self, method: str, path: str, *, content: bytes | None = None,
-                       params: dict[str, int] | None = None,
-                       read_s: float = REQUEST_TIMEOUT_S) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method, self._base + path, content=content, params=params,
-                headers=self._headers,
-                timeout=httpx.Timeout(read_s, connect=CONNECT_TIMEOUT_S),
-            )
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"cannot reach the blind store {self._base} "
-                                   f"({type(exc).__name__})") from None
-        if response.status_code == 410:
-            raise StoreRetired(response.content if method == "GET" else b"")
-        if response.status_code >= 500 and response.status_code != 507:
-            raise StoreUnavailable(f"the blind store {self._base} answered "
-                                   f"{response.status_code}")
-        if response.status_code >= 400:
-            raise StoreRefused(response.status_code, _error_text(response))
-        return response
-
-    async def append(self, envelopes: list[bytes]) -> tuple[int, int]:
-        r = await self._request("POST", "/v1/log", content=encode_upload(envelopes))
-        data = _json(r)
-        return int(data["first_seq"]), int(data["last_seq"])
-
-    async def pull(self, after: int, wait_s: float = 0) -> PullAnswer:
-        params = {"after": after}
-        if wait_s > 0:
-            params["wait"] = int(wait_s)
-        r = await self._request("GET", "/v1/log", params=params,
-                                read_s=REQUEST_TIMEOUT_S + wait_s)
-        try:
-            records = decode_pull(r.content)
-            return PullAnswer(
-                records, int(r.headers["mirror-cursor"]), int(r.headers["mirror-head"]),
-                int(r.headers["mirror-covers"]), r.headers["mirror-more"] == "1",
-            )
-        except (RemoteProtocolError, KeyError, ValueError) as exc:
-            raise StoreUnavailable(f"the blind store sent a malformed answer ({exc})") from None
-
-    async def put_snapshot(self, covers: int, parts: list[bytes]) -> int:
-        r = await self._request("PUT", "/v1/snapshot", params={"covers": covers},
-                                content=encode_upload(parts))
-        return int(_json(r).get("dropped", 0))
-
-    async def retire(self, forward: list[bytes]) -> None:
-        try:
-            await self._request("DELETE", "/v1/log", content=encode_upload(forward))
-        except StoreRetired:
-            pass  # another device was first
-
-    async def usage(self) -> dict[str, Any]:
-        return _json(await self._request("GET", "/v1/usage"))
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise StoreUnavailable("the blind store sent malformed JSON") from None
-    if not isinstance(data, dict):
-        raise StoreUnavailable("the blind store sent malformed JSON")
-    return data
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"])[:200]
-    except (ValueError, KeyError, TypeError):
-        return response.reason_phrase or "error"
-
-
-# --------------------------------------------------------------------------- state vectors
-
-
-def decode_sv(data: bytes) -> dict[int, int]:
-    """A lib0 state vector (``count, (client, clock)*`` varuints) as a dict."""
-    out: dict[int, int] = {}
-    values = _varints(data)
-    count = values[0] if values else 0
-    for i in range(count):
-        out[values[1 + 2 * i]] = values[2 + 2 * i]
-    return out
-
-
-def encode_sv(sv: dict[int, int]) -> bytes:
-    parts = [_varint(len(sv))]
-    for client, clock in sorted(sv.items()):
-        parts += [_varint(client), _varint(clock)]
-    return b"".join(parts)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _varints(data: bytes) -> list[int]:
-    out, value, shift = [], 0, 0
-    for byte in data:
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            out.append(value)
-            value, shift = 0, 0
-    return out
-
-
-def covered(have: dict[int, int], want: dict[int, int]) -> bool:
-    return all(have.get(client, 0) >= clock for client, clock in want.items())
-
-
-def merge_sv(into: dict[int, int], other: dict[int, int]) -> None:
-    for client, clock in other.items():
-        if clock > into.get(client, 0):
-            into[client] = clock
-
-
-# --------------------------------------------------------------------------- state
-
-
-@dataclass
-class LogState:
-    """What this device knows about one store's log; saved in the home."""
-
-    epoch: int
-    cursor: int = 0
-    store_sv: dict[str, dict[int, int]] = field(default_factory=dict)
-    last_sync: float | None = None
-    rejected: int = 0
-    status: str = "not synced yet"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch, "cursor": self.cursor, "last_sync": self.last_sync,
-            "rejected": self.rejected, "status": self.status,
-            "store_sv": {d: encode_sv(sv).hex() for d, sv in sorted(self.store_sv.items())},
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> LogState:
-        state = cls(int(data["epoch"]), int(data["cursor"]))
-        state.store_sv = {str(d): decode_sv(bytes.fromhex(h))
-                          for d, h in dict(data.get("store_sv", {})).items()}
-        last = data.get("last_sync")
-        state.last_sync = float(last) if isinstance(last, int | float) else None
-        state.rejected = int(data.get("rejected", 0))
-        state.status = str(data.get("status", ""))
-        return state
-
-
-def load_states(home: Path) -> dict[str, LogState]:
-    """The configured stores (by URL) and what this device knows of each."""
-    path = home / STATE_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise BlindStoreError(f"{path}: cannot read ({exc}); fix or delete it") from None
-    try:
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"unknown version {data.get('version')!r}")
-        return {str(url): LogState.from_json(s) for url, s in data["stores"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BlindStoreError(f"{path}: damaged ({exc}); fix or delete it") from None
-
-
-def normalize_store_url(text: str) -> str:
-    """``https://host[:port][/prefix]``; plain http only to this machine (the token
-    must not cross a network in the clear). UsageError-worthy ValueError otherwise."""
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"a blind store is an https:// URL (got {text!r})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"a blind store is an https:// URL like https://store.example "
-                         f"(got {text!r})")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"a blind store URL has no user, query or fragment (got {text!r})")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(f"use https:// for a store that is not on this machine (got {text!r}); "
-                         "its token must not travel in the clear")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = f"{host}:{port}" if port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def usable_stores(mirror_mode: str, urls: Iterable[str]) -> list[str]:
-    """The stores this node may reach in its mode (``local``: this machine and the LAN)."""
-    return [u for u in urls if mirror_mode != "local" or is_loopback_or_lan(u)]
-
-
-def save_state(home: Path, url: str, state: LogState | None) -> None:
-    """Update one store's entry (None removes it); atomic."""
-    states = load_states(home)
-    if state is None:
-        states.pop(url, None)
-    else:
-        states[url] = state
-    data = {"version": STATE_VERSION, "stores": {u: s.to_json() for u, s in states.items()}}
-    path = home / STATE_FILE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- the sync
+
+
+class _StoreRemoved(BlindStoreError):
+    """The person removed this store (``mirror store remove``) while it ran."""
+
+    def __init__(self) -> None:
+        super().__init__("this store was removed from the list meanwhile")
 
 
 @dataclass
@@ -438,7 +193,8 @@ class BlindSync:
         return LogState(self.group.keyring.epoch)
 
     def _save(self) -> None:
-        save_state(self.home, self.url, self.state)
+        if not save_state(self.home, self.url, self.state, add=False):
+            raise _StoreRemoved()
         self.changed.set()
         self.changed = trio.Event()
 
@@ -464,12 +220,13 @@ class BlindSync:
                 try:
                     await self.sync_once()
                     backoff = BACKOFF_MIN_S
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._pull_forever, nursery.cancel_scope)
-                        nursery.start_soon(self._push_forever, nursery.cancel_scope)
+                    await self._live()
                 except RemovedFromGroup as exc:
                     self._set_status(str(exc))
                     log.warning("blind store %s: %s", self.url, exc)
+                    return
+                except _StoreRemoved:
+                    log.info("blind store %s was removed from this device's list", self.url)
                     return
                 except BlindStoreError as exc:
                     self._set_status(str(exc))
@@ -478,6 +235,20 @@ class BlindSync:
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
         finally:
             self.store.remove_listener(self._on_update)
+
+    async def _live(self) -> None:
+        """Pull by long poll and push on change until the epoch moves or one fails."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pull_forever, nursery.cancel_scope)
+                nursery.start_soon(self._push_forever, nursery.cancel_scope)
+        except BaseExceptionGroup as group:
+            # One task failed and the other was cancelled: report the store's error
+            # as such (the caller retries), anything else as it is.
+            leaves = list(_leaves(group))
+            if leaves and all(isinstance(e, BlindStoreError) for e in leaves):
+                raise leaves[0] from None
+            raise
 
     async def _pull_forever(self, scope: trio.CancelScope) -> None:
         while not self._epoch_moved():
@@ -746,6 +517,14 @@ class BlindSync:
                 "without it (was it removed?)")
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterable[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
 Outgoing = tuple[str, dict[int, int], bytes]
 
 
@@ -760,11 +539,6 @@ def _batches(items: list[Outgoing]) -> Iterable[list[Outgoing]]:
         size += len(item[2])
     if batch:
         yield batch
-
-
-def open_http_client() -> httpx.AsyncClient:
-    """One client for all stores of a node (connection reuse)."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
 
 
 async def run_blind_stores(
