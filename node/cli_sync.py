@@ -223,7 +223,12 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
             stream = await trio.open_tcp_stream(host, port)
     except (OSError, trio.TooSlowError) as exc:
         raise MirrorError(f"cannot reach the pairing device at {host}:{port} ({exc})") from None
-    name = args.name or group.keyring.device_name
+    if args.name:
+        try:
+            group.rename_self(args.name)  # the name the pairer records is the one we keep
+        except ValueError as exc:
+            raise UsageError(f"--name: {exc}") from None
+    name = group.keyring.device_name
     result = await join(group, args.code, stream, name)
     await core.store.wait_durable()
     print(f"joined: this device is now in a group of {len(result.group.devices)} devices",

@@ -56,6 +56,9 @@ async def test_pair_serve_and_sync_between_processes(tmp_path: Path) -> None:
         assert status == 0, err
     status, out, _ = await mirror(a, "devices", "--json")
     assert {d["name"] for d in json.loads(out)} >= {"phone"}
+    status, out, _ = await mirror(b, "devices", "--json")
+    me = next(d for d in json.loads(out) if d["this_device"])
+    assert me["name"] == "phone", "the joiner keeps the name it gave with --name"
     serve_a = await start_mirror(a, "serve", "--json", *LOOPBACK)
     address_a = str(serve_a.json["address"])
     serve_b = await start_mirror(b, "serve", "--json", *LOOPBACK, "--peer", address_a)

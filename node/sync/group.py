@@ -22,11 +22,13 @@ from crdt.devices import (
     KIND,
     DeviceRecord,
     EpochRecord,
+    clean_name,
     mark_removed,
     put_device,
     put_epoch,
     read_devices,
     read_epochs,
+    rename_device,
 )
 from crdt.values import utc_now
 from protocol import Credentials
@@ -150,6 +152,13 @@ class Group:
         put_device(self.stored.doc, record)
         self.refresh()
         return record
+
+    def rename_self(self, name: str) -> None:
+        """Give this device a new name, in the keyring and the membership document."""
+        clean = clean_name(name)
+        self.keyring.device_name = clean
+        self.keyring.save()
+        rename_device(self.stored.doc, self.keyring.device_id, clean)
 
     def remove_device(self, ref: str) -> tuple[DeviceRecord, int]:
         """Mark a device removed and start a new epoch sealed to the others."""
