@@ -97,19 +97,23 @@ class CommonsSession:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, send, nursery.cancel_scope)
+                going = False
                 with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as handshake:
-                    await self._read_until_handshake(receive)
+                    going = await self._read_until_handshake(receive)
                 if handshake.cancelled_caught:
                     self.ended_by = "handshake timed out"
-                else:
+                elif going:
                     await self._reader(receive)
                 self._out_send.close()
         finally:
             self.hub.unsubscribe(self)
 
-    async def _read_until_handshake(self, receive: Receive) -> None:
-        while not self._ready and await self._feed(receive):
-            pass
+    async def _read_until_handshake(self, receive: Receive) -> bool:
+        """Feed messages until the handshake completes (True) or the session ends (False)."""
+        while not self._ready:
+            if not await self._feed(receive):
+                return False
+        return True
 
     async def _reader(self, receive: Receive) -> None:
         while True:
