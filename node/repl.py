@@ -53,6 +53,8 @@ from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
 from .cli import format_list_line, format_reflection, short_line, write_export
+from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
+from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
@@ -73,6 +75,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("json|markdown PATH", "everything, as one JSON file or a Markdown folder"),
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
     **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
+    **COMMONS_COMMANDS,  # /commons
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
@@ -280,6 +283,7 @@ class Repl:
             "export": self.cmd_export,
             "mode": self.cmd_mode,
             **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
+            "commons": self.cmd_commons,
         }
 
     def say(self, text: str = "") -> None:
@@ -435,6 +439,10 @@ class Repl:
     async def cmd_engine_view(self, name: str, rest: str) -> None:
         """The engine's views and settings (node/cli_engine.py)."""
         self.say(await repl_command(self.core, name, rest))
+
+    async def cmd_commons(self, rest: str) -> None:
+        """Read the Commons (node/cli_commons.py); the cache when the server is away."""
+        self.say(await commons_command(self.core, "commons", rest))
 
     async def cmd_mode(self, rest: str) -> None:
         if not rest:
