@@ -106,6 +106,15 @@ class GraphView:
         return out
 
 
+def _evidence(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Evidence as stored, with its offsets back as ints (pycrdt returns floats)."""
+    out = dict(raw)
+    for key in ("start", "end"):
+        if key in out:
+            out[key] = read_int(out[key])
+    return out
+
+
 def graph_view(
     nodes: Iterable[tuple[str, Mapping[str, Any]]],
     edges: Iterable[tuple[str, Mapping[str, Any]]],
@@ -121,7 +130,7 @@ def graph_view(
             weight=read_int(r.get("weight")),
             first_seen=str(r.get("first_seen", "")),
             last_seen=str(r.get("last_seen", "")),
-            evidence=[e for e in r.get("evidence", []) if isinstance(e, dict)],
+            evidence=[_evidence(e) for e in r.get("evidence", []) if isinstance(e, dict)],
         )
     ordered = sorted(
         (e for e in (GraphEdit.from_record(r) for _, r in edits) if e is not None),

@@ -401,6 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         home = Home.resolve(args.home)
         setup_logging(home, verbose=args.verbose)
         status = trio.run(run, args, sys.stdout)
+    except BrokenPipeError:
+        # the reader went away (mirror list | head): not an error; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("mirror: interrupted", file=sys.stderr)
         return 130

@@ -242,3 +242,34 @@ def test_share_keeps_private_shards_local(
     assert status == 1 and "local by nature" in err
     status, out, _ = cli(capsys, "sync", "status", "--json")
     assert json.loads(out)["shared_documents"] == ["journal/2026-03"]
+
+
+def test_a_closed_pipe_is_not_an_error(home_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, mirror_env, run_mirror
+
+    for i in range(40):
+        run_mirror(home_dir, "reflect", "--no-mirrorback", f"entry number {i} " + "x" * 200)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.buffer.read(10)"], stdin=subprocess.PIPE
+    )
+    writer = subprocess.run(
+        [sys.executable, "-m", "node.cli", "list", "--json"],
+        stdout=reader.stdin, stderr=subprocess.PIPE, env=mirror_env(home_dir), cwd=REPO,
+        check=False, timeout=60,
+    )
+    assert reader.stdin is not None
+    reader.stdin.close()
+    reader.wait(timeout=30)
+    assert b"unexpected error" not in writer.stderr, writer.stderr
+
+
+def test_graph_evidence_offsets_are_integers(home_dir: Path) -> None:
+    from tests.helpers import run_mirror
+
+    run_mirror(home_dir, "reflect", "--no-mirrorback", "My boss moved the deadline again")
+    graph = json.loads(run_mirror(home_dir, "graph", "--json").stdout)
+    offsets = [e[k] for n in graph["nodes"] for e in n["evidence"] for k in ("start", "end")]
+    assert offsets and all(isinstance(v, int) for v in offsets)
