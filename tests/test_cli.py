@@ -247,11 +247,21 @@ def test_share_keeps_private_shards_local(
 def test_a_closed_pipe_is_not_an_error(home_dir: Path) -> None:
     import subprocess
     import sys
+    from datetime import UTC, datetime
 
+    from crdt.journal import Reflection, new_reflection_id
     from tests.helpers import REPO, mirror_env, run_mirror
 
-    for i in range(40):
-        run_mirror(home_dir, "reflect", "--no-mirrorback", f"entry number {i} " + "x" * 200)
+    async def fill() -> None:
+        async with open_core(Home(home_dir)) as core:
+            when = datetime(2026, 1, 1, tzinfo=UTC)
+            await core.journal.add_many(
+                [Reflection(new_reflection_id(), when, f"entry {i} " + "x" * 300)
+                 for i in range(1000)]
+            )
+
+    trio.run(fill)  # ~400 kB of JSON: far more than a pipe holds
+    assert run_mirror(home_dir, "status").returncode == 0
     reader = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.buffer.read(10)"], stdin=subprocess.PIPE
     )
