@@ -51,6 +51,7 @@ from crdt.crypto_at_rest import KdfParams, derive_key, new_kdf_params, purpose_k
 from crdt.values import format_timestamp, utc_now
 
 from .errors import MirrorError
+from .files import fsync_path
 from .home import Home
 
 MAGIC = b"MIRRORBK"
@@ -457,11 +458,7 @@ def _prepare_store(db: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
     finally:
         conn.close()
-    fd = os.open(db, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(db)
 
 
 def _move_into_place(work: Path, home: Home, names: list[str]) -> None:
@@ -484,8 +481,4 @@ def _move_into_place(work: Path, home: Home, names: list[str]) -> None:
             for side in ("-wal", "-shm"):
                 Path(f"{dest}{side}").unlink(missing_ok=True)
         os.replace(work / name, dest)
-    fd = os.open(home.path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(home.path)

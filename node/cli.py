@@ -29,6 +29,7 @@ from crdt.journal import Reflection
 from .config import MIRROR_MODES
 from .core import MirrorCore, open_core
 from .errors import MirrorError, UsageError
+from .files import write_private
 from .home import Home, setup_logging
 
 log = logging.getLogger("mirror.cli")
@@ -240,13 +241,7 @@ def _write_export_files_unchecked(fmt: str, target: Path, files: dict[str, str])
 
 
 def _write_private_file(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private(path, text)
 
 
 async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:

@@ -81,6 +81,7 @@ from protocol import (
 )
 
 from .errors import MirrorError
+from .files import write_private_json
 from .sync.catalogue import offerable
 
 log = logging.getLogger("mirror.commons")
@@ -109,12 +110,7 @@ class CommonsRefused(MirrorError):
 
 
 def _write_private_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(value, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_private_json(path, value, indent=2)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

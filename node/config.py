@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .files import write_private_json
 
 MIRROR_MODES = ("local", "hybrid", "cloud")
 ENGINE_MODES = ("offline", "local_llm", "remote_llm")
@@ -249,10 +249,4 @@ def save_config(path: Path, config: Config) -> None:
     config.validate()
     data = {"version": CONFIG_VERSION, **asdict(config)}
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private_json(path, data, indent=2)

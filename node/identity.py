@@ -29,6 +29,7 @@ import nacl.signing
 import nacl.utils
 
 from .errors import HomeError
+from .files import write_private_json
 
 KEYRING_NAME = "keyring.json"
 KEYRING_VERSION = 1
@@ -145,13 +146,7 @@ class Keyring:
             )
             data = {"version": KEYRING_VERSION,
                     "sealed": base64.b64encode(nonce + sealed).decode("ascii")}
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_private_json(self.path, data)
 
 
 def load_keyring(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from protocol.store import decode_pull, encode_upload
 
 from ..config import is_loopback_or_lan
 from ..errors import MirrorError
+from ..files import write_private_json
 
 log = logging.getLogger("mirror.blind")
 
@@ -313,13 +313,7 @@ def save_state(home: Path, url: str, state: LogState | None, *, add: bool = True
         return False
     data = {"version": STATE_VERSION, "stores": {u: s.to_json() for u, s in states.items()}}
     path = home / STATE_FILE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private_json(path, data)
     return True
 
 

@@ -39,6 +39,7 @@ from protocol import INITIATOR, RESPONDER, RemoteProtocolError, Update
 from protocol.pairing import classify_opening
 
 from ..core import MirrorCore
+from ..files import write_private_json
 from .catalogue import offerable
 from .group import Group
 from .session import SessionError, SyncSession
@@ -361,11 +362,7 @@ class SyncService:
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(status, fh, indent=1)
-    os.replace(tmp, path)
+    write_private_json(path, status, durable=False)  # rewritten every second; no fsync
 
 
 def read_status(home_path: Path) -> dict[str, Any] | None:
