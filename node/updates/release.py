@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import trio
 
+from ..files import write_private_json
 from ..home import Home
 from .errors import DowngradeError, UpdateError
 from .manifest import (
@@ -94,11 +94,7 @@ def save_release(home: Home, release: VerifiedRelease) -> None:
     path = folder / "release.json"
     data = {"version": SAVED_RELEASE_VERSION, "origin": release.origin,
             "signed": release.signed.to_json()}
-    tmp = path.with_name(f".release.json.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_private_json(path, data, indent=2)
 
 
 def load_saved_release(home: Home) -> VerifiedRelease | None:

@@ -13,11 +13,11 @@ others may write is refused: whoever can add a key here can install code.
 from __future__ import annotations
 
 import json
-import os
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..files import write_private_json
 from .errors import ManifestError, UpdateError
 from .manifest import normalize_public_key, release_date, short_key
 
@@ -108,15 +108,7 @@ class TrustedKeys:
 
     def _save(self, keys: tuple[TrustedKey, ...]) -> None:
         data = {"version": TRUST_FILE_VERSION, "keys": [asdict(k) for k in keys]}
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, ensure_ascii=False)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover file
-            os.replace(tmp, self.path)
+            write_private_json(self.path, data, indent=2)
         except OSError as exc:
             raise UpdateError(f"{self.path}: cannot write ({exc.strerror})") from None
