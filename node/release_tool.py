@@ -40,7 +40,7 @@ from .updates.manifest import (
 )
 
 KEY_FORMAT = "mirror-release-key/1"
-DEFAULT_MANIFEST_NAME = "mirror-release.json"
+DEFAULT_MANIFEST_NAME = "release-manifest.json"
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class Fork:
         built = build_wheel(folder, version, **wheel)
         assert release_tool.main(["sign", "--key", str(self.key_file), "--wheel", str(built),
                                   "--notes", notes, "--date", "2026-05-01T12:00:00Z"]) == 0
-        return folder / "mirror-release.json"
+        return folder / "release-manifest.json"
 
 
 def make_fork(folder: Path, name: str) -> Fork:
@@ -398,9 +398,9 @@ def test_check_and_install_over_http(
 ) -> None:
     manifest = fork.release("9.1.0")
     mirror("update", "keys", "add", fork.public, "--label", "upstream")
-    url = server.url("9.1.0/mirror-release.json")
+    url = server.url("9.1.0/release-manifest.json")
     assert "release 9.1.0" in mirror("update", "check", url)
-    assert server.requests == ["/9.1.0/mirror-release.json"], "check fetched more than it needed"
+    assert server.requests == ["/9.1.0/release-manifest.json"], "check fetched more than it needed"
     assert pip_calls == []
     mirror("update", "install", "--yes")
     assert server.requests[-1] == "/9.1.0/" + wheel_of(manifest).name
@@ -470,7 +470,7 @@ def test_reachability_by_mode(url: str, mode: str, allowed: bool) -> None:
 
 
 def test_a_remote_source_in_local_mode_is_refused_without_connecting(mirror: Mirror) -> None:
-    line = mirror("update", "check", "https://releases.example.org/mirror-release.json", status=1)
+    line = mirror("update", "check", "https://releases.example.org/release-manifest.json", status=1)
     assert "mirror mode hybrid" in line
 
 
@@ -492,7 +492,7 @@ def test_release_tool_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "is not version 1.1" in capsys.readouterr().err
     assert release_tool.main(["sign", "--key", str(fork.key_file), "--wheel",
                               str(tmp_path / "nope.whl"), "--notes", ""]) == 2
-    signed = tmp_path / "mirror-release.json"
+    signed = tmp_path / "release-manifest.json"
     assert release_tool.main(["sign", "--key", str(fork.key_file), "--wheel", str(wheel),
                               "--notes", "n"]) == 0
     assert release_tool.main(["show", str(signed)]) == 0
@@ -567,7 +567,7 @@ def test_pip_failing_is_one_line(venv: Path, fork: Fork, tmp_path: Path) -> None
                               "--notes", "broken"]) == 0
     run_in(venv, home, "update", "keys", "add", fork.public, "--label", "up")
     result = run_in(venv, home, "update", "install", "--yes", "--manifest",
-                    str(folder / "mirror-release.json"))
+                    str(folder / "release-manifest.json"))
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mirror: pip could not install"), lines
