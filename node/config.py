@@ -153,6 +153,12 @@ class Config:
         return replace(self, **changes).validate()
 
 
+LAN_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
 def is_loopback_or_lan(url: str) -> bool:
     """Whether *url* names this machine or the local network (decided without DNS)."""
     host = urlsplit(url).hostname or ""
@@ -162,7 +168,11 @@ def is_loopback_or_lan(url: str) -> bool:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # Not ``is_private``: that also covers documentation and reserved ranges
+    # (203.0.113.0/24, 198.18.0.0/15, …) that are no one's LAN.
+    return ip.is_loopback or ip.is_link_local or any(ip in net for net in LAN_NETWORKS)
 
 
 def normalize_relay_url(text: str) -> str:
