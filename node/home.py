@@ -2,11 +2,16 @@
 
 Layout::
 
-    config.json        mode flags (node.config)
+    config.json        mode flags and settings (node.config)
     mirror.db          the document store (+ -wal, -shm, .locks/)
+    keyring.json       device key and group secrets (0600; sealed when encrypted)
     logs/mirror.log    tracebacks and diagnostics; never reflection text
-    history            REPL input history
+    history            REPL command history (commands only)
     prompts/           optional overrides of the engine's prompt files
+    sync-status.json   what a running `mirror serve` last saw
+    blind-stores.json  configured blind stores and their cursors
+    authors.json       Commons author keys (0600)
+    trusted-keys.json  release keys this device trusts; updates/ the last verified release
 
 Chosen by ``--home``, else ``MIRROR_HOME``, else the platform's user data dir.
 Created with mode 0700: it holds a person's most private thoughts.
