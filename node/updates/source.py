@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -113,9 +114,34 @@ async def fetch_manifest(source: str, *, mirror_mode: str) -> Fetched:
                 origin = str(response.url)
         except (httpx.HTTPError, OSError) as exc:
             raise SourceError(f"{source}: cannot fetch ({_describe(exc)})") from None
-        return Fetched(bytes(chunks), origin)
+        return Fetched(unwrap_commons_post(bytes(chunks)), origin)
     path = _as_path(source)
     return Fetched(await trio.to_thread.run_sync(_read_small, path), str(path))
+
+
+def unwrap_commons_post(data: bytes) -> bytes:
+    """The signed manifest inside a Commons thread's JSON, or *data* unchanged.
+
+    A fork can publish a release as a Commons post whose body is the signed
+    manifest; the thread's JSON API URL is then a source. Only the manifest's own
+    signature is trusted: the post around it is just how it travelled.
+    """
+    try:
+        outer = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(outer, dict) or "manifest" in outer:
+        return data
+    body = outer.get("body")
+    if outer.get("kind") not in ("post", "insight") or not isinstance(body, str):
+        return data
+    try:
+        inner = json.loads(body)
+    except ValueError:
+        return data
+    if isinstance(inner, dict) and "manifest" in inner and "signature" in inner:
+        return body.encode("utf-8")
+    return data
 
 
 async def _consume(response: httpx.Response, sink: Callable[[bytes], Awaitable[None]]) -> None:
