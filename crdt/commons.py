@@ -47,6 +47,8 @@ import nacl.exceptions
 import nacl.signing
 from pycrdt import Doc, Map
 
+from .update_check import UpdateRejected, check_map_roots
+
 # --- limits (units in names) ----------------------------------------------------
 MAX_UPDATE_BYTES: Final = 64 * 1024
 """One signed CRDT update inside an envelope."""
@@ -399,6 +401,10 @@ def apply_update(doc: Doc[Any], update: bytes, origin: object = None) -> None:
     pycrdt raises ValueError for garbage and, for some inputs, pyo3's
     PanicException, which is not an Exception (notes/pycrdt.md, trap 1).
     """
+    try:
+        check_map_roots(update)  # pycrdt trap 11: roots stay maps
+    except UpdateRejected as exc:
+        raise MalformedEnvelope(str(exc)) from None
     try:
         if origin is None:
             doc.apply_update(update)

@@ -57,6 +57,7 @@ from .journal import (
 )
 from .store import DocStore, StoredDoc
 from .sync_class import SyncClass
+from .update_check import UpdateRejected, check_map_roots
 from .values import check_value
 
 log = logging.getLogger("mirror.import")
@@ -667,7 +668,7 @@ def _read_mirror(value: Any, where: str) -> ImportPlan:
             try:
                 reflection = reflection_from_json(item)
             except (KeyError, TypeError, ValueError) as exc:
-                raise ImportFileError(f"{at}: {exc}") from None
+                raise ImportFileError(f"{at}: CRDT state refused ({exc})") from None
             _checked(plan, at, reflection)
         return plan
     if not isinstance(documents, list):
@@ -706,7 +707,10 @@ def _check_state(doc_id: str, kind: str, state: bytes, at: str) -> frozenset[str
     """Decode *state* into a scratch document; for a journal, read every reflection."""
     scratch: Doc[Any] = Doc()
     try:
+        check_map_roots(state)  # pycrdt trap 11: roots stay maps
         scratch.apply_update(state)
+    except UpdateRejected as exc:
+        raise ImportFileError(f"{at}: CRDT state refused ({exc})") from None
     except ValueError as exc:
         raise ImportFileError(f"{at}: CRDT state cannot be decoded ({exc})") from None
     except BaseException as exc:

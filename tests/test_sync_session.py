@@ -159,3 +159,26 @@ async def test_a_device_that_missed_a_removal_learns_the_new_epoch(tmp_path: Pat
         sc, sa2 = session_pair(c, a)
         assert await run_to_the_end(sc, sa2)
         assert not sa2.handshake_done.is_set() and sc.stats.updates_in == 0
+
+
+async def test_a_peer_cannot_give_a_document_a_non_map_root(tmp_path: Path) -> None:
+    """pycrdt trap 11: reading a root of the wrong type can hang; such updates never land."""
+    from pycrdt import Doc, Text
+
+    from protocol import Update
+
+    async with open_devices(tmp_path, ["a", "b"]) as (a, b):
+        r = await a.journal.add("an honest reflection")
+        evil: Doc[object] = Doc()
+        evil["reflections"] = Text("😀 not a map")
+        failures: list[str] = []
+        async with connected(a, b) as (sa, sb):
+            with trio.fail_after(10):
+                await sa.caught_up.wait()
+                await sb.caught_up.wait()
+            sa.push(Update(r.shard, "devices", evil.get_update()))
+            await wait_for(lambda: sb.conn.our_state.value in {"closed", "error"}
+                           or sb.conn.their_state.value in {"closed", "error"})
+            failures.extend([str(sb._failure)])
+        assert "sequence, not a map" in failures[0]
+        assert [x.text for x in await b.journal.all()] == ["an honest reflection"]

@@ -52,6 +52,7 @@ import trio
 
 from crdt import DocStore, StoredDoc, SyncClass
 from crdt.devices import DOC_ID as MEMBERSHIP_DOC_ID
+from crdt.update_check import UpdateRejected, check_map_roots
 from protocol import RemoteProtocolError
 from protocol.keys import store_group_id, store_token
 from protocol.store import (
@@ -365,6 +366,7 @@ class BlindSync:
         try:
             state = decode_sv(opened.state_vector)
             self.store.ensure_writable()
+            check_map_roots(opened.payload)  # pycrdt trap 11
             with stored.doc.transaction(origin=self.origin):
                 stored.doc.apply_update(opened.payload)
         except ValueError:
@@ -506,6 +508,11 @@ class BlindSync:
                 self._reject(report, f"a forwarding notice was rejected: {exc}")
                 continue
             if opened.kind != KIND_SNAPSHOT or opened.doc_id != MEMBERSHIP_DOC_ID:
+                continue
+            try:
+                check_map_roots(opened.payload)
+            except UpdateRejected as exc:
+                self._reject(report, f"a forwarding notice was rejected: {exc}")
                 continue
             with self.group.stored.doc.transaction(origin=self.origin):
                 self.group.stored.doc.apply_update(opened.payload)

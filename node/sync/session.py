@@ -34,6 +34,7 @@ import trio
 from pycrdt import Doc
 
 from crdt import DocStore, DocumentError, StoredDoc, SyncClass
+from crdt.update_check import UpdateRejected, check_map_roots
 from protocol import (
     INITIATOR,
     NEED_DATA,
@@ -281,8 +282,11 @@ class SyncSession:
                 return
         self.store.ensure_writable()
         try:
+            check_map_roots(message.update)  # pycrdt trap 11: no non-map roots from peers
             with stored.doc.transaction(origin=self.origin):
                 stored.doc.apply_update(message.update)
+        except UpdateRejected as exc:
+            raise RemoteProtocolError(f"refused an update for {message.doc_id!r}: {exc}") from None
         except ValueError:
             raise RemoteProtocolError(f"undecodable update for {message.doc_id!r}") from None
         self.stats.updates_in += 1
@@ -336,8 +340,8 @@ class SyncSession:
             self._overflow = True
             log.warning("session with %s fell behind; closing to resync", self.peer_device_id)
             self._send.close()
-        except trio.ClosedResourceError:
-            pass
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the session has ended (or is ending): nothing more goes out
 
     async def _writer(self, scope: trio.CancelScope) -> None:
         async with self._receive:
