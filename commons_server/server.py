@@ -30,6 +30,7 @@ import trio
 from hypercorn.config import Config
 
 from . import limits as L
+from . import serving
 from .app import CommonsApp
 from .blind.storage import StoreFileError
 from .hub import Hub
@@ -96,15 +97,10 @@ async def open_hub(
 
 
 def hypercorn_config(host: str, port: int) -> Config:
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.websocket_max_message_size = L.MAX_COMMONS_FRAME_BYTES + 64 * 1024
-    config.h11_max_incomplete_size = L.MAX_HTTP_HEADER_BYTES
-    config.graceful_timeout = L.SHUTDOWN_GRACE_S
-    config.accesslog = None
-    config.errorlog = logging.getLogger("mirror.commons.http")
-    config.include_server_header = False
-    return config
+    return serving.hypercorn_config(
+        host, port, log_name="mirror.commons.http", max_header_bytes=L.MAX_HTTP_HEADER_BYTES,
+        grace_s=L.SHUTDOWN_GRACE_S, websocket_max_bytes=L.MAX_COMMONS_FRAME_BYTES + 64 * 1024,
+    )
 
 
 async def serve_commons(
@@ -116,18 +112,9 @@ async def serve_commons(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve *app*; ``await nursery.start(serve_commons, app)`` returns the ``http://`` URL."""
-    import hypercorn.trio
-
-    config = hypercorn_config(host, port)
-    trigger = shutdown.wait if shutdown is not None else None
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            functools.partial(
-                hypercorn.trio.serve, app, config,
-                mode="asgi", shutdown_trigger=trigger,
-            )
-        )
-        task_status.started(binds[0])
+    await serving.serve_asgi(
+        app, hypercorn_config(host, port), shutdown=shutdown, task_status=task_status
+    )
 
 
 # --------------------------------------------------------------------------- command

@@ -24,6 +24,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config
 
+from .. import serving
 from .app import BlindStoreApp, build_blind_store_app
 from .limits import StoreLimits
 from .storage import StoreFileError
@@ -37,15 +38,10 @@ SHUTDOWN_GRACE_S = 2.0
 
 
 def hypercorn_config(host: str, port: int) -> Config:
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.h11_max_incomplete_size = MAX_HTTP_HEADER_BYTES
-    config.graceful_timeout = SHUTDOWN_GRACE_S
-    config.accesslog = None  # an access log would keep addresses and timing for no need
-    config.errorlog = logging.getLogger("mirror.blindstore.http")
-    config.include_server_header = False
-    config.max_app_queue_size = 4
-    return config
+    return serving.hypercorn_config(
+        host, port, log_name="mirror.blindstore.http", max_header_bytes=MAX_HTTP_HEADER_BYTES,
+        grace_s=SHUTDOWN_GRACE_S, app_queue=4,
+    )
 
 
 async def serve_blind_store(
@@ -57,18 +53,9 @@ async def serve_blind_store(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve *app* until cancelled (or *shutdown* is set); reports the bound URL."""
-    import hypercorn.trio
-
-    config = hypercorn_config(host, port)
-    trigger = shutdown.wait if shutdown is not None else None
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            functools.partial(
-                hypercorn.trio.serve, app, config,  # type: ignore[arg-type]
-                mode="asgi", shutdown_trigger=trigger,
-            )
-        )
-        task_status.started(binds[0])
+    await serving.serve_asgi(
+        app, hypercorn_config(host, port), shutdown=shutdown, task_status=task_status
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
