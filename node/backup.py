@@ -418,7 +418,19 @@ def restore_backup(
         fh = source.open("rb")
     except OSError as exc:
         raise BackupError(f"{source}: cannot read ({exc.strerror})") from None
+    created = not home.path.exists()
     home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return _restore_into(home, fh, total, passphrase, progress)
+    except BaseException:
+        if created:  # a failed restore leaves no trace, not even an empty home
+            shutil.rmtree(home.path, ignore_errors=True)
+        raise
+
+
+def _restore_into(
+    home: Home, fh: BinaryIO, total: int, passphrase: str, progress: Progress | None
+) -> list[str]:
     work = home.path / f".restore-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(mode=0o700)

@@ -89,18 +89,34 @@ class Home:
         save_config(self.config_path, config)
 
 
+class HomeLogHandler(logging.handlers.RotatingFileHandler):
+    """The home's rotated log file, opened at the first record — and only if the
+    home exists by then: a command that fails before creating a home (a restore
+    with the wrong passphrase, say) leaves no directory behind."""
+
+    def __init__(self, home: Home) -> None:
+        super().__init__(
+            home.log_path, maxBytes=1_000_000, backupCount=3, encoding="utf-8", delay=True
+        )
+        self.home = home
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:  # not opened yet
+            if not self.home.path.is_dir():
+                return
+            try:
+                self.home.log_path.parent.mkdir(mode=0o700, exist_ok=True)
+            except OSError:
+                return
+        super().emit(record)
+
+
 def setup_logging(home: Home, *, verbose: bool = False) -> None:
     """Send diagnostics to the home's log file (rotated); nothing to the terminal."""
     root = logging.getLogger("mirror")
     if any(getattr(h, "_mirror_home", None) == str(home.path) for h in root.handlers):
         return
-    try:
-        home.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
-            home.log_path, maxBytes=1_000_000, backupCount=3, encoding="utf-8"
-        )
-    except OSError:
-        handler = logging.NullHandler()
+    handler: logging.Handler = HomeLogHandler(home)
     handler._mirror_home = str(home.path)  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
