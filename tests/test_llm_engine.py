@@ -276,7 +276,7 @@ from node.config import Config
 from node.core import open_core
 from pathlib import Path
 home = Home(Path({str(tmp_path / 'h')!r})); home.ensure()
-home.save_config(Config(engine_mode="local_llm", engine_timeout_s=1.0,
+home.save_config(Config(engine_mode="local_llm", engine_timeout_s=60.0,
                         engine_api_base="http://127.0.0.1:9"))
 async def main():
     async with open_core(home) as core:

@@ -160,6 +160,15 @@ def _delta_of(chunk: Any) -> str:
     return piece if isinstance(piece, str) else ""
 
 
+async def _loaded(target: LLMTarget) -> None:
+    """Import litellm (seconds, the first time) before any timeout starts: the
+    timeout is for the model's answer, not for loading our own client."""
+    try:
+        await trio.to_thread.run_sync(_prepare, target)
+    except Exception as exc:
+        raise LLMError(describe_failure(target, exc)) from None
+
+
 async def chat(
     target: LLMTarget, messages: Sequence[Message], *, json_mode: bool = False
 ) -> str:
@@ -173,6 +182,7 @@ async def chat(
         response = litellm.completion(messages=list(messages), stream=False, **args)
         return _content_of(response)
 
+    await _loaded(target)
     try:
         with trio.fail_after(target.timeout_s + 1.0):
             return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
@@ -193,6 +203,7 @@ async def stream_chat(target: LLMTarget, messages: Sequence[Message]) -> AsyncIt
 
     Waits at most ``timeout_s`` for each piece. Closing the generator early
     stops the worker thread at its next piece."""
+    await _loaded(target)
     send, receive = trio.open_memory_channel[str | _End](STREAM_BUFFER_CHUNKS)
     stop = threading.Event()
 
