@@ -366,15 +366,25 @@ def _copy_sealed(src: sqlite3.Connection, tmp: Path, cipher: BlobCipher) -> int:
                 (seq, doc_id, writer, cipher.seal("update", doc_id, bytes(data))),
             )
             sealed += 1
+        for seq, doc_id, digest, data in src.execute(
+            "SELECT seq, doc_id, digest, data FROM envelopes ORDER BY seq"
+        ):
+            dst.execute(
+                "INSERT INTO envelopes(seq, doc_id, digest, data) VALUES (?, ?, ?, ?)",
+                (seq, doc_id, digest, cipher.seal("envelope", doc_id, bytes(data))),
+            )
+            sealed += 1
         dst.executemany(
             "INSERT INTO client_ids(client_id, state, since) VALUES (?, ?, ?)",
             src.execute("SELECT client_id, state, since FROM client_ids").fetchall(),
         )
         # A seq is never reused, even one compaction deleted: carry the counter.
-        row = src.execute("SELECT seq FROM sqlite_sequence WHERE name='updates'").fetchone()
-        if row is not None:
-            dst.execute("DELETE FROM sqlite_sequence WHERE name='updates'")
-            dst.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('updates', ?)", (row[0],))
+        for table in ("updates", "envelopes"):
+            row = src.execute("SELECT seq FROM sqlite_sequence WHERE name=?", (table,)).fetchone()
+            if row is not None:
+                dst.execute("DELETE FROM sqlite_sequence WHERE name=?", (table,))
+                dst.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, ?)",
+                            (table, row[0]))
         dst.execute("COMMIT")
         # Rollback-journal mode until it is in place, so no side file is left
         # under the temporary name; the store switches back to WAL when opened.
@@ -413,6 +423,14 @@ def _verify_copy(src: sqlite3.Connection, tmp: Path, cipher: BlobCipher) -> None
             if (a_seq, a_doc) != (b_seq, b_doc) or \
                     cipher.open("update", b_doc, bytes(b_data)) != bytes(a_data):
                 raise CorruptStoreError(f"update {a_seq}: the encrypted copy differs; "
+                                        "nothing changed")
+        query_envelopes = "SELECT seq, doc_id, data FROM envelopes ORDER BY seq"
+        for (a_seq, a_doc, a_data), (b_seq, b_doc, b_data) in _zip_exact(
+            src.execute(query_envelopes), dst.execute(query_envelopes)
+        ):
+            if (a_seq, a_doc) != (b_seq, b_doc) or \
+                    cipher.open("envelope", b_doc, bytes(b_data)) != bytes(a_data):
+                raise CorruptStoreError(f"envelope {a_seq}: the encrypted copy differs; "
                                         "nothing changed")
     finally:
         dst.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import CorruptStoreError, NewerSchemaError, NotAStoreError, StoreOpenError
 
 APPLICATION_ID = 0x4D495252  # "MIRR"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA_V1 = """
@@ -65,6 +65,18 @@ MIGRATIONS: dict[int, str] = {
     # The version bump is the point: a Mirror that cannot open sealed blobs
     # refuses the file instead of mixing plain updates into an encrypted store.
     1: "INSERT OR IGNORE INTO meta(key, value) VALUES ('encryption', 'none');",
+    # 3: the signed envelopes some updates arrived in (Commons documents: the
+    # author's signature must reach every reader, so a host keeps the envelopes,
+    # not only the merged state). Deleting a document deletes its envelopes.
+    2: """
+CREATE TABLE envelopes (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    digest BLOB NOT NULL,
+    data   BLOB NOT NULL,
+    UNIQUE (doc_id, digest)
+) STRICT;
+""",
 }
 
 
@@ -118,7 +130,10 @@ def inspect_store_file(path: Path) -> int | None:
             first = rows[0][0] if rows else "no answer"
             raise CorruptStoreError(f"{path}: damaged Mirror store ({first})")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        missing = {"meta", "documents", "updates", "client_ids"} - tables
+        required = {"meta", "documents", "updates", "client_ids"}
+        if version >= 3:
+            required.add("envelopes")
+        missing = required - tables
         if missing:
             raise CorruptStoreError(
                 f"{path}: damaged Mirror store (missing tables: {', '.join(sorted(missing))})"

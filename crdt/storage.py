@@ -20,6 +20,7 @@ peer, so that id's next clocks are not ours to reuse.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import queue
@@ -57,6 +58,8 @@ EXTERNAL_ORIGIN = "mirror.store:external"
 MAX_BATCH_JOBS = 4096
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 BUSY_TIMEOUT_MS = 10_000
+ENVELOPE_DIGEST_PERSON = b"mirror/envelope"
+"""BLAKE2b personalisation of the digest that deduplicates stored envelopes."""
 MAX_CLIENT_ID = 2**32 - 1  # Yjs stays below 2**32; stay interoperable (notes/pycrdt.md, 12)
 
 FaultHook = Callable[[str], None]
@@ -108,7 +111,35 @@ class SetClass:
     sync_class: SyncClass
 
 
-WriteJob = Append | Create | SetClass
+@dataclass
+class Envelopes:
+    """Keep the signed envelopes a document's updates arrived in (duplicates ignored)."""
+
+    ticket: int
+    doc_id: str
+    envelopes: tuple[bytes, ...]
+
+
+@dataclass
+class Delete:
+    """Remove a document with its snapshot, updates and envelopes."""
+
+    ticket: int
+    doc_id: str
+
+
+WriteJob = Append | Create | SetClass | Envelopes | Delete
+
+
+@dataclass
+class Group:
+    """Write jobs that must commit in one transaction (never split across batches)."""
+
+    jobs: list[WriteJob]
+
+    @property
+    def ticket(self) -> int:
+        return self.jobs[-1].ticket
 
 
 @dataclass
@@ -123,7 +154,7 @@ class Stop:
     pass
 
 
-Job = WriteJob | Call | Stop
+Job = WriteJob | Group | Call | Stop
 
 
 class StorageThread:
@@ -163,7 +194,7 @@ class StorageThread:
     def qsize(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, job: WriteJob) -> None:
+    def submit(self, job: WriteJob | Group) -> None:
         self._queue.put(job)
 
     async def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -356,8 +387,8 @@ class StorageThread:
                 else:
                     job.done(result, None)
                 continue
-            batch: list[WriteJob] = [job]
-            size = _job_size(job)
+            batch: list[WriteJob] = job.jobs[:] if isinstance(job, Group) else [job]
+            size = sum(_job_size(j) for j in batch)
             while len(batch) < MAX_BATCH_JOBS and size < MAX_BATCH_BYTES:
                 try:
                     nxt = self._queue.get_nowait()
@@ -366,8 +397,9 @@ class StorageThread:
                 if isinstance(nxt, Call | Stop):
                     pending = nxt
                     break
-                batch.append(nxt)
-                size += _job_size(nxt)
+                more = nxt.jobs if isinstance(nxt, Group) else [nxt]
+                batch.extend(more)
+                size += sum(_job_size(j) for j in more)
             self._write_batch(conn, batch)
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[WriteJob]) -> None:
@@ -396,6 +428,11 @@ class StorageThread:
                         " VALUES (?, ?, ?, ?)",
                         (job.info.doc_id, job.info.kind, job.info.sync_class.value, job.created_at),
                     )
+                elif isinstance(job, Envelopes):
+                    self._insert_envelopes(conn, job)
+                elif isinstance(job, Delete):
+                    conn.execute("DELETE FROM documents WHERE doc_id=?", (job.doc_id,))
+                    touched.discard(job.doc_id)
                 else:
                     conn.execute(
                         "UPDATE documents SET sync_class=? WHERE doc_id=?",
@@ -417,6 +454,15 @@ class StorageThread:
         if self._compact_after > 0:
             for doc_id in touched:
                 self._maybe_compact(conn, doc_id)
+
+    def _insert_envelopes(self, conn: sqlite3.Connection, job: Envelopes) -> None:
+        for raw in job.envelopes:
+            digest = hashlib.blake2b(raw, digest_size=16, person=ENVELOPE_DIGEST_PERSON).digest()
+            data = raw if self.cipher is None else self.cipher.seal("envelope", job.doc_id, raw)
+            conn.execute(
+                "INSERT OR IGNORE INTO envelopes(doc_id, digest, data) VALUES (?, ?, ?)",
+                (job.doc_id, digest, data),
+            )
 
     def _maybe_compact(self, conn: sqlite3.Connection, doc_id: str) -> None:
         count = conn.execute("SELECT COUNT(*) FROM updates WHERE doc_id=?", (doc_id,)).fetchone()
@@ -537,6 +583,35 @@ def compact_document(
     return CompactionResult(doc_id, len(updates), bytes_before, len(encoded))
 
 
+def read_envelopes(
+    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
+) -> list[bytes]:
+    """The envelopes kept for *doc_id*, in the order they were first stored."""
+    rows = conn.execute(
+        "SELECT data FROM envelopes WHERE doc_id=? ORDER BY seq", (doc_id,)
+    ).fetchall()
+    return [_open_blob(cipher, "envelope", doc_id, r[0]) for r in rows]
+
+
+def first_envelope_seqs(conn: sqlite3.Connection) -> dict[str, int]:
+    """For each document with envelopes, the seq of its first one (arrival order)."""
+    rows = conn.execute("SELECT doc_id, MIN(seq) FROM envelopes GROUP BY doc_id")
+    return {str(d): int(s) for d, s in rows}
+
+
+def scrub(conn: sqlite3.Connection) -> bool:
+    """Rewrite the file so deleted content is in neither the database nor its WAL.
+
+    VACUUM rebuilds the database from live rows only; the checkpoints before and
+    after move everything out of the WAL and truncate it to zero bytes. False
+    when another connection kept the WAL from being truncated (its pages are
+    overwritten by later writes, and the next scrub finishes the job)."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("VACUUM")
+    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not (busy and int(busy[0]))
+
+
 def _try_lock(path: Path) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -547,8 +622,12 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-def _job_size(job: Job) -> int:
-    return len(job.data) if isinstance(job, Append) else 64
+def _job_size(job: WriteJob) -> int:
+    if isinstance(job, Append):
+        return len(job.data)
+    if isinstance(job, Envelopes):
+        return sum(len(e) for e in job.envelopes)
+    return 64
 
 
 def _one_line(exc: BaseException) -> str:

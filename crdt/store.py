@@ -49,15 +49,21 @@ from .storage import (
     Append,
     CompactionResult,
     Create,
+    Delete,
     DocInfo,
+    Envelopes,
     ExternalChanges,
     FaultHook,
+    Group,
     SetClass,
     StorageThread,
     WriteJob,
     apply_all,
     compact_document,
+    first_envelope_seqs,
     read_doc,
+    read_envelopes,
+    scrub,
 )
 from .sync_class import SyncClass
 from .values import format_timestamp, utc_now
@@ -156,6 +162,7 @@ class DocStore:
         self._listeners: list[UpdateListener] = []
         self._last_seen_seq = 0
         self._batches = 0
+        self._held: list[WriteJob] | None = None
 
     @property
     def cipher(self) -> BlobCipher | None:
@@ -306,8 +313,101 @@ class DocStore:
         self._enqueue(Append(next(self._tickets), doc_id, data))
 
     def _enqueue(self, job: WriteJob) -> None:
+        if self._held is not None:  # inside apply_enveloped: one transaction for all
+            self._held.append(job)
+            return
         self._enqueued = job.ticket
         self._storage.submit(job)
+
+    # ------------------------------------------------------------------ envelopes
+
+    def apply_enveloped(
+        self,
+        stored: StoredDoc,
+        updates: Iterable[bytes],
+        envelopes: Iterable[bytes],
+        *,
+        origin: str,
+    ) -> None:
+        """Apply *updates* to *stored* and keep the signed *envelopes* they came in.
+
+        The updates' change and the envelopes commit in one transaction (never
+        one without the other); :meth:`wait_durable` waits for both. A host that
+        must hand the author's signatures to readers (the Commons server) reads
+        them back with :meth:`envelopes`. Raises ``ValueError`` for an update
+        pycrdt cannot decode; what was applied before it is still saved, its
+        envelopes are not."""
+        self._check_open()
+        if self._loaded.get(stored.doc_id) is not stored:
+            raise DocumentError(f"document {stored.doc_id} is not loaded in this store")
+        held: list[WriteJob] = []
+        self._held = held
+        try:
+            with stored.doc.transaction(origin=origin):
+                for update in updates:
+                    stored.doc.apply_update(update)
+        except BaseException:
+            self._held = None
+            self._submit_group(held)
+            raise
+        self._held = None
+        held.append(Envelopes(next(self._tickets), stored.doc_id, tuple(envelopes)))
+        self._submit_group(held)
+
+    def _submit_group(self, jobs: list[WriteJob]) -> None:
+        if jobs:
+            self._enqueued = jobs[-1].ticket
+            self._storage.submit(Group(jobs))
+
+    async def envelopes(self, doc_id: str) -> list[bytes]:
+        """The envelopes kept for *doc_id* (committed ones), oldest first."""
+        self._check_open()
+        cipher = self._storage.cipher
+        result: list[bytes] = await self._storage.call(
+            lambda c: read_envelopes(c, doc_id, cipher)
+        )
+        return result
+
+    async def envelope_order(self) -> dict[str, int]:
+        """For every document with envelopes, a number that orders them by first arrival."""
+        self._check_open()
+        result: dict[str, int] = await self._storage.call(first_envelope_seqs)
+        return result
+
+    # ------------------------------------------------------------------ deleting
+
+    def unload(self, doc_id: str) -> None:
+        """Forget the live ``Doc`` of *doc_id* (its saved state stays); frees memory.
+
+        A reference kept to the old :class:`StoredDoc` is detached: changes made
+        through it are not saved. :meth:`open_doc` loads it again."""
+        stored = self._loaded.pop(doc_id, None)
+        if stored is not None and stored._subscription is not None:
+            stored.doc.unobserve(stored._subscription)
+            stored._subscription = None
+
+    async def delete_doc(self, doc_id: str, *, scrub_file: bool = False) -> bool:
+        """Delete *doc_id*: its snapshot, updates and envelopes; durable on return.
+
+        With *scrub_file* the database is then rewritten (VACUUM, WAL truncated)
+        so the deleted bytes are nowhere in its files; returns False if another
+        connection kept the WAL from being truncated. Other processes drop the
+        document at their next :meth:`refresh`."""
+        self._check_open()
+        while doc_id in self._loading:
+            await self._loading[doc_id].wait()
+        if doc_id not in self._catalogue:
+            raise DocumentError(f"no document {doc_id!r}")
+        self.unload(doc_id)
+        del self._catalogue[doc_id]
+        self._enqueue(Delete(next(self._tickets), doc_id))
+        await self.wait_durable()
+        if not scrub_file:
+            return True
+        complete: bool = await self._storage.call(scrub)
+        if not complete:
+            log.warning("deleted %s; another reader kept the WAL from being truncated", doc_id)
+        return complete
 
     async def wait_durable(self) -> None:
         """Return once every change made before the call is committed to disk."""
@@ -335,6 +435,9 @@ class DocStore:
         """Apply what other processes wrote to this store since the last look."""
         self._check_open()
         last = self._last_seen_seq
+        # Every id known now was created by a job queued before this read, so one
+        # missing from the file was deleted by another process.
+        known_before = set(self._catalogue)
         found: ExternalChanges | None = await self._storage.call(
             lambda c: self._storage.read_external(c, last)
         )
@@ -343,6 +446,10 @@ class DocStore:
         docs, snapshots, updates, max_seq = (
             found.documents, found.snapshots, found.updates, found.max_seq
         )
+        for gone in known_before - {info.doc_id for info in docs}:
+            if gone in self._catalogue and gone not in self._loading:
+                self.unload(gone)
+                del self._catalogue[gone]
         new_docs: list[DocInfo] = []
         for info in docs:
             known = self._catalogue.get(info.doc_id)

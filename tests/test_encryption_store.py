@@ -160,3 +160,32 @@ async def test_a_version_1_store_still_loads_and_is_migrated(tmp_path: Path) -> 
         assert conn.execute("SELECT value FROM meta WHERE key='encryption'").fetchone()[0] == "none"
     finally:
         conn.close()
+
+
+async def test_envelopes_are_sealed_and_survive_conversion(tmp_path: Path) -> None:
+    """Signed envelopes (crdt/store.py apply_enveloped) are blobs like any other."""
+    from pycrdt import Doc, Map
+
+    doc: Doc[object] = Doc()
+    doc.get("item", type=Map)["title"] = CANARY
+    update = doc.get_update()
+    envelope = b"\x01" + CANARY.encode() + update
+    # Sealed from the start.
+    db = tmp_path / "sealed.db"
+    cipher = make_encrypted(db, "pw")
+    async with open_store(db, cipher=cipher) as store:
+        stored = await store.open_doc("commons/x", kind="commons")
+        store.apply_enveloped(stored, [update], [envelope], origin="test")
+        await store.wait_durable()
+        assert await store.envelopes("commons/x") == [envelope]
+    assert CANARY.encode() not in b"".join(home_bytes(tmp_path).values())
+    # Plain, then converted: the envelope is carried over, sealed and verified.
+    plain = tmp_path / "plain.db"
+    async with open_store(plain) as store:
+        stored = await store.open_doc("commons/x", kind="commons")
+        store.apply_enveloped(stored, [update], [envelope], origin="test")
+    header, cipher = car.new_encryption("pw")
+    car.encrypt_store_file(plain, cipher, header)
+    assert CANARY.encode() not in plain.read_bytes()
+    async with open_store(plain, cipher=cipher) as store:
+        assert await store.envelopes("commons/x") == [envelope]
