@@ -2,15 +2,26 @@
 
 Theory of operation
 -------------------
-Sessions (``session.py``) and the HTTP API (``app.py``) call the hub; the hub
-calls the store. An update is accepted only when, in this order: its id is a
-Commons id that was never withdrawn or removed; every envelope of its bundle is
-canonical and signed by the owner named in the id (``crdt.commons``); the
-owner is not blocked; the author's and the address's token buckets have a
-token for each envelope; and the document, with the update applied to a
-scratch copy, still reads as a valid item. Then the envelopes and what the
-item says are committed, and only after COMMIT is the update forwarded to the
-other live sessions. Anything refused changes nothing.
+Sessions and the HTTP API (``app.py``) call the hub; the hub keeps everything
+in the server's DocStore, the same document store a node uses
+(spec/commons.md, "Storage"): each Commons document with the owner-signed
+envelopes it arrived in (``DocStore.apply_enveloped``), and the moderation
+state in one local document (``moderation.py``). What the documents say is
+indexed in memory (``index.py``) and rebuilt from the store at start.
+
+An update is accepted only when, in this order: its id is a Commons id that
+was never withdrawn or removed; every envelope of its bundle is canonical and
+signed by the owner named in the id (``crdt.commons``); the owner is not
+blocked; the author's and the address's token buckets have a token for each
+envelope; and the document, with the update applied to a scratch copy, still
+reads as a valid item. Then the update and its envelopes are committed, and
+only after COMMIT is the update forwarded to the other live sessions.
+Anything refused changes nothing.
+
+A withdrawal or an operator's removal records the id as withdrawn, then
+deletes the document from the store and rewrites the file (VACUUM, WAL
+truncated) so its bytes are gone; a document found withdrawn at start (a crash
+between the two) is deleted then.
 
 Errors raised to callers::
 
@@ -24,9 +35,7 @@ Errors raised to callers::
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,16 +46,19 @@ import nacl.signing
 import trio
 from pycrdt import Doc
 
+from crdt import DocStore, StoredDoc, SyncClass
 from crdt.commons import (
+    DOC_KIND,
     MODERATION_CONTEXT,
-    THREAD_KINDS,
     AnyKey,
+    CommonsError,
     Envelope,
     InvalidCommonsId,
     InvalidItem,
+    MalformedEnvelope,
     apply_update,
-    doc_from_envelopes,
     encode_bundle,
+    is_commons_id,
     moderation_digest,
     parse_doc_id,
     public_group_secret,
@@ -55,15 +67,17 @@ from crdt.commons import (
     verify_signature,
     verify_withdrawal,
 )
-from protocol import COMMONS, CatalogueEntry, Credentials, state_vector_digest
+from protocol import COMMONS, CatalogueEntry, Credentials
 
 from . import limits as L
+from .index import DocMeta, Index
 from .limits import CommonsLimits
-from .store import CommonsStore, checkpoint_and_vacuum
+from .moderation import Moderation
 
 log = logging.getLogger("mirror.commons")
 
 ACTIONS = ("hide", "unhide", "remove", "block", "unblock")
+ACCEPT_ORIGIN = "mirror.commons:accept"
 _EMPTY_SV = Doc().get_state()
 
 
@@ -91,20 +105,6 @@ class NotOperator(Refused):
 
 class Listener(Protocol):
     def deliver(self, doc_id: str, bundle: bytes) -> None: ...
-
-
-@dataclass
-class DocMeta:
-    kind: str
-    author: str
-    thread: str
-    hidden: bool
-    state_vector: bytes
-    received_seq: int
-
-    @property
-    def sv_digest(self) -> bytes:
-        return state_vector_digest(self.state_vector)
 
 
 class TokenBuckets:
@@ -150,7 +150,7 @@ def utc_text(moment: datetime | None = None) -> str:
 class Hub:
     def __init__(
         self,
-        store: CommonsStore,
+        store: DocStore,
         server_seed: bytes,
         *,
         operator_key: bytes | None = None,
@@ -168,13 +168,11 @@ class Hub:
         self._by_author = TokenBuckets(self.limits.author_updates_per_minute, self._now)
         self._by_address = TokenBuckets(self.limits.address_updates_per_minute, self._now)
         self.requests = TokenBuckets(self.limits.address_requests_per_minute, self._now)
-        self.docs: dict[str, DocMeta] = {}
-        self.withdrawn: set[str] = set()
-        self.blocked: set[str] = set()
-        self._cache: OrderedDict[str, Doc[Any]] = OrderedDict()
+        self.index = Index()
+        self._moderation: Moderation | None = None
+        self._recent: OrderedDict[str, None] = OrderedDict()  # loaded docs, LRU order
         self._locks: dict[str, trio.Lock] = {}
         self._listeners: set[Listener] = set()
-        self._seq = 0
         self.stats = HubStatistics()
         self.observers: list[Callable[[str, object], None]] = []
         """Test hook: called with (address, decoded message) for everything clients send."""
@@ -182,24 +180,50 @@ class Hub:
     def _now(self) -> float:
         return self.clock()
 
+    @property
+    def docs(self) -> dict[str, DocMeta]:
+        """Every accepted document (hidden ones too) by id."""
+        return self.index.docs
+
+    @property
+    def moderation(self) -> Moderation:
+        if self._moderation is None:
+            raise RuntimeError("Hub.load() has not run")
+        return self._moderation
+
+    @property
+    def withdrawn(self) -> set[str]:
+        return self.moderation.withdrawn
+
+    @property
+    def blocked(self) -> set[str]:
+        return self.moderation.blocked
+
     # ------------------------------------------------------------------ startup
 
     async def load(self) -> None:
-        def reading(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], list[Any]]:
-            docs = conn.execute(
-                "SELECT doc_id, kind, author, thread, hidden, state_vector, received_seq "
-                "FROM documents"
-            ).fetchall()
-            gone = conn.execute("SELECT doc_id FROM withdrawn").fetchall()
-            blocked = conn.execute("SELECT author FROM blocked").fetchall()
-            return docs, gone, blocked
-
-        docs, gone, blocked = await self.store.read(reading)
-        for doc_id, kind, author, thread, hidden, sv, seq in docs:
-            self.docs[doc_id] = DocMeta(kind, author, thread, bool(hidden), bytes(sv), int(seq))
-            self._seq = max(self._seq, int(seq))
-        self.withdrawn = {r[0] for r in gone}
-        self.blocked = {r[0] for r in blocked}
+        """(Re)build the index from the store; finish deletions a crash interrupted."""
+        self._moderation = await Moderation.open(self.store)
+        self.index = Index()
+        order = await self.store.envelope_order()
+        for info in self.store.documents(kind=DOC_KIND):
+            doc_id = info.doc_id
+            if doc_id in self.withdrawn or not is_commons_id(doc_id):
+                log.warning("deleting %s: withdrawn or not a Commons id", doc_id)
+                await self.store.delete_doc(doc_id, scrub_file=True)
+                continue
+            stored = await self.store.open_doc(doc_id, kind=DOC_KIND)
+            try:
+                item = read_item(doc_id, stored.doc)
+            except CommonsError as exc:
+                log.warning("not serving %s: %s", doc_id, exc)
+                self.store.unload(doc_id)
+                continue
+            seq = order.get(doc_id, 0)
+            self.index.put(DocMeta(item, doc_id in self.moderation.hidden,
+                                   stored.doc.get_state(), seq))
+            self.store.unload(doc_id)
+        self.stats.documents = len(self.index)
 
     def credentials(self) -> Credentials:
         """The server's side of every Commons handshake: anyone may read."""
@@ -226,10 +250,8 @@ class Hub:
 
     def catalogue(self) -> list[CatalogueEntry]:
         """Visible documents a reader may fetch (the newest ``MAX_CATALOGUE_DOCS``)."""
-        visible = [(m.received_seq, d, m) for d, m in self.docs.items() if not m.hidden]
-        visible.sort(reverse=True)
-        return [CatalogueEntry(d, COMMONS, m.sv_digest) for _, d, m in
-                visible[:L.MAX_CATALOGUE_DOCS]]
+        return [CatalogueEntry(d, COMMONS, m.sv_digest)
+                for d, m in self.index.visible()[:L.MAX_CATALOGUE_DOCS]]
 
     def state_vector(self, doc_id: str) -> bytes | None:
         """Our state vector for an update a client offers, or None if we refuse the id."""
@@ -247,9 +269,7 @@ class Hub:
         meta = self.docs.get(doc_id)
         if meta is None or meta.hidden:
             return encode_bundle([])
-        rows = await self.store.read(lambda c: c.execute(
-            "SELECT data FROM envelopes WHERE doc_id = ? ORDER BY seq", (doc_id,)).fetchall())
-        return encode_bundle(bytes(r[0]) for r in rows)
+        return encode_bundle(await self.store.envelopes(doc_id))
 
     # ------------------------------------------------------------------ accepting
 
@@ -261,7 +281,8 @@ class Hub:
 
     async def accept(self, doc_id: str, data: bytes, address: str,
                      source: Listener | None = None) -> int:
-        """Verify and store a bundle for *doc_id*; returns how many envelopes were new."""
+        """Verify and store a bundle for *doc_id*; returns how many envelopes it carried
+        if it changed the document, else 0."""
         cid = parse_doc_id(doc_id)
         if doc_id in self.withdrawn:
             raise self._refuse(Gone(f"{doc_id} was withdrawn or removed"))
@@ -294,72 +315,58 @@ class Hub:
     async def _accept_locked(self, doc_id: str, envelopes: list[Envelope],
                              source: Listener | None) -> int:
         cid = parse_doc_id(doc_id)
-        current = await self._doc(doc_id)
+        meta = self.docs.get(doc_id)
+        known = meta is not None or self.store.info(doc_id) is not None
+        stored = await self._open(doc_id) if known else None
         scratch: Doc[Any] = Doc()
-        if current is not None:
-            apply_update(scratch, current.get_update())
+        if stored is not None:
+            apply_update(scratch, stored.doc.get_update())
         for env in envelopes:
             apply_update(scratch, env.update)
         item = read_item(doc_id, scratch)  # InvalidItem: nothing is stored
         if cid.kind in ("comment", "reaction") and item.thread in self.withdrawn:
             raise self._refuse(Gone("the thread was withdrawn or removed"))
-        meta = self.docs.get(doc_id)
-        seq = meta.received_seq if meta else self._seq + 1
-        self._seq = max(self._seq, seq)
-        sv = scratch.get_state()
-        rows = [(doc_id, hashlib.blake2b(e.raw, digest_size=16).digest(), e.raw)
-                for e in envelopes]
-
-        def writing(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO envelopes(doc_id, digest, data) VALUES (?, ?, ?)", rows)
-            added = conn.total_changes - before
-            conn.execute(
-                "INSERT INTO documents(doc_id, kind, author, thread, title, body, reaction, "
-                "created_at, received_seq, state_vector) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(doc_id) DO UPDATE SET title=excluded.title, body=excluded.body, "
-                "reaction=excluded.reaction, thread=excluded.thread, "
-                "created_at=excluded.created_at, state_vector=excluded.state_vector",
-                (doc_id, cid.kind, cid.owner_hex, item.thread, item.title, item.body,
-                 item.reaction, item.created_at, seq, sv),
-            )
-            return added
-
-        added = await self.store.write(writing)
+        if stored is None:
+            stored = await self._open(doc_id, create=True)
+        before = stored.doc.get_state()
+        try:
+            self.store.apply_enveloped(
+                stored, [e.update for e in envelopes], [e.raw for e in envelopes],
+                origin=ACCEPT_ORIGIN)
+        except ValueError:  # checked on the scratch copy; not expected
+            raise MalformedEnvelope(f"update for {doc_id} cannot be applied") from None
+        sv = stored.doc.get_state()
+        await self.store.wait_durable()
         if doc_id in self.withdrawn:  # withdrawn while we were writing: undo
             await self._delete(doc_id, "owner")
             raise Gone(f"{doc_id} was withdrawn")
-        hidden = meta.hidden if meta else False
-        self.docs[doc_id] = DocMeta(cid.kind, cid.owner_hex, item.thread, hidden, sv, seq)
-        self._remember(doc_id, scratch)
+        changed = sv != before
+        seq = meta.received_seq if meta else self.index.last_seq + 1
+        hidden = doc_id in self.moderation.hidden
+        self.index.put(DocMeta(item, hidden, sv, seq))
         self.stats.accepted_updates += len(envelopes)
-        self.stats.documents = len(self.docs)
-        if added and not hidden:
+        self.stats.documents = len(self.index)
+        if changed and not hidden:
             bundle = encode_bundle(e.raw for e in envelopes)
             for listener in list(self._listeners):
                 if listener is not source:
                     listener.deliver(doc_id, bundle)
-        return added
+        return len(envelopes) if changed else 0
 
-    async def _doc(self, doc_id: str) -> Doc[Any] | None:
-        doc = self._cache.get(doc_id)
-        if doc is not None:
-            self._cache.move_to_end(doc_id)
-            return doc
-        if doc_id not in self.docs:
-            return None
-        rows = await self.store.read(lambda c: c.execute(
-            "SELECT data FROM envelopes WHERE doc_id = ? ORDER BY seq", (doc_id,)).fetchall())
-        doc = doc_from_envelopes(bytes(r[0]) for r in rows)
-        self._remember(doc_id, doc)
-        return doc
-
-    def _remember(self, doc_id: str, doc: Doc[Any]) -> None:
-        self._cache[doc_id] = doc
-        self._cache.move_to_end(doc_id)
-        while len(self._cache) > L.DOC_CACHE_ENTRIES:
-            self._cache.popitem(last=False)
+    async def _open(self, doc_id: str, *, create: bool = False) -> StoredDoc:
+        """Load *doc_id*, keeping at most ``DOC_CACHE_ENTRIES`` documents in memory."""
+        stored = self.store.loaded(doc_id) or await self.store.open_doc(
+            doc_id, kind=DOC_KIND, sync_class=SyncClass.COMMONS, create=create)
+        self._recent[doc_id] = None
+        self._recent.move_to_end(doc_id)
+        if len(self._recent) > L.DOC_CACHE_ENTRIES:
+            for old in list(self._recent):
+                if len(self._recent) <= L.DOC_CACHE_ENTRIES:
+                    break
+                if old != doc_id and old not in self._locks:  # never under an accept
+                    del self._recent[old]
+                    self.store.unload(old)
+        return stored
 
     # ------------------------------------------------------------------ deleting
 
@@ -369,21 +376,16 @@ class Hub:
         await self._delete(doc_id, "owner")
 
     async def _delete(self, doc_id: str, by: str) -> None:
-        self.withdrawn.add(doc_id)
-        self.docs.pop(doc_id, None)
-        self._cache.pop(doc_id, None)
-        at = utc_text(self.wall_clock())
-
-        def deleting(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM envelopes WHERE doc_id = ?", (doc_id,))
-            conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-            conn.execute("INSERT OR IGNORE INTO withdrawn(doc_id, at, by) VALUES (?, ?, ?)",
-                         (doc_id, at, by))
-
-        await self.store.write(deleting)
-        await self.store.maintenance(checkpoint_and_vacuum)
+        # The tombstone first: a crash before the deletion is finished at the next load.
+        self.moderation.withdraw(doc_id, utc_text(self.wall_clock()), by)
+        self.index.remove(doc_id)
+        self._recent.pop(doc_id, None)
+        if self.store.info(doc_id) is not None:
+            await self.store.delete_doc(doc_id, scrub_file=True)
+        else:
+            await self.store.wait_durable()
         self.stats.withdrawn += 1
-        self.stats.documents = len(self.docs)
+        self.stats.documents = len(self.index)
 
     # ------------------------------------------------------------------ moderation
 
@@ -412,91 +414,36 @@ class Hub:
         else:
             parse_doc_id(target)
         sig_hex = signature.hex()
-
-        def logging_(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO modlog(at, action, target, reason, operator, signature) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (at, action, target, reason, operator.hex(), sig_hex))
+        moderation = self.moderation
+        if sig_hex in moderation.signatures:
+            raise Refused("this action was already applied (replayed signature)")
+        with moderation.change():
+            moderation.append_log({"at": at, "action": action, "target": target,
+                                   "reason": reason, "operator": operator.hex(),
+                                   "signature": sig_hex})
             if action in ("hide", "unhide"):
-                conn.execute("UPDATE documents SET hidden = ? WHERE doc_id = ?",
-                             (int(action == "hide"), target))
-            elif action == "block":
-                conn.execute("INSERT OR IGNORE INTO blocked(author, at) VALUES (?, ?)",
-                             (target, at))
-            elif action == "unblock":
-                conn.execute("DELETE FROM blocked WHERE author = ?", (target,))
-
-        try:
-            await self.store.write(logging_)
-        except Exception as exc:
-            if "UNIQUE" in str(exc.__cause__ or exc):
-                raise Refused("this action was already applied (replayed signature)") from None
-            raise
-        if action in ("hide", "unhide") and target in self.docs:
-            self.docs[target].hidden = action == "hide"
-        elif action == "block":
-            self.blocked.add(target)
-        elif action == "unblock":
-            self.blocked.discard(target)
-        elif action == "remove":
+                moderation.set_hidden(target, action == "hide", at)
+            elif action in ("block", "unblock"):
+                moderation.set_blocked(target, action == "block", at)
+        if action in ("hide", "unhide"):
+            self.index.set_hidden(target, action == "hide")
+        if action == "remove":
             await self._delete(target, "operator")
+        else:
+            await self.store.wait_durable()
         return {"action": action, "target": target, "reason": reason, "at": at}
 
     # ------------------------------------------------------------------ reading (web, API)
 
     async def threads(self, page: int) -> list[dict[str, Any]]:
-        offset = (page - 1) * L.THREADS_PER_PAGE
-        kinds = tuple(THREAD_KINDS)
-
-        def reading(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = conn.execute(
-                "SELECT d.doc_id, d.kind, d.author, d.title, d.created_at, "
-                "(SELECT COUNT(*) FROM documents c WHERE c.thread = d.doc_id "
-                " AND c.kind = 'comment' AND c.hidden = 0) "
-                "FROM documents d WHERE d.kind IN (?, ?) AND d.hidden = 0 "
-                "ORDER BY d.received_seq DESC LIMIT ? OFFSET ?",
-                (*kinds, L.THREADS_PER_PAGE, offset)).fetchall()
-            return [{"doc_id": r[0], "kind": r[1], "author": r[2], "title": r[3],
-                     "created_at": r[4], "comments": r[5]} for r in rows]
-
-        return await self.store.read(reading)
+        return self.index.threads((page - 1) * L.THREADS_PER_PAGE, L.THREADS_PER_PAGE)
 
     async def thread(self, doc_id: str) -> dict[str, Any] | None:
         """A post or insight with its visible comments and reaction counts."""
-        meta = self.docs.get(doc_id)
-        if meta is None or meta.hidden or meta.kind not in THREAD_KINDS:
-            return None
-
-        def reading(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute(
-                "SELECT kind, author, title, body, created_at FROM documents "
-                "WHERE doc_id = ? AND hidden = 0", (doc_id,)).fetchone()
-            if row is None:
-                return None
-            comments = conn.execute(
-                "SELECT doc_id, author, body, created_at FROM documents WHERE thread = ? "
-                "AND kind = 'comment' AND hidden = 0 ORDER BY received_seq LIMIT ?",
-                (doc_id, L.MAX_COMMENTS_PER_PAGE)).fetchall()
-            reactions = conn.execute(
-                "SELECT reaction, COUNT(*) FROM documents WHERE thread = ? "
-                "AND kind = 'reaction' AND hidden = 0 GROUP BY reaction ORDER BY 2 DESC, 1",
-                (doc_id,)).fetchall()
-            return {
-                "doc_id": doc_id, "kind": row[0], "author": row[1], "title": row[2],
-                "body": row[3], "created_at": row[4],
-                "comments": [{"doc_id": c[0], "author": c[1], "body": c[2], "created_at": c[3]}
-                             for c in comments],
-                "reactions": {r[0]: r[1] for r in reactions},
-            }
-
-        return await self.store.read(reading)
+        return self.index.thread(doc_id, L.MAX_COMMENTS_PER_PAGE)
 
     async def moderation_log(self) -> list[dict[str, Any]]:
-        rows = await self.store.read(lambda c: c.execute(
-            "SELECT seq, at, action, target, reason, operator, signature FROM modlog "
-            "ORDER BY seq DESC LIMIT ?", (L.MODERATION_LOG_PAGE,)).fetchall())
-        return [{"seq": r[0], "at": r[1], "action": r[2], "target": r[3], "reason": r[4],
-                 "operator": r[5], "signature": r[6]} for r in rows]
+        return self.moderation.log(L.MODERATION_LOG_PAGE)
 
     def info(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,9 @@
 
 Home layout::
 
-    commons.db     the Commons database (+ -wal, -shm)
+    mirror.db      the document store, as on a node (crdt/store.py; + -wal, -shm
+                   and mirror.db.locks/): the Commons documents with their signed
+                   envelopes, and the moderation state
     server.key     the server's Ed25519 seed (hex, mode 0600); its public half is
                    the server key readers pin, and the handshake's public group
                    secret is derived from it
@@ -29,20 +31,22 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
+from crdt import StoreError, open_store
+
 from . import limits as L
 from . import serving
 from .app import CommonsApp
 from .blind.storage import StoreFileError
 from .hub import Hub
 from .limits import CommonsLimits
-from .store import StoreError, open_commons_store
 
 log = logging.getLogger("mirror.commons")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8766
 ENV_PREFIX = "MIRROR_COMMONS_"
-DB_NAME = "commons.db"
+DB_NAME = "mirror.db"
+OLD_DB_NAME = "commons.db"
 KEY_NAME = "server.key"
 
 
@@ -90,7 +94,13 @@ async def open_hub(
 ) -> AsyncIterator[Hub]:
     """The server's hub over the database in *home* (created if needed)."""
     seed = load_or_create_seed(home)
-    async with open_commons_store(home / DB_NAME) as store:
+    if (home / OLD_DB_NAME).exists() and not (home / DB_NAME).exists():
+        # Never start empty beside data we cannot read: the operator decides.
+        raise SetupError(
+            f"{home / OLD_DB_NAME}: a Commons database of an earlier development build; "
+            f"this version keeps documents in {DB_NAME} and cannot import it. Move it "
+            "out of the home to start with an empty Commons.")
+    async with open_store(home / DB_NAME) as store:
         hub = Hub(store, seed, operator_key=operator_key, limits=limits, **hub_options)
         await hub.load()
         yield hub

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +36,7 @@ FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def _db_bytes(home: Path) -> bytes:
     """Every byte of the server's database files (main file, WAL, shared memory)."""
     out = b""
-    for name in ("commons.db", "commons.db-wal", "commons.db-shm"):
+    for name in ("mirror.db", "mirror.db-wal", "mirror.db-shm"):
         path = home / name
         if path.exists():
             out += path.read_bytes()
@@ -118,20 +117,16 @@ async def test_forged_update_from_a_server_is_refused_by_the_node(tmp_path: Path
         alice, forger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
         bundle = _forged_bundle(doc_id, alice, forger, "FORGED-TITLE")
-        # A malicious server: the forged envelope written straight into its database.
+        # A malicious server: the forged envelope written straight into its store.
         from crdt.commons import decode_bundle, doc_from_envelopes
 
         raw = decode_bundle(bundle)[0]
-        sv = doc_from_envelopes([raw]).get_state()
-
-        def inject(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO envelopes(doc_id, digest, data) VALUES (?, ?, ?)",
-                         (doc_id, b"x", raw))
-
-        await server.hub.store.write(inject)
-        from commons_server.hub import DocMeta
-
-        server.hub.docs[doc_id] = DocMeta("post", alice.public_hex, "", False, sv, 1)
+        store = server.hub.store
+        stored = await store.open_doc(doc_id, kind="commons", sync_class=SyncClass.COMMONS)
+        store.apply_enveloped(stored, [doc_from_envelopes([raw]).get_update()], [raw],
+                              origin="test:malicious")
+        await server.hub.load()  # the index is rebuilt from the store
+        assert doc_id in server.hub.docs
         status, out = await mirror(bob, "commons", "read")
         assert status != 0
         assert "signature does not verify" in out

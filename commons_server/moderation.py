@@ -1,0 +1,106 @@
+"""The server's own state beside the Commons documents: tombstones, blocks, hides, the log.
+
+Theory of operation
+-------------------
+One ``local`` document in the server's DocStore, ``commons-server/moderation``
+(kind ``commons-moderation``), never offered to anyone. Its roots are maps
+(notes/pycrdt.md, trap 11)::
+
+    withdrawn  doc_id -> "<at> <by>"      ids never accepted again (no content kept)
+    blocked    author key hex -> at
+    hidden     doc_id -> at
+    log        "<seq:012d>" -> JSON of one signed operator action
+
+The public moderation log is the ``log`` map in key order. A signature already
+in the log is a replay. Changes go through :meth:`Moderation.change`, one
+pycrdt transaction each, and are durable when ``store.wait_durable()`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pycrdt import Map
+
+from crdt import DocStore, StoredDoc, SyncClass
+
+DOC_ID = "commons-server/moderation"
+KIND = "commons-moderation"
+ROOTS = ("withdrawn", "blocked", "hidden", "log")
+
+
+class Moderation:
+    """In-memory view of the moderation document, written through to it."""
+
+    def __init__(self, stored: StoredDoc) -> None:
+        self.stored = stored
+        doc = stored.doc
+        self._maps: dict[str, Map[Any]] = {name: doc.get(name, type=Map) for name in ROOTS}
+        self.withdrawn: set[str] = set(self._maps["withdrawn"].keys())
+        self.blocked: set[str] = set(self._maps["blocked"].keys())
+        self.hidden: set[str] = set(self._maps["hidden"].keys())
+        log = self._maps["log"]
+        self._log_keys = sorted(log.keys())
+        self.signatures: set[str] = set()
+        for key in self._log_keys:
+            self.signatures.add(str(json.loads(str(log[key])).get("signature", "")))
+
+    @classmethod
+    async def open(cls, store: DocStore) -> Moderation:
+        stored = await store.open_doc(DOC_ID, kind=KIND, sync_class=SyncClass.LOCAL)
+        return cls(stored)
+
+    @contextmanager
+    def change(self) -> Iterator[None]:
+        """Group several changes into one transaction (one durable write)."""
+        with self.stored.doc.transaction():
+            yield
+
+    def withdraw(self, doc_id: str, at: str, by: str) -> None:
+        self.withdrawn.add(doc_id)
+        self.hidden.discard(doc_id)
+        with self.change():
+            self._maps["withdrawn"][doc_id] = f"{at} {by}"
+            if doc_id in self._maps["hidden"]:
+                del self._maps["hidden"][doc_id]
+
+    def set_hidden(self, doc_id: str, hidden: bool, at: str) -> None:
+        target = self._maps["hidden"]
+        if hidden:
+            self.hidden.add(doc_id)
+            target[doc_id] = at
+        else:
+            self.hidden.discard(doc_id)
+            if doc_id in target:
+                del target[doc_id]
+
+    def set_blocked(self, author: str, blocked: bool, at: str) -> None:
+        target = self._maps["blocked"]
+        if blocked:
+            self.blocked.add(author)
+            target[author] = at
+        else:
+            self.blocked.discard(author)
+            if author in target:
+                del target[author]
+
+    def append_log(self, entry: dict[str, str]) -> int:
+        seq = int(self._log_keys[-1]) + 1 if self._log_keys else 1
+        key = f"{seq:012d}"
+        self._maps["log"][key] = json.dumps(entry, sort_keys=True)
+        self._log_keys.append(key)
+        self.signatures.add(entry["signature"])
+        return seq
+
+    def log(self, limit: int) -> list[dict[str, Any]]:
+        """The newest *limit* entries, newest first."""
+        log = self._maps["log"]
+        out = []
+        for key in reversed(self._log_keys[-limit:] if limit else []):
+            entry: dict[str, Any] = json.loads(str(log[key]))
+            entry["seq"] = int(key)
+            out.append(entry)
+        return out

@@ -1,0 +1,158 @@
+"""The Commons server stores in the node's DocStore: envelopes, restarts, deletion, memory."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Doc
+
+from commons_server import hub as hub_module
+from commons_server import limits as L
+from commons_server.hub import Blocked, Gone, Hub, Refused
+from commons_server.server import DB_NAME, SetupError, open_hub
+from crdt import open_store
+from crdt.commons import (
+    MODERATION_CONTEXT,
+    AuthorKey,
+    doc_from_envelopes,
+    encode_bundle,
+    make_doc_id,
+    moderation_digest,
+    verify_bundle,
+    write_item,
+)
+
+FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+AT = FROZEN.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _post(author: AuthorKey, title: str, body: str = "body") -> tuple[str, bytes]:
+    doc_id = make_doc_id("post", author.public, os.urandom(8))
+    doc: Doc[Any] = Doc()
+    write_item(doc, "post", {"title": title, "body": body, "created_at": AT})
+    return doc_id, author.envelope(doc_id, doc.get_update())
+
+
+async def _moderate(hub: Hub, op: AuthorKey, action: str, target: str) -> None:
+    fields = {"action": action, "target": target, "reason": "r", "at": AT}
+    sig = op.sign(MODERATION_CONTEXT, moderation_digest(fields))
+    await hub.moderate(action, target, "r", AT, op.public, sig)
+
+
+def _home_bytes(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+async def test_documents_and_their_envelopes_live_in_the_node_document_store(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "server"
+    alice = AuthorKey(os.urandom(32))
+    posts = [_post(alice, f"title {i}") for i in range(3)]
+    async with open_hub(home) as hub:
+        for doc_id, envelope in posts:
+            assert await hub.accept(doc_id, encode_bundle([envelope]), "t") == 1
+        # The same bundle again changes nothing.
+        assert await hub.accept(posts[0][0], encode_bundle([posts[0][1]]), "t") == 0
+    assert sorted(p.name for p in home.iterdir() if p.is_file()) == [DB_NAME, "server.key"]
+    async with open_store(home / DB_NAME, create=False) as store:
+        assert {i.doc_id for i in store.documents(kind="commons")} == {d for d, _ in posts}
+        for doc_id, envelope in posts:
+            kept = await store.envelopes(doc_id)
+            assert kept == [envelope]
+            verify_bundle(doc_id, encode_bundle(kept))  # the owner's own signature
+
+
+async def test_a_restarted_server_keeps_order_moderation_and_tombstones(tmp_path: Path) -> None:
+    home = tmp_path / "server"
+    op, alice, bob = (AuthorKey(os.urandom(32)) for _ in range(3))
+    first, second, third = (_post(alice, t) for t in ("first", "second", "third"))
+    hidden = _post(alice, "hidden")
+    withdrawn = _post(alice, "withdrawn")
+    options: dict[str, Any] = {"operator_key": op.public, "wall_clock": lambda: FROZEN}
+    async with open_hub(home, **options) as hub:
+        for doc_id, envelope in (first, second, hidden, withdrawn, third):
+            await hub.accept(doc_id, encode_bundle([envelope]), "t")
+        await _moderate(hub, op, "hide", hidden[0])
+        await _moderate(hub, op, "block", bob.public_hex)
+        await hub.withdraw(withdrawn[0], alice.withdrawal(withdrawn[0]))
+        before_threads = await hub.threads(1)
+        before_log = await hub.moderation_log()
+    assert [t["title"] for t in before_threads] == ["third", "second", "first"]
+    async with open_hub(home, **options) as hub:
+        assert await hub.threads(1) == before_threads
+        assert await hub.moderation_log() == before_log
+        assert await hub.thread(hidden[0]) is None
+        assert hub.docs[hidden[0]].hidden
+        assert withdrawn[0] not in hub.docs
+        with pytest.raises(Gone):
+            await hub.accept(withdrawn[0], encode_bundle([withdrawn[1]]), "t")
+        with pytest.raises(Blocked):
+            await hub.accept(*_bundle(_post(bob, "from bob")), "t")
+        with pytest.raises(Refused, match="replayed"):
+            await _moderate(hub, op, "hide", hidden[0])
+        # Arrival order continues after the restart.
+        fourth = _post(alice, "fourth")
+        await hub.accept(*_bundle(fourth), "t")
+        assert [t["title"] for t in await hub.threads(1)] == ["fourth", "third", "second",
+                                                               "first"]
+
+
+def _bundle(post: tuple[str, bytes]) -> tuple[str, bytes]:
+    return post[0], encode_bundle([post[1]])
+
+
+async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(tmp_path: Path) -> None:
+    home = tmp_path / "server"
+    alice = AuthorKey(os.urandom(32))
+    canary = "CANARY-half-withdrawn-41d2"
+    post = _post(alice, "title", canary)
+    async with open_hub(home) as hub:
+        await hub.accept(*_bundle(post), "t")
+        # The tombstone is written, then the process dies before the deletion.
+        hub.moderation.withdraw(post[0], AT, "owner")
+        await hub.store.wait_durable()
+    assert canary.encode() in _home_bytes(home)
+    async with open_hub(home) as hub:
+        assert post[0] not in hub.docs
+        assert hub.store.info(post[0]) is None
+    assert canary.encode() not in _home_bytes(home)
+
+
+async def test_a_database_of_an_earlier_build_is_not_silently_ignored(tmp_path: Path) -> None:
+    home = tmp_path / "server"
+    home.mkdir()
+    (home / "commons.db").write_bytes(b"SQLite format 3\x00")
+    with pytest.raises(SetupError, match="earlier development build"):
+        async with open_hub(home):
+            pass
+    assert (home / "commons.db").read_bytes() == b"SQLite format 3\x00"
+    assert not (home / DB_NAME).exists()
+
+
+async def test_memory_holds_a_bounded_number_of_documents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(L, "DOC_CACHE_ENTRIES", 2)
+    assert hub_module.L is L
+    alice = AuthorKey(os.urandom(32))
+    posts = [_post(alice, f"post {i}") for i in range(6)]
+    async with open_hub(tmp_path / "server") as hub:
+        for post in posts:
+            await hub.accept(*_bundle(post), "t")
+            assert hub.store.statistics().loaded <= 3  # two Commons docs + moderation
+        # An evicted document is loaded again when it changes.
+        doc_id = posts[0][0]
+        assert hub.store.loaded(doc_id) is None
+        doc = doc_from_envelopes([posts[0][1]])
+        before = doc.get_state()
+        write_item(doc, "post", {"title": "post 0", "body": "edited", "created_at": AT})
+        edit = alice.envelope(doc_id, doc.get_update(before))
+        await hub.accept(doc_id, encode_bundle([edit]), "t")
+        thread = await hub.thread(doc_id)
+        assert thread is not None and thread["body"] == "edited"
+        assert len(await hub.store.envelopes(doc_id)) == 2
