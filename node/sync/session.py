@@ -4,21 +4,29 @@ Theory of operation
 -------------------
 Three tasks share a session: the *reader* feeds bytes to the Connection and
 acts on its events; the *writer* is the only task that writes to the stream,
-taking already-sealed bytes from an ordered channel (so sealing order is wire
-order) and coalescing whatever is queued into one write; the *keeper* sends
-heartbeats and closes the session when the peer has been silent for
-``IDLE_TIMEOUT_S`` or the handshake took longer than ``HANDSHAKE_TIMEOUT_S``.
+taking already-sealed bytes from an ordered, bounded channel (so sealing order
+is wire order) and coalescing whatever is queued into one write; the *keeper*
+sends heartbeats and closes the session when the peer has been silent for
+``idle_timeout_s`` or the handshake took longer than ``HANDSHAKE_TIMEOUT_S``.
 
-After the handshake the session offers its catalogue (built only by
-``catalogue.offerable``, the choke point), requests what differs, answers the
-peer's requests with deltas, and from then on pushes each committed local
-change as it happens. A change that came from this peer carries this
-session's origin and is never echoed back to it; other sessions forward it.
-Updates from the peer are applied under that origin, so the store persists
-them like any change (durable before any acknowledgement to the person).
+What the session says about documents comes from its *documents*
+(:class:`~node.sync.documents.SessionDocuments`): between a person's devices
+that is :class:`~node.sync.documents.DeviceDocuments` (a DocStore and a Group,
+the default); the Commons server and a node's Commons client bring their own.
+After the handshake the session offers the documents' catalogue, requests what
+they want of the peer's, answers the peer's requests with their payloads,
+hands each received Update to them, and from then on pushes what they report
+live. The reader handles one event at a time, so the peer's frames are handled
+in the order they were sent: the HeartbeatAck the Connection returns for a
+Heartbeat is produced only after everything before it was handled, and
+:meth:`SyncSession.wait_acknowledged` turns that into "the peer has taken all
+I sent".
 
-Anything the peer sends that the protocol refuses ends the session with a
-Close; the documents keep whatever was validly applied before.
+Anything the peer sends that the protocol or the documents refuse ends the
+session with a Close, queued behind what was already sealed (the peer reads
+its reason); the documents keep whatever was validly applied before. A peer
+that reads too slowly is dropped once ``max_queued_frames`` sealed frames wait,
+never buffered without bound; a new session catches up through the catalogue.
 """
 
 from __future__ import annotations
@@ -31,15 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from pycrdt import Doc
 
-from crdt import DocStore, DocumentError, StoredDoc, SyncClass
-from crdt.update_check import UpdateRejected, check_map_roots
+from crdt import DocStore, SyncClass
 from protocol import (
     INITIATOR,
     NEED_DATA,
     Catalogue,
-    CatalogueEntry,
     CatalogueReceived,
     CatchUpDone,
     Close,
@@ -49,19 +54,17 @@ from protocol import (
     DeltaRequest,
     HandshakeComplete,
     Heartbeat,
+    HeartbeatAck,
     LocalProtocolError,
     ProtocolError,
-    RemoteProtocolError,
     Role,
-    StateVector,
     StateVectorReceived,
     Update,
-    state_vector_digest,
 )
 from protocol.limits import HANDSHAKE_TIMEOUT_S, HEARTBEAT_INTERVAL_S, IDLE_TIMEOUT_S
 
 from ..identity import device_id_for
-from .catalogue import acceptable, kind_for, offerable
+from .documents import ArrivalHook, DeviceDocuments, SessionDocuments
 from .group import Group
 
 log = logging.getLogger("mirror.sync")
@@ -69,7 +72,7 @@ log = logging.getLogger("mirror.sync")
 READ_BYTES = 256 * 1024
 MAX_QUEUED_WRITES = 100_000  # sealed frames waiting for the writer; beyond: resync instead
 WRITE_TIMEOUT_S = 30.0
-_EMPTY_STATE_VECTOR = Doc().get_state()
+CLOSE_GRACE_S = 1.0  # for the writer to deliver a Close after an error
 _session_numbers = itertools.count(1)
 
 
@@ -93,48 +96,65 @@ class SessionStatistics:
     docs_received: set[str] = field(default_factory=set)
 
 
-ArrivalHook = Callable[["SyncSession", StoredDoc], None]
-
-
 class SyncSession:
-    """Drive one session until the peer leaves, misbehaves or goes silent."""
+    """Drive one session until the peer leaves, misbehaves or goes silent.
+
+    ``SyncSession(store, group, stream, role)`` syncs a person's devices
+    (:class:`~node.sync.documents.DeviceDocuments` of *classes* at *epoch*,
+    calling *on_update* after each applied update). Any other document side
+    passes ``documents=`` instead, with *store* and *group* None.
+    """
 
     def __init__(
         self,
-        store: DocStore,
-        group: Group,
+        store: DocStore | None,
+        group: Group | None,
         stream: trio.abc.Stream,
         role: Role,
         *,
+        documents: SessionDocuments | None = None,
         address: str = "",
         classes: Iterable[SyncClass] = (SyncClass.DEVICES,),
         on_update: ArrivalHook | None = None,
         rng: Callable[[int], bytes] = os.urandom,
         epoch: int | None = None,
+        max_queued_frames: int = MAX_QUEUED_WRITES,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
-        self.store = store
-        self.group = group
+        if documents is None:
+            if store is None or group is None:
+                raise TypeError("a session needs a store and a group, or documents=")
+            documents = DeviceDocuments(
+                store, group, classes=classes, epoch=epoch, on_update=on_update
+            )
+        self.documents = documents
         self.stream = stream
         self.role = role
-        self.classes = tuple(SyncClass(c) for c in classes)
         self.conn = Connection(
             role,
-            group.credentials(epoch),
+            documents.credentials(),
             rng,
-            shareable=[c.value for c in self.classes],
+            shareable=documents.shareable,
+            max_frame_bytes=documents.max_frame_bytes,
         )
         # A unique origin per session: pycrdt reports hash(origin) to observers.
         self.origin = f"mirror.sync:{next(_session_numbers)}:{os.urandom(4).hex()}"
-        self._origin_source = str(hash(self.origin))
+        self.idle_timeout_s = idle_timeout_s
         self.stats = SessionStatistics(address=address)
         self.peer_key: bytes | None = None
+        self.peer_close: Close | None = None
+        """The Close the peer sent, if it sent one (its code and reason)."""
         self.handshake_done = trio.Event()
         self.caught_up = trio.Event()
-        self._on_update = on_update
-        self._send, self._receive = trio.open_memory_channel[bytes](MAX_QUEUED_WRITES)
+        self._send, self._receive = trio.open_memory_channel[bytes](max_queued_frames)
         self._heartbeats = itertools.count(1)
+        self._ack_waiters: dict[int, trio.Event] = {}
+        self._acked: set[int] = set()
+        self._writer_done = trio.Event()
+        self._scope: trio.CancelScope | None = None
         self._overflow = False
         self._closing = False
+        self._finished = False
         self._ended_by: str | None = None
         self._failure: BaseException | None = None
 
@@ -147,16 +167,19 @@ class SyncSession:
     async def run(self) -> None:
         """Run the session to its end; raises SessionError if it ended abnormally."""
         self.stats.connected_at = self.stats.last_received_at = trio.current_time()
-        self.store.add_listener(self._on_local_change)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guard, self._writer, nursery.cancel_scope)
-                nursery.start_soon(self._guard, self._keeper, nursery.cancel_scope)
-                self._flush()
-                await self._guard(self._reader, nursery.cancel_scope)
-                nursery.cancel_scope.cancel()
+            with self.documents.live(self):
+                async with trio.open_nursery() as nursery:
+                    self._scope = nursery.cancel_scope
+                    nursery.start_soon(self._guard, self._writer, nursery.cancel_scope)
+                    nursery.start_soon(self._guard, self._keeper, nursery.cancel_scope)
+                    self._flush()
+                    await self._guard(self._reader, nursery.cancel_scope)
+                    nursery.cancel_scope.cancel()
         finally:
-            self.store.remove_listener(self._on_local_change)
+            self._finished = True
+            for waiter in self._ack_waiters.values():
+                waiter.set()
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
         if isinstance(self._failure, ProtocolError):
@@ -176,14 +199,14 @@ class SyncSession:
             await task(scope)
         except ProtocolError as exc:
             self._failure = self._failure or exc
-            await self._send_close(exc.close_code, exc)
+            await self._close_after(exc)
             scope.cancel()
         except (SessionError, trio.BrokenResourceError, trio.ClosedResourceError,
                 trio.TooSlowError, OSError) as exc:
             self._failure = self._failure or exc
             scope.cancel()
 
-    def close_soon(self, reason: str = "") -> None:
+    def close_soon(self, reason: str = "", code: CloseCode = CloseCode.GOING_AWAY) -> None:
         """Ask the session to end cleanly (Close, then end of stream)."""
         if self._closing or self.conn.our_state.value in {"handshake", "closed", "error"}:
             self._closing = True
@@ -191,20 +214,48 @@ class SyncSession:
             return
         self._closing = True
         try:
-            self._queue(self.conn.send(Close(CloseCode.GOING_AWAY, reason[:200])))
+            self._queue(self.conn.send(Close(int(code), reason[:200])))
         except ProtocolError:
             pass
         self._send.close()
 
     def push(self, message: Update) -> None:
-        """Send *message* now (a whole document that appeared meanwhile)."""
+        """Send *message* now (a live change, or a whole document that appeared meanwhile).
+
+        Nothing is sent before the handshake (the catalogue will carry it) nor
+        once the session is closing.
+        """
         if not self.handshake_done.is_set() or self._closing:
+            return
+        if self.conn.our_state.value in {"closed", "error"}:
             return
         try:
             self._queue(self.conn.send(message))
             self.stats.updates_out += 1
         except LocalProtocolError as exc:
             log.warning("update for %s not sent: %s", message.doc_id, exc)
+
+    async def wait_acknowledged(self) -> bool:
+        """Send a Heartbeat and wait for the peer's HeartbeatAck.
+
+        A peer handles frames in order, so the answer means it has handled
+        everything this session sent before. False if the session cannot send
+        now or ended first.
+        """
+        if self._finished or self._closing or not self.handshake_done.is_set():
+            return False
+        counter = next(self._heartbeats)
+        try:
+            data = self.conn.send(Heartbeat(counter))
+        except LocalProtocolError:
+            return False
+        waiter = self._ack_waiters[counter] = trio.Event()
+        self._queue(data)
+        try:
+            await waiter.wait()
+        finally:
+            self._ack_waiters.pop(counter, None)
+        return counter in self._acked
 
     def pending(self) -> int:
         """Sealed frames waiting to be written."""
@@ -226,6 +277,9 @@ class SyncSession:
                 if event is NEED_DATA:
                     break
                 self.stats.frames_in += 1
+                self.documents.observe(event)
+                if isinstance(event, Close):
+                    self.peer_close = event
                 if isinstance(event, ConnectionClosed | Close):
                     return
                 await self._handle(event)
@@ -234,95 +288,32 @@ class SyncSession:
                 return
 
     async def _handle(self, event: Any) -> None:
+        documents = self.documents
         if isinstance(event, HandshakeComplete):
             self.peer_key = event.peer_device_key
             self.stats.peer_device_id = self.peer_device_id
             self.handshake_done.set()
-            self._queue(self.conn.send(Catalogue(tuple(await self._catalogue()))))
+            self._queue(self.conn.send(Catalogue(tuple(await documents.catalogue()))))
         elif isinstance(event, CatalogueReceived):
-            items = []
-            for doc_id in event.differing:
-                entry = next(e for e in event.entries if e.doc_id == doc_id)
-                if not acceptable(doc_id, entry.sync_class, self.store, self.classes):
-                    continue
-                stored = self.store.loaded(doc_id)
-                sv = stored.doc.get_state() if stored else _EMPTY_STATE_VECTOR
-                items.append(StateVector(doc_id, entry.sync_class, sv))
-            self._queue(self.conn.send(DeltaRequest(tuple(items))))
+            self._queue(self.conn.send(DeltaRequest(tuple(await documents.wanted(event)))))
         elif isinstance(event, StateVectorReceived):
-            stored = self.store.loaded(event.doc_id)
-            if stored is None:
-                stored = await self.store.open_doc(event.doc_id, kind=kind_for(event.doc_id))
-            try:
-                delta = stored.doc.get_update(event.state_vector)
-            except ValueError:
-                raise RemoteProtocolError(f"unusable state vector for {event.doc_id!r}") from None
-            self._queue(self.conn.send(Update(event.doc_id, event.sync_class, delta)))
+            payload = await documents.answer(event)
+            self._queue(self.conn.send(Update(event.doc_id, event.sync_class, payload)))
             self.stats.updates_out += 1
         elif isinstance(event, Update):
-            await self._apply(event)
+            if await documents.apply(self, event):
+                self.stats.updates_in += 1
+                self.stats.docs_received.add(event.doc_id)
+        elif isinstance(event, HeartbeatAck):
+            waiter = self._ack_waiters.get(event.counter)
+            if waiter is not None:
+                self._acked.add(event.counter)
+                waiter.set()
         elif isinstance(event, CatchUpDone):
             self.stats.caught_up_at = trio.current_time()
             self.caught_up.set()
 
-    async def _apply(self, message: Update) -> None:
-        if not acceptable(message.doc_id, message.sync_class, self.store, self.classes):
-            log.info("ignored an update for %s: not shared here", message.doc_id)
-            return
-        stored = self.store.loaded(message.doc_id)
-        if stored is None:
-            try:
-                stored = await self.store.open_doc(
-                    message.doc_id,
-                    kind=kind_for(message.doc_id),
-                    sync_class=SyncClass(message.sync_class),
-                )
-            except DocumentError as exc:
-                log.warning("ignored an update for %s: %s", message.doc_id, exc)
-                return
-        self.store.ensure_writable()
-        try:
-            check_map_roots(message.update)  # pycrdt trap 11: no non-map roots from peers
-            with stored.doc.transaction(origin=self.origin):
-                stored.doc.apply_update(message.update)
-        except UpdateRejected as exc:
-            raise RemoteProtocolError(f"refused an update for {message.doc_id!r}: {exc}") from None
-        except ValueError:
-            raise RemoteProtocolError(f"undecodable update for {message.doc_id!r}") from None
-        self.stats.updates_in += 1
-        self.stats.docs_received.add(message.doc_id)
-        if stored.doc_id == self.group.stored.doc_id:
-            self.group.refresh()
-        if self._on_update is not None:
-            self._on_update(self, stored)
-
-    async def _catalogue(self) -> list[CatalogueEntry]:
-        entries = []
-        for info in offerable(self.store, self.classes):
-            stored = self.store.loaded(info.doc_id) or await self.store.open_doc(
-                info.doc_id, kind=info.kind, create=False
-            )
-            digest = state_vector_digest(stored.doc.get_state())
-            entries.append(CatalogueEntry(info.doc_id, info.sync_class.value, digest))
-        return entries
-
     # ------------------------------------------------------------------ writing
-
-    def _on_local_change(self, stored: StoredDoc, update: bytes, source: str) -> None:
-        """Store listener (inside pycrdt's commit: must not touch the document)."""
-        if source == self._origin_source or not self.handshake_done.is_set():
-            return  # the peer's own change, or catalogue sync will carry it
-        if self._closing or self.conn.our_state.value in {"closed", "error"}:
-            return
-        if stored.sync_class not in self.classes:
-            return
-        if not acceptable(stored.doc_id, stored.sync_class.value, self.store, self.classes):
-            return
-        try:
-            self._queue(self.conn.send(Update(stored.doc_id, stored.sync_class.value, update)))
-            self.stats.updates_out += 1
-        except LocalProtocolError as exc:
-            log.warning("live update for %s not sent: %s", stored.doc_id, exc)
 
     def _flush(self) -> None:
         data = self.conn.data_to_send()
@@ -335,28 +326,34 @@ class SyncSession:
         try:
             self._send.send_nowait(data)
         except trio.WouldBlock:
-            # The peer reads too slowly: drop the session rather than buffer without
-            # bound; a new session catches up through the catalogue.
+            # The peer reads too slowly: drop the session now rather than buffer
+            # without bound; a new session catches up through the catalogue.
             self._overflow = True
-            log.warning("session with %s fell behind; closing to resync", self.peer_device_id)
+            log.warning("session with %s fell behind; closing to resync",
+                        self.peer_device_id or self.stats.address)
             self._send.close()
+            if self._scope is not None:
+                self._scope.cancel()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the session has ended (or is ending): nothing more goes out
 
     async def _writer(self, scope: trio.CancelScope) -> None:
-        async with self._receive:
-            async for first in self._receive:
-                chunks = [first]
-                while len(chunks) < 1024:
-                    try:
-                        chunks.append(self._receive.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                data = b"".join(chunks)
-                with trio.fail_after(WRITE_TIMEOUT_S):
-                    await self.stream.send_all(data)
-                self.stats.bytes_out += len(data)
-                self.stats.frames_out += len(chunks)
+        try:
+            async with self._receive:
+                async for first in self._receive:
+                    chunks = [first]
+                    while len(chunks) < 1024:
+                        try:
+                            chunks.append(self._receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    data = b"".join(chunks)
+                    with trio.fail_after(WRITE_TIMEOUT_S):
+                        await self.stream.send_all(data)
+                    self.stats.bytes_out += len(data)
+                    self.stats.frames_out += len(chunks)
+        finally:
+            self._writer_done.set()
         if self._overflow:
             raise SessionError("peer too slow: send queue full")
         if isinstance(self.stream, trio.abc.HalfCloseableStream):
@@ -376,7 +373,7 @@ class SyncSession:
         while True:
             await trio.sleep(HEARTBEAT_INTERVAL_S)
             silent = trio.current_time() - self.stats.last_received_at
-            if silent > IDLE_TIMEOUT_S:
+            if silent > self.idle_timeout_s:
                 self._ended_by = f"peer silent for {silent:.0f} s"
                 self.close_soon("idle")
                 scope.cancel()
@@ -389,16 +386,20 @@ class SyncSession:
                 scope.cancel()
                 return
 
-    async def _send_close(self, code: int | None, exc: BaseException) -> None:
+    async def _close_after(self, exc: ProtocolError) -> None:
+        """Queue a Close saying why, behind what is sealed already; give the writer a moment."""
+        if self._closing or self._overflow:
+            return
         try:
-            data = self.conn.send(Close(int(code or CloseCode.PROTOCOL_ERROR), str(exc)[:200]))
+            data = self.conn.send(Close(int(exc.close_code or CloseCode.PROTOCOL_ERROR),
+                                        str(exc)[:200]))
         except ProtocolError:
             return
-        with trio.move_on_after(1):
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+        self._closing = True
+        self._queue(data)
+        self._send.close()
+        with trio.move_on_after(CLOSE_GRACE_S):
+            await self._writer_done.wait()
 
 
 __all__ = ["INITIATOR", "SessionError", "SessionStatistics", "SyncSession"]

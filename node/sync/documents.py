@@ -1,0 +1,225 @@
+"""The document side of a sync session, and the one for a person's devices.
+
+A :class:`~node.sync.session.SyncSession` owns the I/O of a session: the
+Connection, the reader, writer and keeper tasks, the order of frames, the
+deadlines and the bounded send queue. What the session says about documents
+comes from its :class:`SessionDocuments`: which credentials it presents, what
+its catalogue offers, which of the peer's documents it asks for and with what
+state vector, what it answers a state vector with, what it does with an Update,
+and which local changes it pushes live. Three implement it:
+
+- :class:`DeviceDocuments` (here): a DocStore and a Group, between the devices
+  of one person — the default of ``SyncSession(store, group, ...)``;
+- ``node.commons.CommonsSync``: a node's Commons client (its own documents only,
+  signed by their owner; every received envelope verified);
+- ``commons_server.hub_documents.HubDocuments``: the Commons server's hub.
+
+Every hook runs on the session's reader task, one event at a time, so a peer's
+frames are handled in the order they were sent: a HeartbeatAck a peer returns
+proves that everything before the Heartbeat was handled (applied or refused).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Protocol
+
+from pycrdt import Doc
+
+from crdt import DocStore, DocumentError, StoredDoc, SyncClass
+from crdt.update_check import UpdateRejected, check_map_roots
+from protocol import (
+    CatalogueEntry,
+    CatalogueReceived,
+    Credentials,
+    Event,
+    RemoteProtocolError,
+    StateVector,
+    StateVectorReceived,
+    Update,
+    state_vector_digest,
+)
+from protocol.limits import MAX_FRAME_BYTES
+
+from .catalogue import acceptable, kind_for, offerable
+from .group import Group
+
+if TYPE_CHECKING:
+    from .session import SyncSession
+
+log = logging.getLogger("mirror.sync")
+
+EMPTY_STATE_VECTOR = Doc().get_state()
+
+ArrivalHook = Callable[["SyncSession", StoredDoc], None]
+"""Called after a peer's update to *stored* was applied (device sessions)."""
+
+
+class SessionDocuments(Protocol):
+    """What a session offers, asks for, answers and accepts.
+
+    A hook that refuses what the peer sent raises a
+    :class:`~protocol.ProtocolError`; the session then sends a Close with the
+    error's ``close_code`` and its message as the reason (a person may read it:
+    one line), and ends.
+    """
+
+    @property
+    def shareable(self) -> tuple[str, ...]:
+        """The sync classes this session carries (never ``local``)."""
+        ...
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame the Connection accepts from the peer."""
+        ...
+
+    def credentials(self) -> Credentials:
+        """What this side presents in the handshake (called once)."""
+        ...
+
+    async def catalogue(self) -> list[CatalogueEntry]:
+        """The documents this side offers after the handshake."""
+        ...
+
+    async def wanted(self, offered: CatalogueReceived) -> list[StateVector]:
+        """Which of the peer's differing documents to request, each with our state vector."""
+        ...
+
+    async def answer(self, request: StateVectorReceived) -> bytes:
+        """The Update payload for a document the peer asked for."""
+        ...
+
+    async def apply(self, session: SyncSession, message: Update) -> bool:
+        """Take an Update from the peer; False if it was ignored (not counted)."""
+        ...
+
+    def live(self, session: SyncSession) -> AbstractContextManager[None]:
+        """While the session runs: push live changes with ``session.push(Update(...))``."""
+        ...
+
+    def observe(self, event: Event) -> None:
+        """See every event the peer's bytes produced, before it is handled."""
+        ...
+
+
+class DeviceDocuments:
+    """A person's documents of *classes* in *store*, between devices of *group*.
+
+    Offers only what :func:`~node.sync.catalogue.offerable` lists (the choke
+    point), accepts only what :func:`~node.sync.catalogue.acceptable` allows,
+    applies peer updates under the session's origin (so they persist like any
+    change and are never echoed back to that peer), and pushes each committed
+    local change of a shared class live.
+    """
+
+    def __init__(
+        self,
+        store: DocStore,
+        group: Group,
+        *,
+        classes: Iterable[SyncClass] = (SyncClass.DEVICES,),
+        epoch: int | None = None,
+        on_update: ArrivalHook | None = None,
+    ) -> None:
+        self.store = store
+        self.group = group
+        self.classes = tuple(SyncClass(c) for c in classes)
+        self.shareable = tuple(c.value for c in self.classes)
+        self.max_frame_bytes = MAX_FRAME_BYTES
+        self.epoch = epoch
+        self._on_update = on_update
+
+    def credentials(self) -> Credentials:
+        return self.group.credentials(self.epoch)
+
+    async def catalogue(self) -> list[CatalogueEntry]:
+        entries = []
+        for info in offerable(self.store, self.classes):
+            stored = self.store.loaded(info.doc_id) or await self.store.open_doc(
+                info.doc_id, kind=info.kind, create=False
+            )
+            digest = state_vector_digest(stored.doc.get_state())
+            entries.append(CatalogueEntry(info.doc_id, info.sync_class.value, digest))
+        return entries
+
+    async def wanted(self, offered: CatalogueReceived) -> list[StateVector]:
+        entries = {e.doc_id: e for e in offered.entries}
+        items = []
+        for doc_id in offered.differing:
+            entry = entries[doc_id]
+            if not acceptable(doc_id, entry.sync_class, self.store, self.classes):
+                continue
+            stored = self.store.loaded(doc_id)
+            sv = stored.doc.get_state() if stored else EMPTY_STATE_VECTOR
+            items.append(StateVector(doc_id, entry.sync_class, sv))
+        return items
+
+    async def answer(self, request: StateVectorReceived) -> bytes:
+        stored = self.store.loaded(request.doc_id)
+        if stored is None:
+            stored = await self.store.open_doc(request.doc_id, kind=kind_for(request.doc_id))
+        try:
+            return stored.doc.get_update(request.state_vector)
+        except ValueError:
+            raise RemoteProtocolError(f"unusable state vector for {request.doc_id!r}") from None
+
+    async def apply(self, session: SyncSession, message: Update) -> bool:
+        if not acceptable(message.doc_id, message.sync_class, self.store, self.classes):
+            log.info("ignored an update for %s: not shared here", message.doc_id)
+            return False
+        stored = self.store.loaded(message.doc_id)
+        if stored is None:
+            try:
+                stored = await self.store.open_doc(
+                    message.doc_id,
+                    kind=kind_for(message.doc_id),
+                    sync_class=SyncClass(message.sync_class),
+                )
+            except DocumentError as exc:
+                log.warning("ignored an update for %s: %s", message.doc_id, exc)
+                return False
+        self.store.ensure_writable()
+        try:
+            check_map_roots(message.update)  # pycrdt trap 11: no non-map roots from peers
+            with stored.doc.transaction(origin=session.origin):
+                stored.doc.apply_update(message.update)
+        except UpdateRejected as exc:
+            raise RemoteProtocolError(f"refused an update for {message.doc_id!r}: {exc}") from None
+        except ValueError:
+            raise RemoteProtocolError(f"undecodable update for {message.doc_id!r}") from None
+        if stored.doc_id == self.group.stored.doc_id:
+            self.group.refresh()
+        if self._on_update is not None:
+            self._on_update(session, stored)
+        return True
+
+    @contextmanager
+    def live(self, session: SyncSession) -> Iterator[None]:
+        # pycrdt reports str(hash(origin)) to listeners: that is how the peer's own
+        # changes are recognised and not echoed back to it.
+        own_source = str(hash(session.origin))
+
+        def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
+            # Inside pycrdt's commit: must not touch the document.
+            if source == own_source or not session.handshake_done.is_set():
+                return  # the peer's own change, or catalogue sync will carry it
+            if stored.sync_class not in self.classes:
+                return
+            if not acceptable(stored.doc_id, stored.sync_class.value, self.store, self.classes):
+                return
+            session.push(Update(stored.doc_id, stored.sync_class.value, update))
+
+        self.store.add_listener(on_change)
+        try:
+            yield
+        finally:
+            self.store.remove_listener(on_change)
+
+    def observe(self, event: Event) -> None:
+        pass
+
+
+__all__ = ["EMPTY_STATE_VECTOR", "ArrivalHook", "DeviceDocuments", "SessionDocuments"]
