@@ -1,7 +1,8 @@
 """The Commons server: a node in a server role hosting public, author-signed documents.
 
 - :mod:`commons_server.hub` — what is accepted, kept, deleted and shown.
-- :mod:`commons_server.session` — the sync protocol over a WebSocket.
+- :mod:`commons_server.hub_documents` — a protocol session: the node's SyncSession
+  with the hub as its documents, over :mod:`commons_server.websocket`.
 - :mod:`commons_server.app` — the ASGI app: protocol, web view, JSON API.
 - :mod:`commons_server.index` — what the documents say, indexed in memory for pages.
 - :mod:`commons_server.moderation` — tombstones, blocks, hides and the public log,

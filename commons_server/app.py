@@ -28,12 +28,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+import trio
+
 from crdt.commons import CommonsError
+from node.sync.session import SessionError, SyncSession
 
 from . import limits as L
 from . import web
 from .hub import Hub, Refused
-from .session import CommonsSession
+from .hub_documents import hub_session
+from .websocket import AsgiWebSocketStream
 
 log = logging.getLogger("mirror.commons.http")
 
@@ -58,6 +62,8 @@ class HttpError(Exception):
 class CommonsApp:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.sessions: set[SyncSession] = set()
+        """Protocol sessions running now (the node's SyncSession, see hub_documents)."""
         self._sessions: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,8 +94,20 @@ class CommonsApp:
         await send({"type": "websocket.accept"})
         self._sessions[address] = self._sessions.get(address, 0) + 1
         try:
-            await CommonsSession(self.hub, address).run(receive, send)
+            stream = AsgiWebSocketStream(receive, send)
+            session = hub_session(self.hub, address, stream)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.send_messages)
+                self.sessions.add(session)
+                try:
+                    await session.run()  # closes the stream: send_messages ends with the close
+                except SessionError as exc:
+                    log.info("session from %s ended: %s", address, exc)
+                finally:
+                    self.sessions.discard(session)
         finally:
+            # Counted until the connection is gone, even if a client that stopped
+            # reading holds the last write (hypercorn does not cancel it).
             self._sessions[address] -= 1
             if not self._sessions[address]:
                 del self._sessions[address]

@@ -30,7 +30,7 @@ MAX_REASON_CHARS: Final = 500
 MODERATION_CLOCK_SKEW_S: Final = 600
 """An operator action's timestamp must be this close to the server's clock."""
 SESSION_QUEUE_MESSAGES: Final = 1024
-"""Outgoing WebSocket messages queued per session; a reader further behind is dropped."""
+"""Sealed protocol frames queued per session; a reader further behind is dropped."""
 DOC_CACHE_ENTRIES: Final = 2048
 """Materialised documents kept in memory (the rest are rebuilt from the database)."""
 SHUTDOWN_GRACE_S: Final = 5.0

@@ -22,6 +22,7 @@ class RunningServer:
     url: str
     home: Path
     scope: trio.CancelScope
+    app: CommonsApp
 
     def stop(self) -> None:
         self.scope.cancel()
@@ -30,8 +31,9 @@ class RunningServer:
 @asynccontextmanager
 async def running_commons(home: Path, **options: Any) -> AsyncIterator[RunningServer]:
     async with open_hub(home, **options) as hub, trio.open_nursery() as nursery:
-        url = await nursery.start(serve_commons, CommonsApp(hub), "127.0.0.1", 0)
-        yield RunningServer(hub, url, home, nursery.cancel_scope)
+        app = CommonsApp(hub)
+        url = await nursery.start(serve_commons, app, "127.0.0.1", 0)
+        yield RunningServer(hub, url, home, nursery.cancel_scope, app)
         nursery.cancel_scope.cancel()
 
 
