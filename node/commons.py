@@ -5,9 +5,11 @@ Theory of operation
 A person publishes by writing a Commons document (``crdt.commons``) into their
 own store, class ``commons``, owned by one of their author keys
 (``authors.json`` in the home, mode 0600; pseudonymous, never a device key).
-:func:`sync_commons` then opens one protocol session with the server over a
+:func:`sync_commons` then runs one protocol session with the server over a
 WebSocket as a *reader with no identity* (a fresh device key per session, the
-public group secret of the pinned server key), and:
+public group secret of the pinned server key). The session is the one that
+syncs a person's devices (:class:`node.sync.session.SyncSession`, initiator);
+its documents are :class:`CommonsSync`, which:
 
 * offers only documents that :func:`node.sync.catalogue.offerable` allows for
   the ``commons`` class **and** that one of this person's author keys owns
@@ -15,10 +17,13 @@ public group secret of the pinned server key), and:
   be named on this session (and the Connection refuses ``local`` again);
 * signs each delta the server asks for with the owner's key;
 * verifies every envelope it receives before applying it to its cache (a
-  forged update ends the session and nothing of it is applied);
-* finishes with a heartbeat round trip: the server handles frames in order, so
-  its HeartbeatAck means everything sent before was accepted, and a Close
-  instead carries the server's reason (rate limit, blocked, withdrawn).
+  forged update ends the session and nothing of it is applied).
+
+The exchange finishes with a heartbeat round trip after catch-up
+(``SyncSession.wait_acknowledged``): the server handles frames in order, so
+its HeartbeatAck means everything sent before was accepted, and a Close
+instead carries the server's reason (rate limit, blocked, withdrawn), shown
+as :class:`CommonsRefused`. An unreachable server is :class:`CommonsUnavailable`.
 
 Received documents stay in the store: ``mirror commons read`` works offline
 from that cache. The consent ledger (``consent/commons``, always ``local``)
@@ -31,12 +36,13 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
-from pycrdt import Doc, Map
+from pycrdt import Map
 
 from crdt import DocStore, StoredDoc, SyncClass
 from crdt.commons import (
@@ -58,20 +64,11 @@ from crdt.values import format_timestamp, utc_now
 from protocol import (
     COMMONS,
     INITIATOR,
-    NEED_DATA,
-    Catalogue,
     CatalogueEntry,
     CatalogueReceived,
-    CatchUpDone,
-    Close,
     CloseCode,
-    Connection,
-    ConnectionClosed,
     Credentials,
-    DeltaRequest,
-    HandshakeComplete,
-    Heartbeat,
-    HeartbeatAck,
+    Event,
     ProtocolError,
     RemoteProtocolError,
     StateVector,
@@ -83,6 +80,8 @@ from protocol import (
 from .errors import MirrorError
 from .files import write_private_json
 from .sync.catalogue import offerable
+from .sync.documents import EMPTY_STATE_VECTOR
+from .sync.session import SessionError, SyncSession
 
 log = logging.getLogger("mirror.commons")
 
@@ -95,6 +94,8 @@ PROTOCOL_PATH = "/v1/commons"
 SYNC_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 15.0
 MAX_WS_MESSAGE_BYTES = 2 * 1024 * 1024
+WS_CHUNK_BYTES = 256 * 1024  # largest message sent (the server takes 1 MiB and a little)
+MAX_FRAME_BYTES = 1024 * 1024  # largest protocol frame taken from the server
 _ORIGIN = "mirror.commons"
 
 
@@ -341,37 +342,74 @@ class SyncReport:
     on_server: set[str] = field(default_factory=set)
 
 
-class _WebSocketStream:
-    """The few calls the sync loop needs, over an httpx-ws session (one message per chunk)."""
+class WebSocketStream(trio.abc.Stream):
+    """Protocol bytes over an httpx-ws session: one binary message per chunk.
+
+    A disconnect, a network error or a text message ends the stream. A write
+    the server no longer takes is dropped quietly: the server is closing, and
+    its Close (with the reason the person reads) is already on its way in.
+    """
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
-        self.closing = False
+        self._pending = b""
+        self._ended = False
+        self._server_closing = False
 
-    async def send_all(self, data: bytes) -> None:
-        if data and not self.closing:
-            try:
-                await self.ws.send_bytes(data)
-            except Exception as exc:  # wsproto / httpx-ws: the server is closing
-                # Keep reading: the server's Close (with its reason) is already queued.
-                log.debug("send after the server began closing: %s", exc)
-                self.closing = True
-
-    async def receive_some(self) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
         import httpx_ws
+        import wsproto.events
 
-        try:
-            message = await self.ws.receive()
-        except (httpx_ws.WebSocketDisconnect, httpx_ws.WebSocketNetworkError):
-            return b""
-        data = getattr(message, "data", b"")
-        if not isinstance(data, bytes | bytearray):
-            return b""  # a text message has no place on a protocol session
-        return bytes(data)
+        while not self._pending:
+            if self._ended:
+                return b""
+            try:
+                message = await self.ws.receive()
+            except httpx_ws.HTTPXWSException:
+                self._ended = True
+                return b""
+            if isinstance(message, wsproto.events.BytesMessage):
+                self._pending = bytes(message.data)
+            elif isinstance(message, wsproto.events.TextMessage):
+                self._ended = True  # a text message has no place on a protocol session
+        if max_bytes is None or max_bytes >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        import httpx_ws
+        import wsproto.utilities
+
+        view = memoryview(data)
+        for start in range(0, len(view), WS_CHUNK_BYTES):
+            if self._server_closing:
+                return
+            try:
+                await self.ws.send_bytes(bytes(view[start:start + WS_CHUNK_BYTES]))
+            except (httpx_ws.HTTPXWSException, wsproto.utilities.LocalProtocolError) as exc:
+                log.debug("send after the server began closing: %s", exc)
+                self._server_closing = True
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self._ended = True  # the connection itself closes with aconnect_ws's context
+        await trio.lowlevel.checkpoint()
 
 
 class CommonsSync:
-    """One session with a Commons server, driven to completion (see the module docstring)."""
+    """The document side of a node's Commons session (a ``SessionDocuments``).
+
+    See the module docstring: offers only this person's own, not withdrawn,
+    ``commons`` documents; signs each delta the server asks for with the
+    owner's author key; verifies every received envelope before applying any.
+    """
+
+    shareable = (COMMONS,)
+    max_frame_bytes = MAX_FRAME_BYTES
 
     def __init__(self, store: DocStore, server: CommonsServer, authors: AuthorKeys,
                  withdrawn: set[str]) -> None:
@@ -379,20 +417,13 @@ class CommonsSync:
         self.server = server
         self.authors = {k.public: k for k in authors.all()}
         self.withdrawn = withdrawn
-        creds = Credentials(
+        self._credentials = Credentials(
             device_seed=os.urandom(32),  # a reader needs no identity: fresh per session
             group_secret=public_group_secret(server.server_key),
             epoch=0,
             known_devices=frozenset({server.server_key}),
         )
-        self.conn = Connection(INITIATOR, creds, os.urandom, shareable=[COMMONS],
-                               max_frame_bytes=1024 * 1024)
         self.report = SyncReport()
-        self._caught_up = False
-        self._confirmed = False
-        self.refusal = ""
-        self.sent_bytes: list[bytes] = []
-        """Every byte this session wrote (tests check no canary is in it)."""
 
     def _mine(self, doc_id: str) -> bool:
         try:
@@ -400,98 +431,60 @@ class CommonsSync:
         except CommonsError:
             return False
 
-    def catalogue(self) -> list[CatalogueEntry]:
+    def credentials(self) -> Credentials:
+        return self._credentials
+
+    async def catalogue(self) -> list[CatalogueEntry]:
         """The choke point, narrowed: commons-class documents this person owns, not withdrawn."""
         entries = []
         for info in offerable(self.store, [SyncClass.COMMONS]):
             if not self._mine(info.doc_id) or info.doc_id in self.withdrawn:
                 continue
-            stored = self.store.loaded(info.doc_id)
-            if stored is None:
-                continue
+            stored = self.store.loaded(info.doc_id) or await self.store.open_doc(
+                info.doc_id, kind=info.kind, create=False)
             entries.append(CatalogueEntry(info.doc_id, COMMONS,
                                           state_vector_digest(stored.doc.get_state())))
         return entries
 
-    async def run(self, stream: _WebSocketStream) -> SyncReport:
-        for info in offerable(self.store, [SyncClass.COMMONS]):
-            if self._mine(info.doc_id) and info.doc_id not in self.withdrawn:
-                await self.store.open_doc(info.doc_id, kind=info.kind, create=False)
-        await self._send(stream, self.conn.data_to_send())
-        while not self._confirmed:
-            data = await stream.receive_some()
-            self.conn.receive_data(data)
-            while (event := self.conn.next_event()) is not NEED_DATA:
-                if isinstance(event, ConnectionClosed):
-                    raise CommonsUnavailable("the server ended the session early")
-                if isinstance(event, Close):
-                    if event.code == CloseCode.NOT_AUTHORISED:
-                        raise CommonsRefused(f"the server refused: {event.reason}")
-                    raise CommonsRefused(f"the server closed the session: {event.reason}")
-                await self._handle(event, stream)
-            await self._send(stream, self.conn.data_to_send())
-            if not data:
-                raise CommonsUnavailable("the server closed the connection")
-        await self._send(stream, self.conn.send(Close(CloseCode.NORMAL, "done")))
-        await self.store.wait_durable()
-        return self.report
+    async def wanted(self, offered: CatalogueReceived) -> list[StateVector]:
+        self.report.on_server = {e.doc_id for e in offered.entries}
+        wanted = []
+        for doc_id in offered.differing:
+            if not is_commons_id(doc_id) or doc_id in self.withdrawn:
+                continue
+            stored = self.store.loaded(doc_id)
+            if stored is None and self.store.info(doc_id) is not None:
+                stored = await self.store.open_doc(doc_id, kind=DOC_KIND, create=False)
+            sv = stored.doc.get_state() if stored else EMPTY_STATE_VECTOR
+            wanted.append(StateVector(doc_id, COMMONS, sv))
+        return wanted
 
-    async def _send(self, stream: _WebSocketStream, data: bytes) -> None:
-        if data:
-            self.sent_bytes.append(data)
-            await stream.send_all(data)
-
-    async def _handle(self, event: object, stream: _WebSocketStream) -> None:
-        if isinstance(event, HandshakeComplete):
-            await self._send(stream, self.conn.send(Catalogue(tuple(self.catalogue()))))
-        elif isinstance(event, CatalogueReceived):
-            self.report.on_server = {e.doc_id for e in event.entries}
-            wanted = []
-            for doc_id in event.differing:
-                if not is_commons_id(doc_id) or doc_id in self.withdrawn:
-                    continue
-                stored = self.store.loaded(doc_id)
-                if stored is None and self.store.info(doc_id) is not None:
-                    stored = await self.store.open_doc(doc_id, kind=DOC_KIND, create=False)
-                sv = stored.doc.get_state() if stored else _EMPTY_SV
-                wanted.append(StateVector(doc_id, COMMONS, sv))
-            await self._send(stream, self.conn.send(DeltaRequest(tuple(wanted))))
-        elif isinstance(event, StateVectorReceived):
-            await self._answer(event, stream)
-        elif isinstance(event, Update):
-            await self._apply(event)
-        elif isinstance(event, CatchUpDone):
-            self._caught_up = True
-            await self._send(stream, self.conn.send(Heartbeat(1)))
-        elif isinstance(event, HeartbeatAck) and self._caught_up:
-            self._confirmed = True
-
-    async def _answer(self, event: StateVectorReceived, stream: _WebSocketStream) -> None:
-        author = self.authors.get(parse_doc_id(event.doc_id).owner)
-        stored = self.store.loaded(event.doc_id)
+    async def answer(self, request: StateVectorReceived) -> bytes:
+        author = self.authors.get(parse_doc_id(request.doc_id).owner)
+        stored = self.store.loaded(request.doc_id)
         if author is None or stored is None:  # never offered: the Connection refuses anyway
-            raise RemoteProtocolError(f"server asked for {event.doc_id}, which we did not offer")
+            raise RemoteProtocolError(
+                f"server asked for {request.doc_id}, which we did not offer")
         try:
-            delta = stored.doc.get_update(event.state_vector)
+            delta = stored.doc.get_update(request.state_vector)
         except ValueError:
             raise RemoteProtocolError("unusable state vector from the server") from None
-        bundle = encode_bundle([author.envelope(event.doc_id, delta)])
-        await self._send(stream, self.conn.send(Update(event.doc_id, COMMONS, bundle)))
-        self.report.sent.append(event.doc_id)
+        self.report.sent.append(request.doc_id)
+        return encode_bundle([author.envelope(request.doc_id, delta)])
 
-    async def _apply(self, message: Update) -> None:
+    async def apply(self, session: SyncSession, message: Update) -> bool:
         if self._mine(message.doc_id) and message.doc_id in self.withdrawn:
-            return
+            return False
         try:
             envelopes = verify_bundle(message.doc_id, message.update)
         except CommonsError as exc:
             raise RemoteProtocolError(f"refused an update for {message.doc_id}: {exc}") from None
         if not envelopes:
-            return
+            return False
         stored = await self.store.open_doc(message.doc_id, kind=DOC_KIND,
                                            sync_class=SyncClass.COMMONS)
         if stored.sync_class is not SyncClass.COMMONS:
-            return  # this node keeps a document of that id in another class: never merge
+            return False  # this node keeps a document of that id in another class: never merge
         self.store.ensure_writable()
         for env in envelopes:
             try:
@@ -499,9 +492,55 @@ class CommonsSync:
             except CommonsError as exc:
                 raise RemoteProtocolError(str(exc)) from None
         self.report.received.append(message.doc_id)
+        return True
+
+    def live(self, session: SyncSession) -> AbstractContextManager[None]:
+        return nullcontext()  # one exchange, then the session ends: nothing is pushed live
+
+    def observe(self, event: Event) -> None:
+        pass
 
 
-_EMPTY_SV = Doc().get_state()
+async def _exchange(session: SyncSession) -> tuple[bool, SessionError | None]:
+    """Run *session* until the server confirmed all we sent, then close it.
+
+    Confirmed means: caught up, then a heartbeat round trip — the server
+    handles frames in order, so its HeartbeatAck says every update sent before
+    was accepted. Returns (confirmed, how the session failed if it did).
+    """
+    confirmed = False
+    failure: SessionError | None = None
+
+    async def confirm() -> None:
+        nonlocal confirmed
+        await session.caught_up.wait()
+        if await session.wait_acknowledged():
+            confirmed = True
+            session.close_soon("done", CloseCode.NORMAL)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(confirm)
+        try:
+            await session.run()
+        except SessionError as exc:
+            failure = exc
+        nursery.cancel_scope.cancel()
+    return confirmed, failure
+
+
+def _outcome(session: SyncSession, confirmed: bool, failure: SessionError | None,
+             url: str) -> None:
+    """Raise what the person should read if the exchange did not succeed."""
+    close = session.peer_close
+    if close is not None and not confirmed:
+        if close.code == CloseCode.NOT_AUTHORISED:
+            raise CommonsRefused(f"the server refused: {close.reason}")
+        raise CommonsRefused(f"the server closed the session: {close.reason}")
+    if failure is not None and isinstance(failure.__cause__, ProtocolError):
+        raise CommonsRefused(f"session with {url} failed: {failure.__cause__}")
+    if not confirmed:
+        reason = f" ({failure})" if failure is not None else ""
+        raise CommonsUnavailable(f"{url} ended the session early{reason}")
 
 
 async def sync_commons(
@@ -511,28 +550,24 @@ async def sync_commons(
     import httpx
     import httpx_ws
 
-    sync = CommonsSync(store, server, authors, withdrawn)
+    documents = CommonsSync(store, server, authors, withdrawn)
     try:
         with trio.fail_after(SYNC_TIMEOUT_S):
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
                 connecting: Any = httpx_ws.aconnect_ws(
                     server.ws_url, client, max_message_size_bytes=MAX_WS_MESSAGE_BYTES,
                     keepalive_ping_interval_seconds=None)
-                failure: BaseException | None = None
                 async with connecting as ws:
                     # Errors are carried out of httpx-ws's task group by hand: raised
                     # inside it they would arrive wrapped in an ExceptionGroup.
-                    try:
-                        report = await sync.run(_WebSocketStream(ws))
-                    except (MirrorError, ProtocolError) as exc:
-                        failure = exc
-                if failure is not None:
-                    raise failure
-                return report
+                    session = SyncSession(None, None, WebSocketStream(ws), INITIATOR,
+                                          documents=documents)
+                    confirmed, failure = await _exchange(session)
     except trio.TooSlowError:
         raise CommonsUnavailable(f"{server.url} did not answer in time") from None
     except (httpx.HTTPError, httpx_ws.WebSocketUpgradeError, httpx_ws.WebSocketNetworkError,
             OSError) as exc:
         raise CommonsUnavailable(f"cannot reach {server.url} ({type(exc).__name__})") from None
-    except ProtocolError as exc:
-        raise CommonsRefused(f"session with {server.url} failed: {exc}") from None
+    _outcome(session, confirmed, failure, server.url)
+    await store.wait_durable()
+    return documents.report

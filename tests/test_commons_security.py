@@ -82,16 +82,15 @@ async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
 
         class Forging(node_commons.CommonsSync):
-            def catalogue(self) -> list[Any]:
+            """Offers Alice's id and answers with an envelope Mallory signed."""
+
+            async def catalogue(self) -> list[Any]:
                 from protocol import COMMONS, CatalogueEntry
 
                 return [CatalogueEntry(doc_id, COMMONS, bytes(32))]
 
-            async def _answer(self, event: Any, stream: Any) -> None:
-                from protocol import COMMONS, Update
-
-                bundle = _forged_bundle(doc_id, alice, forger, "Alice says X")
-                await self._send(stream, self.conn.send(Update(doc_id, COMMONS, bundle)))
+            async def answer(self, request: Any) -> bytes:
+                return _forged_bundle(doc_id, alice, forger, "Alice says X")
 
         original = node_commons.CommonsSync
         node_commons.CommonsSync = Forging  # type: ignore[misc]
