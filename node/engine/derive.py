@@ -7,6 +7,12 @@ with the same code. Order-independent: first/last seen are min/max, a
 tension's episodes are counted from its weekly buckets, so reflections
 written with an earlier date (``mirror reflect --at``) fold in correctly.
 
+Local: a record depends only on the extractions that contribute to it
+(:class:`Touched` names those records). So when a reflection is deleted or
+edited, ``derive_all(..., only=Touched.of(old))`` over the extractions that
+meet those records gives exactly what deriving the whole journal again would
+give for them, and nothing else has to change.
+
 Status of a tension, relative to the newest reflection (``as_of``):
 
 * ``resolved`` — not seen for more than ``RESOLVED_AFTER_DAYS``
@@ -17,9 +23,10 @@ Status of a tension, relative to the newest reflection (``as_of``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -99,11 +106,12 @@ def fold_node(record: Mapping[str, Any] | None, item: Item, at: str) -> dict[str
 
 
 def edges_of(x: Extraction) -> list[tuple[str, str]]:
-    ids = [i.node_id for i in x.items if i.kind in EDGE_KINDS]
+    """Pairs of *x*'s findings of different kinds, in order, at most the cap."""
+    found = [(i.kind, i.node_id) for i in x.items if i.kind in EDGE_KINDS]
     pairs: list[tuple[str, str]] = []
-    for k, a in enumerate(ids):
-        for b in ids[k + 1 :]:
-            if a.split(":", 1)[0] != b.split(":", 1)[0]:
+    for k, (kind_a, a) in enumerate(found):
+        for kind_b, b in found[k + 1 :]:
+            if kind_a != kind_b:
                 pairs.append((a, b))
                 if len(pairs) >= MAX_EDGES_PER_REFLECTION:
                     return pairs
@@ -164,6 +172,65 @@ def fold_pattern(
 RECURRING_KINDS = ("theme", "emotion", "person", "value", "belief")
 
 
+@dataclass(frozen=True)
+class Touched:
+    """Keys of derived records, by root: those an extraction contributes to."""
+
+    nodes: frozenset[str] = frozenset()
+    edges: frozenset[str] = frozenset()
+    tensions: frozenset[str] = frozenset()
+    recurring: frozenset[str] = frozenset()
+    loops: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, x: Extraction) -> Touched:
+        return cls(
+            nodes=frozenset(i.node_id for i in x.items),
+            edges=frozenset(edge_key(a, b) for a, b in edges_of(x)),
+            tensions=frozenset(i.key for i in x.items if i.kind == "tension"),
+            recurring=frozenset(i.node_id for i in x.items if i.kind in RECURRING_KINDS),
+            loops=frozenset(lp.key for lp in x.loops),
+        )
+
+    def __or__(self, other: Touched) -> Touched:
+        return Touched(
+            self.nodes | other.nodes,
+            self.edges | other.edges,
+            self.tensions | other.tensions,
+            self.recurring | other.recurring,
+            self.loops | other.loops,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes or self.edges or self.tensions or self.recurring or self.loops)
+
+    @cached_property
+    def _findings(self) -> frozenset[str]:
+        """Node ids of every finding that contributes to one of these records."""
+        ends = (end for key in self.edges for end in key.split("|", 1))
+        tensions = (f"tension:{key}" for key in self.tensions)
+        return self.nodes | self.recurring | frozenset(ends) | frozenset(tensions)
+
+    def meets(self, x: Extraction) -> bool:
+        """Whether *x* may contribute to any of these records (never a miss; folding
+        with ``only`` leaves out what a false hit would add)."""
+        found = self._findings
+        return any(i.node_id in found for i in x.items) or any(
+            lp.key in self.loops for lp in x.loops
+        )
+
+
+def cites(evidence: Any, rids: Set[str]) -> bool:
+    """Whether a record's *evidence* quotes one of *rids* (an edge's lists bare ids)."""
+    if not isinstance(evidence, list):
+        return False
+    for e in evidence:
+        rid = e.get("rid") if isinstance(e, dict) else e
+        if isinstance(rid, str) and rid in rids:
+            return True
+    return False
+
+
 @dataclass
 class Fold:
     """What one extraction changes: (root, key) → new record, given the old ones."""
@@ -187,34 +254,37 @@ def fold(
     recurring: Lookup,
     loop: Lookup,
     graph: bool = True,
+    only: Touched | None = None,
 ) -> Fold:
     """The records *x* updates; each lookup returns the current record or None.
-    Without *graph*, graph nodes and edges are left out (patterns and tensions only)."""
+    Without *graph*, graph nodes and edges are left out (patterns and tensions only);
+    with *only*, every record but those is left out."""
     at = format_timestamp(x.created_at)
     week = week_of(x.created_at)
     out = Fold()
     for item in x.items:
-        if graph:
-            out.graph_nodes[item.node_id] = fold_node(node(item.node_id), item, at)
-        if item.kind == "tension":
+        nid = item.node_id
+        if graph and (only is None or nid in only.nodes):
+            out.graph_nodes[nid] = fold_node(node(nid), item, at)
+        if item.kind == "tension" and (only is None or item.key in only.tensions):
             out.tensions[item.key] = fold_tension(tension(item.key), item, at, week)
-        if item.kind in RECURRING_KINDS:
+        if item.kind in RECURRING_KINDS and (only is None or nid in only.recurring):
             fields = {"kind": item.kind, "key": item.key, "label": item.label}
-            out.recurring[item.node_id] = fold_pattern(
-                recurring(item.node_id), fields, item.evidence, at
-            )
-    for a, b in edges_of(x) if graph else ():
+            out.recurring[nid] = fold_pattern(recurring(nid), fields, item.evidence, at)
+    for a, b in edges_of(x) if graph and (only is None or only.edges) else ():
         key = edge_key(a, b)
-        out.graph_edges[key] = fold_edge(edge(key), a, b, x.rid)
+        if only is None or key in only.edges:
+            out.graph_edges[key] = fold_edge(edge(key), a, b, x.rid)
     for lp in x.loops:
-        fields = {"trigger": lp.trigger, "response": lp.response}
-        out.loops[lp.key] = fold_pattern(loop(lp.key), fields, lp.evidence, at)
+        if only is None or lp.key in only.loops:
+            fields = {"trigger": lp.trigger, "response": lp.response}
+            out.loops[lp.key] = fold_pattern(loop(lp.key), fields, lp.evidence, at)
     return out
 
 
 @dataclass
 class DerivedState:
-    """Every derived record of a set of reflections, in memory."""
+    """Every derived record of a set of reflections, in memory (with *only*: those)."""
 
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     edges: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -223,6 +293,7 @@ class DerivedState:
     loops: dict[str, dict[str, Any]] = field(default_factory=dict)
     latest: str = ""
     graph: bool = True  # False: patterns and tensions only (cheaper)
+    only: Touched | None = None
 
     def add(self, x: Extraction) -> None:
         f = fold(
@@ -233,6 +304,7 @@ class DerivedState:
             recurring=self.recurring.get,
             loop=self.loops.get,
             graph=self.graph,
+            only=self.only,
         )
         self.nodes.update(f.graph_nodes)
         self.edges.update(f.graph_edges)
@@ -242,8 +314,12 @@ class DerivedState:
         self.latest = max(self.latest, format_timestamp(x.created_at))
 
 
-def derive_all(extractions: Iterable[Extraction], *, graph: bool = True) -> DerivedState:
-    state = DerivedState(graph=graph)
+def derive_all(
+    extractions: Iterable[Extraction], *, graph: bool = True, only: Touched | None = None
+) -> DerivedState:
+    """Fold *extractions* oldest first. With *only*, just those records: pass the
+    extractions that meet them (``only.meets``), or all of them; the result is the same."""
+    state = DerivedState(graph=graph, only=only)
     for x in sorted(extractions, key=lambda e: (e.created_at, e.rid)):
         state.add(x)
     return state
