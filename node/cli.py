@@ -182,7 +182,7 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     if text is not None and text.strip() == current.text and args.tag is None:
         print("unchanged", file=out)
         return 0
-    updated = await core.journal.edit(current.id, text=text, tags=args.tag)
+    updated = await core.edit(current.id, text=text, tags=args.tag)
     print(f"edited {updated.id}", file=out)
     return 0
 
@@ -197,7 +197,7 @@ async def cmd_delete(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
         if answer.strip().lower() not in {"y", "yes"}:
             print("kept", file=out)
             return 1
-    await core.journal.delete(r.id)
+    await core.delete(r.id)
     print(f"deleted {r.id}", file=out)
     return 0
 
@@ -354,11 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("show", cmd_show, "show one reflection and its mirrorback")
     p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = add("edit", cmd_edit, "change a reflection's text (in $EDITOR, or with --text) or tags")
+    p = add("edit", cmd_edit, "change a reflection's text (in $EDITOR, or with --text) or "
+            "tags; the engine learns it again")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--text", help="the new text")
     p.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")
-    p = add("delete", cmd_delete, "delete a reflection")
+    p = add("delete", cmd_delete, "delete a reflection and all the engine learned from it")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--yes", action="store_true", help="do not ask")
     p = add("export", cmd_export, "export everything: JSON (one file) or Markdown (a folder)")

@@ -372,7 +372,8 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("id", nargs="?", help="the id, or a unique prefix")
     p.add_argument("--limit", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON")
-    add("reindex", cmd_reindex, "learn again from every reflection (keeps your graph edits)")
+    add("reindex", cmd_reindex, "learn again from every reflection, e.g. after an import "
+        "(keeps your graph edits; deletes and edits need none)")
 
 
 # --------------------------------------------------------------------------- REPL

@@ -82,6 +82,23 @@ class MirrorCore:
         await self.understanding.on_reflection(reflection)
         return reflection
 
+    async def edit(
+        self, ref: str, *, text: str | None = None, tags: Sequence[str] | None = None
+    ) -> Reflection:
+        """Change a reflection's text or tags, then learn it again: what the engine
+        found in the old text stops counting at once."""
+        _, before = await self.journal.find(ref)
+        after = await self.journal.edit(before.id, text=text, tags=tags)
+        await self.understanding.on_edit(before, after)
+        return after
+
+    async def delete(self, ref: str) -> Reflection:
+        """Delete a reflection and everything the engine learned from it (its counts,
+        its evidence); the person's graph edits stay."""
+        reflection = await self.journal.delete(ref)
+        await self.understanding.on_delete(reflection)
+        return reflection
+
     async def past_for(
         self, reflection: Reflection, limit: int = PAST_FOR_ENGINE
     ) -> list[Reflection]:

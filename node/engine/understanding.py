@@ -7,19 +7,41 @@ always, the shared scope only for a reflection that is not private
 (``crdt.insights``: nothing learned from a private reflection may reach a
 document that can sync). One transaction per document, one wait for disk.
 
+``on_delete`` and ``on_edit`` take a reflection back out at once: its index
+entry goes (an edited one gets the current engine's extraction), and every
+derived record it touched — named by its stored extraction, or quoting it as
+evidence — is derived again from the stored extractions of the reflections
+still in the journal (``derive.Touched``), in the scopes it reached. No other
+reflection is extracted again and no model is asked, except that a reflection
+the index never held (it came from another device or an import) gets an
+offline extraction, as ``rebuild`` would give it. So those records equal what
+``rebuild`` writes; no other record changes, and the person's graph edits
+stay. Index entries of reflections that left the journal another way (deleted
+on another device, a crash between the journal's delete and this) go in the
+same pass. A deleted record's content (quotes, labels) is gone from the
+document's state; its key stays behind as a CRDT map tombstone.
+
 The views (``patterns``, ``tensions``, ``graph``, ``related``, ``evolve``)
 read the derived documents or the index, never the journal's texts in bulk
 (reading every reflection through pycrdt costs ~0.2 s per 10,000). ``rebuild``
 derives everything again from the journal, keeping the person's graph edits.
+
+Two processes (or devices) folding into one record at once can leave its
+count short until the record is derived again (a delete or edit that touches
+it, or ``rebuild``): the index, one key per reflection, merges without loss;
+the records, counters updated in place, do not.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import trio
+from pycrdt import Map
 
 from crdt import DocStore, StoreError
 from crdt.errors import DocumentError, ValueRangeError
@@ -42,6 +64,8 @@ from .derive import (
     DerivedState,
     PatternSummary,
     TensionSummary,
+    Touched,
+    cites,
     derive_all,
     fold,
     summarize_patterns,
@@ -88,6 +112,8 @@ class Understanding:
         self._index: EngineIndex | None = None
         self._parsed: dict[str, tuple[str, Extraction]] = {}
         self._related: RelatedIndex | None = None
+        # learning, forgetting and rebuilding each read records, then write them
+        self._lock = trio.Lock()
 
     # ------------------------------------------------------------------ documents
 
@@ -99,19 +125,31 @@ class Understanding:
     async def doc(self, kind: str, scope: Scope) -> DerivedDoc:
         return await open_derived(self.store, kind, scope, share_class=self.journal.share_class)
 
+    async def _docs(self, scope: Scope) -> tuple[DerivedDoc, DerivedDoc, DerivedDoc]:
+        """The graph, tensions and patterns documents of *scope*."""
+        return (
+            await self.doc(GRAPH_KIND, scope),
+            await self.doc(TENSIONS_KIND, scope),
+            await self.doc(PATTERNS_KIND, scope),
+        )
+
     def scopes_for(self, x: Extraction) -> tuple[Scope, ...]:
         return (Scope.LOCAL,) if x.private else (Scope.LOCAL, Scope.SHARED)
 
     # ------------------------------------------------------------------ per reflection
 
-    async def on_reflection(self, reflection: Reflection) -> Extraction:
-        """Learn from a newly saved reflection; durable when this returns."""
+    async def _extract(self, reflection: Reflection) -> Extraction:
         x = extract(reflection)
         if self.enricher is not None:
             try:
                 x = await self.enricher(reflection, x)
             except Exception as exc:  # the offline findings stand on their own
                 log.warning("LLM extraction failed, keeping the offline one: %s", exc)
+        return x
+
+    async def on_reflection(self, reflection: Reflection) -> Extraction:
+        """Learn from a newly saved reflection; durable when this returns."""
+        x = await self._extract(reflection)
         try:
             await self.learn(x)
         except StoreError:
@@ -121,6 +159,10 @@ class Understanding:
         return x
 
     async def learn(self, x: Extraction) -> None:
+        async with self._lock:
+            await self._learn(x)
+
+    async def _learn(self, x: Extraction) -> None:
         index = await self.index()
         if x.rid in index:
             return  # already folded in: never count a reflection twice
@@ -135,9 +177,7 @@ class Understanding:
         await self.store.wait_durable()
 
     async def _fold(self, scope: Scope, x: Extraction) -> None:
-        graph = await self.doc(GRAPH_KIND, scope)
-        tensions = await self.doc(TENSIONS_KIND, scope)
-        patterns = await self.doc(PATTERNS_KIND, scope)
+        graph, tensions, patterns = await self._docs(scope)
         f = fold(
             x,
             node=lambda k: graph.get(NODES, k),
@@ -168,6 +208,10 @@ class Understanding:
 
     async def rebuild(self) -> int:
         """Derive everything again from the journal (the person's edits are kept)."""
+        async with self._lock:
+            return await self._rebuild()
+
+    async def _rebuild(self) -> int:
         reflections = await self.journal.all()
         extractions = [extract(r) for r in reflections]
         index = await self.index()
@@ -186,9 +230,7 @@ class Understanding:
         return len(extractions)
 
     async def _write_state(self, scope: Scope, state: DerivedState) -> None:
-        graph = await self.doc(GRAPH_KIND, scope)
-        tensions = await self.doc(TENSIONS_KIND, scope)
-        patterns = await self.doc(PATTERNS_KIND, scope)
+        graph, tensions, patterns = await self._docs(scope)
         for doc, roots in (
             (graph, ((NODES, state.nodes), (EDGES, state.edges))),
             (tensions, ((TENSIONS_ROOT, state.tensions),)),
@@ -200,6 +242,76 @@ class Understanding:
                     for k, v in records.items():
                         doc.put(root, k, v)
                 doc.set_meta("latest", state.latest)
+
+    # ------------------------------------------------------------------ forgetting
+
+    async def on_delete(self, reflection: Reflection) -> None:
+        """Forget *reflection*, just deleted from the journal: its index entry, and
+        its share of every derived record. Durable when this returns."""
+        async with self._lock:
+            await self._relearn([reflection], [])
+
+    async def on_edit(self, before: Reflection, after: Reflection) -> Extraction:
+        """Learn an edited reflection again (*before* is how it read): its old
+        findings go, the current engine's come in. Durable when this returns."""
+        x = await self._extract(after)
+        async with self._lock:
+            await self._relearn([before], [x])
+        return x
+
+    async def _relearn(self, leaving: Sequence[Reflection], new: Sequence[Extraction]) -> None:
+        """Take *leaving* (and any indexed reflection no longer in the journal) out of
+        the index, put *new* in, and derive every record they touch again."""
+        index = await self.index()
+        shards = await self.journal.shards()
+        docs = {scope: await self._docs(scope) for scope in Scope}
+        self.store.ensure_writable()
+        # Nothing awaits from here to the writes: no other task folds in between.
+        alive = {rid: shard for shard in shards for rid in shard_ids(shard.doc)}
+        stored = {rid: x for rid, raw in index.items() if (x := self._parse(rid, raw))}
+        fresh = {x.rid: x for x in new if x.rid in alive}
+        going = {rid for rid in index.ids() if rid not in alive}
+        going |= {r.id for r in leaving} | set(fresh)
+        old = [stored[rid] for rid in going if rid in stored]
+        old += [extract(r) for r in leaving if r.id not in stored]  # never indexed here
+        touched: dict[Scope, Touched] = {}
+        for x in (*old, *fresh.values()):
+            for scope in self.scopes_for(x):
+                touched[scope] = touched.get(scope, Touched()) | Touched.of(x)
+        for scope, (graph, tensions, patterns) in docs.items():
+            quoting = Touched(  # evidence must go even where the extraction missed it
+                _citing(graph, NODES, going), _citing(graph, EDGES, going),
+                _citing(tensions, TENSIONS_ROOT, going),
+                _citing(patterns, RECURRING_ROOT, going), _citing(patterns, LOOPS_ROOT, going),
+            )
+            if quoting:
+                touched[scope] = touched.get(scope, Touched()) | quoting
+        remaining = [x for rid, x in stored.items() if rid in alive and rid not in fresh]
+        remaining += fresh.values()
+        if touched:  # what the index never held is extracted as rebuild would
+            for rid, shard in alive.items():
+                if rid not in stored and rid not in fresh:
+                    r = read_one(shard.doc, rid)
+                    if r is not None:
+                        remaining.append(extract(r))
+        states = {}
+        for scope, only in touched.items():
+            chosen = [x for x in remaining if scope is Scope.LOCAL or not x.private]
+            states[scope] = derive_all([x for x in chosen if only.meets(x)], only=only)
+            states[scope].latest = max(
+                (format_timestamp(x.created_at) for x in chosen), default=""
+            )
+        with index.stored.doc.transaction():
+            for rid in going:
+                index.remove(rid)
+            for x in fresh.values():
+                index.put(x.rid, to_json(x))
+        for scope, state in states.items():
+            _write_touched(docs[scope], touched[scope], state)
+        for rid in going:
+            self._parsed.pop(rid, None)
+        self._related = None  # rebuilt from the index when next asked
+        await self.store.wait_durable()
 
     # ------------------------------------------------------------------ the index
 
@@ -213,19 +325,23 @@ class Understanding:
         for rid, raw in index.items():
             if rid not in alive:
                 continue
-            cached = self._parsed.get(rid)
-            if cached is None or cached[0] != raw:
-                try:
-                    cached = (raw, from_json(rid, raw))
-                except ValueError as exc:
-                    log.warning("%s", exc)
-                    continue
-                self._parsed[rid] = cached
-            x = cached[1]
-            if scope is Scope.LOCAL or not x.private:
+            x = self._parse(rid, raw)
+            if x is not None and (scope is Scope.LOCAL or not x.private):
                 out.append(x)
         out.sort(key=lambda e: (e.created_at, e.rid))
         return out
+
+    def _parse(self, rid: str, raw: str) -> Extraction | None:
+        """An index entry, parsed once per process (None if malformed)."""
+        cached = self._parsed.get(rid)
+        if cached is None or cached[0] != raw:
+            try:
+                cached = (raw, from_json(rid, raw))
+            except ValueError as exc:
+                log.warning("%s", exc)
+                return None
+            self._parsed[rid] = cached
+        return cached[1]
 
     async def related_index(self) -> RelatedIndex:
         if self._related is None:
@@ -404,6 +520,35 @@ def resolve_node(view: GraphView, ref: str) -> str:
         raise DocumentError(f"{ref!r} names {len(hits)} nodes ({', '.join(sorted(hits))}); "
                             "give the full id")
     return hits[0]
+
+
+def _citing(doc: DerivedDoc, root: str, rids: Set[str]) -> frozenset[str]:
+    """Keys of the records of *root* whose evidence quotes one of *rids*."""
+    return frozenset(
+        key for key, value in doc.root(root).items()
+        if isinstance(value, Map) and cites(value.get("evidence"), rids)
+    )
+
+
+def _write_touched(
+    docs: tuple[DerivedDoc, DerivedDoc, DerivedDoc], only: Touched, state: DerivedState
+) -> None:
+    """Replace the records named in *only* by those of *state*; one it lacks is gone."""
+    graph, tensions, patterns = docs
+    for doc, roots in (
+        (graph, ((NODES, only.nodes, state.nodes), (EDGES, only.edges, state.edges))),
+        (tensions, ((TENSIONS_ROOT, only.tensions, state.tensions),)),
+        (patterns, ((RECURRING_ROOT, only.recurring, state.recurring),
+                    (LOOPS_ROOT, only.loops, state.loops))),
+    ):
+        with doc.stored.doc.transaction():
+            for root, keys, records in roots:
+                for key in sorted(keys):
+                    if key in records:
+                        doc.put(root, key, records[key])
+                    else:
+                        doc.delete(root, key)
+            doc.set_meta("latest", state.latest)
 
 
 def _bump_latest(doc: DerivedDoc, at: str) -> None:
