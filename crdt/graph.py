@@ -10,8 +10,9 @@ Roots of an ``identity-graph`` document (see ``crdt.insights`` for its two scope
 Extraction writes ``nodes`` and ``edges`` only. The person's edits (add,
 rename, merge, delete) are records of their own in ``edits``, which extraction
 never touches; :func:`graph_view` applies them on top of what was extracted,
-every time. So a later extraction can raise a node's weight but cannot undo a
-rename, resurrect a deleted node or split a merge.
+every time. So a later extraction can raise a node's weight (and deleting a
+reflection lower it, or remove the node) but cannot undo a rename, resurrect a
+deleted node or split a merge.
 """
 
 from __future__ import annotations

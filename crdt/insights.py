@@ -12,7 +12,9 @@ two scopes.
 
 The engine's index (``local/engine-index``, always local) keeps one compact
 JSON string per reflection: what extraction found, with evidence, and the
-terms used to rank related reflections. Everything else can be rebuilt from it.
+terms used to rank related reflections. Everything else can be rebuilt from it,
+and is, record by record, when a reflection is deleted or edited: its entry
+leaves (or is replaced) with it (``node.engine.understanding``).
 
 Records are maps of plain values (text, booleans, integers within ±2**53 checked
 by ``check_value``, timestamps as ISO strings, lists and maps of those). pycrdt
