@@ -4,6 +4,8 @@ Targets (issue 4):
 - reflect + extract + graph update: <= 50 ms per reflection
 - patterns and tensions over all 10,000: <= 2 s
 - related reflections: <= 50 ms
+- delete or edit, with what it taught the engine taken back out: less than the
+  reindex a person had to run for that before (no target was set)
 
 Run: .venv/bin/python bench/engine.py [--past 10000] [--new 50]
 Texts are built (seeded) from the sentences of tests/fixtures/journal.json.
@@ -35,6 +37,7 @@ from node.home import Home
 TARGET_REFLECT_MS = 50.0
 TARGET_PATTERNS_TENSIONS_S = 2.0
 TARGET_RELATED_MS = 50.0
+FORGET_RUNS = 10
 
 
 def sentences() -> list[str]:
@@ -119,9 +122,29 @@ async def run(past: int, new: int) -> None:
             extract(recent[-1])
             t_extract = time.perf_counter() - t
 
+            # delete and edit: every record they touched is derived again from the index
+            victims = rng.sample(items, 2 * FORGET_RUNS + 1)
+            u._parsed.clear()  # as in a fresh `mirror delete`: no index entry parsed yet
+            t = time.perf_counter()
+            await core.delete(victims[0].id)
+            t_delete_cold = time.perf_counter() - t
+            delete_times: list[float] = []
+            for r in victims[1 : FORGET_RUNS + 1]:
+                t = time.perf_counter()
+                await core.delete(r.id)
+                delete_times.append(time.perf_counter() - t)
+            edit_times: list[float] = []
+            for r in victims[FORGET_RUNS + 1 :]:
+                text = make_text(rng, pool)
+                t = time.perf_counter()
+                await core.edit(r.id, text=text)
+                edit_times.append(time.perf_counter() - t)
+
         med_reflect = statistics.median(reflect_times)
         p95_reflect = sorted(reflect_times)[int(0.95 * (len(reflect_times) - 1))]
         med_related = statistics.median(related_times)
+        med_delete = statistics.median(delete_times)
+        med_edit = statistics.median(edit_times)
         print(f"{'figure':<58} {'measured':>12}   {'target':<17}")
         line("reflect + extract + graph update (median, durable)", f"{ms(med_reflect)} ms",
              f"<= {TARGET_REFLECT_MS:g} ms", med_reflect * 1000 <= TARGET_REFLECT_MS)
@@ -134,6 +157,12 @@ async def run(past: int, new: int) -> None:
              f"<= {TARGET_PATTERNS_TENSIONS_S:g} s", t_stored <= TARGET_PATTERNS_TENSIONS_S)
         line("related reflections, one query (median)", f"{ms(med_related)} ms",
              f"<= {TARGET_RELATED_MS:g} ms", med_related * 1000 <= TARGET_RELATED_MS)
+        reindex = f"< {t_rebuild:.1f} s"  # what a person ran after a delete before
+        line("delete, the index not yet parsed (a fresh process)", f"{t_delete_cold:.2f} s",
+             reindex, t_delete_cold < t_rebuild)
+        line("delete (median)", f"{med_delete:.2f} s", reindex, med_delete < t_rebuild)
+        line("edit: extract again, derive what it touched (median)", f"{med_edit:.2f} s",
+             reindex, med_edit < t_rebuild)
         print()
         print(f"(offline mirrorback, median: {ms(statistics.median(mirror_times))} ms; "
               f"extract alone: {ms(t_extract)} ms; related index built once in "
