@@ -73,6 +73,8 @@ class RelayCloseCode(enum.IntEnum):
     """A text message: clients send binary messages only."""
     MESSAGE_TOO_BIG = 1009
     """A message over ``MAX_FRAME_BYTES``."""
+    INTERNAL_ERROR = 1011
+    """The relay failed to write to this connection (a bug; the relay logs it)."""
     ROOM_FULL = 4001
     """``MAX_CONNECTIONS_PER_ROOM`` connections are already in the room."""
     TOO_MANY_FROM_ADDRESS = 4002
