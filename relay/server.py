@@ -14,21 +14,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.metadata
 import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
+from types import TracebackType
 from typing import Any
 
 import trio
 from hypercorn.config import Config, Sockets
 
 from . import limits as L
-from .app import RelayApp
+from .app import RelayApp, Send
 from .limits import RelayLimits
 
 log = logging.getLogger("mirror.relay")
@@ -65,6 +67,190 @@ def _tune(sock: socket.socket, stall_timeout_s: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
+# --------------------------------------------------------------------------- hypercorn 0.18
+#
+# After a WebSocket upgrade, hypercorn 0.18 keeps objects that only the HTTP part
+# of the connection used, and its send lock takes a scheduler turn before every
+# write although the send inside it takes one anyway. ``trim_upgraded`` (set as
+# RelayApp.after_accept) replaces, on each accepted connection:
+#
+# - TCPServer.send_lock, a trio.Lock (with a ParkingLot and an OrderedDict), by
+#   ``_SendLock``: the same mutual exclusion of the app's writes and hypercorn's
+#   own pongs and closes, no scheduler turn when it is free, a ParkingLot only
+#   once two tasks have wanted it at once;
+# - TCPServer.idle_task, a TrioSingleTask with its own lock, by one made on
+#   demand: hypercorn only restarts it for the next request of a keep-alive
+#   connection, and an upgraded connection has none;
+# - TCPServer.protocol, a ProtocolWrapper that turns the connection into HTTP/2
+#   when the request asks for it, by the H11Protocol it wraps, to which it passes
+#   everything else;
+# - H11Protocol.can_read, an event (with a set of waiters) waited on only while
+#   h11 pauses between keep-alive requests, by one made on demand;
+# - H11WSConnection.h11_connection (the request's h11 parser) by None: after the
+#   upgrade only H11WSConnection.send uses it, for HTTP responses, which an
+#   accepted WebSocket never sends;
+# - WSStream.handshake (the parsed upgrade headers) by an object with the one
+#   attribute read afterwards, ``accepted``;
+# - wsproto's queue of pending events, an empty deque (a 64-slot block) that only
+#   ``receive_data(None)`` fills, which hypercorn never calls, by an empty list;
+# - and drops the request headers from the scope: hypercorn reads them before the
+#   accept and in its access log, which the relay turns off; the relay never does.
+#
+# Other versions may use these objects differently, so the trim is applied only
+# with the versions in TRIMMED_VERSIONS and only when every object has the
+# expected type and state; otherwise the connection keeps hypercorn's stock
+# behaviour. tests/test_relay_server.py checks both.
+
+TRIMMED_VERSIONS = {"hypercorn": frozenset({"0.18.0"}), "wsproto": frozenset({"1.3.2"})}
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+class _SendLock:
+    """TCPServer.send_lock as hypercorn uses it (``async with`` only)."""
+
+    __slots__ = ("held", "waiting")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiting: trio.lowlevel.ParkingLot | None = None
+
+    async def __aenter__(self) -> None:
+        if not self.held:
+            self.held = True  # the shielded send inside is the scheduling point
+            return
+        if self.waiting is None:
+            self.waiting = trio.lowlevel.ParkingLot()
+        await self.waiting.park()  # woken as the new holder: ``held`` stays True
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not (self.waiting and self.waiting.unpark(count=1)):
+            self.held = False
+
+
+class _IdleTaskOnDemand:
+    """TCPServer.idle_task, made when hypercorn first restarts it (never, once upgraded)."""
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: Any = None
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        if self.task is None:
+            from hypercorn.trio.worker_context import TrioSingleTask
+
+            self.task = TrioSingleTask()
+        await self.task.restart(task_group, action)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            await self.task.stop()
+
+
+class _EventOnDemand:
+    """H11Protocol.can_read, made when hypercorn first uses it (at the close, once upgraded)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event: Any = None
+
+    def _made(self) -> Any:
+        if self.event is None:
+            from hypercorn.trio.worker_context import EventWrapper
+
+            self.event = EventWrapper()
+        return self.event
+
+    async def clear(self) -> None:
+        await self._made().clear()
+
+    async def wait(self) -> None:
+        await self._made().wait()
+
+    async def set(self) -> None:
+        await self._made().set()
+
+    def is_set(self) -> bool:
+        return bool(self._made().is_set())
+
+
+class _Accepted:
+    """What WSStream reads of its Handshake once the WebSocket is accepted."""
+
+    __slots__ = ()
+    accepted = True
+
+
+class _NoEvents(list[Any]):
+    """wsproto Connection._events while it stays empty (a deque reserves 64 slots)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+
+_ACCEPTED = _Accepted()
+
+
+def _trimmer() -> Callable[[Send], bool] | None:
+    """``trim_upgraded`` for the installed versions, or None where it does not apply."""
+    if any(_version(name) not in versions for name, versions in TRIMMED_VERSIONS.items()):
+        return None
+    from collections import deque
+
+    from hypercorn.protocol import ProtocolWrapper
+    from hypercorn.protocol.h11 import H11Protocol, H11WSConnection
+    from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+    from hypercorn.trio.tcp_server import TCPServer
+    from hypercorn.trio.worker_context import EventWrapper, TrioSingleTask
+    from wsproto.connection import Connection
+
+    def trim_upgraded(send: Send) -> bool:
+        """Trim the connection whose ASGI ``send`` this is; False if left as it was."""
+        stream = getattr(send, "__self__", None)
+        if type(stream) is not WSStream or stream.state is not ASGIWebsocketState.CONNECTED:
+            return False
+        http = getattr(stream.send, "__self__", None)
+        if (type(http) is not H11Protocol or type(http.connection) is not H11WSConnection
+                or type(http.can_read) is not EventWrapper
+                or http.can_read._event.statistics().tasks_waiting):
+            return False
+        tcp = getattr(http.send, "__self__", None)
+        if (type(tcp) is not TCPServer or type(tcp.protocol) is not ProtocolWrapper
+                or tcp.protocol.protocol is not http or type(tcp.send_lock) is not trio.Lock
+                or tcp.send_lock.locked() or type(tcp.idle_task) is not TrioSingleTask
+                or tcp.idle_task._handle is not None or tcp.idle_task._lock.locked()
+                or type(stream.connection) is not Connection
+                or type(stream.connection._events) is not deque or stream.connection._events):
+            return False
+        # Stand-ins for hypercorn's types, hence the Any.
+        tcp_: Any = tcp
+        http_: Any = http
+        stream_: Any = stream
+        tcp_.protocol = http
+        tcp_.send_lock = _SendLock()
+        tcp_.idle_task = _IdleTaskOnDemand()
+        http_.can_read = _EventOnDemand()
+        http_.connection.h11_connection = None
+        stream_.handshake = _ACCEPTED
+        stream_.connection._events = _NoEvents()
+        stream_.scope.pop("headers", None)
+        return True
+
+    return trim_upgraded
+
+
 def hypercorn_config(host: str, port: int, limits: RelayLimits) -> Config:
     config = _RelayConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -97,6 +283,8 @@ async def serve_relay(
     import hypercorn.trio
 
     config = hypercorn_config(host, port, app.limits)
+    if isinstance(app, RelayApp) and app.after_accept is None:
+        app.after_accept = _trimmer()
     trigger = shutdown.wait if shutdown is not None else None
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(

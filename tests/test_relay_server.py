@@ -10,10 +10,12 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
 import trio
+import trio.testing
 from httpx_ws import (
     WebSocketDisconnect,
     WebSocketNetworkError,
@@ -25,6 +27,7 @@ from hypothesis import strategies as st
 from wsproto.utilities import LocalProtocolError
 
 from relay import RelayApp, RelayCloseCode, RelayLimits, serve_relay
+from relay import server as relay_server
 from relay.limits import MAX_FRAME_BYTES
 from tests.sync_helpers import wait_for
 
@@ -318,3 +321,97 @@ def test_limits_are_validated() -> None:
         RelayLimits(max_frames_per_s=-1)
     with pytest.raises(ValueError):
         RelayLimits(max_frame_bytes=1024, max_merged_bytes=512)
+
+
+# --------------------------------------------------------------------------- hypercorn 0.18 trim
+
+
+async def test_upgraded_connections_are_trimmed_and_still_work() -> None:
+    """relay.server's adaptation of hypercorn 0.18 is applied on each accepted
+    WebSocket, and forwarding, ping/pong and closing work over it."""
+    trim = relay_server._trimmer()
+    assert trim is not None, (
+        "hypercorn or wsproto is not a version relay.server trims: read how the new "
+        "version uses the objects relay.server replaces, then update TRIMMED_VERSIONS")
+    trimmed: list[tuple[bool, Any]] = []
+    app = RelayApp()
+    app.after_accept = lambda send: trimmed.append((trim(send), send))
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as http:
+        url = await nursery.start(serve_relay, app, "127.0.0.1", 0)
+        async with aconnect_ws(ws_url(url), http) as a:
+            await a.receive_text()
+            async with aconnect_ws(ws_url(url), http) as b:
+                await b.receive_text()
+                await a.receive_text()
+                for i in range(20):
+                    await a.send_bytes(b"%d;" % i)
+                got = b""
+                while got != b"".join(b"%d;" % i for i in range(20)):
+                    got += await b.receive_bytes()
+                await b.send_bytes(b"back")
+                assert await a.receive_bytes() == b"back"
+                pong = await a.ping()  # answered by hypercorn's own task, under the send lock
+                with trio.fail_after(10):
+                    await pong.wait()
+            assert await a.receive_text() == "left 0"
+        await wait_for(lambda: app.statistics().connections == 0)
+        nursery.cancel_scope.cancel()
+    assert [done for done, _ in trimmed] == [True, True]
+    stream = trimmed[0][1].__self__
+    http_protocol = stream.send.__self__
+    tcp = http_protocol.send.__self__
+    assert isinstance(tcp.send_lock, relay_server._SendLock)
+    assert tcp.protocol is http_protocol
+    assert http_protocol.connection.h11_connection is None
+    assert stream.handshake.accepted and "headers" not in stream.scope
+    assert isinstance(stream.connection._events, list)
+
+
+async def test_other_hypercorn_versions_are_served_stock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_server, "_version", lambda package: "0.17.0")
+    assert relay_server._trimmer() is None
+    async with running_relay() as (app, url), httpx.AsyncClient() as http:
+        assert app.after_accept is None
+        async with aconnect_ws(ws_url(url), http) as a, aconnect_ws(ws_url(url), http) as b:
+            await a.receive_text()
+            await b.receive_text()
+            await a.receive_text()
+            await a.send_bytes(b"stock")
+            assert await b.receive_bytes() == b"stock"
+
+
+async def test_the_trim_leaves_what_it_does_not_recognise() -> None:
+    trim = relay_server._trimmer()
+    assert trim is not None
+
+    async def send(message: Any) -> None:
+        pass
+
+    assert trim(send) is False
+
+
+async def test_the_send_lock_is_exclusive_and_free_without_a_scheduler_turn() -> None:
+    lock = relay_server._SendLock()
+    with trio.testing.assert_no_checkpoints():
+        async with lock:
+            pass
+    order: list[str] = []
+    release = trio.Event()
+
+    async def hold(name: str) -> None:
+        async with lock:
+            order.append(name)
+            if name == "first":
+                await release.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hold, "first")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(hold, "second")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(hold, "third")
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == ["first"]
+        release.set()
+    assert order == ["first", "second", "third"]
+    assert not lock.held
