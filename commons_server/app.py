@@ -155,6 +155,8 @@ class CommonsApp:
             return 200, JSON, _json({"page": (p := _page(scope)), "threads": await hub.threads(p)})
         if path == "/api/v1/moderation":
             return 200, JSON, _json({"log": await hub.moderation_log()})
+        if path == "/api/v1/withdrawn":
+            return 200, JSON, _json({"withdrawn": hub.recently_withdrawn()})
         if (m := THREAD_PAGE.fullmatch(path)) is not None:
             thread = await hub.thread(f"commons/{m.group(1)}/{m.group(2)}/{m.group(3)}")
             if thread is None:

@@ -442,6 +442,11 @@ class Hub:
         """A post or insight with its visible comments and reaction counts."""
         return self.index.thread(doc_id, L.MAX_COMMENTS_PER_PAGE)
 
+    def recently_withdrawn(self) -> list[str]:
+        """Ids withdrawn by their owner or removed by the operator, newest first, so
+        readers can drop them from their caches (ids only: no content is kept)."""
+        return self.moderation.recently_withdrawn(L.MAX_CATALOGUE_DOCS)
+
     async def moderation_log(self) -> list[dict[str, Any]]:
         return self.moderation.log(L.MODERATION_LOG_PAGE)
 

@@ -67,6 +67,13 @@ class Moderation:
             if doc_id in self._maps["hidden"]:
                 del self._maps["hidden"][doc_id]
 
+    def recently_withdrawn(self, limit: int) -> list[str]:
+        """Withdrawn or removed ids, newest first (at most *limit*)."""
+        target = self._maps["withdrawn"]
+        pairs = sorted(((str(target[d]).split(" ")[0], d) for d in self.withdrawn),
+                       reverse=True)
+        return [d for _, d in pairs[:limit]]
+
     def set_hidden(self, doc_id: str, hidden: bool, at: str) -> None:
         target = self._maps["hidden"]
         if hidden:

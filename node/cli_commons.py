@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 from collections.abc import Callable
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .core import MirrorCore
 
 AddCommand = Callable[..., argparse.ArgumentParser]
+
+log = logging.getLogger("mirror.commons")
 
 REPL_COMMANDS: dict[str, tuple[str, str]] = {
     "commons": ("[THREAD]", "read the Commons (cached; refreshed when the server is reachable)"),
@@ -71,6 +74,7 @@ async def _sync(core: MirrorCore, out: TextIO, *, quiet_offline: bool = False) -
         AuthorKeys,
         CommonsUnavailable,
         ConsentLedger,
+        forget_withdrawn,
         sync_commons,
     )
 
@@ -83,6 +87,10 @@ async def _sync(core: MirrorCore, out: TextIO, *, quiet_offline: bool = False) -
         if not quiet_offline:
             print(f"(offline: {exc}; showing what is cached on this device)", file=out)
         return None
+    try:
+        report.forgotten = await forget_withdrawn(core.store, server, AuthorKeys(core.home.path))
+    except CommonsUnavailable as exc:  # the sync itself succeeded: note it, go on
+        log.warning("could not check for withdrawn items: %s", exc)
     sent_at = _now()
     for doc_id in report.sent:
         entry = ledger.get(doc_id)
@@ -268,7 +276,10 @@ async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     from .commons import ConsentLedger, ServerList, load_cache
 
     if not args.offline and ServerList(core.home.path).all():
-        await _sync(core, out)
+        report = await _sync(core, out)
+        if report is not None and report.forgotten and not args.json:
+            print(f"({report.forgotten} withdrawn or removed item(s) deleted from this "
+                  "device's cache)", file=out)
     ledger = await ConsentLedger.open(core.store)
     items = await load_cache(core.store, ledger.withdrawn())
     if args.thread:

@@ -94,6 +94,8 @@ PROTOCOL_PATH = "/v1/commons"
 SYNC_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 15.0
 MAX_WS_MESSAGE_BYTES = 2 * 1024 * 1024
+MAX_WITHDRAWN_LISTED = 10_000
+"""Most ids read from a server's list of withdrawn items."""
 WS_CHUNK_BYTES = 256 * 1024  # largest message sent (the server takes 1 MiB and a little)
 MAX_FRAME_BYTES = 1024 * 1024  # largest protocol frame taken from the server
 _ORIGIN = "mirror.commons"
@@ -246,6 +248,37 @@ async def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]
     return answer if isinstance(answer, dict) else {}
 
 
+async def forget_withdrawn(store: DocStore, server: CommonsServer, authors: AuthorKeys) -> int:
+    """Delete cached copies of what *server* lists as withdrawn or removed; how many.
+
+    Only other people's ``commons`` documents are deleted: this person's own stay
+    in their store whatever a server says. The file is then rewritten so the
+    deleted text is in none of its pages (``DocStore.delete_doc``)."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+            response = await client.get(server.url + "/api/v1/withdrawn")
+        listed = response.json()["withdrawn"] if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        raise CommonsUnavailable(f"{server.url} did not list withdrawn items") from None
+    if not isinstance(listed, list):
+        raise CommonsUnavailable(f"{server.url} did not list withdrawn items")
+    doomed = []
+    for doc_id in listed[:MAX_WITHDRAWN_LISTED]:
+        if not isinstance(doc_id, str) or not is_commons_id(doc_id):
+            continue
+        info = store.info(doc_id)
+        if info is None or info.sync_class is not SyncClass.COMMONS or info.kind != DOC_KIND:
+            continue
+        if authors.owner_of(doc_id) is not None:
+            continue
+        doomed.append(doc_id)
+    for i, doc_id in enumerate(doomed):
+        await store.delete_doc(doc_id, scrub_file=i == len(doomed) - 1)
+    return len(doomed)
+
+
 # --------------------------------------------------------------------------- the consent ledger
 
 
@@ -340,6 +373,8 @@ class SyncReport:
     sent: list[str] = field(default_factory=list)
     received: list[str] = field(default_factory=list)
     on_server: set[str] = field(default_factory=set)
+    forgotten: int = 0
+    """Cached items deleted because the server lists them as withdrawn or removed."""
 
 
 class WebSocketStream(trio.abc.Stream):

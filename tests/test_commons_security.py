@@ -161,6 +161,41 @@ async def test_unpublish_deletes_every_byte_from_the_server_database(tmp_path: P
         assert "withdrawn" in out
 
 
+async def test_a_withdrawn_item_leaves_readers_caches_at_their_next_sync(tmp_path: Path) -> None:
+    canary = "CANARY-cached-withdraw-2c9e"
+    async with running_commons(tmp_path / "server") as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        doc_id = await _post(alice, f"Title {canary}", f"Body {canary}")
+        kept = await _post(alice, "still public")
+        status, out = await mirror(bob, "commons", "read")
+        assert canary in out
+        assert canary.encode() in _home_db_bytes(bob)  # the check can see it
+        status, out = await mirror(alice, "unpublish", doc_id.rsplit("/", 1)[-1], "--yes")
+        assert status == 0, out
+        async with httpx.AsyncClient() as client:
+            listed = (await client.get(server.url + "/api/v1/withdrawn")).json()
+        assert listed == {"withdrawn": [doc_id]}
+        # Offline, bob still reads his cached copy; at his next sync it is deleted.
+        status, out = await mirror(bob, "commons", "read", "--offline")
+        assert canary in out
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0, out
+        assert canary not in out and "still public" in out
+        assert "1 withdrawn or removed item(s) deleted" in out
+        assert canary.encode() not in _home_db_bytes(bob)
+        async with open_store(bob / "mirror.db") as store:
+            assert store.info(doc_id) is None and store.info(kept) is not None
+        # The author's own copy is hers: no server list deletes it.
+        status, out = await mirror(alice, "commons", "read")
+        assert status == 0, out
+        async with open_store(alice / "mirror.db") as store:
+            assert store.info(doc_id) is not None
+
+
+def _home_db_bytes(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.glob("mirror.db*") if p.is_file())
+
+
 # --------------------------------------------------------------------------- moderation
 
 
