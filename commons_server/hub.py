@@ -359,13 +359,17 @@ class Hub:
             doc_id, kind=DOC_KIND, sync_class=SyncClass.COMMONS, create=create)
         self._recent[doc_id] = None
         self._recent.move_to_end(doc_id)
-        if len(self._recent) > L.DOC_CACHE_ENTRIES:
-            for old in list(self._recent):
-                if len(self._recent) <= L.DOC_CACHE_ENTRIES:
+        busy = []
+        while len(self._recent) > L.DOC_CACHE_ENTRIES:
+            old, _ = self._recent.popitem(last=False)
+            if old == doc_id or old in self._locks:  # never unload one under an accept
+                busy.append(old)
+                if len(busy) >= len(self._recent):
                     break
-                if old != doc_id and old not in self._locks:  # never under an accept
-                    del self._recent[old]
-                    self.store.unload(old)
+            else:
+                self.store.unload(old)
+        for old in busy:  # back, as the most recent: they are in use
+            self._recent[old] = None
         return stored
 
     # ------------------------------------------------------------------ deleting
