@@ -183,7 +183,8 @@ def _progress(args: argparse.Namespace, label: str) -> ProgressLine:
 
 
 async def cmd_import(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt.importers import ImportFileError, apply_plan, read_source
+    from crdt.import_plan import ImportFileError
+    from crdt.importers import apply_plan, read_source
 
     path = args.path
     zone = datetime.now().astimezone().tzinfo

@@ -14,14 +14,8 @@ from pathlib import Path
 import pytest
 
 from crdt import open_store
-from crdt.importers import (
-    ImportFileError,
-    ImportLimits,
-    ImportReport,
-    apply_plan,
-    read_source,
-    stable_reflection_id,
-)
+from crdt.import_plan import ImportFileError, ImportLimits, ImportReport, stable_reflection_id
+from crdt.importers import apply_plan, read_source
 from crdt.journal import Journal, Reflection
 from node.cli import main
 
