@@ -218,34 +218,37 @@ def _trimmer() -> Callable[[Send], bool] | None:
 
     def trim_upgraded(send: Send) -> bool:
         """Trim the connection whose ASGI ``send`` this is; False if left as it was."""
-        stream = getattr(send, "__self__", None)
+        stream: Any = getattr(send, "__self__", None)
         if type(stream) is not WSStream or stream.state is not ASGIWebsocketState.CONNECTED:
             return False
-        http = getattr(stream.send, "__self__", None)
-        if (type(http) is not H11Protocol or type(http.connection) is not H11WSConnection
-                or type(http.can_read) is not EventWrapper
-                or http.can_read._event.statistics().tasks_waiting):
+        http: Any = getattr(stream.send, "__self__", None)
+        tcp: Any = getattr(http, "send", None) and getattr(http.send, "__self__", None)
+        try:
+            expected = (
+                type(http) is H11Protocol and type(http.connection) is H11WSConnection
+                and type(http.can_read) is EventWrapper
+                and not http.can_read._event.statistics().tasks_waiting
+                and type(tcp) is TCPServer and type(tcp.protocol) is ProtocolWrapper
+                and tcp.protocol.protocol is http
+                and type(tcp.send_lock) is trio.Lock and not tcp.send_lock.locked()
+                and type(tcp.idle_task) is TrioSingleTask and tcp.idle_task._handle is None
+                and not tcp.idle_task._lock.locked()
+                and type(stream.connection) is Connection
+                and type(stream.connection._events) is deque and not stream.connection._events
+            )
+        except AttributeError:  # not quite the 0.18.0 we know
+            expected = False
+        if not expected:
             return False
-        tcp = getattr(http.send, "__self__", None)
-        if (type(tcp) is not TCPServer or type(tcp.protocol) is not ProtocolWrapper
-                or tcp.protocol.protocol is not http or type(tcp.send_lock) is not trio.Lock
-                or tcp.send_lock.locked() or type(tcp.idle_task) is not TrioSingleTask
-                or tcp.idle_task._handle is not None or tcp.idle_task._lock.locked()
-                or type(stream.connection) is not Connection
-                or type(stream.connection._events) is not deque or stream.connection._events):
-            return False
-        # Stand-ins for hypercorn's types, hence the Any.
-        tcp_: Any = tcp
-        http_: Any = http
-        stream_: Any = stream
-        tcp_.protocol = http
-        tcp_.send_lock = _SendLock()
-        tcp_.idle_task = _IdleTaskOnDemand()
-        http_.can_read = _EventOnDemand()
-        http_.connection.h11_connection = None
-        stream_.handshake = _ACCEPTED
-        stream_.connection._events = _NoEvents()
-        stream_.scope.pop("headers", None)
+        tcp.protocol = http
+        tcp.send_lock = _SendLock()
+        tcp.idle_task = _IdleTaskOnDemand()
+        http.can_read = _EventOnDemand()
+        http.connection.h11_connection = None
+        ws: Any = stream  # stand-ins for hypercorn's and wsproto's types, hence Any
+        ws.handshake = _ACCEPTED
+        ws.connection._events = _NoEvents()
+        ws.scope.pop("headers", None)
         return True
 
     return trim_upgraded
