@@ -18,276 +18,67 @@ zeroconf runs on its own threads: every call into it goes through
 the trio token. Liveness is not decided here (sessions use heartbeats);
 removals are reported when they arrive.
 
-Errors::
-
-    DiscoveryError          zeroconf could not start, register or browse (one line)
-    └── PairingNotFound     no pairing advertisement with that tag in time
+The errors, limits, events and tag matching are in :mod:`node.discovery_tags`;
+the zeroconf calls in :mod:`node.discovery_zeroconf`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
-import ipaddress
 import logging
-import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import trio
-from zeroconf import (
-    DNSQuestionType,
-    InterfaceChoice,
-    IPVersion,
-    ServiceBrowser,
-    ServiceInfo,
-    ServiceStateChange,
-    Zeroconf,
-)
+from zeroconf import DNSQuestionType, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf import Error as ZeroconfError
 
-from .errors import MirrorError
+from .discovery_tags import (
+    MAX_CONCURRENT_RESOLVES,
+    MAX_OWN_NAMES,
+    MAX_QUEUED_EVENTS,
+    MAX_TRACKED_SERVICES,
+    PROTOCOL_VERSION,
+    REGISTER_RETRY_S,
+    RESOLVE_TIMEOUT_S,
+    ROTATION_CHECK_S,
+    SERVICE_TYPE,
+    Advertisement,
+    Classifier,
+    Clock,
+    DiscoveryError,
+    DiscoveryStatistics,
+    EarlierTags,
+    PairingNotFound,
+    PeerAddress,
+    PeerEvent,
+    PeerFound,
+    PeerLost,
+    TagForHour,
+    _check_tag,
+    _group_classifier,
+    _group_properties,
+    _pairing_classifier,
+    _pairing_properties,
+    _parse_hex,
+    hour_of,
+    match_any,
+    match_tag,
+    seconds_until_next_hour,
+)
+from .discovery_zeroconf import (
+    _advertised_addresses,
+    _advertisement_of,
+    _close_bounded,
+    _open_zeroconf,
+    _pick_host,
+    _register,
+    _service_info,
+    _unregister,
+    _zeroconf_errors,
+)
 
 log = logging.getLogger(__name__)
-
-SERVICE_TYPE = "_mirror._tcp.local."
-PROTOCOL_VERSION = 1
-SECONDS_PER_HOUR = 3600
-MAX_TAG_BYTES = 64  # hex in one TXT string: well under its 255-byte limit
-MAX_TRACKED_SERVICES = 256  # instances of our type followed at once
-MAX_QUEUED_EVENTS = 256  # per subscriber; more are dropped and counted
-MAX_CONCURRENT_RESOLVES = 8
-MAX_OWN_NAMES = 16  # our recent instance names, ignored when browsed
-RESOLVE_TIMEOUT_S = 2.0
-CLOSE_TIMEOUT_S = 5.0
-REGISTER_RETRY_S = 60.0
-# Wake this often to re-check the hour: the monotonic clock behind trio.sleep
-# stops during suspend, and the wall clock may be corrected meanwhile.
-ROTATION_CHECK_S = 300.0
-# Short record TTLs, so a device that vanished without goodbye (crash, lost
-# network) ages out of caches in minutes rather than zeroconf's 75 minutes.
-RECORD_TTL_S = 120
-
-TagForHour = Callable[[int], bytes]
-# hour -> (epoch, tag) for the group's earlier epochs still worth recognising
-EarlierTags = Callable[[int], Sequence[tuple[int, bytes]]]
-Clock = Callable[[], float]
-
-
-class DiscoveryError(MirrorError):
-    """zeroconf failed; the message is one line for the person."""
-
-
-class PairingNotFound(DiscoveryError):
-    pass
-
-
-@dataclass(frozen=True)
-class PeerAddress:
-    """Where a recognised device listens; ``tag_hour`` is the hour whose tag
-    matched (None for a pairing advertisement). ``epoch`` is set when the peer
-    advertised the tag of an earlier group epoch (it missed a device removal):
-    dial it at that epoch so it can learn the new one."""
-
-    host: str
-    port: int
-    tag_hour: int | None
-    epoch: int | None = None
-
-
-@dataclass(frozen=True)
-class PeerFound:
-    peer: PeerAddress
-
-
-@dataclass(frozen=True)
-class PeerLost:
-    peer: PeerAddress
-
-
-PeerEvent = PeerFound | PeerLost
-
-
-@dataclass(frozen=True)
-class Advertisement:
-    """The records this node currently publishes (for tests and diagnostics)."""
-
-    instance_name: str
-    server: str
-    port: int
-    properties: dict[str, str]
-    tag_hour: int | None
-
-
-@dataclass(frozen=True)
-class DiscoveryStatistics:
-    peers: int
-    tracked_services: int
-    advertised_tag_hour: int | None
-    registrations: int
-    registration_failures: int
-    services_rejected: int
-    resolve_failures: int
-    events_dropped: int
-
-
-# --- pure parts -------------------------------------------------------------
-
-
-def hour_of(unix_time: float) -> int:
-    return int(unix_time // SECONDS_PER_HOUR)
-
-
-def seconds_until_next_hour(unix_time: float) -> float:
-    return (hour_of(unix_time) + 1) * SECONDS_PER_HOUR - unix_time
-
-
-def match_tag(advertised: bytes, now: float, tag_for_hour: TagForHour) -> int | None:
-    """The hour (current, previous or next, for clock skew) whose tag equals
-    ``advertised``, or None."""
-    current = hour_of(now)
-    for hour in (current, current - 1, current + 1):
-        if hmac.compare_digest(advertised, tag_for_hour(hour)):
-            return hour
-    return None
-
-
-def _parse_hex(value: str | None) -> bytes | None:
-    if value is None or len(value) > 2 * MAX_TAG_BYTES:
-        return None
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        return None
-
-
-def _check_tag(tag: bytes) -> None:
-    if not 0 < len(tag) <= MAX_TAG_BYTES:
-        raise DiscoveryError(f"a discovery tag must be 1 to {MAX_TAG_BYTES} bytes")
-
-
-def _random_label() -> str:
-    # Fresh per registration: a name must not link two hours of one device.
-    return secrets.token_hex(8)
-
-
-# --- zeroconf boundary --------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _zeroconf_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except (ZeroconfError, OSError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DiscoveryError(f"discovery could not {action}: {detail}") from exc
-
-
-def _lan_addresses() -> list[str]:
-    import ifaddr
-
-    found = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback:
-                found.append(ip.ip)
-    return sorted(set(found))
-
-
-def _ip_addresses(values: Sequence[str]) -> list[str]:
-    try:
-        return [str(ipaddress.ip_address(v)) for v in values]
-    except ValueError as exc:
-        raise DiscoveryError(f"discovery needs IP addresses: {exc}") from None
-
-
-def _advertised_addresses(
-    interfaces: Sequence[str] | None, addresses: Sequence[str] | None
-) -> list[str]:
-    if addresses is not None:
-        return _ip_addresses(addresses)
-    if interfaces is None:
-        return _lan_addresses()
-    return _ip_addresses(interfaces)
-
-
-async def _open_zeroconf(interfaces: Sequence[str] | None) -> Zeroconf:
-    choice = InterfaceChoice.All if interfaces is None else list(interfaces)
-    version = IPVersion.V4Only if interfaces is None else None
-    with _zeroconf_errors("start"):
-        zc: Zeroconf = await trio.to_thread.run_sync(
-            lambda: Zeroconf(interfaces=choice, ip_version=version)
-        )
-    return zc
-
-
-def _close_zeroconf(
-    zc: Zeroconf, browser: ServiceBrowser | None, infos: Sequence[ServiceInfo]
-) -> None:
-    # Runs on a worker thread; every step is attempted so one failure does not
-    # leave sockets open.
-    if browser is not None:
-        with contextlib.suppress(Exception):
-            browser.cancel()
-    for info in infos:
-        with contextlib.suppress(Exception):
-            zc.unregister_service(info)
-    zc.close()
-
-
-async def _close_bounded(
-    zc: Zeroconf, browser: ServiceBrowser | None, infos: Sequence[ServiceInfo]
-) -> None:
-    with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True) as scope:
-        try:
-            await trio.to_thread.run_sync(
-                _close_zeroconf, zc, browser, list(infos), abandon_on_cancel=True
-            )
-        except Exception:
-            log.warning("discovery: closing zeroconf failed", exc_info=True)
-    if scope.cancelled_caught:
-        log.warning("discovery: closing zeroconf took over %s s; abandoned", CLOSE_TIMEOUT_S)
-
-
-def _service_info(properties: dict[str, str], port: int, addresses: Sequence[str]) -> ServiceInfo:
-    label = _random_label()
-    return ServiceInfo(
-        SERVICE_TYPE,
-        f"{label}.{SERVICE_TYPE}",
-        port=port,
-        properties=properties,
-        server=f"{label}.local.",
-        parsed_addresses=list(addresses),
-        host_ttl=RECORD_TTL_S,
-        other_ttl=RECORD_TTL_S,
-    )
-
-
-def _advertisement_of(info: ServiceInfo, tag_hour: int | None) -> Advertisement:
-    props = {k: v or "" for k, v in info.decoded_properties.items()}
-    return Advertisement(info.name, info.server or "", info.port or 0, props, tag_hour)
-
-
-async def _register(zc: Zeroconf, info: ServiceInfo) -> None:
-    with _zeroconf_errors("advertise"):
-        # Names are random, so probing for conflicts only costs time.
-        await trio.to_thread.run_sync(
-            lambda: zc.register_service(info, cooperating_responders=True)
-        )
-
-
-async def _unregister(zc: Zeroconf, info: ServiceInfo) -> None:
-    with _zeroconf_errors("withdraw an advertisement"):
-        await trio.to_thread.run_sync(zc.unregister_service, info)
-
-
-def _pick_host(info: ServiceInfo) -> str | None:
-    v4 = info.parsed_addresses(IPVersion.V4Only)
-    if v4:
-        return str(v4[0])
-    any_version = info.parsed_addresses()
-    return str(any_version[0]) if any_version else None
 
 
 def _unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -297,16 +88,6 @@ def _unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | 
 
 
 # --- the browser --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Match:
-    tag_hour: int | None  # None for a pairing advertisement
-    epoch: int | None = None  # an earlier epoch whose tag matched
-
-
-# Decides from a resolved instance's TXT whether it is ours (None: it is not).
-Classifier = Callable[[dict[str, str | None]], _Match | None]
 
 
 class Discovery:
@@ -521,55 +302,6 @@ class Discovery:
 
     def _current_infos(self) -> list[ServiceInfo]:
         return [self._advertised] if self._advertised is not None else []
-
-
-def _group_properties(tag: bytes) -> dict[str, str]:
-    _check_tag(tag)
-    return {"v": str(PROTOCOL_VERSION), "tag": tag.hex()}
-
-
-def _pairing_properties(tag: bytes) -> dict[str, str]:
-    _check_tag(tag)
-    return {"v": str(PROTOCOL_VERSION), "pairing": tag.hex()}
-
-
-def _group_classifier(
-    tag_for_hour: TagForHour, clock: Clock, earlier_tags: EarlierTags | None = None
-) -> Classifier:
-    def classify(props: dict[str, str | None]) -> _Match | None:
-        tag = _parse_hex(props.get("tag"))
-        if tag is None or props.get("v") != str(PROTOCOL_VERSION):
-            return None
-        return match_any(tag, clock(), tag_for_hour, earlier_tags)
-
-    return classify
-
-
-def match_any(
-    tag: bytes, now: float, tag_for_hour: TagForHour, earlier_tags: EarlierTags | None
-) -> _Match | None:
-    """Match against this epoch's tags, then (if given) against earlier epochs'."""
-    hour = match_tag(tag, now, tag_for_hour)
-    if hour is not None:
-        return _Match(hour)
-    if earlier_tags is None:
-        return None
-    current = hour_of(now)
-    for candidate in (current, current - 1, current + 1):
-        for epoch, earlier in earlier_tags(candidate):
-            if hmac.compare_digest(tag, earlier):
-                return _Match(candidate, epoch)
-    return None
-
-
-def _pairing_classifier(pairing_tag: bytes) -> Classifier:
-    def classify(props: dict[str, str | None]) -> _Match | None:
-        tag = _parse_hex(props.get("pairing"))
-        if tag is None or not hmac.compare_digest(tag, pairing_tag):
-            return None
-        return _Match(None)
-
-    return classify
 
 
 @contextlib.asynccontextmanager

@@ -23,7 +23,6 @@ import trio
 from zeroconf import DNSIncoming, DNSPointer, DNSService, DNSText
 
 from node.discovery import (
-    SECONDS_PER_HOUR,
     Advertisement,
     Discovery,
     DiscoveryError,
@@ -37,6 +36,7 @@ from node.discovery import (
     open_discovery,
     seconds_until_next_hour,
 )
+from node.discovery_tags import SECONDS_PER_HOUR
 from tests.netns_helper import netns_unavailable, python_env, veth_namespace_pair
 
 LOOPBACK = ["127.0.0.1"]
@@ -437,7 +437,7 @@ def test_namespace_helper_leaves_nothing_behind() -> None:
 
 
 def test_a_peer_on_an_earlier_epoch_is_recognised_with_that_epoch() -> None:
-    from node.discovery import match_any
+    from node.discovery_tags import match_any
 
     def current(hour: int) -> bytes:
         return b"now-" + hour.to_bytes(12, "big")
