@@ -29,9 +29,10 @@ from typing import Any, Literal
 from crdt.journal import Reflection
 from crdt.values import format_timestamp, parse_timestamp
 
+from .analysis import Analysis, Span, Tension
 from .lexicon import PhraseIndex, lexicon, phrase_tokens
 from .recurrence import theme_label
-from .text import Analysis, Span, Tension, analyze
+from .text import analyze
 
 ItemKind = Literal["theme", "emotion", "value", "belief", "role", "person", "tension"]
 ITEM_KINDS: tuple[ItemKind, ...] = (

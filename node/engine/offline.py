@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 from crdt.journal import Reflection
 
+from .analysis import Analysis, Feeling, Person, Span, Tension
 from .base import MirrorbackRequest
 from .recurrence import PAST_WINDOW, Thread, recurring_threads, theme_label
 from .safety import crisis_reply, detect_crisis
-from .text import Analysis, Feeling, Person, Span, Tension, analyze
+from .text import analyze
 
 MAX_QUOTE_WORDS = 14
 MAX_TENSION_QUOTE_WORDS = 9

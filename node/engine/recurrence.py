@@ -16,8 +16,9 @@ from typing import Literal
 
 from crdt.journal import Reflection
 
+from .analysis import Analysis
 from .lexicon import lexicon
-from .text import Analysis, analyze
+from .text import analyze
 
 PAST_WINDOW = 20  # most recent past reflections compared with a new one
 MIN_RECURRENCE = 2  # past reflections that must share a thread for it to be noted

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
+from .analysis import Span
 from .lexicon import lexicon
-from .text import Span
 
 CrisisCategory = Literal["self_harm", "harm_from_others"]
 EXCEPTION_LOOKAHEAD_CHARS = 40
