@@ -34,26 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from pycrdt import Doc
 
 from . import crypto_at_rest, schema
 from .crypto_at_rest import BlobCipher
 from .errors import (
-    CompactionError,
     CorruptStoreError,
-    DocumentError,
     StoreError,
     StoreLockedError,
     StoreOpenError,
     StoreWriteError,
 )
+from .storage_calls import _open_blob, compact_document
 from .sync_class import SyncClass
 from .values import format_timestamp, utc_now
 
 log = logging.getLogger("mirror.store")
-
-LOAD_ORIGIN = "mirror.store:load"
-EXTERNAL_ORIGIN = "mirror.store:external"
 
 MAX_BATCH_JOBS = 4096
 MAX_BATCH_BYTES = 32 * 1024 * 1024
@@ -76,19 +71,12 @@ class DocInfo:
 
 
 @dataclass(frozen=True)
-class CompactionResult:
-    doc_id: str
-    updates_folded: int
-    bytes_before: int
-    bytes_after: int
-
-
-@dataclass(frozen=True)
 class ExternalChanges:
     documents: list[DocInfo]
     snapshots: list[tuple[str, bytes]]
     updates: list[tuple[str, bytes]]
     max_seq: int
+
 
 @dataclass
 class Append:
@@ -505,113 +493,6 @@ class StorageThread:
         return ExternalChanges(docs, snapshots, updates, max_seq)
 
 
-def _open_blob(cipher: BlobCipher | None, what: str, doc_id: str, blob: Any) -> bytes:
-    return bytes(blob) if cipher is None else cipher.open(what, doc_id, bytes(blob))
-
-
-def read_doc(
-    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
-) -> tuple[bytes | None, list[bytes], int]:
-    row = conn.execute(
-        "SELECT snapshot, snapshot_seq FROM documents WHERE doc_id=?", (doc_id,)
-    ).fetchone()
-    if row is None:
-        raise DocumentError(f"no document {doc_id!r}")
-    snapshot = _open_blob(cipher, "snapshot", doc_id, row[0]) if row[0] is not None else None
-    updates = conn.execute(
-        "SELECT seq, data FROM updates WHERE doc_id=? ORDER BY seq", (doc_id,)
-    ).fetchall()
-    max_seq = max([int(row[1])] + [int(s) for s, _ in updates])
-    return snapshot, [_open_blob(cipher, "update", doc_id, d) for _, d in updates], max_seq
-
-
-def apply_all(
-    doc: Doc[Any], doc_id: str, snapshot: bytes | None, updates: list[bytes], *, origin: str
-) -> None:
-    try:
-        with doc.transaction(origin=origin):
-            if snapshot is not None:
-                doc.apply_update(snapshot)
-            for data in updates:
-                doc.apply_update(data)
-    except ValueError as exc:
-        raise CorruptStoreError(
-            f"document {doc_id}: stored update cannot be decoded ({exc})"
-        ) from None
-    except BaseException as exc:
-        if type(exc).__name__ == "PanicException":  # pyo3's, not an Exception (trap 1)
-            raise CorruptStoreError(
-                f"document {doc_id}: stored update crashed the decoder"
-            ) from None
-        raise
-
-
-def compact_document(
-    conn: sqlite3.Connection,
-    *,
-    doc_id: str,
-    live: tuple[bytes, bytes] | None,
-    cipher: BlobCipher | None = None,
-) -> CompactionResult | None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        snapshot, updates, max_seq = read_doc(conn, doc_id, cipher)
-        if not updates:
-            conn.execute("ROLLBACK")
-            return None
-        bytes_before = (len(snapshot) if snapshot else 0) + sum(len(u) for u in updates)
-        rebuilt: Doc[Any] = Doc()
-        apply_all(rebuilt, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
-        encoded = rebuilt.get_update()
-        reloaded: Doc[Any] = Doc()
-        apply_all(reloaded, doc_id, encoded, [], origin=LOAD_ORIGIN)
-        if reloaded.get_state() != rebuilt.get_state() or reloaded.get_update() != encoded:
-            raise CompactionError(f"document {doc_id}: re-encoded state differs; log kept")
-        if live is not None and live[0] == rebuilt.get_state() and live[1] != encoded:
-            raise CompactionError(f"document {doc_id}: stored state differs from live; log kept")
-        stored = encoded if cipher is None else cipher.seal("snapshot", doc_id, encoded)
-        conn.execute(
-            "UPDATE documents SET snapshot=?, snapshot_seq=?, compacted_at=? WHERE doc_id=?",
-            (stored, max_seq, format_timestamp(utc_now()), doc_id),
-        )
-        conn.execute("DELETE FROM updates WHERE doc_id=? AND seq <= ?", (doc_id, max_seq))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return CompactionResult(doc_id, len(updates), bytes_before, len(encoded))
-
-
-def read_envelopes(
-    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
-) -> list[bytes]:
-    """The envelopes kept for *doc_id*, in the order they were first stored."""
-    rows = conn.execute(
-        "SELECT data FROM envelopes WHERE doc_id=? ORDER BY seq", (doc_id,)
-    ).fetchall()
-    return [_open_blob(cipher, "envelope", doc_id, r[0]) for r in rows]
-
-
-def first_envelope_seqs(conn: sqlite3.Connection) -> dict[str, int]:
-    """For each document with envelopes, the seq of its first one (arrival order)."""
-    rows = conn.execute("SELECT doc_id, MIN(seq) FROM envelopes GROUP BY doc_id")
-    return {str(d): int(s) for d, s in rows}
-
-
-def scrub(conn: sqlite3.Connection) -> bool:
-    """Rewrite the file so deleted content is in neither the database nor its WAL.
-
-    VACUUM rebuilds the database from live rows only; the checkpoints before and
-    after move everything out of the WAL and truncate it to zero bytes. False
-    when another connection kept the WAL from being truncated (its pages are
-    overwritten by later writes, and the next scrub finishes the job)."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.execute("VACUUM")
-    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return not (busy and int(busy[0]))
-
-
 def _try_lock(path: Path) -> int | None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -643,6 +524,3 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.Error):
         return StoreError(f"database error: {_one_line(exc)}")
     return exc
-
-
-

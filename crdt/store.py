@@ -44,10 +44,7 @@ from .errors import (
     StoreWriteError,
 )
 from .storage import (
-    EXTERNAL_ORIGIN,
-    LOAD_ORIGIN,
     Append,
-    CompactionResult,
     Create,
     Delete,
     DocInfo,
@@ -58,6 +55,11 @@ from .storage import (
     SetClass,
     StorageThread,
     WriteJob,
+)
+from .storage_calls import (
+    EXTERNAL_ORIGIN,
+    LOAD_ORIGIN,
+    CompactionResult,
     apply_all,
     compact_document,
     first_envelope_seqs,
