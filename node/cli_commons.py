@@ -23,7 +23,8 @@ from .errors import MirrorError, UsageError
 if TYPE_CHECKING:
     from crdt.commons import Item
 
-    from .commons import CommonsServer, SyncReport
+    from .commons import SyncReport
+    from .commons_home import CommonsServer
     from .core import MirrorCore
 
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -53,7 +54,7 @@ def _confirm(args: argparse.Namespace, question: str, out: TextIO) -> bool:
 
 
 def _server(core: MirrorCore) -> CommonsServer:
-    from .commons import ServerList
+    from .commons_home import ServerList
     from .config import is_loopback_or_lan
 
     server = ServerList(core.home.path).default()
@@ -70,13 +71,8 @@ def _check_mode(core: MirrorCore, url: str, is_near: Callable[[str], bool]) -> N
 
 async def _sync(core: MirrorCore, out: TextIO, *, quiet_offline: bool = False) -> SyncReport | None:
     """Sync with the default server; None (and a one-line note) when it is unreachable."""
-    from .commons import (
-        AuthorKeys,
-        CommonsUnavailable,
-        ConsentLedger,
-        forget_withdrawn,
-        sync_commons,
-    )
+    from .commons import CommonsUnavailable, forget_withdrawn, sync_commons
+    from .commons_home import AuthorKeys, ConsentLedger
 
     server = _server(core)
     ledger = await ConsentLedger.open(core.store)
@@ -110,7 +106,7 @@ def _now() -> str:
 
 async def _publish(core: MirrorCore, kind: str, fields: dict[str, str], what: str,
                    summary: str, out: TextIO) -> int:
-    from .commons import AuthorKeys, ConsentLedger, LedgerEntry, create_item
+    from .commons_home import AuthorKeys, ConsentLedger, LedgerEntry, create_item
 
     server = _server(core)
     author = AuthorKeys(core.home.path).default()
@@ -193,7 +189,8 @@ async def cmd_commons(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_add(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .commons import CommonsServer, ServerList, fetch_info, normalise_url
+    from .commons import fetch_info
+    from .commons_home import CommonsServer, ServerList, normalise_url
     from .config import is_loopback_or_lan
 
     url = normalise_url(args.url)
@@ -227,7 +224,7 @@ async def cmd_post(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def _thread_for(core: MirrorCore, ref: str, out: TextIO) -> Item:
-    from .commons import ConsentLedger, load_cache
+    from .commons_home import ConsentLedger, load_cache
 
     ledger = await ConsentLedger.open(core.store)
     items = await load_cache(core.store, ledger.withdrawn())
@@ -273,7 +270,7 @@ async def cmd_react(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .commons import ConsentLedger, ServerList, load_cache
+    from .commons_home import ConsentLedger, ServerList, load_cache
 
     if not args.offline and ServerList(core.home.path).all():
         report = await _sync(core, out)
@@ -341,7 +338,7 @@ async def cmd_publish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_published(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .commons import ConsentLedger
+    from .commons_home import ConsentLedger
 
     entries = (await ConsentLedger.open(core.store)).entries()
     if args.json:
@@ -362,7 +359,8 @@ async def cmd_published(core: MirrorCore, args: argparse.Namespace, out: TextIO)
 async def cmd_unpublish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from dataclasses import replace
 
-    from .commons import AuthorKeys, ConsentLedger, post_json
+    from .commons import post_json
+    from .commons_home import AuthorKeys, ConsentLedger
 
     ledger = await ConsentLedger.open(core.store)
     hits = [e for e in ledger.entries() if _short(e.doc_id).startswith(args.id)

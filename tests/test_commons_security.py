@@ -28,6 +28,7 @@ from crdt.commons import (
     write_item,
 )
 from node import commons as node_commons
+from node.commons_home import AuthorKeys
 from tests.commons_helpers import mirror, running_commons
 
 FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -78,7 +79,7 @@ async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
     async with running_commons(tmp_path / "server") as server:
         (mallory,) = await _setup(tmp_path, server.url, "mallory")
         alice = AuthorKey(os.urandom(32))
-        forger = node_commons.AuthorKeys(mallory).default()
+        forger = AuthorKeys(mallory).default()
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
 
         class Forging(node_commons.CommonsSync):
@@ -226,7 +227,7 @@ async def test_moderation_hide_remove_block_and_the_public_log(tmp_path: Path) -
             replay = await client.post(api, json=_action(op, "hide", hidden))
             assert replay.status_code == 403 and "replayed" in replay.text
             assert (await client.post(api, json=_action(op, "remove", removed))).status_code == 200
-            block = _action(op, "block", node_commons.AuthorKeys(bob).default().public_hex)
+            block = _action(op, "block", AuthorKeys(bob).default().public_hex)
             assert (await client.post(api, json=block)).status_code == 200
             threads = (await client.get(server.url + "/api/v1/threads")).json()["threads"]
             assert [t["title"] for t in threads] == ["kept"]

@@ -37,7 +37,8 @@ from crdt.commons import (
     write_item,
 )
 from node import commons as node_commons
-from node.commons import AuthorKeys, CommonsServer, CommonsSync, create_item
+from node.commons import CommonsSync
+from node.commons_home import AuthorKeys, CommonsServer, create_item
 from node.sync.session import SessionError, SyncSession
 from protocol import (
     COMMONS,
