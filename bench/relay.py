@@ -4,7 +4,8 @@
 
 (a) frames/s of 1 KiB messages from A to B through one room, and the one-way
     latency of those frames (p50/p99) and of single frames on an idle relay;
-(b) the relay's CPU time per forwarded frame (utime+stime from /proc);
+(b) the relay's CPU time per forwarded frame (utime+stime from /proc), and the
+    clients' (this process);
 (c) RSS per idle connection, with --idle connections held open;
 (d) update propagation: A makes N small pycrdt edits, B applies them. Through
     the relay, each edit is sealed end to end by ``protocol.Connection``
@@ -103,6 +104,7 @@ async def throughput(url: str, pid: int, frames: int) -> dict[str, float]:
             await b.receive_bytes()
             idle.append(time.perf_counter() - t0)
         cpu0 = cpu_s(pid)
+        clients0 = cpu_s(os.getpid())
         forwarded0 = await metric(url, "relay_frames_forwarded_total")
         writes0 = await metric(url, "relay_frames_sent_total")
         done = trio.Event()
@@ -134,6 +136,7 @@ async def throughput(url: str, pid: int, frames: int) -> dict[str, float]:
             with trio.fail_after(120):
                 await done.wait()
         cpu1 = cpu_s(pid)
+        clients1 = cpu_s(os.getpid())
         forwarded = await metric(url, "relay_frames_forwarded_total") - forwarded0
         writes = await metric(url, "relay_frames_sent_total") - writes0
     elapsed = result["end"] - start
@@ -145,6 +148,9 @@ async def throughput(url: str, pid: int, frames: int) -> dict[str, float]:
         "idle_latency_p99_ms": pct(idle, 0.99) * 1e3,
         "relay_cpu_us_per_frame": (cpu1 - cpu0) / max(forwarded, 1) * 1e6,
         "relay_frames_per_write": forwarded / max(writes, 1),
+        # Both clients run in this process: when it needs a core per frame rate, it
+        # and not the relay sets frames_per_s.
+        "clients_cpu_us_per_frame": (clients1 - clients0) / frames * 1e6,
     }
 
 
