@@ -374,3 +374,80 @@ async def test_a_silent_client_is_closed_after_the_idle_timeout(
             elapsed = trio.current_time() - start
         assert L.IDLE_TIMEOUT_S <= elapsed <= L.IDLE_TIMEOUT_S + 2 * HEARTBEAT_INTERVAL_S
         assert not app.sessions and hub.stats.sessions == 0
+
+
+
+class GatedStream(trio.abc.Stream):
+    """A stream whose reader can be stopped and started (a reader slower than the server)."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.reading = trio.Event()
+        self.reading.set()
+
+    def stop(self) -> None:
+        self.reading = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        await self.reading.wait()
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_catch_up_larger_than_the_send_queue_is_paced_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new reader asks for five times more documents than the server may queue for
+    it, then stops reading: the server waits for it instead of dropping it, and when
+    it reads again every document arrives."""
+    monkeypatch.setattr(L, "SESSION_QUEUE_MESSAGES", 8)
+    async with open_hub(tmp_path / "server", limits=BIG) as hub, \
+            node_home(tmp_path / "bob") as bob:
+        author = AuthorKey(os.urandom(32))
+        for i in range(40):
+            await _accept_post(hub, author, i)
+        # Lockstep: the server's writes wait for the reader, as on a slow link.
+        left, right = trio.testing.lockstep_stream_pair()
+        stream = GatedStream(left)
+        server_key = hub.server_key
+
+        class AsksThenStops(CommonsSync):
+            async def wanted(self, offered: Any) -> Any:
+                stream.stop()  # after this the reader reads nothing until told
+                return await super().wanted(offered)
+
+        documents = AsksThenStops(bob.store, CommonsServer("http://commons.test", server_key),
+                                  bob.keys, set())
+        client = client_session(bob, hub, stream, documents)
+        server = hub_session(hub, "198.51.100.2", right)
+        ended: list[str] = []
+
+        async def run_server() -> None:
+            try:
+                await server.run()
+            except SessionError as exc:
+                ended.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.run)
+            nursery.start_soon(run_server)
+            # The server fills what it may queue (or, without pacing, overflows and ends).
+            await wait_for(lambda: server.pending() >= L.SESSION_QUEUE_MESSAGES // 2
+                           or bool(ended))
+            assert not ended
+            assert server.stats.updates_out < 40  # it is waiting, not answering ahead
+            stream.reading.set()
+            with trio.fail_after(20):
+                await client.caught_up.wait()
+                assert await client.wait_acknowledged()
+            client.close_soon("done", CloseCode.NORMAL)
+        assert ended == []
+        assert len(bob.store.documents("commons")) == 40

@@ -27,6 +27,10 @@ session with a Close, queued behind what was already sealed (the peer reads
 its reason); the documents keep whatever was validly applied before. A peer
 that reads too slowly is dropped once ``max_queued_frames`` sealed frames wait,
 never buffered without bound; a new session catches up through the catalogue.
+Answers to the peer's requests are paced instead: while half the queue is full
+the reader waits for the writer (and stops reading), so a catch-up of any size
+over a slow link completes; a peer that stops reading is cut by the write
+deadline.
 """
 
 from __future__ import annotations
@@ -147,6 +151,13 @@ class SyncSession:
         self.handshake_done = trio.Event()
         self.caught_up = trio.Event()
         self._send, self._receive = trio.open_memory_channel[bytes](max_queued_frames)
+        # Answers to the peer's requests wait while this many frames are queued, so a
+        # large catch-up over a slow link is paced by the peer, not dropped; live
+        # pushes keep the other half of the queue.
+        self._answer_high_water = max(1, max_queued_frames // 2)
+        self._wrote = trio.Event()  # set (and replaced) after each write
+        self._last_wrote_at = 0.0
+        self._paced = False  # the reader is waiting for the writer (see _room_to_answer)
         self._heartbeats = itertools.count(1)
         self._ack_waiters: dict[int, trio.Event] = {}
         self._acked: set[int] = set()
@@ -297,6 +308,7 @@ class SyncSession:
         elif isinstance(event, CatalogueReceived):
             self._queue(self.conn.send(DeltaRequest(tuple(await documents.wanted(event)))))
         elif isinstance(event, StateVectorReceived):
+            await self._room_to_answer()
             payload = await documents.answer(event)
             self._queue(self.conn.send(Update(event.doc_id, event.sync_class, payload)))
             self.stats.updates_out += 1
@@ -312,6 +324,19 @@ class SyncSession:
         elif isinstance(event, CatchUpDone):
             self.stats.caught_up_at = trio.current_time()
             self.caught_up.set()
+
+    async def _room_to_answer(self) -> None:
+        """Wait while half the send queue is full: the peer paces its own catch-up.
+
+        The reader stops reading meanwhile, which is the backpressure: the peer
+        sends no more requests than it reads answers. A peer that stops reading
+        altogether is cut by the writer's deadline (``WRITE_TIMEOUT_S``)."""
+        while self.pending() >= self._answer_high_water and not self._overflow:
+            self._paced = True
+            try:
+                await self._wrote.wait()
+            finally:
+                self._paced = False
 
     # ------------------------------------------------------------------ writing
 
@@ -352,6 +377,9 @@ class SyncSession:
                         await self.stream.send_all(data)
                     self.stats.bytes_out += len(data)
                     self.stats.frames_out += len(chunks)
+                    self._last_wrote_at = trio.current_time()
+                    self._wrote.set()
+                    self._wrote = trio.Event()
         finally:
             self._writer_done.set()
         if self._overflow:
@@ -372,7 +400,10 @@ class SyncSession:
             return
         while True:
             await trio.sleep(HEARTBEAT_INTERVAL_S)
-            silent = trio.current_time() - self.stats.last_received_at
+            heard = self.stats.last_received_at
+            if self._paced:  # not reading on purpose: the peer taking our writes is alive
+                heard = max(heard, self._last_wrote_at)
+            silent = trio.current_time() - heard
             if silent > self.idle_timeout_s:
                 self._ended_by = f"peer silent for {silent:.0f} s"
                 self.close_soon("idle")
