@@ -234,7 +234,10 @@ def _read_markdown_folder(root: Path, default_tz: tzinfo, limits: ImportLimits) 
     if not files and not plan.skipped:
         raise ImportFileError(f"{root}: no Markdown files (*.md) in this folder")
     for rel, path in files:
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+        except OSError as exc:  # removed or unreadable since the folder was listed
+            raise ImportFileError(f"{path}: cannot read ({exc.strerror})") from None
         if size > limits.max_markdown_file_bytes:
             plan.skipped.append(Skipped(rel, f"larger than {limits.max_markdown_file_bytes} bytes"))
             continue

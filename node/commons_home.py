@@ -12,6 +12,7 @@ records what was published, where and when, and what was withdrawn.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -84,12 +85,19 @@ class AuthorKeys:
         return keys
 
     def create(self) -> AuthorKey:
-        data = _read_json(self.path)
-        key = AuthorKey(os.urandom(32))
-        data.setdefault("authors", []).append(
-            {"seed": key.seed.hex(), "public": key.public_hex,
-             "created_at": format_timestamp(utc_now())})
-        _write_private_json(self.path, data)
+        # Read-modify-write under an exclusive lock: two processes creating a key at
+        # once must not lose one (a lost author key can never withdraw its posts).
+        lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = _read_json(self.path)
+            key = AuthorKey(os.urandom(32))
+            data.setdefault("authors", []).append(
+                {"seed": key.seed.hex(), "public": key.public_hex,
+                 "created_at": format_timestamp(utc_now())})
+            _write_private_json(self.path, data)
+        finally:
+            os.close(lock)
         return key
 
     def default(self) -> AuthorKey:
@@ -213,10 +221,6 @@ async def create_item(
     write_item(stored.doc, kind, values)
     await store.wait_durable()
     return stored
-
-
-def cached_items(store: DocStore) -> list[StoredDoc]:
-    return [s for i in store.documents(DOC_KIND) if (s := store.loaded(i.doc_id)) is not None]
 
 
 async def load_cache(store: DocStore, hidden: Iterable[str] = ()) -> list[Item]:

@@ -78,7 +78,7 @@ from .discovery_zeroconf import (
     _zeroconf_errors,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mirror.discovery")  # under "mirror": the home log, not stderr
 
 
 def _unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

@@ -26,7 +26,7 @@ from .discovery_tags import (
     DiscoveryError,
 )
 
-log = logging.getLogger("node.discovery")  # the logger discovery has always used
+log = logging.getLogger("mirror.discovery")
 
 
 def _random_label() -> str:
