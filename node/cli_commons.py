@@ -273,7 +273,8 @@ async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     from .commons_home import ConsentLedger, ServerList, load_cache
 
     if not args.offline and ServerList(core.home.path).all():
-        report = await _sync(core, out)
+        # With --json, notes go to stderr: standard output stays one JSON value.
+        report = await _sync(core, sys.stderr if args.json else out)
         if report is not None and report.forgotten and not args.json:
             print(f"({report.forgotten} withdrawn or removed item(s) deleted from this "
                   "device's cache)", file=out)

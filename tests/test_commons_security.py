@@ -333,3 +333,6 @@ async def test_offline_layer1_works_and_read_shows_the_cache(tmp_path: Path) -> 
     lines = out.splitlines()
     assert lines[0].startswith("(offline: cannot reach")
     assert "cached thread" in out
+    status, out = await mirror(bob, "commons", "read", "--json")  # still one JSON value
+    assert status == 0, out
+    assert [i["title"] for i in json.loads(out)] == ["cached thread"]
