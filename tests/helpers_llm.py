@@ -80,7 +80,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw or b"{}")
             except json.JSONDecodeError:
                 body = {}
-            fake.requests.append(Recorded(self.path, body, dict(self.headers.items())))
+            # Header names are case-insensitive (openai 3.x sends 'authorization'): kept lower.
+            fake.requests.append(Recorded(self.path, body,
+                                          {k.lower(): v for k, v in self.headers.items()}))
             if self.path.endswith("/api/show"):
                 self._json(200, {"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
                                  "details": {"family": "tiny"}, "model_info": {}})
