@@ -71,6 +71,7 @@ from .errors import MirrorError
 from .sync.catalogue import offerable
 from .sync.documents import EMPTY_STATE_VECTOR
 from .sync.session import SessionError, SyncSession
+from .sync.ws_client import bounded_session
 
 log = logging.getLogger("mirror.commons")
 
@@ -390,6 +391,7 @@ async def sync_commons(
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
                 connecting: Any = httpx_ws.aconnect_ws(
                     server.ws_url, client, max_message_size_bytes=MAX_WS_MESSAGE_BYTES,
+                    session_class=bounded_session(MAX_WS_MESSAGE_BYTES),
                     keepalive_ping_interval_seconds=None)
                 async with connecting as ws:
                     # Errors are carried out of httpx-ws's task group by hand: raised
