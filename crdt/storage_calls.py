@@ -16,6 +16,7 @@ from pycrdt import Doc
 
 from .crypto_at_rest import BlobCipher
 from .errors import CompactionError, CorruptStoreError, DocumentError
+from .update_check import UpdateRejected, delete_set, same_document
 from .values import format_timestamp, utc_now
 
 LOAD_ORIGIN = "mirror.store:load"
@@ -71,11 +72,25 @@ def apply_all(
         raise
 
 
+def _same(a: bytes, b: bytes) -> bool:
+    try:
+        return same_document(a, b)
+    except UpdateRejected as exc:  # our own encoder's output did not parse
+        raise CompactionError(f"re-encoded document does not parse ({exc}); log kept") from None
+
+
+def _same_deletes(a: bytes, b: bytes) -> bool:
+    try:
+        return delete_set(a) == delete_set(b)
+    except UpdateRejected as exc:
+        raise CompactionError(f"a delete set does not parse ({exc}); log kept") from None
+
+
 def compact_document(
     conn: sqlite3.Connection,
     *,
     doc_id: str,
-    live: tuple[bytes, bytes] | None,
+    live: tuple[bytes, bytes] | None,  # a loaded replica: its state, its delete set
     cipher: BlobCipher | None = None,
 ) -> CompactionResult | None:
     conn.execute("BEGIN IMMEDIATE")
@@ -90,9 +105,16 @@ def compact_document(
         encoded = rebuilt.get_update()
         reloaded: Doc[Any] = Doc()
         apply_all(reloaded, doc_id, encoded, [], origin=LOAD_ORIGIN)
-        if reloaded.get_state() != rebuilt.get_state() or reloaded.get_update() != encoded:
+        # The round trip is compared in canonical form: yrs writes the keys of
+        # dict values in hash-map order, so equal documents need not encode to
+        # equal bytes.
+        if reloaded.get_state() != rebuilt.get_state() or not _same(reloaded.get_update(), encoded):
             raise CompactionError(f"document {doc_id}: re-encoded state differs; log kept")
-        if live is not None and live[0] == rebuilt.get_state() and live[1] != encoded:
+        # A live replica with the same state vector holds the same items; it may
+        # split and merge them differently, so only its deletions are compared.
+        if live is not None and live[0] == rebuilt.get_state() and not _same_deletes(
+            live[1], rebuilt.get_update(rebuilt.get_state())
+        ):
             raise CompactionError(f"document {doc_id}: stored state differs from live; log kept")
         stored = encoded if cipher is None else cipher.seal("snapshot", doc_id, encoded)
         conn.execute(
@@ -122,6 +144,11 @@ def first_envelope_seqs(conn: sqlite3.Connection) -> dict[str, int]:
     """For each document with envelopes, the seq of its first one (arrival order)."""
     rows = conn.execute("SELECT doc_id, MIN(seq) FROM envelopes GROUP BY doc_id")
     return {str(d): int(s) for d, s in rows}
+
+
+def documents_with_updates(conn: sqlite3.Connection) -> list[str]:
+    """Documents whose update log is not empty (what compaction would fold)."""
+    return [str(r[0]) for r in conn.execute("SELECT DISTINCT doc_id FROM updates ORDER BY doc_id")]
 
 
 def scrub(conn: sqlite3.Connection) -> bool:

@@ -170,3 +170,138 @@ def check_map_roots(update: bytes) -> None:
             r.varuint()
     if r.pos != len(update):
         raise UpdateRejected("trailing bytes after the update")
+
+
+# --------------------------------------------------------------------------- canonical form
+
+
+def _varuint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _canonical_any(r: _Reader, depth: int = 0) -> bytes:
+    """One ``Any`` value, its object keys sorted (recursively)."""
+    if depth > MAX_ANY_DEPTH:
+        raise UpdateRejected("value nested too deep")
+    start = r.pos
+    kind = r.u8()
+    if kind == 118:  # object: the part yrs writes in hash-map order
+        entries = []
+        for _ in range(r.varuint()):
+            key = r.buf()
+            entries.append((key, _canonical_any(r, depth + 1)))
+        entries.sort()
+        return b"".join(
+            [bytes([118]), _varuint_bytes(len(entries))]
+            + [_varuint_bytes(len(k)) + k + v for k, v in entries]
+        )
+    if kind == 117:
+        items = [_canonical_any(r, depth + 1) for _ in range(r.varuint())]
+        return b"".join([bytes([117]), _varuint_bytes(len(items)), *items])
+    r.pos = start
+    r.any(depth)
+    return r.data[start : r.pos]
+
+
+def _walk(update: bytes) -> tuple[list[tuple[int, bytes]], dict[int, list[tuple[int, int]]]]:
+    """The client blocks of *update* (dict keys sorted) and its delete set, merged."""
+    r = _Reader(update)
+    blocks: list[tuple[int, bytes]] = []
+    for _ in range(r.varuint()):  # clients
+        structs = r.varuint()
+        client = r.varuint()
+        clock = r.varuint()
+        out = [_varuint_bytes(structs), _varuint_bytes(client), _varuint_bytes(clock)]
+        for _ in range(structs):
+            start = r.pos
+            info = r.u8()
+            ref = info & _BITS5
+            if ref in (0, 10):  # GC, Skip
+                r.varuint()
+                out.append(r.data[start : r.pos])
+                continue
+            if info & _ORIGIN:
+                r.varuint()
+                r.varuint()
+            if info & _RIGHT_ORIGIN:
+                r.varuint()
+                r.varuint()
+            if not info & (_ORIGIN | _RIGHT_ORIGIN):
+                if r.varuint() == 1:
+                    r.buf()
+                else:
+                    r.varuint()
+                    r.varuint()
+                if info & _PARENT_SUB:
+                    r.buf()
+            out.append(r.data[start : r.pos])
+            if ref == 8:  # any
+                count = r.varuint()
+                out.append(_varuint_bytes(count))
+                out.extend(_canonical_any(r) for _ in range(count))
+            elif ref == 9:  # subdocument: guid, then options (an Any)
+                start = r.pos
+                r.buf()
+                out.append(r.data[start : r.pos])
+                out.append(_canonical_any(r))
+            else:
+                start = r.pos
+                _skip_content(r, ref)
+                out.append(r.data[start : r.pos])
+        blocks.append((client, b"".join(out)))
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(r.varuint()):
+        client = r.varuint()
+        for _ in range(r.varuint()):
+            clock = r.varuint()
+            length = r.varuint()
+            ranges.setdefault(client, []).append((clock, clock + length))
+    if r.pos != len(update):
+        raise UpdateRejected("trailing bytes after the update")
+    merged: dict[int, list[tuple[int, int]]] = {}
+    for client, spans in ranges.items():
+        spans.sort()
+        out_spans: list[tuple[int, int]] = []
+        for lo, hi in spans:
+            if out_spans and lo <= out_spans[-1][1]:
+                out_spans[-1] = (out_spans[-1][0], max(out_spans[-1][1], hi))
+            elif hi > lo:
+                out_spans.append((lo, hi))
+        if out_spans:
+            merged[client] = out_spans
+    return sorted(blocks), merged
+
+
+def delete_set(update: bytes) -> dict[int, list[tuple[int, int]]]:
+    """What *update* deletes: per client, sorted and merged ``[start, end)`` clock ranges."""
+    return _walk(update)[1]
+
+
+def canonical_update(update: bytes) -> bytes:
+    """*update* (Yjs v1) re-encoded in one canonical order.
+
+    yrs writes the keys of a map value (``ContentAny`` holding a dict), and may
+    write clients and delete-set entries, in hash-map order, so two encodings of
+    one document can differ byte for byte (measured: re-encoding a decoded
+    engine document reorders the keys of its evidence dicts). Here clients are
+    sorted by id, object keys by their bytes, and the delete set is sorted and
+    its ranges merged; everything else is copied as it is. Equal canonical forms
+    mean equal documents; compaction compares these instead of raw bytes.
+    """
+    blocks, deletes = _walk(update)
+    out = [_varuint_bytes(len(blocks)), *(b for _, b in blocks), _varuint_bytes(len(deletes))]
+    for client in sorted(deletes):
+        spans = deletes[client]
+        out += [_varuint_bytes(client), _varuint_bytes(len(spans))]
+        out += [_varuint_bytes(lo) + _varuint_bytes(hi - lo) for lo, hi in spans]
+    return b"".join(out)
+
+
+def same_document(a: bytes, b: bytes) -> bool:
+    """Whether two v1 updates encode the same document (see :func:`canonical_update`)."""
+    return a == b or canonical_update(a) == canonical_update(b)

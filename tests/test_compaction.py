@@ -24,6 +24,9 @@ OPS = st.lists(
         st.tuples(st.just("edit"), KEYS, TEXT),
         st.tuples(st.just("push"), KEYS, TEXT),
         st.tuples(st.just("del"), KEYS, st.none()),
+        # Plain dict values: yrs writes their keys in hash-map order, so a
+        # re-encoded document may differ byte for byte (compaction must cope).
+        st.tuples(st.just("dict"), KEYS, st.dictionaries(KEYS, TEXT, min_size=2, max_size=5)),
         st.tuples(st.just("compact"), st.none(), st.none()),
         st.tuples(st.just("reopen"), st.none(), st.none()),
     ),
@@ -51,6 +54,9 @@ def apply_op(root: Map[Any], model: dict[str, Any], op: str, key: str, value: An
         else:
             root[key] = Array([value])
             model[key] = [value]
+    elif op == "dict":
+        root[key] = value
+        model[key] = value
     elif op == "del" and key in root:
         del root[key]
         model.pop(key, None)

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
 from crdt.journal import Reflection, write_reflection
-from crdt.update_check import UpdateRejected, check_map_roots
+from crdt.update_check import (
+    UpdateRejected,
+    canonical_update,
+    check_map_roots,
+    delete_set,
+    same_document,
+)
 from crdt.values import utc_now
 
 LEAF = st.one_of(
@@ -90,3 +96,76 @@ def test_mutated_updates_are_refused_cleanly(data: st.DataObject) -> None:
         check_map_roots(bytes(update))
     except UpdateRejected:
         pass
+
+
+# --------------------------------------------------------------------------- canonical form
+
+
+def _dict_doc(value: dict[str, Any]) -> bytes:
+    doc: Doc[Any] = Doc(client_id=7)
+    doc.get("r", type=Map)["k"] = value
+    return doc.get_update()
+
+
+def test_key_order_of_a_dict_value_does_not_change_the_canonical_form() -> None:
+    # The same document with the two entries of its dict value swapped, as yrs
+    # may write it after a decode: different bytes, one document.
+    update = _dict_doc({"x": "1", "y": "2"})
+    first, second = b"\x01x\x77\x011", b"\x01y\x77\x012"
+    if first + second not in update:  # yrs wrote them the other way round
+        first, second = second, first
+    assert update.count(first + second) == 1
+    swapped = update.replace(first + second, second + first)
+    assert swapped != update
+    docs = []
+    for data in (update, swapped):
+        doc: Doc[Any] = Doc()
+        doc.apply_update(data)
+        docs.append(doc.get("r", type=Map).to_py())
+    assert docs[0] == docs[1] == {"k": {"x": "1", "y": "2"}}
+    assert canonical_update(update) == canonical_update(swapped)
+    assert same_document(update, swapped)
+
+
+def test_different_documents_have_different_canonical_forms() -> None:
+    base = _dict_doc({"x": "1", "y": "2"})
+    assert not same_document(base, _dict_doc({"x": "1", "y": "3"}))
+    assert not same_document(base, _dict_doc({"x": "1", "z": "2"}))
+    doc: Doc[Any] = Doc(client_id=7)
+    doc.apply_update(base)
+    del doc.get("r", type=Map)["k"]
+    assert not same_document(base, doc.get_update())  # a deletion counts
+
+
+@given(edits=st.lists(st.tuples(st.text(max_size=4), VALUE), max_size=8))
+def test_a_re_decoded_document_has_the_same_canonical_form(
+        edits: list[tuple[str, Any]]) -> None:
+    doc: Doc[Any] = Doc()
+    root = doc.get("r", type=Map)
+    for key, value in edits:
+        root[key] = value
+    update = doc.get_update()
+    again: Doc[Any] = Doc()
+    again.apply_update(update)
+    assert same_document(update, again.get_update())
+    assert canonical_update(canonical_update(update)) == canonical_update(update)
+
+
+def test_canonical_form_refuses_what_does_not_parse() -> None:
+    update = _dict_doc({"x": "1"})
+    with pytest.raises(UpdateRejected):
+        canonical_update(update + b"\x00")
+    with pytest.raises(UpdateRejected):
+        canonical_update(update[:-3])
+
+
+def test_delete_sets_are_compared_merged_and_sorted() -> None:
+    # No structs; client 5 deletes clocks 0-1 and 2, written as two ranges or one.
+    split = bytes([0, 1, 5, 2, 0, 2, 2, 1])
+    whole = bytes([0, 1, 5, 1, 0, 3])
+    assert delete_set(split) == delete_set(whole) == {5: [(0, 3)]}
+    assert same_document(split, whole)
+    two_clients = bytes([0, 2, 9, 1, 4, 1, 5, 1, 0, 3])
+    other_order = bytes([0, 2, 5, 1, 0, 3, 9, 1, 4, 1])
+    assert same_document(two_clients, other_order)
+    assert not same_document(whole, bytes([0, 1, 5, 1, 0, 2]))
