@@ -11,6 +11,7 @@ Routes (anything else is 404; paths are matched whole, against strict patterns):
     GET  /api/v1/threads ?page=N                  JSON of the index
     GET  /api/v1/threads/<kind>/<author>/<id>     JSON of one thread
     GET  /api/v1/moderation                       JSON of the moderation log
+    GET  /api/v1/withdrawn                        ids readers drop: withdrawn, hidden, blocked
     POST /api/v1/moderation                       a signed operator action (JSON)
     POST /api/v1/withdraw                         an owner's signed withdrawal (JSON)
 
@@ -156,7 +157,7 @@ class CommonsApp:
         if path == "/api/v1/moderation":
             return 200, JSON, _json({"log": await hub.moderation_log()})
         if path == "/api/v1/withdrawn":
-            return 200, JSON, _json({"withdrawn": hub.recently_withdrawn()})
+            return 200, JSON, _json(hub.moderated_lists())
         if (m := THREAD_PAGE.fullmatch(path)) is not None:
             thread = await hub.thread(f"commons/{m.group(1)}/{m.group(2)}/{m.group(3)}")
             if thread is None:

@@ -23,6 +23,12 @@ deletes the document from the store and rewrites the file (VACUUM, WAL
 truncated) so its bytes are gone; a document found withdrawn at start (a crash
 between the two) is deleted then.
 
+A document is *withheld* while the operator hides it or blocks its author: it
+stays in the store but is offered, served and shown nowhere (``DocMeta.hidden``),
+and comes back with ``unhide`` / ``unblock``. Readers learn what to drop from
+their caches from :meth:`Hub.moderated_lists` (``GET /api/v1/withdrawn``: ids
+and author keys only, never content).
+
 Errors raised to callers::
 
     Refused                 the request is well-formed but not allowed
@@ -220,7 +226,7 @@ class Hub:
                 self.store.unload(doc_id)
                 continue
             seq = order.get(doc_id, 0)
-            self.index.put(DocMeta(item, doc_id in self.moderation.hidden,
+            self.index.put(DocMeta(item, self._withheld(doc_id, item.author),
                                    stored.doc.get_state(), seq))
             self.store.unload(doc_id)
         self.stats.documents = len(self.index)
@@ -253,8 +259,11 @@ class Hub:
         return [CatalogueEntry(d, COMMONS, m.sv_digest)
                 for d, m in self.index.visible()[:L.MAX_CATALOGUE_DOCS]]
 
-    def state_vector(self, doc_id: str) -> bytes | None:
-        """Our state vector for an update a client offers, or None if we refuse the id."""
+    def state_vector(self, doc_id: str, sv_digest: bytes | None = None) -> bytes | None:
+        """Our state vector for a document a client offers with *sv_digest*, or None
+        if we refuse the id or already hold exactly that state (a withheld document
+        its owner offers: it differs from our catalogue only by being left out of it,
+        and asking would have a blocked author's every sync refused)."""
         try:
             parse_doc_id(doc_id)
         except InvalidCommonsId:
@@ -262,6 +271,8 @@ class Hub:
         if doc_id in self.withdrawn:
             return None
         meta = self.docs.get(doc_id)
+        if meta is not None and sv_digest is not None and meta.sv_digest == sv_digest:
+            return None
         return meta.state_vector if meta else _EMPTY_SV
 
     async def bundle(self, doc_id: str) -> bytes:
@@ -342,7 +353,7 @@ class Hub:
             raise Gone(f"{doc_id} was withdrawn")
         changed = sv != before
         seq = meta.received_seq if meta else self.index.last_seq + 1
-        hidden = doc_id in self.moderation.hidden
+        hidden = self._withheld(doc_id, item.author)
         self.index.put(DocMeta(item, hidden, sv, seq))
         self.stats.accepted_updates += len(envelopes)
         self.stats.documents = len(self.index)
@@ -430,12 +441,24 @@ class Hub:
             elif action in ("block", "unblock"):
                 moderation.set_blocked(target, action == "block", at)
         if action in ("hide", "unhide"):
-            self.index.set_hidden(target, action == "hide")
+            self._rewithhold([target])
+        elif action in ("block", "unblock"):
+            self._rewithhold(self.index.ids_by(target))
         if action == "remove":
             await self._delete(target, "operator")
         else:
             await self.store.wait_durable()
         return {"action": action, "target": target, "reason": reason, "at": at}
+
+    def _withheld(self, doc_id: str, author: str) -> bool:
+        """Hidden by the operator, or its author is blocked: kept, but shown nowhere."""
+        return doc_id in self.moderation.hidden or author in self.moderation.blocked
+
+    def _rewithhold(self, doc_ids: list[str]) -> None:
+        for doc_id in doc_ids:
+            meta = self.docs.get(doc_id)
+            if meta is not None:
+                self.index.set_hidden(doc_id, self._withheld(doc_id, meta.author))
 
     # ------------------------------------------------------------------ reading (web, API)
 
@@ -446,10 +469,17 @@ class Hub:
         """A post or insight with its visible comments and reaction counts."""
         return self.index.thread(doc_id, L.MAX_COMMENTS_PER_PAGE)
 
-    def recently_withdrawn(self) -> list[str]:
-        """Ids withdrawn by their owner or removed by the operator, newest first, so
-        readers can drop them from their caches (ids only: no content is kept)."""
-        return self.moderation.recently_withdrawn(L.MAX_CATALOGUE_DOCS)
+    def moderated_lists(self) -> dict[str, list[str]]:
+        """What readers drop from their caches at each sync (ids only, never content),
+        newest first, each list at most ``MAX_LISTED_IDS``: ``withdrawn`` (by the
+        owner, or removed by the operator: gone for good), ``hidden`` (document ids
+        the operator hides now) and ``blocked`` (author keys blocked now, whose every
+        document is withheld). Un-hidden and unblocked ones leave the lists, and
+        readers fetch them again with the catalogue."""
+        moderation = self.moderation
+        return {"withdrawn": moderation.recently_withdrawn(L.MAX_LISTED_IDS),
+                "hidden": moderation.recently_hidden(L.MAX_LISTED_IDS),
+                "blocked": moderation.recently_blocked(L.MAX_LISTED_IDS)}
 
     async def moderation_log(self) -> list[dict[str, Any]]:
         return self.moderation.log(L.MODERATION_LOG_PAGE)

@@ -11,7 +11,8 @@ devices — whose documents are :class:`HubDocuments`:
   frames are limited to ``MAX_COMMONS_FRAME_BYTES``;
 - catalogue: the hub's visible documents (``Hub.catalogue``);
 - wanted: every document the client offers that differs, with the hub's state
-  vector, except ids the hub refuses (``Hub.state_vector``);
+  vector, except ids the hub refuses and documents it already holds in exactly
+  that state (a withheld one is left out of its catalogue: ``Hub.state_vector``);
 - answer: every envelope stored for the document, so a reader verifies the
   owner's own signatures (``Hub.bundle``);
 - apply: ``Hub.accept``, awaited before the next frame is even decoded, so a
@@ -71,9 +72,10 @@ class HubDocuments:
         return list(self.hub.catalogue())
 
     async def wanted(self, offered: CatalogueReceived) -> list[StateVector]:
+        digests = {e.doc_id: e.sv_digest for e in offered.entries}
         wanted = []
         for doc_id in offered.differing:
-            sv = self.hub.state_vector(doc_id)
+            sv = self.hub.state_vector(doc_id, digests.get(doc_id))
             if sv is not None:
                 wanted.append(StateVector(doc_id, COMMONS, sv))
         return wanted

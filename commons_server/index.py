@@ -4,11 +4,12 @@ Theory of operation
 -------------------
 The DocStore is the authority (documents and their signed envelopes); this
 index is derived from it, rebuilt at start (``Hub.load``) and kept current by
-the hub after each accepted update, hide, unhide or deletion. It holds each
-document's validated item, its state vector and its arrival number, plus, per
-thread, the ids of its comments and reactions — enough to answer every page
-without touching the disk. Thread lists are sorted once and cached until the
-next change.
+the hub after each accepted update, hide, unhide, block, unblock or deletion.
+It holds each document's validated item, whether it is withheld (``hidden``:
+the operator hides it or blocks its author), its state vector and its arrival
+number, plus, per thread, the ids of its comments and reactions — enough to
+answer every page without touching the disk. Thread lists are sorted once and
+cached until the next change.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from protocol import state_vector_digest
 class DocMeta:
     item: Item
     hidden: bool
+    """Withheld: hidden by the operator or by a blocked author (offered and shown nowhere)."""
     state_vector: bytes
     received_seq: int
 
@@ -80,6 +82,10 @@ class Index:
         if meta is not None:
             meta.hidden = hidden
             self._threads = None
+
+    def ids_by(self, author: str) -> list[str]:
+        """Every document of *author* (hex key), withheld ones too."""
+        return [d for d, m in self.docs.items() if m.author == author]
 
     def visible(self) -> list[tuple[str, DocMeta]]:
         """Visible documents, newest first."""

@@ -22,6 +22,8 @@ MAX_COMMONS_FRAME_BYTES: Final = 1 * MIB
 """Largest protocol frame body on a Commons session (documents are small)."""
 MAX_CATALOGUE_DOCS: Final = 10_000
 """Newest documents listed to a reader; older ones stay readable on the web view."""
+MAX_LISTED_IDS: Final = 10_000
+"""Most ids in each list of ``GET /api/v1/withdrawn`` (withdrawn, hidden, blocked)."""
 THREADS_PER_PAGE: Final = 50
 MAX_PAGE: Final = 10_000
 MAX_COMMENTS_PER_PAGE: Final = 500

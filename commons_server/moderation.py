@@ -69,10 +69,20 @@ class Moderation:
 
     def recently_withdrawn(self, limit: int) -> list[str]:
         """Withdrawn or removed ids, newest first (at most *limit*)."""
-        target = self._maps["withdrawn"]
-        pairs = sorted(((str(target[d]).split(" ")[0], d) for d in self.withdrawn),
-                       reverse=True)
-        return [d for _, d in pairs[:limit]]
+        return self._newest("withdrawn", self.withdrawn, limit)
+
+    def recently_hidden(self, limit: int) -> list[str]:
+        """Hidden ids, most recently hidden first (at most *limit*)."""
+        return self._newest("hidden", self.hidden, limit)
+
+    def recently_blocked(self, limit: int) -> list[str]:
+        """Blocked author keys (hex), most recently blocked first (at most *limit*)."""
+        return self._newest("blocked", self.blocked, limit)
+
+    def _newest(self, root: str, keys: set[str], limit: int) -> list[str]:
+        target = self._maps[root]  # values start with the time: "<at>" or "<at> <by>"
+        pairs = sorted(((str(target[k]).split(" ")[0], k) for k in keys), reverse=True)
+        return [k for _, k in pairs[:limit]]
 
     def set_hidden(self, doc_id: str, hidden: bool, at: str) -> None:
         target = self._maps["hidden"]

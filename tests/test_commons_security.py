@@ -175,7 +175,7 @@ async def test_a_withdrawn_item_leaves_readers_caches_at_their_next_sync(tmp_pat
         assert status == 0, out
         async with httpx.AsyncClient() as client:
             listed = (await client.get(server.url + "/api/v1/withdrawn")).json()
-        assert listed == {"withdrawn": [doc_id]}
+        assert listed == {"withdrawn": [doc_id], "hidden": [], "blocked": []}
         # Offline, bob still reads his cached copy; at his next sync it is deleted.
         status, out = await mirror(bob, "commons", "read", "--offline")
         assert canary in out
@@ -214,7 +214,8 @@ async def test_moderation_hide_remove_block_and_the_public_log(tmp_path: Path) -
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         hidden = await _post(alice, "to hide")
         removed = await _post(alice, "to remove REMOVE-CANARY")
-        kept = await _post(bob, "kept")
+        kept = await _post(alice, "kept")
+        await _post(bob, "by bob")  # withheld with the block below
         api = server.url + "/api/v1/moderation"
         async with httpx.AsyncClient() as client:
             refused = await client.post(api, json=_action(stranger, "hide", kept))
