@@ -369,6 +369,9 @@ class Journal:
                     raise ValueRangeError("a reflection needs some text (use delete to remove it)")
                 _check_text(text)
                 body = entry["text"]
+                if str(body) != text and "mirrorback" in entry:
+                    # It answered (and quotes) the old words: it goes with them.
+                    del entry["mirrorback"]
                 replace_text(body, text)
             if tags is not None:
                 new_tags = normalize_tags(tags)

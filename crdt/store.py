@@ -38,6 +38,7 @@ from pycrdt import Doc, Subscription, TransactionEvent
 from . import schema
 from .crypto_at_rest import BlobCipher
 from .errors import (
+    CompactionError,
     DocumentError,
     StoreClosedError,
     StoreOpenError,
@@ -62,6 +63,7 @@ from .storage_calls import (
     CompactionResult,
     apply_all,
     compact_document,
+    documents_with_updates,
     first_envelope_seqs,
     read_doc,
     read_envelopes,
@@ -411,6 +413,33 @@ class DocStore:
             log.warning("deleted %s; another reader kept the WAL from being truncated", doc_id)
         return complete
 
+    async def scrub_deleted(self) -> bool:
+        """Make content deleted from documents unrecoverable from this file.
+
+        A CRDT deletion is one more update: the deleted text stays in the older
+        update rows until they are folded away. This compacts every document
+        that has an update log (compaction drops deleted content), then rewrites
+        the file (VACUUM, WAL truncated) so no freed page still holds it.
+        Returns False if a document could not be compacted (its log is kept, a
+        warning logged) or another connection kept the WAL from being truncated
+        (its pages are overwritten by later writes; the next scrub finishes)."""
+        self._check_open()
+        await self.wait_durable()
+        pending: list[str] = await self._storage.call(documents_with_updates)
+        folded = True
+        for doc_id in pending:
+            if doc_id not in self._catalogue:
+                continue
+            try:
+                await self.compact([doc_id])
+            except CompactionError as exc:  # its log stays; the others are still scrubbed
+                log.warning("scrub: %s", exc)
+                folded = False
+        complete: bool = await self._storage.call(scrub)
+        if not complete:
+            log.warning("scrubbed; another reader kept the WAL from being truncated")
+        return complete and folded
+
     async def wait_durable(self) -> None:
         """Return once every change made before the call is committed to disk."""
         target = self._enqueued
@@ -489,7 +518,9 @@ class DocStore:
             if doc_id not in self._catalogue:
                 raise DocumentError(f"no document {doc_id!r}")
             stored = self._loaded.get(doc_id)
-            live = (stored.doc.get_state(), stored.doc.get_update()) if stored else None
+            # Its state vector and (an update of nothing but) its delete set.
+            live = (stored.doc.get_state(), stored.doc.get_update(stored.doc.get_state())) \
+                if stored else None
             result = await self._storage.call(
                 functools.partial(
                     compact_document, doc_id=doc_id, live=live, cipher=self._storage.cipher

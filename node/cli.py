@@ -184,6 +184,12 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         return 0
     updated = await core.edit(current.id, text=text, tags=args.tag)
     print(f"edited {updated.id}", file=out)
+    if updated.text != current.text and current.mirrorback is not None:
+        # The old mirrorback quoted the old words and was removed with them.
+        mirrorback = "" if args.no_mirrorback else await core.mirror(updated)
+        if mirrorback:
+            print("", file=out)
+            print(mirrorback, file=out)
     return 0
 
 
@@ -359,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--text", help="the new text")
     p.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")
+    p.add_argument("--no-mirrorback", action="store_true",
+                   help="when the text changes, do not ask for a new mirrorback (the old one, "
+                   "which quoted the old words, is removed either way)")
     p = add("delete", cmd_delete, "delete a reflection and all the engine learned from it")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--yes", action="store_true", help="do not ask")

@@ -90,13 +90,17 @@ class MirrorCore:
         _, before = await self.journal.find(ref)
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
+        if after.text != before.text:  # the old words leave this device's file too
+            await self.store.scrub_deleted()
         return after
 
     async def delete(self, ref: str) -> Reflection:
         """Delete a reflection and everything the engine learned from it (its counts,
-        its evidence); the person's graph edits stay."""
+        its evidence); the person's graph edits stay. Its text, mirrorback and
+        quotes are then scrubbed from the database file (:meth:`DocStore.scrub_deleted`)."""
         reflection = await self.journal.delete(ref)
         await self.understanding.on_delete(reflection)
+        await self.store.scrub_deleted()  # and leaves no byte of it in this device's file
         return reflection
 
     async def past_for(

@@ -35,8 +35,16 @@ def test_reflect_list_show_edit_delete(home_dir: Path, capsys: pytest.CaptureFix
     assert "I felt tired at work" in out and "mirrorback" in out
     status, out, _ = cli(capsys, "edit", rid[:6], "--text", "I felt rested at work")
     assert status == 0
+    # The old mirrorback quoted the old words: a new one answers the new text.
+    assert out.startswith(f"edited {rid}") and "rested" in out and "tired" not in out
     status, out, _ = cli(capsys, "show", rid, "--json")
-    assert json.loads(out)["text"] == "I felt rested at work"
+    shown = json.loads(out)
+    assert shown["text"] == "I felt rested at work"
+    assert "rested" in shown["mirrorback"]["text"] and "tired" not in shown["mirrorback"]["text"]
+    status, out, _ = cli(capsys, "edit", rid, "--no-mirrorback", "--text", "I felt calm")
+    assert status == 0 and out.strip() == f"edited {rid}"
+    status, out, _ = cli(capsys, "show", rid, "--json")
+    assert json.loads(out)["mirrorback"] is None
     status, out, _ = cli(capsys, "delete", rid, "--yes")
     assert status == 0
     status, out, _ = cli(capsys, "list")

@@ -349,3 +349,33 @@ def test_mirror_delete_and_edit_take_effect_without_reindex(tmp_path: Path) -> N
     found = patterns()
     assert found["person:my boss"]["count"] == 1 and found["theme:nature"]["count"] == 1
     assert "deletes and edits need none" in run_mirror(home, "reindex", "--help").stdout
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _home_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+async def test_deleted_and_edited_words_leave_the_database_file(
+        core: MirrorCore, tmp_path: Path) -> None:
+    # A CRDT delete is one more update; without compaction and a scrub, the
+    # text, its mirrorback and the engine's evidence quotes stay in the file.
+    gone, edited, kept = "Saffronwick-7", "Tamberlyne-3", "Oakhollow-5"
+    doomed = await core.reflect(f"My boss said {gone} and I feel anxious about money.")
+    await core.mirror(doomed)
+    changed = await core.reflect(f"Work again, {edited}; I feel anxious and tired.")
+    await core.mirror(changed)
+    await core.reflect(f"A calm walk, {kept}, with my sister.")
+    await core.store.wait_durable()
+    files = tmp_path / "home"
+    before = _home_bytes(files)
+    assert gone.encode() in before and edited.encode() in before
+    await core.delete(doomed.id)
+    await core.edit(changed.id, text="Work again; I feel anxious and tired.")
+    after = _home_bytes(files)
+    assert gone.encode() not in after
+    assert edited.encode() not in after
+    assert kept.encode() in after  # what was not deleted is still there
+    assert (await core.journal.find(changed.id))[1].text.startswith("Work again;")

@@ -158,3 +158,28 @@ async def test_closed_store_refuses_envelope_reads(tmp_path: Path) -> None:
         pass
     with pytest.raises(StoreClosedError):
         await store.envelopes("commons/x")
+
+
+async def test_scrub_deleted_removes_deleted_content_and_keeps_the_rest(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    gone, kept = "CANARY-scrub-71c2", "CANARY-kept-0d4e"
+    async with open_store(db, compact_after_updates=0) as store:
+        stored = await store.open_doc("notes", kind="notes")
+        root = stored.doc.get("r", type=Map)
+        # Dict values: their keys re-encode in any order, which compaction must accept.
+        root["a"] = {"text": gone * 20, "n": "1", "z": "2", "m": "3"}
+        root["b"] = {"text": kept, "n": "1", "z": "2", "m": "3"}
+        await store.wait_durable()
+        await store.compact(["notes"])  # the canary in a snapshot as well as the log
+        root["c"] = "later"
+        del root["a"]
+        await store.wait_durable()
+        assert gone.encode() in _file_bytes(db)  # a CRDT delete alone keeps the bytes
+        assert await store.scrub_deleted() is True
+        assert gone.encode() not in _file_bytes(db)
+        assert kept.encode() in _file_bytes(db)
+        assert root.to_py() == {"b": {"text": kept, "n": "1", "z": "2", "m": "3"}, "c": "later"}
+    async with open_store(db) as store:
+        again = await store.open_doc("notes", kind="notes")
+        assert again.doc.get("r", type=Map).to_py() == {
+            "b": {"text": kept, "n": "1", "z": "2", "m": "3"}, "c": "later"}
