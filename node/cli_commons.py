@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shlex
 import sys
 from collections.abc import Callable
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from .core import MirrorCore
 
 AddCommand = Callable[..., argparse.ArgumentParser]
-
-log = logging.getLogger("mirror.commons")
 
 REPL_COMMANDS: dict[str, tuple[str, str]] = {
     "commons": ("[THREAD]", "read the Commons (cached; refreshed when the server is reachable)"),
@@ -86,7 +83,8 @@ async def _sync(core: MirrorCore, out: TextIO, *, quiet_offline: bool = False) -
     try:
         report.forgotten = await forget_withdrawn(core.store, server, AuthorKeys(core.home.path))
     except CommonsUnavailable as exc:  # the sync itself succeeded: note it, go on
-        log.warning("could not check for withdrawn items: %s", exc)
+        print(f"(could not check for withdrawn or moderated items: {exc}; "
+              "cached copies of them stay until a later sync)", file=out)
     sent_at = _now()
     for doc_id in report.sent:
         entry = ledger.get(doc_id)
@@ -276,7 +274,7 @@ async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         # With --json, notes go to stderr: standard output stays one JSON value.
         report = await _sync(core, sys.stderr if args.json else out)
         if report is not None and report.forgotten and not args.json:
-            print(f"({report.forgotten} withdrawn or removed item(s) deleted from this "
+            print(f"({report.forgotten} withdrawn or moderated item(s) deleted from this "
                   "device's cache)", file=out)
     ledger = await ConsentLedger.open(core.store)
     items = await load_cache(core.store, ledger.withdrawn())

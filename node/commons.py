@@ -31,6 +31,8 @@ Author keys, servers, the consent ledger and the cache of items are in
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from contextlib import AbstractContextManager, nullcontext
@@ -79,7 +81,10 @@ SYNC_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 15.0
 MAX_WS_MESSAGE_BYTES = 2 * 1024 * 1024
 MAX_WITHDRAWN_LISTED = 10_000
-"""Most ids read from a server's list of withdrawn items."""
+"""Most entries read from each list of a server's ``/api/v1/withdrawn``."""
+MAX_WITHDRAWN_BODY_BYTES = 4 * 1024 * 1024
+"""Largest answer read from ``/api/v1/withdrawn`` (three full lists take under 3 MiB)."""
+MODERATED_LISTS = ("withdrawn", "hidden", "blocked")
 WS_CHUNK_BYTES = 256 * 1024  # largest message sent (the server takes 1 MiB and a little)
 MAX_FRAME_BYTES = 1024 * 1024  # largest protocol frame taken from the server
 _ORIGIN = "mirror.commons"
@@ -134,32 +139,83 @@ async def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]
     return answer if isinstance(answer, dict) else {}
 
 
-async def forget_withdrawn(store: DocStore, server: CommonsServer, authors: AuthorKeys) -> int:
-    """Delete cached copies of what *server* lists as withdrawn or removed; how many.
+async def fetch_moderated(server: CommonsServer) -> dict[str, list[str]]:
+    """What *server* lists at ``/api/v1/withdrawn`` for readers to drop, per list.
 
-    Only other people's ``commons`` documents are deleted: this person's own stay
-    in their store whatever a server says. The file is then rewritten so the
-    deleted text is in none of its pages (``DocStore.delete_doc``)."""
+    Read within bounds: at most ``MAX_WITHDRAWN_BODY_BYTES`` (not decompressed),
+    ``SYNC_TIMEOUT_S`` in all and ``MAX_WITHDRAWN_LISTED`` entries of each list;
+    entries that are not strings are skipped. ``withdrawn`` is required; a server
+    older than hiding and blocking lists only that. Anything else the server
+    answers is :class:`CommonsUnavailable` with the reason."""
     import httpx
 
+    url = server.url + "/api/v1/withdrawn"
+    body = bytearray()
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
-            response = await client.get(server.url + "/api/v1/withdrawn")
-        listed = response.json()["withdrawn"] if response.status_code == 200 else []
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        raise CommonsUnavailable(f"{server.url} did not list withdrawn items") from None
-    if not isinstance(listed, list):
-        raise CommonsUnavailable(f"{server.url} did not list withdrawn items")
+        with trio.fail_after(SYNC_TIMEOUT_S):
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client, client.stream(
+                    "GET", url, headers={"accept-encoding": "identity"}) as response:
+                if response.status_code != 200:
+                    raise CommonsUnavailable(f"{url} answered {response.status_code}")
+                chunks = response.aiter_raw()
+                try:
+                    async for chunk in chunks:
+                        body += chunk
+                        if len(body) > MAX_WITHDRAWN_BODY_BYTES:
+                            raise CommonsUnavailable(
+                                f"{url} answered with more than "
+                                f"{MAX_WITHDRAWN_BODY_BYTES // (1024 * 1024)} MiB")
+                except BaseException:
+                    # Stopping early leaves httpx's nested async generators suspended,
+                    # which trio reports when they are collected: close the response,
+                    # then drain the chain (it ends at once on the closed connection).
+                    await response.aclose()
+                    with contextlib.suppress(httpx.HTTPError, OSError, RuntimeError):
+                        async for _ in chunks:
+                            pass
+                    raise
+    except trio.TooSlowError:
+        raise CommonsUnavailable(f"{url} did not answer in time") from None
+    except httpx.HTTPError as exc:
+        raise CommonsUnavailable(f"cannot reach {url} ({type(exc).__name__})") from None
+    try:
+        value = json.loads(bytes(body))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise CommonsUnavailable(f"{url} answered with something that is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise CommonsUnavailable(f"{url} answered with something that is not a JSON object")
+    lists = {}
+    for name in MODERATED_LISTS:
+        entries = value.get(name, None if name == "withdrawn" else [])
+        if not isinstance(entries, list):
+            raise CommonsUnavailable(f"{url} answered, but its '{name}' is not a list")
+        lists[name] = [e for e in entries[:MAX_WITHDRAWN_LISTED] if isinstance(e, str)]
+    return lists
+
+
+async def forget_withdrawn(store: DocStore, server: CommonsServer, authors: AuthorKeys) -> int:
+    """Delete cached copies of what *server* no longer shows; how many.
+
+    That is what it lists (:func:`fetch_moderated`) as withdrawn by the owner or
+    removed by the operator, hidden by the operator, or by an author it blocks.
+    Only other people's ``commons`` documents are deleted: this person's own stay
+    in their store whatever a server says. The file is then rewritten so the
+    deleted text is in none of its pages (``DocStore.delete_doc``). Hidden and
+    blocked items the server shows again come back with the next sync, as any
+    item not yet cached does."""
+    lists = await fetch_moderated(server)
+    dropped = {*lists["withdrawn"], *lists["hidden"]}
+    blocked = set(lists["blocked"])
+    mine = {key.public for key in authors.all()}
     doomed = []
-    for doc_id in listed[:MAX_WITHDRAWN_LISTED]:
-        if not isinstance(doc_id, str) or not is_commons_id(doc_id):
+    for info in store.documents(DOC_KIND):
+        if info.sync_class is not SyncClass.COMMONS or not is_commons_id(info.doc_id):
             continue
-        info = store.info(doc_id)
-        if info is None or info.sync_class is not SyncClass.COMMONS or info.kind != DOC_KIND:
+        owner = parse_doc_id(info.doc_id).owner
+        if owner in mine:
             continue
-        if authors.owner_of(doc_id) is not None:
-            continue
-        doomed.append(doc_id)
+        if info.doc_id in dropped or owner.hex() in blocked:
+            doomed.append(info.doc_id)
     for i, doc_id in enumerate(doomed):
         await store.delete_doc(doc_id, scrub_file=i == len(doomed) - 1)
     return len(doomed)
@@ -174,7 +230,7 @@ class SyncReport:
     received: list[str] = field(default_factory=list)
     on_server: set[str] = field(default_factory=set)
     forgotten: int = 0
-    """Cached items deleted because the server lists them as withdrawn or removed."""
+    """Cached items deleted because the server lists them as withdrawn or moderated away."""
 
 
 class WebSocketStream(trio.abc.Stream):

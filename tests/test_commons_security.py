@@ -28,7 +28,7 @@ from crdt.commons import (
     write_item,
 )
 from node import commons as node_commons
-from node.commons_home import AuthorKeys
+from node.commons_home import AuthorKeys, CommonsServer
 from tests.commons_helpers import mirror, running_commons
 
 FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -182,7 +182,7 @@ async def test_a_withdrawn_item_leaves_readers_caches_at_their_next_sync(tmp_pat
         status, out = await mirror(bob, "commons", "read")
         assert status == 0, out
         assert canary not in out and "still public" in out
-        assert "1 withdrawn or removed item(s) deleted" in out
+        assert "1 withdrawn or moderated item(s) deleted" in out
         assert canary.encode() not in _home_db_bytes(bob)
         async with open_store(bob / "mirror.db") as store:
             assert store.info(doc_id) is None and store.info(kept) is not None
@@ -246,6 +246,161 @@ async def test_moderation_hide_remove_block_and_the_public_log(tmp_path: Path) -
         status, out = await mirror(tmp_path / "carol", "commons", "add", server.url)
         status, out = await mirror(tmp_path / "carol", "commons", "read", "--json")
         assert {i["title"] for i in json.loads(out)} == {"kept"}
+
+
+async def _moderate(server_url: str, op: AuthorKey, action: str, target: str,
+                    reason: str = "spam") -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(server_url + "/api/v1/moderation",
+                                   json=_action(op, action, target, reason))
+    assert answer.status_code == 200, answer.text
+
+
+async def _cached(home: Path, *doc_ids: str) -> list[bool]:
+    async with open_store(home / "mirror.db") as store:
+        return [store.info(d) is not None for d in doc_ids]
+
+
+async def test_a_hidden_post_leaves_readers_caches_and_comes_back_when_unhidden(
+        tmp_path: Path) -> None:
+    canary = "CANARY-hidden-5e1b"
+    op = AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        hidden = await _post(alice, f"Title {canary}", f"Body {canary}")
+        kept = await _post(alice, "still public")
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0 and canary in out, out
+        await _moderate(server.url, op, "hide", hidden)
+        async with httpx.AsyncClient() as client:
+            listed = (await client.get(server.url + "/api/v1/withdrawn")).json()
+        assert listed == {"withdrawn": [], "hidden": [hidden], "blocked": []}
+        # Offline, bob still has his copy; at his next sync it is deleted and scrubbed.
+        status, out = await mirror(bob, "commons", "read", "--offline")
+        assert canary in out
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0, out
+        assert canary not in out and "still public" in out
+        assert "1 withdrawn or moderated item(s) deleted" in out
+        assert await _cached(bob, hidden, kept) == [False, True]
+        assert canary.encode() not in _home_db_bytes(bob)
+        # The author's own hidden post stays on her node, and she still syncs.
+        status, out = await mirror(alice, "commons", "read")
+        assert status == 0 and canary in out, out
+        assert await _cached(alice, hidden) == [True]
+        # Hiding is reversible: after an unhide, readers get it back at their next sync.
+        await _moderate(server.url, op, "unhide", hidden)
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0 and canary in out, out
+        assert await _cached(bob, hidden) == [True]
+
+
+async def test_a_removed_post_leaves_readers_caches_but_not_its_authors_node(
+        tmp_path: Path) -> None:
+    canary = "CANARY-removed-90af"
+    op = AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
+        removed = await _post(alice, f"Title {canary}", f"Body {canary}")
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0 and canary in out, out
+        await _moderate(server.url, op, "remove", removed)
+        async with httpx.AsyncClient() as client:
+            listed = (await client.get(server.url + "/api/v1/withdrawn")).json()
+        assert listed == {"withdrawn": [removed], "hidden": [], "blocked": []}
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0 and canary not in out, out
+        assert await _cached(bob, removed) == [False]
+        assert canary.encode() not in _home_db_bytes(bob)
+        status, out = await mirror(alice, "commons", "read")
+        assert status == 0, out
+        assert await _cached(alice, removed) == [True]
+
+
+async def test_a_blocked_authors_items_leave_readers_caches_until_unblocked(
+        tmp_path: Path) -> None:
+    canary = "CANARY-blocked-3d77"
+    op = AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob, carol = await _setup(tmp_path, server.url, "alice", "bob", "carol")
+        kept = await _post(alice, "alice's thread")
+        spam = await _post(bob, f"Title {canary}", f"Body {canary}")
+        status, out = await mirror(bob, "commons", "comment", kept.rsplit("/", 1)[-1],
+                                   "--body", f"comment {canary}", "--yes")
+        assert status == 0, out
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and canary in out, out
+        bob_key = AuthorKeys(bob).default().public_hex
+        await _moderate(server.url, op, "block", bob_key)
+        async with httpx.AsyncClient() as client:
+            listed = (await client.get(server.url + "/api/v1/withdrawn")).json()
+            threads = (await client.get(server.url + "/api/v1/threads")).json()["threads"]
+        assert listed == {"withdrawn": [], "hidden": [], "blocked": [bob_key]}
+        assert [(t["title"], t["comments"]) for t in threads] == [("alice's thread", 0)]
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0, out
+        assert canary not in out and "alice's thread" in out
+        assert canary.encode() not in _home_db_bytes(carol)
+        # Bob's node keeps his own items, and he can still read.
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0 and canary in out, out
+        async with open_store(bob / "mirror.db") as store:
+            assert sum(1 for _ in store.documents("commons")) == 3
+        # Unblocked, his items come back to readers at their next sync.
+        await _moderate(server.url, op, "unblock", bob_key)
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0, out
+        assert {i["doc_id"] for i in json.loads(out)} >= {kept, spam}
+        assert out.count(canary) == 3  # title, body, comment
+
+
+def _hostile_lists(inner: Any, body: bytes) -> Any:
+    """The Commons app, except that /api/v1/withdrawn answers *body* in 64 KiB pieces."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/api/v1/withdrawn":
+            return await inner(scope, receive, send)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        for start in range(0, len(body), 64 * 1024):
+            await send({"type": "http.response.body", "body": body[start:start + 64 * 1024],
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return None
+
+    return app
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b"[" * 200_000 + b"]" * 200_000, "not valid JSON"),
+    (b'{"withdrawn": [' + b'"x",' * (2 * 1024 * 1024) + b'"x"]}', "more than"),
+    (b'{"withdrawn": [], "hidden": {"a": 1}}', "'hidden' is not a list"),
+    (b'{"withdrawn": "all"}', "'withdrawn' is not a list"),
+    (b'["withdrawn"]', "not a JSON object"),
+])
+async def test_a_hostile_list_of_moderated_items_is_a_clear_note(
+        tmp_path: Path, body: bytes, error: str) -> None:
+    from commons_server.app import CommonsApp
+    from commons_server.server import open_hub, serve_commons
+
+    async with open_hub(tmp_path / "server") as hub, trio.open_nursery() as nursery:
+        url = await nursery.start(serve_commons, _hostile_lists(CommonsApp(hub), body),
+                                  "127.0.0.1", 0)
+        alice, bob = await _setup(tmp_path, url, "alice", "bob")
+        doc_id = await _post(alice, "a thread")
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0, out
+        assert "a thread" in out
+        assert "could not check for withdrawn or moderated items" in out and error in out
+        server = CommonsServer(url, hub.server_key)
+        async with open_store(bob / "mirror.db") as store:
+            with pytest.raises(node_commons.CommonsUnavailable, match=error):
+                await node_commons.forget_withdrawn(store, server, AuthorKeys(bob))
+            assert store.info(doc_id) is not None
+        nursery.cancel_scope.cancel()
 
 
 # --------------------------------------------------------------------------- rate limits
