@@ -28,8 +28,8 @@ from .import_plan import (
     ImportLimits,
     ImportPlan,
     Skipped,
-    _aware,
     _checked,
+    _dated,
     _jtype,
     _opt,
     _parse_datetime,
@@ -67,7 +67,7 @@ def _dayone_text(raw: str) -> tuple[str, int]:
 
 def _dayone_journal(plan: ImportPlan, value: Any, where: str, limits: ImportLimits) -> None:
     entries = _req(value, "entries", list, where)
-    if len(plan.reflections) + len(entries) > limits.max_entries:
+    if len(entries) > limits.max_entries:
         raise ImportFileError(f"{where}: more than {limits.max_entries} entries")
     for i, entry in enumerate(entries):
         at = f"{where} entry {i + 1}"
@@ -137,10 +137,17 @@ def _read_dayone_zip(path: Path, data: bytes, limits: ImportLimits) -> ImportPla
         if not journals:
             raise ImportFileError(f"{path}: no journal JSON in the zip (not a Day One export?)")
         total = 0
+        entries = 0  # read, not accepted: skipped entries count against the limit too
         for info in journals:
             raw = _read_member(archive, info, path, limits, total)
             total += len(raw)
-            _dayone_journal(plan, _parse_json(raw, info.filename), info.filename, limits)
+            value = _parse_json(raw, info.filename)
+            entries += len(_req(value, "entries", list, info.filename))
+            if entries > limits.max_entries:
+                raise ImportFileError(
+                    f"{path}: more than {limits.max_entries} entries in its journals together"
+                )
+            _dayone_journal(plan, value, info.filename, limits)
         others = len([m for m in members if not m.is_dir()]) - len(journals)
         if others:
             plan.skipped.append(Skipped(str(path.name), f"{others} media file(s) in the zip "
@@ -201,7 +208,7 @@ def _read_jrnl(value: Any, where: str, default_tz: tzinfo, limits: ImportLimits)
         except ValueError:
             raise ImportFileError(f"{at}: cannot read the date {day[:20]!r} {clock[:10]!r}")\
                 from None
-        created = _aware(moment, default_tz)
+        created = _dated(moment, day, at, default_tz)
         title = (_opt(entry, "title", str, at) or "").strip()
         body = (_opt(entry, "body", str, at) or "").strip()
         if title and body:
@@ -329,11 +336,15 @@ def _markdown_file(plan: ImportPlan, rel: str, data: bytes, default_tz: tzinfo) 
         if match:
             y, mo, d, h, mi = match.groups()
             try:
-                moment = _aware(
-                    datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0)), default_tz
-                )
+                named = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0))
             except ValueError:
-                moment = None
+                named = None  # not a date after all
+            if named is not None:
+                try:
+                    moment = _dated(named, match.group(0), rel, default_tz)
+                except ImportFileError as exc:
+                    plan.skipped.append(Skipped(rel, str(exc).removeprefix(f"{rel}: ")))
+                    return
     if moment is None:
         plan.skipped.append(Skipped(rel, "no date (give one in front matter, e.g. "
                                          "'date: 2024-03-01', or start the file name with it)"))

@@ -214,6 +214,15 @@ def _parse_datetime(text: str, where: str, default_tz: tzinfo) -> datetime:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise ImportFileError(f"{where}: cannot read the date {raw[:40]!r}") from None
+    return _dated(moment, raw, where, default_tz)
+
+
+def _dated(moment: datetime, raw: str, where: str, default_tz: tzinfo) -> datetime:
+    """*moment* (read from *raw*) in UTC, or refused if before 1900.
+
+    The Day One, jrnl and Markdown readers all date entries through here, so they
+    refuse the same dates (near year 1, converting to UTC would also overflow).
+    """
     if moment.year < 1900:
-        raise ImportFileError(f"{where}: date {raw[:40]!r} is before 1900")
+        raise ImportFileError(f"{where}: date {raw.strip()[:40]!r} is before 1900")
     return _aware(moment, default_tz)

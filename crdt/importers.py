@@ -93,6 +93,11 @@ def read_source(
             raise ImportFileError(f"{path}: is a zip archive; only Day One exports come as zip")
         return _read_dayone_zip(path, data, limits)
     if fmt == "markdown" or (fmt == "auto" and path.suffix.lower() in (".md", ".markdown")):
+        if len(data) > limits.max_markdown_file_bytes:  # as for each file of a folder
+            raise ImportFileError(
+                f"{path}: {len(data)} bytes is more than the "
+                f"{limits.max_markdown_file_bytes} a Markdown file may have"
+            )
         plan = ImportPlan("markdown")
         _markdown_file(plan, path.name, data, default_tz)
         return plan

@@ -8,7 +8,8 @@ import json
 import random
 import shutil
 import zipfile
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,72 @@ def test_markdown_folder_does_not_follow_links(tmp_path: Path) -> None:
     plan = read_source(folder, default_tz=UTC)
     assert all("outside the folder" not in r.text for r in plan.reflections)
     assert any("links are not followed" in s.reason for s in plan.skipped)
+
+
+# --------------------------------------------------------------------------- shared limits
+
+EAST = timezone(timedelta(hours=2))  # near year 1, converting to UTC would overflow
+
+
+@pytest.mark.parametrize("day", ["1850-01-01", "0001-01-01"])
+def test_jrnl_dates_before_1900_are_refused_like_day_one(day: str, tmp_path: Path) -> None:
+    jrnl = tmp_path / "old.json"
+    jrnl.write_text(json.dumps({"tags": {}, "entries": [{"date": day, "title": "old"}]}))
+    dayone = tmp_path / "old-dayone.json"
+    dayone.write_text(json.dumps({"metadata": {}, "entries": [
+        {"uuid": "a", "creationDate": day, "text": "old"},
+    ]}))
+    with pytest.raises(ImportFileError) as jrnl_error:
+        read_source(jrnl, default_tz=EAST)
+    with pytest.raises(ImportFileError) as dayone_error:
+        read_source(dayone, default_tz=EAST)
+    assert str(jrnl_error.value) == f"old.json entry 1: date {day!r} is before 1900"
+    assert str(dayone_error.value) == f"old-dayone.json entry a: date {day!r} is before 1900"
+
+
+@pytest.mark.parametrize("day", ["1850-01-01", "0001-01-01"])
+def test_markdown_file_name_dates_before_1900_are_skipped(day: str, tmp_path: Path) -> None:
+    note = tmp_path / f"{day}-note.md"
+    note.write_text("An old note.")
+    plan = read_source(note, default_tz=EAST)
+    assert plan.reflections == []
+    assert [(s.where, s.reason) for s in plan.skipped] == [
+        (note.name, f"date {day!r} is before 1900")
+    ]
+
+
+def _dayone_entries(prefix: str, count: int, text: str) -> bytes:
+    return json.dumps({"metadata": {}, "entries": [
+        {"uuid": f"{prefix}{i}", "creationDate": "2020-01-01T00:00:00Z", "text": text}
+        for i in range(count)
+    ]}).encode()
+
+
+def test_dayone_zip_entry_limit_counts_skipped_entries(tmp_path: Path) -> None:
+    limits = ImportLimits(max_entries=10)
+    path = tmp_path / "x.zip"
+    # 5 + 5 entries read: at the limit, imported
+    path.write_bytes(_zip({"a.json": _dayone_entries("s", 5, ""),
+                           "b.json": _dayone_entries("g", 5, "kept")}))
+    plan = read_source(path, limits=limits)
+    assert len(plan.reflections) == 5 and len(plan.skipped) == 5
+    # 8 entries without text, then 8 good ones: 16 read, only 8 accepted
+    path.write_bytes(_zip({"a.json": _dayone_entries("s", 8, ""),
+                           "b.json": _dayone_entries("g", 8, "kept")}))
+    with pytest.raises(ImportFileError) as info:
+        read_source(path, limits=limits)
+    assert str(info.value) == f"{path}: more than 10 entries in its journals together"
+
+
+def test_single_markdown_file_has_the_markdown_size_limit(tmp_path: Path) -> None:
+    note = tmp_path / "2024-03-01.md"
+    note.write_text("A note.\n" + "x" * 992)  # 1000 bytes
+    limits = ImportLimits(max_markdown_file_bytes=999, max_file_bytes=10_000)
+    for fmt in ("auto", "markdown"):
+        with pytest.raises(ImportFileError) as info:
+            read_source(note, fmt, limits=limits)
+        assert str(info.value) == (
+            f"{note}: 1000 bytes is more than the 999 a Markdown file may have"
+        )
+    plan = read_source(note, limits=replace(limits, max_markdown_file_bytes=1000))
+    assert len(plan.reflections) == 1
