@@ -73,7 +73,6 @@ from .errors import MirrorError
 from .sync.catalogue import offerable
 from .sync.documents import EMPTY_STATE_VECTOR
 from .sync.session import SessionError, SyncSession
-from .sync.ws_client import bounded_session
 
 log = logging.getLogger("mirror.commons")
 
@@ -440,6 +439,8 @@ async def sync_commons(
     """One session with *server*; CommonsUnavailable / CommonsRefused say why it failed."""
     import httpx
     import httpx_ws
+
+    from .sync.ws_client import bounded_session  # imports httpx-ws: only when syncing
 
     documents = CommonsSync(store, server, authors, withdrawn)
     try:
