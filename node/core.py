@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,6 +66,9 @@ class MirrorCore:
         self.peer_names: dict[str, str] = {}
         self.understanding = Understanding(store, self.journal)
         self.understanding.enricher = enricher_for(config, home)
+        # Reflections this process deleted itself (delete() already forgot and
+        # scrubbed them): follow_peer_deletes does not count them as a peer's.
+        self._deleted_here: set[str] = set()
 
     # ------------------------------------------------------------------ reflecting
 
@@ -98,7 +101,9 @@ class MirrorCore:
         """Delete a reflection and everything the engine learned from it (its counts,
         its evidence); the person's graph edits stay. Its text, mirrorback and
         quotes are then scrubbed from the database file (:meth:`DocStore.scrub_deleted`)."""
-        reflection = await self.journal.delete(ref)
+        _, found = await self.journal.find(ref)
+        self._deleted_here.add(found.id)  # not "deleted on another device"
+        reflection = await self.journal.delete(found.id)
         await self.understanding.on_delete(reflection)
         await self.store.scrub_deleted()  # and leaves no byte of it in this device's file
         return reflection
@@ -154,6 +159,50 @@ class MirrorCore:
                 changed.append(info.doc_id)
         await self.store.wait_durable()
         return changed
+
+    # ------------------------------------------------------------------ other devices
+
+    async def follow_peer_deletes(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Forever: when an update from another device (a sync session, a blind
+        store) removes reflections from a journal shard, do here what
+        :meth:`delete` does on the device where they were deleted: take them out
+        of what the engine learned and scrub them from this device's file."""
+        known = {s.doc_id: shard_ids(s.doc) for s in await self.journal.shards()}
+        touched: dict[str, bool] = {}  # journal doc id -> changed by another device
+        wake_send, wake = trio.open_memory_channel[None](1)
+
+        def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
+            # Inside pycrdt's commit: note only (see DocStore.add_listener).
+            if stored.kind != JOURNAL_KIND:
+                return
+            by_peer = source not in ("local", "external")
+            touched[stored.doc_id] = touched.get(stored.doc_id, False) or by_peer
+            with suppress(trio.WouldBlock):
+                wake_send.send_nowait(None)
+
+        self.store.add_listener(on_change)
+        try:
+            task_status.started()
+            async for _ in wake:
+                batch = dict(touched)
+                touched.clear()
+                deleted_elsewhere = False
+                for doc_id, by_peer in batch.items():
+                    stored = self.store.loaded(doc_id)
+                    now = shard_ids(stored.doc) if stored is not None else set()
+                    gone = known.get(doc_id, set()) - now
+                    if by_peer and gone - self._deleted_here:
+                        deleted_elsewhere = True
+                    self._deleted_here -= gone
+                    known[doc_id] = now
+                if deleted_elsewhere:
+                    log.info("reflections deleted on another device: forgetting and scrubbing")
+                    await self.understanding.forget_gone()
+                    await self.store.scrub_deleted()
+        finally:
+            self.store.remove_listener(on_change)
 
     # ------------------------------------------------------------------ other processes
 

@@ -251,6 +251,13 @@ class Understanding:
         async with self._lock:
             await self._relearn([reflection], [])
 
+    async def forget_gone(self) -> None:
+        """Forget every indexed reflection that is no longer in the journal (deleted
+        on another device, say): its index entry and its share of every derived
+        record. Durable when this returns."""
+        async with self._lock:
+            await self._relearn([], [])
+
     async def on_edit(self, before: Reflection, after: Reflection) -> Extraction:
         """Learn an edited reflection again (*before* is how it read): its old
         findings go, the current engine's come in. Durable when this returns."""

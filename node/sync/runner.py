@@ -84,6 +84,8 @@ async def run_sync(
 
     service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived)
     async with trio.open_nursery() as nursery:
+        # A reflection deleted on another device is forgotten and scrubbed here too.
+        await nursery.start(core.follow_peer_deletes)
         port = await nursery.start(service.run)
         from .relay import RelayLinks, usable_relays
 
