@@ -372,7 +372,7 @@ def _markdown_file(plan: ImportPlan, rel: str, data: bytes, default_tz: tzinfo) 
 # --------------------------------------------------------------------------- Mirror
 
 
-def _read_mirror(value: Any, where: str) -> ImportPlan:
+def _read_mirror(value: Any, where: str, limits: ImportLimits) -> ImportPlan:
     from .export import EXPORT_FORMAT, EXPORT_VERSION, reflection_from_json
 
     if not isinstance(value, dict) or value.get("format") != EXPORT_FORMAT:
@@ -388,7 +388,10 @@ def _read_mirror(value: Any, where: str) -> ImportPlan:
     documents = value.get("documents")
     if documents is None:
         # A hand-made or trimmed export: its readable reflections are all there is.
-        for i, item in enumerate(_req(value, "reflections", list, where)):
+        items = _req(value, "reflections", list, where)
+        if len(items) > limits.max_entries:
+            raise ImportFileError(f"{where}: more than {limits.max_entries} reflections")
+        for i, item in enumerate(items):
             at = f"{where} reflection {i + 1}"
             try:
                 reflection = reflection_from_json(item)
@@ -398,7 +401,10 @@ def _read_mirror(value: Any, where: str) -> ImportPlan:
         return plan
     if not isinstance(documents, list):
         raise ImportFileError(f"{where}: 'documents' is {_jtype(documents)}, not a list")
+    if len(documents) > limits.max_documents:
+        raise ImportFileError(f"{where}: more than {limits.max_documents} documents")
     seen: set[str] = set()
+    reflections = 0
     for i, item in enumerate(documents):
         at = f"{where} document {i + 1}"
         doc_id = _req(item, "doc_id", str, at)
@@ -424,6 +430,9 @@ def _read_mirror(value: Any, where: str) -> ImportPlan:
         except (binascii.Error, ValueError):
             raise ImportFileError(f"{at}: 'state' is not base64") from None
         ids = _check_state(doc_id, kind, state, at)
+        reflections += len(ids)
+        if reflections > limits.max_entries:  # as for every other format
+            raise ImportFileError(f"{where}: more than {limits.max_entries} reflections")
         plan.documents.append(DocumentState(doc_id, kind, sync_class, state, ids))
     return plan
 

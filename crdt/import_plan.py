@@ -36,6 +36,7 @@ class ImportLimits:
     max_markdown_files: int = 100_000
     max_markdown_file_bytes: int = 10 * 1024 * 1024
     max_entries: int = 1_000_000
+    max_documents: int = 100_000  # in one Mirror export (a shard a month, plus a few)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def read_source(
     if fmt == "auto":
         fmt = _detect_json(value, path.name)
     if fmt == "mirror":
-        return _read_mirror(value, path.name)
+        return _read_mirror(value, path.name, limits)
     if fmt == "dayone":
         plan = ImportPlan("dayone")
         _dayone_journal(plan, value, path.name, limits)

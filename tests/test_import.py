@@ -304,3 +304,32 @@ def test_single_markdown_file_has_the_markdown_size_limit(tmp_path: Path) -> Non
         )
     plan = read_source(note, limits=replace(limits, max_markdown_file_bytes=1000))
     assert len(plan.reflections) == 1
+
+
+async def test_mirror_export_entry_limit(tmp_path: Path) -> None:
+    # A Mirror export was bounded by its file size only; its reflections now
+    # count against max_entries like every other format's entries.
+    from crdt.export import export_json
+
+    async with open_store(tmp_path / "src.db") as store:
+        journal = Journal(store)
+        for i in range(6):
+            await journal.add(f"entry {i}", created_at=datetime(2024, 1 + i, 1, tzinfo=UTC))
+        full = await export_json(store)
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(full))
+    plan = read_source(path, limits=ImportLimits(max_entries=6))
+    assert sum(len(d.reflection_ids) for d in plan.documents) == 6
+    with pytest.raises(ImportFileError) as info:
+        read_source(path, limits=ImportLimits(max_entries=5))
+    assert str(info.value) == "export.json: more than 5 reflections"
+    with pytest.raises(ImportFileError) as info:
+        read_source(path, limits=ImportLimits(max_documents=len(full["documents"]) - 1))
+    assert str(info.value) == f"export.json: more than {len(full['documents']) - 1} documents"
+    trimmed = {"format": full["format"], "version": full["version"],
+               "reflections": full["reflections"]}
+    path.write_text(json.dumps(trimmed))
+    assert len(read_source(path, limits=ImportLimits(max_entries=6)).reflections) == 6
+    with pytest.raises(ImportFileError) as info:
+        read_source(path, limits=ImportLimits(max_entries=5))
+    assert str(info.value) == "export.json: more than 5 reflections"
