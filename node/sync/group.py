@@ -121,6 +121,23 @@ class Group:
             earlier_epochs={e: s for e, s in self.keyring.epochs.items() if e < chosen},
         )
 
+    def epochs_shared_with(self, device_id: str) -> list[int]:
+        """The epochs, of those whose secret this device holds, in which *device_id*
+        was a member of the group too (newest first).
+
+        A device was a member of every epoch whose secret was sealed to it, and of
+        the epoch just before the first of those (it joined during that one; the
+        group's first epoch has no record). A device that no epoch was sealed to
+        joined during the newest epoch. Read from the membership document only, so
+        both devices of a pair agree without talking.
+        """
+        sealed = [e.epoch for e in read_epochs(self.stored.doc) if device_id in e.sealed]
+        if sealed:
+            member = {min(sealed) - 1, *sealed}
+        else:
+            member = {self.keyring.epoch}
+        return sorted((e for e in member if e in self.keyring.epochs), reverse=True)
+
     def refresh(self) -> list[int]:
         """Re-read membership; adopt epoch secrets sealed to this device. Returns
         the epochs newly learned."""

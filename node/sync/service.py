@@ -113,6 +113,10 @@ class SyncService:
         self._status_dirty = True
         self._known_classes: dict[str, SyncClass] = {}
         self.changed = trio.Event()  # set whenever a session starts, ends or catches up
+        self.peer_epochs: dict[str, int] = {}
+        """The newest group epoch at which each peer (by device id) completed a
+        handshake with this device since the service started: it holds that
+        epoch's secret, so rooms of older epochs are no longer needed for it."""
 
     # ------------------------------------------------------------------ running
 
@@ -213,10 +217,14 @@ class SyncService:
         finally:
             self._dialing.discard(address)
 
-    async def run_session(self, stream: trio.abc.Stream, role: Any, address: str) -> str:
+    async def run_session(
+        self, stream: trio.abc.Stream, role: Any, address: str, *, epoch: int | None = None
+    ) -> str:
         """Run one session over *stream* (e.g. through a relay, whose *address*
-        starts with ``relay:``); returns "ended", "self" or "duplicate"."""
-        return await self._run_session(stream, role, address)
+        starts with ``relay:``), at *epoch* (default: the newest; an initiator
+        presents it, a responder accepts it and older ones); returns "ended",
+        "self" or "duplicate"."""
+        return await self._run_session(stream, role, address, epoch)
 
     async def _run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, epoch: int | None = None
@@ -265,6 +273,9 @@ class SyncService:
         if peer == self.group.keyring.device_id:
             session.close_soon("this is myself")
             return
+        if session.epoch is not None and session.epoch > self.peer_epochs.get(peer, -1):
+            self.peer_epochs[peer] = session.epoch  # even for a duplicate: it proves the epoch
+            self._touch()
         existing = self.sessions.get(peer)
         if existing is not None and existing is not session:
             if _keep_existing(existing, session, self.group.keyring.device_public):
@@ -395,9 +406,13 @@ def via_relay(session: SyncSession) -> bool:
 
 
 def _keep_existing(existing: SyncSession, new: SyncSession, my_key: bytes) -> bool:
-    """Of two sessions with one peer, keep a direct one over one through a relay."""
+    """Of two sessions with one peer, keep a direct one over one through a relay,
+    then one at a newer epoch (a session in an older epoch's relay room is only
+    there until the peer has caught up; both ends see the same epochs)."""
     if via_relay(existing) != via_relay(new):
         return via_relay(new)
+    if existing.epoch != new.epoch:
+        return (existing.epoch or 0) > (new.epoch or 0)
     return _keep_first(existing, new, my_key)
 
 

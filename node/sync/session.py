@@ -146,6 +146,8 @@ class SyncSession:
         self.idle_timeout_s = idle_timeout_s
         self.stats = SessionStatistics(address=address)
         self.peer_key: bytes | None = None
+        self.epoch: int | None = None
+        """The group epoch the handshake ran at (None until it completed)."""
         self.peer_close: Close | None = None
         """The Close the peer sent, if it sent one (its code and reason)."""
         self.handshake_done = trio.Event()
@@ -302,6 +304,7 @@ class SyncSession:
         documents = self.documents
         if isinstance(event, HandshakeComplete):
             self.peer_key = event.peer_device_key
+            self.epoch = event.epoch
             self.stats.peer_device_id = self.peer_device_id
             self.handshake_done.set()
             self._queue(self.conn.send(Catalogue(tuple(await documents.catalogue()))))
