@@ -13,9 +13,15 @@ device handshake runs inside and the relay sees ciphertext only.
 Rooms. Two devices of a person meet in a *pair room*:
 ``KDF(relay_room_id(group secret, epoch), sorted device keys)`` — only devices of
 the group can compute it, and each pair has its own room, so a room holds two
-parties and the relay's broadcast is a point-to-point link. A joining device
-meets the pairing device in a *rendezvous room* derived from 10 bits of the
-code (see :func:`rendezvous_room`).
+parties and the relay's broadcast is a point-to-point link. A new epoch
+(after a removal) gives new rooms; a peer that was offline then still waits in
+its epoch's room, so a device also keeps the pair rooms of a few earlier epochs
+the peer belonged to, runs the session there at that epoch (the peer learns the
+new epoch from the membership document and moves), and leaves them once the
+peer has synced at the current epoch (see :class:`RelayLinks`). A removed
+device knows the old rooms but is refused by its key, as on the LAN. A joining
+device meets the pairing device in a *rendezvous room* derived from 10 bits of
+the code (see :func:`rendezvous_room`).
 
 Who speaks first. A connection that finds the room occupied (``present N``,
 N >= 1) is the initiator and sends at once; a connection already in the room
@@ -81,6 +87,12 @@ BACKOFF_MAX_S = 30.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
 ROOM_PATH = "/v1/rooms/"
+MAX_EARLIER_EPOCH_ROOMS = 2
+"""After a removal, how many earlier epochs' pair rooms a device keeps per peer
+(those in which the peer was a member, newest first) until the peer has synced
+at the current epoch. A peer that missed more removals than this catches up on
+the LAN (discovery recognises earlier epochs' tags), through a blind store (the
+retired log's forwarding notice), or by pairing again."""
 
 
 class RelayUnavailable(MirrorError):
@@ -410,7 +422,17 @@ def usable_relays(config: Config) -> tuple[str, ...]:
 
 class RelayLinks:
     """Keep a relay room open with each other device of the group while no
-    direct (LAN) session with it exists; sessions run in the SyncService."""
+    direct (LAN) session with it exists; sessions run in the SyncService.
+
+    Each link is a (peer, epoch) pair room. The current epoch's room is always
+    kept. After a removal (a new epoch), a peer that was offline still waits in
+    the room of the epoch it knows, so this device also keeps the rooms of up to
+    ``MAX_EARLIER_EPOCH_ROOMS`` earlier epochs in which the peer was a member,
+    and runs sessions there at that epoch; the peer learns the new epoch from
+    the membership document and moves. Once the peer has completed a handshake
+    at the current epoch (``SyncService.peer_epochs``) the older rooms are left.
+    Without any epoch change there is one room per peer.
+    """
 
     REFRESH_S = 1.0
 
@@ -418,19 +440,39 @@ class RelayLinks:
         self.service = service
         self.relays = tuple(normalize_relay_url(r) for r in relays)
         self.stats = RelayStatistics()
+        self.rooms: set[tuple[str, int]] = set()
+        """The links held now: (peer device id, epoch)."""
+
+    def wanted(self) -> set[tuple[bytes, int]]:
+        """The (peer key, epoch) rooms to hold now."""
+        group = self.service.group
+        ring = group.keyring
+        links = set()
+        for record in group.active():
+            if record.public_key == ring.device_public:
+                continue
+            links.add((record.public_key, ring.epoch))
+            known = self.service.peer_epochs.get(record.device_id, -1)
+            if known >= ring.epoch:
+                continue  # it has the current epoch: no older room is needed
+            earlier = [e for e in group.epochs_shared_with(record.device_id)
+                       if known <= e < ring.epoch]
+            links.update((record.public_key, e) for e in earlier[:MAX_EARLIER_EPOCH_ROOMS])
+        return links
 
     async def run(self) -> None:
-        running: dict[bytes, trio.CancelScope] = {}
-        group = self.service.group
+        running: dict[tuple[bytes, int], trio.CancelScope] = {}
         async with trio.open_nursery() as nursery:
             while True:
-                me = group.keyring.device_public
-                wanted = {r.public_key for r in group.active() if r.public_key != me}
-                for key in wanted - running.keys():
-                    running[key] = await nursery.start(self._peer, key)
-                for key in running.keys() - wanted:
-                    running.pop(key).cancel()
-                await trio.sleep(self.REFRESH_S)
+                changed = self.service.changed
+                wanted = self.wanted()
+                for link in wanted - running.keys():
+                    running[link] = await nursery.start(self._peer, *link)
+                for link in running.keys() - wanted:
+                    running.pop(link).cancel()
+                # A session at a new epoch (or the group's own changes) can drop a link.
+                with trio.move_on_after(self.REFRESH_S):
+                    await changed.wait()
 
     def _direct(self, peer_id: str) -> bool:
         session = self.service.sessions.get(peer_id)
@@ -439,6 +481,7 @@ class RelayLinks:
     async def _peer(
         self,
         key: bytes,
+        epoch: int,
         *,
         task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -446,30 +489,33 @@ class RelayLinks:
 
         peer_id = device_id_for(key)
         ring = self.service.group.keyring
+        room = pair_room(ring.epochs[epoch], epoch, ring.device_public, key)
         with trio.CancelScope() as scope:
             task_status.started(scope)
-            while True:
-                while self._direct(peer_id):
-                    await self.service.changed.wait()
-                async with trio.open_nursery() as nursery:
+            self.rooms.add((peer_id, epoch))
+            try:
+                while True:
+                    while self._direct(peer_id):
+                        await self.service.changed.wait()
+                    async with trio.open_nursery() as nursery:
 
-                    async def leave_when_direct() -> None:
-                        while not self._direct(peer_id):
-                            await self.service.changed.wait()
-                        log.debug("direct session with %s: leaving the relay room", peer_id)
-                        nursery.cancel_scope.cancel()
+                        async def leave_when_direct() -> None:
+                            while not self._direct(peer_id):
+                                await self.service.changed.wait()
+                            log.debug("direct session with %s: leaving the relay room", peer_id)
+                            nursery.cancel_scope.cancel()
 
-                    def room() -> bytes:
-                        return pair_room(ring.group_secret, ring.epoch, ring.device_public, key)
+                        async def session(stream: RelayStream) -> None:
+                            await self.service.run_session(
+                                stream, stream.role, f"relay:{stream.relay}", epoch=epoch)
 
-                    async def session(stream: RelayStream) -> None:
-                        await self.service.run_session(stream, stream.role, f"relay:{stream.relay}")
-
-                    nursery.start_soon(leave_when_direct)
-                    nursery.start_soon(
-                        functools.partial(stay_in_room, self.relays, room, session,
-                                          stats=self.stats)
-                    )
+                        nursery.start_soon(leave_when_direct)
+                        nursery.start_soon(
+                            functools.partial(stay_in_room, self.relays, lambda: room, session,
+                                              stats=self.stats)
+                        )
+            finally:
+                self.rooms.discard((peer_id, epoch))
 
 
 # --------------------------------------------------------------------------- pairing
