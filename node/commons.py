@@ -44,12 +44,14 @@ import trio
 from crdt import DocStore, SyncClass
 from crdt.commons import (
     DOC_KIND,
+    THREAD_KINDS,
     CommonsError,
     apply_update,
     encode_bundle,
     is_commons_id,
     parse_doc_id,
     public_group_secret,
+    read_item,
     verify_bundle,
 )
 from protocol import (
@@ -196,7 +198,10 @@ async def forget_withdrawn(store: DocStore, server: CommonsServer, authors: Auth
     """Delete cached copies of what *server* no longer shows; how many.
 
     That is what it lists (:func:`fetch_moderated`) as withdrawn by the owner or
-    removed by the operator, hidden by the operator, or by an author it blocks.
+    removed by the operator, hidden by the operator, or by an author it blocks;
+    and the comments and reactions on such a thread, which the server does not
+    list one by one (a thread with many comments would crowd out its bounded
+    list): each cached comment's or reaction's ``thread`` field is read here.
     Only other people's ``commons`` documents are deleted: this person's own stay
     in their store whatever a server says. The file is then rewritten so the
     deleted text is in none of its pages (``DocStore.delete_doc``). Hidden and
@@ -207,17 +212,34 @@ async def forget_withdrawn(store: DocStore, server: CommonsServer, authors: Auth
     blocked = set(lists["blocked"])
     mine = {key.public for key in authors.all()}
     doomed = []
+
+    def gone(doc_id: str) -> bool:
+        return doc_id in dropped or parse_doc_id(doc_id).owner_hex in blocked
+
     for info in store.documents(DOC_KIND):
         if info.sync_class is not SyncClass.COMMONS or not is_commons_id(info.doc_id):
             continue
-        owner = parse_doc_id(info.doc_id).owner
-        if owner in mine:
+        cid = parse_doc_id(info.doc_id)
+        if cid.owner in mine:
             continue
-        if info.doc_id in dropped or owner.hex() in blocked:
+        if gone(info.doc_id):
             doomed.append(info.doc_id)
+        elif cid.kind not in THREAD_KINDS and (dropped or blocked):
+            thread = await _thread_of(store, info.doc_id)
+            if thread and gone(thread):
+                doomed.append(info.doc_id)
     for i, doc_id in enumerate(doomed):
         await store.delete_doc(doc_id, scrub_file=i == len(doomed) - 1)
     return len(doomed)
+
+
+async def _thread_of(store: DocStore, doc_id: str) -> str | None:
+    """The thread a cached comment or reaction points at (None if it does not read)."""
+    stored = store.loaded(doc_id) or await store.open_doc(doc_id, kind=DOC_KIND, create=False)
+    try:
+        return read_item(doc_id, stored.doc).thread
+    except CommonsError:
+        return None
 
 
 # --------------------------------------------------------------------------- syncing
