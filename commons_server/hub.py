@@ -21,7 +21,12 @@ Anything refused changes nothing.
 A withdrawal or an operator's removal records the id as withdrawn, then
 deletes the document from the store and rewrites the file (VACUUM, WAL
 truncated) so its bytes are gone; a document found withdrawn at start (a crash
-between the two) is deleted then.
+between the two) is deleted then. A thread goes with its comments and
+reactions, whoever wrote them: they are tombstoned too (``by`` =
+``WITH_THREAD``), deleted in the same rewrite, and a comment or reaction that
+arrives later for that thread is refused (``Gone``) and tombstoned, so its
+author's node is not asked for it again. Such tombstones are not listed to
+readers: they drop the children of a listed thread themselves.
 
 A document is *withheld* while the operator hides it or blocks its author: it
 stays in the store but is offered, served and shown nowhere (``DocMeta.hidden``),
@@ -61,6 +66,7 @@ from crdt.commons import (
     Envelope,
     InvalidCommonsId,
     InvalidItem,
+    Item,
     MalformedEnvelope,
     apply_update,
     encode_bundle,
@@ -78,7 +84,7 @@ from protocol import COMMONS, CatalogueEntry, Credentials
 from . import limits as L
 from .index import DocMeta, Index
 from .limits import CommonsLimits
-from .moderation import Moderation
+from .moderation import WITH_THREAD, Moderation
 
 log = logging.getLogger("mirror.commons")
 
@@ -212,6 +218,7 @@ class Hub:
         self._moderation = await Moderation.open(self.store)
         self.index = Index()
         order = await self.store.envelope_order()
+        orphans = []
         for info in self.store.documents(kind=DOC_KIND):
             doc_id = info.doc_id
             if doc_id in self.withdrawn or not is_commons_id(doc_id):
@@ -225,10 +232,16 @@ class Hub:
                 log.warning("not serving %s: %s", doc_id, exc)
                 self.store.unload(doc_id)
                 continue
-            seq = order.get(doc_id, 0)
-            self.index.put(DocMeta(item, self._withheld(doc_id, item.author),
-                                   stored.doc.get_state(), seq))
             self.store.unload(doc_id)
+            if item.thread in self.withdrawn:  # kept by a build before threads took them
+                orphans.append(doc_id)
+                continue
+            seq = order.get(doc_id, 0)
+            self.index.put(DocMeta(item, self._withheld(item), stored.doc.get_state(), seq))
+        if orphans:
+            log.warning("deleting %d comment(s) or reaction(s) of withdrawn threads",
+                        len(orphans))
+            await self._delete_all(orphans, utc_text(self.wall_clock()), WITH_THREAD)
         self.stats.documents = len(self.index)
 
     def credentials(self) -> Credentials:
@@ -296,7 +309,7 @@ class Hub:
         if it changed the document, else 0."""
         cid = parse_doc_id(doc_id)
         if doc_id in self.withdrawn:
-            raise self._refuse(Gone(f"{doc_id} was withdrawn or removed"))
+            raise self._refuse(self._gone(doc_id))
         envelopes = verify_bundle(doc_id, data)
         if not envelopes:
             return 0
@@ -325,7 +338,6 @@ class Hub:
 
     async def _accept_locked(self, doc_id: str, envelopes: list[Envelope],
                              source: Listener | None) -> int:
-        cid = parse_doc_id(doc_id)
         meta = self.docs.get(doc_id)
         known = meta is not None or self.store.info(doc_id) is not None
         stored = await self._open(doc_id) if known else None
@@ -335,8 +347,11 @@ class Hub:
         for env in envelopes:
             apply_update(scratch, env.update)
         item = read_item(doc_id, scratch)  # InvalidItem: nothing is stored
-        if cid.kind in ("comment", "reaction") and item.thread in self.withdrawn:
-            raise self._refuse(Gone("the thread was withdrawn or removed"))
+        if item.thread in self.withdrawn:
+            # Tombstoned too (its id only: nothing of it is stored), so its author's
+            # node, which keeps it, is not asked for it again at every sync.
+            await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            raise self._refuse(self._gone(doc_id))
         if stored is None:
             stored = await self._open(doc_id, create=True)
         before = stored.doc.get_state()
@@ -348,12 +363,13 @@ class Hub:
             raise MalformedEnvelope(f"update for {doc_id} cannot be applied") from None
         sv = stored.doc.get_state()
         await self.store.wait_durable()
-        if doc_id in self.withdrawn:  # withdrawn while we were writing: undo
-            await self._delete(doc_id, "owner")
-            raise Gone(f"{doc_id} was withdrawn")
+        if doc_id in self.withdrawn or item.thread in self.withdrawn:
+            # It, or its thread, was withdrawn while we were writing: undo.
+            await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            raise self._gone(doc_id)
         changed = sv != before
         seq = meta.received_seq if meta else self.index.last_seq + 1
-        hidden = self._withheld(doc_id, item.author)
+        hidden = self._withheld(item)
         self.index.put(DocMeta(item, hidden, sv, seq))
         self.stats.accepted_updates += len(envelopes)
         self.stats.documents = len(self.index)
@@ -391,16 +407,37 @@ class Hub:
         await self._delete(doc_id, "owner")
 
     async def _delete(self, doc_id: str, by: str) -> None:
-        # The tombstone first: a crash before the deletion is finished at the next load.
-        self.moderation.withdraw(doc_id, utc_text(self.wall_clock()), by)
-        self.index.remove(doc_id)
-        self._recent.pop(doc_id, None)
-        if self.store.info(doc_id) is not None:
-            await self.store.delete_doc(doc_id, scrub_file=True)
-        else:
-            await self.store.wait_durable()
+        """Withdraw *doc_id* and, if it is a thread, every comment and reaction on it."""
+        at = utc_text(self.wall_clock())
+        self.moderation.withdraw(doc_id, at, by)  # the one readers see listed
+        await self._delete_all([doc_id, *self.index.children(doc_id)], at, WITH_THREAD)
         self.stats.withdrawn += 1
+
+    async def _delete_all(self, doc_ids: list[str], at: str, by: str) -> None:
+        """Tombstone *doc_ids* (an id already withdrawn keeps its tombstone), then delete
+        them and rewrite the file once, so none of their bytes remain."""
+        # The tombstones first: a crash before the deletion is finished at the next load.
+        with self.moderation.change():
+            for doc_id in doc_ids:
+                self.moderation.withdraw(doc_id, at, by)
+        present = []
+        for doc_id in doc_ids:
+            self.index.remove(doc_id)
+            self._recent.pop(doc_id, None)
+            if self.store.info(doc_id) is not None:
+                present.append(doc_id)
+        for i, doc_id in enumerate(present):
+            await self.store.delete_doc(doc_id, scrub_file=i == len(present) - 1)
+        if not present:
+            await self.store.wait_durable()
         self.stats.documents = len(self.index)
+
+    def _gone(self, doc_id: str) -> Gone:
+        if self.moderation.withdrawn_by(doc_id) == WITH_THREAD:
+            kind = parse_doc_id(doc_id).kind
+            return Gone(f"the thread this {kind} belongs to was withdrawn or removed: "
+                        "it takes no comments or reactions")
+        return Gone(f"{doc_id} was withdrawn or removed")
 
     # ------------------------------------------------------------------ moderation
 
@@ -450,15 +487,15 @@ class Hub:
             await self.store.wait_durable()
         return {"action": action, "target": target, "reason": reason, "at": at}
 
-    def _withheld(self, doc_id: str, author: str) -> bool:
+    def _withheld(self, item: Item) -> bool:
         """Hidden by the operator, or its author is blocked: kept, but shown nowhere."""
-        return doc_id in self.moderation.hidden or author in self.moderation.blocked
+        return item.doc_id in self.moderation.hidden or item.author in self.moderation.blocked
 
     def _rewithhold(self, doc_ids: list[str]) -> None:
         for doc_id in doc_ids:
             meta = self.docs.get(doc_id)
             if meta is not None:
-                self.index.set_hidden(doc_id, self._withheld(doc_id, meta.author))
+                self.index.set_hidden(doc_id, self._withheld(meta.item))
 
     # ------------------------------------------------------------------ reading (web, API)
 
@@ -475,7 +512,10 @@ class Hub:
         owner, or removed by the operator: gone for good), ``hidden`` (document ids
         the operator hides now) and ``blocked`` (author keys blocked now, whose every
         document is withheld). Un-hidden and unblocked ones leave the lists, and
-        readers fetch them again with the catalogue."""
+        readers fetch them again with the catalogue. A withdrawn or removed thread's
+        comments and reactions go with it, but only the thread is listed: readers drop
+        the children of a listed thread themselves, so a thread with thousands of
+        comments takes one entry."""
         moderation = self.moderation
         return {"withdrawn": moderation.recently_withdrawn(L.MAX_LISTED_IDS),
                 "hidden": moderation.recently_hidden(L.MAX_LISTED_IDS),

@@ -8,8 +8,9 @@ the hub after each accepted update, hide, unhide, block, unblock or deletion.
 It holds each document's validated item, whether it is withheld (``hidden``:
 the operator hides it or blocks its author), its state vector and its arrival
 number, plus, per thread, the ids of its comments and reactions — enough to
-answer every page without touching the disk. Thread lists are sorted once and
-cached until the next change.
+answer every page without touching the disk, and to find what goes with a
+thread when it is withdrawn, removed, hidden or unhidden. Thread lists are
+sorted once and cached until the next change.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class Index:
         if meta is not None:
             meta.hidden = hidden
             self._threads = None
+
+    def children(self, thread: str) -> list[str]:
+        """Ids of the comments and reactions on *thread* (withheld ones too), sorted."""
+        return sorted(self._children.get(thread, ()))
 
     def ids_by(self, author: str) -> list[str]:
         """Every document of *author* (hex key), withheld ones too."""

@@ -6,7 +6,9 @@ One ``local`` document in the server's DocStore, ``commons-server/moderation``
 (kind ``commons-moderation``), never offered to anyone. Its roots are maps
 (notes/pycrdt.md, trap 11)::
 
-    withdrawn  doc_id -> "<at> <by>"      ids never accepted again (no content kept)
+    withdrawn  doc_id -> "<at> <by>"      ids never accepted again (no content kept);
+                                          <by> is owner, operator, or thread (a comment
+                                          or reaction that went with its thread)
     blocked    author key hex -> at
     hidden     doc_id -> at
     log        "<seq:012d>" -> JSON of one signed operator action
@@ -30,6 +32,8 @@ from crdt import DocStore, StoredDoc, SyncClass
 DOC_ID = "commons-server/moderation"
 KIND = "commons-moderation"
 ROOTS = ("withdrawn", "blocked", "hidden", "log")
+WITH_THREAD = "thread"
+"""The ``by`` of a comment's or reaction's tombstone when its thread was withdrawn or removed."""
 
 
 class Moderation:
@@ -60,16 +64,34 @@ class Moderation:
             yield
 
     def withdraw(self, doc_id: str, at: str, by: str) -> None:
+        """Record the tombstone of *doc_id*; an id already withdrawn keeps its first one."""
+        known = doc_id in self.withdrawn
         self.withdrawn.add(doc_id)
         self.hidden.discard(doc_id)
         with self.change():
-            self._maps["withdrawn"][doc_id] = f"{at} {by}"
+            if not known:
+                self._maps["withdrawn"][doc_id] = f"{at} {by}"
             if doc_id in self._maps["hidden"]:
                 del self._maps["hidden"][doc_id]
 
+    def withdrawn_by(self, doc_id: str) -> str | None:
+        """Who withdrew *doc_id* (owner, operator or ``WITH_THREAD``), None if nobody."""
+        if doc_id not in self.withdrawn:
+            return None
+        return str(self._maps["withdrawn"][doc_id]).partition(" ")[2]
+
     def recently_withdrawn(self, limit: int) -> list[str]:
-        """Withdrawn or removed ids, newest first (at most *limit*)."""
-        return self._newest("withdrawn", self.withdrawn, limit)
+        """Ids withdrawn by their owner or removed by the operator, newest first (at most
+        *limit*). Comments and reactions that went with their thread are not listed:
+        readers drop them by their thread, so one thread cannot crowd out the list."""
+        target = self._maps["withdrawn"]
+        pairs = []
+        for key in self.withdrawn:
+            at, _, by = str(target[key]).partition(" ")
+            if by != WITH_THREAD:
+                pairs.append((at, key))
+        pairs.sort(reverse=True)
+        return [k for _, k in pairs[:limit]]
 
     def recently_hidden(self, limit: int) -> list[str]:
         """Hidden ids, most recently hidden first (at most *limit*)."""

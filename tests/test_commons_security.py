@@ -357,6 +357,93 @@ async def test_a_blocked_authors_items_leave_readers_caches_until_unblocked(
         assert out.count(canary) == 3  # title, body, comment
 
 
+# --------------------------------------------------------------------------- a thread's children
+
+
+async def _respond(home: Path, thread: str, *, comment: str = "", reaction: str = "") -> str:
+    """Comment on or react to *thread* from *home*; the new item's id."""
+    verb = ("comment", "--body", comment) if comment else ("react",)
+    argv = [verb[0], thread.rsplit("/", 1)[-1], *verb[1:]]
+    if reaction:
+        argv.append(reaction)
+    status, out = await mirror(home, "commons", *argv, "--yes")
+    assert status == 0, out
+    status, out = await mirror(home, "published", "--json")
+    return str(json.loads(out)[-1]["doc_id"])
+
+
+async def _get_json(url: str) -> Any:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(url)).json()
+
+
+def _thread_api(server_url: str, thread: str) -> str:
+    return f"{server_url}/api/v1/threads/{thread.removeprefix('commons/')}"
+
+
+@pytest.mark.parametrize("how", ["withdraw", "remove"])
+async def test_a_withdrawn_or_removed_thread_takes_others_comments_and_reactions_with_it(
+        tmp_path: Path, how: str) -> None:
+    canary, reaction, late = f"CANARY-child-{how}-61b0", "REACT-61b0", "LATE-CANARY-61b0"
+    op = AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob, carol, dave = await _setup(tmp_path, server.url,
+                                               "alice", "bob", "carol", "dave")
+        thread = await _post(alice, "doomed thread")
+        other = await _post(alice, "other thread")
+        comment = await _respond(bob, thread, comment=f"comment {canary}")
+        react = await _respond(bob, thread, reaction=reaction)
+        kept = await _respond(bob, other, comment="kept comment")
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and canary in out and reaction in out, out
+        status, out = await mirror(dave, "commons", "read")  # dave caches the thread
+        assert status == 0, out
+        shown = await _get_json(_thread_api(server.url, thread))
+        assert [c["body"] for c in shown["comments"]] == [f"comment {canary}"]
+        assert shown["reactions"] == {reaction: 1}
+        if how == "withdraw":
+            status, out = await mirror(alice, "unpublish", thread.rsplit("/", 1)[-1], "--yes")
+            assert status == 0, out
+        else:
+            await _moderate(server.url, op, "remove", thread)
+        # The server deleted the children with the thread (every byte) and lists the thread
+        # alone: readers find its children themselves.
+        assert not {thread, comment, react} & set(server.hub.docs)
+        assert canary.encode() not in _db_bytes(server.home)
+        assert reaction.encode() not in _db_bytes(server.home)
+        listed = await _get_json(server.url + "/api/v1/withdrawn")
+        assert listed == {"withdrawn": [thread], "hidden": [], "blocked": []}
+        threads = (await _get_json(server.url + "/api/v1/threads"))["threads"]
+        assert [(t["title"], t["comments"]) for t in threads] == [("other thread", 1)]
+        assert (await _get_json(server.url + "/api/v1/info"))["documents"] == 2
+        # A third reader drops the thread and others' comments and reactions on it.
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0, out
+        assert canary not in out and reaction not in out and "kept comment" in out
+        assert await _cached(carol, thread, comment, react, kept) == [False, False, False, True]
+        assert canary.encode() not in _home_db_bytes(carol)
+        assert reaction.encode() not in _home_db_bytes(carol)
+        # The commenter keeps his own items, and his syncs go on: the server does not
+        # ask for them again.
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0, out
+        assert await _cached(bob, thread, comment, react) == [False, True, True]
+        # A comment that arrives later for the thread is refused, with the reason ...
+        status, out = await mirror(dave, "commons", "comment", thread.rsplit("/", 1)[-1],
+                                   "--body", late, "--yes")
+        assert status != 0, out
+        assert "the thread this comment belongs to was withdrawn or removed" in out
+        assert late.encode() not in _db_bytes(server.home)
+        # ... once: dave's next sync works, drops the thread and keeps his own comment.
+        status, out = await mirror(dave, "commons", "read")
+        assert status == 0, out
+        status, published = await mirror(dave, "published", "--json")
+        mine = str(json.loads(published)[-1]["doc_id"])
+        assert await _cached(dave, thread, mine) == [False, True]
+        assert mine not in server.hub.docs
+
+
 def _hostile_lists(inner: Any, body: bytes) -> Any:
     """The Commons app, except that /api/v1/withdrawn answers *body* in 64 KiB pieces."""
 

@@ -123,6 +123,37 @@ async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(tmp_path: 
     assert canary.encode() not in _home_bytes(home)
 
 
+def _comment(author: AuthorKey, thread: str, body: str) -> tuple[str, bytes]:
+    doc_id = make_doc_id("comment", author.public, os.urandom(8))
+    doc: Doc[Any] = Doc()
+    write_item(doc, "comment", {"body": body, "thread": thread, "created_at": AT})
+    return doc_id, author.envelope(doc_id, doc.get_update())
+
+
+async def test_comments_a_thread_withdrawal_left_behind_are_deleted_at_start(
+        tmp_path: Path) -> None:
+    home = tmp_path / "server"
+    alice, bob = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
+    canary = "CANARY-orphan-comment-c51e"
+    thread = _post(alice, "thread")
+    comment = _comment(bob, thread[0], canary)
+    async with open_hub(home) as hub:
+        await hub.accept(*_bundle(thread), "t")
+        await hub.accept(*_bundle(comment), "t")
+        # Only the thread went: a crash before its comments' tombstones, or a store
+        # written by a build from before threads took their comments with them.
+        hub.moderation.withdraw(thread[0], AT, "owner")
+        await hub.store.delete_doc(thread[0], scrub_file=True)
+    assert canary.encode() in _home_bytes(home)
+    async with open_hub(home) as hub:
+        assert comment[0] not in hub.docs
+        assert hub.store.info(comment[0]) is None
+        assert hub.moderated_lists()["withdrawn"] == [thread[0]]  # the thread only
+        with pytest.raises(Gone, match="the thread this comment belongs to"):
+            await hub.accept(*_bundle(comment), "t")
+    assert canary.encode() not in _home_bytes(home)
+
+
 async def test_a_database_of_an_earlier_build_is_not_silently_ignored(tmp_path: Path) -> None:
     home = tmp_path / "server"
     home.mkdir()
