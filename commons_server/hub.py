@@ -28,11 +28,12 @@ arrives later for that thread is refused (``Gone``) and tombstoned, so its
 author's node is not asked for it again. Such tombstones are not listed to
 readers: they drop the children of a listed thread themselves.
 
-A document is *withheld* while the operator hides it or blocks its author: it
-stays in the store but is offered, served and shown nowhere (``DocMeta.hidden``),
-and comes back with ``unhide`` / ``unblock``. Readers learn what to drop from
-their caches from :meth:`Hub.moderated_lists` (``GET /api/v1/withdrawn``: ids
-and author keys only, never content).
+A document is *withheld* while the operator hides it or blocks its author, or
+while its thread is withheld for one of those reasons: it stays in the store
+but is offered, served and shown nowhere (``DocMeta.hidden``), and comes back
+with ``unhide`` / ``unblock``. Readers learn what to drop from their caches
+from :meth:`Hub.moderated_lists` (``GET /api/v1/withdrawn``: ids and author
+keys only, never content).
 
 Errors raised to callers::
 
@@ -488,14 +489,23 @@ class Hub:
         return {"action": action, "target": target, "reason": reason, "at": at}
 
     def _withheld(self, item: Item) -> bool:
-        """Hidden by the operator, or its author is blocked: kept, but shown nowhere."""
-        return item.doc_id in self.moderation.hidden or item.author in self.moderation.blocked
+        """Hidden by the operator, or its author is blocked, or the same holds for its
+        thread (a comment or reaction goes where its thread goes): kept, but shown nowhere."""
+        moderation = self.moderation
+        for doc_id in (item.doc_id, item.thread):
+            if doc_id and (doc_id in moderation.hidden
+                           or parse_doc_id(doc_id).owner_hex in moderation.blocked):
+                return True
+        return False
 
     def _rewithhold(self, doc_ids: list[str]) -> None:
+        """Recompute whether *doc_ids*, and the comments and reactions of those that are
+        threads, are withheld."""
         for doc_id in doc_ids:
-            meta = self.docs.get(doc_id)
-            if meta is not None:
-                self.index.set_hidden(doc_id, self._withheld(meta.item))
+            for one in (doc_id, *self.index.children(doc_id)):
+                meta = self.docs.get(one)
+                if meta is not None:
+                    self.index.set_hidden(one, self._withheld(meta.item))
 
     # ------------------------------------------------------------------ reading (web, API)
 
@@ -512,10 +522,10 @@ class Hub:
         owner, or removed by the operator: gone for good), ``hidden`` (document ids
         the operator hides now) and ``blocked`` (author keys blocked now, whose every
         document is withheld). Un-hidden and unblocked ones leave the lists, and
-        readers fetch them again with the catalogue. A withdrawn or removed thread's
-        comments and reactions go with it, but only the thread is listed: readers drop
-        the children of a listed thread themselves, so a thread with thousands of
-        comments takes one entry."""
+        readers fetch them again with the catalogue. Comments and reactions go where
+        their thread goes, but only the thread is listed: readers drop the children of
+        a listed thread (or of a blocked author's thread) themselves, so a thread with
+        thousands of comments takes one entry."""
         moderation = self.moderation
         return {"withdrawn": moderation.recently_withdrawn(L.MAX_LISTED_IDS),
                 "hidden": moderation.recently_hidden(L.MAX_LISTED_IDS),

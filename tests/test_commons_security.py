@@ -444,6 +444,76 @@ async def test_a_withdrawn_or_removed_thread_takes_others_comments_and_reactions
         assert mine not in server.hub.docs
 
 
+async def test_a_hidden_threads_comments_and_reactions_are_withheld_until_unhidden(
+        tmp_path: Path) -> None:
+    canary, reaction, during = "CANARY-child-hidden-0d4e", "REACT-0d4e", "DURING-HIDE-0d4e"
+    op = AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob, carol = await _setup(tmp_path, server.url, "alice", "bob", "carol")
+        thread = await _post(alice, "hidden thread")
+        comment = await _respond(bob, thread, comment=f"comment {canary}")
+        react = await _respond(bob, thread, reaction=reaction)
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and canary in out and reaction in out, out
+        await _moderate(server.url, op, "hide", thread)
+        listed = await _get_json(server.url + "/api/v1/withdrawn")
+        assert listed == {"withdrawn": [], "hidden": [thread], "blocked": []}
+        # Withheld on the server: offered to no reader, served to none.
+        assert not {thread, comment, react} & {e.doc_id for e in server.hub.catalogue()}
+        assert await server.hub.bundle(comment) == encode_bundle([])
+        # A third reader drops them at the next sync.
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0, out
+        assert canary not in out and reaction not in out
+        assert await _cached(carol, thread, comment, react) == [False, False, False]
+        assert canary.encode() not in _home_db_bytes(carol)
+        # The commenter keeps his own; the author may still answer on her hidden thread,
+        # and that answer is kept but withheld too.
+        status, out = await mirror(bob, "commons", "read")
+        assert status == 0, out
+        assert await _cached(bob, comment, react) == [True, True]
+        answer = await _respond(alice, thread, comment=during)
+        assert answer in server.hub.docs and server.hub.docs[answer].hidden
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and during not in out, out
+        # Unhidden, the thread comes back with its comments and reactions.
+        await _moderate(server.url, op, "unhide", thread)
+        shown = await _get_json(_thread_api(server.url, thread))
+        assert [c["body"] for c in shown["comments"]] == [f"comment {canary}", during]
+        assert shown["reactions"] == {reaction: 1}
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0, out
+        assert canary in out and reaction in out and during in out
+        assert await _cached(carol, thread, comment, react, answer) == [True] * 4
+
+
+async def test_comments_on_a_blocked_authors_thread_are_withheld_until_unblocked(
+        tmp_path: Path) -> None:
+    canary = "CANARY-child-blocked-8a3f"
+    op = AuthorKey(os.urandom(32))
+    async with running_commons(tmp_path / "server", operator_key=op.public,
+                               wall_clock=lambda: FROZEN) as server:
+        alice, bob, carol = await _setup(tmp_path, server.url, "alice", "bob", "carol")
+        thread = await _post(bob, "bob's thread")
+        comment = await _respond(alice, thread, comment=f"comment {canary}")
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and canary in out, out
+        bob_key = AuthorKeys(bob).default().public_hex
+        await _moderate(server.url, op, "block", bob_key)
+        assert comment not in {e.doc_id for e in server.hub.catalogue()}
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and canary not in out, out
+        assert await _cached(carol, thread, comment) == [False, False]
+        status, out = await mirror(alice, "commons", "read")
+        assert status == 0, out
+        assert await _cached(alice, comment) == [True]
+        await _moderate(server.url, op, "unblock", bob_key)
+        status, out = await mirror(carol, "commons", "read", "--json")
+        assert status == 0 and canary in out, out
+        assert await _cached(carol, thread, comment) == [True, True]
+
+
 def _hostile_lists(inner: Any, body: bytes) -> Any:
     """The Commons app, except that /api/v1/withdrawn answers *body* in 64 KiB pieces."""
 
