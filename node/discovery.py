@@ -9,6 +9,12 @@ the type and reports only those whose tag equals ``tag_for_hour(h)`` for ``h``
 within one hour of the local clock. At each hour boundary the node registers a
 fresh instance with the new tag and withdraws the old one.
 
+A device may advertise several addresses (LAN and VPN, Wi-Fi and Ethernet, one
+gone stale). A peer is reported with all of them that can be dialled, at most
+MAX_PEER_ADDRESSES, those on a subnet of one of our interfaces first
+(``order_addresses``); the dialer tries them in that order and keeps to the one
+that answered.
+
 A pairing device advertises a separate instance whose TXT holds
 ``pairing=<hex tag>`` (derived from the pairing code by the caller);
 :func:`find_pairing` looks for it.
@@ -36,6 +42,7 @@ from zeroconf import Error as ZeroconfError
 from .discovery_tags import (
     MAX_CONCURRENT_RESOLVES,
     MAX_OWN_NAMES,
+    MAX_PEER_ADDRESSES,
     MAX_QUEUED_EVENTS,
     MAX_TRACKED_SERVICES,
     PROTOCOL_VERSION,
@@ -49,6 +56,7 @@ from .discovery_tags import (
     DiscoveryError,
     DiscoveryStatistics,
     EarlierTags,
+    Network,
     PairingNotFound,
     PeerAddress,
     PeerEvent,
@@ -64,14 +72,16 @@ from .discovery_tags import (
     hour_of,
     match_any,
     match_tag,
+    order_addresses,
     seconds_until_next_hour,
 )
 from .discovery_zeroconf import (
     _advertised_addresses,
     _advertisement_of,
     _close_bounded,
+    _local_networks,
     _open_zeroconf,
-    _pick_host,
+    _peer_addresses,
     _register,
     _service_info,
     _unregister,
@@ -208,31 +218,32 @@ class Discovery:
                 nursery.start_soon(self._resolve, name, self._generation)
 
     async def _resolve(self, name: str, generation: int) -> None:
-        def request() -> ServiceInfo | None:
+        def request() -> tuple[ServiceInfo, list[Network]] | None:
             info = ServiceInfo(SERVICE_TYPE, name)
             ok = info.request(self._zc, RESOLVE_TIMEOUT_S * 1000, question_type=DNSQuestionType.QM)
-            return info if ok else None
+            # Our subnets now (they change as the machine moves), to rank its addresses.
+            return (info, _local_networks()) if ok else None
 
         async with self._resolve_limiter:
             try:
-                info = await trio.to_thread.run_sync(request, abandon_on_cancel=True)
+                resolved = await trio.to_thread.run_sync(request, abandon_on_cancel=True)
             except (ZeroconfError, OSError, AssertionError):
-                info = None
+                resolved = None
         if self._latest.get(name) != generation:
             return  # superseded by a later event for this name
-        if info is None:
+        if resolved is None:
             self._resolve_failures += 1
             return
-        self._consider(name, info)
+        self._consider(name, *resolved)
 
-    def _consider(self, name: str, info: ServiceInfo) -> None:
+    def _consider(self, name: str, info: ServiceInfo, networks: Sequence[Network]) -> None:
         match = self._classify(info.decoded_properties)
-        host = _pick_host(info)
-        if match is None or host is None or not info.port:
+        addresses = _peer_addresses(info, networks)
+        if match is None or not addresses or not info.port:
             self._rejected += 1
             self._forget(name)
             return
-        peer = PeerAddress(host, info.port, match.tag_hour, match.epoch)
+        peer = PeerAddress(addresses, info.port, match.tag_hour, match.epoch)
         tag = _parse_hex(info.decoded_properties.get("tag"))
         if tag is not None:
             self._tags[name] = tag
@@ -402,6 +413,7 @@ async def find_pairing(
 
 
 __all__ = [
+    "MAX_PEER_ADDRESSES",
     "PROTOCOL_VERSION",
     "SERVICE_TYPE",
     "Advertisement",
@@ -418,5 +430,6 @@ __all__ = [
     "hour_of",
     "match_tag",
     "open_discovery",
+    "order_addresses",
     "seconds_until_next_hour",
 ]

@@ -15,7 +15,8 @@ Errors::
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import MirrorError
@@ -28,6 +29,9 @@ MAX_TRACKED_SERVICES = 256  # instances of our type followed at once
 MAX_QUEUED_EVENTS = 256  # per subscriber; more are dropped and counted
 MAX_CONCURRENT_RESOLVES = 8
 MAX_OWN_NAMES = 16  # our recent instance names, ignored when browsed
+# Addresses kept per advertised device (LAN + VPN, Wi-Fi + Ethernet, a stale
+# one...): a hostile advertisement listing hundreds must not make us dial hundreds.
+MAX_PEER_ADDRESSES = 8
 RESOLVE_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 5.0
 REGISTER_RETRY_S = 60.0
@@ -39,6 +43,7 @@ ROTATION_CHECK_S = 300.0
 RECORD_TTL_S = 120
 
 TagForHour = Callable[[int], bytes]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # hour -> (epoch, tag) for the group's earlier epochs still worth recognising
 EarlierTags = Callable[[int], Sequence[tuple[int, bytes]]]
 Clock = Callable[[], float]
@@ -54,15 +59,30 @@ class PairingNotFound(DiscoveryError):
 
 @dataclass(frozen=True)
 class PeerAddress:
-    """Where a recognised device listens; ``tag_hour`` is the hour whose tag
+    """Where a recognised device listens: every address it advertised that can
+    be dialled, best first (see :func:`order_addresses`), at most
+    MAX_PEER_ADDRESSES, all on ``port``. ``tag_hour`` is the hour whose tag
     matched (None for a pairing advertisement). ``epoch`` is set when the peer
     advertised the tag of an earlier group epoch (it missed a device removal):
     dial it at that epoch so it can learn the new one."""
 
-    host: str
+    addresses: tuple[str, ...]
     port: int
     tag_hour: int | None
     epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.addresses) <= MAX_PEER_ADDRESSES:
+            raise ValueError(f"a peer has 1 to {MAX_PEER_ADDRESSES} addresses")
+
+    @property
+    def host(self) -> str:
+        """The address to try first."""
+        return self.addresses[0]
+
+    def candidates(self) -> list[tuple[str, int]]:
+        """``(host, port)`` for each address, in the order to dial them."""
+        return [(address, self.port) for address in self.addresses]
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,32 @@ def match_tag(advertised: bytes, now: float, tag_for_hour: TagForHour) -> int | 
         if hmac.compare_digest(advertised, tag_for_hour(hour)):
             return hour
     return None
+
+
+def order_addresses(addresses: Iterable[str], networks: Iterable[Network]) -> tuple[str, ...]:
+    """A peer's advertised addresses in the order to dial them, at most
+    MAX_PEER_ADDRESSES: those on a subnet of one of our interfaces
+    (``networks``) first, IPv4 before IPv6 within each group, advertised order
+    otherwise. Duplicates go, and so do addresses nobody can dial: unparsable,
+    unspecified, multicast, and IPv6 link-local (meaningless without the
+    interface it was seen on, which the address alone does not say)."""
+    ours = list(networks)
+    seen: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+    ranked: list[tuple[int, int, int, str]] = []
+    for position, text in enumerate(addresses):
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if ip in seen or ip.is_unspecified or ip.is_multicast:
+            continue
+        if ip.version == 6 and ip.is_link_local:
+            continue
+        seen.add(ip)
+        near = any(ip.version == net.version and ip in net for net in ours)
+        ranked.append((0 if near else 1, 0 if ip.version == 4 else 1, position, str(ip)))
+    ranked.sort()
+    return tuple(text for *_, text in ranked[:MAX_PEER_ADDRESSES])
 
 
 def _parse_hex(value: str | None) -> bytes | None:

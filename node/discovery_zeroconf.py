@@ -24,6 +24,8 @@ from .discovery_tags import (
     SERVICE_TYPE,
     Advertisement,
     DiscoveryError,
+    Network,
+    order_addresses,
 )
 
 log = logging.getLogger("mirror.discovery")
@@ -52,6 +54,20 @@ def _lan_addresses() -> list[str]:
             if isinstance(ip.ip, str) and not ipaddress.ip_address(ip.ip).is_loopback:
                 found.append(ip.ip)
     return sorted(set(found))
+
+
+def _local_networks() -> list[Network]:
+    """The subnets of this machine's interfaces (in the current network
+    namespace), to dial a peer's addresses on them first."""
+    import ifaddr
+
+    found: list[Network] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            address = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            with contextlib.suppress(ValueError):
+                found.append(ipaddress.ip_interface(f"{address}/{ip.network_prefix}").network)
+    return found
 
 
 def _ip_addresses(values: Sequence[str]) -> list[str]:
@@ -141,9 +157,7 @@ async def _unregister(zc: Zeroconf, info: ServiceInfo) -> None:
         await trio.to_thread.run_sync(zc.unregister_service, info)
 
 
-def _pick_host(info: ServiceInfo) -> str | None:
-    v4 = info.parsed_addresses(IPVersion.V4Only)
-    if v4:
-        return str(v4[0])
-    any_version = info.parsed_addresses()
-    return str(any_version[0]) if any_version else None
+def _peer_addresses(info: ServiceInfo, networks: Sequence[Network]) -> tuple[str, ...]:
+    """Every address a resolved instance advertised (IPv4 and IPv6), in the
+    order to dial them and capped (:func:`~node.discovery_tags.order_addresses`)."""
+    return order_addresses(info.parsed_addresses(IPVersion.All), networks)
