@@ -208,7 +208,7 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
               f"{len(result.group.devices)} devices", file=out)
         return 0
     if args.address:
-        host, port = _address(args.address, "--address")
+        candidates = [_address(args.address, "--address")]
     else:
         interfaces = _interfaces(core, args)
         if interfaces is None:
@@ -217,12 +217,15 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         from .discovery import find_pairing
 
         peer = await find_pairing(interfaces or None, pairing_hint(args.code), timeout_s=timeout)
-        host, port = peer.host, peer.port
+        candidates = peer.candidates()  # every address it advertised, best first
+    from .sync.dialing import connect_first
+
     try:
         with trio.fail_after(timeout):
-            stream = await trio.open_tcp_stream(host, port)
+            stream, _ = await connect_first(candidates)
     except (OSError, trio.TooSlowError) as exc:
-        raise MirrorError(f"cannot reach the pairing device at {host}:{port} ({exc})") from None
+        where = ", ".join(f"{host}:{port}" for host, port in candidates)
+        raise MirrorError(f"cannot reach the pairing device at {where} ({exc})") from None
     if args.name:
         try:
             group.rename_self(args.name)  # the name the pairer records is the one we keep

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -19,6 +19,9 @@ from ..core import MirrorCore
 from .group import Group
 from .service import SyncService
 from .session import SyncSession
+
+if TYPE_CHECKING:
+    from ..discovery import Discovery
 
 log = logging.getLogger("mirror.sync")
 
@@ -101,14 +104,18 @@ async def run_sync(
         async with _discovery(group, port, interfaces) as disc:
             if disc is None:
                 await trio.sleep_forever()
-            from ..discovery import PeerFound
+            await dial_discovered(service, disc)
 
-            with disc.subscribe() as events:
-                for peer in disc.peers():
-                    service.dial((peer.host, peer.port), epoch=peer.epoch)
-                async for event in events:
-                    if isinstance(event, PeerFound):
-                        service.dial((event.peer.host, event.peer.port), epoch=event.peer.epoch)
+
+async def dial_discovered(service: SyncService, disc: Discovery) -> None:
+    """Dial each device discovery finds, at every address it advertised (best
+    first), until cancelled."""
+    from ..discovery import PeerFound
+
+    with disc.subscribe() as events:  # starts with the peers already known
+        async for event in events:
+            if isinstance(event, PeerFound):
+                service.dial(*event.peer.candidates(), epoch=event.peer.epoch)
 
 
 def _device_name(group: Group, device_id: str) -> str:

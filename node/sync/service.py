@@ -8,8 +8,10 @@ Theory of operation
   opens a session or a pairing (``protocol.pairing.classify_opening``). Pairing
   is only served while :meth:`SyncService.allow_pairing` holds a code.
 * Peers to dial come from discovery (a tag only this person's devices
-  recognise) and from ``--peer`` addresses. Each address has one dialer that
-  reconnects with exponential backoff (capped, jittered) while it is wanted.
+  recognise) and from ``--peer`` addresses. Each device has one dialer that
+  reconnects with exponential backoff (capped, jittered) while it is wanted. A
+  device discovered at several addresses is dialled at each in turn
+  (``dialing.connect_first``); the one that answered is tried first next time.
 * Two devices that dial each other at once get two sessions; both sides keep
   the one initiated by the device with the smaller key, so they agree without
   talking. A session with ourselves (our own advertisement) is dropped.
@@ -41,6 +43,7 @@ from protocol.pairing import classify_opening
 from ..core import MirrorCore
 from ..files import write_private_json
 from .catalogue import offerable
+from .dialing import MAX_DIAL_ADDRESSES, connect_first
 from .group import Group
 from .session import SessionError, SyncSession
 
@@ -137,17 +140,23 @@ class SyncService:
                 self.dial(address)
             task_status.started(self.port)
 
-    def dial(self, address: tuple[str, int], *, epoch: int | None = None) -> None:
-        """Keep a session with *address* (reconnecting with backoff) from now on.
+    def dial(self, *addresses: tuple[str, int], epoch: int | None = None) -> None:
+        """Keep a session with the device at *addresses* (one device's, best
+        first; at most MAX_DIAL_ADDRESSES) from now on, reconnecting with backoff.
+        Addresses another dialer already covers are left to it.
 
         *epoch*: meet the peer at this earlier epoch (it missed a removal)."""
-        if address in self._dialing or address in self._self_addresses or self._nursery is None:
+        wanted = [
+            a for a in dict.fromkeys(addresses)
+            if a not in self._dialing and a not in self._self_addresses
+        ][:MAX_DIAL_ADDRESSES]
+        if not wanted or self._nursery is None:
             return
         try:
-            self._nursery.start_soon(self._dial_forever, address, epoch)
+            self._nursery.start_soon(self._dial_forever, wanted, epoch)
         except RuntimeError:  # the service is shutting down
             return
-        self._dialing.add(address)
+        self._dialing.update(wanted)
 
     def allow_pairing(self, handler: PairingHandler | None) -> None:
         """Serve pairing openings on the listener with *handler* (None: refuse them)."""
@@ -189,18 +198,23 @@ class SyncService:
             return
         await self._run_session(_Prefixed(stream, opening), RESPONDER, address)
 
-    async def _dial_forever(self, address: tuple[str, int], epoch: int | None = None) -> None:
+    async def _dial_forever(
+        self, addresses: list[tuple[str, int]], epoch: int | None = None
+    ) -> None:
         backoff = BACKOFF_MIN_S
         rng = random.Random()
+        order = list(addresses)
         try:
             while True:
                 started = trio.current_time()
                 try:
                     with trio.fail_after(CONNECT_TIMEOUT_S):
-                        stream = await trio.open_tcp_stream(*address)
+                        stream, index = await connect_first(order)
                 except (OSError, trio.TooSlowError) as exc:
-                    log.debug("cannot reach %s:%d: %s", *address, exc)
+                    log.debug("cannot reach %s: %s", _names(order), exc)
                 else:
+                    address = order.pop(index)
+                    order.insert(0, address)  # it answered: try it first next time
                     name = f"{address[0]}:{address[1]}"
                     result = await self._run_session(stream, INITIATOR, name, epoch)
                     if result == "ended" and epoch is not None and epoch < self.group.keyring.epoch:
@@ -215,7 +229,7 @@ class SyncService:
                 await trio.sleep(backoff * (0.75 + rng.random() / 2))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
         finally:
-            self._dialing.discard(address)
+            self._dialing.difference_update(addresses)
 
     async def run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, *, epoch: int | None = None
@@ -425,6 +439,10 @@ def _keep_first(existing: SyncSession, new: SyncSession, my_key: bytes) -> bool:
     if a == b:
         return False  # same initiator: the newer one replaces a stale one
     return a < b
+
+
+def _names(addresses: Iterable[tuple[str, int]]) -> str:
+    return ", ".join(f"{host}:{port}" for host, port in addresses)
 
 
 def _peer_name(stream: trio.SocketStream) -> str:
