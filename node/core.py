@@ -169,7 +169,7 @@ class MirrorCore:
         store) removes reflections from a journal shard, do here what
         :meth:`delete` does on the device where they were deleted: take them out
         of what the engine learned and scrub them from this device's file."""
-        known = {s.doc_id: shard_ids(s.doc) for s in await self.journal.shards()}
+        known: dict[str, set[str]] = {}
         touched: dict[str, bool] = {}  # journal doc id -> changed by another device
         wake_send, wake = trio.open_memory_channel[None](1)
 
@@ -182,8 +182,10 @@ class MirrorCore:
             with suppress(trio.WouldBlock):
                 wake_send.send_nowait(None)
 
-        self.store.add_listener(on_change)
+        self.store.add_listener(on_change)  # before reading what is known, as in watch()
         try:
+            for shard in await self.journal.shards():
+                known[shard.doc_id] = shard_ids(shard.doc)
             task_status.started()
             async for _ in wake:
                 batch = dict(touched)
@@ -228,10 +230,12 @@ class MirrorCore:
             elif source != "external":
                 from_peers[stored.doc_id] = source
 
-        for shard in await self.journal.shards():
-            known[shard.doc_id] = shard_ids(shard.doc)
+        # Listen before reading what is known: a peer's update applied while the
+        # shards load must still be attributed to the peer, not to this device.
         self.store.add_listener(on_change)
         try:
+            for shard in await self.journal.shards():
+                known[shard.doc_id] = shard_ids(shard.doc)
             await self._watch_loop(known, written_here, from_peers, on_arrival, interval_s)
         finally:
             self.store.remove_listener(on_change)
@@ -246,17 +250,24 @@ class MirrorCore:
     ) -> None:
         while True:
             await trio.sleep(interval_s)
-            peer_docs = dict(from_peers)
-            from_peers.clear()
-            for doc_id in written_here - set(peer_docs):
+            # What this process wrote is known before the refresh, so what the
+            # refresh brings from other processes still shows as new.
+            for doc_id in written_here - set(from_peers):
                 stored = self.store.loaded(doc_id)
                 if stored is not None:
                     known[doc_id] = shard_ids(stored.doc)
             written_here.clear()
             result = await self.store.refresh()
+            shards = await self.journal.shards()
+            # Nothing awaits from here to the end of the pass, so no update lands
+            # between reading who wrote (the listener's notes) and reading the
+            # shards: a peer's reflection applied during the awaits above is
+            # still the peer's, not this device's.
+            peer_docs = dict(from_peers)
+            from_peers.clear()
             touched = set(result.changed) | {i.doc_id for i in result.new_documents}
             arrived: dict[str, list[Reflection]] = {}
-            for shard in await self.journal.shards():
+            for shard in shards:
                 doc_id = shard.doc_id
                 if doc_id not in touched and doc_id not in peer_docs and doc_id in known:
                     continue
