@@ -130,6 +130,29 @@ def _skip_content(r: _Reader, ref: int) -> None:
         raise UpdateRejected(f"unknown content type {ref}")
 
 
+def _item_header(r: _Reader, info: int) -> tuple[str | None, bool]:
+    """Read an item's origins and parent (after its info byte). Returns the root
+    name when the item names a root as its parent, and whether it has a map key."""
+    if info & _ORIGIN:
+        r.varuint()
+        r.varuint()
+    if info & _RIGHT_ORIGIN:
+        r.varuint()
+        r.varuint()
+    if info & (_ORIGIN | _RIGHT_ORIGIN):
+        return None, False  # the parent comes from the origin
+    root: str | None = None
+    if r.varuint() == 1:
+        root = r.string()
+    else:
+        r.varuint()
+        r.varuint()
+    keyed = bool(info & _PARENT_SUB)
+    if keyed:
+        r.buf()
+    return root, keyed
+
+
 def check_map_roots(update: bytes) -> None:
     """Raise :class:`UpdateRejected` unless *update* only puts map entries in roots."""
     r = _Reader(update)
@@ -143,25 +166,11 @@ def check_map_roots(update: bytes) -> None:
             if ref in (0, 10):  # GC, Skip
                 r.varuint()
                 continue
-            if info & _ORIGIN:
-                r.varuint()
-                r.varuint()
-            if info & _RIGHT_ORIGIN:
-                r.varuint()
-                r.varuint()
-            if not info & (_ORIGIN | _RIGHT_ORIGIN):
-                root: str | None = None
-                if r.varuint() == 1:
-                    root = r.string()
-                else:
-                    r.varuint()
-                    r.varuint()
-                if info & _PARENT_SUB:
-                    r.buf()
-                elif root is not None:
-                    raise UpdateRejected(
-                        f"the update makes root {root[:40]!r} a sequence, not a map"
-                    )
+            root, keyed = _item_header(r, info)
+            if root is not None and not keyed:
+                raise UpdateRejected(
+                    f"the update makes root {root[:40]!r} a sequence, not a map"
+                )
             _skip_content(r, ref)
     for _ in range(r.varuint()):  # delete set
         r.varuint()
@@ -225,20 +234,7 @@ def _walk(update: bytes) -> tuple[list[tuple[int, bytes]], dict[int, list[tuple[
                 r.varuint()
                 out.append(r.data[start : r.pos])
                 continue
-            if info & _ORIGIN:
-                r.varuint()
-                r.varuint()
-            if info & _RIGHT_ORIGIN:
-                r.varuint()
-                r.varuint()
-            if not info & (_ORIGIN | _RIGHT_ORIGIN):
-                if r.varuint() == 1:
-                    r.buf()
-                else:
-                    r.varuint()
-                    r.varuint()
-                if info & _PARENT_SUB:
-                    r.buf()
+            _item_header(r, info)
             out.append(r.data[start : r.pos])
             if ref == 8:  # any
                 count = r.varuint()
