@@ -25,6 +25,8 @@ from typing import Any, Final
 
 import trio
 
+from node.sync.message_stream import MessageStream
+
 log = logging.getLogger("mirror.commons.session")
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -36,55 +38,41 @@ OUTBOX_MESSAGES: Final = 4
 """Messages handed to the ASGI server but not yet written."""
 
 
-class AsgiWebSocketStream(trio.abc.Stream):
+class AsgiWebSocketStream(MessageStream):
     """Protocol bytes over one accepted ASGI WebSocket; run :meth:`send_messages` beside it."""
 
+    chunk_bytes = CHUNK_BYTES
+
     def __init__(self, receive: Receive, send: Send) -> None:
+        super().__init__()
         self._receive = receive
         self._send = send
         self._outbox, self._outgoing = trio.open_memory_channel[bytes](OUTBOX_MESSAGES)
-        self._pending = b""
         self._ended = False
-        self._closed = False
         self.messages_sent = 0
         self.bytes_sent = 0
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._closed:
-            raise trio.ClosedResourceError("stream closed")
-        while not self._pending:
-            if self._ended:
-                return b""
+    async def _next_message(self) -> bytes | None:
+        while not self._ended:
             message = await self._receive()
             kind = message.get("type")
             if kind == "websocket.disconnect":
-                self._ended = True
-                return b""
+                break
             if kind != "websocket.receive":
                 continue
             data = message.get("bytes")
             if not isinstance(data, bytes | bytearray) or not data:
                 self._ended = True
                 raise trio.BrokenResourceError("a text or empty message on a protocol session")
-            self._pending = bytes(data)
-        if max_bytes is None or max_bytes >= len(self._pending):
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
-        return data
+            return bytes(data)
+        self._ended = True
+        return None
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("stream closed")
-        view = memoryview(data)
-        for start in range(0, len(view), CHUNK_BYTES):
-            try:
-                await self._outbox.send(bytes(view[start:start + CHUNK_BYTES]))
-            except trio.BrokenResourceError:
-                raise trio.BrokenResourceError("the client has gone") from None
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
+    async def _send_message(self, data: bytes) -> None:
+        try:
+            await self._outbox.send(data)
+        except trio.BrokenResourceError:
+            raise trio.BrokenResourceError("the client has gone") from None
 
     async def aclose(self) -> None:
         """No more writes: :meth:`send_messages` sends what is queued, then the close."""

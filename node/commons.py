@@ -74,6 +74,7 @@ from .commons_home import AuthorKeys, CommonsServer
 from .errors import MirrorError
 from .sync.catalogue import offerable
 from .sync.documents import EMPTY_STATE_VECTOR
+from .sync.message_stream import MessageStream
 from .sync.session import SessionError, SyncSession
 
 log = logging.getLogger("mirror.commons")
@@ -254,7 +255,7 @@ class SyncReport:
     """Cached items deleted because the server lists them as withdrawn or moderated away."""
 
 
-class WebSocketStream(trio.abc.Stream):
+class WebSocketStream(MessageStream):
     """Protocol bytes over an httpx-ws session: one binary message per chunk.
 
     A disconnect, a network error or a text message ends the stream. A write
@@ -262,50 +263,42 @@ class WebSocketStream(trio.abc.Stream):
     its Close (with the reason the person reads) is already on its way in.
     """
 
+    chunk_bytes = WS_CHUNK_BYTES
+
     def __init__(self, ws: Any) -> None:
+        super().__init__()
         self.ws = ws
-        self._pending = b""
         self._ended = False
         self._server_closing = False
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def _next_message(self) -> bytes | None:
         import httpx_ws
         import wsproto.events
 
-        while not self._pending:
-            if self._ended:
-                return b""
+        while not self._ended:
             try:
                 message = await self.ws.receive()
             except httpx_ws.HTTPXWSException:
-                self._ended = True
-                return b""
+                break
             if isinstance(message, wsproto.events.BytesMessage):
-                self._pending = bytes(message.data)
+                if message.data:
+                    return bytes(message.data)
             elif isinstance(message, wsproto.events.TextMessage):
-                self._ended = True  # a text message has no place on a protocol session
-        if max_bytes is None or max_bytes >= len(self._pending):
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
-        return data
+                break  # a text message has no place on a protocol session
+        self._ended = True
+        return None
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def _send_message(self, data: bytes) -> None:
         import httpx_ws
         import wsproto.utilities
 
-        view = memoryview(data)
-        for start in range(0, len(view), WS_CHUNK_BYTES):
-            if self._server_closing:
-                return
-            try:
-                await self.ws.send_bytes(bytes(view[start:start + WS_CHUNK_BYTES]))
-            except (httpx_ws.HTTPXWSException, wsproto.utilities.LocalProtocolError) as exc:
-                log.debug("send after the server began closing: %s", exc)
-                self._server_closing = True
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
+        if self._server_closing:
+            return
+        try:
+            await self.ws.send_bytes(data)
+        except (httpx_ws.HTTPXWSException, wsproto.utilities.LocalProtocolError) as exc:
+            log.debug("send after the server began closing: %s", exc)
+            self._server_closing = True
 
     async def aclose(self) -> None:
         self._ended = True  # the connection itself closes with aconnect_ws's context

@@ -66,6 +66,7 @@ from protocol import INITIATOR, RESPONDER, Role, relay_room_id
 
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
+from .message_stream import MessageStream
 from .pairing import pairing_hint
 from .ws_client import bounded_session
 
@@ -153,7 +154,7 @@ class RelayStatistics:
     bytes_out: int = 0
 
 
-class RelayStream(trio.abc.HalfCloseableStream):
+class RelayStream(MessageStream, trio.abc.HalfCloseableStream):
     """One session's view of a room connection: bytes to and from the peer.
 
     Reading returns the peer's bytes in order, then ``b""`` when the peer left,
@@ -161,14 +162,15 @@ class RelayStream(trio.abc.HalfCloseableStream):
     after that raises ``trio.BrokenResourceError``.
     """
 
+    chunk_bytes = CHUNK_BYTES
+
     def __init__(self, room: RoomConnection, role: Role) -> None:
+        super().__init__()
         self.role = role
         self._room = room
         self._send, self._receive = trio.open_memory_channel[bytes](RECEIVE_QUEUE_MESSAGES)
-        self._pending = b""
         self.superseded = False
         self._ended = False  # no more input (peer left / replaced / connection lost)
-        self._closed = False
 
     @property
     def relay(self) -> str:
@@ -188,31 +190,16 @@ class RelayStream(trio.abc.HalfCloseableStream):
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._closed:
-            raise trio.ClosedResourceError("stream closed")
-        if not self._pending:
-            try:
-                self._pending = await self._receive.receive()
-            except trio.EndOfChannel:
-                return b""
-        if max_bytes is None or max_bytes >= len(self._pending):
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
-        return data
+    async def _next_message(self) -> bytes | None:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            return None
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("stream closed")
-        view = memoryview(data)
-        for start in range(0, len(view), CHUNK_BYTES):
-            if self._ended:
-                raise trio.BrokenResourceError("the peer left the relay room")
-            await self._room.send_bytes(bytes(view[start:start + CHUNK_BYTES]))
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
+    async def _send_message(self, data: bytes) -> None:
+        if self._ended:
+            raise trio.BrokenResourceError("the peer left the relay room")
+        await self._room.send_bytes(data)
 
     async def send_eof(self) -> None:
         # A WebSocket cannot half-close; the protocol's Close message and the
