@@ -65,7 +65,8 @@ def _dayone_text(raw: str) -> tuple[str, int]:
     return _DAYONE_ESCAPE.sub(r"\1", text), photos
 
 
-def _dayone_journal(plan: ImportPlan, value: Any, where: str, limits: ImportLimits) -> None:
+def _entries(value: Any, where: str, limits: ImportLimits) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of *value*'s ``entries`` list, each with where it is (Day One, jrnl)."""
     entries = _req(value, "entries", list, where)
     if len(entries) > limits.max_entries:
         raise ImportFileError(f"{where}: more than {limits.max_entries} entries")
@@ -73,6 +74,11 @@ def _dayone_journal(plan: ImportPlan, value: Any, where: str, limits: ImportLimi
         at = f"{where} entry {i + 1}"
         if not isinstance(entry, dict):
             raise ImportFileError(f"{at}: expected an object, found {_jtype(entry)}")
+        yield at, entry
+
+
+def _dayone_journal(plan: ImportPlan, value: Any, where: str, limits: ImportLimits) -> None:
+    for at, entry in _entries(value, where, limits):
         uuid = _opt(entry, "uuid", str, at)
         if uuid:
             at = f"{where} entry {uuid}"
@@ -193,13 +199,7 @@ def _read_member(
 
 def _read_jrnl(value: Any, where: str, default_tz: tzinfo, limits: ImportLimits) -> ImportPlan:
     plan = ImportPlan("jrnl")
-    entries = _req(value, "entries", list, where)
-    if len(entries) > limits.max_entries:
-        raise ImportFileError(f"{where}: more than {limits.max_entries} entries")
-    for i, entry in enumerate(entries):
-        at = f"{where} entry {i + 1}"
-        if not isinstance(entry, dict):
-            raise ImportFileError(f"{at}: expected an object, found {_jtype(entry)}")
+    for at, entry in _entries(value, where, limits):
         day = _req(entry, "date", str, at)
         clock = _opt(entry, "time", str, at) or "00:00"
         try:
