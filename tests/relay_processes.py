@@ -98,18 +98,38 @@ async def start_relay(name: str, home: Path, *extra: str) -> RelayProcess:
     return RelayProcess(name, json.loads(line.split(b"\n", 1)[0])["url"], process)
 
 
+class RelayFleet(list[RelayProcess]):
+    """The instances of :func:`relay_processes`; a failed one can be restarted."""
+
+    def __init__(self, home: Path, extra: Sequence[str], stack: AsyncExitStack) -> None:
+        super().__init__()
+        self._home, self._extra, self._stack = home, tuple(extra), stack
+
+    async def start(self, name: str, *port: str) -> RelayProcess:
+        relay = await start_relay(name, self._home / name, *self._extra, *port)
+        self._stack.push_async_callback(_stop, relay.process)
+        return relay
+
+    async def restart(self, relay: RelayProcess) -> RelayProcess:
+        """Start *relay* again on its port (as systemd's Restart= would), in its place."""
+        if relay.process.returncode is None:
+            await relay.kill()
+        port = relay.url.rsplit(":", 1)[1]
+        again = await self.start(relay.name, "--port", port)
+        self[self.index(relay)] = again
+        return again
+
+
 @asynccontextmanager
 async def relay_processes(
     home: Path, names: Sequence[str], *extra: str
-) -> AsyncIterator[list[RelayProcess]]:
+) -> AsyncIterator[RelayFleet]:
     """Several relay instances, stopped (SIGTERM, then SIGKILL) on exit."""
     async with AsyncExitStack() as stack:
-        relays = []
+        fleet = RelayFleet(home, extra, stack)
         for name in names:
-            relay = await start_relay(name, home / name, *extra)
-            stack.push_async_callback(_stop, relay.process)
-            relays.append(relay)
-        yield relays
+            fleet.append(await fleet.start(name))
+        yield fleet
 
 
 async def _stop(process: trio.Process) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -26,14 +25,9 @@ import trio
 from httpx_ws import aconnect_ws
 
 from node.sync.relay import (
-    RelayStatistics,
-    RelayStream,
-    pair_room,
     rank_relays,
     room_url,
-    stay_in_room,
 )
-from node.sync.session import SessionError, SyncSession
 from tests.haproxy_helper import (
     HAProxy,
     Server,
@@ -44,7 +38,8 @@ from tests.haproxy_helper import (
     run_haproxy,
 )
 from tests.helpers import REPO, start_mirror, stop_mirror
-from tests.relay_processes import RelayProcess, relay_processes
+from tests.relay_links import links_of
+from tests.relay_processes import RelayFleet, RelayProcess, relay_processes
 from tests.sync_helpers import Device, open_devices, wait_for, write_seeded_keyrings
 from tests.test_sync_e2e import has, mirror
 
@@ -55,6 +50,7 @@ SPREAD_ROOMS = 60
 BEHIND_PROXY = ("--max-connections-per-address", "1000")
 NO_LAN = ["--listen", "127.0.0.1:0", "--no-discovery"]
 RESUME_DEADLINE_S = 30.0
+REJOIN_FOR_TEST_S = 1.0  # node.sync.relay.REJOIN_ALONE_AFTER_S, shortened
 
 
 def needs_haproxy() -> None:
@@ -127,46 +123,6 @@ async def test_rooms_spread_over_three_instances_and_both_ends_of_a_room_meet(
 
 
 # --------------------------------------------------------------------------- devices
-
-
-class Link:
-    """One device's side of one pair room, kept open as the node keeps it."""
-
-    def __init__(self, me: Device, peer: Device, relays: list[str], seed: int) -> None:
-        self.me, self.peer, self.relays = me, peer, relays
-        self.stats = RelayStatistics()
-        self.sessions: list[SyncSession] = []
-        self.failures: list[str] = []
-        self.rng = random.Random(seed)
-
-    @property
-    def room(self) -> bytes:
-        ring = self.me.keyring
-        return pair_room(ring.group_secret, ring.epoch, ring.device_public,
-                         self.peer.keyring.device_public)
-
-    async def on_session(self, stream: RelayStream) -> None:
-        session = SyncSession(self.me.store, self.me.group, stream, stream.role,
-                              address=f"relay:{stream.relay}")
-        self.sessions.append(session)
-        try:
-            await session.run()
-        except SessionError as exc:
-            self.failures.append(str(exc))
-
-    async def run(self) -> None:
-        await stay_in_room(self.relays, lambda: self.room, self.on_session,
-                           stats=self.stats, rng=self.rng)
-
-    def in_session(self) -> bool:
-        live = self.sessions[-1] if self.sessions else None
-        return live is not None and live.caught_up.is_set() and not live._closing
-
-
-def links_of(devices: list[Device], relays: list[str]) -> list[Link]:
-    return [Link(me, peer, relays, seed=i)
-            for i, (me, peer) in enumerate((m, p) for m in devices for p in devices
-                                           if m is not p)]
 
 
 async def texts(device: Device) -> set[str]:
@@ -366,3 +322,90 @@ async def connected_through_relay(home: Path) -> bool:
     assert status == 0
     peers = json.loads(out)["peers"]
     return any(p["connected"] and str(p["address"]).startswith("relay:") for p in peers)
+
+
+# --------------------------------------------------------------------------- an instance comes back
+
+
+async def instance_returns_and_a_lone_waiter_finds_its_peer(
+    tmp_path: Path, relays: RelayFleet, device_relays: list[str], placement: Placement,
+    back_in_service: Callable[[RelayProcess], Awaitable[None]],
+) -> None:
+    """The laptop waits alone on the room's fallback instance while the room's own
+    instance is down; the instance comes back (a restart, a rolling upgrade), and
+    then the phone arrives, at the room's own instance again. They must meet."""
+    write_seeded_keyrings(tmp_path, DEVICES[:2], seed=19)
+    async with open_devices(tmp_path, DEVICES[:2]) as devices:
+        laptop, phone = links_of(devices, device_relays)
+        laptop.rejoin_alone_after_s = REJOIN_FOR_TEST_S
+        owner_name = await placement(laptop.room)
+        owner = next(r for r in relays if r.name == owner_name)
+        await owner.kill()
+        await devices[0].journal.add("from the laptop, waiting alone")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(laptop.run)
+
+            async def waiting_on_a_fallback() -> bool:
+                return sum([await r.rooms() for r in relays if r.serving]) == 1
+
+            await wait_for(waiting_on_a_fallback, deadline_s=RESUME_DEADLINE_S)
+            await back_in_service(await relays.restart(owner))
+            assert await placement(laptop.room) == owner_name, "the room is home again"
+            nursery.start_soon(phone.run)
+            await wait_for(lambda: has_text(devices[1], "from the laptop, waiting alone"),
+                           deadline_s=RESUME_DEADLINE_S)
+            nursery.cancel_scope.cancel()
+        assert laptop.stats.connects >= 2, "the laptop moved back to the room's instance"
+
+
+async def has_text(device: Device, text: str) -> bool:
+    return text in await texts(device)
+
+
+async def test_behind_haproxy_a_lone_device_returns_with_its_instance(tmp_path: Path) -> None:
+    needs_haproxy()
+    async with relay_processes(tmp_path / "relays", INSTANCES, *BEHIND_PROXY) as relays, \
+            run_haproxy(documented_config(), servers(relays)) as proxy:
+
+        async def back_in_service(relay: RelayProcess) -> None:
+            await proxy.wait_for_state(relay.name, "UP")
+
+        await instance_returns_and_a_lone_waiter_finds_its_peer(
+            tmp_path / "devices", relays, [proxy.url], probe_through(proxy, relays),
+            back_in_service)
+
+
+async def test_client_side_hashing_a_lone_device_returns_with_its_relay(
+    tmp_path: Path,
+) -> None:
+    async with relay_processes(tmp_path / "relays", INSTANCES) as relays:
+
+        async def back_in_service(relay: RelayProcess) -> None:
+            await trio.lowlevel.checkpoint()  # listening once started
+
+        await instance_returns_and_a_lone_waiter_finds_its_peer(
+            tmp_path / "devices", relays, [r.url for r in relays], ranked_first(relays),
+            back_in_service)
+
+
+async def test_only_a_connection_alone_in_its_room_is_reopened(tmp_path: Path) -> None:
+    """Rejoining costs a device in session nothing: while a lone device's
+    connection is reopened again and again, a pair in session keeps its one."""
+    write_seeded_keyrings(tmp_path, DEVICES[:3], seed=7)
+    async with relay_processes(tmp_path / "relays", INSTANCES[:1]) as relays, \
+            open_devices(tmp_path, DEVICES[:3]) as (laptop, phone, tablet):
+        urls = [relays[0].url]
+        pair = links_of([laptop, phone], urls)
+        lone = links_of([laptop, tablet], urls)[0]  # the tablet never comes
+        for link in [*pair, lone]:
+            link.rejoin_alone_after_s = REJOIN_FOR_TEST_S / 4
+        async with trio.open_nursery() as nursery:
+            for link in pair:
+                nursery.start_soon(link.run)
+            await wait_for(lambda: all(link.in_session() for link in pair))
+            in_session = [(link.stats.connects, len(link.sessions)) for link in pair]
+            nursery.start_soon(lone.run)
+            await wait_for(lambda: lone.stats.connects >= 4, deadline_s=RESUME_DEADLINE_S)
+            assert [(link.stats.connects, len(link.sessions)) for link in pair] == in_session
+            assert all(link.in_session() for link in pair)
+            nursery.cancel_scope.cancel()
