@@ -8,8 +8,10 @@ of docs/relay.md as written (bind and server lines on loopback; needs
 ``haproxy`` on PATH, e.g. ``apt-get install haproxy``).
 
 (a) frames/s of 1 KiB messages through --rooms rooms at once (a sender and a
-    receiver in each), with one-way latency p50/p99, four ways in the same run,
-    alternated --rounds times (medians reported):
+    receiver in each, sending as fast as they can: the latency under that load
+    is mostly queueing), then the one-way latency of single frames sent one at
+    a time (what each hop adds), four ways in the same run, alternated
+    --rounds times (medians reported):
       direct-1   clients to one relay instance, no proxy;
       haproxy-1  through HAProxy with that one instance behind it;
       haproxy-3  through HAProxy with three instances;
@@ -20,8 +22,10 @@ of docs/relay.md as written (bind and server lines on loopback; needs
 (b) time to resume: four devices of one person (six pair rooms, real stores and
     sync sessions, node's reconnect logic) through HAProxy with three instances,
     and with the three listed on the devices; the instance holding most rooms
-    is SIGKILLed (or, behind HAProxy, SIGSTOPped: hung); for each device link
-    of its rooms, the time from then to a new session having caught up.
+    is SIGKILLed (killed), SIGTERMed (stopped, as for a restart: it closes its
+    connections with 1001) or, behind HAProxy, SIGSTOPped (hung: its
+    connections stay open); for each device link of its rooms, the time from
+    then to a new session having caught up.
     --resume-rounds fresh set-ups per way.
 
 Every part runs on this one machine: with its 2 cores the relays, HAProxy and
@@ -131,6 +135,24 @@ async def transfer(entry: Entry, rooms: int, frames: int) -> dict[str, Any]:
             "latency_p99_ms": pct(latencies, 0.99) * 1e3}
 
 
+async def idle_latency(entry: Entry, count: int = 500) -> dict[str, float]:
+    """One-way latency of single 1 KiB frames, one at a time (what a hop adds)."""
+    url = entry(hashlib.sha256(b"scale-out idle latency").digest())
+    latencies = []
+    async with httpx.AsyncClient(timeout=30) as http, aconnect_ws(url, http) as b, \
+            aconnect_ws(url, http) as a:
+        await b.receive_text()
+        await a.receive_text()
+        await b.receive_text()
+        for _ in range(count):
+            start = time.perf_counter()
+            await a.send_bytes(b"." * FRAME)
+            await b.receive_bytes()
+            latencies.append(time.perf_counter() - start)
+    return {"idle_latency_p50_ms": pct(latencies, 0.5) * 1e3,
+            "idle_latency_p99_ms": pct(latencies, 0.99) * 1e3}
+
+
 async def measured(entry: Entry, rooms: int, frames: int, relays: Sequence[RelayProcess],
                    proxy: HAProxy | None) -> dict[str, Any]:
     """:func:`transfer`, with the CPU per frame of each part."""
@@ -142,6 +164,7 @@ async def measured(entry: Entry, rooms: int, frames: int, relays: Sequence[Relay
     for part, ps in pids.items():
         spent = sum(cpu_s(p) for p in ps) - before[part]
         result[f"{part}_cpu_us_per_frame"] = spent / result["frames"] * 1e6
+    result.update(await idle_latency(entry))
     return result
 
 
@@ -178,7 +201,8 @@ async def throughput(args: Any, home: Path) -> dict[str, Any]:
         "haproxy_cpu_us_per_frame": proxied["haproxy_cpu_us_per_frame"],
         "haproxy_cpu_over_relay_cpu": (proxied["haproxy_cpu_us_per_frame"]
                                        / proxied["relays_cpu_us_per_frame"]),
-        "latency_p50_added_ms": proxied["latency_p50_ms"] - direct["latency_p50_ms"],
+        "idle_latency_p50_added_ms": (proxied["idle_latency_p50_ms"]
+                                      - direct["idle_latency_p50_ms"]),
     }
     report["three_over_one_instance"] = (report["haproxy-3"]["frames_per_s"]
                                          / report["haproxy-1"]["frames_per_s"])
@@ -188,8 +212,9 @@ async def throughput(args: Any, home: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- (b)
 
 
-async def resume_once(home: Path, through_proxy: bool, hang: bool, seed: int) -> list[float]:
-    """Seconds from the kill (or hang) to each moved link's new session having caught up."""
+async def resume_once(home: Path, through_proxy: bool, how: str, seed: int) -> list[float]:
+    """Seconds from the failure (*how*: killed, hung, stopped) to each moved link's
+    new session having caught up."""
     async with relay_processes(home / "relays", INSTANCES, *UNLIMITED) as relays, \
             run_haproxy(documented_config(), [Server(r.name, r.address) for r in relays]) \
             as proxy:
@@ -206,7 +231,7 @@ async def resume_once(home: Path, through_proxy: bool, hang: bool, seed: int) ->
                 before = {id(link): link.stats.connects for link in links}
                 sessions = {id(link): len(link.sessions) for link in links}
                 killed_at = trio.current_time()
-                await (victim.hang() if hang else victim.kill())
+                await {"killed": victim.kill, "hung": victim.hang, "stopped": victim.stop}[how]()
 
                 def moved() -> list[Link]:
                     return [link for link in links if link.stats.connects > before[id(link)]]
@@ -224,13 +249,14 @@ async def resume_once(home: Path, through_proxy: bool, hang: bool, seed: int) ->
 
 async def resume(args: Any, home: Path) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    ways = (("haproxy-3 killed", True, False), ("clients-3 killed", False, False),
-            ("haproxy-3 hung", True, True))
-    for name, through_proxy, hang in ways:
+    ways = (("haproxy-3", "killed"), ("clients-3", "killed"), ("haproxy-3", "stopped"),
+            ("clients-3", "stopped"), ("haproxy-3", "hung"))
+    for through, how in ways:
+        name = f"{through} {how}"
         times: list[float] = []
         for round_ in range(args.resume_rounds):
-            folder = home / f"{name.replace(' ', '-')}-{round_}"
-            times += await resume_once(folder, through_proxy, hang, seed=round_)
+            times += await resume_once(home / f"{through}-{how}-{round_}",
+                                       through == "haproxy-3", how, seed=round_)
         report[name] = {"links": len(times), "rounds": args.resume_rounds,
                         "p50_s": statistics.median(times), "max_s": max(times),
                         "min_s": min(times)}

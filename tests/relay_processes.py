@@ -71,6 +71,13 @@ class RelayProcess:
         with trio.fail_after(STOP_TIMEOUT_S):
             await self.process.wait()
 
+    async def stop(self) -> None:
+        """SIGTERM, as systemd stops it for a restart: connections closed with 1001."""
+        self.failed = True
+        self.process.terminate()
+        with trio.fail_after(STOP_TIMEOUT_S):
+            assert await self.process.wait() == 0
+
     async def hang(self) -> None:
         """SIGSTOP: the instance stops answering but its connections stay open (the
         kernel still accepts and acknowledges), as a wedged process or machine."""

@@ -3,9 +3,13 @@ HAProxy configured exactly as docs/relay.md says, and the same three listed on
 every device (client-side rendezvous hashing).
 
 What must hold either way: both devices of a room reach the same instance;
-rooms spread over the instances; when one instance dies (SIGKILL), only the
-rooms it held move, their devices resume on the room's next instance, and the
-sessions of every other room go on untouched.
+rooms spread over the instances; when one instance dies (SIGKILL; behind the
+proxy also when it hangs, SIGSTOP, or is stopped for a restart, SIGTERM), only
+the rooms it held move, their devices resume on the room's next instance, and
+the sessions of every other room go on untouched; when it comes back, a device
+that waited alone on the fallback meets its peer at the room's own instance.
+Devices are real stores and sync sessions run by the node's reconnect logic
+(``stay_in_room``); relays and HAProxy are real processes.
 
 The HAProxy tests skip (with the reason) where ``haproxy`` is not installed;
 ``.ci/run`` installs it.
@@ -24,10 +28,7 @@ import pytest
 import trio
 from httpx_ws import aconnect_ws
 
-from node.sync.relay import (
-    rank_relays,
-    room_url,
-)
+from node.sync.relay import rank_relays, room_url
 from tests.haproxy_helper import (
     HAProxy,
     Server,
@@ -246,8 +247,8 @@ def ranked_first(relays: list[RelayProcess]) -> Placement:
     return placement
 
 
-@pytest.mark.parametrize("fail", [RelayProcess.kill, RelayProcess.hang],
-                         ids=["killed", "hung"])
+@pytest.mark.parametrize("fail", [RelayProcess.kill, RelayProcess.hang, RelayProcess.stop],
+                         ids=["killed", "hung", "stopped"])
 async def test_behind_haproxy_a_failed_instance_moves_only_its_rooms(
     tmp_path: Path, fail: Failure
 ) -> None:
