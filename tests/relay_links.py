@@ -21,7 +21,7 @@ from tests.sync_helpers import Device
 class Link:
     """One device's side of one pair room, kept open as the node keeps it."""
 
-    def __init__(self, me: Device, peer: Device, relays: list[str], seed: int) -> None:
+    def __init__(self, me: Device, peer: Device, relays: list[str], seed: int = 0) -> None:
         self.me, self.peer, self.relays = me, peer, relays
         self.rejoin_alone_after_s = REJOIN_ALONE_AFTER_S
         self.stats = RelayStatistics()
@@ -59,8 +59,12 @@ class Link:
                            stats=self.stats, rng=self.rng,
                            rejoin_alone_after_s=self.rejoin_alone_after_s)
 
+    def live(self) -> SyncSession | None:
+        """The latest session (running or ended)."""
+        return self.sessions[-1] if self.sessions else None
+
     def in_session(self) -> bool:
-        live = self.sessions[-1] if self.sessions else None
+        live = self.live()
         return live is not None and live.caught_up.is_set() and not live._closing
 
 

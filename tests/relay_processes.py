@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.helpers import REPO, mirror_env
+from tests.helpers import REPO, first_line, mirror_env
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -94,15 +94,8 @@ async def start_relay(name: str, home: Path, *extra: str) -> RelayProcess:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         cwd=REPO, env=mirror_env(home),
     )
-    assert process.stdout is not None
-    line = b""
-    with trio.fail_after(START_TIMEOUT_S):
-        while b"\n" not in line:
-            chunk = await process.stdout.receive_some(4096)
-            if not chunk:
-                raise AssertionError(f"relay {name} exited before listening")
-            line += chunk
-    return RelayProcess(name, json.loads(line.split(b"\n", 1)[0])["url"], process)
+    line = await first_line(process, f"relay {name}", START_TIMEOUT_S)
+    return RelayProcess(name, json.loads(line)["url"], process)
 
 
 class RelayFleet(list[RelayProcess]):

@@ -38,10 +38,11 @@ from tests.haproxy_helper import (
     loopback_config,
     run_haproxy,
 )
-from tests.helpers import REPO, start_mirror, stop_mirror
+from tests.helpers import REPO, MirrorProcess, stop_mirror
 from tests.relay_links import links_of
 from tests.relay_processes import RelayFleet, RelayProcess, relay_processes
 from tests.sync_helpers import Device, open_devices, wait_for, write_seeded_keyrings
+from tests.test_relay_e2e import pair_and_serve_through_relay
 from tests.test_sync_e2e import has, mirror
 
 INSTANCES = ("r1", "r2", "r3")
@@ -49,7 +50,6 @@ DEVICES = ["laptop", "phone", "tablet", "desktop"]  # one person: 6 pair rooms
 SPREAD_ROOMS = 60
 # Behind a proxy every connection comes from the proxy's address (docs/relay.md).
 BEHIND_PROXY = ("--max-connections-per-address", "1000")
-NO_LAN = ["--listen", "127.0.0.1:0", "--no-discovery"]
 RESUME_DEADLINE_S = 30.0
 REJOIN_FOR_TEST_S = 1.0  # node.sync.relay.REJOIN_ALONE_AFTER_S, shortened
 
@@ -278,24 +278,9 @@ async def test_devices_pair_and_sync_through_haproxy_and_survive_their_instance(
     a, b = tmp_path / "laptop", tmp_path / "phone"
     async with relay_processes(tmp_path / "relays", INSTANCES, *BEHIND_PROXY) as relays, \
             run_haproxy(documented_config(), servers(relays)) as proxy:
-        serving = []
+        serving: list[MirrorProcess] = []
         try:
-            for home in (a, b):
-                status, _, err = await mirror(home, "relay", "add", proxy.url)
-                assert status == 0, err
-            pairing = await start_mirror(a, "pair", "--json", *NO_LAN, "--timeout", "60")
-            status, out, err = await mirror(b, "join", str(pairing.json["code"]),
-                                            "--no-discovery", "--name", "phone",
-                                            "--timeout", "30")
-            assert status == 0, err
-            assert "joined through the relay" in out
-            with trio.fail_after(30):
-                assert await pairing.process.wait() == 0  # type: ignore[attr-defined]
-            for home in (a, b):
-                status, _, err = await mirror(home, "share", "journal", "--class", "devices")
-                assert status == 0, err
-            serving.append(await start_mirror(a, "serve", "--json", *NO_LAN))
-            serving.append(await start_mirror(b, "serve", "--json", *NO_LAN))
+            await pair_and_serve_through_relay(a, b, proxy.url, "phone", serving)
             status, _, err = await mirror(a, "reflect", "written before the kill")
             assert status == 0, err
             await wait_for(lambda: has(b, "written before the kill"), deadline_s=40)
