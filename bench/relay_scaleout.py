@@ -17,8 +17,10 @@ of docs/relay.md as written (bind and server lines on loopback; needs
       haproxy-3  through HAProxy with three instances;
       clients-3  no proxy, each client ranks the three itself (rendezvous hashing);
     and the CPU each part spent per frame (relays, HAProxy, the clients = this
-    process), from /proc. The cost of HAProxy itself is haproxy-1 against
-    direct-1: the throughput ratio and HAProxy's CPU per frame.
+    process), from /proc, with what one CPU-second carries (server side, and
+    the whole path with the clients). The cost of HAProxy itself is haproxy-1
+    against direct-1: the throughput ratio, HAProxy's CPU per frame, and the
+    ratio of server-side frames per CPU-second.
 (b) time to resume: four devices of one person (six pair rooms, real stores and
     sync sessions, node's reconnect logic) through HAProxy with three instances,
     and with the three listed on the devices; the instance holding most rooms
@@ -164,6 +166,12 @@ async def measured(entry: Entry, rooms: int, frames: int, relays: Sequence[Relay
     for part, ps in pids.items():
         spent = sum(cpu_s(p) for p in ps) - before[part]
         result[f"{part}_cpu_us_per_frame"] = spent / result["frames"] * 1e6
+    # What a fixed CPU budget carries, whatever share of the machine this run got:
+    # on a shared machine frames/s follows how many runnable processes a way has.
+    server = result["relays_cpu_us_per_frame"] + result["haproxy_cpu_us_per_frame"]
+    result["server_frames_per_cpu_s"] = 1e6 / server if server else 0.0
+    whole = server + result["clients_cpu_us_per_frame"]
+    result["path_frames_per_cpu_s"] = 1e6 / whole if whole else 0.0
     result.update(await idle_latency(entry))
     return result
 
@@ -201,6 +209,8 @@ async def throughput(args: Any, home: Path) -> dict[str, Any]:
         "haproxy_cpu_us_per_frame": proxied["haproxy_cpu_us_per_frame"],
         "haproxy_cpu_over_relay_cpu": (proxied["haproxy_cpu_us_per_frame"]
                                        / proxied["relays_cpu_us_per_frame"]),
+        "server_frames_per_cpu_s_ratio_haproxy_over_direct": (
+            proxied["server_frames_per_cpu_s"] / direct["server_frames_per_cpu_s"]),
         "idle_latency_p50_added_ms": (proxied["idle_latency_p50_ms"]
                                       - direct["idle_latency_p50_ms"]),
     }
@@ -272,8 +282,10 @@ async def run_scale_out(args: Any) -> dict[str, Any]:
         raise SystemExit(f"bench/relay.py --scale-out: {reason}")
     with tempfile.TemporaryDirectory(prefix="relay-scale") as folder:
         home = Path(folder)
-        return {"throughput": await throughput(args, home / "throughput"),
-                "resume_after_kill": await resume(args, home / "resume")}
+        report = {"throughput": await throughput(args, home / "throughput")}
+        if args.resume_rounds > 0:
+            report["resume_after_kill"] = await resume(args, home / "resume")
+        return report
 
 
 def add_arguments(parser: Any) -> None:
@@ -282,4 +294,4 @@ def add_arguments(parser: Any) -> None:
                        help="three instances behind HAProxy; see bench/relay_scaleout.py")
     group.add_argument("--rooms", type=int, default=12)
     group.add_argument("--rounds", type=int, default=3)
-    group.add_argument("--resume-rounds", type=int, default=5)
+    group.add_argument("--resume-rounds", type=int, default=5, help="0: skip part (b)")
