@@ -434,7 +434,9 @@ class RelayLinks:
         """The (peer key, epoch) rooms to hold now."""
         group = self.service.group
         ring = group.keyring
-        links = set()
+        links: set[tuple[bytes, int]] = set()
+        if group.excluded:
+            return links  # this device was removed: no room would admit it
         for record in group.active():
             if record.public_key == ring.device_public:
                 continue
