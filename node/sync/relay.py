@@ -519,7 +519,7 @@ async def serve_pairing_through_relays(
     room = rendezvous_room(state.code)
 
     async def attempt(stream: RelayStream) -> None:
-        await serve_pairing_attempt(group, state, stream)
+        await serve_pairing_attempt(group, state, stream, where=f"relay {stream.relay}")
 
     await stay_in_room(relays, lambda: room, attempt)
 
