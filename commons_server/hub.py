@@ -11,7 +11,9 @@ indexed in memory (``index.py``) and rebuilt from the store at start.
 
 An update is accepted only when, in this order: its id is a Commons id that
 was never withdrawn or removed; every envelope of its bundle is canonical and
-signed by the owner named in the id (``crdt.commons``); the owner is not
+signed by the owner named in the id, for this server (``crdt.commons``: an
+envelope signed for another server, or an unbound one of version 1, is
+refused, so a post withdrawn elsewhere cannot be republished here); the owner is not
 blocked; the author's and the address's token buckets have a token for each
 envelope; and the document, with the update applied to a scratch copy, still
 reads as a valid item. Then the update and its envelopes are committed, and
@@ -317,7 +319,7 @@ class Hub:
         cid = parse_doc_id(doc_id)
         if doc_id in self.withdrawn or doc_id in self._refused_children:
             raise self._refuse(self._gone(doc_id))
-        envelopes = verify_bundle(doc_id, data)
+        envelopes = verify_bundle(doc_id, data, self.server_key)  # bound to us, never legacy
         if not envelopes:
             return 0
         author = cid.owner_hex

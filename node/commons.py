@@ -15,9 +15,11 @@ its documents are :class:`CommonsSync`, which:
   the ``commons`` class **and** that one of this person's author keys owns
   **and** that the consent ledger does not mark withdrawn — nothing else can
   be named on this session (and the Connection refuses ``local`` again);
-* signs each delta the server asks for with the owner's key;
-* verifies every envelope it receives before applying it to its cache (a
-  forged update ends the session and nothing of it is applied).
+* signs each delta the server asks for with the owner's key, for that server
+  (its pinned key is in the signature: the envelope is valid there only);
+* verifies every envelope it receives before applying it to its cache, for
+  that server (a forged update, or one signed for another server, ends the
+  session and nothing of it is applied).
 
 The exchange finishes with a heartbeat round trip after catch-up
 (``SyncSession.wait_acknowledged``): the server handles frames in order, so
@@ -421,13 +423,14 @@ class CommonsSync:
         except ValueError:
             raise RemoteProtocolError("unusable state vector from the server") from None
         self.report.sent.append(request.doc_id)
-        return encode_bundle([author.envelope(request.doc_id, delta)])
+        return encode_bundle([author.envelope(request.doc_id, delta, self.server.server_key)])
 
     async def apply(self, session: SyncSession, message: Update) -> bool:
         if self._mine(message.doc_id) and message.doc_id in self.withdrawn:
             return False
         try:
-            envelopes = verify_bundle(message.doc_id, message.update)
+            envelopes = verify_bundle(message.doc_id, message.update, self.server.server_key,
+                                      legacy=True)  # what the server kept from before binding
         except CommonsError as exc:
             raise RemoteProtocolError(f"refused an update for {message.doc_id}: {exc}") from None
         if not envelopes:

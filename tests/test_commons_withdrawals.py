@@ -141,17 +141,19 @@ async def test_late_comments_on_a_gone_thread_leave_no_lasting_tombstones(
     """Anyone can write comments (free author keys) on a withdrawn thread: each is
     refused, remembered for a while in memory only (bounded), never tombstoned."""
     from commons_server.server import open_hub
-    from tests.test_commons_storage import _bundle, _comment
+    from tests.test_commons_storage import _bundle, _comment, server_key_for
     from tests.test_commons_storage import _post as post_envelope
 
     monkeypatch.setattr(L, "MAX_REMEMBERED_REFUSALS", 5)
     alice = AuthorKey(os.urandom(32))
+    key = server_key_for(tmp_path / "server")
     async with open_hub(tmp_path / "server") as hub:
-        thread = post_envelope(alice, "a thread")
+        thread = post_envelope(alice, "a thread", server=key)
         await hub.accept(*_bundle(thread), "t")
         assert await hub.withdraw(thread[0], alice.withdrawal(thread[0]))
         tombstones = set(hub.withdrawn)
-        late = [_comment(AuthorKey(os.urandom(32)), thread[0], f"late {i}") for i in range(8)]
+        late = [_comment(AuthorKey(os.urandom(32)), thread[0], f"late {i}", server=key)
+                for i in range(8)]
         for comment in late:
             with pytest.raises(Gone, match="the thread this comment belongs to"):
                 await hub.accept(*_bundle(comment), "t")
