@@ -13,10 +13,12 @@ memory streams and over TCP on 127.0.0.1, and sessions through a relay on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 from pycrdt import Map
@@ -285,3 +287,79 @@ async def test_a_record_missing_for_a_moment_is_not_a_removal(tmp_path: Path) ->
         assert b.keyring.device_public not in a.group.known
         assert not a.group.admits(b.keyring.device_public)
         assert b.keyring.device_id not in {r.device_id for r in a.group.active()}
+
+
+async def connected_peers(home: Path) -> set[str]:
+    """Device ids of the peers ``mirror sync status`` shows connected for *home*."""
+    from tests.test_sync_e2e import mirror
+
+    status, out, _ = await mirror(home, "sync", "status", "--json")
+    if status != 0:
+        return set()
+    return {p["device_id"] for p in json.loads(out)["peers"] if p.get("connected")}
+
+
+def peers_are(home: Path, names: set[str]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await connected_peers(home) == names
+
+    return check
+
+
+@pytest.mark.slow  # three serve processes and many CLI runs: about 90 s here
+async def test_the_reported_scenario_with_real_processes(tmp_path: Path) -> None:
+    """As reported: three ``mirror serve`` processes syncing on 127.0.0.1, then
+    ``mirror devices remove c --yes`` on a (another process). c's sessions end
+    everywhere; c's next reflection reaches nobody, a's does not reach c."""
+    from tests.helpers import start_mirror, stop_mirror
+    from tests.test_sync_e2e import LOOPBACK, has, mirror
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for joiner, name in ((b, "b"), (c, "c")):
+        pairing = await start_mirror(a, "pair", "--json", *LOOPBACK, "--timeout", "60")
+        code, address = str(pairing.json["code"]), str(pairing.json["address"])
+        status, _, err = await mirror(joiner, "join", code, "--address", address,
+                                      "--no-discovery", "--name", name)
+        assert status == 0, err
+        with trio.fail_after(30):
+            assert await pairing.process.wait() == 0  # type: ignore[attr-defined]
+    for home in (a, b, c):
+        status, _, err = await mirror(home, "share", "journal", "--class", "devices")
+        assert status == 0, err
+    serve_a = await start_mirror(a, "serve", "--json", *LOOPBACK)
+    addr_a = str(serve_a.json["address"])
+    serve_b = await start_mirror(b, "serve", "--json", *LOOPBACK, "--peer", addr_a)
+    addr_b = str(serve_b.json["address"])
+    serve_c = await start_mirror(c, "serve", "--json", *LOOPBACK, "--peer", addr_a,
+                                 "--peer", addr_b)
+    try:
+        # b learns of c from a's membership document; sessions on all sides.
+        ids = {}
+        for home in (a, b, c):
+            status, out, _ = await mirror(home, "devices", "--json")
+            ids[home] = next(d["device_id"] for d in json.loads(out) if d["this_device"])
+        await wait_for(peers_are(a, {ids[b], ids[c]}), deadline_s=30)
+        await wait_for(peers_are(b, {ids[a], ids[c]}), deadline_s=30)
+        await wait_for(peers_are(c, {ids[a], ids[b]}), deadline_s=30)
+        status, _, err = await mirror(c, "reflect", "c before the removal")
+        assert status == 0, err
+        await wait_for(lambda: has(a, "c before the removal"), deadline_s=30)
+        await wait_for(lambda: has(b, "c before the removal"), deadline_s=30)
+
+        status, out, err = await mirror(a, "devices", "remove", "c", "--yes")
+        assert status == 0, err
+        await wait_for(peers_are(a, {ids[b]}), deadline_s=30)
+        await wait_for(peers_are(b, {ids[a]}), deadline_s=30)
+        await wait_for(peers_are(c, set()), deadline_s=30)
+        status, _, err = await mirror(c, "reflect", "c after the removal")
+        assert status == 0, err
+        status, _, err = await mirror(a, "reflect", "a after the removal")
+        assert status == 0, err
+        await wait_for(lambda: has(b, "a after the removal"), deadline_s=30)
+        assert await connected_peers(c) == set()
+    finally:
+        for proc in (serve_c, serve_b, serve_a):
+            assert await stop_mirror(proc) == 0
+    assert not await has(a, "c after the removal")
+    assert not await has(b, "c after the removal")
+    assert not await has(c, "a after the removal")
