@@ -146,7 +146,8 @@ class DeviceDocuments:
 
     def _check_peer(self, session: SyncSession | None = None) -> None:
         """Refuse to go on with a peer that is no longer a member (or when we are not)."""
-        key = (session or self._session or _NO_SESSION).peer_key
+        session = session or self._session
+        key = session.peer_key if session is not None else None
         if not self.group.admits(key):
             raise RemoteProtocolError(_removal_reason(self.group, key), CloseCode.NOT_AUTHORISED)
 
@@ -253,13 +254,6 @@ class DeviceDocuments:
 
     def observe(self, event: Event) -> None:
         pass
-
-
-class _NoSession:
-    peer_key: bytes | None = None
-
-
-_NO_SESSION = _NoSession()
 
 
 def _removal_reason(group: Group, peer_key: bytes | None) -> str:
