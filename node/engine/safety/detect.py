@@ -140,9 +140,12 @@ class _Entry:
         sentence = self.text[s_start:s_end]
         if any(p.search(sentence) for p in self.rules.idioms):
             return "joke"  # "killing myself laughing", "kill me now"
-        if not any(p.search(sentence) for p in self.rules.hyperbole):
-            return None
-        return "joke" if self.rules.laughing.search(sentence) is not None else "figure"
+        laughing = self.rules.laughing.search(sentence) is not None
+        if any(p.search(sentence) for p in self.rules.hyperbole):
+            return "joke" if laughing else "figure"
+        if laughing:  # "want to die lol": a joke over something small, or a check-in
+            return "joke" if self.rules.trivial.search(sentence) is not None else "figure"
+        return None
 
     def media(self, s_start: int, s_end: int, m_start: int, m_end: int) -> bool:
         before = self.words_before(m_start, MEDIA_WINDOW_WORDS)
@@ -193,6 +196,8 @@ class _Entry:
         s_start, s_end = self.sentence(start)
         sentence = self.text[s_start:s_end]
         if any(p.search(sentence) for p in rule.unless):
+            return None
+        if rule.needs_self and self.rules.self_ref.search(sentence) is None:
             return None
         ctx = rule.contexts
         head = m.start("head") if "head" in m.re.groupindex and m.group("head") else None

@@ -66,6 +66,7 @@ class Rule:
     with_: tuple[re.Pattern[str], ...]
     crisis_with: tuple[re.Pattern[str], ...]
     contexts: frozenset[str]
+    needs_self: bool = False  # the sentence must name the person (I, me, my) somewhere
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class RuleSet:
     resolved: re.Pattern[str]
     current: re.Pattern[str]
     accident: re.Pattern[str]
+    self_ref: re.Pattern[str]
+    trivial: re.Pattern[str]
 
 
 def _phrase(phrase: str) -> str:
@@ -220,6 +223,7 @@ def compile_rules(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any],
                 with_=tuple(c.pattern(s) for s in r.get("with", ())),
                 crisis_with=tuple(c.pattern(s) for s in r.get("crisis_with", ())),
                 contexts=contexts,
+                needs_self=bool(r.get("needs_self", False)),
             )
         )
     ctx = raw["contexts"]
@@ -240,6 +244,8 @@ def compile_rules(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any],
         resolved=c.any_of("RESOLVED"),
         current=c.any_of("CURRENT"),
         accident=c.any_of("ACCIDENT"),
+        self_ref=c.any_of("SELF_REF"),
+        trivial=c.any_of("TRIVIAL"),
     )
 
 
