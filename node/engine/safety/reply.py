@@ -67,7 +67,9 @@ def detect_crisis(text: str) -> CrisisSignal | None:
 
 def _quote(signal: CrisisSignal) -> str:
     """The person's sentence, or the words around the match when the sentence is long."""
-    sentence = " ".join(signal.sentence.text.split()).strip(" \t\n,;:-–—")
+    # the reply asks its own one question: the person's words are quoted without a
+    # trailing question mark of theirs
+    sentence = " ".join(signal.sentence.text.split()).strip(" \t\n,;:-–—").rstrip("?!.…")
     if 0 < len(sentence) <= MAX_CRISIS_QUOTE_CHARS:
         return sentence
     text = signal.sentence.text
