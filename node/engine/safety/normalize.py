@@ -56,8 +56,8 @@ EXPANSIONS: Mapping[str, tuple[str, ...]] = {
     "he's": ("he", "is"), "hes": ("he", "is"), "she's": ("she", "is"), "shes": ("she", "is"),
     "it's": ("it", "is"), "that's": ("that", "is"), "thats": ("that", "is"),
     "what's": ("what", "is"), "whats": ("what", "is"), "there's": ("there", "is"),
-    "theres": ("there", "is"), "everyone's": ("everyone", "is"),
-    "everybody's": ("everybody", "is"), "nobody's": ("nobody", "is"),
+    "theres": ("there", "is"),
+
     "life's": ("life", "is"), "who's": ("who", "is"), "tonight's": ("tonight", "is"),
     "today's": ("today", "is"), "tomorrow's": ("tomorrow", "is"),
     "everything's": ("everything", "is"), "nothing's": ("nothing", "is"),
