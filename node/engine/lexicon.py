@@ -2,8 +2,8 @@
 
 Everything the offline engine knows about English lives in ``node/engine/data``
 (feelings by family, themes, relational roles, stopwords, words that are not
-names, tension cues; the crisis net has its own, in ``safety/``), so that it can be read, reviewed and
-extended without touching code. ``lexicon()`` parses them once per process.
+names, tension cues; the crisis net keeps its own in ``safety/``), so that it can
+be read, reviewed and extended without touching code. ``lexicon()`` parses them once per process.
 
 Phrases are stored as tuples of normalised tokens (see ``normalize_token``) in
 a ``PhraseIndex`` keyed by their first token, so matching a text costs one dict

@@ -30,9 +30,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ..engine.base import MirrorbackRequest
+from ..engine.mood import most_troubled_sentence
 from ..engine.offline import OfflineEngine
 from ..engine.recurrence import PAST_WINDOW, recurring_threads, theme_label
-from ..engine.mood import most_troubled_sentence
 from ..engine.safety import CrisisSignal, crisis_reply, detect_crisis
 from ..engine.text import analyze
 from ..prompts import fill, load_prompt

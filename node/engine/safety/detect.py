@@ -42,7 +42,10 @@ NEGATION_WINDOW_WORDS = 4
 MEDIA_WINDOW_WORDS = 7
 MAX_ASSESSED_CHARS = 50_000  # the whole of any plausible entry; beyond it, the start
 _MEDIA_BREAKERS = frozenset({"now", "so", "then", "because", "and now", "but"})
-_QUOTE_RE = re.compile(r"[\"“”«»]([^\"“”«»]{1,400})[\"“”«»]|(?:^|(?<=\s))['‘]([^'‘’]{1,400})['’](?=\W|$)")
+_QUOTE_RE = re.compile(
+    r"[\"“”«»]([^\"“”«»]{1,400})[\"“”«»]"  # double quotes
+    r"|(?:^|(?<=\s))['‘]([^'‘’]{1,400})['’](?=\W|$)"  # single quotes, not apostrophes
+)
 
 
 @dataclass(frozen=True)

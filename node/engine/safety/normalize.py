@@ -96,9 +96,10 @@ EXPANSIONS: Mapping[str, tuple[str, ...]] = {
     "selfharming": ("self", "harming"), "self-harming": ("self", "harming"),
     "self-harmed": ("self", "harmed"), "selfharmed": ("self", "harmed"),
     "od": ("overdose",), "od'd": ("overdosed",), "oded": ("overdosed",),
-    "ded": ("dead",), "dieing": ("dying",), "meself": ("myself",), "myselff": ("myself",),
+    "dieing": ("dying",), "meself": ("myself",), "myselff": ("myself",),
     "tho": ("though",), "thru": ("through",), "abt": ("about",), "smth": ("something",),
-    "nothin": ("nothing",), "somethin": ("something",), "any-more": ("anymore",), "no-one": ("no", "one"), "noone": ("no", "one"),
+    "nothin": ("nothing",), "somethin": ("something",), "any-more": ("anymore",),
+    "no-one": ("no", "one"), "noone": ("no", "one"),
     "every1": ("everyone",), "some1": ("someone",), "no1": ("no", "one"),
 }
 # "id", "ill", "were", "well" are also words: read as contractions only at the
@@ -217,12 +218,13 @@ class Vocabulary:
         best: list[tuple[int, str]] = []
         for word in candidates:
             limit = allowed_edits(word)
-            if len(word) == MIN_FUZZY_CHARS:
-                # four letters: only two letters swapped ("wnat"), anything else is another word
-                if sorted(word) != sorted(token) or len(token) != len(word):
-                    continue
+            # four letters: only two letters swapped ("wnat"), anything else is another word
+            if len(word) == MIN_FUZZY_CHARS and (
+                sorted(word) != sorted(token) or len(token) != len(word)
+            ):
+                continue
             # the first letter is rarely the one mistyped; keeps "bill" from "kill"
-            if word[0] != token[0] and not (word[:2] == token[1::-1]):
+            if word[0] != token[0] and word[:2] != token[1::-1]:
                 continue
             dist = damerau_levenshtein(token, word, limit)
             if dist <= limit:

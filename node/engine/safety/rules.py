@@ -174,7 +174,9 @@ class _Compiler:
         return re.compile(r"(?:^|(?<= ))" + self.concept(name) + " ")
 
 
-def _words_of(concepts: Mapping[str, Sequence[str]], rules: Sequence[Mapping[str, Any]]) -> set[str]:
+def _words_of(
+    concepts: Mapping[str, Sequence[str]], rules: Sequence[Mapping[str, Any]]
+) -> set[str]:
     words: set[str] = set()
     for phrases in concepts.values():
         for p in phrases:
