@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .normalize import SENTENCE_MARK, Normalized, normalize
 from .rules import About, Rule, RuleSet, Tier, rule_set
@@ -41,6 +42,7 @@ from .rules import About, Rule, RuleSet, Tier, rule_set
 NEGATION_WINDOW_WORDS = 4
 MEDIA_WINDOW_WORDS = 7
 MAX_ASSESSED_CHARS = 50_000  # the whole of any plausible entry; beyond it, the start
+RECENT_ASSESSMENTS = 64
 _MEDIA_BREAKERS = frozenset({"now", "so", "then", "because", "and now", "but"})
 _QUOTE_RE = re.compile(
     r"[\"“”«»]([^\"“”«»]{1,400})[\"“”«»]"  # double quotes
@@ -89,7 +91,7 @@ class _Entry:
         self.rules = rules
         self.norm: Normalized = normalize(text, rules.vocabulary)
         self.text = self.norm.text
-        self.resolved = rules.resolved.search(self.text) is not None
+        self.words = frozenset(self.norm.tokens)
         self.quotes = [
             (m.start(1) if m.group(1) is not None else m.start(2),
              m.end(1) if m.group(1) is not None else m.end(2))
@@ -172,14 +174,19 @@ class _Entry:
             return None
         if self.rules.current.search(sentence) is not None:
             return None
-        return "resolved" if self.resolved else "past"
+        resolved = self.rules.resolved.search(self.text) is not None
+        return "resolved" if resolved else "past"
 
     # ------------------------------------------------------------------ matching
 
     def findings(self, rule: Rule) -> Iterator[Finding]:
-        if rule.with_ and not any(p.search(self.text) for p in rule.with_):
+        patterns = [
+            p for p, anchor in zip(rule.when, rule.anchors, strict=True)
+            if anchor is None or not anchor.isdisjoint(self.words)
+        ]  # the others need a word that is not in the entry
+        if not patterns or (rule.with_ and not any(p.search(self.text) for p in rule.with_)):
             return
-        for pattern in rule.when:
+        for pattern in patterns:
             pos = 0
             while (m := pattern.search(self.text, pos)) is not None:
                 finding = self.judge(rule, m)
@@ -234,7 +241,19 @@ class _Entry:
 
 def assess(text: str, rules: RuleSet | None = None) -> Assessment:
     """Every risk the rules find in *text*, judged in context. Pure and deterministic."""
-    entry = _Entry(text[:MAX_ASSESSED_CHARS], rules if rules is not None else rule_set())
+    if rules is None:
+        return _assess_shipped(text[:MAX_ASSESSED_CHARS])
+    return _assess(text[:MAX_ASSESSED_CHARS], rules)
+
+
+@lru_cache(maxsize=RECENT_ASSESSMENTS)
+def _assess_shipped(text: str) -> Assessment:
+    # one reflection is assessed by the mirrorback, the analysis and the mood in turn
+    return _assess(text, rule_set())
+
+
+def _assess(text: str, rules: RuleSet) -> Assessment:
+    entry = _Entry(text, rules)
     if not entry.text.strip():
         return Assessment(())
     found = [f for rule in entry.rules.rules for f in entry.findings(rule)]

@@ -39,6 +39,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
+from ..lexicon import lexicon
 from .normalize import Vocabulary, english_near_words
 
 About = Literal["self", "others"]
@@ -62,6 +63,9 @@ class Rule:
     kind: str
     tier: Tier
     when: tuple[re.Pattern[str], ...]
+    # per pattern of `when`: words one of which must be in the entry for it to match
+    # (None: no such word known); lets most entries skip most patterns
+    anchors: tuple[frozenset[str] | None, ...]
     unless: tuple[re.Pattern[str], ...]
     with_: tuple[re.Pattern[str], ...]
     crisis_with: tuple[re.Pattern[str], ...]
@@ -110,6 +114,7 @@ def _alternation(phrases: Sequence[str]) -> str:
 class _Compiler:
     def __init__(self, concepts: Mapping[str, Sequence[str]]) -> None:
         self.concepts = concepts
+        self.common = lexicon().stopwords
         self.other = self.concept("OTHER")
         self.gap_word = rf"(?:(?!{self.other} )[^ |]+ )"
         openers = self.concept("OPENER")
@@ -152,6 +157,36 @@ class _Compiler:
         if optional:
             frag = f"(?:{frag})?"
         return frag, head
+
+    def anchor(self, source: str) -> frozenset[str] | None:
+        """The smallest set of words one of which any match of *source* must contain:
+        the first words of the alternatives of its most selective required element."""
+        best: frozenset[str] | None = None
+        best_cost = (0, 0)
+        for raw in source.split():
+            core = raw.lstrip("!")
+            if core.endswith("?") or core in ("^", "$", "<S>") or core.startswith("~"):
+                continue
+            alts = core.split("|")
+            if "$" in alts:
+                continue
+            firsts: set[str] = set()
+            for alt in alts:
+                phrases = self.concepts[alt[1:]] if alt.startswith("@") else [alt]
+                for phrase in phrases:
+                    first = phrase.replace("_", " ").split()[0]
+                    if "*" in first:
+                        break
+                    firsts.add(first)
+                else:
+                    continue
+                break
+            else:
+                # fewest common words first ("want" narrows less than "suicide"), then fewest
+                cost = (len(firsts & self.common), len(firsts))
+                if best is None or cost < best_cost:
+                    best, best_cost = frozenset(firsts), cost
+        return best
 
     def pattern(self, source: str) -> re.Pattern[str]:
         parts = []
@@ -221,6 +256,7 @@ def compile_rules(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any],
                 kind=str(r["kind"]),
                 tier=tier,
                 when=tuple(c.pattern(s) for s in r["when"]),
+                anchors=tuple(c.anchor(s) for s in r["when"]),
                 unless=tuple(c.pattern(s) for s in r.get("unless", ())),
                 with_=tuple(c.pattern(s) for s in r.get("with", ())),
                 crisis_with=tuple(c.pattern(s) for s in r.get("crisis_with", ())),
