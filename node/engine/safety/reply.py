@@ -97,7 +97,7 @@ def crisis_reply(text: str, signal: CrisisSignal, country: str = "") -> str:
                 f"Thank you for writing this down. You wrote “{quote}”, and that matters. "
                 "No one has the right to hurt or threaten you, and what is happening is "
                 "not yours to carry alone.",
-                "If you are in danger right now, help is there, day and night — "
+                "If you are in danger right now, help is there — "
                 f"{where_help_is(country, violence=True)}.",
                 "Is there someone you trust who could be with you, or hear from you, "
                 "right now?",
@@ -105,7 +105,7 @@ def crisis_reply(text: str, signal: CrisisSignal, country: str = "") -> str:
         return "\n\n".join((
             f"You wrote “{quote}”. That sounds frightening, and it matters.",
             "Are you safe right now, where you are and with the people around you?",
-            "If you are not, or you are not sure, help is there day and night — "
+            "If you are not, or you are not sure, help is there — "
             f"{where_help_is(country, violence=True)}.",
         ))
     if signal.is_crisis:
@@ -123,7 +123,7 @@ def crisis_reply(text: str, signal: CrisisSignal, country: str = "") -> str:
             f"Thank you for writing this down. You wrote “{quote}”, and that matters. "
             + feeling,
             "If you might act on these thoughts, or you are in danger, help is there right "
-            f"now, day and night — {where_help_is(country)}.",
+            f"now — {where_help_is(country)}.",
             "Is there someone who could be with you, or hear from you, right now?",
         ))
     if signal.kind == "self_harm":
@@ -136,9 +136,13 @@ def crisis_reply(text: str, signal: CrisisSignal, country: str = "") -> str:
             "Words like these sometimes come with thoughts of not wanting to be alive. "
             "Are you having thoughts of ending your life?"
         )
+    # a model's signal quotes the sentence that reads most troubled, which may not say
+    # much on its own: no comment on it, only the question
+    lead = f"You wrote “{quote}”." if signal.kind == "model" else (
+        f"You wrote “{quote}”. That sounds heavy to carry."
+    )
     return "\n\n".join((
-        f"You wrote “{quote}”. That sounds heavy to carry.",
+        lead,
         f"{question} Whatever the answer is, you can write it here, as it is.",
-        "If you are, or if it gets to be too much, help is there day and night — "
-        f"{where_help_is(country)}.",
+        f"If you are, or if it gets to be too much, help is there — {where_help_is(country)}.",
     ))
