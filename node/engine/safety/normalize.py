@@ -26,13 +26,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 SENTENCE_MARK = "|"
 CLAUSE_MARK = ","
 MIN_FUZZY_CHARS = 4  # shorter words are too close to other words to be guessed at
 MIN_TWO_EDIT_CHARS = 8  # words this long may carry two typos
+MAX_REMEMBERED_WORDS = 50_000
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“": '"', "”": '"'})
 _LEET = str.maketrans({"1": "i", "3": "e", "0": "o", "4": "a", "@": "a", "$": "s", "5": "s"})
@@ -194,6 +195,8 @@ class Vocabulary:
     words: frozenset[str]
     english: frozenset[str]  # real words never "corrected" (near_words.txt and the vocabulary)
     by_delete: Mapping[str, tuple[str, ...]]
+    # what correct() answered for a word already seen: a journal repeats its words
+    memo: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def build(cls, words: Iterable[str], english: Iterable[str]) -> Vocabulary:
@@ -212,6 +215,15 @@ class Vocabulary:
         """The vocabulary word *token* is a typo of, if exactly one is closest."""
         if token in self.english or not token.isalpha() or len(token) < MIN_FUZZY_CHARS:
             return None
+        if token in self.memo:
+            return self.memo[token]
+        if len(self.memo) >= MAX_REMEMBERED_WORDS:
+            self.memo.clear()
+        found = self._closest(token)
+        self.memo[token] = found
+        return found
+
+    def _closest(self, token: str) -> str | None:
         candidates: set[str] = set()
         for d in _deletes(token, 2 if len(token) >= MIN_TWO_EDIT_CHARS - 1 else 1):
             candidates.update(self.by_delete.get(d, ()))
