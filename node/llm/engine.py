@@ -122,32 +122,29 @@ class LLMEngine:
                 yield piece
             return
         started = False
-        held = ""  # the answer's opening, held back until it cannot be a risk line
         try:
             target = self.target()
-            async for piece in stream_chat(target, build_messages(request, self.prompts_dir)):
-                if not started:
-                    held += piece
-                    if len(held.strip()) < RISK_LINE_LOOKAHEAD_CHARS:
-                        continue
-                    piece, held = held.lstrip(), ""
-                    risk = model_risk(piece, text)
-                    if risk is not None:
-                        self.model = self.offline.model
-                        for p in self._safety_reply(text, risk):
-                            yield p
-                        return
+            pieces = stream_chat(target, build_messages(request, self.prompts_dir))
+            opening = ""  # held back until it cannot be the start of a risk line
+            async for piece in pieces:
+                opening += piece
+                if len(opening.strip()) >= RISK_LINE_LOOKAHEAD_CHARS:
+                    break
+            risk = model_risk(opening.lstrip(), text)
+            if risk is not None:
+                close = getattr(pieces, "aclose", None)  # end the model's stream now
+                if close is not None:
+                    await close()
+                self.model = self.offline.model
+                for p in self._safety_reply(text, risk):
+                    yield p
+                return
+            if opening.strip():
+                started = True
+                yield opening.lstrip()
+            async for piece in pieces:
                 started = True
                 yield piece
-            if not started and held.strip():
-                risk = model_risk(held, text)
-                if risk is not None:
-                    self.model = self.offline.model
-                    for p in self._safety_reply(text, risk):
-                        yield p
-                    return
-                started = True
-                yield held.lstrip()
             if not started:
                 raise LLMError(f"{target.describe()}: the answer was empty")
         except LLMError as exc:
