@@ -40,7 +40,8 @@ def main() -> int:
             if w.isalpha() and w.isascii():
                 words.add(w)
     rules = _read("rules.json")
-    vocab = Vocabulary.build(_words_of(_read("concepts.json"), rules["rules"]), ())
+    vocab = Vocabulary.build(
+        _words_of(_read("concepts.json"), rules["rules"], _read("evidence.json")), ())
     near = sorted(w for w in words if w not in vocab.words and vocab.correct(w) is not None)
     header = (
         "# Real words within typo distance of the crisis net's vocabulary: never corrected.\n"

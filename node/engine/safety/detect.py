@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .evidence import Reading
 from .normalize import SENTENCE_MARK, Normalized, normalize
 from .rules import About, Rule, RuleSet, Tier, rule_set
 
@@ -43,6 +44,14 @@ NEGATION_WINDOW_WORDS = 4
 MEDIA_WINDOW_WORDS = 7
 MAX_ASSESSED_CHARS = 50_000  # the whole of any plausible entry; beyond it, the start
 RECENT_ASSESSMENTS = 64
+REPORTER_CHARS = 80  # how far before a quotation its speaker is looked for
+_REPORTED_RE = re.compile(
+    r"(?P<who>\b[a-z]+(?: [a-z]+)?) (?:said|says|say|told me|tells me|asked|asks|screamed|"
+    r"yelled|shouted|wrote|writes|texted|goes|went|replied|posted|sang|sings)\W*$"
+)
+# rules whose match is about the writer whatever the clause's subject ("they'd be
+# better off without me")
+_ABOUT_THE_WRITER_KINDS = frozenset({"burden"})
 _MEDIA_BREAKERS = frozenset({"now", "so", "then", "because", "and now", "but"})
 _QUOTE_RE = re.compile(
     r"[\"“”«»]([^\"“”«»]{1,400})[\"“”«»]"  # double quotes
@@ -92,6 +101,8 @@ class _Entry:
         self.norm: Normalized = normalize(text, rules.vocabulary)
         self.text = self.norm.text
         self.words = frozenset(self.norm.tokens)
+        self.reading = (None if rules.evidence is None
+                        else Reading(self.norm, text, rules.evidence))
         self.quotes = [
             (m.start(1) if m.group(1) is not None else m.start(2),
              m.end(1) if m.group(1) is not None else m.end(2))
@@ -177,6 +188,48 @@ class _Entry:
         resolved = self.rules.resolved.search(self.text) is not None
         return "resolved" if resolved else "past"
 
+    def reported(self, start: int, end: int) -> bool:
+        """The match is inside quotation marks that someone else said or wrote ("my
+        daughter said \"I want to die\" because...")."""
+        last = self.norm.token_at(max(start, end - 1))  # the risk word a match ends with
+        o_start, o_end = self.norm.spans[last]
+        for q0, q1 in self.quotes:
+            if q0 <= o_start and o_end <= q1:
+                before = self.original[max(0, q0 - REPORTER_CHARS):q0].lower()
+                said = _REPORTED_RE.search(before)
+                if said is not None and said.group("who").split()[-1] != "i":
+                    return True
+        return False
+
+    def in_context(self, rule: Rule, start: int, end: int, s_start: int, s_end: int,
+                   tier: Tier) -> Tier | None:
+        """A rule's finding judged with the scored layer's reading of its sentence:
+        someone else's experience, an idiom running through the match, a sentence framed
+        as media, a profession, sport, a game or cooking, or (for an uncertain match)
+        any benign context the scored layer knows: laughing, a trivial object..."""
+        assert self.reading is not None
+        ev = self.reading.ev
+        if (rule.about == "self" and rule.kind not in _ABOUT_THE_WRITER_KINDS
+                and self.reading.someone_else(start, end)):
+            return None
+        if self.reading.idiom(start, end):  # a figure of speech runs through the match
+            if tier == "check_in":
+                return None
+            tier = "check_in"
+        # a clear match is only damped by a frame (media, a profession, a game...); an
+        # uncertain one by any benign context, as the scored layer's windows are, read
+        # with the next sentence when that one is short ("I'm done! Submitted the thesis.")
+        w_end = s_end
+        if tier == "check_in":
+            n_start, n_end = self.sentence(min(len(self.text) - 1, s_end + 2))
+            if n_start > s_start and len(self.text[n_start:n_end].split()) <= ev.pair_max_words:
+                w_end = n_end
+        damp = self.reading.damping(s_start, w_end, rule.about, [(start, end)],
+                                    frames_only=tier == "crisis", laughing_counts=False)
+        if damp <= ev.rule_drop or (tier == "check_in" and damp <= ev.rule_soften):
+            return None
+        return "check_in" if damp <= ev.rule_soften else tier
+
     # ------------------------------------------------------------------ matching
 
     def findings(self, rule: Rule) -> Iterator[Finding]:
@@ -234,6 +287,13 @@ class _Entry:
                 return None
             if when == "past":
                 tier = "check_in"
+        if self.reported(start, end):
+            return None
+        if self.reading is not None:
+            judged = self.in_context(rule, start, end, s_start, s_end, tier)
+            if judged is None:
+                return None
+            tier = judged
         o_start, o_end = self.norm.original_span(start, end)
         so_start, so_end = self.norm.original_span(s_start, max(s_start + 1, s_end - 1))
         return Finding(rule.id, rule.about, rule.kind, tier, o_start, o_end, so_start, so_end)
@@ -252,10 +312,43 @@ def _assess_shipped(text: str) -> Assessment:
     return _assess(text, rule_set())
 
 
+def _weighed(entry: _Entry, rules: RuleSet) -> Iterator[Finding]:
+    """The scored layer's windows (``evidence``) as findings, judged in the contexts every
+    rule of the person's own risk is: a hypothetical or someone else's question, media,
+    a figure of speech, a past."""
+    assert rules.evidence is not None
+    assert entry.reading is not None
+    for w in entry.reading.windows():
+        s_start, s_end = entry.sentence(w.start)
+        if entry.reported(w.start, w.end) or entry.hypothetical(s_start, s_end, w.start):
+            continue
+        if entry.media(s_start, s_end, w.start, w.end):
+            continue
+        tier = w.tier
+        if w.about == "self":
+            figure = entry.hyperbole(s_start, s_end)
+            if figure == "joke":
+                continue
+            if figure == "figure":
+                tier = "check_in"
+        when = entry.past(s_start, s_end)
+        if when == "resolved":
+            continue
+        if when == "past":
+            tier = "check_in"
+        o_start, o_end = entry.norm.original_span(w.start, w.end)
+        so_start, so_end = entry.norm.original_span(
+            w.window_start, max(w.window_start + 1, w.window_end - 1))
+        yield Finding(f"evidence:{'+'.join(w.families)}", w.about, w.kind, tier,
+                      o_start, o_end, so_start, so_end)
+
+
 def _assess(text: str, rules: RuleSet) -> Assessment:
     entry = _Entry(text, rules)
     if not entry.text.strip():
         return Assessment(())
     found = [f for rule in entry.rules.rules for f in entry.findings(rule)]
+    if rules.evidence is not None:
+        found.extend(_weighed(entry, rules))
     found.sort(key=lambda f: (f.start, f.rule))
     return Assessment(tuple(found))

@@ -40,6 +40,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from ..lexicon import lexicon
+from .evidence import Evidence, EvidenceError, compile_evidence
 from .normalize import Vocabulary, english_near_words
 
 About = Literal["self", "others"]
@@ -92,6 +93,7 @@ class RuleSet:
     accident: re.Pattern[str]
     self_ref: re.Pattern[str]
     trivial: re.Pattern[str]
+    evidence: Evidence | None = None  # the scored layer (``evidence``), if any
 
 
 def _phrase(phrase: str) -> str:
@@ -210,20 +212,26 @@ class _Compiler:
 
 
 def _words_of(
-    concepts: Mapping[str, Sequence[str]], rules: Sequence[Mapping[str, Any]]
+    concepts: Mapping[str, Sequence[str]], rules: Sequence[Mapping[str, Any]],
+    evidence: Mapping[str, Any] | None = None,
 ) -> set[str]:
+    """The words the rules (and the scored layer's cues) are written in: the vocabulary
+    typos are corrected into."""
     words: set[str] = set()
-    for phrases in concepts.values():
+    all_concepts = {**concepts, **(evidence or {}).get("concepts", {})}
+    for phrases in all_concepts.values():
         for p in phrases:
             words.update(w.rstrip("*") for w in p.replace("_", " ").split())
-    for r in rules:
-        for key in ("when", "unless", "with", "crisis_with"):
-            for source in r.get(key, ()):
-                for element in source.split():
-                    if element[:1] in "@~^$<":
-                        continue
-                    for alt in element.strip("!?").split("|"):
-                        words.update(w.rstrip("*") for w in alt.split("_"))
+    sources = [s for r in rules for key in ("when", "unless", "with", "crisis_with")
+               for s in r.get(key, ())]
+    if evidence is not None:
+        sources += [src for fam in evidence["families"].values() for _, src in fam["cues"]]
+    for source in sources:
+        for element in source.split():
+            if element[:1] in "@~^$<":
+                continue
+            for alt in element.strip("!?").split("|"):
+                words.update(w.rstrip("*") for w in alt.split("_"))
     return {w for w in words if w.isalpha()}
 
 
@@ -232,8 +240,10 @@ def _read(name: str) -> Any:
 
 
 def compile_rules(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any],
-                  english: frozenset[str]) -> RuleSet:
-    """Compile *raw* (the ``rules.json`` object) over *concepts*. Raises RuleError."""
+                  english: frozenset[str], evidence: Mapping[str, Any] | None = None
+                  ) -> RuleSet:
+    """Compile *raw* (the ``rules.json`` object) over *concepts*, and *evidence* (the
+    ``evidence.json`` object: the scored layer) if given. Raises RuleError."""
     c = _Compiler(concepts)
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -265,7 +275,7 @@ def compile_rules(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any],
             )
         )
     ctx = raw["contexts"]
-    vocabulary = Vocabulary.build(_words_of(concepts, raw["rules"]), english)
+    vocabulary = Vocabulary.build(_words_of(concepts, raw["rules"], evidence), english)
     return RuleSet(
         rules=tuple(rules),
         vocabulary=vocabulary,
@@ -284,11 +294,26 @@ def compile_rules(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any],
         accident=c.any_of("ACCIDENT"),
         self_ref=c.any_of("SELF_REF"),
         trivial=c.any_of("TRIVIAL"),
+        evidence=None if evidence is None else _evidence(concepts, evidence),
     )
+
+
+def _evidence(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any]) -> Evidence:
+    own = raw.get("concepts", {})
+    clash = sorted(set(own) & set(concepts))
+    if clash:
+        raise RuleError(f"evidence.json redefines the concept @{clash[0]}")
+    merged = {**concepts, **own}
+    c = _Compiler(merged)
+    try:
+        return compile_evidence(raw, c.pattern, lambda name: merged[name], c.anchor)
+    except EvidenceError as exc:
+        raise RuleError(str(exc)) from None
 
 
 @cache
 def rule_set() -> RuleSet:
     """The shipped rules, compiled on first use."""
     near = resources.files(__package__).joinpath("near_words.txt").read_text("utf-8")
-    return compile_rules(_read("concepts.json"), _read("rules.json"), english_near_words(near))
+    return compile_rules(_read("concepts.json"), _read("rules.json"), english_near_words(near),
+                         _read("evidence.json"))
