@@ -98,6 +98,7 @@ EXPANSIONS: Mapping[str, tuple[str, ...]] = {
     "self-harmed": ("self", "harmed"), "selfharmed": ("self", "harmed"),
     "od": ("overdose",), "od'd": ("overdosed",), "oded": ("overdosed",),
     "dieing": ("dying",), "meself": ("myself",), "myselff": ("myself",),
+    "w": ("with",),
     "dnt": ("do", "not"), "cnt": ("can", "not"), "wnt": ("want",),
     "tho": ("though",), "thru": ("through",), "abt": ("about",), "smth": ("something",),
     "nothin": ("nothing",), "somethin": ("something",), "any-more": ("anymore",),
