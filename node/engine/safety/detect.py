@@ -146,8 +146,15 @@ class _Entry:
         if any((h := p.search(sentence)) is not None and h.start() <= at
                for p in self.rules.hypothetical):
             return True
+        return self.asked(s_start, s_end, m_start)
+
+    def asked(self, s_start: int, s_end: int, m_start: int) -> bool:
+        """A question someone else asked ("the doctor asked whether..."), unless the entry
+        answers yes."""
         if self.rules.affirmed.search(self.text) is not None:
             return False  # "she asked if I wanted to die, and I said yes"
+        sentence = self.text[s_start:s_end]
+        at = m_start - s_start
         return any((h := p.search(sentence)) is not None and h.start() <= at
                    for p in self.rules.questions)
 
@@ -171,6 +178,10 @@ class _Entry:
             after = phrase[found.end():].split()
             if not any(w in _MEDIA_BREAKERS for w in after):
                 return True
+        return self.quoted_media(s_start, s_end, m_start, m_end)
+
+    def quoted_media(self, s_start: int, s_end: int, m_start: int, m_end: int) -> bool:
+        """The match is inside quotation marks in a sentence that names a song, a book..."""
         o_start, o_end = self.norm.original_span(m_start, m_end)
         quoted = any(q0 <= o_start and o_end <= q1 for q0, q1 in self.quotes)
         return quoted and self.rules.media.search(self.text[s_start:s_end]) is not None
@@ -218,13 +229,17 @@ class _Entry:
             tier = "check_in"
         # a clear match is only damped by a frame (media, a profession, a game...); an
         # uncertain one by any benign context, as the scored layer's windows are, read
-        # with the next sentence when that one is short ("I'm done! Submitted the thesis.")
-        w_end = s_end
+        # with the sentences either side when they are short ("I'm done! Submitted the
+        # thesis.", "Exam season. I'm so done, I want to sleep for a year.")
+        w_start, w_end = s_start, s_end
         if tier == "check_in":
             n_start, n_end = self.sentence(min(len(self.text) - 1, s_end + 2))
             if n_start > s_start and len(self.text[n_start:n_end].split()) <= ev.pair_max_words:
                 w_end = n_end
-        damp = self.reading.damping(s_start, w_end, rule.about, [(start, end)],
+            p_start, p_end = self.sentence(max(0, s_start - 3))
+            if p_start < s_start and len(self.text[p_start:p_end].split()) <= ev.pair_max_words:
+                w_start = p_start
+        damp = self.reading.damping(w_start, w_end, rule.about, [(start, end)],
                                     frames_only=tier == "crisis", laughing_counts=False)
         if damp <= ev.rule_drop or (tier == "check_in" and damp <= ev.rule_soften):
             return None
@@ -313,16 +328,17 @@ def _assess_shipped(text: str) -> Assessment:
 
 
 def _weighed(entry: _Entry, rules: RuleSet) -> Iterator[Finding]:
-    """The scored layer's windows (``evidence``) as findings, judged in the contexts every
-    rule of the person's own risk is: a hypothetical or someone else's question, media,
-    a figure of speech, a past."""
+    """The scored layer's windows (``evidence``) as findings, judged in the contexts the
+    rules are that its own dampeners do not cover: reported speech, a question someone
+    else asked, words from a book or a song, a figure of speech, a past."""
     assert rules.evidence is not None
     assert entry.reading is not None
     for w in entry.reading.windows():
         s_start, s_end = entry.sentence(w.start)
-        if entry.reported(w.start, w.end) or entry.hypothetical(s_start, s_end, w.start):
+        if entry.reported(w.start, w.end) or entry.asked(s_start, s_end, w.start):
             continue
-        if entry.media(s_start, s_end, w.start, w.end):
+        if (entry.media(s_start, s_end, w.start, w.end)  # "the book opens with '...'"
+                and entry.reading.framed_by("media", s_start, s_end)):
             continue
         tier = w.tier
         if w.about == "self":

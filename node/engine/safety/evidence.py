@@ -275,6 +275,11 @@ class Reading:
             damp += self.ev.exclaim_weight
         return damp
 
+    def framed_by(self, name: str, w0: int, w1: int) -> bool:
+        """The dampener *name* ("media"...) is in the token text [w0, w1)."""
+        window = self.norm.text[w0:w1]
+        return any(d.name == name and d.pattern.search(window) for d in self.ev.dampeners)
+
     def windows(self) -> list[Weighed]:
         """Every window whose evidence reaches a tier: each sentence, and runs of up to
         MAX_WINDOW_SENTENCES short ones."""
