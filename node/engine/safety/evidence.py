@@ -64,13 +64,46 @@ class Cue:
     weight: float
     pattern: re.Pattern[str]
     negatable: bool  # a negator just before it undoes it; False when it begins with one
-    anchor: frozenset[str] | None  # one of these words must be in the entry (None: unknown)
 
 
 @dataclass(frozen=True)
-class Anchored:
-    pattern: re.Pattern[str]
-    anchor: frozenset[str] | None  # one of these words must be in the entry (None: unknown)
+class Scanner:
+    """Patterns indexed by the token a match must begin with, so an entry is read once,
+    token by token, rather than once per pattern; the few that may begin anywhere are
+    searched whole, and only when the entry has one of their anchor words."""
+
+    patterns: tuple[re.Pattern[str], ...]
+    by_leading: Mapping[str, tuple[int, ...]]
+    anywhere: tuple[tuple[int, frozenset[str] | None], ...]  # (pattern, its anchor words)
+
+    @classmethod
+    def build(cls, patterns: Sequence[re.Pattern[str]],
+              leadings: Sequence[frozenset[str] | None],
+              anchors: Sequence[frozenset[str] | None]) -> Scanner:
+        by_leading: dict[str, list[int]] = {}
+        anywhere: list[tuple[int, frozenset[str] | None]] = []
+        for i, (leading, anchor) in enumerate(zip(leadings, anchors, strict=True)):
+            if leading is None:
+                anywhere.append((i, anchor))
+            for word in leading or ():
+                by_leading.setdefault(word, []).append(i)
+        return cls(tuple(patterns), {w: tuple(ix) for w, ix in by_leading.items()},
+                   tuple(anywhere))
+
+    def scan(self, norm: Normalized, words: frozenset[str]) -> list[tuple[int, int, int]]:
+        """Every (pattern, start, end) match in the token text of *norm*, whose set of
+        tokens is *words*."""
+        text = norm.text
+        out: list[tuple[int, int, int]] = []
+        for tok, offset in zip(norm.tokens, norm.starts, strict=True):
+            for i in self.by_leading.get(tok, ()):
+                m = self.patterns[i].match(text, offset)
+                if m is not None:
+                    out.append((i, m.start(), m.end()))
+        for i, anchor in self.anywhere:
+            if anchor is None or not anchor.isdisjoint(words):
+                out.extend((i, m.start(), m.end()) for m in self.patterns[i].finditer(text))
+        return out
 
 
 @dataclass(frozen=True)
@@ -96,8 +129,9 @@ class Dampener:
 class Evidence:
     families: Mapping[str, Family]
     cues: tuple[Cue, ...]
-    cancels: tuple[Anchored, ...]  # void a cue: accidents, denials, other objects
-    idioms: tuple[Anchored, ...]  # void a cue, and damp a rule's match: "dead tired"
+    cue_scanner: Scanner  # the cues' patterns, in the order of ``cues``
+    cancels: Scanner  # void a cue: accidents, denials, other objects
+    idioms: Scanner  # void a cue, and damp a rule's match: "dead tired"
     dampeners: tuple[Dampener, ...]
     self_words: frozenset[str]
     other_words: frozenset[str]
@@ -138,13 +172,16 @@ def compile_evidence(
     raw: Mapping[str, Any], pattern: Callable[[str], re.Pattern[str]],
     words: Callable[[str], Sequence[str]],
     anchor: Callable[[str], frozenset[str] | None],
+    leading: Callable[[str], frozenset[str] | None],
 ) -> Evidence:
     """Compile *raw* (the ``evidence.json`` object) with *pattern* (the rules' pattern
-    compiler), *words* (a concept's phrases) and *anchor* (the words one of which a
-    match of a pattern must contain). Raises EvidenceError."""
+    compiler), *words* (a concept's phrases), *anchor* (the words one of which a match
+    of a pattern must contain) and *leading* (the words it must begin with). Raises
+    EvidenceError."""
     try:
         families: dict[str, Family] = {}
         cues: list[Cue] = []
+        sources: list[str] = []
         for name, fam in raw["families"].items():
             about = fam.get("about", "self")
             if about not in ("self", "others"):
@@ -156,8 +193,8 @@ def compile_evidence(
                     raise EvidenceError(f"family {name}: weight {weight} out of range")
                 first = {a.lstrip("!") for a in source.split()[0].split("|")}
                 cues.append(Cue(name, float(weight), _compiled(pattern, source),
-                                negatable=first.isdisjoint(_NEGATING_STARTS),
-                                anchor=anchor(source)))
+                                negatable=first.isdisjoint(_NEGATING_STARTS)))
+                sources.append(source)
         dampeners = tuple(
             Dampener(name, float(d["weight"]), re.compile("|".join(
                 f"(?:{_compiled(pattern, c, name).pattern})" for c in d["cues"])),
@@ -169,8 +206,11 @@ def compile_evidence(
         return Evidence(
             families=families,
             cues=tuple(cues),
-            cancels=tuple(Anchored(_compiled(pattern, s), anchor(s)) for s in raw["cancel"]),
-            idioms=tuple(Anchored(_compiled(pattern, s), anchor(s)) for s in raw["idioms"]),
+            cue_scanner=Scanner.build([c.pattern for c in cues],
+                                      [leading(s) for s in sources],
+                                      [anchor(s) for s in sources]),
+            cancels=_scanner(pattern, anchor, leading, raw["cancel"]),
+            idioms=_scanner(pattern, anchor, leading, raw["idioms"]),
             dampeners=dampeners,
             self_words=frozenset(p for p in words("SELF_REF") if " " not in p),
             other_words=frozenset(w for p in words("PERSON_OTHER") for w in p.split()),
@@ -188,6 +228,14 @@ def compile_evidence(
         if isinstance(exc, EvidenceError):
             raise
         raise EvidenceError(f"evidence.json: {exc!r}") from None
+
+
+def _scanner(pattern: Callable[[str], re.Pattern[str]],
+             anchor: Callable[[str], frozenset[str] | None],
+             leading: Callable[[str], frozenset[str] | None],
+             sources: Sequence[str]) -> Scanner:
+    return Scanner.build([_compiled(pattern, s) for s in sources],
+                         [leading(s) for s in sources], [anchor(s) for s in sources])
 
 
 def _compiled(pattern: Callable[[str], re.Pattern[str]], source: str,
@@ -210,28 +258,20 @@ class Reading:
         self.norm = norm
         self.original = original
         self.ev = ev
-        text = norm.text
         words = frozenset(norm.tokens)
-        self.idioms = [(m.start(), m.end()) for a in ev.idioms
-                       if a.anchor is None or not a.anchor.isdisjoint(words)
-                       for m in a.pattern.finditer(text)]
-        self.cancels = self.idioms + [
-            (m.start(), m.end()) for a in ev.cancels
-            if a.anchor is None or not a.anchor.isdisjoint(words)
-            for m in a.pattern.finditer(text)]
+        self.idioms = [(m0, m1) for _, m0, m1 in ev.idioms.scan(norm, words)]
+        self.cancels = self.idioms + [(m0, m1) for _, m0, m1 in ev.cancels.scan(norm, words)]
         self.hits: list[_Hit] = []
-        for cue in ev.cues:
-            if cue.anchor is not None and cue.anchor.isdisjoint(words):
-                continue  # it needs a word the entry does not have
-            for m in cue.pattern.finditer(text):
-                start, end = m.start(), m.end() - 1
-                if self.cancelled(start, end):
-                    continue
-                if cue.negatable and _negated(norm, start, ev):
-                    continue
-                if ev.families[cue.family].subject and self.someone_else(start, end):
-                    continue
-                self.hits.append(_Hit(start, end, cue))
+        for i, start, end in sorted(ev.cue_scanner.scan(norm, words)):
+            cue = ev.cues[i]
+            end -= 1
+            if self.cancelled(start, end):
+                continue
+            if cue.negatable and _negated(norm, start, ev):
+                continue
+            if ev.families[cue.family].subject and self.someone_else(start, end):
+                continue
+            self.hits.append(_Hit(start, end, cue))
 
     def cancelled(self, start: int, end: int) -> bool:
         """[start, end) of the token text overlaps an idiom, an accident, a denial..."""

@@ -166,29 +166,38 @@ class _Compiler:
         best: frozenset[str] | None = None
         best_cost = (0, 0)
         for raw in source.split():
-            core = raw.lstrip("!")
-            if core.endswith("?") or core in ("^", "$", "<S>") or core.startswith("~"):
-                continue
-            alts = core.split("|")
-            if "$" in alts:
-                continue
-            firsts: set[str] = set()
-            for alt in alts:
-                phrases = self.concepts[alt[1:]] if alt.startswith("@") else [alt]
-                for phrase in phrases:
-                    first = phrase.replace("_", " ").split()[0]
-                    if "*" in first:
-                        break
-                    firsts.add(first)
-                else:
-                    continue
-                break
-            else:
+            firsts = self._firsts(raw)
+            if firsts is not None:
                 # fewest common words first ("want" narrows less than "suicide"), then fewest
                 cost = (len(firsts & self.common), len(firsts))
                 if best is None or cost < best_cost:
-                    best, best_cost = frozenset(firsts), cost
+                    best, best_cost = firsts, cost
         return best
+
+    def leading(self, source: str) -> frozenset[str] | None:
+        """The tokens any match of *source* must begin with (its first element is a
+        required word or concept), or None: then it is searched everywhere."""
+        firsts = self._firsts(source.split()[0])
+        return None if firsts is None else frozenset(w.split()[0] for w in firsts)
+
+    def _firsts(self, raw: str) -> frozenset[str] | None:
+        """The first words of the alternatives of the pattern element *raw*, or None when
+        it is optional, a gap or a boundary, or one of its words ends with ``*``."""
+        core = raw.lstrip("!")
+        if core.endswith("?") or core in ("^", "$", "<S>") or core.startswith("~"):
+            return None
+        alts = core.split("|")
+        if "$" in alts:
+            return None
+        firsts: set[str] = set()
+        for alt in alts:
+            phrases = self.concepts[alt[1:]] if alt.startswith("@") else [alt]
+            for phrase in phrases:
+                first = phrase.replace("_", " ").split()[0]
+                if "*" in first:
+                    return None
+                firsts.add(first)
+        return frozenset(firsts)
 
     def pattern(self, source: str) -> re.Pattern[str]:
         parts = []
@@ -306,7 +315,7 @@ def _evidence(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any]) -> 
     merged = {**concepts, **own}
     c = _Compiler(merged)
     try:
-        return compile_evidence(raw, c.pattern, lambda name: merged[name], c.anchor)
+        return compile_evidence(raw, c.pattern, lambda name: merged[name], c.anchor, c.leading)
     except EvidenceError as exc:
         raise RuleError(str(exc)) from None
 
