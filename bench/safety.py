@@ -1,9 +1,9 @@
 """Recall and false alarms of the offline crisis net on the labelled evaluation sets.
 
-Run: .venv/bin/python bench/safety.py [--misses] [FILE.jsonl ...]
-Default: tests/fixtures/safety/dev.jsonl (the set the rules were developed on)
-and tests/fixtures/safety/heldout.jsonl (written before the detector and never
-tuned on). A risk line counts as found with either tier (crisis or check-in).
+Run: .venv/bin/python bench/safety.py [--misses] [--kinds] [FILE.jsonl ...]
+Default: every set in tests/fixtures/safety/ (docs/safety.md says how each was
+written and when it was tuned on), each and all together. A risk line counts as
+found with either tier (crisis or check-in).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ sys.path.insert(0, str(REPO))
 from node.engine.safety.evaluate import load_rows, score
 from node.engine.safety.rules import rule_set
 
-SETS = (REPO / "tests/fixtures/safety/dev.jsonl", REPO / "tests/fixtures/safety/heldout.jsonl")
+SETS = tuple(REPO / "tests/fixtures/safety" / f"{name}.jsonl"
+             for name in ("dev", "heldout", "blind", "blind2", "blind3", "blind4"))
 
 
 def main() -> int:
@@ -29,24 +30,33 @@ def main() -> int:
     parser.add_argument("--kinds", action="store_true", help="figures per kind of line")
     args = parser.parse_args()
     rule_set()  # compiled once, outside the timing
-    for path in args.files or SETS:
+    paths = args.files or list(SETS)
+    everything: list[dict[str, str]] = []
+    for path in paths:
         rows = load_rows(path)
-        started = time.perf_counter()
-        s = score(rows)
-        ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
-        print(f"{path.name}: {len(rows)} lines")
-        print(f"  recall on risk lines:       {s.found}/{s.risk_lines} = {s.recall:.1%} "
-              f"({s.found_as_crisis} as crisis, {s.found - s.found_as_crisis} as check-in)")
-        print(f"  false alarms on negatives:  {s.false_alarms}/{s.negative_lines} = "
-              f"{s.false_alarm_rate:.1%}")
-        print(f"  time per line:              {ms:.2f} ms")
-        if args.kinds:
-            for kind, (right, total) in s.by_kind.items():
-                print(f"    {kind:<28} {right}/{total}")
-        if args.misses:
-            for m in s.misses:
-                print(f"    [{m.label}:{m.kind} → {m.got} {m.rule}] {m.text}")
+        everything += rows
+        report(path.name, rows, args.kinds, args.misses)
+    if len(paths) > 1:
+        report("all of them", everything, kinds=False, misses=False)
     return 0
+
+
+def report(name: str, rows: list[dict[str, str]], kinds: bool, misses: bool) -> None:
+    started = time.perf_counter()
+    s = score(rows)
+    ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
+    print(f"{name}: {len(rows)} lines")
+    print(f"  recall on risk lines:       {s.found}/{s.risk_lines} = {s.recall:.1%} "
+          f"({s.found_as_crisis} as crisis, {s.found - s.found_as_crisis} as check-in)")
+    print(f"  false alarms on negatives:  {s.false_alarms}/{s.negative_lines} = "
+          f"{s.false_alarm_rate:.1%}")
+    print(f"  time per line:              {ms:.2f} ms")
+    if kinds:
+        for kind, (right, total) in s.by_kind.items():
+            print(f"    {kind:<28} {right}/{total}")
+    if misses:
+        for m in s.misses:
+            print(f"    [{m.label}:{m.kind} → {m.got} {m.rule}] {m.text}")
 
 
 if __name__ == "__main__":

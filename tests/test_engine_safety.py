@@ -48,7 +48,11 @@ def _voice(reply: str) -> str:
 # --------------------------------------------------------------------------- the goal
 
 
-@pytest.mark.parametrize("name", ["dev.jsonl", "heldout.jsonl"])
+ALL_SETS = ("dev.jsonl", "heldout.jsonl", "blind.jsonl", "blind2.jsonl", "blind3.jsonl",
+            "blind4.jsonl")
+
+
+@pytest.mark.parametrize("name", ALL_SETS)
 def test_evaluation_sets_are_large_and_balanced(name: str) -> None:
     rows = load_rows(SETS / name)
     risk = sum(r["label"] == "risk" for r in rows)
@@ -57,8 +61,17 @@ def test_evaluation_sets_are_large_and_balanced(name: str) -> None:
     assert len({r["kind"] for r in rows}) >= 10
 
 
+def test_no_line_is_in_two_evaluation_sets() -> None:
+    seen: dict[str, str] = {}
+    for name in ALL_SETS:
+        for row in load_rows(SETS / name):
+            key = row["text"].strip().lower()
+            assert key not in seen, (row["text"], seen.get(key), name)
+            seen[key] = name
+
+
 def test_the_net_meets_its_goal_on_the_evaluation_set() -> None:
-    rows = load_rows(SETS / "dev.jsonl") + load_rows(SETS / "heldout.jsonl")
+    rows = [row for name in ALL_SETS for row in load_rows(SETS / name)]
     assert len(rows) >= 400
     s = score(rows)
     assert s.negative_lines >= len(rows) * 0.45  # about half are hard negatives

@@ -44,6 +44,7 @@ ACCUMULATION = 0.5  # each further cue of a family adds half its weight...
 FAMILY_BONUS_CAP = 1.5  # ...up to this much above the family's strongest cue
 MAX_WINDOW_SENTENCES = 3  # short sentences read together: "I'm done. I can't. I don't want to."
 SUBJECT_LOOKBACK_WORDS = 8  # how far back in the clause the nearest person is looked for
+_RANK = {"check_in": 1, "crisis": 2}
 TRAILING_MARK_CHARS = 3  # "!" or a laughing face just after a window's last word
 NEGATION_WINDOW_WORDS = 5  # "I don't have any thoughts of suicide"
 _LAUGH_MARKS = ("😂", "🤣", "💀", "😆", "😅", "😹", "🙈")
@@ -322,7 +323,8 @@ class Reading:
 
     def windows(self) -> list[Weighed]:
         """Every window whose evidence reaches a tier: each sentence, and runs of up to
-        MAX_WINDOW_SENTENCES short ones."""
+        MAX_WINDOW_SENTENCES short ones where together they say more than any one of
+        them alone (so a reply quotes the sentence that says it, not its neighbours)."""
         if not self.hits:
             return []
         text = self.norm.text
@@ -330,12 +332,10 @@ class Reading:
         per_sentence: list[list[_Hit]] = [[] for _ in sentences]
         for hit in self.hits:
             per_sentence[_index_of(sentences, hit.start)].append(hit)
-        found: list[Weighed] = []
-        for i, (s0, s1) in enumerate(sentences):
-            if per_sentence[i]:
-                w = self._window(per_sentence[i], s0, s1)
-                if w is not None:
-                    found.append(w)
+        single = [self._window(hits, s0, s1) if hits else None
+                  for hits, (s0, s1) in zip(per_sentence, sentences, strict=True)]
+        found = [w for w in single if w is not None]
+        for i, (s0, _) in enumerate(sentences):
             hits = list(per_sentence[i])
             for j in range(i + 1, min(i + MAX_WINDOW_SENTENCES, len(sentences))):
                 short = all(_words_in(text, *sentences[k]) <= self.ev.pair_max_words
@@ -344,7 +344,9 @@ class Reading:
                     break
                 hits += per_sentence[j]
                 w = self._window(hits, s0, sentences[j][1])
-                if w is not None:
+                alone = max((_RANK[x.tier] for x in single[i:j + 1] if x is not None),
+                            default=0)
+                if w is not None and _RANK[w.tier] > alone:
                     found.append(w)
         return found
 
