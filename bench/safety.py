@@ -20,7 +20,7 @@ from node.engine.safety.evaluate import load_rows, score
 from node.engine.safety.rules import rule_set
 
 SETS = tuple(REPO / "tests/fixtures/safety" / f"{name}.jsonl"
-             for name in ("dev", "heldout", "blind", "blind2", "blind3", "blind4"))
+             for name in ("dev", "heldout", "blind", "blind2", "blind3", "blind4", "blind5"))
 
 
 def main() -> int:

@@ -49,7 +49,7 @@ def _voice(reply: str) -> str:
 
 
 ALL_SETS = ("dev.jsonl", "heldout.jsonl", "blind.jsonl", "blind2.jsonl", "blind3.jsonl",
-            "blind4.jsonl")
+            "blind4.jsonl", "blind5.jsonl")
 
 
 @pytest.mark.parametrize("name", ALL_SETS)

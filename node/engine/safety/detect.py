@@ -223,8 +223,10 @@ class _Entry:
         if (rule.about == "self" and rule.kind not in _ABOUT_THE_WRITER_KINDS
                 and self.reading.someone_else(start, end)):
             return None
-        if self.reading.idiom(start, end):  # a figure of speech runs through the match
-            if tier == "check_in":
+        if self.reading.idiom(start, end) or (  # a figure of speech runs through the match
+                rule.about == "others" and self.reading.idiom(s_start, s_end)):  # or explains it
+            # ("scared to go home, my flatmate will kill me for eating her cheese")
+            if "check_in" in (tier, rule.tier):  # uncertain before the entry raised it
                 return None
             tier = "check_in"
         # a clear match is only damped by a frame (media, a profession, a game...); an
@@ -239,7 +241,10 @@ class _Entry:
             p_start, p_end = self.sentence(max(0, s_start - 3))
             if p_start < s_start and len(self.text[p_start:p_end].split()) <= ev.pair_max_words:
                 w_start = p_start
-        damp = self.reading.damping(w_start, w_end, rule.about, [(start, end)],
+        # the word a match ends on is the risk it names ("make it to Christmas", "walk
+        # into traffic"): not also its benign frame; the words before it may be
+        last = self.norm.starts[self.norm.token_at(max(start, end - 1))]
+        damp = self.reading.damping(w_start, w_end, rule.about, [(last, end)],
                                     frames_only=tier == "crisis", laughing_counts=False)
         if damp <= ev.rule_drop or (tier == "check_in" and damp <= ev.rule_soften):
             return None
