@@ -66,6 +66,12 @@ PAIRING_CODE_CHARS: Final = 8
 MAX_PAIRING_ATTEMPTS: Final = 3
 """Failed pairing attempts a node accepts before it discards the code."""
 
+# --- relay --------------------------------------------------------------------
+MAX_RELAY_MESSAGE_BYTES: Final = 256 * KIB
+"""Largest WebSocket message on a relay connection, in either direction: a relay
+refuses a bigger one from a client (close 1009) and never merges chunks for a
+reader beyond it; a client refuses a bigger one from the relay."""
+
 # --- timeouts (enforced by the node) -----------------------------------------
 HANDSHAKE_TIMEOUT_S: Final = 10.0
 """From connect to HandshakeComplete."""

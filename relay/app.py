@@ -19,7 +19,9 @@ text it sends; clients send binary only):
 
 A ``joined`` is queued to the members before the newcomer can send anything,
 so members see it before the newcomer's first bytes. Clients use these to
-decide who speaks first (see ``docs/relay.md``).
+decide who speaks first (see ``docs/relay.md``). The room path, these texts and
+the cap on a message are the relay's wire contract: ``protocol.relay`` owns
+them and ``spec/relay.md`` states them.
 
 Each connection has a queue bounded in bytes and at most one writer task, the
 only task that sends to it. The writer is started by the first chunk queued and
@@ -47,12 +49,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import trio
+
+from protocol.relay import Presence, PresenceKind, room_from_path
 
 from .limits import RelayCloseCode, RelayLimits
 
@@ -62,7 +65,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-ROOM_PATH = re.compile(r"/v1/rooms/([0-9a-f]{64})")
 DRAIN_AFTER_CLOSE_S = 5.0
 MERGE_TURNS = 16
 """Most scheduler turns a new writer waits for more chunks before it writes."""
@@ -254,15 +256,15 @@ class RelayApp:
         """Accept the upgrade to a room's path: its room key and the client's address."""
         if (await receive()).get("type") != "websocket.connect":
             return None
-        match = ROOM_PATH.fullmatch(str(scope.get("path", "")))
-        if match is None:
+        room = room_from_path(str(scope.get("path", "")))
+        if room is None:
             await _reject_upgrade(send, 404, b"no such room path: use /v1/rooms/<64 hex digits>\n")
             return None
         client = scope.get("client")
         await send({"type": "websocket.accept"})
         if self.after_accept is not None:
             self.after_accept(send)
-        return match.group(1), str(client[0]) if client else "?"
+        return room.hex(), str(client[0]) if client else "?"
 
     async def _session(self, room_key: str, address: str, receive: Receive, send: Send) -> None:
         refusal = self._admission(room_key, address)
@@ -336,9 +338,10 @@ class RelayApp:
         self._all.add(member)
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self._stats.connections_total += 1
-        self._enqueue(member, f"present {len(others)}")
+        self._enqueue(member, Presence(PresenceKind.PRESENT, len(others)).text())
+        joined = Presence(PresenceKind.JOINED, len(room.members) - 1).text()
         for other in others:
-            self._enqueue(other, f"joined {len(room.members) - 1}")
+            self._enqueue(other, joined)
         return member
 
     def _leave(self, member: _Member) -> None:
@@ -366,8 +369,10 @@ class RelayApp:
             room.members.remove(member)
         if not room.members:
             self._rooms.pop(room.key, None)
+            return
+        left = Presence(PresenceKind.LEFT, len(room.members) - 1).text()
         for other in room.members:
-            self._enqueue(other, f"left {len(room.members) - 1}")
+            self._enqueue(other, left)
 
     def _close(self, member: _Member, code: RelayCloseCode, *, drop: bool) -> None:
         if member.close_code is not None:

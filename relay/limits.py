@@ -17,17 +17,17 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from protocol.limits import MAX_RELAY_MESSAGE_BYTES
+
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
 
-ROOM_ID_BYTES: Final = 32
-"""Room ids are 32 bytes, written as 64 lowercase hex digits in the path."""
-
-MAX_FRAME_BYTES: Final = 256 * KIB
+MAX_FRAME_BYTES: Final = MAX_RELAY_MESSAGE_BYTES
 """Largest WebSocket message a client may send (clients send chunks of at most 64 KiB)."""
 
-MAX_MERGED_BYTES: Final = 256 * KIB
-"""The relay merges queued chunks for one reader into messages of at most this size."""
+MAX_MERGED_BYTES: Final = MAX_RELAY_MESSAGE_BYTES
+"""The relay merges queued chunks for one reader into messages of at most this size
+(never above the contract's cap, which clients enforce)."""
 
 MAX_QUEUE_BYTES: Final = 1 * MIB
 """Forwarded bytes waiting for one reader; above this its senders wait."""
@@ -117,3 +117,6 @@ class RelayLimits:
                 raise ValueError(f"{name} must be a positive number (got {value!r})")
         if self.max_merged_bytes < self.max_frame_bytes:
             raise ValueError("max_merged_bytes must be at least max_frame_bytes")
+        if self.max_merged_bytes > MAX_RELAY_MESSAGE_BYTES:
+            raise ValueError(f"max_merged_bytes must be at most {MAX_RELAY_MESSAGE_BYTES}: "
+                             "clients refuse bigger messages")
