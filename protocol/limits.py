@@ -32,8 +32,10 @@ MAX_VARINT_BYTES: Final = 10
 """A LEB128 varint encodes at most 64 bits."""
 
 # --- messages ----------------------------------------------------------------
-MAX_DOC_ID_BYTES: Final = 256
-"""Document ids are non-empty UTF-8 strings of at most this many bytes."""
+MAX_DOC_ID_BYTES: Final = 255
+"""Document ids are non-empty UTF-8 strings of at most this many bytes: one limit
+for the wire, the node's store and a blind store's name box (64 x 4 bytes, less
+the length byte). Was 256 on the wire until every id had to fit all three."""
 
 MAX_CATALOGUE_ENTRIES: Final = 16_384
 """Entries in one Catalogue, and state vectors in one DeltaRequest."""
