@@ -44,9 +44,11 @@ def test_the_wire_carries_255_bytes_and_no_more() -> None:
     assert decode_message(encode_message(Update(LONGEST, "devices", b"\x00\x00"))).doc_id == LONGEST
     with pytest.raises(LocalProtocolError):
         encode_message(Update(TOO_LONG, "devices", b"\x00\x00"))
-    raw = bytes([0x04, 0xFF, 0x01]) + TOO_LONG.encode() + bytes([0x01, 0x02, 0x00, 0x00])
-    with pytest.raises(RemoteProtocolError):
-        decode_message(raw)
+    fits = bytes([0x04, 0xFF, 0x01]) + LONGEST.encode() + bytes([0x01, 0x02, 0x00, 0x00])
+    assert decode_message(fits) == Update(LONGEST, "devices", b"\x00\x00")
+    over = bytes([0x04, 0x80, 0x02]) + TOO_LONG.encode() + bytes([0x01, 0x02, 0x00, 0x00])
+    with pytest.raises(RemoteProtocolError, match="over the limit of 255"):
+        decode_message(over)
 
 
 async def test_the_store_refuses_an_id_no_session_could_carry(tmp_path: Path) -> None:

@@ -132,11 +132,13 @@ def room_url(relay: str, room: bytes) -> str:
 
 
 def rank_relays(relays: Sequence[str], room: bytes) -> list[str]:
-    """*relays* in rendezvous-hashing order for *room* (best first)."""
-    def weight(url: str) -> bytes:
-        return relay_rank(room, normalize_relay_url(url))
-
-    return sorted(dict.fromkeys(relays), key=weight, reverse=True)
+    """*relays* in rendezvous-hashing order for *room* (best first); a relay written
+    twice (``https://r.example/`` and ``https://r.example``) is tried once."""
+    distinct: dict[str, str] = {}
+    for url in relays:
+        distinct.setdefault(normalize_relay_url(url), url)
+    ranked = sorted(distinct, key=lambda normal: relay_rank(room, normal), reverse=True)
+    return [distinct[normal] for normal in ranked]
 
 
 # --------------------------------------------------------------------------- the stream

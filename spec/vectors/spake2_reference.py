@@ -146,7 +146,8 @@ def finish(side: bytes, password: bytes, mine: Side, theirs: bytes,
     unblind = N if side == b"A" else M
     k = mul(add(inbound, mul(unblind, (-password_scalar(password)) % L)), mine.scalar % L)
     k_bytes = encode(k)
-    x_msg, y_msg = (mine.message[1:], theirs[1:]) if side == b"A" else (theirs[1:], mine.message[1:])
+    ours, other = mine.message[1:], theirs[1:]
+    x_msg, y_msg = (ours, other) if side == b"A" else (other, ours)
     sha = hashlib.sha256
     transcript = (sha(password).digest() + sha(id_a).digest() + sha(id_b).digest()
                   + x_msg + y_msg + k_bytes)
