@@ -38,17 +38,17 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def _sorted(value: Any) -> Any:
+def sorted_json(value: Any) -> Any:
     """JSON with object keys sorted (a Yjs map has no order)."""
     if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value)}
+        return {k: sorted_json(value[k]) for k in sorted(value)}
     if isinstance(value, list):
-        return [_sorted(v) for v in value]
+        return [sorted_json(v) for v in value]
     return value
 
 
 def _view(doc: Doc[Any], roots: tuple[str, ...]) -> dict[str, Any]:
-    return _sorted({root: doc.get(root, type=Map).to_py() for root in roots})
+    return sorted_json({root: doc.get(root, type=Map).to_py() for root in roots})
 
 
 class Stable:

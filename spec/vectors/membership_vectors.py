@@ -21,6 +21,7 @@ from typing import Any
 
 import nacl.bindings as sodium
 import nacl.signing
+from document_vectors import sorted_json
 from pycrdt import Doc, Map
 
 from crdt.devices import (
@@ -42,13 +43,6 @@ CLIENT_ID = 0x6D6972  # pinned Yjs client id: the update bytes are reproducible
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _sorted(value: Any) -> Any:
-    """JSON with object keys sorted (a Yjs map has no order)."""
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value)}
-    return value
 
 
 def device_id(public_key: bytes) -> str:
@@ -134,7 +128,7 @@ def membership_vectors() -> dict[str, Any]:
     (epoch_record,) = read_epochs(doc)
     document = {
         "client_id": CLIENT_ID,
-        "json": _sorted({root: doc.get(root, type=Map).to_py()
+        "json": sorted_json({root: doc.get(root, type=Map).to_py()
                          for root in ("members", "removed", "epochs")}),
         "update": doc.get_update().hex(),
         "records_in_order": [ids[n] for n in names],
