@@ -35,6 +35,11 @@ MAX_QUEUE_BYTES: Final = 1 * MIB
 SLOW_READER_TIMEOUT_S: Final = 10.0
 """How long senders wait for a reader over its queue limit before it is disconnected."""
 
+CLOSE_GRACE_S: Final = 5.0
+"""How long a connection the relay closes (or whose client left) has to finish: the
+queue and the close frame written, the client's close read. Then the relay aborts
+the transport, so the slot and the socket are free whatever the client does."""
+
 SEND_STALL_TIMEOUT_S: Final = 30.0
 """TCP_USER_TIMEOUT on accepted sockets: a peer that acknowledges nothing (or keeps a
 zero window) this long is cut off by the kernel, even while a write is blocked."""
@@ -96,6 +101,7 @@ class RelayLimits:
     max_queue_bytes: int = MAX_QUEUE_BYTES
     slow_reader_timeout_s: float = SLOW_READER_TIMEOUT_S
     send_stall_timeout_s: float = SEND_STALL_TIMEOUT_S
+    close_grace_s: float = CLOSE_GRACE_S
     max_connections_per_room: int = MAX_CONNECTIONS_PER_ROOM
     max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
     max_connections: int = MAX_CONNECTIONS
@@ -111,7 +117,8 @@ class RelayLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive whole number (got {value!r})")
-        for name in ("slow_reader_timeout_s", "send_stall_timeout_s", "max_frames_per_s"):
+        for name in ("slow_reader_timeout_s", "send_stall_timeout_s", "close_grace_s",
+                     "max_frames_per_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{name} must be a positive number (got {value!r})")

@@ -13,6 +13,7 @@ Every flag has an environment variable: ``--max-frame-bytes`` is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.metadata
 import json
@@ -20,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -254,6 +256,40 @@ def _trimmer() -> Callable[[Send], bool] | None:
     return trim_upgraded
 
 
+# --------------------------------------------------------------------------- resets
+
+
+def abort_transport(send: Send) -> bool:
+    """Reset the TCP connection under the WebSocket whose ASGI ``send`` this is.
+
+    hypercorn writes to its socket in a shielded scope and offers an application no
+    way to drop a connection: a writer blocked on a client that reads nothing, and a
+    client that never answers a close, would hold their connection (and the task
+    that would deliver ``websocket.disconnect``) until the kernel gives up. Closing
+    the socket wakes every task blocked on it with ClosedResourceError, which
+    hypercorn handles as the connection's end; SO_LINGER 0 makes the close a reset
+    that discards what is still unsent. Found through the same objects as the trim
+    (``send`` is a WSStream's, whose ``send`` is its protocol's, whose ``send`` is
+    the TCPServer's); False when they are not what this expects.
+    """
+    from hypercorn.trio.tcp_server import TCPServer
+
+    stream: Any = getattr(send, "__self__", None)
+    http: Any = getattr(getattr(stream, "send", None), "__self__", None)
+    tcp: Any = getattr(getattr(http, "send", None), "__self__", None)
+    if not isinstance(tcp, TCPServer):
+        return False
+    transport: Any = getattr(tcp, "stream", None)
+    transport = getattr(transport, "transport_stream", transport)  # under TLS
+    sock = getattr(transport, "socket", None)
+    if not isinstance(sock, trio.socket.SocketType):
+        return False
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    return True
+
+
 def hypercorn_config(host: str, port: int, limits: RelayLimits) -> Config:
     config = _RelayConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -288,6 +324,8 @@ async def serve_relay(
     config = hypercorn_config(host, port, app.limits)
     if isinstance(app, RelayApp) and app.after_accept is None:
         app.after_accept = _trimmer()
+    if isinstance(app, RelayApp) and app.abort_transport is None:
+        app.abort_transport = abort_transport
     trigger = shutdown.wait if shutdown is not None else None
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
@@ -358,9 +396,16 @@ async def run_relay(args: argparse.Namespace) -> None:
             async for _ in signals:
                 break
         log.info("shutting down: closing %d connections", app.statistics().connections)
-        app.close_all()
-        with trio.move_on_after(L.SHUTDOWN_GRACE_S):
+        # Each connection still open after the grace is reset, so this wait ends
+        # soon after it whatever the clients do.
+        app.close_all(grace_s=L.SHUTDOWN_GRACE_S)
+        with trio.move_on_after(2 * L.SHUTDOWN_GRACE_S):
             await app.wait_no_connections()
+        left = app.statistics().connections
+        if left:
+            log.warning("stopping with %d connections still open", left)
+        else:
+            log.info("every connection closed (%d reset)", app.statistics().aborted)
         shutdown.set()
 
 
