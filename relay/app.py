@@ -54,7 +54,8 @@ from typing import Any, cast
 
 import trio
 
-from .limits import RelayCloseCode, RelayLimits
+from . import admission
+from .limits import MESSAGE_COST_BYTES, RelayCloseCode, RelayLimits
 
 log = logging.getLogger("mirror.relay")
 
@@ -93,6 +94,8 @@ class RelayStatistics:
     """Writer tasks running now: one per connection with something to send."""
     aborted: int = 0
     """Connections reset because they did not finish closing within the grace."""
+    throttled: int = 0
+    """Pauses in reading a connection over its byte budget (``max_bytes_per_s``)."""
     drops: dict[str, int] = field(default_factory=dict)
     """Connections the relay closed or refused, by reason."""
 
@@ -107,13 +110,14 @@ class _Room:
 
 class _Member:
     __slots__ = (
-        "address", "allowance", "close_code", "closed", "drained", "last_refill",
+        "address", "allowance", "byte_allowance", "close_code", "closed", "drained",
+        "last_refill",
         "nursery", "parked_writer", "queue", "queued", "room", "send", "streaming",
         "timer", "waiting_for", "writer_done", "writing",
     )
 
     def __init__(
-        self, room: _Room, address: str, burst: int, now: float,
+        self, room: _Room, address: str, burst: int, byte_burst: int, now: float,
         nursery: trio.Nursery, send: Send,
     ) -> None:
         self.room = room
@@ -137,7 +141,8 @@ class _Member:
         # over its limit); once closed, the end of the grace (see _arm).
         self.timer: trio.CancelScope | None = None
         self.waiting_for: _Member | None = None  # the full reader this sender waits for
-        self.allowance = float(burst)
+        self.allowance = float(burst)  # messages (token bucket)
+        self.byte_allowance = float(byte_burst)  # bytes (token bucket; negative: a debt)
         self.last_refill = now
 
 
@@ -149,6 +154,9 @@ class RelayApp:
         self.after_accept: Callable[[Send], object] | None = None
         """Called with a WebSocket's ``send`` once it is accepted: the server's hook
         (``relay.server`` trims hypercorn's per-connection state with it)."""
+        self.limit_pings: Callable[[Send], bool] | None = None
+        """Makes the server hold the WebSocket under ``send`` to ``max_pings_per_s``
+        (the server's hook: pings never reach the application); False if it cannot."""
         self.abort_transport: Callable[[Send], bool] | None = None
         """Resets the connection under a WebSocket's ``send`` (the server's hook); False
         if it cannot. Used on connections that have not finished closing in time."""
@@ -172,6 +180,7 @@ class RelayApp:
             bytes_in=s.bytes_in, frames_out=s.frames_out, frames_forwarded=s.frames_forwarded,
             bytes_out=s.bytes_out, queued_bytes=sum(m.queued for m in self._all),
             peak_queued_bytes=s.peak_queued_bytes, drops=dict(s.drops), aborted=s.aborted,
+            throttled=s.throttled,
             writers=sum(m.writing for m in self._all),
         )
 
@@ -206,7 +215,10 @@ class RelayApp:
 
     async def _http(self, scope: Scope, send: Send) -> None:
         path, method = scope.get("path"), scope.get("method")
-        if path not in ("/healthz", "/metrics"):
+        refused = admission.refusal(scope)
+        if refused is not None:
+            await _respond(send, *refused, [(b"connection", b"close")])
+        elif path not in ("/healthz", "/metrics"):
             await _respond(send, 404, b"not found\n")
         elif method not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
@@ -249,6 +261,8 @@ class RelayApp:
             _metric("relay_queued_bytes", "gauge", "Bytes waiting for readers.", s.queued_bytes),
             _metric("relay_queued_bytes_peak", "gauge",
                     "Most bytes one reader's queue ever held.", s.peak_queued_bytes),
+            _metric("relay_throttled_total", "counter",
+                    "Pauses in reading a connection over its byte budget.", s.throttled),
             _metric("relay_connections_reset_total", "counter",
                     "Connections reset because they did not finish closing in time.",
                     s.aborted),
@@ -271,6 +285,10 @@ class RelayApp:
         """Accept the upgrade to a room's path: its room key and the client's address."""
         if (await receive()).get("type") != "websocket.connect":
             return None
+        refused = admission.refusal(scope)
+        if refused is not None:
+            await _reject_upgrade(send, *refused)
+            return None
         match = ROOM_PATH.fullmatch(str(scope.get("path", "")))
         if match is None:
             await _reject_upgrade(send, 404, b"no such room path: use /v1/rooms/<64 hex digits>\n")
@@ -279,7 +297,9 @@ class RelayApp:
         await send({"type": "websocket.accept"})
         if self.after_accept is not None:
             self.after_accept(send)
-        return match.group(1), str(client[0]) if client else "?"
+        if self.limit_pings is not None:
+            self.limit_pings(send)
+        return match.group(1), admission.address_key(str(client[0])) if client else "?"
 
     async def _session(self, room_key: str, address: str, receive: Receive, send: Send) -> None:
         refusal = self._admission(room_key, address)
@@ -316,15 +336,16 @@ class RelayApp:
                     assert data is not None  # _broken_limit refuses text
                     stats.frames_in += 1
                     stats.bytes_in += len(data)
-                    if not data:
-                        continue
-                    readers = [m for m in member.room.members if m is not member]
-                    for other in readers:
-                        self._enqueue(other, data)
-                    stats.frames_forwarded += len(readers)
-                    for other in readers:
-                        if other.queued > limits.max_queue_bytes and member.close_code is None:
-                            await self._wait_drained(other, member)
+                    if data:
+                        readers = [m for m in member.room.members if m is not member]
+                        for other in readers:
+                            self._enqueue(other, data)
+                        stats.frames_forwarded += len(readers)
+                        for other in readers:
+                            if other.queued > limits.max_queue_bytes and member.close_code is None:
+                                await self._wait_drained(other, member)
+                    if member.byte_allowance < 0 and member.close_code is None:
+                        await self._pay_debt(member)
                 # The client is gone: the writer sends (to nobody) what is queued.
                 if member.close_code is None:
                     self._close(member, RelayCloseCode.NORMAL, drop=False)
@@ -360,8 +381,8 @@ class RelayApp:
         room = self._rooms.get(room_key)
         if room is None:
             room = self._rooms[room_key] = _Room(room_key)
-        member = _Member(room, address, self.limits.frame_burst, trio.current_time(),
-                         nursery, send)
+        member = _Member(room, address, self.limits.frame_burst, self.limits.byte_burst,
+                         trio.current_time(), nursery, send)
         others = list(room.members)
         room.members.append(member)
         self._all.add(member)
@@ -468,6 +489,10 @@ class RelayApp:
             log.warning("this server cannot reset connections: a client that neither "
                         "reads nor closes keeps its slot until the kernel gives up on it")
 
+    def count_drop(self, code: RelayCloseCode) -> None:
+        """Count a connection the server closed for the relay (the ping limit)."""
+        self._count_drop(code)
+
     def _count_drop(self, code: RelayCloseCode) -> None:
         reason = code.name.lower()
         self._stats.drops[reason] = self._stats.drops.get(reason, 0) + 1
@@ -508,22 +533,36 @@ class RelayApp:
             return RelayCloseCode.UNSUPPORTED_DATA
         if len(data) > self.limits.max_frame_bytes:
             return RelayCloseCode.MESSAGE_TOO_BIG
-        if not self._take_token(member):
+        if not self._take_token(member, len(data)):
             return RelayCloseCode.RATE_LIMITED
         return None
 
-    def _take_token(self, member: _Member) -> bool:
+    def _take_token(self, member: _Member, size: int) -> bool:
+        """Charge a message of *size* bytes to both budgets; False if it breaks the
+        message rate (the byte budget goes into debt instead: see ``_pay_debt``)."""
         now = trio.current_time()
         limits = self.limits
-        member.allowance = min(
-            float(limits.frame_burst),
-            member.allowance + (now - member.last_refill) * limits.max_frames_per_s,
-        )
+        elapsed = now - member.last_refill
         member.last_refill = now
+        member.allowance = min(float(limits.frame_burst),
+                               member.allowance + elapsed * limits.max_frames_per_s)
+        member.byte_allowance = min(float(limits.byte_burst),
+                                    member.byte_allowance + elapsed * limits.max_bytes_per_s)
         if member.allowance < 1.0:
             return False
         member.allowance -= 1.0
+        member.byte_allowance -= size + MESSAGE_COST_BYTES
         return True
+
+    async def _pay_debt(self, member: _Member) -> None:
+        """Read nothing more from *member* until its byte budget is back to zero.
+
+        Meanwhile the server's queue of its messages fills and TCP pushes back on
+        its client; the relay's time goes to the other connections. At most
+        (max_frame_bytes + MESSAGE_COST_BYTES) / max_bytes_per_s, so a close is
+        noticed soon after."""
+        self._stats.throttled += 1
+        await trio.sleep(-member.byte_allowance / self.limits.max_bytes_per_s)
 
     async def _wait_drained(self, reader: _Member, sender: _Member) -> None:
         """Backpressure: the sender waits for a full reader (which has a deadline, armed
