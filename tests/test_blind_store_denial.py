@@ -330,22 +330,36 @@ async def test_a_few_dozen_addresses_cannot_lock_out_new_groups(tmp_path: Path) 
         app.close()
 
 
-async def test_retired_markers_are_forgotten_after_their_time(tmp_path: Path) -> None:
-    limits = marker_limits()
+async def test_retired_markers_give_their_quota_back_after_their_time(tmp_path: Path) -> None:
+    limits = marker_limits(max_tombstones=5)
     clock = Clock()
     app = open_store(tmp_path, limits, clock)
     try:
         tokens = [new_token() for _ in range(limits.max_address_logs)]
-        for token in tokens:
+        assert (await call(app, "DELETE", "/v1/log", token=tokens[0]))[0] == 200
+        clock.now += DAY_S  # the first is a day older than the others
+        notice = encode_upload([envelope(tokens[-1], kind=KIND_SNAPSHOT)])
+        for token in tokens[1:-1]:
             assert (await call(app, "DELETE", "/v1/log", token=token))[0] == 200
+        assert (await call(app, "DELETE", "/v1/log", token=tokens[-1], body=notice))[0] == 200
         assert (await call(app, "DELETE", "/v1/log", token=new_token()))[0] == 507
-        # Within its time a marker still answers 410: a device away learns of the epoch.
+        # Within its time a marker answers 410 with its notice: a device that was away
+        # learns of the new epoch.
         clock.now += (limits.retired_keep_days - 1) * DAY_S
-        assert (await call(app, "GET", "/v1/log", token=tokens[0]))[0] == 410
+        status, body = await call(app, "GET", "/v1/log", token=tokens[-1])
+        assert status == 410 and len(body) > 0
         clock.now += 2 * DAY_S
-        assert (await call(app, "GET", "/v1/log", token=tokens[0]))[0] == 200  # forgotten
+        # Then a tombstone: still refused (a removed device cannot open the old log
+        # again), without its notice, and charged to nobody.
+        status, body = await call(app, "GET", "/v1/log", token=tokens[-1])
+        assert status == 410 and body == b""
+        assert (await call(app, "POST", "/v1/log", token=tokens[-1],
+                           body=encode_upload([envelope(tokens[-1])])))[0] == 410
         figures = await app.storage.figures()
-        assert figures.retired_logs == 0 and figures.owners == 0
+        assert figures.retired_logs == 0 and figures.owners == 0 and figures.logs == 0
+        # Beyond the cap the oldest tombstones are forgotten.
+        assert figures.tombstones == limits.max_tombstones
+        assert (await call(app, "GET", "/v1/log", token=tokens[0]))[0] == 200
         assert (await call(app, "DELETE", "/v1/log", token=new_token()))[0] == 200
         check_charges(app)
     finally:

@@ -11,8 +11,9 @@ without end; the store's policy (docs/security.md) adds:
   address, an IPv6 /64), which may hold ``max_address_bytes`` and
   ``max_address_logs`` (live or retired). Filling the store takes
   max_store_bytes / max_address_bytes = 128 addresses, its log count 1,563;
-- a retired log's marker (its forwarding notice, and the refusal of its token)
-  is forgotten ``retired_keep_days`` after the retirement;
+- a retired log keeps its forwarding notice, and its charges, for
+  ``retired_keep_days``; then a tombstone without charges refuses its token
+  (``max_tombstones`` of them, oldest forgotten first);
 - bytes held for requests in flight (bodies read, answers built) are bounded by
   ``max_buffered_bytes`` across all requests: a request waits for its share
   (up to ``buffer_wait_s``, then 503), so concurrent uploads cannot take the
@@ -59,8 +60,12 @@ MAX_ADDRESS_LOGS: Final = 64
 """Logs, live or retired, created from one address."""
 
 RETIRED_KEEP_DAYS: Final = 180
-"""Days a retired log's marker and forwarding notice are kept, then forgotten: a
-device away longer catches up on the LAN, through a relay, or by pairing again."""
+"""Days a retired log keeps its forwarding notice and its charges; then only a
+tombstone refuses its token. A device away longer catches up on the LAN, through
+a relay, or by pairing again."""
+
+MAX_TOMBSTONES: Final = 1_000_000
+"""Tombstones kept (about 100 bytes each); beyond, the oldest are forgotten."""
 
 MAX_BUFFERED_BYTES: Final = 160 * MIB
 """Bytes held for requests in flight, all requests together (bodies read and
@@ -113,6 +118,7 @@ class StoreLimits:
     max_address_bytes: int = MAX_ADDRESS_BYTES
     max_address_logs: int = MAX_ADDRESS_LOGS
     retired_keep_days: int = RETIRED_KEEP_DAYS
+    max_tombstones: int = MAX_TOMBSTONES
     max_buffered_bytes: int = MAX_BUFFERED_BYTES
     buffer_wait_s: float = BUFFER_WAIT_S
 

@@ -13,9 +13,17 @@ charged to the store only.
 
 Growth is refused (507) when it would take the store past ``max_store_bytes`` or
 the log's owner past ``max_address_bytes``; a new log when the store holds
-``max_groups`` logs or its owner ``max_address_logs``. Retired logs are deleted
-``retired_keep_days`` after their retirement (the day is the only time the store
-keeps), which gives their charges back.
+``max_groups`` logs or its owner ``max_address_logs``.
+
+A retired log (``logs.retired`` = 1) keeps its forwarding notice and its charges
+for ``retired_keep_days`` after its retirement (the day is the only time the
+store keeps). Then it becomes a *tombstone* (``retired`` = 2): the notice goes,
+the charges are given back, and only the group id stays, so the old token is
+still refused. Were it forgotten, a removed device that knows the old secret
+could open the old log again and feed a device that missed the removal.
+Tombstones beyond ``max_tombstones`` are forgotten, oldest first: an address
+retires at most ``max_address_logs`` logs per ``retired_keep_days``, so a few
+dozen addresses would take over a century to push a real one out.
 
 The functions take any connection with ``execute`` (sqlite3's, or the
 PostgreSQL adapter's); the SQL is portable.
@@ -30,6 +38,8 @@ from .limits import StoreLimits
 
 STORE: bytes = b""
 """The owner of the row that holds the whole store's figures."""
+LIVE, RETIRED, TOMBSTONE = 0, 1, 2
+"""Values of ``logs.retired``."""
 EXPIRE_BATCH = 10_000
 """Retired logs deleted per transaction (the rest in the next one)."""
 
@@ -59,6 +69,7 @@ class Figures:
     bytes: int
     logs: int
     retired_logs: int
+    tombstones: int
     owners: int
     """Owners (address hashes) with something charged."""
     owners_at_quota: int
@@ -73,7 +84,7 @@ def migrate_to_2(db: Connection, today: int) -> None:
     for statement in SCHEMA_2.split(";"):
         if statement.strip():
             db.execute(statement)
-    db.execute("UPDATE logs SET retired_day=? WHERE retired=1", (today,))
+    db.execute("UPDATE logs SET retired_day=? WHERE retired<>0", (today,))
     recount(db)
 
 
@@ -82,7 +93,7 @@ def recount(db: Connection) -> None:
     db.execute("DELETE FROM charges")
     rows = db.execute(
         "SELECT owner, COALESCE(SUM(bytes + COALESCE(LENGTH(forward), 0)), 0), COUNT(*) "
-        "FROM logs GROUP BY owner").fetchall()
+        "FROM logs WHERE retired<>? GROUP BY owner", (TOMBSTONE,)).fetchall()
     total_bytes = total_logs = 0
     for owner, size, logs in rows:
         total_bytes += int(size)
@@ -136,24 +147,36 @@ def check_growth(db: Connection, owner: bytes | None, add_bytes: int,
 
 
 def expire_retired(db: Connection, today: int, limits: StoreLimits) -> int:
-    """Delete retired logs older than ``retired_keep_days``; how many went."""
+    """Turn retired logs older than ``retired_keep_days`` into tombstones, and forget
+    the oldest tombstones beyond ``max_tombstones``; how many logs changed."""
     rows = db.execute(
         "SELECT group_id, owner, COALESCE(LENGTH(forward), 0) FROM logs "
-        "WHERE retired_day IS NOT NULL AND retired_day <= ? LIMIT ?",
-        (today - limits.retired_keep_days, EXPIRE_BATCH)).fetchall()
+        "WHERE retired=? AND retired_day <= ? LIMIT ?",
+        (RETIRED, today - limits.retired_keep_days, EXPIRE_BATCH)).fetchall()
     for group_id, owner, size in rows:
         charge(db, bytes(owner) if owner else None, -int(size), -1)
-        db.execute("DELETE FROM logs WHERE group_id=?", (group_id,))
-    return len(rows)
+        db.execute("UPDATE logs SET retired=?, forward=NULL, owner=NULL WHERE group_id=?",
+                   (TOMBSTONE, group_id))
+    (tombstones,) = db.execute("SELECT COUNT(*) FROM logs WHERE retired=?",
+                               (TOMBSTONE,)).fetchone()
+    excess = min(int(tombstones) - limits.max_tombstones, EXPIRE_BATCH)
+    if excess > 0:
+        db.execute(
+            "DELETE FROM logs WHERE group_id IN (SELECT group_id FROM logs WHERE retired=? "
+            "ORDER BY retired_day LIMIT ?)", (TOMBSTONE, excess))
+    return len(rows) + max(excess, 0)
 
 
 def figures(db: Connection, limits: StoreLimits) -> Figures:
     total_bytes, total_logs = charged(db, STORE)
-    (retired,) = db.execute("SELECT COUNT(*) FROM logs WHERE retired=1").fetchone()
+    retired, tombstones = db.execute(
+        "SELECT COALESCE(SUM(CASE WHEN retired=? THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN retired=? THEN 1 ELSE 0 END), 0) FROM logs",
+        (RETIRED, TOMBSTONE)).fetchone()
     owners, at_quota, largest = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN bytes >= ? OR logs >= ? THEN 1 ELSE 0 END), 0),"
         " COALESCE(MAX(bytes), 0) FROM charges WHERE owner <> ?",
         (limits.max_address_bytes, limits.max_address_logs, STORE)).fetchone()
     return Figures(bytes=total_bytes, logs=total_logs, retired_logs=int(retired),
-                   owners=int(owners), owners_at_quota=int(at_quota),
+                   tombstones=int(tombstones), owners=int(owners), owners_at_quota=int(at_quota),
                    largest_owner_bytes=int(largest))

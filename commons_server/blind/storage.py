@@ -197,10 +197,11 @@ class BlindStorage:
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         today = self.today()
-        if today != self._swept_day:  # once a day: forget retired logs past their time
-            self._swept_day = today
-            fn = _after(lambda db: self._expire(db, today), fn)
         async with self._lock:
+            if today != self._swept_day:  # once a day: retired logs past their time
+                self._swept_day = today  # (its own transaction: whatever comes next)
+                await trio.to_thread.run_sync(self._transaction,
+                                              lambda db: self._expire(db, today))
             try:
                 return await trio.to_thread.run_sync(self._transaction, fn)
             except QuotaRefusal as exc:
@@ -384,8 +385,8 @@ class BlindStorage:
         db.execute("DELETE FROM envelopes WHERE group_id=?", (group_id,))
         db.execute("DELETE FROM snapshot_parts WHERE group_id=?", (group_id,))
         db.execute(
-            "UPDATE logs SET retired=1, forward=?, bytes=0, envelopes=0, retired_day=? "
-            "WHERE group_id=?", (forward, today, group_id),
+            "UPDATE logs SET retired=?, forward=?, bytes=0, envelopes=0, retired_day=? "
+            "WHERE group_id=?", (quotas.RETIRED, forward, today, group_id),
         )
         quotas.charge(db, log_.owner, len(forward) - log_.used, 0)
 
@@ -406,7 +407,7 @@ class BlindStorage:
     async def statistics(self) -> dict[str, int]:
         def read(db: sqlite3.Connection) -> dict[str, int]:
             logs, retired, size, envelopes = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(retired), 0), COALESCE(SUM(bytes), 0), "
+                "SELECT COUNT(*), COALESCE(SUM(retired<>0), 0), COALESCE(SUM(bytes), 0), "
                 "COALESCE(SUM(envelopes), 0) FROM logs"
             ).fetchone()
             return {"logs": logs, "retired_logs": retired, "bytes": size, "envelopes": envelopes}
@@ -462,12 +463,3 @@ class _Plan:
     size: int
     """Bytes of the answer, framing included."""
     more: bool
-
-
-def _after(first: Callable[[sqlite3.Connection], object],
-           then: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
-    def both(db: sqlite3.Connection) -> T:
-        first(db)
-        return then(db)
-
-    return both
