@@ -25,10 +25,23 @@ Each connection has a queue bounded in bytes and at most one writer task, the
 only task that sends to it. The writer is started by the first chunk queued and
 ends once the queue is empty, so an idle connection holds no writer (the relay
 holds thousands of idle connections). A sender whose readers' queues are over
-the limit waits (backpressure); a reader still over the limit after
-``slow_reader_timeout_s`` is disconnected with ``TOO_SLOW``. A write blocked on
-a peer that acknowledges nothing is cut by the kernel (TCP_USER_TIMEOUT, set in
-``relay.server``).
+the limit waits (backpressure); a reader whose queue went over the limit and is
+still over it ``slow_reader_timeout_s`` later is disconnected with
+``TOO_SLOW``.
+
+Closing: the session reads its connection until the server reports the client
+gone, also after a close (the server queues that report into a bounded channel:
+a session that stopped reading would leave it, and a writer blocked in a send,
+waiting for good). A connection still open ``close_grace_s`` after its close is
+reset through the server's ``abort_transport`` hook, which wakes a send blocked
+on a client that reads nothing and brings the report. So a closed connection is
+gone within its grace whatever its client does. One timer task per connection
+covers both deadlines, and exists only while one is armed.
+
+Fair share: each connection has a byte budget (``max_bytes_per_s`` after a burst
+of ``byte_burst``; each message also costs ``MESSAGE_COST_BYTES``). A session
+over it pauses reading its connection until the debt is paid, so a few floods
+cannot take the relay's time from every other room.
 
 Merging: every write costs a WebSocket frame, a send and several scheduler
 turns, so the writer merges the chunks queued for its reader. A writer started
