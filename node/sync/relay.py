@@ -434,7 +434,9 @@ class RelayLinks:
         """The (peer key, epoch) rooms to hold now."""
         group = self.service.group
         ring = group.keyring
-        links = set()
+        links: set[tuple[bytes, int]] = set()
+        if group.excluded:
+            return links  # this device was removed: no room would admit it
         for record in group.active():
             if record.public_key == ring.device_public:
                 continue
@@ -517,7 +519,7 @@ async def serve_pairing_through_relays(
     room = rendezvous_room(state.code)
 
     async def attempt(stream: RelayStream) -> None:
-        await serve_pairing_attempt(group, state, stream)
+        await serve_pairing_attempt(group, state, stream, where=f"relay {stream.relay}")
 
     await stay_in_room(relays, lambda: room, attempt)
 
