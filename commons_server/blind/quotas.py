@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Each log is charged to an *owner*: a 16-bit keyed hash of the address that
+Each log is charged to an *owner*: a 24-bit keyed hash of the address that
 created it (``owners.py``). The table ``charges`` keeps, per owner, the bytes
 (envelopes, snapshot parts, a retired log's forwarding notice) and the number of
 logs (live or retired) charged to it, and one row with the empty owner for the

@@ -6,7 +6,7 @@ an upload is acknowledged only after COMMIT.
 
 What the file holds per log: the group id (a hash of the bearer token), a
 sequence counter, the envelopes after the snapshot (sequence number and bytes),
-the snapshot parts and the sequence number they cover, the 16-bit owner value of
+the snapshot parts and the sequence number they cover, the 24-bit owner value of
 the address that created it (``owners.py``), and for a retired log its
 forwarding notice and the day of its retirement. No token, no key, no address,
 no other time. ``quotas.py`` keeps the quotas and the expiry of retired logs.
