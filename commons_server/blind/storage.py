@@ -407,7 +407,8 @@ class BlindStorage:
     async def statistics(self) -> dict[str, int]:
         def read(db: sqlite3.Connection) -> dict[str, int]:
             logs, retired, size, envelopes = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(retired<>0), 0), COALESCE(SUM(bytes), 0), "
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN retired<>0 THEN 1 ELSE 0 END), 0), "
+                "COALESCE(SUM(bytes), 0), "
                 "COALESCE(SUM(envelopes), 0) FROM logs"
             ).fetchone()
             return {"logs": logs, "retired_logs": retired, "bytes": size, "envelopes": envelopes}
