@@ -7,13 +7,19 @@ that does not read stops the relay's writes to it quickly.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Ping, Request
+
+from relay import RelayApp, RelayLimits, serve_relay
 
 SMALL_RCVBUF = 4096
 
@@ -104,3 +110,29 @@ def open_socket_fds() -> int:
         except OSError:
             pass
     return count
+
+
+@asynccontextmanager
+async def running_relay(limits: RelayLimits | None = None) -> AsyncIterator[
+        tuple[RelayApp, str, int]]:
+    """The relay served by hypercorn on 127.0.0.1 port 0: ``(app, host, port)``."""
+    app = RelayApp(limits)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_relay, app, "127.0.0.1", 0)
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        yield app, host, int(port)
+        nursery.cancel_scope.cancel()
+
+
+async def start_lifespan(app: RelayApp, nursery: trio.Nursery) -> None:
+    """Run *app*'s ASGI lifespan in *nursery* (its writers' nursery) until cancelled."""
+    to_app, from_server = trio.open_memory_channel[dict[str, Any]](math.inf)
+    started = trio.Event()
+
+    async def lifespan_send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    to_app.send_nowait({"type": "lifespan.startup"})
+    nursery.start_soon(app, {"type": "lifespan"}, from_server.receive, lifespan_send)
+    await started.wait()

@@ -15,7 +15,6 @@ connection is gone ``close_grace_s`` later at the latest, whatever its client do
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 import trio
 
 from relay import RelayApp, RelayCloseCode, RelayLimits
+from tests.relay_attack_helpers import start_lifespan
 from tests.sync_helpers import wait_for
 
 ROOM = "ab" * 32
@@ -97,16 +97,7 @@ async def relay(lifespan: bool) -> AsyncIterator[tuple[RelayApp, Callable[[], Cl
     with trio.fail_after(2 * KERNEL_GIVES_UP_S):  # virtual seconds: a hang fails at once
         async with trio.open_nursery() as nursery:
             if lifespan:
-                to_app, from_server = trio.open_memory_channel[dict[str, Any]](math.inf)
-                started = trio.Event()
-
-                async def lifespan_send(message: dict[str, Any]) -> None:
-                    if message["type"] == "lifespan.startup.complete":
-                        started.set()
-
-                to_app.send_nowait({"type": "lifespan.startup"})
-                nursery.start_soon(app, {"type": "lifespan"}, from_server.receive, lifespan_send)
-                await started.wait()
+                await start_lifespan(app, nursery)
 
             def connect() -> Client:
                 client = Client(nursery)

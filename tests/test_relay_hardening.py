@@ -27,10 +27,10 @@ import trio
 import trio.testing
 from wsproto.events import CloseConnection, Pong
 
-from relay import RelayApp, RelayCloseCode, RelayLimits, serve_relay
+from relay import RelayApp, RelayCloseCode, RelayLimits
 from relay.admission import address_key
 from relay.limits import MESSAGE_COST_BYTES
-from tests.relay_attack_helpers import RawClient
+from tests.relay_attack_helpers import RawClient, running_relay
 from tests.sync_helpers import wait_for
 
 ROOM = "ab" * 32
@@ -73,17 +73,6 @@ async def asgi_relay(limits: RelayLimits) -> AsyncIterator[
         async with trio.open_nursery() as nursery:
             yield app, lambda address, room=ROOM: AsgiClient(app, nursery, address, room)
             nursery.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def running_relay(limits: RelayLimits | None = None) -> AsyncIterator[
-        tuple[RelayApp, str, int]]:
-    app = RelayApp(limits)
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(serve_relay, app, "127.0.0.1", 0)
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        yield app, host, int(port)
-        nursery.cancel_scope.cancel()
 
 
 async def exchange(port: int, data: bytes) -> bytes:

@@ -15,16 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
-from relay import RelayApp, RelayLimits, serve_relay
-from tests.relay_attack_helpers import RawClient, flood, open_socket_fds
+from relay import RelayApp, RelayLimits
+from tests.relay_attack_helpers import RawClient, flood, open_socket_fds, running_relay
 from tests.sync_helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,16 +37,6 @@ HANG_S = 20.0
 def tight_limits() -> RelayLimits:
     return RelayLimits(slow_reader_timeout_s=0.5, close_grace_s=0.5,
                        max_connections_per_address=4)
-
-
-@asynccontextmanager
-async def running_relay(limits: RelayLimits) -> AsyncIterator[tuple[RelayApp, str, int]]:
-    app = RelayApp(limits)
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(serve_relay, app, "127.0.0.1", 0)
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        yield app, host, int(port)
-        nursery.cancel_scope.cancel()
 
 
 async def flooding_pair(app: RelayApp, host: str, port: int,
