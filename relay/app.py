@@ -320,7 +320,7 @@ class RelayApp:
             self._count_drop(refusal)
             log.info("refused a connection from %s: %s", address, refusal.name)
             await send({"type": "websocket.close", "code": int(refusal)})
-            await self._finish_refused(receive, send)
+            await self._finish_refused(receive, send, address)
             return
         member: _Member | None = None
         try:
@@ -371,12 +371,12 @@ class RelayApp:
                 _disarm(member)
                 self._leave(member)
 
-    async def _finish_refused(self, receive: Receive, send: Send) -> None:
+    async def _finish_refused(self, receive: Receive, send: Send, address: str) -> None:
         """Read until the refused client's close, resetting it after the grace."""
         with trio.move_on_after(self.limits.close_grace_s):
             await _until_disconnect(receive)
             return
-        self._abort(send, "a refused connection")
+        self._abort(send, address)
         await _until_disconnect(receive)
 
     def _admission(self, room_key: str, address: str) -> RelayCloseCode | None:
