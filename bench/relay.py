@@ -3,6 +3,8 @@
     .venv/bin/python bench/relay.py [--frames 20000] [--edits 10000] [--idle 1000]
     .venv/bin/python bench/relay.py --flood-pairs 8 [--flood-seconds 20]
         [--flood-message-bytes 65536]
+    .venv/bin/python bench/relay.py --scale-out     # several instances, HAProxy: see
+                                                    # bench/relay_scaleout.py
 
 (a) frames/s of 1 KiB messages from A to B through one room, and the one-way
     latency of those frames (p50/p99) and of single frames on an idle relay;
@@ -50,6 +52,8 @@ sys.path.insert(0, str(REPO))
 
 import httpx
 from httpx_ws import aconnect_ws
+
+from bench import relay_scaleout
 
 FRAME = 1024
 CLK = os.sysconf("SC_CLK_TCK")
@@ -555,6 +559,7 @@ def main() -> None:
                         help="(e) extra mirror-relay flags, e.g. --max-bytes-per-s 1e9")
     parser.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--flood", metavar="URL", help=argparse.SUPPRESS)
+    relay_scaleout.add_arguments(parser)
     args = parser.parse_args()
     if args.serve_pycrdt:
         serve_pycrdt()
@@ -565,6 +570,9 @@ def main() -> None:
         return
     if args.flood_pairs:
         print(json.dumps(trio.run(fairness, args), indent=1))
+        return
+    if args.scale_out:
+        print(json.dumps(trio.run(relay_scaleout.run_scale_out, args), indent=1))
         return
     report = trio.run(run, args)
     print(json.dumps(report, indent=1))
