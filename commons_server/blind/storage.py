@@ -14,7 +14,8 @@ no other time. ``quotas.py`` keeps the quotas and the expiry of retired logs.
 Errors (all derive from :class:`StoreRefusal`, each with its HTTP status)::
 
     StoreRefusal
-    ├── QuotaExceeded        507  the log (or the store) is full
+    ├── QuotaExceeded        507  the log, the address that created it, or the
+    │                             store is at its quota
     ├── SnapshotConflict     409  the snapshot covers less than the current one,
     │                             or more than the log holds
     ├── CursorAhead          409  a pull after a sequence number the log never had
@@ -94,10 +95,6 @@ class LogRetired(StoreRefusal):
     def __init__(self, forward: bytes) -> None:
         super().__init__("this log was retired: the group moved to a newer epoch")
         self.forward = forward
-
-
-class Busy(StoreRefusal):
-    status = 503
 
 
 class StoreFileError(Exception):
