@@ -267,7 +267,7 @@ def encode_upload(envelopes: Iterable[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(e)) + e for e in envelopes)
 
 
-def decode_upload(body: bytes, *, max_records: int) -> list[bytes]:
+def decode_upload(body: bytes | bytearray, *, max_records: int) -> list[bytes]:
     """Split an upload body; every record must be a well-shaped envelope."""
     out: list[bytes] = []
     view = memoryview(body)
