@@ -7,27 +7,33 @@ farewells and finality, methods and means, dwelling on them, intent and time,
 hurting oneself, being hurt or threatened by someone — each a family of cues with
 a weight (``evidence.json``, written in the pattern language of ``rules``).
 
-Theory of operation. Every cue is searched in the whole entry. A hit is dropped
-when it lies inside a *cancel* (an idiom or a denial: "dead tired", "to die for",
-"I don't want to die", "kill the heat", "my phone died"), or when its clause is
-about someone else: the nearest person before it is another ("grandma died",
-"she has been cutting") and the hit itself does not name the writer. The rest
-are weighed per window — a sentence, or two short sentences together ("I'm
-done. I can't do this anymore.") —
+Theory of operation. The entry is read once, token by token: each cue is tried
+only where a word its match must begin with stands (``Scanner``). A hit is
+dropped when it lies inside a *cancel* or an *idiom* ("dead tired", "to die
+for", "kill the heat", "my phone died", "scared of dying"), when a negator comes
+just before it ("I have never wanted to die", "I don't have any thoughts of
+suicide"), or when its clause is about someone else: the nearest person before
+it is another ("grandma died", "she has been cutting") and the hit itself does
+not name the writer. The rest are weighed per window — a sentence, or up to
+three short ones read together when together they say more than any one alone
+("I'm done. I can't. I don't want to.") —
 
     score = Σ over families (strongest cue + ACCUMULATION × the others, capped)
           + Σ dampeners found in the window (negative: laughing, a trivial object,
-            media, a profession, sport/games/cooking, celebration, being away,
-            a resolved past)
+            media, a profession, games, cooking, celebration, being away,
+            embarrassment, a routine, a resolved past anywhere in the entry)
 
 and a window whose score reaches ``check_in`` is a possible risk; one that reaches
-``crisis`` with two strong families is a clear one. So "I want to disappear" is
-weighed as wanting (1) + disappearing for good at the end of a clause (3), and
-"I want to disappear into a good book this weekend" as wanting + disappearing
-(1.5) and nothing more. The thresholds err toward the check-in: it is the tier
-for what is uncertain.
+``crisis`` with two strong families is a clear one. So "I want to disappear." is
+weighed as wanting to disappear at the end of a clause (3.5) + wanting (1), and
+"I want to disappear into a good book this weekend" as disappearing into
+something (an idiom) + wanting (1), and nothing more. The thresholds err toward
+the check-in: it is the tier for what is uncertain.
 
-Pure and deterministic; a few regular-expression scans per entry.
+``detect`` judges the rules' findings with the same reading (``Reading.idiom``,
+``Reading.damping``, ``Reading.someone_else``).
+
+Pure and deterministic.
 """
 
 from __future__ import annotations
@@ -44,13 +50,13 @@ ACCUMULATION = 0.5  # each further cue of a family adds half its weight...
 FAMILY_BONUS_CAP = 1.5  # ...up to this much above the family's strongest cue
 MAX_WINDOW_SENTENCES = 3  # short sentences read together: "I'm done. I can't. I don't want to."
 SUBJECT_LOOKBACK_WORDS = 8  # how far back in the clause the nearest person is looked for
-_RANK = {"check_in": 1, "crisis": 2}
 TRAILING_MARK_CHARS = 3  # "!" or a laughing face just after a window's last word
 NEGATION_WINDOW_WORDS = 5  # "I don't have any thoughts of suicide"
+_RANK = {"check_in": 1, "crisis": 2}
 _LAUGH_MARKS = ("😂", "🤣", "💀", "😆", "😅", "😹", "🙈")
 # a cue that begins with one of these carries its own negation ("don't want to be here")
 _NEGATING_STARTS = frozenset({"@NOT", "not", "never", "no", "do_not", "can_not", "could_not",
-                              "no_one", "nobody", "nothing", "@NOT|do_not"})
+                              "no_one", "nobody", "nothing"})
 # "I don't think I can stop myself": a new subject ends the negation's reach
 _NOT_IN_NEGATION_GAP = frozenset({"i", "myself", "let", "like", "so", "that", "all", "at"})
 
