@@ -4,7 +4,7 @@ byte is caught, a restarted relay loses nothing; room placement and ids."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from node.sync.relay import (
 )
 from node.sync.session import SessionError, SyncSession
 from relay import RelayApp, serve_relay
-from tests.sync_helpers import Device, open_devices, wait_for
+from tests.sync_helpers import Device, has, open_devices, texts, wait_for
 
 CANARY = "CANARY-5e1a"
 
@@ -97,18 +97,6 @@ class Link:
 
     def live(self) -> SyncSession | None:
         return self.sessions[-1] if self.sessions else None
-
-
-async def texts(device: Device) -> set[str]:
-    await device.store.refresh()
-    return {r.text for r in await device.journal.all()}
-
-
-def has(device: Device, text: str) -> Callable[[], Any]:
-    async def check() -> bool:
-        return text in await texts(device)
-
-    return check
 
 
 async def caught_up(link: Link) -> bool:
