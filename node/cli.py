@@ -28,7 +28,7 @@ from crdt.journal import Reflection
 
 from .config import MIRROR_MODES
 from .core import MirrorCore, open_core
-from .errors import MirrorError, UsageError
+from .errors import ConfigError, MirrorError, UsageError
 from .files import write_private
 from .home import Home, setup_logging
 
@@ -271,6 +271,7 @@ async def cmd_compact(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    problem = core.config_problem
     counts = await core.counts()
     stats = core.store.statistics()
     db_bytes = sum(
@@ -291,23 +292,43 @@ async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
         "store_bytes": db_bytes,
         "client_id": stats.client_id,
     }
+    if problem is not None:
+        # What the file says, if it can be read; the node runs on the defaults meanwhile.
+        written = problem.written
+        data.update(
+            mirror_mode=written.mirror_mode if written else None,
+            engine_mode=written.engine_mode if written else None,
+            engine=f"{core.engine.name} (config.json invalid: the defaults are in use)",
+            sync_enabled=written.sync_enabled if written else None,
+            config_error=str(problem.error),
+            config_fix=problem.how_to_fix(),
+        )
     if args.json:
         json.dump(data, out, indent=1)
         out.write("\n")
     else:
         for key, value in data.items():
             print(f"{key.replace('_', ' ')}: {value}", file=out)
+    if problem is not None:
+        print(f"mirror: {problem.error}; {problem.how_to_fix()}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def cmd_mode(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    problem = core.config_problem
     if args.mode is None:
-        print(core.config.mirror_mode, file=out)
-        return 0
-    new = core.config.with_changes(mirror_mode=args.mode)
-    core.home.save_config(new)
-    core.config = new
-    print(f"mode: {new.mirror_mode}", file=out)
+        if problem is None:
+            print(core.config.mirror_mode, file=out)
+            return 0
+        if problem.written is not None:
+            print(problem.written.mirror_mode, file=out)
+        print(f"mirror: {problem.error}; {problem.how_to_fix()}", file=sys.stderr)
+        return 1
+    new = core.config_to_change().with_changes(mirror_mode=args.mode)
+    core.save_config(new)
+    repaired = " (config.json is valid again)" if problem is not None else ""
+    print(f"mode: {new.mirror_mode}{repaired}", file=out)
     return 0
 
 
@@ -377,8 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("compact", cmd_compact, "fold each document's update log into a verified snapshot")
     p = add("status", cmd_status, "show the home, the modes and what is stored")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(config_tolerant=True)  # runs, and explains, with an invalid config.json
     p = add("mode", cmd_mode, "show or set the mirror mode (local, hybrid, cloud)")
     p.add_argument("mode", nargs="?", choices=MIRROR_MODES)
+    p.set_defaults(config_tolerant=True)
     add("repl", cmd_repl, "start the interactive prompt (the default)")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(add)
@@ -394,7 +417,11 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         result: int = await home_handler(home, args, out)
         return result
     cipher = await unlock_home(home, args)
-    async with open_core(home, cipher=cipher) as core:
+    async with open_core(home, cipher=cipher, tolerate_bad_config=True) as core:
+        problem = core.config_problem
+        if problem is not None and not getattr(args, "config_tolerant", False):
+            raise ConfigError(f"{problem.error} (mirror status explains; mirror mode and "
+                              "mirror engine still work)")
         status: int = await args.handler(core, args, out)
         return status
 

@@ -97,7 +97,79 @@ def test_bad_config_is_one_line(home_dir: Path, capsys: pytest.CaptureFixture[st
     assert "not valid JSON" in err
     (home_dir / "config.json").write_text('{"engine_mode": "remote_llm"}')
     status, _, err = cli(capsys, "status")
-    assert "needs mirror_mode cloud" in err
+    assert "which local mode never does: run mirror mode hybrid" in err
+
+
+INVALID_CONFIGS = {
+    # what config.json says -> (a word of the problem, can `mirror mode`/`engine` fix it)
+    '{"mirror_mode": "local", "engine_mode": "remote_llm", "relays": ["https://r.example"]}':
+        ("remote_llm", True),
+    '{"mirror_mode": "orbit", "relays": ["https://r.example"]}': ("orbit", True),
+    '{"engine_mode": "local_llm", "engine_api_base": "https://api.example.com"}':
+        ("on this machine or the LAN", True),
+    '{"mirror_mode": "local",': ("not valid JSON", False),
+    '{"mirror_mode": "local", "colour": "blue"}': ("unknown setting 'colour'", False),
+    '{"sync_enabled": "yes"}': ("sync_enabled must be true or false", False),
+    '[1, 2]': ("expected a JSON object", False),
+}
+
+
+@pytest.mark.parametrize("text", sorted(INVALID_CONFIGS))
+def test_an_invalid_config_never_locks_the_person_out(
+    text: str, home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    problem, fixable = INVALID_CONFIGS[text]
+    cli(capsys, "reflect", "written before the config broke")
+    config_path = home_dir / "config.json"
+    config_path.write_text(text)
+    # Everything else refuses, in one line that says where to look.
+    status, out, err = cli(capsys, "list")
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert problem in err and "mirror status explains" in err
+    # status, mode and engine run and say what is wrong and how to fix it.
+    status, out, err = cli(capsys, "status")
+    assert status == 1 and err.count("\n") == 1 and problem in err
+    assert f"home: {home_dir}" in out and "reflections: 1" in out and problem in out
+    assert ("mirror mode / mirror engine" if fixable else f"edit {config_path}") in err
+    status, out, err = cli(capsys, "status", "--json")
+    data = json.loads(out)
+    assert status == 1 and problem in data["config_error"] and data["reflections"] == 1
+    for command in ("mode", "engine"):
+        status, out, err = cli(capsys, command)
+        assert status == 1 and problem in err and err.count("\n") == 1, command
+    status, out, err = cli(capsys, "engine", "--json")
+    assert status == 1 and problem in json.loads(out)["config_error"]
+    assert config_path.read_text() == text  # showing changes nothing
+    if not fixable:
+        status, out, err = cli(capsys, "mode", "local")
+        assert status == 1 and problem in err and f"edit {config_path}" in err
+        assert config_path.read_text() == text
+        return
+    # The fix keeps what else the file says.
+    status, out, err = cli(capsys, "mode", "hybrid")
+    assert status == 0, err
+    assert out.strip() == "mode: hybrid (config.json is valid again)"
+    status, out, err = cli(capsys, "list")
+    assert status == 0 and "written before the config broke" in out
+    saved = json.loads(config_path.read_text())
+    assert saved["mirror_mode"] == "hybrid"
+    assert saved["relays"] == json.loads(text).get("relays", [])
+
+
+def test_engine_repairs_a_config_that_mode_alone_cannot(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "init")
+    config_path = home_dir / "config.json"
+    config_path.write_text('{"mirror_mode": "local", "engine_mode": "remote_llm", '
+                           '"sync_peers": ["192.168.1.20:7000"]}')
+    status, out, err = cli(capsys, "engine", "offline")
+    assert status == 0, err
+    assert out.startswith("engine: offline") and err == ""
+    saved = json.loads(config_path.read_text())
+    assert saved["engine_mode"] == "offline" and saved["sync_peers"] == ["192.168.1.20:7000"]
+    status, out, err = cli(capsys, "mode")
+    assert (status, out.strip(), err) == (0, "local", "")
 
 
 def test_mode_and_status(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
