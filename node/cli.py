@@ -116,11 +116,17 @@ def _read_text(args: argparse.Namespace, stdin: TextIO) -> str:
     return stdin.read()
 
 
+def show_notice(text: str) -> None:
+    """An engine notice (the model failed; the offline mirrorback follows): one line
+    on stderr, now; it is not part of the mirrorback that is printed and saved."""
+    print(f"mirror: {text}", file=sys.stderr)
+
+
 async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     text = _read_text(args, sys.stdin)
     at = parse_when(args.at) if args.at else None
     reflection = await core.reflect(text, tags=args.tag or (), private=args.private, at=at)
-    mirrorback = "" if args.no_mirrorback else await core.mirror(reflection)
+    mirrorback = "" if args.no_mirrorback else await core.mirror(reflection, show_notice)
     if args.json:
         json.dump({"id": reflection.id, "mirrorback": mirrorback or None}, out)
         out.write("\n")
@@ -186,7 +192,7 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     print(f"edited {updated.id}", file=out)
     if updated.text != current.text and current.mirrorback is not None:
         # The old mirrorback quoted the old words and was removed with them.
-        mirrorback = "" if args.no_mirrorback else await core.mirror(updated)
+        mirrorback = "" if args.no_mirrorback else await core.mirror(updated, show_notice)
         if mirrorback:
             print("", file=out)
             print(mirrorback, file=out)

@@ -23,7 +23,7 @@ from crdt.settings import Settings
 from crdt.values import utc_now
 
 from .config import Config, read_config
-from .engine.base import Engine, MirrorbackRequest
+from .engine.base import Engine, EngineNotice, MirrorbackRequest
 from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
 from .errors import ConfigError
@@ -164,12 +164,18 @@ class MirrorCore:
         past = await self.journal.recent(limit + 1, include_private=reflection.private)
         return [r for r in past if r.id != reflection.id][-limit:]
 
-    async def stream_mirrorback(self, reflection: Reflection) -> AsyncIterator[str]:
-        """Yield the mirrorback in pieces as the engine produces them, then save it."""
+    async def stream_mirrorback(
+        self, reflection: Reflection
+    ) -> AsyncIterator[str | EngineNotice]:
+        """Yield the mirrorback in pieces as the engine produces them, then save it.
+
+        An :class:`EngineNotice` (the model failed, say) is passed on for the
+        person to see once; it is not part of what is saved."""
         request = MirrorbackRequest(reflection, tuple(await self.past_for(reflection)))
         parts: list[str] = []
         async for chunk in self.engine.stream(request):
-            parts.append(chunk)
+            if not isinstance(chunk, EngineNotice):
+                parts.append(chunk)
             yield chunk
         text = "".join(parts).strip()
         if text:
@@ -178,9 +184,19 @@ class MirrorCore:
                 Mirrorback(text, self.engine.name, self.engine.model, utc_now()),
             )
 
-    async def mirror(self, reflection: Reflection) -> str:
-        """The whole mirrorback for *reflection*, saved before returning."""
-        return "".join([c async for c in self.stream_mirrorback(reflection)]).strip()
+    async def mirror(
+        self, reflection: Reflection, on_notice: Callable[[str], None] | None = None
+    ) -> str:
+        """The whole mirrorback for *reflection*, saved before returning; each
+        engine notice goes to *on_notice* (the engine has logged it already)."""
+        parts: list[str] = []
+        async for chunk in self.stream_mirrorback(reflection):
+            if isinstance(chunk, EngineNotice):
+                if on_notice is not None:
+                    on_notice(chunk.text)
+            else:
+                parts.append(chunk)
+        return "".join(parts).strip()
 
     # ------------------------------------------------------------------ reading
 

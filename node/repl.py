@@ -58,6 +58,7 @@ from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
+from .engine.base import EngineNotice
 from .errors import MirrorError, UsageError
 
 log = logging.getLogger("mirror.repl")
@@ -370,7 +371,11 @@ class Repl:
         self.say()
         try:
             async for chunk in self.core.stream_mirrorback(reflection):
-                self.terminal.write(printable(chunk))
+                if isinstance(chunk, EngineNotice):  # shown now, not part of the mirrorback
+                    self.say(f"({chunk.text})")
+                    self.say()
+                else:
+                    self.terminal.write(printable(chunk))
         except KeyboardInterrupt:
             self.say("\n(mirrorback stopped; the reflection is saved)")
             return

@@ -4,6 +4,7 @@ Speaks enough of Ollama (``/api/chat``, ``/api/generate``, ``/api/show``) and
 of the OpenAI API (``/v1/chat/completions``, JSON or server-sent events) for
 litellm. Behaviours: ``ok`` (answer with *reply*, split in pieces when the
 client streams), ``hang`` (read the request, then never answer until the
+server closes), ``stall`` (stream the first piece, then nothing until the
 server closes), ``malformed`` (a 200 whose body is not JSON), ``unauthorized``
 (a 401 whose body echoes the bearer token, to prove it is redacted).
 Every request is recorded (path, JSON body, headers). Threaded, so it serves
@@ -135,6 +136,10 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             for piece in _pieces(text):
                 self.wfile.write(json.dumps(msg(piece, False)).encode() + b"\n")
                 self.wfile.flush()
+                if fake.mode == "stall":
+                    fake.release.wait()
+                    self.close_connection = True
+                    return
             self.wfile.write(json.dumps(msg("", True)).encode() + b"\n")
             self.close_connection = True
 
