@@ -26,7 +26,8 @@ from crdt.values import parse_timestamp
 from .cli import AddCommand, parse_when, short_line
 from .config import DEFAULT_LOCAL_API_BASE, Config
 from .core import MirrorCore
-from .errors import UsageError
+from .errors import MirrorError, UsageError
+from .llm.client import litellm_install_command, litellm_installed
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_EMPTY = "·"
@@ -194,6 +195,9 @@ async def set_engine(
     """Switch the engine (validated, saved) and use it from now on; while
     config.json is invalid, the change is made to what the file says."""
     mode = ENGINE_CHOICES[choice]
+    if mode != "offline" and not litellm_installed():
+        raise MirrorError(f"the {choice} engine talks to models through litellm, which is "
+                          f"not installed: {litellm_install_command()}")
     base = core.config_to_change()
     changes: dict[str, Any] = {"engine_mode": mode}
     if mode != base.engine_mode:
@@ -353,7 +357,8 @@ def add_commands(add: AddCommand) -> None:
             "this machine or the LAN) or remote (an API with your own key)")
     p.add_argument("choice", nargs="?", choices=tuple(ENGINE_CHOICES))
     p.add_argument("--model", help="litellm model name, e.g. ollama_chat/llama3.2 or "
-                   "openai/MODEL for an OpenAI-compatible server")
+                   "openai/MODEL for an OpenAI-compatible server; a local model named "
+                   "without a provider (llama3.2) is Ollama's")
     p.add_argument("--api-base", help=f"the server's URL (local default {DEFAULT_LOCAL_API_BASE})")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="wait at most this long")
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,

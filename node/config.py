@@ -37,6 +37,7 @@ REMOTE_MODEL_MODES = ("hybrid", "cloud")  # where engine_mode remote_llm may be 
 ENGINE_MODES = ("offline", "local_llm", "remote_llm")
 ENGINE_EXTRACTIONS = ("offline", "llm")
 DEFAULT_LOCAL_MODEL = "ollama_chat/llama3.2"
+LOCAL_PROVIDER_PREFIX = "ollama_chat/"  # for a local model named without a provider
 DEFAULT_LOCAL_API_BASE = "http://127.0.0.1:11434"
 DEFAULT_REMOTE_MODEL = "openai/gpt-4o-mini"
 MAX_ENGINE_TIMEOUT_S = 600.0
@@ -69,9 +70,15 @@ class Config:
 
     @property
     def effective_model(self) -> str:
-        if self.engine_model:
-            return self.engine_model
-        return DEFAULT_REMOTE_MODEL if self.engine_mode == "remote_llm" else DEFAULT_LOCAL_MODEL
+        """The litellm model name: the configured one (a local model named without a
+        provider, as Ollama users name them — ``llama3.2`` — is Ollama's), else the
+        engine mode's default."""
+        model = self.engine_model
+        if not model:
+            return DEFAULT_REMOTE_MODEL if self.engine_mode == "remote_llm" else DEFAULT_LOCAL_MODEL
+        if self.engine_mode == "local_llm" and "/" not in model:
+            return LOCAL_PROVIDER_PREFIX + model
+        return model
 
     @property
     def effective_api_base(self) -> str:
