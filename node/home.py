@@ -24,11 +24,13 @@ import logging.handlers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from .config import Config, load_config, save_config
 from .errors import HomeError
+from .files import ensure_private_file, make_private_dir, make_tree_private
 
 ENV_HOME = "MIRROR_HOME"
 DB_NAME = "mirror.db"
@@ -71,12 +73,17 @@ class Home:
         return self.db_path.exists()
 
     def ensure(self) -> None:
-        """Create the home (0700) if needed; refuse a path that is not a directory."""
+        """Create the home (0700) if needed; refuse a path that is not a directory.
+
+        A home that exists with wider permissions (made by hand, or by a version
+        that created files with the umask's mode) is made private: 0700 for it
+        and its directories, group and other permissions off every file."""
         if self.path.exists() and not self.path.is_dir():
             raise HomeError(f"{self.path}: exists and is not a directory")
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (self.path / "logs").mkdir(mode=0o700, exist_ok=True)
+            make_private_dir(self.path)
+            make_tree_private(self.path)  # a few dozen entries: well under a millisecond
+            make_private_dir(self.path / "logs")
         except OSError as exc:
             raise HomeError(f"{self.path}: cannot create the home ({exc.strerror})") from None
         if not self.config_path.exists():
@@ -105,10 +112,15 @@ class HomeLogHandler(logging.handlers.RotatingFileHandler):
             if not self.home.path.is_dir():
                 return
             try:
-                self.home.log_path.parent.mkdir(mode=0o700, exist_ok=True)
+                make_private_dir(self.home.log_path.parent)
             except OSError:
                 return
         super().emit(record)
+
+    def _open(self) -> Any:
+        # logging opens (and after a rollover creates) the file with the umask's mode
+        ensure_private_file(Path(self.baseFilename))
+        return super()._open()
 
 
 def setup_logging(home: Home, *, verbose: bool = False) -> None:

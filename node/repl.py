@@ -60,6 +60,7 @@ from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
 from .engine.base import EngineNotice
 from .errors import MirrorError, UsageError
+from .files import ensure_private_file
 
 log = logging.getLogger("mirror.repl")
 
@@ -154,6 +155,13 @@ class CommandHistory(FileHistory):
     def store_string(self, string: str) -> None:
         if string.startswith("/") and not string.startswith(("//", "/private")):
             super().store_string(string)
+
+
+def private_history(path: Path) -> str:
+    """The history file's name, the file created 0600 first (prompt-toolkit would
+    create it with the umask's mode)."""
+    ensure_private_file(path)
+    return str(path)
 
 
 def key_bindings() -> KeyBindings:
@@ -267,7 +275,7 @@ class Repl:
             PROMPT,
             multiline=True,
             prompt_continuation=lambda width, line_no, wrapped: "… ".rjust(width),
-            history=CommandHistory(str(core.home.history_path)),
+            history=CommandHistory(private_history(core.home.history_path)),
             completer=CommandCompleter(),
             complete_while_typing=False,
             key_bindings=key_bindings(),
