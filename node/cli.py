@@ -12,10 +12,7 @@ import importlib
 import json
 import logging
 import os
-import shlex
-import subprocess
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,25 +163,15 @@ async def cmd_show(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
-def _edit_in_editor(initial: str) -> str:
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
-    if not editor:
-        raise UsageError("no editor: set $EDITOR, or pass the new text with --text")
-    with tempfile.TemporaryDirectory(prefix="mirror-edit-") as tmp:
-        path = Path(tmp) / "reflection.txt"
-        path.write_text(initial, encoding="utf-8")
-        os.chmod(path, 0o600)
-        result = subprocess.run([*shlex.split(editor), str(path)], check=False)
-        if result.returncode != 0:
-            raise MirrorError(f"the editor exited with status {result.returncode}; nothing changed")
-        return path.read_text(encoding="utf-8")
-
-
 async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     _, current = await core.journal.find(args.id)
     text = args.text
     if text is None and args.tag is None:
-        text = await trio.to_thread.run_sync(_edit_in_editor, current.text)
+        from .drafts import draft_path, edit_in_editor
+
+        print(f"mirror: the draft is {draft_path(core.home.path)} (yours only); it is "
+              "removed when the editor closes", file=sys.stderr)
+        text = await trio.to_thread.run_sync(edit_in_editor, core.home.path, current.text)
     if text is not None and text.strip() == current.text and args.tag is None:
         print("unchanged", file=out)
         return 0
@@ -388,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("edit", cmd_edit, "change a reflection's text (in $EDITOR, or with --text) or "
-            "tags; the engine learns it again")
+            "tags; the engine learns it again. The editor's draft is kept in the home's "
+            "drafts/ folder, readable by you only, and removed afterwards")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--text", help="the new text")
     p.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")

@@ -8,13 +8,15 @@ Layout::
     logs/mirror.log    tracebacks and diagnostics; never reflection text
     history            REPL command history (commands only)
     prompts/           optional overrides of the engine's prompt files
+    drafts/            `mirror edit`'s draft while the editor is open (node.drafts)
     sync-status.json   what a running `mirror serve` last saw
     blind-stores.json  configured blind stores and their cursors
     authors.json       Commons author keys (0600)
     trusted-keys.json  release keys this device trusts; updates/ the last verified release
 
 Chosen by ``--home``, else ``MIRROR_HOME``, else the platform's user data dir.
-Created with mode 0700: it holds a person's most private thoughts.
+Created with mode 0700, every file in it 0600: it holds a person's most private
+thoughts.
 """
 
 from __future__ import annotations

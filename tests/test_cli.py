@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -309,6 +310,55 @@ def test_edit_opens_the_editor(home_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 1 and "editor exited with status 3" in result.stderr
     result = run_mirror(home_dir, "edit", rid[:6], EDITOR="")
     assert result.returncode == 2 and "no editor" in result.stderr
+
+
+def test_the_editors_draft_stays_in_the_home_and_is_removed(home_dir: Path, tmp_path: Path) -> None:
+    result = run_mirror(home_dir, "reflect", "--no-mirrorback", "--json", "I felt tired today")
+    rid = json.loads(result.stdout)["id"]
+    seen = tmp_path / "seen.txt"
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f'#!/bin/sh\nstat -c "%a %n" "$(dirname "$1")" "$1" > {seen}\n'
+                      f'cat "$1" >> {seen}\nsed -i "s/tired/rested/" "$1"\n')
+    editor.chmod(0o755)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    # A draft some killed edit left behind (its process is gone) goes too.
+    with subprocess.Popen(["true"]) as finished:
+        finished.wait()
+    stale_pid = finished.pid
+    (home_dir / "drafts").mkdir(mode=0o700)
+    stale = home_dir / "drafts" / f"edit-{stale_pid}.txt"
+    stale.write_text("an old draft")
+    result = run_mirror(home_dir, "edit", rid[:6], EDITOR=str(editor), TMPDIR=str(scratch))
+    assert result.returncode == 0, result.stderr
+    dir_line, file_line, content = seen.read_text().splitlines()
+    assert dir_line == f"700 {home_dir / 'drafts'}"
+    mode, draft = file_line.split(" ", 1)
+    assert mode == "600" and Path(draft).parent == home_dir / "drafts"
+    assert content == "I felt tired today"
+    assert "the draft is" in result.stderr and "removed when the editor closes" in result.stderr
+    assert not Path(draft).exists() and not stale.exists()
+    assert not (home_dir / "drafts").exists()
+    assert list(scratch.iterdir()) == []  # nothing in the temporary directory
+    shown = run_mirror(home_dir, "show", rid, "--json")
+    assert json.loads(shown.stdout)["text"] == "I felt rested today"
+
+
+def test_an_editor_that_cannot_run_is_one_clear_line(home_dir: Path, tmp_path: Path) -> None:
+    result = run_mirror(home_dir, "reflect", "--no-mirrorback", "--json", "I felt tired today")
+    rid = json.loads(result.stdout)["id"]
+    not_executable = tmp_path / "editor.txt"
+    not_executable.write_text("not a program")
+    for editor, words in [("/nonexistent", "was not found"),
+                          (str(not_executable), "permission denied"),
+                          ("vim 'unclosed", "cannot read $EDITOR")]:
+        result = run_mirror(home_dir, "edit", rid[:6], EDITOR=editor)
+        assert result.returncode in (1, 2), (editor, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if not line.startswith(
+            "mirror: the draft is")]
+        assert len(errors) == 1 and words in errors[0], (editor, result.stderr)
+        assert "unexpected" not in result.stderr and "--text" in errors[0]
+    assert not (home_dir / "drafts").exists()
 
 
 def test_share_keeps_private_shards_local(
