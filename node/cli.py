@@ -28,6 +28,7 @@ from .core import MirrorCore, open_core
 from .errors import ConfigError, MirrorError, UsageError
 from .files import write_private
 from .home import Home, setup_logging
+from .terminal import direct_stdio, safe_stdio
 
 log = logging.getLogger("mirror.cli")
 
@@ -328,7 +329,8 @@ async def cmd_mode(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 async def cmd_repl(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from .repl import run_repl
 
-    await run_repl(core)
+    with direct_stdio():  # prompt-toolkit draws; the REPL filters what it shows itself
+        await run_repl(core)
     return 0
 
 
@@ -421,6 +423,14 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every line the program prints goes through one filter: text from elsewhere
+    # (synced or imported reflections, Commons posts, device names, server
+    # messages) never drives the terminal (node.terminal).
+    with safe_stdio():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -34,7 +34,6 @@ import logging
 import shlex
 import sys
 import threading
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from .core import Arrival, MirrorCore
 from .engine.base import EngineNotice
 from .errors import MirrorError, UsageError
 from .files import ensure_private_file
+from .terminal import printable
 
 log = logging.getLogger("mirror.repl")
 
@@ -101,15 +101,6 @@ def help_text() -> str:
         lines.append(f"  {f'/{name} {args}'.ljust(width)}  {what}")
     lines += ["", "A line starting with // is saved as a reflection starting with /."]
     return "\n".join(lines)
-
-
-def printable(text: str) -> str:
-    """*text* with control characters (but newline and tab) shown as "?", so stored
-    text can never drive the terminal. Format characters (joiners, direction
-    marks) are kept: they belong to the writing."""
-    return "".join(
-        "?" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
-    )
 
 
 def plural(n: int, noun: str) -> str:
