@@ -49,6 +49,12 @@ async def test_pair_and_sync_through_a_relay_process(tmp_path: Path) -> None:
         assert "joined through the relay" in out
         with trio.fail_after(30):
             assert await pairing.process.wait() == 0  # type: ignore[attr-defined]
+        # The name given with --name is this device's name, here and on the other side.
+        status, out, _ = await mirror(b, "devices", "--json")
+        me = next(d for d in json.loads(out) if d["this_device"])
+        assert me["name"] == f"phone {CANARY}", "join --name through a relay was ignored"
+        status, out, _ = await mirror(a, "devices", "--json")
+        assert f"phone {CANARY}" in {d["name"] for d in json.loads(out)}
         for home in (a, b):
             status, _, err = await mirror(home, "share", "journal", "--class", "devices")
             assert status == 0, err
