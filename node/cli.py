@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import trio
 
@@ -31,6 +32,8 @@ from .home import Home, setup_logging
 from .terminal import direct_stdio, safe_stdio
 
 log = logging.getLogger("mirror.cli")
+
+DISTRIBUTION = "mirror-reflect"  # the name Mirror is installed under (pyproject.toml)
 
 Handler = Callable[[MirrorCore, argparse.Namespace, TextIO], Awaitable[int]]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -137,17 +140,23 @@ async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    items = await core.journal.all()
+    everything = items = await core.journal.all()
+    wanted: list[str] = []
     if args.tag:
-        wanted = {t.lower().lstrip("#") for t in args.tag}
-        items = [r for r in items if wanted & set(r.tags)]
+        wanted = sorted({t.lower().lstrip("#") for t in args.tag})
+        items = [r for r in items if set(wanted) & set(r.tags)]
     if args.limit is not None:
-        items = items[-args.limit :] if args.limit > 0 else []
+        items = items[-args.limit :]
     if args.json:
         json.dump([reflection_json(r) for r in items], out, ensure_ascii=False, indent=1)
         out.write("\n")
-    elif not items:
+    elif not everything:
         print("No reflections yet. Write one: mirror reflect \"…\"", file=out)
+    elif not items:
+        tags = " or ".join(f"#{t}" for t in wanted)
+        noun = "reflection" if len(everything) == 1 else "reflections"
+        print(f"No reflection is tagged {tags} ({len(everything)} {noun} in all: "
+              "mirror list)", file=out)
     else:
         for r in items:
             print(format_list_line(r), file=out)
@@ -202,10 +211,35 @@ async def cmd_delete(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     return 0
 
 
-async def write_export(core: MirrorCore, fmt: str, target: Path) -> list[Path]:
-    """Write an export of everything; JSON to a file, Markdown into a directory."""
+EXPORT_SUFFIXES = {".json": "json", ".md": "markdown", ".markdown": "markdown"}
+
+
+def export_format(fmt: str | None, target: Path) -> str:
+    """The format to write *target* in: the one asked for, else the one its name
+    says (``.json``, ``.md``), else JSON. A name that says another format than
+    the one asked for is refused: nobody wants JSON in ``journal.md``."""
+    named = EXPORT_SUFFIXES.get(target.suffix.lower())
+    if fmt is None:
+        return named or "json"
+    if named is not None and named != fmt:
+        fix = (f"name it {target.with_suffix('.json').name}" if fmt == "json" else
+               f"name it {target.with_suffix('.md').name} (one file) or a folder (one file "
+               "per month)")
+        raise UsageError(f"{target.name} is named like a {named} file but the format is "
+                         f"{fmt}: {fix}, or leave out --format")
+    return fmt
+
+
+def is_single_markdown_file(target: Path) -> bool:
+    return EXPORT_SUFFIXES.get(target.suffix.lower()) == "markdown"
+
+
+async def write_export(core: MirrorCore, fmt: str | None, target: Path) -> list[Path]:
+    """Write an export of everything: JSON to a file; Markdown to one ``.md`` file,
+    or into a folder with one file per month. *fmt* None: the format the name says."""
     from crdt.export import export_json, export_markdown
 
+    fmt = export_format(fmt, target)
     if fmt == "json":
         data = await export_json(core.store)
         files = {"": json.dumps(data, ensure_ascii=False, indent=1) + "\n"}
@@ -230,6 +264,11 @@ def _write_export_files_unchecked(fmt: str, target: Path, files: dict[str, str])
             raise UsageError(f"{target}: is a directory (json writes one file)")
         _write_private_file(target, files[""])
         return [target]
+    if is_single_markdown_file(target):
+        if target.is_dir():
+            raise UsageError(f"{target}: is a directory (a .md name writes one file)")
+        _write_private_file(target, "\n\n".join(files[name] for name in sorted(files)))
+        return [target]
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target}: exists and is not a directory (markdown writes a folder)")
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -246,9 +285,11 @@ def _write_private_file(path: Path, text: str) -> None:
 
 async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     target = Path(args.path)
-    written = await write_export(core, args.format, target)
+    fmt = export_format(args.format, target)
+    written = await write_export(core, fmt, target)
     count = await core.counts()
-    where = target if args.format == "json" else f"{target}/ ({len(written)} files)"
+    single = fmt == "json" or is_single_markdown_file(target)
+    where = target if single else f"{target}/ ({len(written)} files)"
     noun = "reflection" if count.reflections == 1 else "reflections"
     print(f"exported {count.reflections} {noun} to {where}", file=out)
     return 0
@@ -337,8 +378,34 @@ async def cmd_repl(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 # --------------------------------------------------------------------------- parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Wrong arguments are one line on stderr (exit status 2), like every failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (for --limit N and the like)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
+def mirror_version() -> str:
+    """The installed version of Mirror ("unknown" when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mirror",
         description="Mirror: write reflections; your own machine reflects them back. "
         "With no command, starts the interactive prompt.",
@@ -349,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passphrase-file", metavar="FILE",
                         help="passphrase of an encrypted home or backup (first line of FILE; "
                         "or set MIRROR_PASSPHRASE)")
+    parser.add_argument("--version", action="version", version=f"mirror {mirror_version()}")
     parser.set_defaults(handler=cmd_repl)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -372,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list reflections, oldest first")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--tag", action="append", metavar="TAG", help="only with this tag")
-    p.add_argument("--limit", type=int, metavar="N", help="only the newest N")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p = add("show", cmd_show, "show one reflection and its mirrorback")
     p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -388,9 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", cmd_delete, "delete a reflection and all the engine learned from it")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--yes", action="store_true", help="do not ask")
-    p = add("export", cmd_export, "export everything: JSON (one file) or Markdown (a folder)")
-    p.add_argument("--format", choices=("json", "markdown"), default="json")
-    p.add_argument("path", help="file (json) or directory (markdown) to write")
+    p = add("export", cmd_export, "export everything: JSON (one file), Markdown (one .md "
+            "file, or a folder with one file per month)")
+    p.add_argument("--format", choices=("json", "markdown"),
+                   help="default: what the name says (.json, .md), else json")
+    p.add_argument("path", help="file (json, or markdown named .md) or folder (markdown)")
     add("compact", cmd_compact, "fold each document's update log into a verified snapshot")
     p = add("status", cmd_status, "show the home, the modes and what is stored")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -23,7 +23,7 @@ import trio
 
 from crdt.values import parse_timestamp
 
-from .cli import AddCommand, parse_when, short_line
+from .cli import AddCommand, parse_when, positive_int, short_line
 from .config import DEFAULT_LOCAL_API_BASE, Config
 from .core import MirrorCore
 from .errors import MirrorError, UsageError
@@ -383,7 +383,8 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("related", cmd_related, "past reflections related to one (default: the newest)")
     p.add_argument("id", nargs="?", help="the id, or a unique prefix")
-    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--limit", type=positive_int, default=5, metavar="N",
+                   help="at most N (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     add("reindex", cmd_reindex, "learn again from every reflection, e.g. after an import "
         "(keeps your graph edits; deletes and edits need none)")

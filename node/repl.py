@@ -51,7 +51,13 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
-from .cli import format_list_line, format_reflection, short_line, write_export
+from .cli import (
+    format_list_line,
+    format_reflection,
+    is_single_markdown_file,
+    short_line,
+    write_export,
+)
 from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
 from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
@@ -437,7 +443,8 @@ class Repl:
             raise UsageError("usage: /export json|markdown PATH")
         fmt, target = args[0], Path(args[1])
         written = await write_export(self.core, fmt, target)
-        where = target if fmt == "json" else f"{target}/ ({len(written)} files)"
+        single = fmt == "json" or is_single_markdown_file(target)
+        where = target if single else f"{target}/ ({len(written)} files)"
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
 
     async def cmd_engine_view(self, name: str, rest: str) -> None:

@@ -413,3 +413,77 @@ def test_graph_evidence_offsets_are_integers(home_dir: Path) -> None:
     graph = json.loads(run_mirror(home_dir, "graph", "--json").stdout)
     offsets = [e[k] for n in graph["nodes"] for e in n["evidence"] for k in ("start", "end")]
     assert offsets and all(isinstance(v, int) for v in offsets)
+
+
+# --------------------------------------------------------------------------- small things
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"mirror {importlib.metadata.version('mirror-reflect')}\n"
+
+
+def test_list_says_when_no_reflection_has_the_tag(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = cli(capsys, "list", "--tag", "nosuchtag")
+    assert status == 0 and "No reflections yet" in out  # an empty home: that is the news
+    for n in range(3):
+        cli(capsys, "reflect", "--no-mirrorback", "--tag", "work", f"entry {n}")
+    status, out, _ = cli(capsys, "list", "--tag", "nosuchtag", "--tag", "#other")
+    assert status == 0
+    assert out.strip() == "No reflection is tagged #nosuchtag or #other (3 reflections in all: " \
+        "mirror list)"
+    status, out, _ = cli(capsys, "list", "--tag", "work", "--limit", "2")
+    assert [line.split()[-2] for line in out.splitlines()] == ["1", "2"]
+
+
+@pytest.mark.parametrize("argv", [["list", "--limit", "0"], ["list", "--limit", "-3"],
+                                  ["list", "--limit", "many"], ["related", "--limit", "0"]])
+def test_a_limit_must_be_one_or_more(
+    argv: list[str], home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and "--limit" in err and "see mirror" in err
+
+
+def test_wrong_arguments_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["lst"], ["export", "--format", "yaml", "x"], ["mode", "sideways"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1, (argv, err)
+        assert err.startswith("mirror") and "--help" in err
+
+
+def test_export_follows_the_name_or_refuses_a_mismatch(
+    home_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "reflect", "--no-mirrorback", "--at", "2026-01-05", "first of January")
+    cli(capsys, "reflect", "--no-mirrorback", "--at", "2026-02-05", "first of February")
+    # The name says the format.
+    status, out, _ = cli(capsys, "export", str(tmp_path / "journal.md"))
+    assert status == 0 and out.strip().endswith("journal.md")
+    text = (tmp_path / "journal.md").read_text()
+    assert "# Reflections · 2026-01" in text and "# Reflections · 2026-02" in text
+    assert not text.lstrip().startswith(("{", "["))
+    status, out, _ = cli(capsys, "export", str(tmp_path / "all.JSON"))
+    assert status == 0 and json.loads((tmp_path / "all.JSON").read_text())
+    status, out, _ = cli(capsys, "export", "--format", "markdown", str(tmp_path / "months"))
+    assert status == 0 and "(2 files)" in out
+    # A name that says another format than the one asked for is refused; nothing written.
+    for fmt, name, fix in (("json", "x.md", "name it x.json"),
+                           ("markdown", "y.json", "name it y.md")):
+        status, _, err = cli(capsys, "export", "--format", fmt, str(tmp_path / name))
+        assert status == 2 and err.count("\n") == 1 and fix in err, err
+        assert not (tmp_path / name).exists()
+    # No extension and no --format: JSON, as before.
+    status, _, _ = cli(capsys, "export", str(tmp_path / "plain"))
+    assert status == 0 and json.loads((tmp_path / "plain").read_text())
