@@ -131,3 +131,27 @@ async def test_commons_titles_and_bodies_are_filtered(tmp_path: Path) -> None:
             out, err = done.stdout.decode(), done.stderr.decode()
             assert done.returncode == 0, err
             assert "I wrote this" in out and _clean(out) and _clean(err), argv
+
+
+def test_device_names_from_other_devices_are_filtered(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A device of the group (a hostile or broken one) gave itself this name; it
+    # arrives in the membership document like any other.
+    from node.core import open_core
+    from node.home import Home
+    from node.sync.runner import open_group
+
+    async def add_device() -> None:
+        async with open_core(Home(home_dir)) as core:
+            group = await open_group(core)
+            group.add_device(bytes(range(32)), f"tablet {HOSTILE}")
+            await core.store.wait_durable()
+
+    trio.run(add_device)
+    assert main(["devices", "--json"]) == 0
+    tablet = next(d for d in json.loads(capsys.readouterr().out) if not d["this_device"])
+    for argv in (["devices"], ["devices", "remove", tablet["device_id"][:8], "--yes"]):
+        assert main(argv) == 0, argv
+        out, err = capsys.readouterr()
+        assert "tablet I wrote this today" in out and _clean(out) and _clean(err), (argv, out)
