@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import MirrorError, UsageError
 from .files import PRIVATE_FILE_MODE, make_private_dir
+from .processes import process_alive
 
 DRAFTS_DIR = "drafts"
 DRAFT_PREFIX = "edit-"
@@ -80,19 +81,9 @@ def remove_stale_drafts(home: Path) -> None:
         return
     for path in folder.glob(f"{DRAFT_PREFIX}*{DRAFT_SUFFIX}"):
         pid_text = path.name[len(DRAFT_PREFIX):-len(DRAFT_SUFFIX)]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and _running(int(pid_text)):
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and process_alive(int(pid_text)):
             continue
         remove_draft(path)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def edit_in_editor(home: Path, initial: str) -> str:
