@@ -61,6 +61,8 @@ from .cli import (
 from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
 from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
+from .cli_mood import REPL_COMMANDS as MOOD_COMMANDS
+from .cli_mood import repl_command as mood_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
 from .engine.base import EngineNotice
@@ -84,6 +86,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
     **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
     **COMMONS_COMMANDS,  # /commons
+    **MOOD_COMMANDS,  # /mood /config
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
@@ -290,6 +293,7 @@ class Repl:
             "mode": self.cmd_mode,
             **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
             "commons": self.cmd_commons,
+            **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
         }
 
     def say(self, text: str = "") -> None:
@@ -450,6 +454,10 @@ class Repl:
     async def cmd_engine_view(self, name: str, rest: str) -> None:
         """The engine's views and settings (node/cli_engine.py)."""
         self.say(await repl_command(self.core, name, rest))
+
+    async def cmd_mood_view(self, name: str, rest: str) -> None:
+        """/mood and /config (node/cli_mood.py)."""
+        self.say(await mood_command(self.core, name, rest))
 
     async def cmd_commons(self, rest: str) -> None:
         """Read the Commons (node/cli_commons.py); the cache when the server is away."""
