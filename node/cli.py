@@ -177,11 +177,14 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     _, current = await core.journal.find(args.id)
     text = args.text
     if text is None and args.tag is None:
-        from .drafts import draft_path, edit_in_editor
+        from .drafts import edit_in_editor
 
-        print(f"mirror: the draft is {draft_path(core.home.path)} (yours only); it is "
-              "removed when the editor closes", file=sys.stderr)
-        text = await trio.to_thread.run_sync(edit_in_editor, core.home.path, current.text)
+        def announce(draft: Path) -> None:
+            print(f"mirror: the draft is {draft} (yours only); it is removed when the "
+                  "editor closes", file=sys.stderr, flush=True)
+
+        text = await trio.to_thread.run_sync(edit_in_editor, core.home.path, current.text,
+                                             announce)
     if text is not None and text.strip() == current.text and args.tag is None:
         print("unchanged", file=out)
         return 0

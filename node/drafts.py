@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import MirrorError, UsageError
@@ -32,7 +34,8 @@ class EditorError(MirrorError):
 
 
 def editor_command() -> list[str]:
-    """``$VISUAL`` or ``$EDITOR`` as an argument list; UsageError when unset or unreadable."""
+    """``$VISUAL`` or ``$EDITOR`` as an argument list whose program exists and may be
+    run; UsageError when unset or unreadable, EditorError when it cannot run."""
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not editor or not editor.strip():
         raise UsageError("no editor: set $EDITOR, or pass the new text with --text")
@@ -43,6 +46,12 @@ def editor_command() -> list[str]:
                          ) from None
     if not argv:
         raise UsageError("no editor: set $EDITOR, or pass the new text with --text")
+    program = argv[0]
+    if shutil.which(program) is None:
+        exists = os.path.sep in program and os.path.exists(program)
+        why = "cannot be run (permission denied)" if exists else "was not found"
+        raise EditorError(f"the editor {program!r} {why}; set $EDITOR to an editor, "
+                          "or pass the new text with --text")
     return argv
 
 
@@ -86,9 +95,12 @@ def remove_stale_drafts(home: Path) -> None:
         remove_draft(path)
 
 
-def edit_in_editor(home: Path, initial: str) -> str:
+def edit_in_editor(
+    home: Path, initial: str, announce: Callable[[Path], None] | None = None
+) -> str:
     """Open *initial* in the person's editor as a draft in the home; the edited
-    text. The draft is removed afterwards, also when the editor fails."""
+    text. *announce* is told the draft's path just before the editor starts. The
+    draft is removed afterwards, also when the editor fails."""
     argv = editor_command()
     remove_stale_drafts(home)
     make_private_dir(drafts_dir(home))
@@ -99,6 +111,8 @@ def edit_in_editor(home: Path, initial: str) -> str:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)
             fh.write(initial)
+        if announce is not None:
+            announce(path)
         try:
             result = subprocess.run([*argv, str(path)], check=False)
         except FileNotFoundError:
