@@ -73,15 +73,22 @@ def make_private_dir(path: Path) -> None:
         path.chmod(PRIVATE_DIR_MODE)
 
 
+def make_private(path: str | os.PathLike[str]) -> None:
+    """Take group and other permissions off *path* (never a symbolic link's target,
+    never adds a permission); nothing if it is gone."""
+    try:
+        mode = os.stat(path, follow_symlinks=False).st_mode
+        if mode & 0o077 and not stat.S_ISLNK(mode):
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+    except FileNotFoundError:  # another process removed it meanwhile
+        pass
+
+
 def make_tree_private(root: Path) -> None:
-    """Take group and other permissions off everything under *root* (never follows
-    a symbolic link, never adds a permission)."""
+    """:func:`make_private` for *root* and everything under it (links not followed)."""
+    make_private(root)
+    if not root.is_dir() or root.is_symlink():
+        return
     for folder, dirs, files in os.walk(root, followlinks=False):
         for name in (*dirs, *files):
-            path = os.path.join(folder, name)
-            try:
-                mode = os.stat(path, follow_symlinks=False).st_mode
-                if mode & 0o077 and not stat.S_ISLNK(mode):
-                    os.chmod(path, stat.S_IMODE(mode) & 0o700)
-            except FileNotFoundError:  # another process removed it meanwhile
-                continue
+            make_private(os.path.join(folder, name))

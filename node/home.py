@@ -36,6 +36,22 @@ from .files import ensure_private_file, make_private_dir, make_tree_private
 
 ENV_HOME = "MIRROR_HOME"
 DB_NAME = "mirror.db"
+# What Mirror keeps in a home (the layout above), for making an older home private
+# again: only these are touched, whatever else the directory holds.
+MIRROR_ENTRIES = frozenset({
+    DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", f"{DB_NAME}.locks",
+    "config.json", "keyring.json", "logs", "history", "prompts", "drafts", "updates",
+    "sync-status.json", "blind-stores.json", "authors.json", "commons.json",
+    "trusted-keys.json", "llm.key",
+})
+MIRROR_ENTRY_PREFIXES = ("replaced-", ".backup-snapshot-", ".restore-", ".mirror.db")
+
+
+def is_mirror_entry(name: str) -> bool:
+    """Whether *name*, in a home, is one of Mirror's files or their temporary forms."""
+    if name in MIRROR_ENTRIES or name.startswith(MIRROR_ENTRY_PREFIXES):
+        return True
+    return name.startswith(".") and name[1:].split(".tmp-", 1)[0] in MIRROR_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -84,7 +100,9 @@ class Home:
             raise HomeError(f"{self.path}: exists and is not a directory")
         try:
             make_private_dir(self.path)
-            make_tree_private(self.path)  # a few dozen entries: well under a millisecond
+            for entry in os.scandir(self.path):  # a few dozen: well under a millisecond
+                if is_mirror_entry(entry.name):
+                    make_tree_private(Path(entry.path))
             make_private_dir(self.path / "logs")
         except OSError as exc:
             raise HomeError(f"{self.path}: cannot create the home ({exc.strerror})") from None

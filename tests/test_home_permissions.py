@@ -106,6 +106,33 @@ def test_a_home_left_wide_open_is_made_private_by_the_next_command(tmp_path: Pat
     assert loose_entries(home) == []
 
 
+def test_only_mirrors_own_entries_are_touched_in_the_home(tmp_path: Path) -> None:
+    # A person who points MIRROR_HOME at a folder holding other things of theirs.
+    home = tmp_path / "home"
+    assert mirror(home, "reflect", "mine", umask=0o022).returncode == 0
+    (home / "notes.txt").write_text("theirs")
+    (home / "notes.txt").chmod(0o644)
+    (home / "photos").mkdir(mode=0o755)
+    (home / "photos").chmod(0o755)
+    (home / "config.json").chmod(0o644)
+    assert mirror(home, "list", umask=0o022).returncode == 0
+    assert mode_of(home / "config.json") == 0o600
+    assert (mode_of(home / "notes.txt"), mode_of(home / "photos")) == (0o644, 0o755)
+
+
+async def test_the_backups_plaintext_snapshot_is_private_while_it_exists(
+    tmp_path: Path,
+) -> None:
+    from node.backup import _snapshot_store
+
+    home = Home(tmp_path / "home")
+    async with open_core(home) as core:
+        await core.reflect("in the snapshot")
+    with umask(0):
+        _snapshot_store(home.db_path, home.path / ".backup-snapshot-1.db")
+    assert mode_of(home.path / ".backup-snapshot-1.db") == 0o600
+
+
 def test_the_prompts_history_is_private(tmp_path: Path) -> None:
     from node.repl import private_history
 
