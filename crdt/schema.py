@@ -166,14 +166,15 @@ def create_private_file(path: Path) -> None:
 
 
 def make_private(path: Path) -> None:
-    """Take group and other permissions off an existing store file or its
-    directory of locks (stores made before files were created private)."""
+    """Take group and other permissions off *path* if it exists (a store file or its
+    directory of locks from before files were created private); never follows a
+    symbolic link, never adds a permission."""
     try:
         mode = os.stat(path, follow_symlinks=False).st_mode
-    except FileNotFoundError:
+        if mode & 0o077 and not stat.S_ISLNK(mode):
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+    except FileNotFoundError:  # gone meanwhile (another process's temporary file)
         return
-    if mode & 0o077 and not stat.S_ISLNK(mode):
-        os.chmod(path, stat.S_IMODE(mode) & 0o700)
 
 
 def create_store_file(

@@ -18,6 +18,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from crdt.schema import make_private
+
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
@@ -73,17 +75,6 @@ def make_private_dir(path: Path) -> None:
         path.chmod(PRIVATE_DIR_MODE)
 
 
-def make_private(path: str | os.PathLike[str]) -> None:
-    """Take group and other permissions off *path* (never a symbolic link's target,
-    never adds a permission); nothing if it is gone."""
-    try:
-        mode = os.stat(path, follow_symlinks=False).st_mode
-        if mode & 0o077 and not stat.S_ISLNK(mode):
-            os.chmod(path, stat.S_IMODE(mode) & 0o700)
-    except FileNotFoundError:  # another process removed it meanwhile
-        pass
-
-
 def make_tree_private(root: Path) -> None:
     """:func:`make_private` for *root* and everything under it (links not followed)."""
     make_private(root)
@@ -91,4 +82,4 @@ def make_tree_private(root: Path) -> None:
         return
     for folder, dirs, files in os.walk(root, followlinks=False):
         for name in (*dirs, *files):
-            make_private(os.path.join(folder, name))
+            make_private(Path(folder, name))
