@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from crdt.journal import Reflection, new_reflection_id
 from node.core import open_core
-from node.engine.derive import derive_all, summarize_patterns, summarize_tension
+from node.engine.derive import derive_all
 from node.engine.extract import extract
+from node.engine.lived import lived_loops, lived_tensions, summarize_patterns
 from node.home import Home
 
 TARGET_REFLECT_MS = 50.0
@@ -104,8 +105,9 @@ async def run(past: int, new: int) -> None:
             t = time.perf_counter()
             extractions = await u.extractions()
             state = derive_all(extractions, graph=False)
-            patterns = summarize_patterns(state.recurring.items(), state.loops.items())
-            tensions = [summarize_tension(rec, state.latest) for rec in state.tensions.values()]
+            patterns = summarize_patterns(state.recurring.items(),
+                                          lived_loops(state.loops.items()))
+            tensions = lived_tensions(state.tensions.items(), state.latest)
             t_derive = time.perf_counter() - t
             t = time.perf_counter()
             stored_patterns = await u.patterns()
