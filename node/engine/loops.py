@@ -39,6 +39,8 @@ MAX_LINK = timedelta(hours=MAX_LINK_HOURS)
 NEGATION_WINDOW_TOKENS = 3
 MAX_CHAINS_PER_ENTRY = 6
 MAX_CONSEQUENCES = 2
+SHORT_ENTRY_TOKENS = 12  # below this the language guess of text.analyze is unreliable
+_CAUSAL = frozenset({"after", "when", "because", "since", "cause", "cos"})
 
 # A feeling family read as a consequence when no consequence cue names it better.
 FAMILY_CONSEQUENCES: Mapping[str, str] = {
@@ -66,6 +68,7 @@ class LoopLexicon:
     responses: CueIndex
     consequences: CueIndex
     negators: tuple[tuple[str, ...], ...]
+    weak_triggers: frozenset[str]
 
 
 @cache
@@ -82,6 +85,7 @@ def loop_lexicon() -> LoopLexicon:
         responses=index("responses"),
         consequences=index("consequences"),
         negators=tuple(phrase_tokens(p) for p in raw["negated_by"]),
+        weak_triggers=frozenset(raw.get("weak_triggers", ())),
     )
 
 
@@ -107,7 +111,7 @@ class _Entry:
         ]
         taken = {k for s in self.responses for k in range(s.first, s.end)}
         self.triggers = [
-            _Step(i, i + n, f"event:{name}", 0)
+            _Step(i, i + n, f"event:{name}", 1 if name in lex.weak_triggers else 0)
             for i, n, name in lex.triggers.find_all(self.norms)
             if i not in taken
         ]
@@ -151,6 +155,12 @@ class _Entry:
         toks = self.a.tokens
         return self.a.span(toks[first].start, toks[end - 1].end)
 
+    def sentence_end(self, i: int) -> int:
+        k = i
+        while k < len(self.norms) and self.sentence[k] == self.sentence[i]:
+            k += 1
+        return k
+
     def trigger_for(self, r: _Step) -> _Step | None:
         s = self.sentence[r.first]
         before = [
@@ -158,9 +168,12 @@ class _Entry:
             if t.end <= r.first and s - self.sentence[t.first] <= TRIGGER_WINDOW_SENTENCES
             and (t.rank < 2 or self.sentence[t.first] >= s - 1)  # a feeling: just before
         ]
+        because = next((k for k in range(r.end, self.sentence_end(r.first))
+                        if self.norms[k] in _CAUSAL), None)
         same_after = [
             t for t in self.triggers
-            if t.first >= r.end and self.sentence[t.first] == s and t.rank < 2
+            if t.first >= r.end and self.sentence[t.first] == s
+            and (t.rank < 2 or (because is not None and t.first > because))
         ]
         pool = before or same_after
         if not pool:
@@ -204,19 +217,30 @@ class _Entry:
                 break
         return out
 
-    def opening_consequence(self) -> _Step | None:
-        """How the entry opens, when it opens with a consequence and no response before it."""
+    def opening_consequences(self) -> list[_Step]:
+        """How the entry opens, when it opens with consequences and no response before them."""
         first_response = self.responses[0].first if self.responses else len(self.norms)
+        out: list[_Step] = []
         for c in self.consequences:
             if self.sentence[c.first] >= OPENING_SENTENCES or c.first > first_response:
-                return None
-            return c
-        return None
+                break
+            if all(c.name != o.name for o in out):
+                out.append(c)
+            if len(out) >= MAX_CONSEQUENCES:
+                break
+        return out
+
+
+def _readable(analysis: Analysis) -> bool:
+    """English, or too short to tell (telegraphic lines: "Head pounding, full of regret.")."""
+    return bool(analysis.tokens) and (
+        analysis.english or len(analysis.tokens) < SHORT_ENTRY_TOKENS
+    )
 
 
 def find_chains(analysis: Analysis) -> list[Chain]:
     """The loops lived in one entry, in text order. English entries only."""
-    if not analysis.english or not analysis.tokens:
+    if not _readable(analysis):
         return []
     return _Entry(analysis, loop_lexicon()).chains()
 
@@ -225,11 +249,12 @@ def continue_chains(previous: Sequence[Chain], analysis: Analysis) -> list[Chain
     """Chains of the entry before that had no consequence, completed by how this one
     opens. The caller checks the two entries are close enough in time (``MAX_LINK``)."""
     open_chains = [c for c in previous if not c.consequences]
-    if not open_chains or not analysis.english or not analysis.tokens:
+    if not open_chains or not _readable(analysis):
         return []
     entry = _Entry(analysis, loop_lexicon())
-    c = entry.opening_consequence()
-    if c is None:
+    cs = entry.opening_consequences()
+    if not cs:
         return []
-    return [Chain(ch.trigger, ch.response, (c.name,), entry.span(c.first, c.end))
+    span = entry.span(cs[0].first, cs[-1].end)
+    return [Chain(ch.trigger, ch.response, tuple(c.name for c in cs), span)
             for ch in open_chains]

@@ -59,11 +59,14 @@ _SET_AGAINST = {
     ("without",): "without", ("at", "the", "cost", "of"): "cost",
 }
 _CONFLICTED_FEELINGS = frozenset({"anxiety", "fear", "shame", "anger", "confusion", "sadness"})
+_SUBORDINATORS = frozenset({"because", "cause", "cos", "since", "when", "while", "whereas"})
+_SUBJECTS = frozenset({"i", "i'm", "im", "i've", "my", "he", "she", "we", "they", "his", "her",
+                       "their", "our"})
 _PERSON_WORDS = frozenset({"her", "him", "them", "us", "she", "he", "they"})
 _CONFLICT_RE = re.compile(
     r"\b(but|yet|although|though|however|torn|conflicted|both|juggl\w*|balanc\w*|choos\w*|"
     r"chose|sacrific\w*|instead|cost|guilt\w*|pull\w*|between|can't|cannot|can’t|struggl\w*|"
-    r"tug|stretched|no room|no time|still|even|anyway|despite|trying)\b",
+    r"tug|stretched|no room|no time|still|even|anyway|despite|trying|rather|wish|hate)\b",
     re.IGNORECASE,
 )
 
@@ -155,10 +158,16 @@ class _Entry:
         return out
 
     def _clauses(self) -> list[int]:
+        """Clause number of each token: breaks, contrast cues, "because"-like words,
+        and an "and" that starts a new subject ("… and my boss wants …")."""
         clause, out = -1, []
         contrast = lexicon().contrast
-        for i in range(len(self.norms)):
-            if self.breaks[i] or contrast.match_at(self.norms, i) is not None:
+        n = self.norms
+        for i in range(len(n)):
+            joins = n[i] in _SUBORDINATORS or (
+                n[i] == "and" and i + 1 < len(n) and n[i + 1] in _SUBJECTS
+            )
+            if self.breaks[i] or joins or contrast.match_at(n, i) is not None:
                 clause += 1
             out.append(clause)
         return out
