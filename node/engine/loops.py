@@ -40,6 +40,9 @@ NEGATION_WINDOW_TOKENS = 3
 MAX_CHAINS_PER_ENTRY = 6
 MAX_CONSEQUENCES = 2
 SHORT_ENTRY_TOKENS = 12  # below this the language guess of text.analyze is unreliable
+SUBJECT_WINDOW_TOKENS = 3
+_FIRST_PERSON = frozenset({"i", "i'm", "im", "i've", "ive", "i'd", "we", "we're", "me", "myself"})
+_THIRD_PERSON = frozenset({"he", "she", "they", "he's", "she's", "they're", "it"})
 _CAUSAL = frozenset({"after", "when", "because", "since", "cause", "cos"})
 
 # A feeling family read as a consequence when no consequence cue names it better.
@@ -104,10 +107,12 @@ class _Entry:
         self.norms = tuple(t.norm for t in a.tokens)
         self.sentence = tuple(t.sentence for t in a.tokens)
         starts = {t.start: i for i, t in enumerate(a.tokens)}
+        self.person_tokens = {starts[sp.start] for p in a.people for sp in p.spans
+                              if sp.start in starts}
         self.responses = [
             _Step(i, i + n, f"behaviour:{name}")
             for i, n, name in lex.responses.find_all(self.norms)
-            if not self._negated(i)
+            if not self._negated(i) and not self._someone_else(i)
         ]
         taken = {k for s in self.responses for k in range(s.first, s.end)}
         self.triggers = [
@@ -141,6 +146,18 @@ class _Entry:
             if name is not None and at is not None and at not in cue_starts and at not in taken:
                 self.consequences.append(_Step(at, at + 1, name))
         self.consequences.sort(key=lambda s: s.first)
+
+    def _someone_else(self, i: int) -> bool:
+        """Whether the act at token *i* is someone else's ("he went quiet", "Dani said
+        nothing"): the nearest subject before it, in its sentence, is not the person."""
+        for k in range(i - 1, max(-1, i - SUBJECT_WINDOW_TOKENS - 1), -1):
+            if self.sentence[k] != self.sentence[i]:
+                return False
+            if self.norms[k] in _FIRST_PERSON:
+                return False
+            if self.norms[k] in _THIRD_PERSON or k in self.person_tokens:
+                return True
+        return False
 
     def _negated(self, i: int) -> bool:
         for neg in self.lex.negators:

@@ -67,6 +67,7 @@ from crdt.journal import (
 )
 from crdt.values import format_timestamp, utc_now
 
+from .ask import MAX_RETRIEVED, Retrieved, citations_for, read_question, retrieve
 from .derive import DerivedState, Touched, cites, derive_all, fold
 from .evolution import EvolutionNote, compare, note_text
 from .extract import Extraction, extract, from_json, slug, to_json
@@ -447,6 +448,23 @@ class Understanding:
             return (await self.journal.find(rid))[1]
         except DocumentError:
             return None  # deleted since it was indexed
+
+    async def ask(
+        self, text: str, *, now: datetime | None = None, include_private: bool = True
+    ) -> Retrieved:
+        """The reflections that answer the question *text* (``ask``), read from the
+        index and their shards; *now* places "last week" and the like."""
+        q = read_question(text, now=now or utc_now().astimezone())
+        found = retrieve(q, await self.extractions(Scope.LOCAL), await self.related_index(),
+                         include_private=include_private)
+        reflections: dict[str, Reflection] = {}
+        for x in found[:MAX_RETRIEVED]:
+            r = await self._read(x.rid)
+            if r is not None:
+                reflections[r.id] = r
+        shown = [x for x in found[:MAX_RETRIEVED] if x.rid in reflections]
+        cites = citations_for(q, shown, reflections)
+        return Retrieved(q, tuple(reflections[x.rid] for x in shown), tuple(cites), len(found))
 
     async def evolve(
         self,
