@@ -52,6 +52,7 @@ _COUNT_RE = re.compile(r"\bhow (often|many times|many)\b|\bhow much\b")
 _PERIOD_RE = re.compile(r"\b(last|this|past) (week|month|year)\b|\byesterday\b|\btoday\b")
 _SINCE_RE = re.compile(r"\bsince (\d{4}-\d{2}-\d{2})\b")
 _IN_MONTH_RE = re.compile(r"\bin (" + "|".join(_MONTHS) + r")\b")
+_FEELING_QUESTION_RE = re.compile(r"\b(feel|felt|feeling|feelings|mood|emotions?)\b")
 _CITE_RE = re.compile(r"\[([A-Za-z0-9]{4,})\]")
 _QUOTE_RE = re.compile(r"“([^”]+)”|\"([^\"]+)\"")
 
@@ -67,6 +68,7 @@ class Question:
     themes: tuple[str, ...]
     since: datetime | None = None
     until: datetime | None = None
+    any_feeling: bool = False  # "how did I feel in March?": every feeling named
 
     @property
     def about(self) -> tuple[str, ...]:
@@ -118,12 +120,13 @@ def read_question(text: str, *, now: datetime) -> Question:
                 feelings, words = (found[1],), (tok.norm,)
                 break
     since, until = _period(low, now)
+    any_feeling = not feelings and _FEELING_QUESTION_RE.search(low) is not None
     return Question(
         text=text, moment=moment, feelings=feelings, feeling_words=words,
         people=tuple(p.key for p in a.people),
         people_names=tuple(p.name or f"your {p.role}" for p in a.people),
         themes=tuple(t.name for t in a.themes if t.name not in feelings),
-        since=since, until=until,
+        since=since, until=until, any_feeling=any_feeling,
     )
 
 
@@ -189,7 +192,9 @@ def retrieve(
     """The reflections that answer *q*, best (or, for "first", oldest) first."""
     pool = [x for x in extractions if _in_period(x, q) and (include_private or not x.private)]
     about = set(q.about)
-    if about and q.moment in ("last", "first", "count"):
+    if q.any_feeling:
+        about = {i.node_id for x in pool for i in x.items if i.kind == "emotion"}
+    if about and (q.moment in ("last", "first", "count") or q.any_feeling):
         hits = [x for x in pool if about & {i.node_id for i in x.items}]
         hits.sort(key=lambda x: x.created_at, reverse=q.moment != "first")
         return hits if q.moment == "count" else hits[:limit]
@@ -259,6 +264,8 @@ def citations_for(
 ) -> list[Citation]:
     terms = query_terms(q)
     about = set(q.about)
+    if q.any_feeling:
+        about = {i.node_id for x in found for i in x.items if i.kind == "emotion"}
     out = []
     for x in found:
         r = texts.get(x.rid)
@@ -301,6 +308,11 @@ def extractive_answer(q: Question, cites: Sequence[Citation], *, total: int | No
         first, last = min(c.created_at for c in cites), max(c.created_at for c in cites)
         lines.append(f"You wrote about {_subject(q)} in {n} reflection{'s' * (n != 1)}, "
                      f"from {_day(first)} to {_day(last)}. The most recent:")
+        rest, lead = shown, ""
+    elif q.any_feeling:
+        n = total if total is not None else len(cites)
+        lines.append(f"You named feelings in {n} reflection{'s' * (n != 1)}"
+                     f"{' in that period' if q.since or q.until else ''}. The most recent:")
         rest, lead = shown, ""
     else:
         n = len(shown)
