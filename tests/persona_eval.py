@@ -18,7 +18,8 @@ the labelled response and its trigger or one of its two main consequences
 matches too. Names match when equal after lower-casing and dropping the node
 kind ("event:", "person:" …), or when they share a word stem of at least
 ``STEM_CHARS`` letters ("staying silent" ~ "silence"). Each labelled item is
-matched at most once: a second shown item for it counts against precision.
+matched at most once (a maximum matching, so the order of the findings does not
+matter): a second shown item for it counts against precision.
 """
 
 from __future__ import annotations
@@ -134,20 +135,40 @@ class PersonaResult:
 def _score(shown: Sequence[Any], labels: Sequence[dict[str, Any]], matches: Any,
            describe: Any, *, status: bool = False) -> Score:
     score = Score(shown=len(shown), labelled=len(labels))
-    taken: set[int] = set()
-    for item in shown:
-        hit = next((k for k, lb in enumerate(labels) if k not in taken and matches(item, lb)),
-                   None)
+    pairs = _best_matching([[k for k, lb in enumerate(labels) if matches(item, lb)]
+                            for item in shown])
+    taken = set(pairs.values())
+    for i, item in enumerate(shown):
+        hit = pairs.get(i)
         if hit is None:
             score.extras.append(describe(item))
             continue
-        taken.add(hit)
         score.right += 1
         if status and getattr(item, "status", None) == labels[hit].get("status"):
             score.status_right += 1
     score.found = len(taken)
     score.misses = [str(lb.get("note", lb)) for k, lb in enumerate(labels) if k not in taken]
     return score
+
+
+def _best_matching(candidates: Sequence[Sequence[int]]) -> dict[int, int]:
+    """A maximum matching of shown items to labelled ones (augmenting paths): the
+    score does not depend on the order the engine lists its findings in."""
+    owner: dict[int, int] = {}  # labelled -> shown
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for k in candidates[i]:
+            if k in seen:
+                continue
+            seen.add(k)
+            if k not in owner or augment(owner[k], seen):
+                owner[k] = i
+                return True
+        return False
+
+    for i in range(len(candidates)):
+        augment(i, set())
+    return {i: k for k, i in owner.items()}
 
 
 def evaluate(persona: Persona) -> PersonaResult:

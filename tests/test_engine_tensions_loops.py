@@ -101,7 +101,7 @@ LOOPS = [
     ("The deadline is Friday and I've been avoiding the report all week. Panicking now.",
      "event:deadline", "behaviour:avoiding", "anxiety"),
     ("I snapped at the kids after a long day at work, then felt terrible.",
-     "theme:work", "behaviour:snapping", "guilt"),
+     "event:hard day", "behaviour:snapping", "guilt"),
     ("My manager criticised my slides in the meeting. I stayed late to redo them and got home "
      "at eleven, completely drained.", "event:criticism", "behaviour:overworking", "exhaustion"),
     ("Mum made another comment about my weight. I didn't say anything, just went to my room. "

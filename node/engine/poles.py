@@ -18,8 +18,10 @@ mum" family). Then two kinds of evidence:
   (``opposites``) wins, and content poles beat the generic ones (duty, desire,
   self).
 * **co-occurring**: an entry with a conflict cue (but, torn, both, guilt,
-  can't …) names, in different clauses, both poles of a listed opposite. It
-  counts for less: the views need it to come back before they show it.
+  can't …) names, in different clauses, both poles of a listed opposite — or,
+  for the ``inherent`` pairs (pleasure vs discipline, control vs trust …), names
+  both at all. It counts for less: the views need it to come back before they
+  show it.
 
 A finding is *resolving* when its sentences (or the one after) say the person
 is through with it ("made my peace", "I decided", "both can be true"), which
@@ -57,6 +59,7 @@ _CHOICE_VERBS = ("choos", "chose", "pick", "priorit", "put", "putting")
 _SET_AGAINST = {
     ("over",): "over", ("instead", "of"): "instead", ("rather", "than"): "rather",
     ("without",): "without", ("at", "the", "cost", "of"): "cost",
+    ("at", "the", "price", "of"): "cost", ("at", "the", "expense", "of"): "cost",
 }
 _CONFLICTED_FEELINGS = frozenset({"anxiety", "fear", "shame", "anger", "confusion", "sadness"})
 _SUBORDINATORS = frozenset({"because", "cause", "cos", "since", "when", "while", "whereas"})
@@ -66,7 +69,8 @@ _PERSON_WORDS = frozenset({"her", "him", "them", "us", "she", "he", "they"})
 _CONFLICT_RE = re.compile(
     r"\b(but|yet|although|though|however|torn|conflicted|both|juggl\w*|balanc\w*|choos\w*|"
     r"chose|sacrific\w*|instead|cost|guilt\w*|pull\w*|between|can't|cannot|can’t|struggl\w*|"
-    r"tug|stretched|no room|no time|still|even|anyway|despite|trying|rather|wish|hate)\b",
+    r"tug|stretched|no room|no time|still|even|anyway|despite|trying|rather|wish|hate|"
+    r"barely|price|paying|expense|sacrific\w*)\b",
     re.IGNORECASE,
 )
 
@@ -92,6 +96,7 @@ class PoleLexicon:
     generic: frozenset[str]
     roles: Mapping[str, str]
     opposites: Mapping[frozenset[str], int]
+    inherent: frozenset[frozenset[str]]  # pairs that pull wherever both are named
     resolving: CueIndex
 
     def weight(self, a: str, b: str) -> int:
@@ -117,6 +122,7 @@ def pole_lexicon() -> PoleLexicon:
         generic=frozenset(raw["generic"]),
         roles=dict(raw["roles"]),
         opposites={frozenset((a, b)): int(w) for a, b, w in raw["opposites"]},
+        inherent=frozenset(frozenset(pair) for pair in raw.get("inherent", ())),
         resolving=CueIndex((p, "resolving") for p in raw["resolving"]),
     )
 
@@ -129,6 +135,7 @@ class _Hit:
     first: int  # token index
     end: int  # one past the last token
     pole: str
+    by_role: bool = False  # "my dad" stands for family: weaker than the word "family"
 
 
 class _Entry:
@@ -154,7 +161,7 @@ class _Entry:
             for s in p.spans:
                 i = starts.get(s.start)
                 if i is not None:
-                    out.append(_Hit(i, i + 1, pole))
+                    out.append(_Hit(i, i + 1, pole, by_role=True))
         return out
 
     def _clauses(self) -> list[int]:
@@ -376,11 +383,11 @@ class _Entry:
             pair = self.pair(lp, rp, generic_ok=generic_ok)
             if pair is not None:
                 keep(self.finding(pair, left, right, STATED))
-        if _CONFLICT_RE.search(self.a.text) or any(
+        conflicted = _CONFLICT_RE.search(self.a.text) is not None or any(
             f.family in _CONFLICTED_FEELINGS for f in self.a.named_feelings
-        ):
-            for f in self._co_occurring(set(found)):
-                keep(f)
+        )
+        for f in self._co_occurring(set(found), inherent_only=not conflicted):
+            keep(f)
         return sorted(found.values(), key=lambda f: (-f.confidence, f.left.start))
 
     def _person_of(self, side: tuple[int, int]) -> list[str]:
@@ -402,10 +409,12 @@ class _Entry:
                 return ["desire"]
         return []
 
-    def _co_occurring(self, stated: set[tuple[str, str]]) -> list[TensionFinding]:
+    def _co_occurring(
+        self, stated: set[tuple[str, str]], *, inherent_only: bool
+    ) -> list[TensionFinding]:
         by_pole: dict[str, list[_Hit]] = {}
-        for h in self.hits:
-            if h.pole not in self.lex.generic:
+        for h in self.hits:  # side by side, a person is not yet a pull ("lunch with my dad")
+            if h.pole not in self.lex.generic and not h.by_role:
                 by_pole.setdefault(h.pole, []).append(h)
         pairs: list[tuple[int, int, str, str, _Hit, _Hit]] = []
         names = sorted(by_pole, key=lambda p: self.lex.order.get(p, 0))
@@ -414,9 +423,13 @@ class _Entry:
                 weight = self.lex.weight(a, b)
                 if weight < MIN_COOCCURRING_WEIGHT or self.lex.ordered(a, b) in stated:
                     continue
-                apart = [
+                if inherent_only and frozenset((a, b)) not in self.lex.inherent:
+                    continue  # without a conflict cue only an inherent pair pulls
+                inherent = frozenset((a, b)) in self.lex.inherent
+                apart = [  # in different clauses; an inherent pair anywhere apart
                     (ha, hb) for ha in by_pole[a] for hb in by_pole[b]
                     if self.clause_of[ha.first] != self.clause_of[hb.first]
+                    or (inherent and (ha.end <= hb.first or hb.end <= ha.first))
                 ]
                 if apart:
                     ha, hb = min(apart, key=lambda p: abs(p[0].first - p[1].first))
