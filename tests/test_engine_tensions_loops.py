@@ -197,12 +197,16 @@ def test_near_names_of_one_tension_are_shown_once() -> None:
     assert set(shown[0].poles) & {"work", "achievement"} and "family" in shown[0].poles
 
 
-def test_a_pull_mentioned_once_is_not_yet_shown() -> None:
-    x = extract(_r(1, "I want to travel, but I need the security of this job.", 0))
-    state = derive_all([x])
-    assert lived_tensions(state.tensions.items(), state.latest) == []
-    assert [t.key for t in lived_tensions(state.tensions.items(), state.latest,
-                                          everything=True)] == ["security vs freedom"]
+def test_a_pull_stated_once_is_shown_and_poles_side_by_side_once_are_not() -> None:
+    stated = derive_all([extract(_r(1, "I want to travel, but I need the security of this job.",
+                                     0))])
+    shown = lived_tensions(stated.tensions.items(), stated.latest)
+    assert [(t.key, t.status) for t in shown] == [("security vs freedom", "emerging")]
+    side_by_side = derive_all([extract(_r(2, "The report took all evening. I'm so tired I can't "
+                                            "think, no rest in sight.", 0))])
+    assert lived_tensions(side_by_side.tensions.items(), side_by_side.latest) == []
+    assert [t.key for t in lived_tensions(side_by_side.tensions.items(), side_by_side.latest,
+                                          everything=True)] == ["work vs rest"]
 
 
 def test_old_index_entries_still_read() -> None:

@@ -5,10 +5,10 @@ say what of it a person lives with, the way they would say it.
 
 **Tensions.** Two records whose poles differ only by near names ("work vs
 family" and "achievement vs family", ``near`` in ``data/tensions.json``) are
-one tension. A tension is shown once it is more than a passing thought: stated
-in at least one entry and found in at least ``MIN_STATED_SHOWN`` entries, or
-found in at least ``MIN_FOUND_SHOWN`` (a pair that is not a listed opposite
-must be stated ``MIN_UNLISTED_STATED`` times). One whose evidence is mostly
+one tension. A tension is shown once the person has set one side against the
+other in so many words (in ``MIN_STATED_SHOWN`` entry), or once both poles
+have come up together in ``MIN_FOUND_SHOWN`` conflicted entries; a pair that is
+not a listed opposite must be stated ``MIN_UNLISTED_STATED`` times. One whose evidence is mostly
 that of a stronger tension sharing a pole is the same pull read twice and is
 left out. Its status, relative to the newest reflection (``as_of``):
 
@@ -56,7 +56,7 @@ RESOLVED_AFTER_GAPS = 4.0
 EMERGING_DAYS = 35
 RECENT_WEEKS = 6
 EPISODE_GAP_WEEKS = 2  # this many empty weeks between occurrences start a new episode
-MIN_STATED_SHOWN = 2
+MIN_STATED_SHOWN = 1
 MIN_FOUND_SHOWN = 3
 MIN_UNLISTED_STATED = 2
 SAME_PULL_SHARE = 2 / 3  # evidence share that makes a weaker tension the same pull
@@ -300,11 +300,29 @@ def step_label(node: str) -> str:
 
 
 @cache
-def _near_responses() -> dict[str, int]:
-    raw = json.loads(
+def _loop_data() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
         resources.files(f"{__package__}.data").joinpath("loops.json").read_text("utf-8")
     )
-    return {f"behaviour:{r}": g for g, group in enumerate(raw.get("near", [])) for r in group}
+    return data
+
+
+@cache
+def _near_responses() -> dict[str, int]:
+    groups = _loop_data().get("near", [])
+    return {f"behaviour:{r}": g for g, group in enumerate(groups) for r in group}
+
+
+@cache
+def _near_consequences() -> dict[str, int]:
+    groups = _loop_data().get("near_consequences", [])
+    return {c: g for g, group in enumerate(groups) for c in group}
+
+
+def _same_place(a: str, b: str) -> bool:
+    """Whether two consequences are one place to end up ("guilt" and "shame")."""
+    near = _near_consequences()
+    return bool(a) and (a == b or (a in near and near.get(a) == near.get(b)))
 
 
 @dataclass
@@ -390,7 +408,7 @@ def lived_loops(
         home = next((
             m for m in merged
             if near.get(m.responses[0], -1) == near.get(g.responses[0], -2)
-            and ((g.top_consequence() and g.top_consequence() == m.top_consequence())
+            and (_same_place(g.top_consequence(), m.top_consequence())
                  or len(g.rids & m.rids) >= SAME_LOOP_SHARE * max(1, len(g.rids)))
         ), None)
         if home is None:

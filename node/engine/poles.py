@@ -11,7 +11,7 @@ mum" family). Then two kinds of evidence:
 
 * **stated**: the person sets one side against the other — the structures of
   ``text.analyze`` ("part of me …, part of me …", "I should … but I want …",
-  "X but Y"), and those read here: "torn between X and Y", "X or Y", "choosing
+  "X but Y"), and those read here: "torn between X and Y", "X or Y" ("X vs Y"), "choosing
   X over Y", "X without / instead of / rather than Y", "I want X … I (also)
   want Y", and "both" after two pulls. Each side is named by the pole its words
   point to; of several, the pair that people live as a tension
@@ -64,7 +64,7 @@ _SET_AGAINST = {
 _CONFLICTED_FEELINGS = frozenset({"anxiety", "fear", "shame", "anger", "confusion", "sadness"})
 _SUBORDINATORS = frozenset({"because", "cause", "cos", "since", "when", "while", "whereas"})
 _SUBJECTS = frozenset({"i", "i'm", "im", "i've", "my", "he", "she", "we", "they", "his", "her",
-                       "their", "our"})
+                       "their", "our", "the"})
 _PERSON_WORDS = frozenset({"her", "him", "them", "us", "she", "he", "they"})
 _CONFLICT_RE = re.compile(
     r"\b(but|yet|although|though|however|torn|conflicted|both|juggl\w*|balanc\w*|choos\w*|"
@@ -297,7 +297,7 @@ class _Entry:
     def _or(self) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
         out = []
         for i, w in enumerate(self.norms):
-            if w != "or" or i == 0:
+            if w not in ("or", "vs", "versus") or i == 0:
                 continue
             before = [h for h in self.hits if i - MAX_OR_SIDE_TOKENS <= h.first and h.end <= i]
             after = [h for h in self.hits if i < h.first <= i + MAX_OR_SIDE_TOKENS]
