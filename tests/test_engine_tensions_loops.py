@@ -197,16 +197,20 @@ def test_near_names_of_one_tension_are_shown_once() -> None:
     assert set(shown[0].poles) & {"work", "achievement"} and "family" in shown[0].poles
 
 
-def test_a_pull_stated_once_is_shown_and_poles_side_by_side_once_are_not() -> None:
-    stated = derive_all([extract(_r(1, "I want to travel, but I need the security of this job.",
-                                     0))])
-    shown = lived_tensions(stated.tensions.items(), stated.latest)
-    assert [(t.key, t.status) for t in shown] == [("security vs freedom", "emerging")]
-    side_by_side = derive_all([extract(_r(2, "The report took all evening. I'm so tired I can't "
-                                            "think, no rest in sight.", 0))])
-    assert lived_tensions(side_by_side.tensions.items(), side_by_side.latest) == []
-    assert [t.key for t in lived_tensions(side_by_side.tensions.items(), side_by_side.latest,
-                                          everything=True)] == ["work vs rest"]
+def test_a_pull_is_shown_once_it_comes_back() -> None:
+    once = derive_all([extract(_r(1, "I want to travel, but I need the security of this job.",
+                                   0))])
+    assert lived_tensions(once.tensions.items(), once.latest) == []
+    assert [t.key for t in lived_tensions(once.tensions.items(), once.latest,
+                                          everything=True)] == ["security vs freedom"]
+    twice = derive_all([
+        extract(_r(1, "I want to travel, but I need the security of this job.", 0)),
+        extract(_r(2, "Staying feels safe; leaving feels like freedom, and I want both.", 72)),
+    ])
+    shown = lived_tensions(twice.tensions.items(), twice.latest)
+    assert [(t.key, t.status, t.occurrences) for t in shown] == [
+        ("security vs freedom", "emerging", 2)
+    ]
 
 
 def test_old_index_entries_still_read() -> None:

@@ -5,10 +5,10 @@ say what of it a person lives with, the way they would say it.
 
 **Tensions.** Two records whose poles differ only by near names ("work vs
 family" and "achievement vs family", ``near`` in ``data/tensions.json``) are
-one tension. A tension is shown once the person has set one side against the
-other in so many words (in ``MIN_STATED_SHOWN`` entry), or once both poles
-have come up together in ``MIN_FOUND_SHOWN`` conflicted entries; a pair that is
-not a listed opposite must be stated ``MIN_UNLISTED_STATED`` times. One whose evidence is mostly
+one tension. A tension is shown once it comes back: set against each other in
+so many words at least once and found in ``MIN_STATED_SHOWN`` entries, or
+found together in ``MIN_FOUND_SHOWN`` conflicted entries; a pair that is not a
+listed opposite must be stated ``MIN_UNLISTED_STATED`` times. One whose evidence is mostly
 that of a stronger tension sharing a pole is the same pull read twice and is
 left out. Its status, relative to the newest reflection (``as_of``):
 
@@ -56,7 +56,7 @@ RESOLVED_AFTER_GAPS = 4.0
 EMERGING_DAYS = 35
 RECENT_WEEKS = 6
 EPISODE_GAP_WEEKS = 2  # this many empty weeks between occurrences start a new episode
-MIN_STATED_SHOWN = 1
+MIN_STATED_SHOWN = 2
 MIN_FOUND_SHOWN = 3
 MIN_UNLISTED_STATED = 2
 SAME_PULL_SHARE = 2 / 3  # evidence share that makes a weaker tension the same pull

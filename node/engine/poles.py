@@ -65,6 +65,7 @@ _CONFLICTED_FEELINGS = frozenset({"anxiety", "fear", "shame", "anger", "confusio
 _SUBORDINATORS = frozenset({"because", "cause", "cos", "since", "when", "while", "whereas"})
 _SUBJECTS = frozenset({"i", "i'm", "im", "i've", "my", "he", "she", "we", "they", "his", "her",
                        "their", "our", "the"})
+_SELF_WORDS = frozenset({"me", "myself", "mine"})
 _PERSON_WORDS = frozenset({"her", "him", "them", "us", "she", "he", "they"})
 _CONFLICT_RE = re.compile(
     r"\b(but|yet|although|though|however|torn|conflicted|both|juggl\w*|balanc\w*|choos\w*|"
@@ -377,9 +378,11 @@ class _Entry:
         for left, right, generic_ok in self.stated_sides():
             lp, rp = self.poles_in(*left), self.poles_in(*right)
             if not lp:
-                lp = self._person_of(left) or (self._generic_of(left) if generic_ok else [])
+                lp = (self._person_of(left) or self._self_of(left)
+                      or (self._generic_of(left) if generic_ok else []))
             if not rp:
-                rp = self._person_of(right) or (self._generic_of(right) if generic_ok else [])
+                rp = (self._person_of(right) or self._self_of(right)
+                      or (self._generic_of(right) if generic_ok else []))
             pair = self.pair(lp, rp, generic_ok=generic_ok)
             if pair is not None:
                 keep(self.finding(pair, left, right, STATED))
@@ -389,6 +392,14 @@ class _Entry:
         for f in self._co_occurring(set(found), inherent_only=not conflicted):
             keep(f)
         return sorted(found.values(), key=lambda f: (-f.confidence, f.left.start))
+
+    def _self_of(self, side: tuple[int, int]) -> list[str]:
+        """A side that wants something for the person themselves ("one evening just for
+        me"), with no other pole: the pull of the self."""
+        words = self.norms[side[0] : side[1]]
+        if any(w in _SELF_WORDS for w in words) or "my own" in " ".join(words):
+            return ["self"]
+        return []
 
     def _person_of(self, side: tuple[int, int]) -> list[str]:
         """A side about someone, with no other pole: the pull of being with people."""
