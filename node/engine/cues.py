@@ -27,6 +27,7 @@ def _word_matches(pattern: str, norm: str) -> bool:
 class Cue:
     words: tuple[str, ...]  # a word may end in * (a stem)
     value: str
+    exact: bool  # no stems: a plain comparison of token tuples will do
 
 
 def _cue_words(phrase: str) -> tuple[str, ...]:
@@ -60,7 +61,8 @@ class CueIndex:
                 exact.setdefault(first, {}).setdefault(words, value)
 
         def ordered(group: dict[tuple[str, ...], str]) -> tuple[Cue, ...]:
-            return tuple(Cue(w, v) for w, v in sorted(group.items(), key=lambda kv: -len(kv[0])))
+            return tuple(Cue(w, v, not any(x.endswith("*") for x in w))
+                         for w, v in sorted(group.items(), key=lambda kv: -len(kv[0])))
 
         self._exact = {k: ordered(v) for k, v in exact.items()}
         self._stems = {k: ordered(v) for k, v in stems.items()}
@@ -69,14 +71,19 @@ class CueIndex:
         """The longest cue starting at token *i*: (its length in tokens, its value)."""
         best: tuple[int, str] | None = None
         word = norms[i]
+        size = len(norms)
         for group in (self._exact.get(word, ()), self._stems.get(word[:STEM_KEY_CHARS], ())):
             for cue in group:
                 n = len(cue.words)
                 if best is not None and n <= best[0]:
                     break
-                if i + n <= len(norms) and all(
-                    _word_matches(p, norms[i + k]) for k, p in enumerate(cue.words)
-                ):
+                if i + n > size:
+                    continue
+                if cue.exact:
+                    hit = n == 1 or tuple(norms[i : i + n]) == cue.words
+                else:
+                    hit = all(_word_matches(p, norms[i + k]) for k, p in enumerate(cue.words))
+                if hit:
                     best = (n, cue.value)
                     break
         return best

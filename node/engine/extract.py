@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -260,10 +261,11 @@ def extract(
         add(Item("tension", t.key, t.key, _whole(q, span), poles=t.poles,
                  intensity=t.intensity, confidence=t.confidence, resolving=t.resolving))
     chains = find_chains(a)
+    _remember_chains(a.text, chains)
     loops = [_loop(q, c) for c in chains[:MAX_LOOPS_PER_REFLECTION]]
     if _may_link(previous, reflection):
         assert previous is not None
-        carried = continue_chains(find_chains(analyze(previous.text)), a)
+        carried = continue_chains(_chains_of(previous.text), a)
         loops += [_loop(q, c, continued=True) for c in carried if c.response not in
                   {lp.response for lp in loops}][: MAX_LOOPS_PER_REFLECTION - len(loops)]
     return Extraction(
@@ -366,6 +368,27 @@ def _whole(q: _Quoter, span: Span) -> Evidence:
 def _loop(q: _Quoter, chain: Chain, *, continued: bool = False) -> Loop:
     return Loop(chain.trigger, chain.response, _whole(q, chain.span),
                 consequences=chain.consequences, continued=continued)
+
+
+# The chains of the last texts read: extracting a journal in order reads each
+# entry's chains again as the "previous" of the next one.
+_CHAIN_CACHE: OrderedDict[str, tuple[Chain, ...]] = OrderedDict()
+CHAIN_CACHE_ENTRIES = 64
+
+
+def _remember_chains(text: str, chains: Sequence[Chain]) -> None:
+    _CHAIN_CACHE[text] = tuple(chains)
+    _CHAIN_CACHE.move_to_end(text)
+    while len(_CHAIN_CACHE) > CHAIN_CACHE_ENTRIES:
+        _CHAIN_CACHE.popitem(last=False)
+
+
+def _chains_of(text: str) -> tuple[Chain, ...]:
+    found = _CHAIN_CACHE.get(text)
+    if found is None:
+        found = tuple(find_chains(analyze(text)))
+        _remember_chains(text, found)
+    return found
 
 
 def _may_link(previous: Reflection | None, reflection: Reflection) -> bool:
