@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -92,8 +92,7 @@ class Answer:
     citations: tuple[Citation, ...]
     method: str  # "offline" or "model"
     note: str = ""  # why the model's answer was not used, or what was left out
-    private_left_out: int = 0  # private reflections a remote model was not shown
-    extra: Mapping[str, str] = field(default_factory=dict)
+    private_left_out: int = 0  # private reflections a model off this machine was not shown
 
 
 # --------------------------------------------------------------------------- the question

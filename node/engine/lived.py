@@ -173,16 +173,8 @@ def summarize_tension(record: Mapping[str, Any], as_of: str) -> TensionSummary:
     )
 
 
-@cache
-def _near_poles() -> dict[str, int]:
-    raw = json.loads(
-        resources.files(f"{__package__}.data").joinpath("tensions.json").read_text("utf-8")
-    )
-    return {pole: g for g, group in enumerate(raw.get("near", [])) for pole in group}
-
-
 def _near(a: str, b: str) -> bool:
-    groups = _near_poles()
+    groups = pole_lexicon().near
     return a == b or (a in groups and groups.get(a) == groups.get(b))
 
 

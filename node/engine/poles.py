@@ -98,6 +98,7 @@ class PoleLexicon:
     roles: Mapping[str, str]
     opposites: Mapping[frozenset[str], int]
     inherent: frozenset[frozenset[str]]  # pairs that pull wherever both are named
+    near: Mapping[str, int]  # pole -> its group of near names ("work", "achievement")
     resolving: CueIndex
 
     def weight(self, a: str, b: str) -> int:
@@ -124,6 +125,7 @@ def pole_lexicon() -> PoleLexicon:
         roles=dict(raw["roles"]),
         opposites={frozenset((a, b)): int(w) for a, b, w in raw["opposites"]},
         inherent=frozenset(frozenset(pair) for pair in raw.get("inherent", ())),
+        near={pole: g for g, group in enumerate(raw.get("near", ())) for pole in group},
         resolving=CueIndex((p, "resolving") for p in raw["resolving"]),
     )
 

@@ -19,13 +19,13 @@ is off the device, so only a model on this machine (loopback) is shown them.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..config import is_loopback_host
 from ..engine.ask import Answer, Retrieved, extractive_answer, verify_citations
 from ..engine.digest import Digest, digest_text
 from ..prompts import load_prompt
@@ -40,15 +40,7 @@ _QUOTE_RE = re.compile(r"“([^”]+)”")
 
 def may_read_private(target: LLMTarget) -> bool:
     """Whether *target* runs on this machine, so private reflections may be shown to it."""
-    if target.remote:
-        return False
-    host = urlsplit(target.api_base).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return not target.remote and is_loopback_host(urlsplit(target.api_base).hostname or "")
 
 
 def ask_messages(question: str, retrieved: Retrieved, given: Sequence[str],
