@@ -22,7 +22,7 @@ from crdt.journal import Reflection
 
 from .analysis import Analysis, Person
 from .lexicon import WORD_RE, normalize_token
-from .phrasing import slot_ids, templates
+from .phrasing import reply_sentences, slot_ids, templates
 from .recurrence import MIN_RECURRENCE, signature, theme_label
 
 CLAIM_QUIET_REPLIES = 3  # replies in which the same subject is not claimed again
@@ -71,11 +71,11 @@ def _claim(kind: str, key: str, subject: str, hits: Sequence[bool]) -> Claim | N
 def recently_claimed(subject: str, replies: Sequence[str]) -> bool:
     """Whether one of *replies* (most recent first) made a claim about *subject*."""
     claim_templates = [t for t in templates().values() if t.slot.startswith("claim_")]
+    low = subject.lower()
     for reply in replies[:CLAIM_QUIET_REPLIES]:
-        for t in claim_templates:
-            for m in t.pattern.finditer(reply):
-                if subject.lower() in m.group().lower():
-                    return True
+        for sentence in reply_sentences(reply):
+            if low in sentence.lower() and any(t.said_in(sentence) for t in claim_templates):
+                return True
     return False
 
 

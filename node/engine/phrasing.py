@@ -2,8 +2,8 @@
 
 Every sentence of an offline mirrorback comes from a :class:`Template` of one
 *slot* (the opening, the feelings, the people, the closing question …). A
-template is recognised again in the text of a past mirrorback (its
-placeholders become patterns), so the :class:`Chooser` knows which templates
+template is recognised again in a sentence of a past mirrorback (its fixed
+words, in order), so the :class:`Chooser` knows which templates
 the last ``VARIETY_WINDOW`` replies used, and picks one that none of them did —
 else the one used longest ago. Among the fresh ones a hash of the entry
 decides, never global randomness: the same entry after the same past always
@@ -20,18 +20,12 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 VARIETY_WINDOW = 10  # past replies whose templates are avoided
 
-# What a placeholder looks like in a written reply, to recognise a template there.
-_QUOTE = r"“[^”]*”"
-_PLACEHOLDER_RES = {
-    "q": _QUOTE, "f": _QUOTE, "neg": _QUOTE, "h": _QUOTE, "l": _QUOTE, "r": _QUOTE,
-    "fs": rf"{_QUOTE}(?:[^.?!“]*{_QUOTE})*",
-}
-_OTHER_RE = r"(?:[^.?!“]|“[^”]*”)+?"
 _FIELD_RE = re.compile(r"\{(\w+)\}")
+USED_CACHE_REPLIES = 256
 
 SLOTS: dict[str, tuple[str, ...]] = {
     "opening": (
@@ -191,28 +185,56 @@ class Template:
     id: str  # "<slot>.<n>"
     slot: str
     text: str
-    pattern: re.Pattern[str]
+    chunks: tuple[str, ...]  # its fixed words, between the placeholders
 
     def fill(self, values: Mapping[str, str]) -> str:
         return self.text.format_map(dict(values))
 
+    def said_in(self, sentence: str) -> bool:
+        """Whether *sentence* (of a written reply) reads as this template: its fixed
+        words in order, the first at its start, the last at its end."""
+        chunks = self.chunks
+        if not chunks:
+            return False
+        if not self.text.startswith("{") and not sentence.startswith(chunks[0]):
+            return False
+        if not self.text.endswith("}") and not sentence.endswith(chunks[-1]):
+            return False
+        at = 0
+        for chunk in chunks:
+            found = sentence.find(chunk, at)
+            if found < 0:
+                return False
+            at = found + len(chunk)
+        return True
 
-def _pattern(text: str) -> re.Pattern[str]:
-    out, at = [], 0
-    for m in _FIELD_RE.finditer(text):
-        out.append(re.escape(text[at : m.start()]))
-        name = m.group(1)
-        out.append(_PLACEHOLDER_RES.get(name.lower(), _OTHER_RE))
-        at = m.end()
-    out.append(re.escape(text[at:]))
-    return re.compile("".join(out))
+
+def _chunks(text: str) -> tuple[str, ...]:
+    return tuple(c for c in _FIELD_RE.split(text)[::2] if c)
+
+
+def reply_sentences(reply: str) -> list[str]:
+    """The sentences of a written reply, not split inside a “quotation”."""
+    out, start, depth = [], 0, 0
+    text = " ".join(reply.split())
+    for i, ch in enumerate(text):
+        if ch == "“":
+            depth += 1
+        elif ch == "”":
+            depth = max(0, depth - 1)
+        elif ch in ".?!" and depth == 0 and (i + 1 == len(text) or text[i + 1] == " "):
+            out.append(text[start : i + 1].strip())
+            start = i + 1
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return out
 
 
 @cache
 def templates() -> dict[str, Template]:
     """Every template by id."""
     return {
-        f"{slot}.{n}": Template(f"{slot}.{n}", slot, text, _pattern(text))
+        f"{slot}.{n}": Template(f"{slot}.{n}", slot, text, _chunks(text))
         for slot, texts in {**SLOTS, **CLAIM_SLOTS}.items()
         for n, text in enumerate(texts)
     }
@@ -222,9 +244,12 @@ def slot_ids(slot: str) -> list[str]:
     return [t.id for t in templates().values() if t.slot == slot]
 
 
+@lru_cache(maxsize=USED_CACHE_REPLIES)
 def used_in(reply: str) -> frozenset[str]:
     """The ids of the templates *reply* (a past mirrorback) says."""
-    return frozenset(t.id for t in templates().values() if t.pattern.search(reply))
+    sentences = reply_sentences(reply)
+    return frozenset(t.id for t in templates().values()
+                     if any(t.said_in(s) for s in sentences))
 
 
 class Chooser:
