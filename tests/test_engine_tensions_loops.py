@@ -309,3 +309,28 @@ async def test_the_views_show_loops_with_dates_and_tensions_with_status(tmp_path
     everything = json.loads(run_mirror(home.path, "tensions", "--all", "--json").stdout)
     shown = json.loads(run_mirror(home.path, "tensions", "--json").stdout)
     assert len(everything) > len(shown) >= 3
+
+
+async def test_a_loop_carried_into_the_next_entry_through_the_node(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.ensure()
+    nights = [
+        ("Row with my sister on the phone. Poured a whisky, then another.", 0),
+        ("Hungover and ashamed. Opened the shop late.", 10),
+        ("Argument with Sam about the money. Opened a bottle of wine.", 72),
+        ("Head pounding, full of regret.", 82),
+        ("Another fight with my sister. Drank until late.", 144),
+        ("Hungover again.", 154),
+    ]
+    async with open_core(home) as core:
+        for text, hours in nights:
+            await core.reflect(text, at=T0 + timedelta(hours=hours))
+        incremental = await core.understanding.loops()
+        await core.understanding.rebuild()
+        rebuilt = await core.understanding.loops()
+    (loop,) = incremental
+    assert loop.responses == ("behaviour:drinking",) and loop.count == 3
+    assert dict(loop.consequences)["hangover"] == 3 and "shame" in dict(loop.consequences)
+    assert [(lp.key, lp.count, lp.consequences) for lp in rebuilt] == [
+        (loop.key, loop.count, loop.consequences)
+    ]

@@ -61,10 +61,11 @@ from crdt.journal import (
     Journal,
     Reflection,
     read_one,
-    read_reflections,
+    reflection_times,
     shard_id,
     shard_ids,
 )
+from crdt.store import StoredDoc
 from crdt.values import format_timestamp, utc_now
 
 from .ask import MAX_RETRIEVED, Retrieved, citations_for, read_question, retrieve
@@ -147,22 +148,22 @@ class Understanding:
 
     async def _previous(self, reflection: Reflection) -> Reflection | None:
         """The reflection written just before *reflection*, if within ``loops.MAX_LINK``
-        (reads only the shards of those days)."""
+        (reads the times of the shards of those days, then that one reflection)."""
         wanted = {shard_id(moment, private=p) for p in (False, True)
                   for moment in (reflection.created_at, reflection.created_at - MAX_LINK)}
-        best: Reflection | None = None
+        mine = format_timestamp(reflection.created_at)
+        earliest = format_timestamp(reflection.created_at - MAX_LINK)
+        best: tuple[str, str, StoredDoc] | None = None
         for info in self.store.documents(JOURNAL_KIND):
             if info.doc_id not in wanted:
                 continue
             stored = await self.store.open_doc(info.doc_id, kind=JOURNAL_KIND, create=False)
-            for r in read_reflections(stored.doc):
-                if r.created_at < reflection.created_at and (
-                    best is None or r.created_at > best.created_at
+            for rid, at in reflection_times(stored.doc):
+                if earliest <= at < mine and rid != reflection.id and (
+                    best is None or at > best[0]
                 ):
-                    best = r
-        if best is None or reflection.created_at - best.created_at > MAX_LINK:
-            return None
-        return best
+                    best = (at, rid, stored)
+        return read_one(best[2].doc, best[1]) if best is not None else None
 
     async def _extract(self, reflection: Reflection) -> Extraction:
         x = extract(reflection, previous=await self._previous(reflection))
