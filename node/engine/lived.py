@@ -25,8 +25,9 @@ left out. Its status, relative to the newest reflection (``as_of``):
 **Loops.** Records of one response (a behaviour) are one loop whatever set it
 off; its trigger is the one seen most, its consequences the ones it led to most
 often. Loops of near responses ("withdrawing" and "cancelling plans", ``near``
-in ``data/loops.json``) that led to the same place, or ran in the same
-entries, are one loop. A loop is shown from ``minimum`` runs.
+in ``data/loops.json``) that mostly led to the same place (one of their two main
+consequences, "guilt" and "shame" counting as one), or ran in the same entries,
+are one loop. A loop is shown from ``minimum`` runs.
 """
 
 from __future__ import annotations
@@ -311,10 +312,10 @@ def _near_consequences() -> dict[str, int]:
     return {c: g for g, group in enumerate(groups) for c in group}
 
 
-def _same_place(a: str, b: str) -> bool:
-    """Whether two consequences are one place to end up ("guilt" and "shame")."""
-    near = _near_consequences()
-    return bool(a) and (a == b or (a in near and near.get(a) == near.get(b)))
+
+def _ranked(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    """Most first, then by name: the same whatever order the records were read in."""
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass
@@ -360,12 +361,20 @@ class _LoopGroup:
     def rids(self) -> set[str]:
         return {s.split("|", 1)[-1] for s in self.seen}
 
-    def top_consequence(self) -> str:
-        return self.consequences.most_common(1)[0][0] if self.consequences else ""
+    def places(self) -> set[str]:
+        """Where it mostly ends up: its two main consequences (and any as frequent as
+        the second), near names as one."""
+        ranked = _ranked(self.consequences)
+        if not ranked:
+            return set()
+        floor = ranked[min(1, len(ranked) - 1)][1]
+        near = _near_consequences()
+        return {str(near.get(c, c)) for c, n in ranked if n >= floor}
 
     def summary(self) -> LoopSummary:
-        trigger = self.triggers.most_common(1)[0][0] if self.triggers else ""
-        cons = tuple(self.consequences.most_common())
+        triggers = _ranked(self.triggers)
+        trigger = triggers[0][0] if triggers else ""
+        cons = _ranked(self.consequences)
         label = " → ".join((
             step_label(trigger),
             " / ".join(step_label(r) for r in self.responses),
@@ -375,7 +384,7 @@ class _LoopGroup:
         evidence = sorted(self.evidence.values(), key=lambda e: str(e.get("at", "")))
         return LoopSummary(
             key=f"{trigger or 'something'} -> {self.responses[0]}",
-            label=label, trigger=trigger, triggers=tuple(self.triggers.most_common()),
+            label=label, trigger=trigger, triggers=triggers,
             responses=tuple(self.responses), consequences=cons, count=self.count,
             first_seen=self.first, last_seen=self.last, dates=tuple(dates),
             evidence=tuple(evidence[-MAX_MERGED_EVIDENCE:]),
@@ -400,7 +409,7 @@ def lived_loops(
         home = next((
             m for m in merged
             if near.get(m.responses[0], -1) == near.get(g.responses[0], -2)
-            and (_same_place(g.top_consequence(), m.top_consequence())
+            and (g.places() & m.places()
                  or len(g.rids & m.rids) >= SAME_LOOP_SHARE * max(1, len(g.rids)))
         ), None)
         if home is None:
