@@ -58,6 +58,8 @@ from .cli_ask import repl_command as ask_command
 from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
 from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
+from .cli_mood import REPL_COMMANDS as MOOD_COMMANDS
+from .cli_mood import repl_command as mood_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
 from .errors import MirrorError, UsageError
@@ -79,6 +81,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
     **ASK_COMMANDS,  # /ask /digest
     **COMMONS_COMMANDS,  # /commons
+    **MOOD_COMMANDS,  # /mood /config
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
@@ -288,6 +291,7 @@ class Repl:
             **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
             **{n: functools.partial(self.cmd_ask, n) for n in ASK_COMMANDS},
             "commons": self.cmd_commons,
+            **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
         }
 
     def say(self, text: str = "") -> None:
@@ -447,6 +451,10 @@ class Repl:
     async def cmd_ask(self, name: str, rest: str) -> None:
         """Ask the journal, or its digest (node/cli_ask.py)."""
         self.say(await ask_command(self.core, name, rest))
+
+    async def cmd_mood_view(self, name: str, rest: str) -> None:
+        """/mood and /config (node/cli_mood.py)."""
+        self.say(await mood_command(self.core, name, rest))
 
     async def cmd_commons(self, rest: str) -> None:
         """Read the Commons (node/cli_commons.py); the cache when the server is away."""

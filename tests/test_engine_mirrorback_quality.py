@@ -22,6 +22,7 @@ from node.engine.centre import emotional_centre, meaningful
 from node.engine.lexicon import lexicon
 from node.engine.offline import compose_mirrorback
 from node.engine.recurrence import PAST_WINDOW
+from node.engine.safety import detect_crisis
 from node.engine.text import analyze
 from tests.helpers import REPO
 from tests.mirrorback_claims import check, claims_in, sentences
@@ -104,6 +105,13 @@ def fifty() -> list[str]:
     personas = [p for p in load_personas() if not p.held_out]
     texts = [r.text for p in personas for r in p.reflections]
     return texts[:50]
+
+
+def composed(replies: list[tuple[Reflection, str, list[Reflection]]]
+             ) -> list[tuple[Reflection, str, list[Reflection]]]:
+    """The replies the composer wrote: an entry with risk of harm gets the crisis
+    reply or a check-in (``safety``, tested on its own) instead."""
+    return [item for item in replies if detect_crisis(item[0].text) is None]
 
 
 def voice(reply: str) -> str:
@@ -207,8 +215,8 @@ def test_a_journal_about_work_is_not_told_so_every_time() -> None:
 
 
 def test_fifty_consecutive_replies_vary() -> None:
-    replies = [reply for _, reply, _ in replay(fifty())]
-    assert len(replies) == 50
+    replies = [reply for _, reply, _ in composed(replay(fifty()))]
+    assert len(replies) >= 45  # a few entries of the personas get a check-in instead
     openers = Counter(opener(r) for r in replies)
     assert openers.most_common(1)[0][1] <= MAX_OPENER_SHARE * len(replies), openers
     for i, reply in enumerate(replies):
@@ -229,7 +237,7 @@ def test_the_same_entry_after_the_same_past_gets_the_same_reply() -> None:
 def test_replies_reflect_and_never_advise() -> None:
     count = 0
     for texts in [*journal_texts(), fifty()]:
-        for _, reply, _ in replay(texts):
+        for _, reply, _ in composed(replay(texts)):
             count += 1
             own = voice(reply).lower()
             for pattern in ADVICE:

@@ -2,9 +2,10 @@
 self-statement, and the words of it worth reflecting back.
 
 ``emotional_centre(analysis)`` scores each sentence for what a listener would
-hear first — feelings named (or pointedly denied: "not happy"), how strongly
-("so", "really", "!", capitals), a statement about oneself ("I am", "I feel",
-"I can't", "I miss", "I keep"), the people in it — and returns a
+hear first — feelings named (or pointedly denied: "not happy"), how far it
+leans either way (VADER, ``mood.sentence_valences``), how strongly ("so",
+"really", "!", capitals), a statement about oneself ("I am", "I feel", "I
+can't", "I miss", "I keep"), the people in it — and returns a
 :class:`Centre`: the sentence, the clause around its focus (cut to at most
 ``MAX_QUOTE_WORDS`` words around the feeling or self-statement), and a short
 *handle* for a closing question (the feeling word, a person, or a phrase of
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from .analysis import Analysis, Span, Token
 from .lexicon import lexicon
+from .mood import sentence_valences
 
 MAX_QUOTE_WORDS = 14
 MAX_HANDLE_WORDS = 6
@@ -33,6 +35,7 @@ PERSON_WEIGHT = 0.75
 QUESTION_PENALTY = 2.0
 SHORT_PENALTY = 1.0
 CONTENT_WEIGHT = 0.05  # among equals, the sentence with more to it
+VALENCE_WEIGHT = 2.0  # how strongly a sentence leans, either way (mood.sentence_valences)
 _TRAILING = " \t\n.,;:!?…-–—\"'“”‘’()"
 _INTENSIFIERS = frozenset({
     "so", "really", "very", "completely", "totally", "utterly", "extremely", "too",
@@ -130,6 +133,10 @@ def sentence_scores(a: Analysis) -> list[float]:
                                                        for f in a.feelings):
             scores[s.index] -= SHORT_PENALTY  # "September." says little alone
         scores[s.index] += CONTENT_WEIGHT * min(len(content_words(s.span.text)), 8)
+    for span, valence in sentence_valences(a.text):  # VADER, with the crisis net's ceilings
+        for s in a.sentences:
+            if s.span.start < span.end and span.start < s.span.end:
+                scores[s.index] += VALENCE_WEIGHT * abs(valence)
     starts = [s.span.start for s in a.sentences]
     for p in a.people:
         for sp in p.spans:

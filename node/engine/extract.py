@@ -35,6 +35,7 @@ from crdt.values import format_timestamp, parse_timestamp
 from .analysis import Analysis, Span
 from .lexicon import PhraseIndex, lexicon, phrase_tokens
 from .loops import MAX_LINK, Chain, continue_chains, find_chains
+from .mood import valence_of
 from .poles import STATED, find_tensions
 from .recurrence import theme_label
 from .text import analyze
@@ -105,6 +106,8 @@ class Extraction:
     terms: tuple[str, ...] = ()  # content words, stemmed, in text order
     source: str = "offline"  # "offline" or "llm"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    valence: float | None = None  # mood.valence_of: -1..1; None if learned before it existed
+    risk: str = ""  # the crisis net's tier for the reflection: "", "check_in" or "crisis"
 
     def of_kind(self, kind: ItemKind) -> list[Item]:
         return [i for i in self.items if i.kind == kind]
@@ -268,6 +271,7 @@ def extract(
         carried = continue_chains(_chains_of(previous.text), a)
         loops += [_loop(q, c, continued=True) for c in carried if c.response not in
                   {lp.response for lp in loops}][: MAX_LOOPS_PER_REFLECTION - len(loops)]
+    mood = valence_of(a.text)
     return Extraction(
         rid=reflection.id,
         created_at=reflection.created_at,
@@ -275,6 +279,8 @@ def extract(
         items=tuple(items),
         loops=tuple(loops),
         terms=terms_of(a),
+        valence=mood.score,
+        risk=mood.risk,
     )
 
 
@@ -438,6 +444,9 @@ def to_json(x: Extraction) -> str:
         if lp.continued:
             ld["x"] = True
         loops.append(ld)
+    mood: dict[str, Any] = {} if x.valence is None else {"v": x.valence}
+    if x.risk:
+        mood["r"] = x.risk
     return json.dumps(
         {
             "t": format_timestamp(x.created_at),
@@ -446,6 +455,7 @@ def to_json(x: Extraction) -> str:
             "i": items,
             "l": loops,
             "w": " ".join(x.terms),
+            **mood,
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -489,6 +499,8 @@ def from_json(rid: str, raw: str) -> Extraction:
             loops=tuple(loops),
             terms=tuple(str(d.get("w", "")).split()),
             source=str(d.get("s", "offline")),
+            valence=float(d["v"]) if isinstance(d.get("v"), int | float) else None,
+            risk=str(d.get("r", "")) if d.get("r") in ("check_in", "crisis") else "",
         )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ValueError(f"malformed index entry {rid}: {exc}") from None

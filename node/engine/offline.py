@@ -27,18 +27,22 @@ from .safety import crisis_reply, detect_crisis
 from .text import analyze
 
 
-def mirrorback_paragraphs(text: str, past: Sequence[Reflection] = ()) -> list[str]:
+def mirrorback_paragraphs(
+    text: str, past: Sequence[Reflection] = (), *, country: str = ""
+) -> list[str]:
     """The mirrorback for *text* as paragraphs (observation, a claim about the past,
-    question); *past* oldest first, with their stored mirrorbacks."""
+    question); *past* oldest first, with their stored mirrorbacks. Risk of harm
+    (``safety``) gets the crisis reply or a check-in instead, with the crisis lines
+    of *country*."""
     signal = detect_crisis(text)
     if signal is not None:
-        return crisis_reply(text, signal).split("\n\n")
+        return crisis_reply(text, signal, country).split("\n\n")
     return compose(analyze(text), past)
 
 
-def compose_mirrorback(text: str, past: Sequence[Reflection] = ()) -> str:
+def compose_mirrorback(text: str, past: Sequence[Reflection] = (), *, country: str = "") -> str:
     """The mirrorback for *text*, given *past* reflections oldest first. Pure, deterministic."""
-    return "\n\n".join(mirrorback_paragraphs(text, past))
+    return "\n\n".join(mirrorback_paragraphs(text, past, country=country))
 
 
 class OfflineEngine:
@@ -47,10 +51,13 @@ class OfflineEngine:
     name = "offline"
     model = "offline-v1"
 
+    def __init__(self, *, country: str = "") -> None:
+        self.country = country  # whose crisis lines a crisis reply names
+
     async def stream(self, request: MirrorbackRequest) -> AsyncIterator[str]:
         rid = request.reflection.id
         # only the recent tail is ever read; never walk a long journal here
         past = [r for r in request.past[-(PAST_WINDOW + 1) :] if r.id != rid]
-        paragraphs = mirrorback_paragraphs(request.reflection.text, past)
+        paragraphs = mirrorback_paragraphs(request.reflection.text, past, country=self.country)
         for i, paragraph in enumerate(paragraphs):
             yield paragraph if i == 0 else "\n\n" + paragraph
