@@ -26,8 +26,9 @@ from crdt.journal import (
     write_reflection,
 )
 from crdt.values import format_timestamp
-from node.engine.derive import derive_all, summarize_patterns, summarize_tension
+from node.engine.derive import derive_all
 from node.engine.extract import Evidence, Extraction, Item, Loop, from_json, to_json
+from node.engine.lived import summarize_patterns, summarize_tension
 
 CLIENT_ID = 0x6A6F75
 FIRST_TEXT = "Work felt heavy today; I wanted rest but kept going."
