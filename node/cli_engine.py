@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -22,15 +23,17 @@ import trio
 
 from crdt.values import parse_timestamp
 
-from .cli import AddCommand, parse_when, short_line
+from .cli import AddCommand, parse_when, positive_int, short_line
 from .config import DEFAULT_LOCAL_API_BASE, Config
 from .core import MirrorCore
-from .errors import UsageError
+from .errors import MirrorError, UsageError
+from .llm.client import litellm_install_command, litellm_installed
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_EMPTY = "·"
 MAX_TREE_NODES_PER_TYPE = 8
 MAX_TREE_NEIGHBOURS = 3
+MAX_LOOP_DATES_SHOWN = 6
 ENGINE_CHOICES = {"offline": "offline", "local": "local_llm", "remote": "remote_llm"}
 GRAPH_ACTIONS = ("show", "add", "rename", "merge", "delete")
 TYPE_TITLES = {
@@ -67,23 +70,27 @@ def _quote(e: dict[str, Any], width: int = 70) -> str:
     return f"{str(e.get('rid', ''))[:8]} “{short_line(str(e.get('quote', '')), width)}”"
 
 
-def render_patterns(patterns: Sequence[Any]) -> str:
-    if not patterns:
+def render_patterns(patterns: Sequence[Any], loops: Sequence[Any] = ()) -> str:
+    """Recurring findings, then *loops* (``LoopSummary``: trigger → response → consequence)."""
+    recurring = [p for p in patterns if p.kind != "loop"]
+    if not recurring and not loops:
         return "No patterns yet: a theme or loop becomes one after 3 reflections."
-    lines = ["Recurring themes, feelings and people:"]
-    loops = [p for p in patterns if p.kind == "loop"]
-    for p in (p for p in patterns if p.kind != "loop"):
+    lines = ["Recurring themes, feelings and people:"] if recurring else []
+    for p in recurring:
         lines.append(
             f"  {p.label} ({p.kind}): {p.count} reflections, "
             f"{_day(p.first_seen)} → {_day(p.last_seen)}"
         )
     if loops:
-        lines += ["", "Loops (trigger → response, in the same sentence):"]
-        for p in loops:
-            lines.append(f"  {p.label}: {p.count}× , {_day(p.first_seen)} → {_day(p.last_seen)}")
-            if p.evidence:
-                lines.append(f"      e.g. {_quote(p.evidence[-1])}")
-    return "\n".join(lines)
+        lines += ["", "Loops (what happens → what you do → how it leaves you):"]
+        for lp in loops:
+            lines.append(f"  {lp.label}: {lp.count}×, {_day(lp.first_seen)} → "
+                         f"{_day(lp.last_seen)}")
+            if lp.dates:
+                lines.append(f"      on {', '.join(lp.dates[-MAX_LOOP_DATES_SHOWN:])}")
+            if lp.evidence:
+                lines.append(f"      e.g. {_quote(lp.evidence[-1])}")
+    return "\n".join(lines).lstrip("\n")
 
 
 def render_tensions(tensions: Sequence[Any]) -> str:
@@ -96,7 +103,7 @@ def render_tensions(tensions: Sequence[Any]) -> str:
         lines.append(
             f"  {t.key.ljust(width)}  {sparkline(t.weekly)}  {t.status:<9} "
             f"{t.occurrences}× intensity {t.intensity:g}/5, back {t.episodes}×, "
-            f"last {_day(t.last_seen)}"
+            f"{_day(t.first_seen)} → {_day(t.last_seen)}"
         )
         if t.evidence:
             lines.append(f"  {''.ljust(width)}  e.g. {_quote(t.evidence[-1], 60)}")
@@ -190,12 +197,15 @@ async def set_engine(
     fallback: bool | None = None,
     extraction: str | None = None,
 ) -> Config:
-    """Switch the engine (validated, saved) and use it from now on."""
-    from .engine.registry import engine_for, enricher_for
-
+    """Switch the engine (validated, saved) and use it from now on; while
+    config.json is invalid, the change is made to what the file says."""
     mode = ENGINE_CHOICES[choice]
+    if mode != "offline" and not litellm_installed():
+        raise MirrorError(f"the {choice} engine talks to models through litellm, which is "
+                          f"not installed: {litellm_install_command()}")
+    base = core.config_to_change()
     changes: dict[str, Any] = {"engine_mode": mode}
-    if mode != core.config.engine_mode:
+    if mode != base.engine_mode:
         changes.update(engine_model="", engine_api_base="")  # the new mode's defaults
     if model is not None:
         changes["engine_model"] = model
@@ -207,11 +217,8 @@ async def set_engine(
         changes["engine_fallback"] = fallback
     if extraction is not None:
         changes["engine_extraction"] = extraction
-    new = core.config.with_changes(**changes)
-    await trio.to_thread.run_sync(core.home.save_config, new)
-    core.config = new
-    core.engine = engine_for(new, core.home)
-    core.understanding.enricher = enricher_for(new, core.home)
+    new = base.with_changes(**changes)
+    await trio.to_thread.run_sync(core.save_config, new)
     return new
 
 
@@ -253,26 +260,47 @@ async def cmd_engine(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     elif any(v is not None for v in (args.model, args.api_base, args.timeout, args.fallback,
                                      args.extraction)):
         raise UsageError("name the engine too, e.g.: mirror engine local --model M")
+    problem = core.config_problem
+    shown = core.config if problem is None else problem.written
     if args.json:
-        data = {k: v for k, v in asdict(core.config).items() if k.startswith("engine_")}
-        data.update(model=core.config.effective_model, api_base=core.config.effective_api_base)
+        data: dict[str, Any] = {}
+        if shown is not None:
+            data = {k: v for k, v in asdict(shown).items() if k.startswith("engine_")}
+            data.update(model=shown.effective_model, api_base=shown.effective_api_base)
+        if problem is not None:
+            data["config_error"] = str(problem.error)
         _json(data, out)
-    else:
-        print(render_engine(core.config), file=out)
+    elif shown is not None:
+        print(render_engine(shown), file=out)
+    if problem is not None:
+        print(f"mirror: {problem.error}; {problem.how_to_fix()}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def cmd_patterns(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     patterns = await core.understanding.patterns(minimum=args.min)
+    loops = await core.understanding.loops(minimum=args.min)
     if args.json:
-        _json([asdict(p) for p in patterns], out)
+        by_key = {lp.key: lp for lp in loops}
+        _json([{**asdict(p), **(_loop_json(by_key[p.key]) if p.key in by_key else {})}
+               for p in patterns], out)
     else:
-        print(render_patterns(patterns), file=out)
+        print(render_patterns(patterns, loops), file=out)
     return 0
 
 
+def _loop_json(lp: Any) -> dict[str, Any]:
+    """A loop's steps for ``mirror patterns --json``, beside its pattern fields."""
+    return {
+        "trigger": lp.trigger, "triggers": dict(lp.triggers),
+        "responses": list(lp.responses), "consequences": dict(lp.consequences),
+        "dates": list(lp.dates),
+    }
+
+
 async def cmd_tensions(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    tensions = await core.understanding.tensions()
+    tensions = await core.understanding.tensions(everything=args.all)
     if args.json:
         _json([asdict(t) for t in tensions], out)
     else:
@@ -346,7 +374,8 @@ def add_commands(add: AddCommand) -> None:
             "this machine or the LAN) or remote (an API with your own key)")
     p.add_argument("choice", nargs="?", choices=tuple(ENGINE_CHOICES))
     p.add_argument("--model", help="litellm model name, e.g. ollama_chat/llama3.2 or "
-                   "openai/MODEL for an OpenAI-compatible server")
+                   "openai/MODEL for an OpenAI-compatible server; a local model named "
+                   "without a provider (llama3.2) is Ollama's")
     p.add_argument("--api-base", help=f"the server's URL (local default {DEFAULT_LOCAL_API_BASE})")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="wait at most this long")
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,
@@ -354,10 +383,13 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--extraction", choices=("offline", "llm"),
                    help="let the model add to the offline findings")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(config_tolerant=True)  # runs, and can repair, with an invalid config.json
     p = add("patterns", cmd_patterns, "recurring themes and trigger → response loops")
     p.add_argument("--min", type=int, default=3, help="reflections needed (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("tensions", cmd_tensions, "tensions over time, one sparkline each")
+    p.add_argument("--all", action="store_true",
+                   help="every pull read so far, also those seen once")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("graph", cmd_graph, "the identity graph as a tree; add, rename, merge or delete nodes")
     p.add_argument("action", nargs="?", choices=GRAPH_ACTIONS)
@@ -370,7 +402,8 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("related", cmd_related, "past reflections related to one (default: the newest)")
     p.add_argument("id", nargs="?", help="the id, or a unique prefix")
-    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--limit", type=positive_int, default=5, metavar="N",
+                   help="at most N (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     add("reindex", cmd_reindex, "learn again from every reflection, e.g. after an import "
         "(keeps your graph edits; deletes and edits need none)")
@@ -404,7 +437,8 @@ async def repl_command(core: MirrorCore, name: str, rest: str) -> str:
 
 
 async def _repl_patterns(core: MirrorCore, words: list[str]) -> str:
-    return render_patterns(await core.understanding.patterns())
+    u = core.understanding
+    return render_patterns(await u.patterns(), await u.loops())
 
 
 async def _repl_tensions(core: MirrorCore, words: list[str]) -> str:
