@@ -24,6 +24,7 @@ BLIND_SETS = ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "bl
 # floors keep what tuning on it bought, and the figures there honest.
 PER_SET_RECALL_FLOOR = 0.93
 PER_SET_FALSE_ALARM_CEILING = 0.05
+ORDINARY_ENTRY_ALARM_CEILING = 0.01  # of whole entries from ordinary journals
 ADVICE_OR_DIAGNOSIS = (
     r"\byou should\b", r"\byou need to\b", r"\byou must\b", r"\btry\b", r"\bconsider\b",
     r"\bi recommend\b", r"\bmake sure\b", r"\bdon't worry\b", r"\bdepress", r"\bdiagnos",
@@ -174,3 +175,15 @@ def test_each_blind_batch_keeps_its_figures(name: str) -> None:
     misses = "\n".join(f"{m.label}:{m.kind} → {m.got}: {m.text}" for m in s.misses)
     assert s.recall >= PER_SET_RECALL_FLOOR, misses
     assert s.false_alarm_rate <= PER_SET_FALSE_ALARM_CEILING, misses
+
+
+def test_ordinary_journals_are_not_flagged_by_the_scored_layer() -> None:
+    # the persona journals and the sample journal: months of ordinary lives, none at risk
+    fixtures = Path(__file__).parent / "fixtures"
+    texts = [r["text"] for path in [*sorted((fixtures / "personas").glob("*.json")),
+                                    fixtures / "journal.json"]
+             for r in json.loads(path.read_text("utf-8"))["reflections"]]
+    assert len(texts) >= 300
+    added = [t for t in texts
+             if assess(t).top is not None and _assess(t, _rules_only()).top is None]
+    assert len(added) <= len(texts) * ORDINARY_ENTRY_ALARM_CEILING, added

@@ -120,6 +120,7 @@ class Family:
     kind: str  # the C-SSRS category or kind of harm a window it leads is reported as
     strong: bool  # counts toward the two a clear (crisis) window needs
     subject: bool  # a hit is dropped when its clause is about someone else
+    modifier: bool  # only adds to another family's evidence, never makes a window alone
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ def compile_evidence(
             if about not in ("self", "others"):
                 raise EvidenceError(f"family {name}: about must be self|others")
             families[name] = Family(name, about, str(fam["kind"]), bool(fam.get("strong")),
-                                    bool(fam.get("subject", True)))
+                                    bool(fam.get("subject", True)),
+                                    bool(fam.get("modifier", False)))
             for weight, source in fam["cues"]:
                 if not 0 < float(weight) <= 10:
                     raise EvidenceError(f"family {name}: weight {weight} out of range")
@@ -364,18 +366,20 @@ class Reading:
         totals: dict[About, float] = {"self": 0.0, "others": 0.0}
         contributions: list[tuple[float, str, _Hit]] = []
         for name, fam_hits in by_family.items():
-            distinct = {id(h.cue): h for h in fam_hits}
+            distinct = {id(h.cue): h for h in fam_hits}  # a cue counts once
             ranked = sorted(distinct.values(), key=lambda h: (-h.cue.weight, h.start))
             extra = sum(h.cue.weight for h in ranked[1:]) * ACCUMULATION
             fam_score = ranked[0].cue.weight + min(extra, FAMILY_BONUS_CAP)
             totals[ev.families[name].about] += fam_score
             contributions.append((fam_score, name, ranked[0]))
         about: About = "self" if totals["self"] >= totals["others"] else "others"
+        mine = sorted((c for c in contributions if ev.families[c[1]].about == about),
+                      key=lambda c: (-c[0], c[1]))
+        if all(ev.families[c[1]].modifier for c in mine):
+            return None  # wishing, "again", "tonight", feeling low: only beside something
         score = totals[about] + self.damping(w0, w1, about, [(h.start, h.end) for h in hits])
         if score < ev.check_in:
             return None
-        mine = sorted((c for c in contributions if ev.families[c[1]].about == about),
-                      key=lambda c: (-c[0], c[1]))
         strong = sum(1 for c in mine if ev.families[c[1]].strong)
         tier: Literal["crisis", "check_in"] = (
             "crisis" if score >= ev.crisis and strong >= 2 else "check_in")
