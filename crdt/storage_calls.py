@@ -16,10 +16,11 @@ from pycrdt import Doc
 
 from .crypto_at_rest import BlobCipher
 from .errors import CompactionError, CorruptStoreError, DocumentError
-from .update_check import UpdateRejected, delete_set, same_document
+from .update_check import UpdateRejected, covers, same_document, same_state
 from .values import format_timestamp, utc_now
 
 LOAD_ORIGIN = "mirror.store:load"
+SCRUB_BUSY_TIMEOUT_MS = 2_000
 EXTERNAL_ORIGIN = "mirror.store:external"
 
 
@@ -79,11 +80,18 @@ def _same(a: bytes, b: bytes) -> bool:
         raise CompactionError(f"re-encoded document does not parse ({exc}); log kept") from None
 
 
-def _same_deletes(a: bytes, b: bytes) -> bool:
+def _same_state(a: bytes, b: bytes) -> bool:
     try:
-        return delete_set(a) == delete_set(b)
+        return same_state(a, b)
     except UpdateRejected as exc:
-        raise CompactionError(f"a delete set does not parse ({exc}); log kept") from None
+        raise CompactionError(f"a state vector does not parse ({exc}); log kept") from None
+
+
+def _covers(stored: tuple[bytes, bytes], live: tuple[bytes, bytes]) -> bool:
+    try:
+        return covers(*stored, *live)
+    except UpdateRejected as exc:
+        raise CompactionError(f"a state or delete set does not parse ({exc}); log kept") from None
 
 
 def compact_document(
@@ -106,16 +114,19 @@ def compact_document(
         reloaded: Doc[Any] = Doc()
         apply_all(reloaded, doc_id, encoded, [], origin=LOAD_ORIGIN)
         # The round trip is compared in canonical form: yrs writes the keys of
-        # dict values in hash-map order, so equal documents need not encode to
-        # equal bytes.
-        if reloaded.get_state() != rebuilt.get_state() or not _same(reloaded.get_update(), encoded):
+        # dict values, and the clients of a state vector, in hash-map order, so
+        # equal documents need not encode to equal bytes.
+        state = rebuilt.get_state()
+        round_trip = reloaded.get_update()
+        if not _same_state(reloaded.get_state(), state) or not _same(round_trip, encoded):
             raise CompactionError(f"document {doc_id}: re-encoded state differs; log kept")
-        # A live replica with the same state vector holds the same items; it may
-        # split and merge them differently, so only its deletions are compared.
-        if live is not None and live[0] == rebuilt.get_state() and not _same_deletes(
-            live[1], rebuilt.get_update(rebuilt.get_state())
-        ):
-            raise CompactionError(f"document {doc_id}: stored state differs from live; log kept")
+        # What the loaded replica holds was saved before this call ran (writes
+        # queued before it commit first), so the database must cover it: its
+        # items by state vector, its deletions by delete set. The database may
+        # hold more: other processes write to it too.
+        if live is not None and not _covers((state, rebuilt.get_update(state)), live):
+            raise CompactionError(f"document {doc_id}: the live document holds changes that "
+                                  "are not stored; log kept")
         stored = encoded if cipher is None else cipher.seal("snapshot", doc_id, encoded)
         conn.execute(
             "UPDATE documents SET snapshot=?, snapshot_seq=?, compacted_at=? WHERE doc_id=?",
@@ -157,8 +168,21 @@ def scrub(conn: sqlite3.Connection) -> bool:
     VACUUM rebuilds the database from live rows only; the checkpoints before and
     after move everything out of the WAL and truncate it to zero bytes. False
     when another connection kept the WAL from being truncated (its pages are
-    overwritten by later writes, and the next scrub finishes the job)."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.execute("VACUUM")
-    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    overwritten by later writes, and the next scrub finishes the job), or
+    kept VACUUM from running at all. A checkpoint or VACUUM waits for readers
+    at most :data:`SCRUB_BUSY_TIMEOUT_MS`, not the connection's usual busy
+    timeout: the person is waiting for the answer."""
+    usual = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    conn.execute(f"PRAGMA busy_timeout = {SCRUB_BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {usual}")
     return not (busy and int(busy[0]))

@@ -79,6 +79,7 @@ __all__ = [
     "DocInfo",
     "DocStore",
     "RefreshResult",
+    "ScrubResult",
     "StoreStatistics",
     "StoredDoc",
     "open_store",
@@ -114,6 +115,30 @@ class RefreshResult:
 
     changed: tuple[str, ...]
     new_documents: tuple[DocInfo, ...]
+
+
+@dataclass(frozen=True)
+class ScrubResult:
+    """What :meth:`DocStore.scrub_deleted` could not do (nothing, when complete)."""
+
+    kept_logs: tuple[str, ...] = ()
+    """Documents whose update log could not be compacted: deleted content stays in it."""
+    file_busy: bool = False
+    """Another connection kept the file from being rewritten or its WAL from being
+    truncated: freed pages may still hold deleted content."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.kept_logs and not self.file_busy
+
+    def describe(self) -> str:
+        """One line for a person: what remains, and why."""
+        parts = []
+        if self.kept_logs:
+            parts.append(f"the update log of {', '.join(self.kept_logs)} could not be compacted")
+        if self.file_busy:
+            parts.append("another program was reading the file, so it could not be rewritten")
+        return "; ".join(parts) or "nothing remains"
 
 
 @dataclass(frozen=True)
@@ -413,20 +438,21 @@ class DocStore:
             log.warning("deleted %s; another reader kept the WAL from being truncated", doc_id)
         return complete
 
-    async def scrub_deleted(self) -> bool:
+    async def scrub_deleted(self) -> ScrubResult:
         """Make content deleted from documents unrecoverable from this file.
 
         A CRDT deletion is one more update: the deleted text stays in the older
         update rows until they are folded away. This compacts every document
         that has an update log (compaction drops deleted content), then rewrites
         the file (VACUUM, WAL truncated) so no freed page still holds it.
-        Returns False if a document could not be compacted (its log is kept, a
-        warning logged) or another connection kept the WAL from being truncated
-        (its pages are overwritten by later writes; the next scrub finishes)."""
+        The result says what remains when that was not complete: a document
+        that could not be compacted (its log is kept, a warning logged), or a
+        WAL another connection kept from being truncated (its pages are
+        overwritten by later writes; the next scrub finishes)."""
         self._check_open()
         await self.wait_durable()
         pending: list[str] = await self._storage.call(documents_with_updates)
-        folded = True
+        kept: list[str] = []
         for doc_id in pending:
             if doc_id not in self._catalogue:
                 continue
@@ -434,11 +460,11 @@ class DocStore:
                 await self.compact([doc_id])
             except CompactionError as exc:  # its log stays; the others are still scrubbed
                 log.warning("scrub: %s", exc)
-                folded = False
-        complete: bool = await self._storage.call(scrub)
-        if not complete:
-            log.warning("scrubbed; another reader kept the WAL from being truncated")
-        return complete and folded
+                kept.append(doc_id)
+        rewritten: bool = await self._storage.call(scrub)
+        if not rewritten:
+            log.warning("scrub: another reader kept the file from being rewritten")
+        return ScrubResult(tuple(kept), not rewritten)
 
     async def wait_durable(self) -> None:
         """Return once every change made before the call is committed to disk."""

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import trio
 
-from crdt import DocStore, StoredDoc, SyncClass, open_store
+from crdt import DocStore, ScrubResult, StoredDoc, SyncClass, open_store
 from crdt.crypto_at_rest import BlobCipher
 from crdt.journal import KIND as JOURNAL_KIND
 from crdt.journal import Journal, Mirrorback, Reflection, read_one, shard_ids, shard_size
@@ -25,6 +25,7 @@ from .config import Config
 from .engine.base import Engine, MirrorbackRequest
 from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
+from .errors import ScrubIncompleteError
 from .home import Home
 from .identity import forget_sealing_key, register_sealing_key
 
@@ -94,7 +95,8 @@ class MirrorCore:
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
         if after.text != before.text:  # the old words leave this device's file too
-            await self.store.scrub_deleted()
+            self._check_scrub(f"edited {after.id}, but the old words",
+                              await self.store.scrub_deleted())
         return after
 
     async def delete(self, ref: str) -> Reflection:
@@ -105,8 +107,28 @@ class MirrorCore:
         self._deleted_here.add(found.id)  # not "deleted on another device"
         reflection = await self.journal.delete(found.id)
         await self.understanding.on_delete(reflection)
-        await self.store.scrub_deleted()  # and leaves no byte of it in this device's file
+        # ... and leaves no byte of it in this device's file, or says it did not
+        self._check_scrub(f"deleted {reflection.id}, but its words",
+                          await self.store.scrub_deleted())
         return reflection
+
+    async def scrub(self) -> None:
+        """Remove what was deleted or edited away from this device's file (again)."""
+        self._check_scrub("deleted words", await self.store.scrub_deleted())
+
+    def _check_scrub(self, what: str, result: ScrubResult) -> None:
+        """Raise ScrubIncompleteError unless *result* says the file holds nothing deleted."""
+        if result.complete:
+            return
+        advice = "run `mirror scrub`"
+        if result.file_busy:
+            advice = "close the other Mirror programs on this home (the REPL, mirror serve), " \
+                     "then run `mirror scrub`"
+        elif result.kept_logs:
+            advice += f" (details in {self.home.log_path})"
+        raise ScrubIncompleteError(
+            f"{what} are still in {self.home.db_path.name}: {result.describe()}; {advice}"
+        )
 
     async def past_for(
         self, reflection: Reflection, limit: int = PAST_FOR_ENGINE
