@@ -7,7 +7,7 @@ views over it. Layer 1 needs nothing else: no network, no server.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +16,7 @@ import trio
 
 from crdt import DocStore, ScrubResult, StoredDoc, SyncClass, open_store
 from crdt.crypto_at_rest import BlobCipher
+from crdt.insights import Scope
 from crdt.journal import KIND as JOURNAL_KIND
 from crdt.journal import Journal, Mirrorback, Reflection, read_one, shard_ids, shard_size
 from crdt.settings import Settings
@@ -23,6 +24,7 @@ from crdt.values import utc_now
 
 from .config import Config
 from .engine.base import Engine, MirrorbackRequest
+from .engine.derive import Touched
 from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
 from .errors import ScrubIncompleteError
@@ -32,6 +34,7 @@ from .identity import forget_sealing_key, register_sealing_key
 log = logging.getLogger("mirror.core")
 
 REFRESH_INTERVAL_S = 0.25
+MAX_REPAIR_ROUNDS = 3  # re-derive, look again: another process may be writing meanwhile
 PAST_FOR_ENGINE = 50
 JOURNAL_CLASS_SETTING = "journal_sync_class"
 
@@ -83,8 +86,31 @@ class MirrorCore:
     ) -> Reflection:
         """Save a reflection and learn from it; returns once both are on disk."""
         reflection = await self.journal.add(text, tags=tags, private=private, created_at=at)
-        await self.understanding.on_reflection(reflection)
+        x = await self.understanding.on_reflection(reflection)
+        # The records just written were read before this process saw what others
+        # wrote meanwhile: one may carry a quote another process has since deleted
+        # (node/engine/evidence.py). Then its words are in this write, live or
+        # not, and the record may need deriving again; both are done here.
+        only = {scope: Touched.of(x) for scope in self.understanding.scopes_for(x)}
+        written = await self.understanding.evidence_in(only)
+        await self.store.refresh()
+        quoted_deleted = not await self.understanding.evidence_holds(written)
+        if await self._repair_stale(only) or quoted_deleted:
+            scrubbed = await self.store.scrub_deleted()
+            if not scrubbed.complete:
+                log.warning("scrubbing words deleted meanwhile: %s", scrubbed.describe())
         return reflection
+
+    async def _repair_stale(self, only: Mapping[Scope, Touched] | None = None) -> bool:
+        """Look at what other processes wrote, then derive again the records whose
+        evidence quotes what the journal no longer says; True if any was."""
+        repaired = False
+        for _ in range(MAX_REPAIR_ROUNDS):
+            await self.store.refresh()
+            if not await self.understanding.repair_stale(only):
+                break
+            repaired = True
+        return repaired
 
     async def edit(
         self, ref: str, *, text: str | None = None, tags: Sequence[str] | None = None
@@ -95,6 +121,7 @@ class MirrorCore:
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
         if after.text != before.text:  # the old words leave this device's file too
+            await self._repair_stale()
             self._check_scrub(f"edited {after.id}, but the old words",
                               await self.store.scrub_deleted())
         return after
@@ -107,6 +134,7 @@ class MirrorCore:
         self._deleted_here.add(found.id)  # not "deleted on another device"
         reflection = await self.journal.delete(found.id)
         await self.understanding.on_delete(reflection)
+        await self._repair_stale()  # a record another process wrote meanwhile may quote it
         # ... and leaves no byte of it in this device's file, or says it did not
         self._check_scrub(f"deleted {reflection.id}, but its words",
                           await self.store.scrub_deleted())
@@ -114,6 +142,7 @@ class MirrorCore:
 
     async def scrub(self) -> None:
         """Remove what was deleted or edited away from this device's file (again)."""
+        await self._repair_stale()
         self._check_scrub("deleted words", await self.store.scrub_deleted())
 
     def _check_scrub(self, what: str, result: ScrubResult) -> None:
