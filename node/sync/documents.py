@@ -190,6 +190,11 @@ class DeviceDocuments:
             raise RemoteProtocolError(f"refused an update for {message.doc_id!r}: {exc}") from None
         except ValueError:
             raise RemoteProtocolError(f"undecodable update for {message.doc_id!r}") from None
+        except BaseException as exc:
+            if type(exc).__name__ == "PanicException":  # pyo3's, not an Exception (trap 1)
+                raise RemoteProtocolError(
+                    f"an update for {message.doc_id!r} crashed the decoder") from None
+            raise
         if stored.doc_id == self.group.stored.doc_id:
             self.group.refresh()
         if self._on_update is not None:

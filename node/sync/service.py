@@ -172,6 +172,16 @@ class SyncService:
     # ------------------------------------------------------------------ connections
 
     async def _accept(self, stream: trio.SocketStream) -> None:
+        """Serve one incoming connection. Whatever goes wrong with it ends it alone:
+        the listener, the other sessions and the service go on."""
+        try:
+            await self._accept_one(stream)
+        except Exception:
+            log.exception("connection from %s failed", _peer_name(stream))
+            with trio.move_on_after(1):
+                await stream.aclose()
+
+    async def _accept_one(self, stream: trio.SocketStream) -> None:
         address = _peer_name(stream)
         try:
             with trio.fail_after(OPENING_TIMEOUT_S):
@@ -255,17 +265,21 @@ class SyncService:
         )
         self.stats.sessions_total += 1
         outcome = "ended"
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._supervise, session)
-            try:
-                await session.run()
-            except SessionError as exc:
-                self.stats.sessions_failed += 1
-                log.info("session with %s ended: %s", session.peer_device_id or address, exc)
-                if "own key" in str(exc):
-                    outcome = "self"
-            finally:
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._supervise, session)
+                try:
+                    await session.run()
+                except SessionError as exc:
+                    self.stats.sessions_failed += 1
+                    log.info("session with %s ended: %s", session.peer_device_id or address, exc)
+                    if "own key" in str(exc):
+                        outcome = "self"
+                finally:
+                    nursery.cancel_scope.cancel()
+        except Exception:  # a bug in one session never ends the service
+            self.stats.sessions_failed += 1
+            log.exception("session with %s failed", session.peer_device_id or address)
         peer = session.peer_device_id
         if peer and peer == self.group.keyring.device_id:
             outcome = "self"

@@ -218,6 +218,13 @@ class SyncSession:
                 trio.TooSlowError, OSError) as exc:
             self._failure = self._failure or exc
             scope.cancel()
+        except Exception as exc:  # a bug of ours: it ends this session, never the service
+            log.exception("session with %s failed", self.peer_device_id or self.stats.address)
+            self._failure = self._failure or SessionError(
+                f"internal error ({type(exc).__name__}); see the log")
+            await self._close_after(
+                LocalProtocolError("internal error", CloseCode.INTERNAL_ERROR))
+            scope.cancel()
 
     def close_soon(self, reason: str = "", code: CloseCode = CloseCode.GOING_AWAY) -> None:
         """Ask the session to end cleanly (Close, then end of stream)."""
@@ -302,6 +309,11 @@ class SyncSession:
 
     async def _handle(self, event: Any) -> None:
         documents = self.documents
+        if self._closing and isinstance(event, CatalogueReceived | StateVectorReceived):
+            # Our Close is on its way (a duplicate session, say): what the peer sent
+            # before reading it needs no answer, and none may follow a Close. Its
+            # updates are still applied; the next session catches up the rest.
+            return
         if isinstance(event, HandshakeComplete):
             self.peer_key = event.peer_device_key
             self.epoch = event.epoch
