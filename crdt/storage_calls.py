@@ -52,6 +52,21 @@ def read_doc(
     return snapshot, [_open_blob(cipher, "update", doc_id, d) for _, d in updates], max_seq
 
 
+def read_doc_if_changed(
+    conn: sqlite3.Connection, doc_id: str, mark: int | None, cipher: BlobCipher | None = None
+) -> tuple[bytes | None, list[bytes], int] | None:
+    """:func:`read_doc`, unless the document's newest stored seq (its update log's,
+    or its snapshot's) is still *mark*, or the document is gone: then None."""
+    row = conn.execute(
+        "SELECT MAX(snapshot_seq, COALESCE((SELECT MAX(seq) FROM updates WHERE doc_id=?), 0))"
+        " FROM documents WHERE doc_id=?",
+        (doc_id, doc_id),
+    ).fetchone()
+    if row is None or int(row[0]) == mark:
+        return None
+    return read_doc(conn, doc_id, cipher)
+
+
 def apply_all(
     doc: Doc[Any], doc_id: str, snapshot: bytes | None, updates: list[bytes], *, origin: str
 ) -> None:

@@ -66,10 +66,12 @@ from .storage_calls import (
     documents_with_updates,
     first_envelope_seqs,
     read_doc,
+    read_doc_if_changed,
     read_envelopes,
     scrub,
 )
 from .sync_class import SyncClass
+from .update_check import covers
 from .values import format_timestamp, utc_now
 
 __all__ = [
@@ -92,6 +94,7 @@ _SKIP_ORIGINS = frozenset({hash(LOAD_ORIGIN), hash(EXTERNAL_ORIGIN)})
 DEFAULT_COMPACT_AFTER_UPDATES = 1000
 
 UpdateListener = Callable[["StoredDoc", bytes, str], None]
+CatalogueListener = Callable[[tuple[DocInfo, ...]], None]
 
 
 @dataclass
@@ -192,6 +195,9 @@ class DocStore:
         self._last_seen_seq = 0
         self._batches = 0
         self._held: list[WriteJob] | None = None
+        # doc id -> its newest stored seq when it was loaded or last reconciled
+        self._disk_marks: dict[str, int] = {}
+        self._catalogue_listeners: list[CatalogueListener] = []
 
     @property
     def cipher(self) -> BlobCipher | None:
@@ -231,6 +237,18 @@ class DocStore:
     def remove_listener(self, listener: UpdateListener) -> None:
         with suppress(ValueError):
             self._listeners.remove(listener)
+
+    def add_catalogue_listener(self, listener: CatalogueListener) -> None:
+        """Call ``listener(new_documents)`` whenever a :meth:`refresh` — whoever
+        called it — finds documents another process created. A refresh's result
+        goes to its caller only; several tasks of one process refresh (a sync
+        service, the REPL's watcher, an open or a compaction), and each must
+        hear of every new document. Runs on the trio thread; must not block."""
+        self._catalogue_listeners.append(listener)
+
+    def remove_catalogue_listener(self, listener: CatalogueListener) -> None:
+        with suppress(ValueError):
+            self._catalogue_listeners.remove(listener)
 
     # ------------------------------------------------------------------ documents
 
@@ -273,9 +291,12 @@ class DocStore:
                 self._attach(stored)
                 return stored
             cipher = self._storage.cipher
-            snapshot, updates, _ = await self._storage.call(lambda c: read_doc(c, doc_id, cipher))
+            snapshot, updates, mark = await self._storage.call(
+                lambda c: read_doc(c, doc_id, cipher)
+            )
             doc: Doc[Any] = Doc(client_id=self.client_id)
             apply_all(doc, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
+            self._disk_marks[doc_id] = mark
             stored = StoredDoc(doc_id, info.kind, info.sync_class, doc)
             self._attach(stored)
             return stored
@@ -529,7 +550,49 @@ class DocStore:
                 if doc_id not in changed:
                     changed.append(doc_id)
         self._last_seen_seq = max(self._last_seen_seq, max_seq)
+        if new_docs:
+            for catalogue_listener in list(self._catalogue_listeners):
+                try:
+                    catalogue_listener(tuple(new_docs))
+                except Exception:
+                    log.exception("catalogue listener failed")
         return RefreshResult(tuple(changed), tuple(new_docs))
+
+    async def reconcile(self, doc_ids: Iterable[str]) -> tuple[str, ...]:
+        """Apply to each loaded document of *doc_ids* whatever the file holds for it.
+
+        :meth:`refresh` reads only what was stored after its cursor; this reads a
+        document whole (snapshot and log) and applies it under
+        :data:`EXTERNAL_ORIGIN`, so listeners hear of what it adds. A safety net:
+        a write that reached the file but never this process is applied here (a
+        sync session runs it before its catch-up, so its peer gets it too).
+        Cheap for a document whose newest stored seq is what it was when loaded
+        or last reconciled. Returns the documents that gained anything."""
+        self._check_open()
+        await self.wait_durable()
+        cipher = self._storage.cipher
+        gained = []
+        for doc_id in doc_ids:
+            stored = self._loaded.get(doc_id)
+            if stored is None:
+                continue  # loading reads the file whole anyway
+            found = await self._storage.call(functools.partial(
+                read_doc_if_changed, doc_id=doc_id, mark=self._disk_marks.get(doc_id),
+                cipher=cipher,
+            ))
+            if found is None or self._loaded.get(doc_id) is not stored:
+                continue
+            snapshot, updates, mark = found
+            doc = stored.doc
+            before = (doc.get_state(), doc.get_update(doc.get_state()))
+            apply_all(doc, doc_id, snapshot, updates, origin=EXTERNAL_ORIGIN)
+            self._disk_marks[doc_id] = mark
+            if not covers(*before, doc.get_state(), doc.get_update(doc.get_state())):
+                gained.append(doc_id)
+        if gained:
+            log.warning("the file held changes to %s that this process had not applied; "
+                        "applied now", ", ".join(gained))
+        return tuple(gained)
 
     # ------------------------------------------------------------------ compaction
 

@@ -270,6 +270,7 @@ class MirrorCore:
         known: dict[str, set[str]] = {}
         written_here: set[str] = set()
         from_peers: dict[str, str] = {}
+        from_processes: set[str] = set()
 
         def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
             # What this process writes itself is not an arrival. (A listener runs
@@ -278,7 +279,11 @@ class MirrorCore:
                 return
             if source == "local":
                 written_here.add(stored.doc_id)
-            elif source != "external":
+            elif source == "external":
+                # Noted here, not only in the refresh result: another task's refresh
+                # (a sync service, an open, a compaction) may be the one that applied it.
+                from_processes.add(stored.doc_id)
+            else:
                 from_peers[stored.doc_id] = source
 
         # Listen before reading what is known: a peer's update applied while the
@@ -287,7 +292,9 @@ class MirrorCore:
         try:
             for shard in await self.journal.shards():
                 known[shard.doc_id] = shard_ids(shard.doc)
-            await self._watch_loop(known, written_here, from_peers, on_arrival, interval_s)
+            await self._watch_loop(
+                known, written_here, from_peers, from_processes, on_arrival, interval_s
+            )
         finally:
             self.store.remove_listener(on_change)
 
@@ -296,6 +303,7 @@ class MirrorCore:
         known: dict[str, set[str]],
         written_here: set[str],
         from_peers: dict[str, str],
+        from_processes: set[str],
         on_arrival: Callable[[Arrival], None],
         interval_s: float,
     ) -> None:
@@ -317,6 +325,8 @@ class MirrorCore:
             peer_docs = dict(from_peers)
             from_peers.clear()
             touched = set(result.changed) | {i.doc_id for i in result.new_documents}
+            touched |= from_processes
+            from_processes.clear()
             arrived: dict[str, list[Reflection]] = {}
             for shard in shards:
                 doc_id = shard.doc_id

@@ -136,8 +136,13 @@ class DeviceDocuments:
         return self.group.credentials(self.epoch)
 
     async def catalogue(self) -> list[CatalogueEntry]:
+        offered = offerable(self.store, self.classes)
+        # The safety net of catch-up: what reached the file but not this process's
+        # documents (so no live push carried it) is applied first, and the
+        # catalogue, and so the peer, sees it (DocStore.reconcile).
+        await self.store.reconcile(info.doc_id for info in offered)
         entries = []
-        for info in offerable(self.store, self.classes):
+        for info in offered:
             stored = self.store.loaded(info.doc_id) or await self.store.open_doc(
                 info.doc_id, kind=info.kind, create=False
             )

@@ -115,6 +115,10 @@ class SyncService:
         self.port = 0
         self._status_dirty = True
         self._known_classes: dict[str, SyncClass] = {}
+        # What any refresh of this process found (not only this service's own
+        # refreshes: the result of one goes to its caller alone).
+        self._found_documents: list[DocInfo] = []
+        self._group_changed = False
         self.changed = trio.Event()  # set whenever a session starts, ends or catches up
         self.peer_epochs: dict[str, int] = {}
         """The newest group epoch at which each peer (by device id) completed a
@@ -131,6 +135,17 @@ class SyncService:
         self.port = listeners[0].socket.getsockname()[1]
         self.stats.listening = f"{host}:{self.port}"
         self._self_addresses.add((host, self.port))
+        self.store.add_catalogue_listener(self._found_documents.extend)
+        self.store.add_listener(self._note_group_change)
+        try:
+            await self._serve(listeners, task_status)
+        finally:
+            self.store.remove_catalogue_listener(self._found_documents.extend)
+            self.store.remove_listener(self._note_group_change)
+
+    async def _serve(
+        self, listeners: list[trio.SocketListener], task_status: trio.TaskStatus[int]
+    ) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(trio.serve_listeners, self._accept, listeners)
@@ -343,12 +358,20 @@ class SyncService:
 
     # ------------------------------------------------------------------ other processes
 
+    def _note_group_change(self, stored: StoredDoc, update: bytes, source: str) -> None:
+        # Inside pycrdt's commit: note only. (Peers' changes refresh the group in
+        # DeviceDocuments.apply; this is another process's, e.g. a removal.)
+        if source == "external" and stored.doc_id == self.group.stored.doc_id:
+            self._group_changed = True
+
     async def _refresh_loop(self) -> None:
         while True:
             await trio.sleep(REFRESH_INTERVAL_S)
-            result = await self.store.refresh()
-            await self._pick_up(result.new_documents)
-            if result.changed and self.group.stored.doc_id in result.changed:
+            await self.store.refresh()
+            found, self._found_documents[:] = list(self._found_documents), []
+            await self._pick_up(found)
+            if self._group_changed:
+                self._group_changed = False
                 self.group.refresh()
 
     async def _pick_up(self, new_documents: Iterable[DocInfo]) -> None:
