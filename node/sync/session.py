@@ -319,14 +319,15 @@ class SyncSession:
             self.epoch = event.epoch
             self.stats.peer_device_id = self.peer_device_id
             self.handshake_done.set()
-            self._queue(self.conn.send(Catalogue(tuple(await documents.catalogue()))))
+            entries = tuple(await documents.catalogue())
+            self._answer(Catalogue(entries))
         elif isinstance(event, CatalogueReceived):
-            self._queue(self.conn.send(DeltaRequest(tuple(await documents.wanted(event)))))
+            self._answer(DeltaRequest(tuple(await documents.wanted(event))))
         elif isinstance(event, StateVectorReceived):
             await self._room_to_answer()
             payload = await documents.answer(event)
-            self._queue(self.conn.send(Update(event.doc_id, event.sync_class, payload)))
-            self.stats.updates_out += 1
+            if self._answer(Update(event.doc_id, event.sync_class, payload)):
+                self.stats.updates_out += 1
         elif isinstance(event, Update):
             if await documents.apply(self, event):
                 self.stats.updates_in += 1
@@ -339,6 +340,15 @@ class SyncSession:
         elif isinstance(event, CatchUpDone):
             self.stats.caught_up_at = trio.current_time()
             self.caught_up.set()
+
+    def _answer(self, message: Catalogue | DeltaRequest | Update) -> bool:
+        """Send what an event called for, unless the session began closing while
+        the answer was being prepared (the service closes a duplicate session as
+        soon as its handshake is done): nothing may follow our Close."""
+        if self._closing:
+            return False
+        self._queue(self.conn.send(message))
+        return True
 
     async def _room_to_answer(self) -> None:
         """Wait while half the send queue is full: the peer paces its own catch-up.
