@@ -27,8 +27,8 @@ import queue
 import random
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from .errors import (
     StoreOpenError,
     StoreWriteError,
 )
-from .storage_calls import _open_blob, compact_document
+from .storage_calls import _open_blob, compact_document, read_snapshot
 from .sync_class import SyncClass
 from .values import format_timestamp, utc_now
 
@@ -246,7 +246,7 @@ class StorageThread:
             self._unlock(conn)  # before the first write: a wrong key changes nothing
             self._acquire_client_id(conn)
             self._data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            with _read_transaction(conn):  # the catalogue and the cursor from one snapshot
+            with read_snapshot(conn):  # the catalogue and the cursor from one snapshot
                 self.initial_documents = [
                     DocInfo(d, k, SyncClass(c))
                     for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
@@ -482,7 +482,7 @@ class StorageThread:
         if version == self._data_version:
             return None
         self._data_version = version
-        with _read_transaction(conn):
+        with read_snapshot(conn):
             docs = [
                 DocInfo(d, k, SyncClass(c))
                 for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
@@ -508,17 +508,6 @@ class StorageThread:
         max_seq = max(max_seq, int(snap_max[0]), last)
         updates = [(d, _open_blob(self.cipher, "update", d, b)) for _, d, b in rows]
         return ExternalChanges(docs, snapshots, updates, max_seq)
-
-
-@contextmanager
-def _read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """One snapshot of the file for every SELECT inside (WAL: writers go on meanwhile)."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        if conn.in_transaction:
-            conn.execute("COMMIT")
 
 
 def _try_lock(path: Path) -> int | None:

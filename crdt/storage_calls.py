@@ -9,6 +9,8 @@ trio. Blobs are opened here, just after SELECT, when the store is encrypted.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +38,40 @@ def _open_blob(cipher: BlobCipher | None, what: str, doc_id: str, blob: Any) -> 
     return bytes(blob) if cipher is None else cipher.open(what, doc_id, bytes(blob))
 
 
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One snapshot of the file for every SELECT inside (WAL: writers go on meanwhile).
+
+    Reads that belong together (a snapshot and the log after it; new rows and
+    the cursor past them) must not straddle another process's commit: a
+    compaction between them folds rows into a snapshot the reader has already
+    read past. Inside a transaction already (a compaction's), nothing to do."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        _end_read(conn)
+
+
+def _end_read(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # a failed statement may have ended it already
+        conn.execute("COMMIT")
+
+
 def read_doc(
     conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
+) -> tuple[bytes | None, list[bytes], int]:
+    """A document's snapshot, the updates stored after it, and the newest seq of
+    either, read from one snapshot of the file (see :func:`read_snapshot`)."""
+    with read_snapshot(conn):
+        return _read_doc(conn, doc_id, cipher)
+
+
+def _read_doc(
+    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None
 ) -> tuple[bytes | None, list[bytes], int]:
     row = conn.execute(
         "SELECT snapshot, snapshot_seq FROM documents WHERE doc_id=?", (doc_id,)
@@ -57,14 +91,15 @@ def read_doc_if_changed(
 ) -> tuple[bytes | None, list[bytes], int] | None:
     """:func:`read_doc`, unless the document's newest stored seq (its update log's,
     or its snapshot's) is still *mark*, or the document is gone: then None."""
-    row = conn.execute(
-        "SELECT MAX(snapshot_seq, COALESCE((SELECT MAX(seq) FROM updates WHERE doc_id=?), 0))"
-        " FROM documents WHERE doc_id=?",
-        (doc_id, doc_id),
-    ).fetchone()
-    if row is None or int(row[0]) == mark:
-        return None
-    return read_doc(conn, doc_id, cipher)
+    with read_snapshot(conn):
+        row = conn.execute(
+            "SELECT MAX(snapshot_seq, COALESCE((SELECT MAX(seq) FROM updates WHERE doc_id=?), 0))"
+            " FROM documents WHERE doc_id=?",
+            (doc_id, doc_id),
+        ).fetchone()
+        if row is None or int(row[0]) == mark:
+            return None
+        return _read_doc(conn, doc_id, cipher)
 
 
 def apply_all(

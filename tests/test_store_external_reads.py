@@ -16,6 +16,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from crdt import open_store
+from crdt.storage_calls import apply_all, compact_document, read_doc
 
 OTHER_WRITER = 4242
 
@@ -73,3 +74,53 @@ async def test_a_row_committed_between_the_reads_of_a_refresh_is_read(tmp_path: 
         commit_row(db, "notes", replica.get_update(before))
         await reader.refresh()
         assert root.to_py()["d"] == "after"
+
+
+class CompactsAfterFirstRead:
+    """A connection whose first SELECT on ``documents`` is followed, at once, by
+    another process compacting the document (its rows folded into a snapshot)."""
+
+    def __init__(self, conn: sqlite3.Connection, db: Path, doc_id: str) -> None:
+        self.conn = conn
+        self.db = db
+        self.doc_id = doc_id
+        self.compacted = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        cursor = self.conn.execute(sql, params)
+        if "FROM documents" in sql and not self.compacted:
+            self.compacted = True
+            other = sqlite3.connect(self.db, isolation_level=None)
+            try:
+                assert compact_document(other, doc_id=self.doc_id, live=None) is not None
+            finally:
+                other.close()
+        return cursor
+
+
+async def test_loading_a_document_while_another_process_compacts_it_reads_it_whole(
+    tmp_path: Path,
+) -> None:
+    # Loading read the snapshot, then the log in a second statement: a compaction
+    # in between folded the log into a snapshot the load had already read past,
+    # and the document loaded without those updates.
+    db = tmp_path / "m.db"
+    async with open_store(db, compact_after_updates=0) as store:
+        stored = await store.open_doc("notes", kind="notes")
+        for i in range(5):
+            stored.doc.get("root", type=Map)[f"k{i}"] = i
+        expected = stored.doc.get("root", type=Map).to_py()
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        reader = CompactsAfterFirstRead(conn, db, "notes")
+        snapshot, updates, _ = read_doc(reader, "notes")  # type: ignore[arg-type]
+    finally:
+        conn.close()
+    assert reader.compacted
+    loaded: Doc[Any] = Doc()
+    apply_all(loaded, "notes", snapshot, updates, origin="test")
+    assert loaded.get("root", type=Map).to_py() == expected
