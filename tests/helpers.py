@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,13 @@ async def start_mirror(home: Path, *args: str, deadline_s: float = 30) -> Mirror
         env=mirror_env(home),
         cwd=REPO,
     )
+    return MirrorProcess(process, await read_first_line(process, f"mirror {args[0]}", deadline_s))
+
+
+async def read_first_line(process: Any, what: str, deadline_s: float = 30) -> str:
+    """The first line a started *process* prints (AssertionError if it exits first)."""
+    import trio
+
     assert process.stdout is not None
     buffer = b""
     with trio.fail_after(deadline_s):
@@ -80,9 +88,9 @@ async def start_mirror(home: Path, *args: str, deadline_s: float = 30) -> Mirror
                 err = b""
                 if process.stderr is not None:
                     err = await process.stderr.receive_some(4096)
-                raise AssertionError(f"mirror {args[0]} exited early: {err.decode()!r}")
+                raise AssertionError(f"{what} exited early: {err.decode()!r}")
             buffer += chunk
-    return MirrorProcess(process, buffer.split(b"\n", 1)[0].decode())
+    return bytes(buffer.split(b"\n", 1)[0]).decode()
 
 
 async def stop_mirror(proc: MirrorProcess, deadline_s: float = 15) -> int:

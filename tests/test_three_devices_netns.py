@@ -32,7 +32,7 @@ import pytest
 import trio
 
 from node.sync.service import read_status
-from tests.helpers import REPO, mirror_env
+from tests.helpers import REPO, mirror_env, read_first_line
 from tests.netns_helper import Lan, Namespace, bridged_namespaces, netns_unavailable
 
 PROCESS_DEADLINE_S = 60
@@ -54,25 +54,13 @@ async def mirror(home: Path, *args: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
-async def first_line(process: trio.Process, what: str) -> str:
-    assert process.stdout is not None
-    buffer = b""
-    with trio.fail_after(PROCESS_DEADLINE_S):
-        while b"\n" not in buffer:
-            chunk = await process.stdout.receive_some(4096)
-            if not chunk:
-                raise AssertionError(f"{what} exited early ({await process.wait()})")
-            buffer += chunk
-    return buffer.split(b"\n", 1)[0].decode()
-
-
 async def pair(first: Path, joiner: Path, name: str) -> None:
     """Pair over the host's loopback, before the devices move onto the LAN."""
     pairing = await trio.lowlevel.open_process(
         [sys.executable, "-m", "node.cli", "pair", "--json", *LOOPBACK, "--timeout", "60"],
         stdout=subprocess.PIPE, env=mirror_env(first), cwd=REPO,
     )
-    offer = json.loads(await first_line(pairing, "pair"))
+    offer = json.loads(await read_first_line(pairing, "pair", PROCESS_DEADLINE_S))
     status, _, err = await mirror(joiner, "join", str(offer["code"]), "--address",
                                   str(offer["address"]), "--no-discovery", "--name", name)
     assert status == 0, err
@@ -101,7 +89,8 @@ class Device:
             self.serve = await trio.lowlevel.open_process(
                 command, stdout=subprocess.PIPE, stderr=stderr, env=mirror_env(self.home),
                 cwd=REPO)
-        started = json.loads(await first_line(self.serve, f"serve on {self.name}"))
+        started = json.loads(
+            await read_first_line(self.serve, f"serve on {self.name}", PROCESS_DEADLINE_S))
         assert str(started["address"]).startswith(self.ns.address)
         self.device_id = str(started["device_id"])
 
