@@ -72,15 +72,16 @@ async def fill(hub: object, total: int) -> list[str]:
         doc: Doc[object] = Doc()
         write_item(doc, "post", {"title": f"thread {i}", "body": "words " * 60,
                                  "created_at": "2026-03-01T12:00:00Z"})
-        await hub.accept(doc_id, encode_bundle([author.envelope(doc_id, doc.get_update())]),
-                         "bench")
+        envelope = author.envelope(doc_id, doc.get_update(), hub.server_key)
+        await hub.accept(doc_id, encode_bundle([envelope]), "bench")
         threads.append(doc_id)
         if i % 10 == 0:
             cid = make_doc_id("comment", author.public, os.urandom(8))
             c: Doc[object] = Doc()
             write_item(c, "comment", {"body": "a comment", "thread": doc_id,
                                       "created_at": "2026-03-01T12:00:00Z"})
-            await hub.accept(cid, encode_bundle([author.envelope(cid, c.get_update())]), "bench")
+            envelope = author.envelope(cid, c.get_update(), hub.server_key)
+            await hub.accept(cid, encode_bundle([envelope]), "bench")
 
     batch = 200
     for start in range(0, missing, batch):

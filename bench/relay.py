@@ -1,6 +1,8 @@
 """Benchmark of the relay on loopback (bounded; stops by itself).
 
     .venv/bin/python bench/relay.py [--frames 20000] [--edits 10000] [--idle 1000]
+    .venv/bin/python bench/relay.py --scale-out     # several instances, HAProxy: see
+                                                    # bench/relay_scaleout.py
 
 (a) frames/s of 1 KiB messages from A to B through one room, and the one-way
     latency of those frames (p50/p99) and of single frames on an idle relay;
@@ -39,6 +41,8 @@ sys.path.insert(0, str(REPO))
 
 import httpx
 from httpx_ws import aconnect_ws
+
+from bench import relay_scaleout
 
 FRAME = 1024
 CLK = os.sysconf("SC_CLK_TCK")
@@ -367,9 +371,13 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=10_000)
     parser.add_argument("--idle", type=int, default=1_000)
     parser.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
+    relay_scaleout.add_arguments(parser)
     args = parser.parse_args()
     if args.serve_pycrdt:
         serve_pycrdt()
+        return
+    if args.scale_out:
+        print(json.dumps(trio.run(relay_scaleout.run_scale_out, args), indent=1))
         return
     report = trio.run(run, args)
     print(json.dumps(report, indent=1))

@@ -11,13 +11,16 @@ Routes (anything else is 404; paths are matched whole, against strict patterns):
     GET  /api/v1/threads ?page=N                  JSON of the index
     GET  /api/v1/threads/<kind>/<author>/<id>     JSON of one thread
     GET  /api/v1/moderation                       JSON of the moderation log
-    GET  /api/v1/withdrawn                        ids readers drop: withdrawn, hidden, blocked
+    GET  /api/v1/withdrawn                        ids readers drop: the newest withdrawn,
+                                                  hidden, blocked (earlier builds' readers)
+    POST /api/v1/withdrawn {"ids": [...]}         of those ids, the ones to drop (same lists)
     POST /api/v1/moderation                       a signed operator action (JSON)
     POST /api/v1/withdraw                         an owner's signed withdrawal (JSON)
 
 Every HTTP request costs a token of its address's bucket (429 when empty). POST
-bodies are read up to ``MAX_HTTP_BODY_BYTES`` and refused with 413 beyond,
-before being parsed. Errors are JSON ``{"error": "..."}`` (API) or a small page.
+bodies are read up to ``MAX_HTTP_BODY_BYTES`` (``MAX_CHECK_BODY_BYTES`` for a
+reader's question about its ids) and refused with 413 beyond, before being parsed.
+Errors are JSON ``{"error": "..."}`` (API) or a small page.
 """
 
 from __future__ import annotations
@@ -137,6 +140,14 @@ class CommonsApp:
         if method == "POST" and path in ("/api/v1/withdraw", "/api/v1/moderation"):
             request = await _read_json(scope, receive)
             return 200, JSON, _json(await self._post(path, request))
+        if method == "POST" and path == "/api/v1/withdrawn":
+            request = await _read_json(scope, receive, L.MAX_CHECK_BODY_BYTES)
+            ids = request.get("ids")
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise HttpError(400, "'ids' must be a list of document ids")
+            if len(ids) > L.MAX_CHECK_IDS:
+                raise HttpError(413, f"at most {L.MAX_CHECK_IDS} ids per request")
+            return 200, JSON, _json(hub.moderation_of(ids))
         if method not in ("GET", "HEAD"):
             raise HttpError(405, "method not allowed")
         if path == "/":
@@ -174,8 +185,8 @@ class CommonsApp:
         try:
             if path == "/api/v1/withdraw":
                 doc_id = _text(request, "doc_id", 200)
-                await self.hub.withdraw(doc_id, _hex(request, "signature", 64))
-                return {"withdrawn": doc_id}
+                held = await self.hub.withdraw(doc_id, _hex(request, "signature", 64))
+                return {"withdrawn": doc_id, "held": held}
             entry = await self.hub.moderate(
                 _text(request, "action", 20), _text(request, "target", 200),
                 _text(request, "reason", L.MAX_REASON_CHARS), _text(request, "at", 40),
@@ -221,22 +232,23 @@ def _hex(request: dict[str, Any], name: str, size: int) -> bytes:
     return bytes.fromhex(value)
 
 
-async def _read_json(scope: Scope, receive: Receive) -> dict[str, Any]:
+async def _read_json(scope: Scope, receive: Receive,
+                     limit: int = L.MAX_HTTP_BODY_BYTES) -> dict[str, Any]:
     headers = {bytes(k).lower(): bytes(v) for k, v in scope.get("headers", [])}
     ctype = headers.get(b"content-type", b"").split(b";")[0].strip()
     if ctype != JSON:
         raise HttpError(415, "send application/json")
     declared = headers.get(b"content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > L.MAX_HTTP_BODY_BYTES):
-        raise HttpError(413, f"body over {L.MAX_HTTP_BODY_BYTES} bytes")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HttpError(413, f"body over {limit} bytes")
     body = bytearray()
     while True:
         message = await receive()
         if message.get("type") == "http.disconnect":
             raise HttpError(400, "client went away")
         body += message.get("body", b"")
-        if len(body) > L.MAX_HTTP_BODY_BYTES:
-            raise HttpError(413, f"body over {L.MAX_HTTP_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise HttpError(413, f"body over {limit} bytes")
         if not message.get("more_body"):
             break
     try:

@@ -11,7 +11,9 @@ indexed in memory (``index.py``) and rebuilt from the store at start.
 
 An update is accepted only when, in this order: its id is a Commons id that
 was never withdrawn or removed; every envelope of its bundle is canonical and
-signed by the owner named in the id (``crdt.commons``); the owner is not
+signed by the owner named in the id, for this server (``crdt.commons``: an
+envelope signed for another server, or an unbound one of version 1, is
+refused, so a post withdrawn elsewhere cannot be republished here); the owner is not
 blocked; the author's and the address's token buckets have a token for each
 envelope; and the document, with the update applied to a scratch copy, still
 reads as a valid item. Then the update and its envelopes are committed, and
@@ -23,10 +25,14 @@ deletes the document from the store and rewrites the file (VACUUM, WAL
 truncated) so its bytes are gone; a document found withdrawn at start (a crash
 between the two) is deleted then. A thread goes with its comments and
 reactions, whoever wrote them: they are tombstoned too (``by`` =
-``WITH_THREAD``), deleted in the same rewrite, and a comment or reaction that
-arrives later for that thread is refused (``Gone``) and tombstoned, so its
-author's node is not asked for it again. Such tombstones are not listed to
-readers: they drop the children of a listed thread themselves.
+``WITH_THREAD``), deleted in the same rewrite. Tombstones are kept only for
+documents this server held, so they are bounded by what it accepted: a
+withdrawal of an id it never held is answered and forgotten, and a comment or
+reaction that arrives later for a gone thread is refused (``Gone``) and only
+remembered, in memory and up to ``MAX_REMEMBERED_REFUSALS``, so its author's
+node is not asked for it again. Readers learn what to drop by asking about the
+ids they hold (:meth:`Hub.moderation_of`); the newest-first lists of
+:meth:`Hub.moderated_lists` remain for readers of earlier builds.
 
 A document is *withheld* while the operator hides it or blocks its author, or
 while its thread is withheld for one of those reasons: it stays in the store
@@ -185,6 +191,8 @@ class Hub:
         self._moderation: Moderation | None = None
         self._recent: OrderedDict[str, None] = OrderedDict()  # loaded docs, LRU order
         self._locks: dict[str, trio.Lock] = {}
+        self._refused_children: OrderedDict[str, None] = OrderedDict()
+        """Comments and reactions refused because their thread is gone (bounded)."""
         self._listeners: set[Listener] = set()
         self.stats = HubStatistics()
         self.observers: list[Callable[[str, object], None]] = []
@@ -282,7 +290,7 @@ class Hub:
             parse_doc_id(doc_id)
         except InvalidCommonsId:
             return None
-        if doc_id in self.withdrawn:
+        if doc_id in self.withdrawn or doc_id in self._refused_children:
             return None
         meta = self.docs.get(doc_id)
         if meta is not None and sv_digest is not None and meta.sv_digest == sv_digest:
@@ -309,9 +317,9 @@ class Hub:
         """Verify and store a bundle for *doc_id*; returns how many envelopes it carried
         if it changed the document, else 0."""
         cid = parse_doc_id(doc_id)
-        if doc_id in self.withdrawn:
+        if doc_id in self.withdrawn or doc_id in self._refused_children:
             raise self._refuse(self._gone(doc_id))
-        envelopes = verify_bundle(doc_id, data)
+        envelopes = verify_bundle(doc_id, data, self.server_key)  # bound to us, never legacy
         if not envelopes:
             return 0
         author = cid.owner_hex
@@ -349,9 +357,12 @@ class Hub:
             apply_update(scratch, env.update)
         item = read_item(doc_id, scratch)  # InvalidItem: nothing is stored
         if item.thread in self.withdrawn:
-            # Tombstoned too (its id only: nothing of it is stored), so its author's
-            # node, which keeps it, is not asked for it again at every sync.
-            await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            if stored is not None:  # held here (a build that kept such children)
+                await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            else:
+                # Nothing of it is stored, nor a tombstone: remembered for a while,
+                # so its author's node, which keeps it, is not asked at every sync.
+                self._remember_refusal(doc_id)
             raise self._refuse(self._gone(doc_id))
         if stored is None:
             stored = await self._open(doc_id, create=True)
@@ -402,10 +413,27 @@ class Hub:
 
     # ------------------------------------------------------------------ deleting
 
-    async def withdraw(self, doc_id: str, signature: bytes) -> None:
-        """The owner's signed request: delete every byte of *doc_id* and refuse it from now on."""
+    async def withdraw(self, doc_id: str, signature: bytes) -> bool:
+        """The owner's signed request: delete every byte of *doc_id* and refuse it from
+        now on. False (and nothing kept) if this server never held it: then there is
+        nothing to delete, and no upload can bring it here either (an envelope is
+        valid only for the server it was signed for: spec/commons.md)."""
         verify_withdrawal(doc_id, signature)  # ForgedUpdate if not the owner's
+        if not self.holds(doc_id):
+            return False
         await self._delete(doc_id, "owner")
+        return True
+
+    def holds(self, doc_id: str) -> bool:
+        """This server has, had, or is taking *doc_id* (so a withdrawal must be kept)."""
+        return (doc_id in self.withdrawn or doc_id in self.docs or doc_id in self._locks
+                or self.store.info(doc_id) is not None)
+
+    def _remember_refusal(self, doc_id: str) -> None:
+        self._refused_children[doc_id] = None
+        self._refused_children.move_to_end(doc_id)
+        while len(self._refused_children) > L.MAX_REMEMBERED_REFUSALS:
+            self._refused_children.popitem(last=False)
 
     async def _delete(self, doc_id: str, by: str) -> None:
         """Withdraw *doc_id* and, if it is a thread, every comment and reaction on it."""
@@ -434,7 +462,8 @@ class Hub:
         self.stats.documents = len(self.index)
 
     def _gone(self, doc_id: str) -> Gone:
-        if self.moderation.withdrawn_by(doc_id) == WITH_THREAD:
+        if (doc_id in self._refused_children
+                or self.moderation.withdrawn_by(doc_id) == WITH_THREAD):
             kind = parse_doc_id(doc_id).kind
             return Gone(f"the thread this {kind} belongs to was withdrawn or removed: "
                         "it takes no comments or reactions")
@@ -530,6 +559,27 @@ class Hub:
         return {"withdrawn": moderation.recently_withdrawn(L.MAX_LISTED_IDS),
                 "hidden": moderation.recently_hidden(L.MAX_LISTED_IDS),
                 "blocked": moderation.recently_blocked(L.MAX_LISTED_IDS)}
+
+    def moderation_of(self, doc_ids: list[str]) -> dict[str, list[str]]:
+        """What a reader must drop of the documents it holds (*doc_ids*), whatever
+        happened to any other: ``withdrawn`` (gone for good: by the owner, the
+        operator, or with its thread), ``hidden`` (withheld now: hidden, or its
+        thread is, or an author is blocked) and ``blocked`` (owners of *doc_ids*
+        blocked now). Ids that are not Commons ids, or that this server never
+        held, are in none of them."""
+        withdrawn, hidden, blocked = [], [], []
+        moderation = self.moderation
+        for doc_id in dict.fromkeys(doc_ids):
+            if not is_commons_id(doc_id):
+                continue
+            if doc_id in moderation.withdrawn or doc_id in self._refused_children:
+                withdrawn.append(doc_id)
+            elif (meta := self.docs.get(doc_id)) is not None and meta.hidden:
+                hidden.append(doc_id)
+            owner = parse_doc_id(doc_id).owner_hex
+            if owner in moderation.blocked and owner not in blocked:
+                blocked.append(owner)
+        return {"withdrawn": withdrawn, "hidden": hidden, "blocked": blocked}
 
     async def moderation_log(self) -> list[dict[str, Any]]:
         return self.moderation.log(L.MODERATION_LOG_PAGE)

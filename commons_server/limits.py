@@ -24,6 +24,14 @@ MAX_CATALOGUE_DOCS: Final = 10_000
 """Newest documents listed to a reader; older ones stay readable on the web view."""
 MAX_LISTED_IDS: Final = 10_000
 """Most ids in each list of ``GET /api/v1/withdrawn`` (withdrawn, hidden, blocked)."""
+MAX_CHECK_IDS: Final = 2_000
+"""Ids a reader may ask about in one ``POST /api/v1/withdrawn``."""
+MAX_CHECK_BODY_BYTES: Final = 256 * KIB
+"""The body of one ``POST /api/v1/withdrawn`` (2,000 ids take under 200 KiB)."""
+MAX_REMEMBERED_REFUSALS: Final = 10_000
+"""Comments and reactions refused because their thread is gone, remembered (in
+memory only) so their author's node is not asked for them at every sync; the
+oldest are forgotten beyond this and, if offered again, refused again."""
 THREADS_PER_PAGE: Final = 50
 MAX_PAGE: Final = 10_000
 MAX_COMMENTS_PER_PAGE: Final = 500

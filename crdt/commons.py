@@ -10,11 +10,19 @@ A Commons document has exactly one owner, named in its id::
     commons/<kind>/<author key: 64 lowercase hex>/<item: 16 lowercase hex>
 
 Every update to it travels in an *envelope* signed by that owner's Ed25519
-author key (pseudonymous, unrelated to device keys)::
+author key (pseudonymous, unrelated to device keys), for one server: the key
+of the server it is published on is part of what is signed, so an envelope is
+valid on that server only (a post withdrawn there cannot be republished, under
+its owner's signature, anywhere else; docs/decisions/0002)::
 
-    envelope = 0x01 || author_key (32) || signature (64) || update
-    signature = Ed25519(author, UPDATE_CONTEXT || H(len(doc_id):u16 || doc_id || update))
+    envelope  = 0x02 || author_key (32) || signature (64) || update
+    signature = Ed25519(author, BOUND_UPDATE_CONTEXT
+                        || H(len(doc_id):u16 || doc_id || server_key (32) || update))
     H = BLAKE2b-256 with person "mirror/commons"
+
+Envelopes of version 0x01, from before the binding, sign ``UPDATE_CONTEXT ||
+H(len(doc_id):u16 || doc_id || update)``. No server accepts them any more; a
+reader still verifies those a server kept from then (``legacy=True``).
 
 A protocol ``Update`` of the ``commons`` class carries a *bundle* of envelopes
 (``count:u32`` then ``len:u32 || envelope`` each; nothing may follow). A
@@ -24,6 +32,8 @@ refused whole (:class:`ForgedUpdate` / :class:`MalformedEnvelope`).
 
 Withdrawal requests and moderation actions are signed the same way with their
 own context strings, so no signature made for one purpose is valid for another.
+A withdrawal names no server: it is the owner's wish that the item be gone, so
+wherever it is replayed it can only delete the owner's own item.
 
 Errors::
 
@@ -67,12 +77,17 @@ ITEM_ROOT: Final = "item"
 DOC_KIND: Final = "commons"
 """The DocStore kind of every Commons document on a node."""
 
-ENVELOPE_VERSION: Final = 0x01
+ENVELOPE_VERSION: Final = 0x02
+"""Envelopes bound to one server (the only version written)."""
+LEGACY_ENVELOPE_VERSION: Final = 0x01
+"""Unbound envelopes from before: readers verify the ones servers kept; no server takes new ones."""
 KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
 ENVELOPE_HEADER_BYTES: Final = 1 + KEY_BYTES + SIGNATURE_BYTES
 HASH_PERSON: Final = b"mirror/commons"
 UPDATE_CONTEXT: Final = b"Mirror v1 commons update\x00"
+"""Context of a legacy (version 0x01, unbound) envelope's signature."""
+BOUND_UPDATE_CONTEXT: Final = b"Mirror v1 commons update for one server\x00"
 WITHDRAW_CONTEXT: Final = b"Mirror v1 commons withdraw\x00"
 MODERATION_CONTEXT: Final = b"Mirror v1 commons moderation\x00"
 PUBLIC_GROUP_PURPOSE: Final = b"mirror/commons-g"
@@ -156,14 +171,15 @@ class AuthorKey:
     def sign(self, context: bytes, digest: bytes) -> bytes:
         return bytes(self._signing.sign(context + digest).signature)
 
-    def envelope(self, doc_id: str, update: bytes) -> bytes:
-        """Sign *update* to *doc_id*; only the owner's envelopes are accepted anywhere."""
+    def envelope(self, doc_id: str, update: bytes, server_key: bytes) -> bytes:
+        """Sign *update* to *doc_id* for the server of *server_key*: only the owner's
+        envelopes are accepted, and only by that server and its readers."""
         owner = parse_doc_id(doc_id).owner
         if owner != self.public:
             raise ForgedUpdate(f"this author key does not own {doc_id}")
         if not update or len(update) > MAX_UPDATE_BYTES:
             raise MalformedEnvelope(f"an update must be 1..{MAX_UPDATE_BYTES} bytes")
-        sig = self.sign(UPDATE_CONTEXT, update_hash(doc_id, update))
+        sig = self.sign(BOUND_UPDATE_CONTEXT, update_hash(doc_id, update, server_key))
         return bytes([ENVELOPE_VERSION]) + self.public + sig + update
 
     def withdrawal(self, doc_id: str) -> bytes:
@@ -180,8 +196,14 @@ def _id_bytes(doc_id: str) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
-def update_hash(doc_id: str, update: bytes) -> bytes:
-    return _hash(_id_bytes(doc_id) + update)
+def update_hash(doc_id: str, update: bytes, server_key: bytes | None = None) -> bytes:
+    """What an envelope's signature covers: for *server_key* (version 0x02), or
+    unbound (None: a legacy version 0x01 envelope)."""
+    if server_key is None:
+        return _hash(_id_bytes(doc_id) + update)
+    if len(server_key) != KEY_BYTES:
+        raise ValueError("a server key is 32 bytes")
+    return _hash(_id_bytes(doc_id) + server_key + update)
 
 
 def verify_signature(key: bytes, context: bytes, digest: bytes, signature: bytes) -> None:
@@ -222,26 +244,43 @@ class Envelope:
     signature: bytes
     update: bytes
     raw: bytes
+    version: int = ENVELOPE_VERSION
 
 
 def decode_envelope(raw: bytes) -> Envelope:
     if len(raw) <= ENVELOPE_HEADER_BYTES:
         raise MalformedEnvelope("envelope too short")
-    if raw[0] != ENVELOPE_VERSION:
+    if raw[0] not in (ENVELOPE_VERSION, LEGACY_ENVELOPE_VERSION):
         raise MalformedEnvelope(f"unknown envelope version {raw[0]}")
     update = raw[ENVELOPE_HEADER_BYTES:]
     if len(update) > MAX_UPDATE_BYTES:
         raise MalformedEnvelope(f"update over {MAX_UPDATE_BYTES} bytes")
-    return Envelope(raw[1:33], raw[33:ENVELOPE_HEADER_BYTES], update, bytes(raw))
+    return Envelope(raw[1:33], raw[33:ENVELOPE_HEADER_BYTES], update, bytes(raw), raw[0])
 
 
-def verify_envelope(doc_id: str, raw: bytes) -> Envelope:
-    """The envelope, if it is canonical and signed by the owner named in *doc_id*."""
+def verify_envelope(doc_id: str, raw: bytes, server_key: bytes, *,
+                    legacy: bool = False) -> Envelope:
+    """The envelope, if it is canonical, signed by the owner named in *doc_id*, and
+    signed for the server of *server_key*. A legacy unbound envelope (version
+    0x01) passes only with *legacy* (a reader, for what a server kept from before
+    the binding); a server never takes one."""
     owner = parse_doc_id(doc_id).owner
     env = decode_envelope(raw)
     if env.author != owner:
         raise ForgedUpdate(f"signed by {env.author.hex()[:16]}…, not by the owner of {doc_id}")
-    verify_signature(env.author, UPDATE_CONTEXT, update_hash(doc_id, env.update), env.signature)
+    if env.version == LEGACY_ENVELOPE_VERSION:
+        if not legacy:
+            raise ForgedUpdate("an envelope of version 1 is not bound to a server: this server "
+                               "takes version 2 only (update the node)")
+        verify_signature(env.author, UPDATE_CONTEXT, update_hash(doc_id, env.update),
+                         env.signature)
+        return env
+    try:
+        verify_signature(env.author, BOUND_UPDATE_CONTEXT,
+                         update_hash(doc_id, env.update, server_key), env.signature)
+    except ForgedUpdate:
+        raise ForgedUpdate("the signature does not verify for this server (an envelope is "
+                           "valid only on the server it was published on)") from None
     return env
 
 
@@ -278,10 +317,13 @@ def decode_bundle(data: bytes) -> list[bytes]:
     return out
 
 
-def verify_bundle(doc_id: str, data: bytes) -> list[Envelope]:
-    """Every envelope of *data*, verified; raises before returning any if one is bad."""
+def verify_bundle(doc_id: str, data: bytes, server_key: bytes, *,
+                  legacy: bool = False) -> list[Envelope]:
+    """Every envelope of *data*, verified for the server of *server_key* (see
+    :func:`verify_envelope`); raises before returning any if one is bad."""
     parse_doc_id(doc_id)
-    return [verify_envelope(doc_id, raw) for raw in decode_bundle(data)]
+    return [verify_envelope(doc_id, raw, server_key, legacy=legacy)
+            for raw in decode_bundle(data)]
 
 
 def verify_withdrawal(doc_id: str, signature: bytes) -> bytes:

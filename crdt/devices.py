@@ -132,6 +132,22 @@ def read_devices(doc: Doc[Any]) -> list[DeviceRecord]:
     return out
 
 
+def read_removed(doc: Doc[Any]) -> dict[str, datetime]:
+    """When each device marked removed was removed (marks are never taken back).
+
+    Read this, not a record's absence, to decide that a device was removed:
+    while a peer's update is applied a record can be missing for a moment (its
+    replacement is still pending its dependencies), which is not a removal."""
+    out = {}
+    for device_id, mark in (_removed(doc).to_py() or {}).items():
+        if isinstance(mark, dict) and isinstance(mark.get("removed_at"), str):
+            try:
+                out[str(device_id)] = parse_timestamp(mark["removed_at"])
+            except ValueError:
+                continue  # a malformed mark is ignored, as read_devices does
+    return out
+
+
 def put_epoch(doc: Doc[Any], record: EpochRecord) -> None:
     if not 0 <= record.epoch < 2**53:
         raise ValueError("epoch out of range")

@@ -380,9 +380,13 @@ async def cmd_unpublish(core: MirrorCore, args: argparse.Namespace, out: TextIO)
     # Mark it first: from now on this node never offers it again, even if the request fails.
     ledger.record(replace(entry, withdrawn_at=_now()))
     await core.store.wait_durable()
-    await post_json(entry.server, "/api/v1/withdraw",
-                    {"doc_id": entry.doc_id, "signature": author.withdrawal(entry.doc_id).hex()})
-    print(f"withdrawn {_short(entry.doc_id)}: {entry.server} deleted it", file=out)
+    answer = await post_json(entry.server, "/api/v1/withdraw", {
+        "doc_id": entry.doc_id, "signature": author.withdrawal(entry.doc_id).hex()})
+    if answer.get("held") is False:
+        print(f"withdrawn {_short(entry.doc_id)}: {entry.server} never held it "
+              "(nothing to delete there)", file=out)
+    else:
+        print(f"withdrawn {_short(entry.doc_id)}: {entry.server} deleted it", file=out)
     return 0
 
 

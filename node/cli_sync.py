@@ -141,10 +141,7 @@ async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         print(f"Waiting up to {timeout:.0f} s …", file=out, flush=True)
 
     async def handle(stream: trio.SocketStream) -> None:
-        if state.done is not None and state.done.is_set():
-            await stream.aclose()
-            return
-        await serve_pairing_attempt(group, state, stream)
+        await serve_pairing_attempt(group, state, stream, where=_remote_address(stream))
 
     with trio.move_on_after(timeout):
         async with trio.open_nursery() as nursery:
@@ -164,14 +161,63 @@ async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
                 nursery.start_soon(serve_pairing_through_relays, group, state, relays)
             assert state.done is not None
             await state.done.wait()
+            # Attempts already under way (a joiner racing the one that got in) are
+            # still answered, refused, and shown.
+            with trio.move_on_after(LATE_ATTEMPTS_GRACE_S):
+                await state.wait_idle()
             nursery.cancel_scope.cancel()
     if state.joined is not None:
         await core.store.wait_durable()
-        print(f"paired with {state.joined.name or 'a new device'}", file=out)
+    _report_attempts(state, args.json, out)
+    if state.joined is not None:
         return 0
     if state.failure:
         raise MirrorError(state.failure)
     raise MirrorError("no device joined in time; the code is void (run mirror pair again)")
+
+
+LATE_ATTEMPTS_GRACE_S = 5.0
+"""After a device joined: how long attempts already under way may still take to
+be refused and shown (a racing joiner)."""
+
+
+def _remote_address(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+def _report_attempts(state: Any, as_json: bool, out: TextIO) -> None:
+    """Every device that tried the code, not only the one that got in."""
+    from .identity import device_id_for
+    from .sync.pairing import AttemptOutcome
+
+    joined = state.joined
+    if as_json:
+        print(json.dumps({
+            "joined": None if joined is None else {
+                "device_id": device_id_for(joined.device_key), "name": joined.name},
+            "attempts": [{
+                "where": a.where, "outcome": a.outcome.name.lower(), "counted": a.counted,
+                "device_id": device_id_for(a.device.device_key) if a.device else None,
+                "name": a.device.name if a.device else None,
+            } for a in state.tried],
+        }), file=out, flush=True)
+        return
+    if joined is not None:
+        print(f"paired with {joined.name or 'a new device'} "
+              f"({device_id_for(joined.device_key)})", file=out)
+    others = [a for a in state.tried if a.outcome is not AttemptOutcome.JOINED]
+    if others:
+        print(f"{len(others)} other attempt(s) on this code:", file=out)
+        for attempt in others:
+            print(f"  {attempt.describe()}", file=out)
+    if joined is not None and any(a.outcome is AttemptOutcome.REFUSED for a in others):
+        print("Another device also knew this code. If "
+              f"{joined.name or 'the device that joined'} is not the one you meant to pair, "
+              f"remove it: mirror devices remove {device_id_for(joined.device_key)}", file=out)
 
 
 async def _advertise(advertise: Any, interfaces: list[str], port: int, hint: bytes) -> None:

@@ -15,9 +15,11 @@ its documents are :class:`CommonsSync`, which:
   the ``commons`` class **and** that one of this person's author keys owns
   **and** that the consent ledger does not mark withdrawn — nothing else can
   be named on this session (and the Connection refuses ``local`` again);
-* signs each delta the server asks for with the owner's key;
-* verifies every envelope it receives before applying it to its cache (a
-  forged update ends the session and nothing of it is applied).
+* signs each delta the server asks for with the owner's key, for that server
+  (its pinned key is in the signature: the envelope is valid there only);
+* verifies every envelope it receives before applying it to its cache, for
+  that server (a forged update, or one signed for another server, ends the
+  session and nothing of it is applied).
 
 The exchange finishes with a heartbeat round trip after catch-up
 (``SyncSession.wait_acknowledged``): the server handles frames in order, so
@@ -35,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +90,8 @@ MAX_WITHDRAWN_LISTED = 10_000
 MAX_WITHDRAWN_BODY_BYTES = 4 * 1024 * 1024
 """Largest answer read from ``/api/v1/withdrawn`` (three full lists take under 3 MiB)."""
 MODERATED_LISTS = ("withdrawn", "hidden", "blocked")
+MAX_CHECK_IDS = 2_000
+"""Ids asked about in one ``POST /api/v1/withdrawn`` (the server takes this many)."""
 WS_CHUNK_BYTES = 256 * 1024  # largest message sent (the server takes 1 MiB and a little)
 MAX_FRAME_BYTES = 1024 * 1024  # largest protocol frame taken from the server
 _ORIGIN = "mirror.commons"
@@ -141,49 +146,88 @@ async def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]
     return answer if isinstance(answer, dict) else {}
 
 
-async def fetch_moderated(server: CommonsServer) -> dict[str, list[str]]:
-    """What *server* lists at ``/api/v1/withdrawn`` for readers to drop, per list.
+async def fetch_moderated(
+    server: CommonsServer, ids: Sequence[str] | None = None
+) -> dict[str, list[str]]:
+    """What *server* says readers must drop, per list (``withdrawn``, ``hidden``,
+    ``blocked``).
 
-    Read within bounds: at most ``MAX_WITHDRAWN_BODY_BYTES`` (not decompressed),
-    ``SYNC_TIMEOUT_S`` in all and ``MAX_WITHDRAWN_LISTED`` entries of each list;
-    entries that are not strings are skipped. ``withdrawn`` is required; a server
-    older than hiding and blocking lists only that. Anything else the server
-    answers is :class:`CommonsUnavailable` with the reason."""
+    With *ids* (the ids this reader holds) it asks about those
+    (``POST /api/v1/withdrawn``, ``MAX_CHECK_IDS`` a request), so it learns of
+    every withdrawal of an item it holds however many others happened; a server
+    from before that answers 405, and its lists are read instead. Without *ids*
+    it reads the lists (``GET``: the newest of each).
+
+    Each answer is read within bounds: at most ``MAX_WITHDRAWN_BODY_BYTES`` (not
+    decompressed), ``SYNC_TIMEOUT_S`` in all and ``MAX_WITHDRAWN_LISTED`` entries
+    of each list; entries that are not strings are skipped. ``withdrawn`` is
+    required; a server older than hiding and blocking lists only that. Anything
+    else the server answers is :class:`CommonsUnavailable` with the reason."""
     import httpx
 
     url = server.url + "/api/v1/withdrawn"
-    body = bytearray()
+    lists: dict[str, list[str]] = {name: [] for name in MODERATED_LISTS}
     try:
         with trio.fail_after(SYNC_TIMEOUT_S):
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client, client.stream(
-                    "GET", url, headers={"accept-encoding": "identity"}) as response:
-                if response.status_code != 200:
-                    raise CommonsUnavailable(f"{url} answered {response.status_code}")
-                chunks = response.aiter_raw()
-                try:
-                    async for chunk in chunks:
-                        body += chunk
-                        if len(body) > MAX_WITHDRAWN_BODY_BYTES:
-                            raise CommonsUnavailable(
-                                f"{url} answered with more than "
-                                f"{MAX_WITHDRAWN_BODY_BYTES // (1024 * 1024)} MiB")
-                except BaseException:
-                    # Stopping early leaves httpx's nested async generators suspended,
-                    # which trio reports when they are collected: close the response,
-                    # then drain the chain (it ends at once on the closed connection).
-                    await response.aclose()
-                    with contextlib.suppress(httpx.HTTPError, OSError, RuntimeError):
-                        async for _ in chunks:
-                            pass
-                    raise
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+                if ids is None:
+                    return _moderated_lists(url, await _bounded_json(client, "GET", url))
+                wanted = list(dict.fromkeys(ids))
+                for start in range(0, len(wanted), MAX_CHECK_IDS):
+                    batch = wanted[start:start + MAX_CHECK_IDS]
+                    try:
+                        answer = await _bounded_json(client, "POST", url, {"ids": batch})
+                    except _MethodNotAllowed:  # a server from before the question
+                        return _moderated_lists(url, await _bounded_json(client, "GET", url))
+                    for name, entries in _moderated_lists(url, answer).items():
+                        lists[name].extend(entries)
     except trio.TooSlowError:
         raise CommonsUnavailable(f"{url} did not answer in time") from None
     except httpx.HTTPError as exc:
         raise CommonsUnavailable(f"cannot reach {url} ({type(exc).__name__})") from None
+    return lists
+
+
+class _MethodNotAllowed(Exception):
+    pass
+
+
+async def _bounded_json(client: Any, method: str, url: str,
+                        body: dict[str, Any] | None = None) -> Any:
+    """The JSON answer to one request, read within MAX_WITHDRAWN_BODY_BYTES."""
+    import httpx
+
+    data = bytearray()
+    async with client.stream(method, url, json=body,
+                             headers={"accept-encoding": "identity"}) as response:
+        if response.status_code == 405 and method == "POST":
+            raise _MethodNotAllowed
+        if response.status_code != 200:
+            raise CommonsUnavailable(f"{url} answered {response.status_code}")
+        chunks = response.aiter_raw()
+        try:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > MAX_WITHDRAWN_BODY_BYTES:
+                    raise CommonsUnavailable(
+                        f"{url} answered with more than "
+                        f"{MAX_WITHDRAWN_BODY_BYTES // (1024 * 1024)} MiB")
+        except BaseException:
+            # Stopping early leaves httpx's nested async generators suspended,
+            # which trio reports when they are collected: close the response,
+            # then drain the chain (it ends at once on the closed connection).
+            await response.aclose()
+            with contextlib.suppress(httpx.HTTPError, OSError, RuntimeError):
+                async for _ in chunks:
+                    pass
+            raise
     try:
-        value = json.loads(bytes(body))
+        return json.loads(bytes(data))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise CommonsUnavailable(f"{url} answered with something that is not valid JSON") from None
+
+
+def _moderated_lists(url: str, value: Any) -> dict[str, list[str]]:
     if not isinstance(value, dict):
         raise CommonsUnavailable(f"{url} answered with something that is not a JSON object")
     lists = {}
@@ -198,37 +242,41 @@ async def fetch_moderated(server: CommonsServer) -> dict[str, list[str]]:
 async def forget_withdrawn(store: DocStore, server: CommonsServer, authors: AuthorKeys) -> int:
     """Delete cached copies of what *server* no longer shows; how many.
 
-    That is what it lists (:func:`fetch_moderated`) as withdrawn by the owner or
-    removed by the operator, hidden by the operator, or by an author it blocks;
-    and the comments and reactions on such a thread, which the server does not
-    list one by one (a thread with many comments would crowd out its bounded
-    list): each cached comment's or reaction's ``thread`` field is read here.
-    Only other people's ``commons`` documents are deleted: this person's own stay
-    in their store whatever a server says. The file is then rewritten so the
-    deleted text is in none of its pages (``DocStore.delete_doc``). Hidden and
-    blocked items the server shows again come back with the next sync, as any
-    item not yet cached does."""
-    lists = await fetch_moderated(server)
-    dropped = {*lists["withdrawn"], *lists["hidden"]}
-    blocked = set(lists["blocked"])
+    The node asks the server about the ids it holds (:func:`fetch_moderated`):
+    other people's cached items, and the threads of cached comments and
+    reactions. It deletes those the server says were withdrawn by the owner or
+    removed by the operator (or went with their thread), hidden by the operator,
+    or owned by an author it blocks; and the comments and reactions on such a
+    thread. Only other people's ``commons`` documents are deleted: this person's
+    own stay in their store whatever a server says. The file is then rewritten
+    so the deleted text is in none of its pages (``DocStore.delete_doc``).
+    Hidden and blocked items the server shows again come back with the next
+    sync, as any item not yet cached does."""
     mine = {key.public for key in authors.all()}
-    doomed = []
-
-    def gone(doc_id: str) -> bool:
-        return doc_id in dropped or parse_doc_id(doc_id).owner_hex in blocked
-
+    held: list[str] = []
+    threads: dict[str, str] = {}  # a cached comment or reaction -> its thread
     for info in store.documents(DOC_KIND):
         if info.sync_class is not SyncClass.COMMONS or not is_commons_id(info.doc_id):
             continue
         cid = parse_doc_id(info.doc_id)
         if cid.owner in mine:
             continue
-        if gone(info.doc_id):
-            doomed.append(info.doc_id)
-        elif cid.kind not in THREAD_KINDS and (dropped or blocked):
+        held.append(info.doc_id)
+        if cid.kind not in THREAD_KINDS:
             thread = await _thread_of(store, info.doc_id)
-            if thread and gone(thread):
-                doomed.append(info.doc_id)
+            if thread:
+                threads[info.doc_id] = thread
+    if not held:
+        return 0
+    lists = await fetch_moderated(server, [*held, *threads.values()])
+    dropped = {*lists["withdrawn"], *lists["hidden"]}
+    blocked = set(lists["blocked"])
+
+    def gone(doc_id: str) -> bool:
+        return doc_id in dropped or parse_doc_id(doc_id).owner_hex in blocked
+
+    doomed = [doc_id for doc_id in held
+              if gone(doc_id) or (doc_id in threads and gone(threads[doc_id]))]
     for i, doc_id in enumerate(doomed):
         await store.delete_doc(doc_id, scrub_file=i == len(doomed) - 1)
     return len(doomed)
@@ -375,13 +423,14 @@ class CommonsSync:
         except ValueError:
             raise RemoteProtocolError("unusable state vector from the server") from None
         self.report.sent.append(request.doc_id)
-        return encode_bundle([author.envelope(request.doc_id, delta)])
+        return encode_bundle([author.envelope(request.doc_id, delta, self.server.server_key)])
 
     async def apply(self, session: SyncSession, message: Update) -> bool:
         if self._mine(message.doc_id) and message.doc_id in self.withdrawn:
             return False
         try:
-            envelopes = verify_bundle(message.doc_id, message.update)
+            envelopes = verify_bundle(message.doc_id, message.update, self.server.server_key,
+                                      legacy=True)  # what the server kept from before binding
         except CommonsError as exc:
             raise RemoteProtocolError(f"refused an update for {message.doc_id}: {exc}") from None
         if not envelopes:

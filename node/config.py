@@ -28,6 +28,7 @@ DEFAULT_LOCAL_MODEL = "ollama_chat/llama3.2"
 DEFAULT_LOCAL_API_BASE = "http://127.0.0.1:11434"
 DEFAULT_REMOTE_MODEL = "openai/gpt-4o-mini"
 MAX_ENGINE_TIMEOUT_S = 600.0
+MAX_COUNTRY_CHARS = 60
 CONFIG_VERSION = 1
 
 
@@ -54,6 +55,9 @@ class Config:
     # whether it then installs a *verified* newer release without asking. Off by default.
     update_source: str = ""
     auto_update: bool = False
+    # Where the person lives, for the crisis lines a crisis reply names (ISO code such as
+    # "DE", see `mirror config country --list`); empty: the international directory.
+    country: str = ""
 
     @property
     def effective_model(self) -> str:
@@ -92,6 +96,8 @@ class Config:
             if not isinstance(address, str) or not address:
                 raise ConfigError(f"discovery_interfaces must be IP addresses (got {address!r})")
         self._validate_engine()
+        if not isinstance(self.country, str) or len(self.country) > MAX_COUNTRY_CHARS:
+            raise ConfigError(f"country must be a country code such as DE (got {self.country!r})")
         if not isinstance(self.update_source, str) or not isinstance(self.auto_update, bool):
             raise ConfigError("update_source must be text and auto_update true or false")
         if self.auto_update and not self.update_source:

@@ -56,6 +56,8 @@ from .cli import format_list_line, format_reflection, short_line, write_export
 from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
 from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
+from .cli_mood import REPL_COMMANDS as MOOD_COMMANDS
+from .cli_mood import repl_command as mood_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
 from .errors import MirrorError, UsageError
@@ -76,6 +78,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
     **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
     **COMMONS_COMMANDS,  # /commons
+    **MOOD_COMMANDS,  # /mood /config
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
@@ -284,6 +287,7 @@ class Repl:
             "mode": self.cmd_mode,
             **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
             "commons": self.cmd_commons,
+            **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
         }
 
     def say(self, text: str = "") -> None:
@@ -439,6 +443,10 @@ class Repl:
     async def cmd_engine_view(self, name: str, rest: str) -> None:
         """The engine's views and settings (node/cli_engine.py)."""
         self.say(await repl_command(self.core, name, rest))
+
+    async def cmd_mood_view(self, name: str, rest: str) -> None:
+        """/mood and /config (node/cli_mood.py)."""
+        self.say(await mood_command(self.core, name, rest))
 
     async def cmd_commons(self, rest: str) -> None:
         """Read the Commons (node/cli_commons.py); the cache when the server is away."""

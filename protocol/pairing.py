@@ -25,10 +25,19 @@ the other side fails at once instead of timing out), enters ERROR and raises
 :class:`PairingCodeMismatch`; the node writes ``data_to_send()`` and closes.
 Nothing secret is sent before the confirmation checked out.
 
+Each PAIR_REPLY answers one guess of the code (:attr:`Pairing.replied`): the
+node counts every exchange that got that far, however it ended, against
+MAX_PAIRING_ATTEMPTS. A code admits one device, ever: a pairer built with
+``admit=False`` (its code already admitted a device) checks a confirmation as
+usual, so the node learns who else knew the code (:class:`DeviceRefused`), but
+answers it with PAIR_ABORT(GOING_AWAY) instead of the welcome; the joiner then
+raises :class:`CodeNoLongerValid`.
+
 States, keyed by role, in the one table :data:`PAIRING_TRANSITIONS`::
 
     joiner: AWAIT_REPLY --PAIR_REPLY--> AWAIT_WELCOME --PAIR_WELCOME--> DONE
     pairer: AWAIT_START --PAIR_START--> AWAIT_CONFIRM --PAIR_CONFIRM--> DONE
+            (admit=False: a valid PAIR_CONFIRM is answered with PAIR_ABORT, then DONE)
     any state but DONE --PAIR_ABORT or error--> ERROR
 
 Randomness: the caller's *rng* feeds SPAKE2 (through its ``entropy_f``) and the
@@ -128,6 +137,14 @@ class DeviceJoined:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRefused:
+    """Pairer side, ``admit=False``: this device knew the code and proved its key,
+    but the code had already admitted a device; it was sent PAIR_ABORT, no welcome."""
+
+    device: DeviceInfo
+
+
+@dataclass(frozen=True, slots=True)
 class JoinedGroup:
     """Joiner side: we are now in the group (``group.devices`` includes us)."""
 
@@ -135,7 +152,16 @@ class JoinedGroup:
     pairer_device_key: bytes
 
 
-PairingEvent = DeviceJoined | JoinedGroup | ConnectionClosed
+PairingEvent = DeviceJoined | DeviceRefused | JoinedGroup | ConnectionClosed
+
+
+class CodeNoLongerValid(RemoteProtocolError):
+    """Joiner side: the pairer no longer admits a device with this code (it admitted
+    one already, or gave the code up)."""
+
+    def __init__(self) -> None:
+        super().__init__("the pairing device no longer accepts this code: it was already "
+                         "used by another device, or given up", CloseCode.GOING_AWAY)
 
 
 def new_pairing_code(rng: Callable[[int], bytes]) -> str:
@@ -188,7 +214,8 @@ class Pairing:
 
     Joiner: ``Pairing(JOINER, code, device_seed, rng, device_name=...)``.
     Pairer: ``Pairing(PAIRER, code, device_seed, rng, group=GroupSnapshot(...))``
-    (``group.devices`` must include the pairer itself). Drive it like a
+    (``group.devices`` must include the pairer itself); ``admit=False`` refuses
+    a valid confirmation (:class:`DeviceRefused`). Drive it like a
     Connection: ``receive_data`` / ``next_event`` until NEED_DATA, then write
     ``data_to_send()`` — also after an error, to deliver the PAIR_ABORT.
     """
@@ -202,6 +229,7 @@ class Pairing:
         *,
         device_name: str = "",
         group: GroupSnapshot | None = None,
+        admit: bool = True,
     ) -> None:
         if len(device_seed) != KEY_BYTES:
             raise LocalProtocolError("device seed must be 32 bytes")
@@ -216,6 +244,8 @@ class Pairing:
                 raise LocalProtocolError("the pairer must hand over a GroupSnapshot")
             self._check_group(group)
         self._group = group
+        self._admit = admit
+        self._replied = False
         self._spake = _spake2(role, normalize_pairing_code(code), rng)
         self._buffer = FrameBuffer(PAIRING_KINDS, MAX_PAIRING_FRAME_BYTES)
         self._outbox = bytearray()
@@ -248,6 +278,20 @@ class Pairing:
     @property
     def state(self) -> PairingState:
         return self._state
+
+    @property
+    def replied(self) -> bool:
+        """Pairer: a PAIR_REPLY was queued, i.e. the joiner got to test one guess of
+        the code against it (whatever happens next)."""
+        return self._replied
+
+    def refuse(self) -> None:
+        """Pairer, before any reply: answer the joiner with PAIR_ABORT(GOING_AWAY)
+        (its code no longer admits a device) without running SPAKE2: no guess is
+        answered. The machine is then in the ERROR state."""
+        if self._role is not PAIRER or self._state is not PairingState.AWAIT_START:
+            raise LocalProtocolError("only a pairer that has not replied can refuse")
+        self._abort(CloseCode.GOING_AWAY)
 
     def receive_data(self, data: bytes) -> None:
         if self._state is PairingState.ERROR:
@@ -297,6 +341,8 @@ class Pairing:
             self._peer_aborted = True
             if code == CloseCode.NOT_AUTHORISED:
                 raise PairingCodeMismatch("the other device says the pairing code did not match")
+            if code == CloseCode.GOING_AWAY and self._role is JOINER:
+                raise CodeNoLongerValid()
             raise RemoteProtocolError(f"the other device aborted pairing (code {code})")
         next_state = PAIRING_TRANSITIONS.get((self._role, self._state, frame.kind))
         if next_state is None:
@@ -334,6 +380,7 @@ class Pairing:
         confirm = keys.kdf(key, Purpose.PAIR_CONFIRM_P, transcript)
         self._key, self._transcript = key, transcript
         self._outbox += header + own + confirm
+        self._replied = True
 
     def _on_confirm(self, frame: Frame) -> None:
         # The transition table admits PAIR_CONFIRM only after PAIR_START; restated
@@ -358,6 +405,14 @@ class Pairing:
             raise RemoteProtocolError(
                 "the joining device is already in the group", CloseCode.NOT_AUTHORISED
             )
+        if not self._admit:
+            # The code admitted a device already: say so, hand over nothing.
+            self._outbox += encode_frame(
+                FrameKind.PAIR_ABORT, Writer().varint(CloseCode.GOING_AWAY).getvalue(),
+                MAX_PAIRING_FRAME_BYTES,
+            )
+            self._events.append(DeviceRefused(device))
+            return
         group = GroupSnapshot(
             self._group.group_secret, self._group.epoch, (*self._group.devices, device)
         )

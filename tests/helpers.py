@@ -72,11 +72,11 @@ async def start_mirror(home: Path, *args: str, deadline_s: float = 30) -> Mirror
         env=mirror_env(home),
         cwd=REPO,
     )
-    return MirrorProcess(process, await read_first_line(process, f"mirror {args[0]}", deadline_s))
+    return MirrorProcess(process, await first_line(process, f"mirror {args[0]}", deadline_s))
 
 
-async def read_first_line(process: Any, what: str, deadline_s: float = 30) -> str:
-    """The first line a started *process* prints (AssertionError if it exits first)."""
+async def first_line(process: Any, what: str, deadline_s: float = 30) -> str:
+    """The first line a started process prints (its address, usually), bounded."""
     import trio
 
     assert process.stdout is not None
@@ -90,7 +90,7 @@ async def read_first_line(process: Any, what: str, deadline_s: float = 30) -> st
                     err = await process.stderr.receive_some(4096)
                 raise AssertionError(f"{what} exited early: {err.decode()!r}")
             buffer += chunk
-    return bytes(buffer.split(b"\n", 1)[0]).decode()
+    return buffer.split(b"\n", 1)[0].decode()
 
 
 async def stop_mirror(proc: MirrorProcess, deadline_s: float = 15) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import trio.testing
 
 from crdt import DocStore, SyncClass, open_store
 from crdt.journal import Journal
-from node.identity import Keyring, load_keyring
+from node.identity import KEYRING_NAME, SECRET_BYTES, Keyring, load_keyring
 from node.sync.group import Group
 from node.sync.session import SessionError, SyncSession
 from protocol import INITIATOR, RESPONDER
@@ -52,6 +53,17 @@ async def open_devices(tmp_path: Path, names: list[str]) -> AsyncIterator[list[D
                 if other is not device:
                     device.group.add_device(other.keyring.device_public, other.name)
         yield devices
+
+
+def write_seeded_keyrings(tmp_path: Path, names: list[str], seed: int) -> None:
+    """Keyrings for *names* (one group) with keys drawn from *seed*, for
+    :func:`open_devices` to load: their relay room ids are the same every run."""
+    rng = random.Random(seed)
+    secret = rng.randbytes(SECRET_BYTES)
+    for name in names:
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+        Keyring(path=tmp_path / name / KEYRING_NAME, device_seed=rng.randbytes(32),
+                device_name=name, epochs={0: secret}).save()
 
 
 async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], deadline_s: float = 10) -> None:

@@ -17,8 +17,8 @@ from commons_server.hub import Gone
 from commons_server.limits import CommonsLimits
 from crdt import SyncClass, open_store
 from crdt.commons import (
+    BOUND_UPDATE_CONTEXT,
     MODERATION_CONTEXT,
-    UPDATE_CONTEXT,
     AuthorKey,
     ForgedUpdate,
     encode_bundle,
@@ -61,15 +61,16 @@ async def _post(home: Path, title: str, body: str = "body") -> str:
     return str(json.loads(out)[-1]["doc_id"])
 
 
-def _forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey, title: str) -> bytes:
-    """An envelope that names *owner* but carries *forger*'s signature."""
+def _forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey, title: str,
+                   server_key: bytes) -> bytes:
+    """An envelope for *server_key* that names *owner* but carries *forger*'s signature."""
     from pycrdt import Doc
 
     doc: Doc[Any] = Doc()
     write_item(doc, "post", {"title": title, "body": "forged", "created_at": "2026"})
     update = doc.get_update()
-    sig = forger.sign(UPDATE_CONTEXT, update_hash(doc_id, update))
-    return encode_bundle([bytes([1]) + owner.public + sig + update])
+    sig = forger.sign(BOUND_UPDATE_CONTEXT, update_hash(doc_id, update, server_key))
+    return encode_bundle([bytes([2]) + owner.public + sig + update])
 
 
 # --------------------------------------------------------------------------- signatures
@@ -91,7 +92,8 @@ async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
                 return [CatalogueEntry(doc_id, COMMONS, bytes(32))]
 
             async def answer(self, request: Any) -> bytes:
-                return _forged_bundle(doc_id, alice, forger, "Alice says X")
+                return _forged_bundle(doc_id, alice, forger, "Alice says X",
+                                      server.hub.server_key)
 
         original = node_commons.CommonsSync
         node_commons.CommonsSync = Forging  # type: ignore[misc]
@@ -105,9 +107,11 @@ async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
         assert server.hub.stats.accepted_updates == 0
         # The hub refuses it directly too, and a wrong owner key as well.
         with pytest.raises(ForgedUpdate):
-            await server.hub.accept(doc_id, _forged_bundle(doc_id, alice, forger, "x"), "t")
+            await server.hub.accept(
+                doc_id, _forged_bundle(doc_id, alice, forger, "x", server.hub.server_key), "t")
         with pytest.raises(ForgedUpdate):
-            await server.hub.accept(doc_id, _forged_bundle(doc_id, forger, forger, "x"), "t")
+            await server.hub.accept(
+                doc_id, _forged_bundle(doc_id, forger, forger, "x", server.hub.server_key), "t")
         assert b"Alice says X" not in _db_bytes(server.home)
 
 
@@ -116,7 +120,7 @@ async def test_forged_update_from_a_server_is_refused_by_the_node(tmp_path: Path
         (bob,) = await _setup(tmp_path, server.url, "bob")
         alice, forger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
-        bundle = _forged_bundle(doc_id, alice, forger, "FORGED-TITLE")
+        bundle = _forged_bundle(doc_id, alice, forger, "FORGED-TITLE", server.hub.server_key)
         # A malicious server: the forged envelope written straight into its store.
         from crdt.commons import decode_bundle, doc_from_envelopes
 

@@ -28,7 +28,7 @@ from commons_server.limits import CommonsLimits
 from commons_server.server import open_hub
 from crdt import DocStore, open_store
 from crdt.commons import (
-    UPDATE_CONTEXT,
+    BOUND_UPDATE_CONTEXT,
     AuthorKey,
     encode_bundle,
     make_doc_id,
@@ -100,15 +100,15 @@ async def run_both(client: SyncSession, server: SyncSession) -> dict[str, str]:
     return failures
 
 
-def forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey) -> bytes:
-    """An envelope that names *owner* but carries *forger*'s signature."""
+def forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey, server_key: bytes) -> bytes:
+    """An envelope for *server_key* that names *owner* but carries *forger*'s signature."""
     from pycrdt import Doc
 
     doc: Doc[Any] = Doc()
     write_item(doc, "post", {"title": "FORGED", "body": "forged", "created_at": "2026"})
     update = doc.get_update()
-    sig = forger.sign(UPDATE_CONTEXT, update_hash(doc_id, update))
-    return encode_bundle([bytes([1]) + owner.public + sig + update])
+    sig = forger.sign(BOUND_UPDATE_CONTEXT, update_hash(doc_id, update, server_key))
+    return encode_bundle([bytes([2]) + owner.public + sig + update])
 
 
 # --------------------------------------------------------------------------- the session code
@@ -198,7 +198,7 @@ async def test_a_forged_update_is_refused_by_the_server_session(tmp_path: Path) 
                 return [CatalogueEntry(doc_id, COMMONS, bytes(32))]
 
             async def answer(self, request: StateVectorReceived) -> bytes:
-                return forged_bundle(doc_id, alice, mallory.author)
+                return forged_bundle(doc_id, alice, mallory.author, hub.server_key)
 
         left, right = trio.testing.memory_stream_pair()
         documents = Forging(mallory.store, CommonsServer("http://x", hub.server_key),
@@ -225,7 +225,7 @@ async def test_a_forged_update_from_the_server_is_refused_by_the_node_session(
                 return [CatalogueEntry(doc_id, COMMONS, bytes(32))]
 
             async def answer(self, request: StateVectorReceived) -> bytes:
-                return forged_bundle(doc_id, alice, forger)
+                return forged_bundle(doc_id, alice, forger, hub.server_key)
 
         left, right = trio.testing.memory_stream_pair()
         client = client_session(bob, hub, left)
@@ -304,7 +304,8 @@ async def _accept_post(hub: Hub, author: AuthorKey, i: int) -> None:
     doc: Doc[Any] = Doc()
     write_item(doc, "post", {"title": f"live {i}", "body": "x" * 500,
                              "created_at": "2026-03-01T12:00:00Z"})
-    await hub.accept(doc_id, encode_bundle([author.envelope(doc_id, doc.get_update())]),
+    await hub.accept(doc_id, encode_bundle([author.envelope(doc_id, doc.get_update(),
+                                                            hub.server_key)]),
                      "198.51.100.1")
 
 

@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import pytest
 from pycrdt import Doc
 
 from commons_server import hub as hub_module
 from commons_server import limits as L
 from commons_server.hub import Blocked, Gone, Hub, Refused
-from commons_server.server import DB_NAME, SetupError, open_hub
+from commons_server.server import DB_NAME, SetupError, load_or_create_seed, open_hub
 from crdt import open_store
 from crdt.commons import (
     MODERATION_CONTEXT,
@@ -30,11 +31,18 @@ FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 AT = FROZEN.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _post(author: AuthorKey, title: str, body: str = "body") -> tuple[str, bytes]:
+def server_key_for(home: Path) -> bytes:
+    """The key of the server whose home is *home* (made now if it has none yet), so
+    envelopes can be signed for it before it starts."""
+    return bytes(nacl.signing.SigningKey(load_or_create_seed(home)).verify_key)
+
+
+def _post(author: AuthorKey, title: str, body: str = "body", *,
+          server: bytes) -> tuple[str, bytes]:
     doc_id = make_doc_id("post", author.public, os.urandom(8))
     doc: Doc[Any] = Doc()
     write_item(doc, "post", {"title": title, "body": body, "created_at": AT})
-    return doc_id, author.envelope(doc_id, doc.get_update())
+    return doc_id, author.envelope(doc_id, doc.get_update(), server)
 
 
 async def _moderate(hub: Hub, op: AuthorKey, action: str, target: str) -> None:
@@ -51,8 +59,9 @@ async def test_documents_and_their_envelopes_live_in_the_node_document_store(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "server"
+    key = server_key_for(home)
     alice = AuthorKey(os.urandom(32))
-    posts = [_post(alice, f"title {i}") for i in range(3)]
+    posts = [_post(alice, f"title {i}", server=key) for i in range(3)]
     async with open_hub(home) as hub:
         for doc_id, envelope in posts:
             assert await hub.accept(doc_id, encode_bundle([envelope]), "t") == 1
@@ -64,15 +73,16 @@ async def test_documents_and_their_envelopes_live_in_the_node_document_store(
         for doc_id, envelope in posts:
             kept = await store.envelopes(doc_id)
             assert kept == [envelope]
-            verify_bundle(doc_id, encode_bundle(kept))  # the owner's own signature
+            verify_bundle(doc_id, encode_bundle(kept), key)  # the owner's own signature
 
 
 async def test_a_restarted_server_keeps_order_moderation_and_tombstones(tmp_path: Path) -> None:
     home = tmp_path / "server"
+    key = server_key_for(home)
     op, alice, bob = (AuthorKey(os.urandom(32)) for _ in range(3))
-    first, second, third = (_post(alice, t) for t in ("first", "second", "third"))
-    hidden = _post(alice, "hidden")
-    withdrawn = _post(alice, "withdrawn")
+    first, second, third = (_post(alice, t, server=key) for t in ("first", "second", "third"))
+    hidden = _post(alice, "hidden", server=key)
+    withdrawn = _post(alice, "withdrawn", server=key)
     options: dict[str, Any] = {"operator_key": op.public, "wall_clock": lambda: FROZEN}
     async with open_hub(home, **options) as hub:
         for doc_id, envelope in (first, second, hidden, withdrawn, third):
@@ -92,11 +102,11 @@ async def test_a_restarted_server_keeps_order_moderation_and_tombstones(tmp_path
         with pytest.raises(Gone):
             await hub.accept(withdrawn[0], encode_bundle([withdrawn[1]]), "t")
         with pytest.raises(Blocked):
-            await hub.accept(*_bundle(_post(bob, "from bob")), "t")
+            await hub.accept(*_bundle(_post(bob, "from bob", server=key)), "t")
         with pytest.raises(Refused, match="replayed"):
             await _moderate(hub, op, "hide", hidden[0])
         # Arrival order continues after the restart.
-        fourth = _post(alice, "fourth")
+        fourth = _post(alice, "fourth", server=key)
         await hub.accept(*_bundle(fourth), "t")
         assert [t["title"] for t in await hub.threads(1)] == ["fourth", "third", "second",
                                                                "first"]
@@ -108,9 +118,10 @@ def _bundle(post: tuple[str, bytes]) -> tuple[str, bytes]:
 
 async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(tmp_path: Path) -> None:
     home = tmp_path / "server"
+    key = server_key_for(home)
     alice = AuthorKey(os.urandom(32))
     canary = "CANARY-half-withdrawn-41d2"
-    post = _post(alice, "title", canary)
+    post = _post(alice, "title", canary, server=key)
     async with open_hub(home) as hub:
         await hub.accept(*_bundle(post), "t")
         # The tombstone is written, then the process dies before the deletion.
@@ -123,20 +134,22 @@ async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(tmp_path: 
     assert canary.encode() not in _home_bytes(home)
 
 
-def _comment(author: AuthorKey, thread: str, body: str) -> tuple[str, bytes]:
+def _comment(author: AuthorKey, thread: str, body: str, *,
+             server: bytes) -> tuple[str, bytes]:
     doc_id = make_doc_id("comment", author.public, os.urandom(8))
     doc: Doc[Any] = Doc()
     write_item(doc, "comment", {"body": body, "thread": thread, "created_at": AT})
-    return doc_id, author.envelope(doc_id, doc.get_update())
+    return doc_id, author.envelope(doc_id, doc.get_update(), server)
 
 
 async def test_comments_a_thread_withdrawal_left_behind_are_deleted_at_start(
         tmp_path: Path) -> None:
     home = tmp_path / "server"
+    key = server_key_for(home)
     alice, bob = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
     canary = "CANARY-orphan-comment-c51e"
-    thread = _post(alice, "thread")
-    comment = _comment(bob, thread[0], canary)
+    thread = _post(alice, "thread", server=key)
+    comment = _comment(bob, thread[0], canary, server=key)
     async with open_hub(home) as hub:
         await hub.accept(*_bundle(thread), "t")
         await hub.accept(*_bundle(comment), "t")
@@ -171,7 +184,8 @@ async def test_memory_holds_a_bounded_number_of_documents(
     monkeypatch.setattr(L, "DOC_CACHE_ENTRIES", 2)
     assert hub_module.L is L
     alice = AuthorKey(os.urandom(32))
-    posts = [_post(alice, f"post {i}") for i in range(6)]
+    key = server_key_for(tmp_path / "server")
+    posts = [_post(alice, f"post {i}", server=key) for i in range(6)]
     async with open_hub(tmp_path / "server") as hub:
         for post in posts:
             await hub.accept(*_bundle(post), "t")
@@ -182,7 +196,7 @@ async def test_memory_holds_a_bounded_number_of_documents(
         doc = doc_from_envelopes([posts[0][1]])
         before = doc.get_state()
         write_item(doc, "post", {"title": "post 0", "body": "edited", "created_at": AT})
-        edit = alice.envelope(doc_id, doc.get_update(before))
+        edit = alice.envelope(doc_id, doc.get_update(before), hub.server_key)
         await hub.accept(doc_id, encode_bundle([edit]), "t")
         thread = await hub.thread(doc_id)
         assert thread is not None and thread["body"] == "edited"

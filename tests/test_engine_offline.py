@@ -454,8 +454,10 @@ def test_any_text_gets_a_mirrorback(text: str) -> None:
 def test_crisis_language_gets_care_and_resources(text: str) -> None:
     assert detect_crisis(text) is not None
     reply = compose_mirrorback(text, _past(CORPUS[:5]))
-    assert "988" in reply and "findahelpline.com" in reply and "emergency number" in reply
+    assert "findahelpline.com" in reply and "emergency number" in reply
     assert reply.count("?") <= 1
+    in_us = compose_mirrorback(text, _past(CORPUS[:5]), country="US")
+    assert "988" in in_us and "911" in in_us and in_us.count("?") <= 1
     voice = _voice(reply).lower()
     for pattern in BANNED:
         assert re.search(pattern, voice) is None, (pattern, reply)
@@ -464,12 +466,13 @@ def test_crisis_language_gets_care_and_resources(text: str) -> None:
 @pytest.mark.parametrize("text", NEAR_MISSES)
 def test_figures_of_speech_are_not_crises(text: str) -> None:
     assert detect_crisis(text) is None
-    assert "988" not in compose_mirrorback(text)
+    assert "findahelpline" not in compose_mirrorback(text)
+    assert "988" not in compose_mirrorback(text, country="US")
 
 
 def test_crisis_inside_a_long_entry_is_not_lost() -> None:
     text = "Work was fine. " * 200 + "Honestly I want to die. " + "Dinner was fine. " * 50
-    assert "988" in compose_mirrorback(text)
+    assert "988" in compose_mirrorback(text, country="US")
 
 
 # --------------------------------------------------------------------------- engine

@@ -1,50 +1,292 @@
-"""Crisis language — self-harm and harm from others — found offline, with near misses."""
+"""The crisis net: risk found offline in context, two tiers, replies, lines by country,
+the evaluation goal, and risk never read as a good feeling anywhere."""
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
+import trio
 
+from crdt.journal import Reflection
+from node.core import open_core
+from node.engine.base import MirrorbackRequest, complete
+from node.engine.extract import Evidence, Item, extract
+from node.engine.mood import valence_of
 from node.engine.offline import compose_mirrorback
-from node.engine.safety import detect_crisis
+from node.engine.safety import assess, crisis_reply, detect_crisis
+from node.engine.safety.evaluate import load_rows, score
+from node.engine.safety.helplines import helplines, where_help_is
+from node.engine.safety.normalize import normalize
+from node.engine.safety.rules import RuleError, compile_rules, rule_set
+from node.home import Home
+from node.llm.client import LLMTarget
+from node.llm.engine import LLMEngine
+from node.llm.extraction import merge
+from tests.helpers_llm import fake_llm
 
-HARM_FROM_OTHERS = [
-    "He hit me again last night and I am scared.",
-    "My ex threatened to kill me if I tell anyone.",
-    "I'm not safe at home anymore.",
-    "She said she would kill me, and I believe her.",
-    "He choked me during the argument.",
-    "My partner won't let me leave the flat.",
-]
-SELF_HARM = ["I want to kill myself.", "I keep thinking everyone is better off without me."]
-NEAR_MISSES = [
-    "It hit me that I have changed a lot this year.",
-    "My brother hit me with a pillow and we laughed.",
-    "My sister beat me at chess again.",
-    "This deadline is killing me.",
-    "The realisation hit me hard on the train.",
-    "I could kill for a coffee right now.",
-    "We watched a film where he threatens the villain.",
-]
-BANNED = ("you should", "try to", "diagnos", "disorder", "great job", "proud of you")
+SETS = Path(__file__).parent / "fixtures" / "safety"
+RECALL_GOAL = 0.97
+FALSE_ALARM_GOAL = 0.05
+DEADLINE_S = 30
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ADVICE_OR_DIAGNOSIS = (
+    r"\byou should\b", r"\byou need to\b", r"\byou must\b", r"\btry\b", r"\bconsider\b",
+    r"\bi recommend\b", r"\bmake sure\b", r"\bdon't worry\b", r"\bcalm down\b",
+    r"\bdepress", r"\bdisorder\b", r"\bdiagnos", r"\bsymptom", r"\bmental illness\b",
+    r"\bit will be (fine|ok)", r"\beverything will be\b", r"\bcheer up\b", r"\bbrave\b",
+)
 
 
-@pytest.mark.parametrize("text", HARM_FROM_OTHERS)
-def test_harm_from_others_gets_care_and_resources(text: str) -> None:
+def _voice(reply: str) -> str:
+    return re.sub(r"“[^”]*”", "“…”", reply).lower()
+
+
+# --------------------------------------------------------------------------- the goal
+
+
+@pytest.mark.parametrize("name", ["dev.jsonl", "heldout.jsonl"])
+def test_evaluation_sets_are_large_and_balanced(name: str) -> None:
+    rows = load_rows(SETS / name)
+    risk = sum(r["label"] == "risk" for r in rows)
+    assert risk >= 80 and len(rows) - risk >= 80
+    assert len({r["text"] for r in rows}) == len(rows)  # no line twice
+    assert len({r["kind"] for r in rows}) >= 10
+
+
+def test_the_net_meets_its_goal_on_the_evaluation_set() -> None:
+    rows = load_rows(SETS / "dev.jsonl") + load_rows(SETS / "heldout.jsonl")
+    assert len(rows) >= 400
+    s = score(rows)
+    assert s.negative_lines >= len(rows) * 0.45  # about half are hard negatives
+    misses = "\n".join(f"{m.label}:{m.kind} → {m.got}: {m.text}" for m in s.misses)
+    assert s.recall >= RECALL_GOAL, misses
+    assert s.false_alarm_rate <= FALSE_ALARM_GOAL, misses
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@pytest.mark.parametrize(
+    ("text", "tier"),
+    [
+        ("i dont wanna be alive anymore", "crisis"),  # contraction without apostrophe
+        ("I've been thinkin about endin my life", "crisis"),  # dropped g
+        ("been having sucidal thoughts", "crisis"),  # typo
+        ("I want to kill myslef", "crisis"),  # swapped letters
+        ("i want to diiiie", "crisis"),  # held key
+        ("su1c1de is all i think about", "crisis"),  # digits for letters
+        ("I honestly, after all of this, just want to die.", "crisis"),  # words between
+        ("What's the point of living anymore", "crisis"),
+        ("I'm so tired of being alive", "crisis"),
+        ("I don't see the point of going on", "crisis"),
+        ("Nobody would even notice if I was gone.", "crisis"),
+        ("I keep looking at the pills in the drawer and counting them.", "check_in"),
+        ("I can't do this anymore.", "check_in"),
+    ],
+)
+def test_risk_is_read_through_how_people_type(text: str, tier: str) -> None:
+    assert assess(text).tier == tier, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "this deadline is killing me", "I'd rather die than sing karaoke", "I cut my hair",
+        "dying to see the movie", "killed it at the gym", "my phone died",
+        "I would never kill myself, I love my life.",  # denial
+        "If I ever felt suicidal I'd tell my sister.",  # hypothetical
+        "My friend says she wants to die and I'm scared for her.",  # someone else
+        "The song goes 'I want to die in your arms'.",  # quoted
+        "Years ago I tried to kill myself. Now I'm doing well and glad I stayed.",  # resolved
+        "I cut myself chopping onions.",  # accident
+        "My brother hit me with a pillow and we laughed.",  # play
+        "Mum is going to kill me when she sees the car.",  # idiom
+        "The bill came to forty pounds.",  # a real word never 'corrected' (bill ≠ kill)
+    ],
+)
+def test_idioms_and_other_contexts_are_not_risk(text: str) -> None:
+    assert assess(text).top is None, assess(text)
+
+
+def test_a_past_attempt_without_resolution_is_a_check_in() -> None:
+    assert assess("I tried to kill myself when I was sixteen.").tier == "check_in"
+    assert assess("I tried to kill myself when I was sixteen and I want to again.").tier == (
+        "crisis"
+    )
+
+
+def test_the_risk_is_found_in_one_sentence_of_a_long_entry() -> None:
+    text = ("Work was fine, long meetings. " * 60 + "honestly i wish i was dead. "
+            + "Made pasta and watched a film. " * 40)
     signal = detect_crisis(text)
-    assert signal is not None and signal.category == "harm_from_others"
-    reply = compose_mirrorback(text)
-    assert "emergency number" in reply and "1-800-799-7233" in reply
-    assert reply.count("?") <= 1 and text.rstrip(".") in reply
-    assert not any(b in reply.lower() for b in BANNED)
+    assert signal is not None and signal.tier == "crisis"
+    assert signal.sentence.text.strip(" .") == "honestly i wish i was dead"
 
 
-@pytest.mark.parametrize("text", SELF_HARM)
-def test_self_harm_comes_first(text: str) -> None:
-    signal = detect_crisis(text + " He hit me too.")
-    assert signal is not None and signal.category == "self_harm"
+def test_normalising_keeps_the_offsets_of_the_original_words() -> None:
+    text = "Honestly I DON’T wanna b here, tbh."
+    norm = normalize(text, rule_set().vocabulary)
+    assert norm.text.startswith("honestly i do not want to be here")
+    i = norm.tokens.index("want")
+    assert text[slice(*norm.spans[i])] == "wanna"
 
 
-@pytest.mark.parametrize("text", NEAR_MISSES)
-def test_near_misses_get_an_ordinary_mirrorback(text: str) -> None:
+def test_near_words_are_never_corrected_into_the_vocabulary() -> None:
+    vocab = rule_set().vocabulary
+    assert vocab.correct("sucidal") == "suicidal" and vocab.correct("myslef") == "myself"
+    for word in ("bill", "will", "skill", "change", "did", "dye", "tide", "overdone", "aloe"):
+        assert vocab.correct(word) is None, word
+
+
+def test_a_broken_rule_fails_loudly_with_its_source() -> None:
+    raw = {"contexts": {"hypothetical": [], "questions": [], "affirmed": "yes",
+                        "hyperbole": [], "idioms": []},
+           "rules": [{"id": "x", "kind": "passive", "when": ["@NOSUCH die"]}]}
+    concepts = {k: ["x"] for k in ("I", "SELF_REF", "OPENER", "OTHER", "NOT", "AUX", "MEDIA",
+                                   "TIME_PAST", "RESOLVED", "CURRENT", "ACCIDENT", "LAUGH",
+                                   "TRIVIAL")}
+    with pytest.raises(RuleError, match="NOSUCH"):
+        compile_rules(concepts, raw, frozenset())
+
+
+# --------------------------------------------------------------------------- replies
+
+
+@pytest.mark.parametrize(
+    ("text", "tier", "category"),
+    [
+        ("I want to end my life.", "crisis", "self_harm"),
+        ("I cut again last night.", "crisis", "self_harm"),
+        ("I can't go on like this.", "check_in", "self_harm"),
+        ("He hit me again and I'm scared to go home.", "crisis", "harm_from_others"),
+        ("he hurts me", "check_in", "harm_from_others"),
+    ],
+)
+def test_replies_quote_ask_one_question_and_name_where_help_is(
+    text: str, tier: str, category: str
+) -> None:
+    signal = detect_crisis(text)
+    assert signal is not None and (signal.tier, signal.category) == (tier, category)
+    for country, must in (("", "findahelpline.com"), ("GB", "116 123" if
+                                                      category == "self_harm" else "999")):
+        reply = crisis_reply(text, signal, country)
+        assert f"“{text.rstrip('.')}”" in reply  # names what was written
+        assert must in reply and reply.count("?") == 1
+        voice = _voice(reply)
+        for pattern in ADVICE_OR_DIAGNOSIS:
+            assert re.search(pattern, voice) is None, (pattern, reply)
+    if tier == "check_in":
+        assert "Are you" in crisis_reply(text, signal)  # asks directly
+
+
+def test_the_offline_engine_gives_the_reply_of_the_country() -> None:
+    reply = compose_mirrorback("i want to kill myself", country="DE")
+    assert "TelefonSeelsorge" in reply and "112" in reply
+    assert "988" in compose_mirrorback("i want to kill myself", country="us")
+    assert "findahelpline.com" in compose_mirrorback("i want to kill myself", country="XX")
+
+
+def test_the_helpline_table_covers_at_least_twenty_countries() -> None:
+    table = helplines()
+    assert len(table.countries) >= 20
+    for code, c in table.countries.items():
+        assert re.fullmatch(r"[A-Z]{2}", code) and c.name and c.emergency and c.crisis
+        assert any(ch.isdigit() for line in c.crisis for ch in line), code
+        assert "?" not in where_help_is(code) + where_help_is(code, violence=True)
+    assert table.find("deutschland") is table.countries["DE"]
+    assert table.find("UK") is table.countries["GB"]
+    assert table.find("narnia") is None
+    assert "findahelpline.com" in where_help_is("")
+
+
+# --------------------------------------------------------------------------- never a good feeling
+
+
+def test_a_line_at_risk_is_never_a_positive_feeling() -> None:
+    x = extract(Reflection("r1", T0, "I'm so tired of being alive. Lunch was fun though."))
+    assert "joy" not in x.keys("emotion") and x.risk == "crisis"
+    assert valence_of("I feel calm and at peace now that I've decided to end it.").score <= -0.8
+    item = Item("emotion", "relief", "relief", Evidence("r1", "relief"))
+    assert merge(x, [item]).keys("emotion") == x.keys("emotion")  # a model cannot add it
+
+
+async def test_patterns_graph_evolve_and_mood_never_count_risk_as_joy(tmp_path: Path) -> None:
+    from node.cli_mood import mood_points
+
+    home = Home(tmp_path / "home")
+    home.ensure()
+    async with open_core(home) as core:
+        for day in range(4):
+            await core.reflect("I'm so tired of being alive, happy? never.",
+                               at=T0 + timedelta(days=day))
+            await core.reflect("I feel calm now that I've decided to end it all.",
+                               at=T0 + timedelta(days=day, hours=2))
+        patterns = await core.understanding.patterns(minimum=1)
+        assert not {"emotion:joy", "emotion:calm"} & {p.key for p in patterns}
+        graph = await core.understanding.graph()
+        assert "emotion:joy" not in graph.nodes and "emotion:calm" not in graph.nodes
+        evolution = await core.understanding.evolve()
+        assert "joy" not in evolution.text and "calm" not in evolution.text
+        points = await mood_points(core)
+        assert len(points) == 8 and all(p.valence <= -0.8 and p.risk for p in points)
+
+
+# --------------------------------------------------------------------------- engines with a model
+
+
+def _engine(fake_base: str, country: str = "") -> LLMEngine:
+    target = LLMTarget("ollama_chat/tiny", fake_base, timeout_s=10)
+    return LLMEngine("local_llm", lambda: target, model=target.model, country=country)
+
+
+def _request(text: str) -> MirrorbackRequest:
+    return MirrorbackRequest(Reflection("r1abcdefgh00", T0, text))
+
+
+async def test_the_offline_check_wins_and_the_model_is_never_asked() -> None:
+    with fake_llm(reply="You sound fine! Keep going.") as fake:
+        with trio.fail_after(DEADLINE_S):
+            reply = await complete(_engine(fake.base, "GB"), _request("I can't go on like this."))
+    assert fake.chats() == []
+    assert "116 123" in reply and "Are you having thoughts of ending your life" in reply
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "not_expected"),
+    [
+        ("RISK: possible", "Are you having thoughts of ending your life", "Thank you"),
+        ("RISK: clear", "Thank you for writing this down", "Are you having"),
+        ("risk: clear others\n", "No one has the right to hurt", "Are you having"),
+    ],
+)
+async def test_a_model_can_add_a_risk_signal(answer: str, expected: str, not_expected: str
+                                            ) -> None:
+    text = "The garden is quiet. I gave the cat to Ana and the house is tidy now."
     assert detect_crisis(text) is None
-    assert "emergency" not in compose_mirrorback(text)
+    with fake_llm(reply=answer) as fake:
+        eng = _engine(fake.base, "DE")
+        with trio.fail_after(DEADLINE_S):
+            reply = await complete(eng, _request(text))
+    system = fake.chats()[0].body["messages"][0]["content"]
+    assert "RISK: clear" in system  # asked, whatever the prompt file says
+    assert expected in reply and not_expected not in reply and "RISK" not in reply
+    assert "TelefonSeelsorge" in reply or "116 016" in reply
+    assert eng.model == "offline-v1"
+
+
+async def test_an_ordinary_answer_streams_unchanged() -> None:
+    answer = "You wrote “the garden is quiet”. What does quiet hold for you today?"
+    with fake_llm(reply=answer) as fake:
+        with trio.fail_after(DEADLINE_S):
+            reply = await complete(_engine(fake.base), _request("The garden is quiet."))
+    assert reply == answer
+
+
+def test_the_shipped_rules_compile_once_and_load_fast_enough_to_share() -> None:
+    assert rule_set() is rule_set() and len(rule_set().rules) >= 15
+    data = json.loads((Path(__file__).parents[1] / "node/engine/safety/rules.json").read_text())
+    assert {r["id"] for r in data["rules"]} == {r.id for r in rule_set().rules}

@@ -8,8 +8,10 @@ from protocol import (
     JOINER,
     NEED_DATA,
     PAIRER,
+    CodeNoLongerValid,
     DeviceInfo,
     DeviceJoined,
+    DeviceRefused,
     GroupSnapshot,
     JoinedGroup,
     LocalProtocolError,
@@ -90,6 +92,49 @@ def test_pairer_detects_a_wrong_confirmation_itself() -> None:
     with pytest.raises(PairingCodeMismatch):
         p.next_event()
     assert p.data_to_send().startswith(b"\x01\x2f")
+
+
+def test_each_reply_answers_one_guess() -> None:
+    """The node counts an exchange once the pairer replied: that is the guess."""
+    p, j = pairer("abcd-efgh"), joiner("abcd-efgj")
+    assert not p.replied
+    j_start = j.data_to_send()
+    p.receive_data(j_start[:10])
+    assert p.next_event() is NEED_DATA and not p.replied  # half a PAIR_START: no guess yet
+    p.receive_data(j_start[10:])
+    assert p.next_event() is NEED_DATA and p.replied
+
+
+def test_a_code_that_admitted_a_device_refuses_the_next_confirmation() -> None:
+    """admit=False: the confirmation is checked (the pairer learns who knew the code)
+    and answered with PAIR_ABORT(GOING_AWAY): no welcome, no group secret."""
+    p = Pairing(PAIRER, "abcd-efgh", ALICE_LAPTOP.seed, seeded_rng("p"), group=GROUP,
+                admit=False)
+    j = joiner("abcd-efgh")
+    pump(j, p)
+    pump(p, j)
+    (refused,) = pump(j, p)
+    assert refused == DeviceRefused(DeviceInfo(ALICE_PHONE.key, "phone"))
+    answer = p.data_to_send()
+    assert answer == b"\x01\x2f\x00\x00\x00\x01\x01"  # PAIR_ABORT(1), nothing else
+    assert GROUP_SECRET not in answer
+    j.receive_data(answer)
+    with pytest.raises(CodeNoLongerValid):
+        j.next_event()
+    assert j.state is PairingState.ERROR
+
+
+def test_a_void_code_is_refused_before_any_guess() -> None:
+    p, j = pairer("abcd-efgh"), joiner("abcd-efgh")
+    p.receive_data(j.data_to_send())
+    p.refuse()
+    answer = p.data_to_send()
+    assert not p.replied and answer == b"\x01\x2f\x00\x00\x00\x01\x01"
+    j.receive_data(answer)
+    with pytest.raises(CodeNoLongerValid):
+        j.next_event()
+    with pytest.raises(LocalProtocolError):
+        j.refuse()  # only a pairer refuses
 
 
 def test_tampered_welcome_is_rejected() -> None:

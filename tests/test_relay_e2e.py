@@ -11,12 +11,35 @@ from pathlib import Path
 
 import trio
 
-from tests.helpers import REPO, mirror_env, start_mirror, stop_mirror
+from tests.helpers import REPO, MirrorProcess, mirror_env, start_mirror, stop_mirror
 from tests.sync_helpers import wait_for
 from tests.test_sync_e2e import has, mirror
 
 NO_LAN = ["--listen", "127.0.0.1:0", "--no-discovery"]
 CANARY = "RELAY-E2E-CANARY-7d1f"
+
+
+async def pair_and_serve_through_relay(
+    a: Path, b: Path, url: str, b_name: str, serving: list[MirrorProcess]
+) -> None:
+    """Homes *a* and *b* with only the relay at *url* (no LAN): pair them through
+    it, share the journal, start ``mirror serve`` on both (appended to *serving*)."""
+    for home in (a, b):
+        status, _, err = await mirror(home, "relay", "add", url)
+        assert status == 0, err
+    pairing = await start_mirror(a, "pair", "--json", *NO_LAN, "--timeout", "60")
+    code = str(pairing.json["code"])
+    status, out, err = await mirror(b, "join", code, "--no-discovery",
+                                    "--name", b_name, "--timeout", "30")
+    assert status == 0, err
+    assert "joined through the relay" in out
+    with trio.fail_after(30):
+        assert await pairing.process.wait() == 0  # type: ignore[attr-defined]
+    for home in (a, b):
+        status, _, err = await mirror(home, "share", "journal", "--class", "devices")
+        assert status == 0, err
+    serving.append(await start_mirror(a, "serve", "--json", *NO_LAN))
+    serving.append(await start_mirror(b, "serve", "--json", *NO_LAN))
 
 
 async def test_pair_and_sync_through_a_relay_process(tmp_path: Path) -> None:
@@ -36,24 +59,9 @@ async def test_pair_and_sync_through_a_relay_process(tmp_path: Path) -> None:
     url = json.loads(line.split(b"\n", 1)[0])["url"]
     assert url.startswith("http://127.0.0.1:")
     a, b = tmp_path / "laptop", tmp_path / "phone"
-    serving = []
+    serving: list[MirrorProcess] = []
     try:
-        for home in (a, b):
-            status, _, err = await mirror(home, "relay", "add", url)
-            assert status == 0, err
-        pairing = await start_mirror(a, "pair", "--json", *NO_LAN, "--timeout", "60")
-        code = str(pairing.json["code"])
-        status, out, err = await mirror(b, "join", code, "--no-discovery",
-                                        "--name", f"phone {CANARY}", "--timeout", "30")
-        assert status == 0, err
-        assert "joined through the relay" in out
-        with trio.fail_after(30):
-            assert await pairing.process.wait() == 0  # type: ignore[attr-defined]
-        for home in (a, b):
-            status, _, err = await mirror(home, "share", "journal", "--class", "devices")
-            assert status == 0, err
-        serving.append(await start_mirror(a, "serve", "--json", *NO_LAN))
-        serving.append(await start_mirror(b, "serve", "--json", *NO_LAN))
+        await pair_and_serve_through_relay(a, b, url, f"phone {CANARY}", serving)
         status, _, err = await mirror(a, "reflect", f"through the relay {CANARY}")
         assert status == 0, err
         await wait_for(lambda: has(b, f"through the relay {CANARY}"), deadline_s=40)

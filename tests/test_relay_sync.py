@@ -15,15 +15,13 @@ from pycrdt import Text
 
 from crdt import SyncClass
 from node.sync.relay import (
-    RelayStream,
     pair_room,
     rank_relays,
     rendezvous_room,
     room_url,
-    stay_in_room,
 )
-from node.sync.session import SessionError, SyncSession
 from relay import RelayApp, serve_relay
+from tests.relay_links import Link
 from tests.sync_helpers import Device, open_devices, wait_for
 
 CANARY = "CANARY-5e1a"
@@ -68,35 +66,6 @@ async def relay_at(port: int = 0) -> AsyncIterator[tuple[RecordingApp, str]]:
         url = await nursery.start(serve_relay, app, "127.0.0.1", port)  # type: ignore[arg-type]
         yield app, url
         nursery.cancel_scope.cancel()
-
-
-class Link:
-    """A device keeping a relay room open with one peer, sessions as in the service."""
-
-    def __init__(self, me: Device, peer: Device, relays: list[str]) -> None:
-        self.me, self.peer, self.relays = me, peer, relays
-        self.sessions: list[SyncSession] = []
-        self.failures: list[str] = []
-
-    def room(self) -> bytes:
-        ring = self.me.keyring
-        return pair_room(ring.group_secret, ring.epoch, ring.device_public,
-                         self.peer.keyring.device_public)
-
-    async def on_session(self, stream: RelayStream) -> None:
-        session = SyncSession(self.me.store, self.me.group, stream, stream.role,
-                              address=f"relay:{stream.relay}")
-        self.sessions.append(session)
-        try:
-            await session.run()
-        except SessionError as exc:
-            self.failures.append(str(exc))
-
-    async def run(self) -> None:
-        await stay_in_room(self.relays, self.room, self.on_session)
-
-    def live(self) -> SyncSession | None:
-        return self.sessions[-1] if self.sessions else None
 
 
 async def texts(device: Device) -> set[str]:

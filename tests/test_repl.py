@@ -313,7 +313,7 @@ def test_completion_of_commands_and_their_choices() -> None:
     assert completions("/") == [f"/{n}" for n in
                                 ("list", "show", "private", "export", "mode", "patterns",
                                  "tensions", "graph", "evolve", "related", "engine", "commons",
-                                 "help", "quit", "exit")]
+                                 "mood", "config", "help", "quit", "exit")]
     assert completions("/mode h") == ["hybrid"]
     assert completions("/export ") == ["json", "markdown"]
     assert completions("/show ab") == []

@@ -32,7 +32,7 @@ import pytest
 import trio
 
 from node.sync.service import read_status
-from tests.helpers import REPO, mirror_env, read_first_line
+from tests.helpers import REPO, first_line, mirror_env
 from tests.netns_helper import Lan, Namespace, bridged_namespaces, netns_unavailable
 
 PROCESS_DEADLINE_S = 60
@@ -60,7 +60,7 @@ async def pair(first: Path, joiner: Path, name: str) -> None:
         [sys.executable, "-m", "node.cli", "pair", "--json", *LOOPBACK, "--timeout", "60"],
         stdout=subprocess.PIPE, env=mirror_env(first), cwd=REPO,
     )
-    offer = json.loads(await read_first_line(pairing, "pair", PROCESS_DEADLINE_S))
+    offer = json.loads(await first_line(pairing, "pair", PROCESS_DEADLINE_S))
     status, _, err = await mirror(joiner, "join", str(offer["code"]), "--address",
                                   str(offer["address"]), "--no-discovery", "--name", name)
     assert status == 0, err
@@ -90,7 +90,7 @@ class Device:
                 command, stdout=subprocess.PIPE, stderr=stderr, env=mirror_env(self.home),
                 cwd=REPO)
         started = json.loads(
-            await read_first_line(self.serve, f"serve on {self.name}", PROCESS_DEADLINE_S))
+            await first_line(self.serve, f"serve on {self.name}", PROCESS_DEADLINE_S))
         assert str(started["address"]).startswith(self.ns.address)
         self.device_id = str(started["device_id"])
 

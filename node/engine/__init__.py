@@ -5,7 +5,10 @@
 - ``text``: ``analyze(text) -> Analysis`` — feelings, people, themes, keyphrases,
   tensions and questions, each with character spans as evidence.
 - ``analysis``: ``Analysis`` and its parts (``Span``, ``Feeling``, ``Person``, ...).
-- ``safety``: ``detect_crisis`` and ``crisis_reply``, run before any engine writes.
+- ``safety``: the crisis net — ``assess``/``detect_crisis`` (two tiers, in context) and
+  ``crisis_reply`` with crisis lines by country; run before any engine writes.
+- ``mood``: VADER valence per reflection (a line at risk never reads as good) and the
+  weekly mood timeline.
 - ``recurrence``: what an entry shares with the recent past (``recurring_threads``).
 - ``lexicon``: the English word lists in ``data/``, parsed once.
 

@@ -31,6 +31,7 @@ from crdt.values import format_timestamp, parse_timestamp
 
 from .analysis import Analysis, Span, Tension
 from .lexicon import PhraseIndex, lexicon, phrase_tokens
+from .mood import valence_of
 from .recurrence import theme_label
 from .text import analyze
 
@@ -95,6 +96,8 @@ class Extraction:
     terms: tuple[str, ...] = ()  # content words, stemmed, in text order
     source: str = "offline"  # "offline" or "llm"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    valence: float | None = None  # mood.valence_of: -1..1; None if learned before it existed
+    risk: str = ""  # the crisis net's tier for the reflection: "", "check_in" or "crisis"
 
     def of_kind(self, kind: ItemKind) -> list[Item]:
         return [i for i in self.items if i.kind == kind]
@@ -249,6 +252,7 @@ def extract(reflection: Reflection, analysis: Analysis | None = None) -> Extract
         if item is not None:
             add(item)
     loops = _loops(a, q, behaviours)
+    mood = valence_of(a.text)
     return Extraction(
         rid=reflection.id,
         created_at=reflection.created_at,
@@ -256,6 +260,8 @@ def extract(reflection: Reflection, analysis: Analysis | None = None) -> Extract
         items=tuple(items),
         loops=tuple(loops),
         terms=terms_of(a),
+        valence=mood.score,
+        risk=mood.risk,
     )
 
 
@@ -457,6 +463,9 @@ def to_json(x: Extraction) -> str:
             d["n"] = i.intensity
         items.append(d)
     loops = [{"t": lp.trigger, "r": lp.response, "e": evidence_json(lp.evidence)} for lp in x.loops]
+    mood: dict[str, Any] = {} if x.valence is None else {"v": x.valence}
+    if x.risk:
+        mood["r"] = x.risk
     return json.dumps(
         {
             "t": format_timestamp(x.created_at),
@@ -465,6 +474,7 @@ def to_json(x: Extraction) -> str:
             "i": items,
             "l": loops,
             "w": " ".join(x.terms),
+            **mood,
         },
         ensure_ascii=False,
         separators=(",", ":"),
@@ -500,6 +510,8 @@ def from_json(rid: str, raw: str) -> Extraction:
             loops=tuple(loops),
             terms=tuple(str(d.get("w", "")).split()),
             source=str(d.get("s", "offline")),
+            valence=float(d["v"]) if isinstance(d.get("v"), int | float) else None,
+            risk=str(d.get("r", "")) if d.get("r") in ("check_in", "crisis") else "",
         )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ValueError(f"malformed index entry {rid}: {exc}") from None

@@ -2,8 +2,8 @@
 
 Everything the offline engine knows about English lives in ``node/engine/data``
 (feelings by family, themes, relational roles, stopwords, words that are not
-names, tension cues, crisis phrases), so that it can be read, reviewed and
-extended without touching code. ``lexicon()`` parses them once per process.
+names, tension cues; the crisis net keeps its own in ``safety/``), so that it can
+be read, reviewed and extended without touching code. ``lexicon()`` parses them once per process.
 
 Phrases are stored as tuples of normalised tokens (see ``normalize_token``) in
 a ``PhraseIndex`` keyed by their first token, so matching a text costs one dict
@@ -90,11 +90,7 @@ class Lexicon:
     first_person: frozenset[str]
     name_verbs: frozenset[str]
     address_forms: frozenset[str]  # role words used as a name ("Mom called")
-    crisis_self_harm: tuple[str, ...]
-    crisis_exceptions: tuple[str, ...]
-    crisis_resources: str
-    crisis_harm_from_others: tuple[str, ...] = ()
-    crisis_harm_resources: str = ""
+    positive_families: frozenset[str] = frozenset()  # never counted from a line at risk
 
     def is_known_word(self, norm: str) -> bool:
         """True for words the lexicon gives a meaning to (so not a name at sentence start)."""
@@ -129,7 +125,8 @@ def _cue_index(cues: Mapping[str, Any], key: str) -> PhraseIndex:
 @cache
 def lexicon() -> Lexicon:
     """The lexicon, parsed from the data files on first use."""
-    emotions = _read_json("emotions.json")["families"]
+    emotions_data = _read_json("emotions.json")
+    emotions = emotions_data["families"]
     feelings: list[tuple[str, str]] = []
     contextual: list[tuple[str, str]] = []
     emoji: dict[str, str] = {}
@@ -145,7 +142,6 @@ def lexicon() -> Lexicon:
     roles_data = _read_json("roles.json")
     roles = roles_data["roles"]
     cues = _read_json("cues.json")
-    crisis = _read_json("crisis.json")
     return Lexicon(
         feelings=PhraseIndex.build(feelings),
         contextual_feelings=PhraseIndex.build(contextual),
@@ -169,9 +165,5 @@ def lexicon() -> Lexicon:
         first_person=frozenset(normalize_token(w) for w in cues["first_person"]),
         name_verbs=frozenset(normalize_token(w) for w in cues["name_verbs"]),
         address_forms=frozenset(normalize_token(w) for w in roles_data["address_forms"]),
-        crisis_self_harm=tuple(crisis["self_harm"]),
-        crisis_exceptions=tuple(crisis["not_when_followed_by"]),
-        crisis_resources=str(crisis["resources"]),
-        crisis_harm_from_others=tuple(crisis.get("harm_from_others", ())),
-        crisis_harm_resources=str(crisis.get("resources_harm", crisis["resources"])),
+        positive_families=frozenset(emotions_data.get("positive_families", ())),
     )

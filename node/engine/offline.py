@@ -384,20 +384,24 @@ class _Composer:
         return out
 
 
-def mirrorback_paragraphs(text: str, past: Sequence[Reflection] = ()) -> list[str]:
-    """The mirrorback for *text* as paragraphs (observation, recurring threads, question)."""
+def mirrorback_paragraphs(
+    text: str, past: Sequence[Reflection] = (), *, country: str = ""
+) -> list[str]:
+    """The mirrorback for *text* as paragraphs (observation, recurring threads, question).
+    Risk of harm (``safety``) gets the crisis reply or a check-in instead, with the
+    crisis lines of *country*."""
     signal = detect_crisis(text)
     if signal is not None:
-        return crisis_reply(text, signal).split("\n\n")
+        return crisis_reply(text, signal, country).split("\n\n")
     analysis = analyze(text)
     threads = recurring_threads(analysis, past)
     voice = _Voice(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest())
     return _Composer(analysis, threads, voice).paragraphs()
 
 
-def compose_mirrorback(text: str, past: Sequence[Reflection] = ()) -> str:
+def compose_mirrorback(text: str, past: Sequence[Reflection] = (), *, country: str = "") -> str:
     """The mirrorback for *text*, given *past* reflections oldest first. Pure, deterministic."""
-    return "\n\n".join(mirrorback_paragraphs(text, past))
+    return "\n\n".join(mirrorback_paragraphs(text, past, country=country))
 
 
 class OfflineEngine:
@@ -406,10 +410,13 @@ class OfflineEngine:
     name = "offline"
     model = "offline-v1"
 
+    def __init__(self, *, country: str = "") -> None:
+        self.country = country  # whose crisis lines a crisis reply names
+
     async def stream(self, request: MirrorbackRequest) -> AsyncIterator[str]:
         rid = request.reflection.id
         # only the recent tail is ever read; never walk a long journal here
         past = [r for r in request.past[-(PAST_WINDOW + 1) :] if r.id != rid]
-        paragraphs = mirrorback_paragraphs(request.reflection.text, past)
+        paragraphs = mirrorback_paragraphs(request.reflection.text, past, country=self.country)
         for i, paragraph in enumerate(paragraphs):
             yield paragraph if i == 0 else "\n\n" + paragraph

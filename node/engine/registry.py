@@ -43,7 +43,7 @@ def engine_for(config: Config, home: Home) -> Engine:
     if config.engine_mode == "offline":
         from .offline import OfflineEngine
 
-        return OfflineEngine()
+        return OfflineEngine(country=config.country)
     from ..llm.engine import LLMEngine
 
     return LLMEngine(
@@ -53,6 +53,7 @@ def engine_for(config: Config, home: Home) -> Engine:
         prompts_dir=home.prompts_dir,
         fallback=config.engine_fallback,
         remote=config.engine_mode == "remote_llm",
+        country=config.country,
     )
 
 

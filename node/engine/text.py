@@ -34,6 +34,7 @@ from .analysis import (
     Token,
 )
 from .lexicon import WORD_RE, Lexicon, lexicon, normalize_token
+from .safety import assess
 
 MAX_ANALYSIS_CHARS = 20_000  # longer entries are read up to here
 NEGATION_WINDOW_TOKENS = 3
@@ -559,6 +560,25 @@ def _dedupe_tensions(found: list[Tension]) -> list[Tension]:
     return kept
 
 
+def _without_positive_at_risk(
+    text: str, sentences: tuple[Sentence, ...], feelings: list[Feeling]
+) -> list[Feeling]:
+    """*feelings* less the positive ones that a risk of harm makes untrue: every one in
+    an entry at clear risk ("I feel calm now that I've decided"), and those in a line
+    that may be at risk ("so tired of being alive" is not joy)."""
+    positive = lexicon().positive_families
+    if not any(f.family in positive for f in feelings):
+        return feelings
+    findings = assess(text).findings
+    if not findings:
+        return feelings
+    if any(f.tier == "crisis" for f in findings):
+        return [f for f in feelings if f.family not in positive]
+    starts = [s.span.start for s in sentences]
+    at_risk = {max(0, bisect_right(starts, f.start) - 1) for f in findings}
+    return [f for f in feelings if f.family not in positive or f.sentence not in at_risk]
+
+
 def analyze(text: str) -> Analysis:
     """Read *text* (up to ``MAX_ANALYSIS_CHARS``). Pure and deterministic."""
     text = text[:MAX_ANALYSIS_CHARS]
@@ -576,7 +596,7 @@ def analyze(text: str) -> Analysis:
         english=english,
         sentences=sentences,
         tokens=reader.tokens,
-        feelings=tuple(reader.feelings(name_tokens)),
+        feelings=tuple(_without_positive_at_risk(text, sentences, reader.feelings(name_tokens))),
         people=tuple(people),
         themes=tuple(reader.themes(name_tokens, people)),
         keyphrases=tuple(reader.keyphrases(name_tokens)),

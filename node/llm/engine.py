@@ -2,8 +2,14 @@
 
 Order of a mirrorback:
 
-1. crisis language is checked offline (``engine.safety``) — if found, the
-   caring reply is given and no model is called;
+1. risk of harm is checked offline (``engine.safety``) — if found, the
+   crisis reply or the check-in is given and no model is called, so a model
+   can never soften it;
+1b. the model is asked, whatever the prompt file says, to open its answer with
+   a risk line (``RISK: clear`` or ``RISK: possible``) when it reads a risk the
+   offline net missed; the engine then gives the offline crisis reply or
+   check-in instead of the model's words. A model can add a risk signal, never
+   remove one;
 2. a private reflection is never sent to a *remote* API: it gets the offline
    mirrorback (a local model on this machine or the LAN may read it);
 3. the prompt (``prompts/mirrorback.md``, overridable in the home) gets the
@@ -19,13 +25,15 @@ Order of a mirrorback:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ..engine.base import MirrorbackRequest
+from ..engine.mood import most_troubled_sentence
 from ..engine.offline import OfflineEngine
 from ..engine.recurrence import PAST_WINDOW, recurring_threads, theme_label
-from ..engine.safety import crisis_reply, detect_crisis
+from ..engine.safety import CrisisSignal, crisis_reply, detect_crisis
 from ..engine.text import analyze
 from ..prompts import fill, load_prompt
 from .client import LLMError, LLMTarget, Message, stream_chat
@@ -34,6 +42,16 @@ log = logging.getLogger("mirror.llm.engine")
 
 MAX_PROMPT_REFLECTION_CHARS = 8000
 FALLBACK_SUFFIX = " (fallback)"
+RISK_LINE_LOOKAHEAD_CHARS = 40  # how much of the answer is held back to look for a risk line
+RISK_INSTRUCTION = (
+    "Safety comes before everything above. If the reflection suggests the person may be "
+    "thinking of ending their life or of hurting themselves, or that someone is hurting, "
+    "threatening or endangering them — even indirectly — answer with exactly one line and "
+    "nothing else: `RISK: clear` when the risk is plain, `RISK: possible` when it may be "
+    "there; add ` others` when the harm comes from someone else (`RISK: clear others`). "
+    "Otherwise write the mirrorback and never mention risk."
+)
+_RISK_LINE_RE = re.compile(r"^\W*risk\s*[:=-]\s*(clear|possible)(?:\W+(others|self))?", re.I)
 
 TargetFactory = Callable[[], LLMTarget]
 
@@ -53,6 +71,7 @@ def patterns_block(request: MirrorbackRequest) -> str:
 
 def build_messages(request: MirrorbackRequest, prompts_dir: Path | None) -> list[Message]:
     system = fill(load_prompt("mirrorback.md", prompts_dir), patterns=patterns_block(request))
+    system = f"{system}\n\n{RISK_INSTRUCTION}"
     text = request.reflection.text[:MAX_PROMPT_REFLECTION_CHARS]
     return [
         {"role": "system", "content": system},
@@ -72,6 +91,7 @@ class LLMEngine:
         prompts_dir: Path | None = None,
         fallback: bool = True,
         remote: bool = False,
+        country: str = "",
     ) -> None:
         self.name = name
         self._target = target
@@ -80,7 +100,8 @@ class LLMEngine:
         self.prompts_dir = prompts_dir
         self.fallback = fallback
         self.remote = remote
-        self.offline = OfflineEngine()
+        self.country = country  # whose crisis lines a crisis reply names
+        self.offline = OfflineEngine(country=country)
 
     def target(self) -> LLMTarget:
         """Where the model is (reads the key now, for a remote engine). Raises MirrorError."""
@@ -92,9 +113,8 @@ class LLMEngine:
         signal = detect_crisis(text)
         if signal is not None:
             self.model = self.offline.model
-            paragraphs = crisis_reply(text, signal).split("\n\n")
-            for i, p in enumerate(paragraphs):
-                yield p if i == 0 else "\n\n" + p
+            for piece in self._safety_reply(text, signal):
+                yield piece
             return
         if self.remote and request.reflection.private:
             self.model = self.offline.model
@@ -104,11 +124,25 @@ class LLMEngine:
         started = False
         try:
             target = self.target()
-            async for piece in stream_chat(target, build_messages(request, self.prompts_dir)):
-                if not started:
-                    piece = piece.lstrip()
-                    if not piece:
-                        continue
+            pieces = stream_chat(target, build_messages(request, self.prompts_dir))
+            opening = ""  # held back until it cannot be the start of a risk line
+            async for piece in pieces:
+                opening += piece
+                if len(opening.strip()) >= RISK_LINE_LOOKAHEAD_CHARS:
+                    break
+            risk = model_risk(opening.lstrip(), text)
+            if risk is not None:
+                close = getattr(pieces, "aclose", None)  # end the model's stream now
+                if close is not None:
+                    await close()
+                self.model = self.offline.model
+                for p in self._safety_reply(text, risk):
+                    yield p
+                return
+            if opening.strip():
+                started = True
+                yield opening.lstrip()
+            async for piece in pieces:
                 started = True
                 yield piece
             if not started:
@@ -132,3 +166,23 @@ class LLMEngine:
             yield f"(the model could not be asked — {exc}; here is the offline mirrorback)\n\n"
             async for piece in self.offline.stream(request):
                 yield piece
+
+    def _safety_reply(self, text: str, signal: CrisisSignal) -> list[str]:
+        paragraphs = crisis_reply(text, signal, self.country).split("\n\n")
+        return [p if i == 0 else "\n\n" + p for i, p in enumerate(paragraphs)]
+
+
+def model_risk(answer: str, text: str) -> CrisisSignal | None:
+    """The risk a model's answer opens with (``RISK: clear others``...), as a signal
+    quoting the sentence of *text* that reads most troubled; None for an ordinary answer."""
+    m = _RISK_LINE_RE.match(answer)
+    if m is None:
+        return None
+    sentence = most_troubled_sentence(text)
+    return CrisisSignal(
+        "harm_from_others" if (m.group(2) or "").lower() == "others" else "self_harm",
+        "crisis" if m.group(1).lower() == "clear" else "check_in",
+        "model",
+        sentence,
+        sentence,
+    )

@@ -28,6 +28,8 @@ from typing import Any
 from crdt.journal import Reflection
 
 from ..engine.extract import Evidence, Extraction, Item, ItemKind, slug
+from ..engine.lexicon import lexicon
+from ..engine.mood import valence_of
 from ..prompts import load_prompt
 from .client import LLMTarget, chat
 
@@ -163,9 +165,26 @@ def _item(kind: ItemKind, entry: Any, text: str, rid: str) -> Item | None:
 
 
 def merge(offline: Extraction, found: list[Item]) -> Extraction:
+    """*offline* plus what the model found that it did not; never a positive feeling
+    read into a reflection at risk of harm (the model may call it "relief", "peace")."""
     have = {i.node_id for i in offline.items}
-    extra = tuple(i for i in found if i.node_id not in have)
+    extra = tuple(
+        i for i in found
+        if i.node_id not in have and not (offline.risk and is_positive_feeling(i))
+    )
     return replace(offline, items=offline.items + extra, source="offline+llm")
+
+
+def is_positive_feeling(item: Item) -> bool:
+    """An emotion item whose name is a positive family or word, or reads positive."""
+    if item.kind != "emotion":
+        return False
+    lex = lexicon()
+    words = tuple(item.key.split())
+    family = lex.feelings.match_at(words, 0) if words else None
+    if item.key in lex.positive_families or (family and family[1] in lex.positive_families):
+        return True
+    return valence_of(item.label).score > 0
 
 
 def extraction_messages(reflection: Reflection, prompts_dir: Path | None) -> list[dict[str, str]]:

@@ -33,6 +33,7 @@ from crdt.update_check import UpdateRejected, check_map_roots
 from protocol import (
     CatalogueEntry,
     CatalogueReceived,
+    CloseCode,
     Credentials,
     Event,
     RemoteProtocolError,
@@ -43,6 +44,7 @@ from protocol import (
 )
 from protocol.limits import MAX_FRAME_BYTES
 
+from ..identity import device_id_for
 from .catalogue import acceptable, kind_for, offerable
 from .group import Group
 
@@ -113,6 +115,12 @@ class DeviceDocuments:
     applies peer updates under the session's origin (so they persist like any
     change and are never echoed back to that peer), and pushes each committed
     local change of a shared class live.
+
+    Membership is checked for the life of the session, not only at its
+    handshake: every hook asks :meth:`Group.admits` about the peer first, so
+    once this device knows the peer was removed (or that it was removed itself)
+    nothing more of the peer's is applied, nothing more is sent to it, and a
+    group watcher ends the session at once (:meth:`SyncSession.end_soon`).
     """
 
     def __init__(
@@ -131,11 +139,20 @@ class DeviceDocuments:
         self.max_frame_bytes = MAX_FRAME_BYTES
         self.epoch = epoch
         self._on_update = on_update
+        self._session: SyncSession | None = None
 
     def credentials(self) -> Credentials:
         return self.group.credentials(self.epoch)
 
+    def _check_peer(self, session: SyncSession | None = None) -> None:
+        """Refuse to go on with a peer that is no longer a member (or when we are not)."""
+        session = session or self._session
+        key = session.peer_key if session is not None else None
+        if not self.group.admits(key):
+            raise RemoteProtocolError(_removal_reason(self.group, key), CloseCode.NOT_AUTHORISED)
+
     async def catalogue(self) -> list[CatalogueEntry]:
+        self._check_peer()
         offered = offerable(self.store, self.classes)
         # The safety net of catch-up: what reached the file but not this process's
         # documents (so no live push carried it) is applied first, and the
@@ -151,6 +168,7 @@ class DeviceDocuments:
         return entries
 
     async def wanted(self, offered: CatalogueReceived) -> list[StateVector]:
+        self._check_peer()
         entries = {e.doc_id: e for e in offered.entries}
         items = []
         for doc_id in offered.differing:
@@ -163,6 +181,7 @@ class DeviceDocuments:
         return items
 
     async def answer(self, request: StateVectorReceived) -> bytes:
+        self._check_peer()
         stored = self.store.loaded(request.doc_id)
         if stored is None:
             stored = await self.store.open_doc(request.doc_id, kind=kind_for(request.doc_id))
@@ -172,6 +191,7 @@ class DeviceDocuments:
             raise RemoteProtocolError(f"unusable state vector for {request.doc_id!r}") from None
 
     async def apply(self, session: SyncSession, message: Update) -> bool:
+        self._check_peer(session)
         if not acceptable(message.doc_id, message.sync_class, self.store, self.classes):
             log.info("ignored an update for %s: not shared here", message.doc_id)
             return False
@@ -211,25 +231,48 @@ class DeviceDocuments:
         # pycrdt reports str(hash(origin)) to listeners: that is how the peer's own
         # changes are recognised and not echoed back to it.
         own_source = str(hash(session.origin))
+        group = self.group
 
         def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
             # Inside pycrdt's commit: must not touch the document.
             if source == own_source or not session.handshake_done.is_set():
                 return  # the peer's own change, or catalogue sync will carry it
+            if not group.admits(session.peer_key):
+                return  # removed: it gets nothing more (the watcher ends the session)
             if stored.sync_class not in self.classes:
                 return
             if not acceptable(stored.doc_id, stored.sync_class.value, self.store, self.classes):
                 return
             session.push(Update(stored.doc_id, stored.sync_class.value, update))
 
+        def on_membership() -> None:
+            # Called by Group.refresh, wherever the removal came from; a session
+            # still in its handshake is checked when it completes (catalogue()).
+            if session.peer_key is not None and not group.admits(session.peer_key):
+                reason = _removal_reason(group, session.peer_key)
+                log.info("ending the session with %s: %s", session.peer_device_id, reason)
+                session.end_soon(reason, CloseCode.NOT_AUTHORISED)
+
+        self._session = session
         self.store.add_listener(on_change)
+        unwatch = group.watch(on_membership)
         try:
             yield
         finally:
+            unwatch()
             self.store.remove_listener(on_change)
 
     def observe(self, event: Event) -> None:
         pass
+
+
+def _removal_reason(group: Group, peer_key: bytes | None) -> str:
+    """Why the session ends, in words both ends read the same way (Close reason and log)."""
+    if group.excluded:
+        return f"device {group.keyring.device_id} was removed from the group"
+    if peer_key is None:
+        return "the other device has not authenticated"
+    return f"device {device_id_for(peer_key)} was removed from the group"
 
 
 __all__ = ["EMPTY_STATE_VECTOR", "ArrivalHook", "DeviceDocuments", "SessionDocuments"]

@@ -7,14 +7,20 @@ epoch whose secret is sealed to each remaining device only; devices that were
 offline pick the new secret up from the membership document the next time
 they sync (they may still handshake at the previous epoch to get it — a
 removed device cannot, because its key is no longer known).
+
+Whatever brings a removal to this device (a removal here, a peer's update to
+the membership document, another process's write picked up by the store's
+refresh, a blind store), it ends in :meth:`Group.refresh`, which then calls
+every *watcher* (:meth:`Group.watch`): that is how live sessions with a device
+that has just been removed are ended at once (``node.sync.documents``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 from crdt import DocStore, StoredDoc, SyncClass
 from crdt.devices import (
@@ -28,6 +34,7 @@ from crdt.devices import (
     put_epoch,
     read_devices,
     read_epochs,
+    read_removed,
     rename_device,
 )
 from crdt.values import utc_now
@@ -76,6 +83,12 @@ class Group:
         self.keyring = keyring
         self.stored = stored
         self.known = KnownDevices()
+        self.excluded = False
+        """This device's own record is marked removed (it learned it was removed)."""
+        self.removed_ids: frozenset[str] = frozenset()
+        """Devices marked removed (never taken back)."""
+        self._watchers: list[Callable[[], None]] = []
+        self._seen: dict[str, DeviceRecord] = {}
         self.refresh()
 
     @classmethod
@@ -88,17 +101,36 @@ class Group:
 
     # -------------------------------------------------------------- reading
 
+    def _records(self) -> list[DeviceRecord]:
+        """The membership records, each device's as last seen.
+
+        A record is never deleted (a removal has its own map), but while a peer's
+        update waits for the updates it depends on, the records it overwrites can
+        be missing from the document for a moment: a device that vanished that way
+        is still the member it was, not a removed one."""
+        removed = read_removed(self.stored.doc)
+        records = {r.device_id: r for r in read_devices(self.stored.doc)}
+        for device_id, record in self._seen.items():
+            if device_id not in records:
+                records[device_id] = record
+        self._seen = records
+        return sorted(
+            (replace(r, removed_at=removed[r.device_id]) if r.active and r.device_id in removed
+             else r for r in records.values()),
+            key=lambda r: (r.added_at, r.device_id),
+        )
+
     def members(self) -> list[Member]:
         me = self.keyring.device_id
-        return [Member(r, r.device_id == me) for r in read_devices(self.stored.doc)]
+        return [Member(r, r.device_id == me) for r in self._records()]
 
     def active(self) -> list[DeviceRecord]:
-        return [r for r in read_devices(self.stored.doc) if r.active]
+        return [r for r in self._records() if r.active]
 
     def find(self, ref: str) -> DeviceRecord:
         ref = ref.strip().lower()
         matches = [
-            r for r in read_devices(self.stored.doc)
+            r for r in self._records()
             if r.device_id.startswith(ref) or r.name.lower() == ref
         ]
         if not matches:
@@ -138,13 +170,27 @@ class Group:
             member = {self.keyring.epoch}
         return sorted((e for e in member if e in self.keyring.epochs), reverse=True)
 
+    def watch(self, watcher: Callable[[], None]) -> Callable[[], None]:
+        """Call *watcher* after each :meth:`refresh` (membership may have changed);
+        returns the function that stops it. A watcher must not raise, and must not
+        touch the membership document (it may run inside a peer's update)."""
+        self._watchers.append(watcher)
+
+        def unwatch() -> None:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
+
+        return unwatch
+
     def refresh(self) -> list[int]:
-        """Re-read membership; adopt epoch secrets sealed to this device. Returns
-        the epochs newly learned."""
-        records = read_devices(self.stored.doc)
+        """Re-read membership; adopt epoch secrets sealed to this device; tell the
+        watchers. Returns the epochs newly learned."""
+        records = self._records()
         self.known.replace(frozenset(r.public_key for r in records if r.active))
-        learned = []
         me = self.keyring.device_id
+        self.removed_ids = frozenset(read_removed(self.stored.doc))
+        self.excluded = me in self.removed_ids
+        learned = []
         for epoch in read_epochs(self.stored.doc):
             if epoch.epoch in self.keyring.epochs or me not in epoch.sealed:
                 continue
@@ -154,9 +200,19 @@ class Group:
                 continue
             self.keyring.add_epoch(epoch.epoch, secret)
             learned.append(epoch.epoch)
-        if self.removed_self():
+        if self.excluded:
             log.warning("this device was removed from its group")
+        for watcher in list(self._watchers):
+            watcher()
         return learned
+
+    def admits(self, device_key: bytes | None) -> bool:
+        """May a session with the (authenticated) device of *device_key* go on? Not
+        once that device is marked removed, nor once this device learned it was
+        removed itself. (Who may *start* a session is ``known``, checked by the
+        handshake.)"""
+        return (device_key is not None and not self.excluded
+                and device_id_for(device_key) not in self.removed_ids)
 
     def removed_self(self) -> bool:
         me = self.keyring.device_id

@@ -36,7 +36,12 @@ peer present and initiates.
 
 Placement. With several relays, every device ranks them for a room by
 rendezvous hashing (highest ``BLAKE2b(room || url)`` first) and uses the first
-that accepts; devices with the same relay list meet without talking.
+that accepts; devices with the same relay list meet without talking. Behind
+one URL a proxy may hash rooms to instances instead (docs/relay.md). Either
+way a room's place can change under a device that waits alone (its instance
+died, the device moved to the next, the instance came back and a peer arriving
+now goes there), so a connection alone in its room for
+:data:`REJOIN_ALONE_AFTER_S` is reopened and finds the room where it is now.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -88,6 +94,13 @@ BACKOFF_MAX_S = 30.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
 ROOM_PATH = "/v1/rooms/"
+REJOIN_ALONE_AFTER_S = 120.0
+"""A connection alone in its room this long (jittered +-25 %) is reopened. Where a
+room goes can change under a waiting device: its relay or proxy instance died and
+came back, so the room's own instance serves it again while the device still
+waits on the fallback it moved to; a peer arriving now goes to the room's own
+instance. Reopening finds the room where it is now. It costs a waiting device one
+reconnection per interval, and a device in session nothing."""
 MAX_EARLIER_EPOCH_ROOMS = 2
 """After a removal, how many earlier epochs' pair rooms a device keeps per peer
 (those in which the peer was a member, newest first) until the peer has synced
@@ -225,6 +238,10 @@ class RoomConnection:
         self.stats = stats
         self.current: RelayStream | None = None
         self._offers, self._offered = trio.open_memory_channel[RelayStream](4)
+        self._rejoin_after_s = math.inf
+        self._alone = trio.CancelScope()  # its deadline: when to give up waiting alone
+        self.rejoined = False
+        """The connection ended because nobody came (see REJOIN_ALONE_AFTER_S)."""
 
     async def send_bytes(self, data: bytes) -> None:
         try:
@@ -274,6 +291,11 @@ class RoomConnection:
         except ValueError:
             log.debug("relay %s sent an unknown message", self.relay)
             return
+        if what in ("present", "left"):
+            self._alone.deadline = (trio.current_time() + self._rejoin_after_s if others == 0
+                                    else math.inf)
+        elif what == "joined":
+            self._alone.deadline = math.inf
         if what == "present" and others >= 1 and self.current is None:
             self._offer(INITIATOR)
         elif what == "joined":
@@ -281,10 +303,27 @@ class RoomConnection:
         elif what == "left" and others == 0 and self.current is not None:
             self.current._feed_nowait()
 
-    async def serve(self, on_session: Callable[[RelayStream], Awaitable[None]]) -> None:
-        """Run sessions until one ends other than by being replaced."""
+    async def _rejoin_when_alone(self, connection: trio.CancelScope) -> None:
+        with self._alone:
+            await trio.sleep_forever()
+        # Only our own deadline gets here (any outer cancellation propagates).
+        log.debug("relay %s: alone in the room for %.0f s, reopening it",
+                  self.relay, self._rejoin_after_s)
+        self.rejoined = True
+        connection.cancel()
+
+    async def serve(
+        self,
+        on_session: Callable[[RelayStream], Awaitable[None]],
+        *,
+        rejoin_alone_after_s: float = math.inf,
+    ) -> None:
+        """Run sessions until one ends other than by being replaced, or until the
+        connection has been alone in the room for *rejoin_alone_after_s*."""
+        self._rejoin_after_s = rejoin_alone_after_s
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._pump)
+            nursery.start_soon(self._rejoin_when_alone, nursery.cancel_scope)
 
             async def one(stream: RelayStream) -> None:
                 self.stats.sessions += 1
@@ -368,12 +407,14 @@ async def stay_in_room(
     *,
     stats: RelayStatistics | None = None,
     rng: random.Random | None = None,
+    rejoin_alone_after_s: float = REJOIN_ALONE_AFTER_S,
 ) -> None:
     """Keep a connection to a room (reconnecting with backoff) until cancelled.
 
     *room* is called before each connection (the group's epoch may change).
     Each session runs ``on_session(stream)`` with ``stream.role`` telling who
-    speaks first.
+    speaks first. A connection alone in the room for *rejoin_alone_after_s*
+    (jittered) is reopened: see :data:`REJOIN_ALONE_AFTER_S`.
     """
     stats = stats or RelayStatistics()
     rng = rng or random.Random()
@@ -381,13 +422,17 @@ async def stay_in_room(
     async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as http:
         while True:
             started = trio.current_time()
+            rejoined = False
             try:
                 async with open_room(relays, room(), client=http, stats=stats) as connection:
-                    await connection.serve(on_session)
+                    await connection.serve(
+                        on_session,
+                        rejoin_alone_after_s=rejoin_alone_after_s * (0.75 + rng.random() / 2))
+                    rejoined = connection.rejoined
             except RelayUnavailable as exc:
                 log.debug("%s", exc)
-            if trio.current_time() - started > BACKOFF_MAX_S:
-                backoff = BACKOFF_MIN_S
+            if rejoined or trio.current_time() - started > BACKOFF_MAX_S:
+                backoff = BACKOFF_MIN_S  # not a failure: start again from the shortest wait
             await trio.sleep(backoff * (0.75 + rng.random() / 2))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -434,7 +479,9 @@ class RelayLinks:
         """The (peer key, epoch) rooms to hold now."""
         group = self.service.group
         ring = group.keyring
-        links = set()
+        links: set[tuple[bytes, int]] = set()
+        if group.excluded:
+            return links  # this device was removed: no room would admit it
         for record in group.active():
             if record.public_key == ring.device_public:
                 continue
@@ -517,7 +564,7 @@ async def serve_pairing_through_relays(
     room = rendezvous_room(state.code)
 
     async def attempt(stream: RelayStream) -> None:
-        await serve_pairing_attempt(group, state, stream)
+        await serve_pairing_attempt(group, state, stream, where=f"relay {stream.relay}")
 
     await stay_in_room(relays, lambda: room, attempt)
 

@@ -281,25 +281,36 @@ class SyncService:
         self.stats.sessions_total += 1
         outcome = "ended"
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._supervise, session)
-                try:
-                    await session.run()
-                except SessionError as exc:
-                    self.stats.sessions_failed += 1
-                    log.info("session with %s ended: %s", session.peer_device_id or address, exc)
-                    if "own key" in str(exc):
-                        outcome = "self"
-                finally:
-                    nursery.cancel_scope.cancel()
-        except Exception:  # a bug in one session never ends the service
-            self.stats.sessions_failed += 1
-            log.exception("session with %s failed", session.peer_device_id or address)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._supervise, session)
+                    try:
+                        await session.run()
+                    except SessionError as exc:
+                        self.stats.sessions_failed += 1
+                        log.info("session with %s ended: %s",
+                                 session.peer_device_id or address, exc)
+                        if "own key" in str(exc):
+                            outcome = "self"
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except Exception:  # a bug in one session never ends the service
+                self.stats.sessions_failed += 1
+                log.exception("session with %s failed", session.peer_device_id or address)
+            peer = session.peer_device_id
+            if peer and peer == self.group.keyring.device_id:
+                outcome = "self"
+            elif (peer and self.sessions.get(peer) is not session
+                  and session.handshake_done.is_set()):
+                outcome = "duplicate"
+        finally:
+            # Also when the caller cancels us (a relay link that is no longer wanted):
+            # an ended session must not stay listed.
+            self._forget(session)
+        return outcome
+
+    def _forget(self, session: SyncSession) -> None:
         peer = session.peer_device_id
-        if peer and peer == self.group.keyring.device_id:
-            outcome = "self"
-        elif peer and self.sessions.get(peer) is not session and session.handshake_done.is_set():
-            outcome = "duplicate"
         if peer and self.sessions.get(peer) is session:
             del self.sessions[peer]
             status = self.stats.peers.get(peer)
@@ -307,7 +318,6 @@ class SyncService:
                 status.connected = False
         self.stats.sessions = len(self.sessions)
         self._touch()
-        return outcome
 
     async def _supervise(self, session: SyncSession) -> None:
         """Register a session once authenticated; resolve duplicates; track catch-up."""

@@ -239,6 +239,16 @@ class SyncSession:
             pass
         self._send.close()
 
+    def end_soon(self, reason: str, code: CloseCode = CloseCode.NOT_AUTHORISED) -> None:
+        """End the session whatever the peer does: a Close saying *reason* goes out
+        behind what is already sealed, and ``CLOSE_GRACE_S`` later the session is
+        over even if the peer neither reads nor hangs up (``run`` then raises
+        SessionError(*reason*)). For a peer that may no longer be served at all."""
+        self._ended_by = self._ended_by or reason
+        self.close_soon(reason, code)
+        if self._scope is not None and not self._finished:
+            self._scope.deadline = min(self._scope.deadline, trio.current_time() + CLOSE_GRACE_S)
+
     def push(self, message: Update) -> None:
         """Send *message* now (a live change, or a whole document that appeared meanwhile).
 

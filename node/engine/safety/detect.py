@@ -1,0 +1,261 @@
+"""Finding risk in an entry: the rules (``rules``) over the token stream (``normalize``).
+
+Theory of operation. The entry is normalised once. Each rule's patterns are
+searched in the whole token stream (a gap never crosses a sentence end); a
+match counts only if it survives, in this order:
+
+1. the rule's ``unless`` patterns, searched in the match's sentence (idioms,
+   games, another object: "rather die than", "beat me at chess", "end it with");
+2. its ``with`` patterns, one of which must occur somewhere in the entry;
+3. the contexts the rule admits:
+   - *negation*: a negator ("not", "never", "no longer") within three words
+     before the head, with only auxiliaries between ("I would never kill
+     myself", "I'm not going to hurt myself");
+   - *hypothetical*: a condition or a question about someone else earlier in
+     the sentence ("if I ever felt", "what to do if someone"), or a question
+     someone asked ("the doctor asked whether...") unless the entry answers yes;
+   - *media*: a song, film, book, article... shortly before the match, or the
+     match inside quotation marks in a sentence that names one;
+   - *accident*: cooking, sport, a knife that slipped ("cut myself while cooking");
+   - *past*: a time long gone in the sentence ("years ago", "in high school")
+     with nothing current ("again", "tonight", "the urge is back"): resolved
+     elsewhere in the entry ("I'm so glad I stayed") it is dropped, otherwise a
+     crisis becomes a check-in.
+
+Figures of speech about trivial things ("this commute makes me want to die")
+lower the person's own risk to a check-in, or drop it when said laughing
+("..., lol"). Surviving matches are :class:`Finding`s; :func:`assess` returns all of them
+and the strongest — a crisis before a check-in, the person's own risk before
+harm from others, then the earliest — as :class:`Assessment.top`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .normalize import SENTENCE_MARK, Normalized, normalize
+from .rules import About, Rule, RuleSet, Tier, rule_set
+
+NEGATION_WINDOW_WORDS = 4
+MEDIA_WINDOW_WORDS = 7
+MAX_ASSESSED_CHARS = 50_000  # the whole of any plausible entry; beyond it, the start
+RECENT_ASSESSMENTS = 64
+_MEDIA_BREAKERS = frozenset({"now", "so", "then", "because", "and now", "but"})
+_QUOTE_RE = re.compile(
+    r"[\"“”«»]([^\"“”«»]{1,400})[\"“”«»]"  # double quotes
+    r"|(?:^|(?<=\s))['‘]([^'‘’]{1,400})['’](?=\W|$)"  # single quotes, not apostrophes
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule that matched: what it is about, how clear, and where (original offsets)."""
+
+    rule: str
+    about: About
+    kind: str
+    tier: Tier
+    start: int
+    end: int
+    sentence_start: int
+    sentence_end: int
+
+
+@dataclass(frozen=True)
+class Assessment:
+    findings: tuple[Finding, ...]
+
+    @property
+    def top(self) -> Finding | None:
+        if not self.findings:
+            return None
+        return min(
+            self.findings,
+            key=lambda f: (f.tier != "crisis", f.about != "self", f.start),
+        )
+
+    @property
+    def tier(self) -> Tier | None:
+        top = self.top
+        return top.tier if top is not None else None
+
+
+class _Entry:
+    """One entry's token stream and what the contexts need to know about it."""
+
+    def __init__(self, text: str, rules: RuleSet) -> None:
+        self.original = text
+        self.rules = rules
+        self.norm: Normalized = normalize(text, rules.vocabulary)
+        self.text = self.norm.text
+        self.words = frozenset(self.norm.tokens)
+        self.quotes = [
+            (m.start(1) if m.group(1) is not None else m.start(2),
+             m.end(1) if m.group(1) is not None else m.end(2))
+            for m in _QUOTE_RE.finditer(text)
+        ]
+
+    def sentence(self, at: int) -> tuple[int, int]:
+        """Offsets in ``text`` of the sentence around offset *at*."""
+        start = self.text.rfind(f"{SENTENCE_MARK} ", 0, at)
+        start = 0 if start < 0 else start + 2
+        end = self.text.find(f" {SENTENCE_MARK} ", at)
+        return start, (len(self.text) if end < 0 else end + 1)
+
+    def words_before(self, at: int, count: int) -> list[str]:
+        """Up to *count* tokens before the token at offset *at*, nearest first, within
+        the clause."""
+        out: list[str] = []
+        i = self.norm.token_at(at) - 1
+        while i >= 0 and len(out) < count:
+            tok = self.norm.tokens[i]
+            if tok in (SENTENCE_MARK, ","):
+                break
+            out.append(tok)
+            i -= 1
+        return out
+
+    # ------------------------------------------------------------------ contexts
+
+    def negated(self, head_start: int) -> bool:
+        before = self.words_before(head_start, NEGATION_WINDOW_WORDS + 1)
+        for k, word in enumerate(before[: NEGATION_WINDOW_WORDS]):
+            pair = f"{before[k + 1]} {word}" if k + 1 < len(before) else ""
+            if word in self.rules.negators or pair in self.rules.negators:
+                return all(w in self.rules.aux for w in before[:k])
+        return False
+
+    def hypothetical(self, s_start: int, s_end: int, m_start: int) -> bool:
+        """A condition, or a question someone else asked, that begins before the match."""
+        sentence = self.text[s_start:s_end]
+        at = m_start - s_start
+        if any((h := p.search(sentence)) is not None and h.start() <= at
+               for p in self.rules.hypothetical):
+            return True
+        if self.rules.affirmed.search(self.text) is not None:
+            return False  # "she asked if I wanted to die, and I said yes"
+        return any((h := p.search(sentence)) is not None and h.start() <= at
+                   for p in self.rules.questions)
+
+    def hyperbole(self, s_start: int, s_end: int) -> str | None:
+        """``"joke"`` for a figure of speech said laughing, ``"figure"`` without the laugh."""
+        sentence = self.text[s_start:s_end]
+        if any(p.search(sentence) for p in self.rules.idioms):
+            return "joke"  # "killing myself laughing", "kill me now"
+        laughing = self.rules.laughing.search(sentence) is not None
+        if any(p.search(sentence) for p in self.rules.hyperbole):
+            return "joke" if laughing else "figure"
+        if laughing:  # "want to die lol": a joke over something small, or a check-in
+            return "joke" if self.rules.trivial.search(sentence) is not None else "figure"
+        return None
+
+    def media(self, s_start: int, s_end: int, m_start: int, m_end: int) -> bool:
+        before = self.words_before(m_start, MEDIA_WINDOW_WORDS)
+        phrase = " ".join(reversed(before)) + " "
+        found = self.rules.media.search(phrase)
+        if found is not None:
+            after = phrase[found.end():].split()
+            if not any(w in _MEDIA_BREAKERS for w in after):
+                return True
+        o_start, o_end = self.norm.original_span(m_start, m_end)
+        quoted = any(q0 <= o_start and o_end <= q1 for q0, q1 in self.quotes)
+        return quoted and self.rules.media.search(self.text[s_start:s_end]) is not None
+
+    def accident(self, s_start: int, s_end: int) -> bool:
+        return self.rules.accident.search(self.text[s_start:s_end]) is not None
+
+    def past(self, s_start: int, s_end: int) -> str | None:
+        """``"resolved"``, ``"past"`` or None for the sentence at [s_start, s_end)."""
+        sentence = self.text[s_start:s_end]
+        if self.rules.past.search(sentence) is None:
+            return None
+        if self.rules.current.search(sentence) is not None:
+            return None
+        resolved = self.rules.resolved.search(self.text) is not None
+        return "resolved" if resolved else "past"
+
+    # ------------------------------------------------------------------ matching
+
+    def findings(self, rule: Rule) -> Iterator[Finding]:
+        patterns = [
+            p for p, anchor in zip(rule.when, rule.anchors, strict=True)
+            if anchor is None or not anchor.isdisjoint(self.words)
+        ]  # the others need a word that is not in the entry
+        if not patterns or (rule.with_ and not any(p.search(self.text) for p in rule.with_)):
+            return
+        for pattern in patterns:
+            pos = 0
+            while (m := pattern.search(self.text, pos)) is not None:
+                finding = self.judge(rule, m)
+                if finding is not None:
+                    yield finding
+                    return
+                pos = self._next_token(m.start())
+
+    def _next_token(self, offset: int) -> int:
+        nxt = self.text.find(" ", offset) + 1
+        return nxt if nxt > 0 else len(self.text)
+
+    def judge(self, rule: Rule, m: re.Match[str]) -> Finding | None:
+        start, end = m.start(), m.end() - 1
+        while end > start and self.text[end - 1] == " ":
+            end -= 1
+        s_start, s_end = self.sentence(start)
+        sentence = self.text[s_start:s_end]
+        if any(p.search(sentence) for p in rule.unless):
+            return None
+        if rule.needs_self and self.rules.self_ref.search(sentence) is None:
+            return None
+        ctx = rule.contexts
+        head = m.start("head") if "head" in m.re.groupindex and m.group("head") else None
+        if "negation" in ctx and head is not None and self.negated(head):
+            return None
+        if "hypothetical" in ctx and self.hypothetical(s_start, s_end, start):
+            return None
+        if "media" in ctx and self.media(s_start, s_end, start, end):
+            return None
+        if "accident" in ctx and self.accident(s_start, s_end):
+            return None
+        tier = rule.tier
+        if tier == "check_in" and any(p.search(self.text) for p in rule.crisis_with):
+            tier = "crisis"
+        if rule.about == "self":
+            figure = self.hyperbole(s_start, s_end)
+            if figure == "joke":
+                return None
+            if figure == "figure":
+                tier = "check_in"
+        if "past" in ctx:
+            when = self.past(s_start, s_end)
+            if when == "resolved":
+                return None
+            if when == "past":
+                tier = "check_in"
+        o_start, o_end = self.norm.original_span(start, end)
+        so_start, so_end = self.norm.original_span(s_start, max(s_start + 1, s_end - 1))
+        return Finding(rule.id, rule.about, rule.kind, tier, o_start, o_end, so_start, so_end)
+
+
+def assess(text: str, rules: RuleSet | None = None) -> Assessment:
+    """Every risk the rules find in *text*, judged in context. Pure and deterministic."""
+    if rules is None:
+        return _assess_shipped(text[:MAX_ASSESSED_CHARS])
+    return _assess(text[:MAX_ASSESSED_CHARS], rules)
+
+
+@lru_cache(maxsize=RECENT_ASSESSMENTS)
+def _assess_shipped(text: str) -> Assessment:
+    # one reflection is assessed by the mirrorback, the analysis and the mood in turn
+    return _assess(text, rule_set())
+
+
+def _assess(text: str, rules: RuleSet) -> Assessment:
+    entry = _Entry(text, rules)
+    if not entry.text.strip():
+        return Assessment(())
+    found = [f for rule in entry.rules.rules for f in entry.findings(rule)]
+    found.sort(key=lambda f: (f.start, f.rule))
+    return Assessment(tuple(found))
