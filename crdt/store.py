@@ -195,8 +195,10 @@ class DocStore:
         self._last_seen_seq = 0
         self._batches = 0
         self._held: list[WriteJob] | None = None
-        # doc id -> its newest stored seq when it was loaded or last reconciled
+        # doc id -> its newest stored seq, and the refresh cursor, when it was
+        # loaded or last reconciled (see reconcile)
         self._disk_marks: dict[str, int] = {}
+        self._disk_cursors: dict[str, int] = {}
         self._catalogue_listeners: list[CatalogueListener] = []
 
     @property
@@ -289,14 +291,17 @@ class DocStore:
                 self._enqueue(Create(next(self._tickets), info, format_timestamp(utc_now())))
                 stored = StoredDoc(doc_id, kind, info.sync_class, Doc(client_id=self.client_id))
                 self._attach(stored)
+                self._disk_cursors[doc_id] = self._last_seen_seq
                 return stored
             cipher = self._storage.cipher
+            cursor = self._last_seen_seq
             snapshot, updates, mark = await self._storage.call(
                 lambda c: read_doc(c, doc_id, cipher)
             )
             doc: Doc[Any] = Doc(client_id=self.client_id)
             apply_all(doc, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
             self._disk_marks[doc_id] = mark
+            self._disk_cursors[doc_id] = cursor
             stored = StoredDoc(doc_id, info.kind, info.sync_class, doc)
             self._attach(stored)
             return stored
@@ -566,27 +571,42 @@ class DocStore:
         :data:`EXTERNAL_ORIGIN`, so listeners hear of what it adds. A safety net:
         a write that reached the file but never this process is applied here (a
         sync session runs it before its catch-up, so its peer gets it too).
-        Cheap for a document whose newest stored seq is what it was when loaded
-        or last reconciled. Returns the documents that gained anything."""
+        A document can only lack what the file holds if refresh's cursor moved
+        past a row since the document was loaded or last reconciled (rows stored
+        later are above the cursor: refresh reads them): without that, nothing
+        is read and nothing awaited. Otherwise a document whose newest stored seq
+        is unchanged costs one small query. Returns the documents that gained
+        anything."""
         self._check_open()
+        candidates = [
+            doc_id for doc_id in doc_ids
+            if doc_id in self._loaded and self._disk_cursors.get(doc_id) != self._last_seen_seq
+        ]
+        if not candidates:
+            return ()
         await self.wait_durable()
         cipher = self._storage.cipher
         gained = []
-        for doc_id in doc_ids:
+        for doc_id in candidates:
             stored = self._loaded.get(doc_id)
             if stored is None:
-                continue  # loading reads the file whole anyway
+                continue  # unloaded meanwhile: loading reads the file whole anyway
+            cursor = self._last_seen_seq
             found = await self._storage.call(functools.partial(
                 read_doc_if_changed, doc_id=doc_id, mark=self._disk_marks.get(doc_id),
                 cipher=cipher,
             ))
-            if found is None or self._loaded.get(doc_id) is not stored:
+            if self._loaded.get(doc_id) is not stored:
+                continue
+            if found is None:
+                self._disk_cursors[doc_id] = cursor
                 continue
             snapshot, updates, mark = found
             doc = stored.doc
             before = (doc.get_state(), doc.get_update(doc.get_state()))
             apply_all(doc, doc_id, snapshot, updates, origin=EXTERNAL_ORIGIN)
             self._disk_marks[doc_id] = mark
+            self._disk_cursors[doc_id] = cursor
             if not covers(*before, doc.get_state(), doc.get_update(doc.get_state())):
                 gained.append(doc_id)
         if gained:
