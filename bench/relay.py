@@ -1,6 +1,8 @@
 """Benchmark of the relay on loopback (bounded; stops by itself).
 
     .venv/bin/python bench/relay.py [--frames 20000] [--edits 10000] [--idle 1000]
+    .venv/bin/python bench/relay.py --flood-pairs 8 [--flood-seconds 20]
+        [--flood-message-bytes 65536]
     .venv/bin/python bench/relay.py --scale-out     # several instances, HAProxy: see
                                                     # bench/relay_scaleout.py
 
@@ -16,6 +18,15 @@
     workload runs through pycrdt-websocket's server with pycrdt's Provider on
     both sides, and the ratio is printed. pycrdt-websocket is a bench-only
     dependency:  .venv/bin/pip install pycrdt-websocket
+
+(e) with --flood-pairs N: a quiet room's round trip (one 64-byte message each
+    way every 10 ms) through a relay with its default limits, first alone, then
+    while N pairs of connections in other rooms each send as fast as the relay
+    takes them (and read what they get). The flooders run in their own process
+    (this file --flood), so neither they nor the relay share this process's core
+    time with the quiet room's clients. Printed: p50/p99/max of the round trip
+    alone and under the flood (the whole flood, and after its first seconds,
+    once the flooders' bursts are spent), and the flood's throughput.
 
 Each server is its own process (python -m relay / this file --serve-pycrdt),
 so its CPU and RSS are its own; the clients run in this process.
@@ -62,6 +73,15 @@ def start_server(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def run_queue_wait_s(pid: int) -> float:
+    """Time *pid*'s threads spent runnable but waiting for a core (/proc schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "schedstat").read_text().split()
+        total += int(fields[1])
+    return total / 1e9
 
 
 def rss_kb(pid: int) -> int:
@@ -325,12 +345,171 @@ def serve_pycrdt() -> None:
     trio.run(main)
 
 
+# --------------------------------------------------------------------------- (e)
+
+QUIET_INTERVAL_S = 0.01
+QUIET_MESSAGE = 64
+
+
+class RawWebSocket:
+    """A minimal WebSocket client on a trio socket (wsproto), for the flood and the
+    quiet room: no per-message overhead beyond framing, so the relay is what is
+    measured."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        from wsproto import ConnectionType, WSConnection
+
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+
+    @classmethod
+    async def connect(cls, url: str, room: str) -> RawWebSocket:
+        from wsproto.events import AcceptConnection, Request
+
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        client = cls(await trio.open_tcp_stream(host, int(port)))
+        await client.stream.send_all(client.ws.send(Request(host=host,
+                                                            target="/v1/rooms/" + room)))
+        while True:
+            client.ws.receive_data(await client.stream.receive_some(65536))
+            if any(isinstance(e, AcceptConnection) for e in client.ws.events()):
+                return client
+
+    def frame(self, data: bytes) -> bytes:
+        from wsproto.events import BytesMessage
+
+        return self.ws.send(BytesMessage(data=data))
+
+    async def messages(self) -> Any:
+        from wsproto.events import BytesMessage
+
+        while True:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, BytesMessage):
+                    yield bytes(event.data)
+
+
+async def quiet_room(url: str, seconds: float) -> list[tuple[float, float]]:
+    """(start, round trip) of one message each way every QUIET_INTERVAL_S."""
+    room = hashlib.sha256(b"quiet").hexdigest()
+    a = await RawWebSocket.connect(url, room)
+    b = await RawWebSocket.connect(url, room)
+    samples: list[tuple[float, float]] = []
+
+    async def echo() -> None:
+        async for message in b.messages():
+            await b.stream.send_all(b.frame(message))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(echo)
+        replies = a.messages()
+        await trio.sleep(0.2)  # both have joined: "present"/"joined" are text, not counted
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            await a.stream.send_all(a.frame(b"q" * QUIET_MESSAGE))
+            got = 0
+            while got < QUIET_MESSAGE:  # the relay may merge; messages stay 64 bytes
+                got += len(await replies.__anext__())
+            samples.append((start, time.perf_counter() - start))
+            await trio.sleep(max(0.0, start + QUIET_INTERVAL_S - time.perf_counter()))
+        nursery.cancel_scope.cancel()
+    await a.stream.aclose()
+    await b.stream.aclose()
+    return samples
+
+
+async def flood(url: str, pairs: int, seconds: float, message_bytes: int) -> None:
+    """N pairs, each side sending pre-framed messages as fast as the relay takes
+    them and reading (and discarding) what it gets; prints bytes sent."""
+    sent = 0
+    deadline = trio.current_time() + seconds
+
+    async def pump(sock: RawWebSocket, frame: bytes) -> None:
+        nonlocal sent
+        with trio.move_on_at(deadline):
+            while True:
+                await sock.stream.send_all(frame)
+                sent += len(frame)
+
+    async def drain(sock: RawWebSocket) -> None:
+        with trio.move_on_at(deadline):
+            while await sock.stream.receive_some(1 << 20):
+                pass
+
+    socks = []
+    async with trio.open_nursery() as nursery:
+        for i in range(pairs):
+            room = hashlib.sha256(b"flood %d" % i).hexdigest()
+            pair = [await RawWebSocket.connect(url, room), await RawWebSocket.connect(url, room)]
+            socks += pair
+            for sock in pair:
+                nursery.start_soon(pump, sock, sock.frame(os.urandom(message_bytes)))
+                nursery.start_soon(drain, sock)
+    for sock in socks:
+        await sock.stream.aclose()
+    print(json.dumps({"flood_bytes_sent": sent}), flush=True)
+
+
+def stats_ms(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": pct(values, 0.5) * 1e3, "p99_ms": pct(values, 0.99) * 1e3,
+            "max_ms": max(values) * 1e3, "samples": len(values)}
+
+
+async def fairness(args: argparse.Namespace) -> dict[str, Any]:
+    relay, url = start_server(["-m", "relay", "--port", "0", "--json", "--log-level", "WARNING",
+                               *args.relay_args])
+    try:
+        alone = await quiet_room(url, min(args.flood_seconds, 10.0))
+        cpu0 = cpu_s(relay.pid)
+        waited0 = run_queue_wait_s(relay.pid)
+        bytes0 = await metric(url, "relay_bytes_received_total")
+        flooder = await trio.lowlevel.open_process(
+            [sys.executable, __file__, "--flood", url, "--flood-pairs", str(args.flood_pairs),
+             "--flood-seconds", str(args.flood_seconds),
+             "--flood-message-bytes", str(args.flood_message_bytes)],
+            stdout=subprocess.PIPE, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        with trio.fail_after(60):
+            while await metric(url, "relay_connections") < 2 * args.flood_pairs:  # noqa: ASYNC110 (another process)
+                await trio.sleep(0.05)
+        flood_start = time.perf_counter()
+        under = await quiet_room(url, args.flood_seconds - 1.0)
+        flooder_cpu = cpu_s(flooder.pid)
+        await flooder.wait()
+        cpu = cpu_s(relay.pid) - cpu0
+        waited = run_queue_wait_s(relay.pid) - waited0
+        received = await metric(url, "relay_bytes_received_total") - bytes0
+    finally:
+        relay.terminate()
+        relay.wait(10)
+    settled = [rtt for start, rtt in under if start - flood_start >= args.flood_settle_seconds]
+    return {
+        "flood_pairs": args.flood_pairs,
+        "flood_message_bytes": args.flood_message_bytes,
+        "flood_seconds": args.flood_seconds,
+        "quiet_round_trip_alone": stats_ms([rtt for _, rtt in alone]),
+        "quiet_round_trip_under_flood": stats_ms([rtt for _, rtt in under]),
+        f"quiet_round_trip_after_{args.flood_settle_seconds:g}_s": stats_ms(settled or [0.0]),
+        "relay_received_mib_per_s": received / args.flood_seconds / 2**20,
+        "relay_cpu_share": cpu / args.flood_seconds,
+        # Runnable but waiting for a core: the host's share of the latency, not the relay's.
+        "relay_run_queue_wait_share": waited / args.flood_seconds,
+        "flooders_cpu_share": flooder_cpu / args.flood_seconds,
+        "host_load_1min": os.getloadavg()[0],
+    }
+
+
 # --------------------------------------------------------------------------- main
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     relay, url = start_server(["-m", "relay", "--port", "0", "--json", "--log-level", "WARNING",
                                "--max-frames-per-s", "1000000", "--frame-burst", "1000000",
+                               "--max-bytes-per-s", "1e12", "--byte-burst", str(1 << 40),
                                "--max-connections-per-address", str(args.idle + 100),
                                "--max-connections", str(args.idle + 100)])
     report: dict[str, Any] = {}
@@ -370,11 +549,27 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--edits", type=int, default=10_000)
     parser.add_argument("--idle", type=int, default=1_000)
+    parser.add_argument("--flood-pairs", type=int, default=0,
+                        help="measure a quiet room's round trip while N pairs flood (e)")
+    parser.add_argument("--flood-seconds", type=float, default=20.0)
+    parser.add_argument("--flood-settle-seconds", type=float, default=5.0,
+                        help="also report the round trip from this far into the flood")
+    parser.add_argument("--flood-message-bytes", type=int, default=64 * 1024)
+    parser.add_argument("--relay-args", nargs=argparse.REMAINDER, default=[],
+                        help="(e) extra mirror-relay flags, e.g. --max-bytes-per-s 1e9")
     parser.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--flood", metavar="URL", help=argparse.SUPPRESS)
     relay_scaleout.add_arguments(parser)
     args = parser.parse_args()
     if args.serve_pycrdt:
         serve_pycrdt()
+        return
+    if args.flood:
+        trio.run(flood, args.flood, args.flood_pairs, args.flood_seconds,
+                 args.flood_message_bytes)
+        return
+    if args.flood_pairs:
+        print(json.dumps(trio.run(fairness, args), indent=1))
         return
     if args.scale_out:
         print(json.dumps(trio.run(relay_scaleout.run_scale_out, args), indent=1))

@@ -63,6 +63,7 @@ FRAME = 1024
 CLK = os.sysconf("SC_CLK_TCK")
 INSTANCES = ("r1", "r2", "r3")
 UNLIMITED = ("--max-frames-per-s", "1000000", "--frame-burst", "1000000",
+             "--max-bytes-per-s", "1e12", "--byte-burst", str(1 << 40),
              "--max-connections-per-address", "100000", "--max-connections", "100000")
 DEVICES = ["laptop", "phone", "tablet", "desktop"]
 RESUME_DEADLINE_S = 60.0

@@ -36,6 +36,7 @@ from crdt import StoreError, open_store
 from . import limits as L
 from . import serving
 from .app import CommonsApp
+from .blind.server import add_limit_arguments, limits_from
 from .blind.storage import StoreFileError
 from .hub import Hub
 from .limits import CommonsLimits
@@ -161,9 +162,11 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
     for name, default in _limit_fields():
         parser.add_argument("--" + name.replace("_", "-"), dest=name,
                             default=env(name.upper(), str(default)), help=f"(default {default})")
+    add_limit_arguments(parser, environ)
     args = parser.parse_args(argv)
     try:
         args.limits = CommonsLimits(**{n: int(getattr(args, n)) for n, _ in _limit_fields()})
+        args.store_limits = limits_from(args)
         args.port = int(args.port)
         if not 0 <= args.port <= 65535:
             raise ValueError(f"port must be 0-65535 (got {args.port})")
@@ -176,10 +179,10 @@ async def run_server(args: argparse.Namespace) -> None:
     from .blind import build_blind_store_app, run_store_only, with_blind_store
 
     if args.store_only:
-        await run_store_only(args)
+        await run_store_only(args, args.store_limits)
         return
     operator = read_operator_key(args.operator_key)
-    blind = build_blind_store_app(Path(args.home))
+    blind = build_blind_store_app(Path(args.home), args.store_limits)
     async with open_hub(Path(args.home), operator_key=operator, limits=args.limits) as hub:
         shutdown = trio.Event()
         app = with_blind_store(CommonsApp(hub), blind)

@@ -4,6 +4,7 @@ One document, ``devices`` (kind ``devices``, class ``devices``), shared by the
 person's devices::
 
     members: device_id -> {public_key (hex), name, added_at, removed_at | None}
+             (a record whose id is not the device id of its key is ignored)
     removed: device_id -> {removed_at}
     epochs:  "N"       -> {created_at, created_by, sealed: device_id -> base64}
 
@@ -20,6 +21,7 @@ is ever in this document in the clear.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,9 @@ MEMBERS = "members"
 REMOVED = "removed"
 EPOCHS = "epochs"
 MAX_NAME_CHARS = 64
+MAX_NAME_BYTES = 128
+"""UTF-8 bytes of a name: what a pairing welcome carries per device
+(``protocol.limits.MAX_DEVICE_NAME_BYTES``; a test checks they agree)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,17 @@ class EpochRecord:
     sealed: dict[str, str]
 
 
+PUBLIC_KEY_BYTES = 32
+
+
+def device_id_of(public_key: bytes) -> str:
+    """The id a member's record must be filed under: BLAKE2b-64 of its key, in hex.
+
+    The same derivation as ``protocol.keys.device_id`` (crdt imports nothing of
+    protocol's; a test checks that the two agree)."""
+    return hashlib.blake2b(public_key, digest_size=8, person=b"mirror/device-id").hexdigest()
+
+
 def _members(doc: Doc[Any]) -> Map[Any]:
     root: Map[Any] = doc.get(MEMBERS, type=Map)
     return root
@@ -78,6 +94,8 @@ def clean_name(name: str) -> str:
         raise ValueError("a device needs a name")
     if len(name) > MAX_NAME_CHARS:
         raise ValueError(f"device names are at most {MAX_NAME_CHARS} characters")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ValueError(f"device names are at most {MAX_NAME_BYTES} bytes of UTF-8")
     check_value(name, path="name")
     return name
 
@@ -117,10 +135,15 @@ def read_devices(doc: Doc[Any]) -> list[DeviceRecord]:
             mark = removals.get(device_id)
             if isinstance(mark, dict) and isinstance(mark.get("removed_at"), str):
                 removed = mark["removed_at"]
+            public_key = bytes.fromhex(entry["public_key"])
+            if len(public_key) != PUBLIC_KEY_BYTES or device_id_of(public_key) != device_id:
+                # Filed under another device's id: a removal (keyed by id) would miss
+                # it, and a new epoch would be sealed to its key. Never trusted.
+                continue
             out.append(
                 DeviceRecord(
                     device_id=device_id,
-                    public_key=bytes.fromhex(entry["public_key"]),
+                    public_key=public_key,
                     name=str(entry["name"]),
                     added_at=parse_timestamp(entry["added_at"]),
                     removed_at=parse_timestamp(removed) if isinstance(removed, str) else None,

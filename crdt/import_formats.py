@@ -43,13 +43,13 @@ from .import_plan import (
 from .journal import KIND, PRIVATE_PREFIX, ROOT, Reflection, is_journal_shard, read_reflection
 from .sync_class import SyncClass
 from .update_check import UpdateRejected, check_map_roots
+from .values import is_valid_doc_id
 
 log = logging.getLogger("mirror.import")
 
 JOURNAL_KIND, JOURNAL_ROOT = KIND, ROOT
 
 LOCAL_DOC_PREFIX = "local/"
-MAX_DOC_ID_CHARS = 200
 
 
 # --------------------------------------------------------------------------- Day One
@@ -409,7 +409,7 @@ def _read_mirror(value: Any, where: str, limits: ImportLimits) -> ImportPlan:
         at = f"{where} document {i + 1}"
         doc_id = _req(item, "doc_id", str, at)
         at = f"{where} document {doc_id[:60]!r}"
-        if not doc_id or len(doc_id) > MAX_DOC_ID_CHARS or not doc_id.isprintable():
+        if not is_valid_doc_id(doc_id):
             raise ImportFileError(f"{at}: invalid document id")
         if doc_id in seen:
             raise ImportFileError(f"{at}: appears twice")

@@ -184,6 +184,16 @@ def shard_ids(doc: Doc[Any]) -> set[str]:
     return set(_root(doc).keys())
 
 
+def reflection_times(doc: Doc[Any]) -> list[tuple[str, str]]:
+    """(id, created_at as stored) of each reflection of a shard, reading nothing else."""
+    out = []
+    for rid, entry in _root(doc).items():
+        at = entry.get("created_at") if isinstance(entry, Map) else None
+        if isinstance(at, str):
+            out.append((rid, at))
+    return out
+
+
 def read_one(doc: Doc[Any], rid: str) -> Reflection | None:
     entry = _root(doc).get(rid)
     return None if entry is None else read_reflection(entry, rid)

@@ -72,7 +72,7 @@ from .storage_calls import (
 )
 from .sync_class import SyncClass
 from .update_check import covers
-from .values import format_timestamp, utc_now
+from .values import format_timestamp, is_valid_doc_id, utc_now
 
 __all__ = [
     "EXTERNAL_ORIGIN",
@@ -265,8 +265,8 @@ class DocStore:
         """Load (or create) a document. A new document gets *sync_class*; an
         existing one keeps the class it has. A kind mismatch is an error."""
         self._check_open()
-        if not doc_id or len(doc_id) > 200 or not doc_id.isprintable():
-            raise DocumentError(f"invalid document id {doc_id!r}")
+        if not is_valid_doc_id(doc_id):
+            raise DocumentError(f"invalid document id {doc_id[:80]!r}")
         while doc_id in self._loading:
             await self._loading[doc_id].wait()
         existing = self._loaded.get(doc_id)

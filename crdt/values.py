@@ -22,6 +22,21 @@ from .errors import ValueRangeError
 MAX_SAFE_INT = 2**53 - 1
 MAX_STRING_CHARS = 10_000_000
 MAX_DEPTH = 32
+MAX_DOC_ID_BYTES = 255
+"""A document id is 1..255 bytes of printable UTF-8: what the wire carries
+(``protocol.limits.MAX_DOC_ID_BYTES``) and what a blind store's name box holds.
+(crdt imports nothing of protocol's; a test checks that the two agree.)"""
+
+
+def is_valid_doc_id(doc_id: str) -> bool:
+    """Whether *doc_id* can name a document: non-empty, printable, at most
+    MAX_DOC_ID_BYTES in UTF-8 (so every document can sync and be stored blind)."""
+    if not doc_id or not doc_id.isprintable():
+        return False
+    try:
+        return len(doc_id.encode("utf-8")) <= MAX_DOC_ID_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 def check_value(value: Any, *, path: str = "value", _depth: int = 0) -> None:

@@ -31,6 +31,7 @@ SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_EMPTY = "·"
 MAX_TREE_NODES_PER_TYPE = 8
 MAX_TREE_NEIGHBOURS = 3
+MAX_LOOP_DATES_SHOWN = 6
 ENGINE_CHOICES = {"offline": "offline", "local": "local_llm", "remote": "remote_llm"}
 GRAPH_ACTIONS = ("show", "add", "rename", "merge", "delete")
 TYPE_TITLES = {
@@ -67,23 +68,27 @@ def _quote(e: dict[str, Any], width: int = 70) -> str:
     return f"{str(e.get('rid', ''))[:8]} “{short_line(str(e.get('quote', '')), width)}”"
 
 
-def render_patterns(patterns: Sequence[Any]) -> str:
-    if not patterns:
+def render_patterns(patterns: Sequence[Any], loops: Sequence[Any] = ()) -> str:
+    """Recurring findings, then *loops* (``LoopSummary``: trigger → response → consequence)."""
+    recurring = [p for p in patterns if p.kind != "loop"]
+    if not recurring and not loops:
         return "No patterns yet: a theme or loop becomes one after 3 reflections."
-    lines = ["Recurring themes, feelings and people:"]
-    loops = [p for p in patterns if p.kind == "loop"]
-    for p in (p for p in patterns if p.kind != "loop"):
+    lines = ["Recurring themes, feelings and people:"] if recurring else []
+    for p in recurring:
         lines.append(
             f"  {p.label} ({p.kind}): {p.count} reflections, "
             f"{_day(p.first_seen)} → {_day(p.last_seen)}"
         )
     if loops:
-        lines += ["", "Loops (trigger → response, in the same sentence):"]
-        for p in loops:
-            lines.append(f"  {p.label}: {p.count}× , {_day(p.first_seen)} → {_day(p.last_seen)}")
-            if p.evidence:
-                lines.append(f"      e.g. {_quote(p.evidence[-1])}")
-    return "\n".join(lines)
+        lines += ["", "Loops (what happens → what you do → how it leaves you):"]
+        for lp in loops:
+            lines.append(f"  {lp.label}: {lp.count}×, {_day(lp.first_seen)} → "
+                         f"{_day(lp.last_seen)}")
+            if lp.dates:
+                lines.append(f"      on {', '.join(lp.dates[-MAX_LOOP_DATES_SHOWN:])}")
+            if lp.evidence:
+                lines.append(f"      e.g. {_quote(lp.evidence[-1])}")
+    return "\n".join(lines).lstrip("\n")
 
 
 def render_tensions(tensions: Sequence[Any]) -> str:
@@ -96,7 +101,7 @@ def render_tensions(tensions: Sequence[Any]) -> str:
         lines.append(
             f"  {t.key.ljust(width)}  {sparkline(t.weekly)}  {t.status:<9} "
             f"{t.occurrences}× intensity {t.intensity:g}/5, back {t.episodes}×, "
-            f"last {_day(t.last_seen)}"
+            f"{_day(t.first_seen)} → {_day(t.last_seen)}"
         )
         if t.evidence:
             lines.append(f"  {''.ljust(width)}  e.g. {_quote(t.evidence[-1], 60)}")
@@ -264,15 +269,27 @@ async def cmd_engine(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
 
 async def cmd_patterns(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     patterns = await core.understanding.patterns(minimum=args.min)
+    loops = await core.understanding.loops(minimum=args.min)
     if args.json:
-        _json([asdict(p) for p in patterns], out)
+        by_key = {lp.key: lp for lp in loops}
+        _json([{**asdict(p), **(_loop_json(by_key[p.key]) if p.key in by_key else {})}
+               for p in patterns], out)
     else:
-        print(render_patterns(patterns), file=out)
+        print(render_patterns(patterns, loops), file=out)
     return 0
 
 
+def _loop_json(lp: Any) -> dict[str, Any]:
+    """A loop's steps for ``mirror patterns --json``, beside its pattern fields."""
+    return {
+        "trigger": lp.trigger, "triggers": dict(lp.triggers),
+        "responses": list(lp.responses), "consequences": dict(lp.consequences),
+        "dates": list(lp.dates),
+    }
+
+
 async def cmd_tensions(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    tensions = await core.understanding.tensions()
+    tensions = await core.understanding.tensions(everything=args.all)
     if args.json:
         _json([asdict(t) for t in tensions], out)
     else:
@@ -358,6 +375,8 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--min", type=int, default=3, help="reflections needed (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("tensions", cmd_tensions, "tensions over time, one sparkline each")
+    p.add_argument("--all", action="store_true",
+                   help="every pull read so far, also those seen once")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("graph", cmd_graph, "the identity graph as a tree; add, rename, merge or delete nodes")
     p.add_argument("action", nargs="?", choices=GRAPH_ACTIONS)
@@ -404,7 +423,8 @@ async def repl_command(core: MirrorCore, name: str, rest: str) -> str:
 
 
 async def _repl_patterns(core: MirrorCore, words: list[str]) -> str:
-    return render_patterns(await core.understanding.patterns())
+    u = core.understanding
+    return render_patterns(await u.patterns(), await u.loops())
 
 
 async def _repl_tensions(core: MirrorCore, words: list[str]) -> str:

@@ -181,6 +181,16 @@ def is_loopback_or_lan(url: str) -> bool:
     return ip.is_loopback or ip.is_link_local or any(ip in net for net in LAN_NETWORKS)
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* (a name or an address, decided without DNS) is this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def normalize_relay_url(text: str) -> str:
     """``http(s)://host[:port][/prefix]`` (``ws``/``wss`` accepted); ValueError if not."""
     if not isinstance(text, str) or not text or len(text) > 2048:

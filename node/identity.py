@@ -15,7 +15,6 @@ starts a new epoch whose secret is sealed to the remaining devices only.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import socket
@@ -27,6 +26,8 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 import nacl.utils
+
+from protocol.keys import device_id
 
 from .errors import HomeError
 from .files import write_private_json
@@ -55,8 +56,9 @@ def _sealing_key_for(home_path: Path) -> bytes | None:
 
 
 def device_id_for(public_key: bytes) -> str:
-    """A short, stable, printable id of a device key (not secret, not a name)."""
-    return hashlib.blake2b(public_key, digest_size=8, person=b"mirror/device-id").hexdigest()
+    """A short, stable, printable id of a device key (not secret, not a name):
+    ``protocol.keys.device_id``, which spec/membership.md defines."""
+    return device_id(public_key)
 
 
 def default_device_name() -> str:

@@ -53,6 +53,8 @@ from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
 from .cli import format_list_line, format_reflection, short_line, write_export
+from .cli_ask import REPL_COMMANDS as ASK_COMMANDS
+from .cli_ask import repl_command as ask_command
 from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
 from .cli_commons import repl_command as commons_command
 from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
@@ -77,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("json|markdown PATH", "everything, as one JSON file or a Markdown folder"),
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
     **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
+    **ASK_COMMANDS,  # /ask /digest
     **COMMONS_COMMANDS,  # /commons
     **MOOD_COMMANDS,  # /mood /config
     "help": ("", "this help"),
@@ -286,6 +289,7 @@ class Repl:
             "export": self.cmd_export,
             "mode": self.cmd_mode,
             **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
+            **{n: functools.partial(self.cmd_ask, n) for n in ASK_COMMANDS},
             "commons": self.cmd_commons,
             **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
         }
@@ -443,6 +447,10 @@ class Repl:
     async def cmd_engine_view(self, name: str, rest: str) -> None:
         """The engine's views and settings (node/cli_engine.py)."""
         self.say(await repl_command(self.core, name, rest))
+
+    async def cmd_ask(self, name: str, rest: str) -> None:
+        """Ask the journal, or its digest (node/cli_ask.py)."""
+        self.say(await ask_command(self.core, name, rest))
 
     async def cmd_mood_view(self, name: str, rest: str) -> None:
         """/mood and /config (node/cli_mood.py)."""

@@ -8,6 +8,8 @@ normative description; ``spec/vectors`` holds known answers.
   (handshake, catalogue sync, live updates, heartbeats).
 - :class:`Pairing` — joining a device to the group with a short code (SPAKE2).
 - :mod:`protocol.keys` — the key schedule and group-derived values.
+- :mod:`protocol.relay` — the relay's wire contract (room paths, presence
+  texts, the message cap, the rooms devices meet in).
 - :mod:`protocol.limits` — every limit, with units.
 """
 
@@ -72,6 +74,7 @@ from .pairing import (
     classify_opening,
     new_pairing_code,
     normalize_pairing_code,
+    pairing_hint,
 )
 
 __all__ = [
@@ -129,6 +132,7 @@ __all__ = [
     "document_key",
     "new_pairing_code",
     "normalize_pairing_code",
+    "pairing_hint",
     "relay_room_id",
     "state_vector_digest",
 ]

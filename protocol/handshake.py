@@ -140,7 +140,7 @@ def make_reply(
 ) -> tuple[bytes, ResponderPending]:
     """Check a HELLO and answer it with the REPLY frame."""
     reader = Reader(frame.body, "HELLO")
-    epoch = reader.varint()
+    epoch = reader.varint(MAX_EPOCH)  # 1..5 bytes: a body of 65..69 bytes
     initiator_ephemeral = reader.fixed(PUBLIC_KEY_BYTES)
     tag = reader.fixed(DIGEST_BYTES)
     reader.done()

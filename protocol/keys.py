@@ -60,6 +60,11 @@ class Purpose:
     STORE_TOKEN: Final = b"mirror/store-tok"
     STORE_GROUP: Final = b"mirror/store-grp"
     STORE_NAME_KEY: Final = b"mirror/store-nam"
+    PAIR_HINT: Final = b"mirror/pair-hint"
+    PAIR_ROOM: Final = b"mirror/pair-room"
+    RENDEZVOUS_ROOM: Final = b"mirror/rdv-room"
+    RELAY_RANK: Final = b"mirror/relay-hrw"
+    DEVICE_ID: Final = b"mirror/device-id"
 
 
 # Signatures are over a context string and a transcript hash, so a signature made
@@ -78,9 +83,10 @@ def kdf(key: bytes, purpose: bytes, data: bytes = b"") -> bytes:
     return hashlib.blake2b(data, digest_size=32, key=key, person=purpose).digest()
 
 
-def digest(data: bytes, purpose: bytes = Purpose.HASH) -> bytes:
-    """Unkeyed BLAKE2b-256 for *purpose*."""
-    return hashlib.blake2b(data, digest_size=32, person=purpose).digest()
+def digest(data: bytes, purpose: bytes = Purpose.HASH, *, size: int = DIGEST_BYTES) -> bytes:
+    """Unkeyed BLAKE2b for *purpose*, *size* bytes long (a BLAKE2b of that output
+    size, not a truncation: the size is a parameter of the hash)."""
+    return hashlib.blake2b(data, digest_size=size, person=purpose).digest()
 
 
 def chain(previous: bytes, data: bytes) -> bytes:
@@ -150,6 +156,18 @@ def store_name_key(group_secret: bytes, epoch: int) -> bytes:
     content is sealed under :func:`document_key` of that id.
     """
     return kdf(_check_key(group_secret), Purpose.STORE_NAME_KEY, _epoch_bytes(epoch))
+
+
+DEVICE_ID_BYTES: Final = 8
+
+
+def device_id(device_key: bytes) -> str:
+    """The short printable id of a device: 16 lowercase hex digits of an 8-byte
+    BLAKE2b of its Ed25519 public key. Not secret and not a name; the membership
+    document is keyed by it."""
+    if len(device_key) != PUBLIC_KEY_BYTES:
+        raise LocalProtocolError(f"a device key is {PUBLIC_KEY_BYTES} bytes")
+    return digest(device_key, Purpose.DEVICE_ID, size=DEVICE_ID_BYTES).hex()
 
 
 def _check_key(key: bytes) -> bytes:

@@ -32,8 +32,10 @@ MAX_VARINT_BYTES: Final = 10
 """A LEB128 varint encodes at most 64 bits."""
 
 # --- messages ----------------------------------------------------------------
-MAX_DOC_ID_BYTES: Final = 256
-"""Document ids are non-empty UTF-8 strings of at most this many bytes."""
+MAX_DOC_ID_BYTES: Final = 255
+"""Document ids are non-empty UTF-8 strings of at most this many bytes: one limit
+for the wire, the node's store and a blind store's name box (64 x 4 bytes, less
+the length byte). Was 256 on the wire until every id had to fit all three."""
 
 MAX_CATALOGUE_ENTRIES: Final = 16_384
 """Entries in one Catalogue, and state vectors in one DeltaRequest."""
@@ -65,6 +67,12 @@ PAIRING_CODE_CHARS: Final = 8
 
 MAX_PAIRING_ATTEMPTS: Final = 3
 """Failed pairing attempts a node accepts before it discards the code."""
+
+# --- relay --------------------------------------------------------------------
+MAX_RELAY_MESSAGE_BYTES: Final = 256 * KIB
+"""Largest WebSocket message on a relay connection, in either direction: a relay
+refuses a bigger one from a client (close 1009) and never merges chunks for a
+reader beyond it; a client refuses a bigger one from the relay."""
 
 # --- timeouts (enforced by the node) -----------------------------------------
 HANDSHAKE_TIMEOUT_S: Final = 10.0

@@ -183,6 +183,24 @@ def normalize_pairing_code(text: str) -> bytes:
     return "".join(chars).encode("ascii")
 
 
+PAIRING_HINT_CHARS: Final = 2
+"""Characters of the code a hint is made of: 10 of its 40 bits."""
+PAIRING_HINT_BYTES: Final = 16
+
+
+def pairing_hint(code: str) -> bytes:
+    """The hint that lets a joiner find the pairer (LAN discovery, relay rendezvous
+    room): a hash of the first PAIRING_HINT_CHARS characters of the normalised code.
+
+    Anyone who sees a hint can test guesses of those 10 bits offline and nothing
+    more: the other 30 bits are only ever tested by SPAKE2, one guess per attempt.
+    """
+    canonical = normalize_pairing_code(code)
+    return keys.digest(
+        canonical[:PAIRING_HINT_CHARS], Purpose.PAIR_HINT, size=PAIRING_HINT_BYTES
+    )
+
+
 def _spake2(role: PairingRole, code: bytes, rng: Callable[[int], bytes]) -> Any:
     import spake2  # pure Python; loaded only when pairing
 

@@ -62,7 +62,8 @@ HEADER_BYTES: Final = 59
 NAME_BLOCK_BYTES: Final = 64
 MAX_NAME_BLOCKS: Final = 4
 MAX_STORE_DOC_ID_BYTES: Final = MAX_NAME_BLOCKS * NAME_BLOCK_BYTES - 1
-"""255: document ids longer than this cannot go to a blind store."""
+"""255 (the length byte and the id fill the name blocks): the same as the wire's
+``MAX_DOC_ID_BYTES``, so every document that can sync can be stored blind."""
 NONCE_BYTES: Final = 24
 TAG_BYTES: Final = 16
 SIGNATURE_BYTES: Final = 64
@@ -267,7 +268,7 @@ def encode_upload(envelopes: Iterable[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(e)) + e for e in envelopes)
 
 
-def decode_upload(body: bytes, *, max_records: int) -> list[bytes]:
+def decode_upload(body: bytes | bytearray, *, max_records: int) -> list[bytes]:
     """Split an upload body; every record must be a well-shaped envelope."""
     out: list[bytes] = []
     view = memoryview(body)

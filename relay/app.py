@@ -19,16 +19,31 @@ text it sends; clients send binary only):
 
 A ``joined`` is queued to the members before the newcomer can send anything,
 so members see it before the newcomer's first bytes. Clients use these to
-decide who speaks first (see ``docs/relay.md``).
+decide who speaks first (see ``docs/relay.md``). The room path, these texts and
+the cap on a message are the relay's wire contract: ``protocol.relay`` owns
+them and ``spec/relay.md`` states them.
 
 Each connection has a queue bounded in bytes and at most one writer task, the
 only task that sends to it. The writer is started by the first chunk queued and
 ends once the queue is empty, so an idle connection holds no writer (the relay
 holds thousands of idle connections). A sender whose readers' queues are over
-the limit waits (backpressure); a reader still over the limit after
-``slow_reader_timeout_s`` is disconnected with ``TOO_SLOW``. A write blocked on
-a peer that acknowledges nothing is cut by the kernel (TCP_USER_TIMEOUT, set in
-``relay.server``).
+the limit waits (backpressure); a reader whose queue went over the limit and is
+still over it ``slow_reader_timeout_s`` later is disconnected with
+``TOO_SLOW``.
+
+Closing: the session reads its connection until the server reports the client
+gone, also after a close (the server queues that report into a bounded channel:
+a session that stopped reading would leave it, and a writer blocked in a send,
+waiting for good). A connection still open ``close_grace_s`` after its close is
+reset through the server's ``abort_transport`` hook, which wakes a send blocked
+on a client that reads nothing and brings the report. So a closed connection is
+gone within its grace whatever its client does. One timer task per connection
+covers both deadlines, and exists only while one is armed.
+
+Fair share: each connection has a byte budget (``max_bytes_per_s`` after a burst
+of ``byte_burst``; each message also costs ``MESSAGE_COST_BYTES``). A session
+over it pauses reading its connection until the debt is paid, so a few floods
+cannot take the relay's time from every other room.
 
 Merging: every write costs a WebSocket frame, a send and several scheduler
 turns, so the writer merges the chunks queued for its reader. A writer started
@@ -47,14 +62,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import trio
 
-from .limits import RelayCloseCode, RelayLimits
+from protocol.relay import Presence, PresenceKind, room_from_path
+
+from . import admission
+from .limits import MESSAGE_COST_BYTES, RelayCloseCode, RelayLimits
 
 log = logging.getLogger("mirror.relay")
 
@@ -62,8 +79,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-ROOM_PATH = re.compile(r"/v1/rooms/([0-9a-f]{64})")
-DRAIN_AFTER_CLOSE_S = 5.0
 MERGE_TURNS = 16
 """Most scheduler turns a new writer waits for more chunks before it writes."""
 MERGE_HOLD_S = 0.001
@@ -92,6 +107,10 @@ class RelayStatistics:
     """The most bytes one reader's queue ever held."""
     writers: int = 0
     """Writer tasks running now: one per connection with something to send."""
+    aborted: int = 0
+    """Connections reset because they did not finish closing within the grace."""
+    throttled: int = 0
+    """Pauses in reading a connection over its byte budget (``max_bytes_per_s``)."""
     drops: dict[str, int] = field(default_factory=dict)
     """Connections the relay closed or refused, by reason."""
 
@@ -106,13 +125,14 @@ class _Room:
 
 class _Member:
     __slots__ = (
-        "address", "allowance", "close_code", "closed", "drained", "last_refill",
+        "address", "allowance", "byte_allowance", "close_code", "closed", "drained",
+        "last_refill",
         "nursery", "parked_writer", "queue", "queued", "room", "send", "streaming",
-        "writer_done", "writing",
+        "timer", "waiting_for", "writer_done", "writing",
     )
 
     def __init__(
-        self, room: _Room, address: str, burst: int, now: float,
+        self, room: _Room, address: str, burst: int, byte_burst: int, now: float,
         nursery: trio.Nursery, send: Send,
     ) -> None:
         self.room = room
@@ -132,7 +152,12 @@ class _Member:
         self.drained: trio.lowlevel.ParkingLot | None = None  # senders wait here for room
         self.close_code: RelayCloseCode | None = None
         self.closed = False  # left the room: nothing more is queued to it
-        self.allowance = float(burst)
+        # Its deadline: while open, the slow-reader deadline (armed while the queue is
+        # over its limit); once closed, the end of the grace (see _arm).
+        self.timer: trio.CancelScope | None = None
+        self.waiting_for: _Member | None = None  # the full reader this sender waits for
+        self.allowance = float(burst)  # messages (token bucket)
+        self.byte_allowance = float(byte_burst)  # bytes (token bucket; negative: a debt)
         self.last_refill = now
 
 
@@ -144,6 +169,13 @@ class RelayApp:
         self.after_accept: Callable[[Send], object] | None = None
         """Called with a WebSocket's ``send`` once it is accepted: the server's hook
         (``relay.server`` trims hypercorn's per-connection state with it)."""
+        self.limit_pings: Callable[[Send], bool] | None = None
+        """Makes the server hold the WebSocket under ``send`` to ``max_pings_per_s``
+        (the server's hook: pings never reach the application); False if it cannot."""
+        self.abort_transport: Callable[[Send], bool] | None = None
+        """Resets the connection under a WebSocket's ``send`` (the server's hook); False
+        if it cannot. Used on connections that have not finished closing in time."""
+        self._warned_no_abort = False
         self._rooms: dict[str, _Room] = {}
         self._per_address: dict[str, int] = {}
         self._stats = RelayStatistics()
@@ -162,14 +194,20 @@ class RelayApp:
             connections_total=s.connections_total, frames_in=s.frames_in,
             bytes_in=s.bytes_in, frames_out=s.frames_out, frames_forwarded=s.frames_forwarded,
             bytes_out=s.bytes_out, queued_bytes=sum(m.queued for m in self._all),
-            peak_queued_bytes=s.peak_queued_bytes, drops=dict(s.drops),
+            peak_queued_bytes=s.peak_queued_bytes, drops=dict(s.drops), aborted=s.aborted,
+            throttled=s.throttled,
             writers=sum(m.writing for m in self._all),
         )
 
-    def close_all(self, code: RelayCloseCode = RelayCloseCode.GOING_AWAY) -> None:
-        """Ask every connection to close with *code* (used on shutdown)."""
+    def close_all(self, code: RelayCloseCode = RelayCloseCode.GOING_AWAY,
+                  grace_s: float | None = None) -> None:
+        """Ask every connection to close with *code* (used on shutdown); each one still
+        open *grace_s* later (default ``close_grace_s``) is reset."""
         for member in list(self._all):
-            self._close(member, code, drop=False)
+            if member.close_code is None:
+                self._close(member, code, drop=False, grace_s=grace_s)
+            else:
+                self._arm(member, self.limits.close_grace_s if grace_s is None else grace_s)
 
     async def wait_no_connections(self) -> None:
         """Return once no connection is open."""
@@ -192,7 +230,10 @@ class RelayApp:
 
     async def _http(self, scope: Scope, send: Send) -> None:
         path, method = scope.get("path"), scope.get("method")
-        if path not in ("/healthz", "/metrics"):
+        refused = admission.refusal(scope)
+        if refused is not None:
+            await _respond(send, *refused, [(b"connection", b"close")])
+        elif path not in ("/healthz", "/metrics"):
             await _respond(send, 404, b"not found\n")
         elif method not in ("GET", "HEAD"):
             await _respond(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
@@ -235,6 +276,11 @@ class RelayApp:
             _metric("relay_queued_bytes", "gauge", "Bytes waiting for readers.", s.queued_bytes),
             _metric("relay_queued_bytes_peak", "gauge",
                     "Most bytes one reader's queue ever held.", s.peak_queued_bytes),
+            _metric("relay_throttled_total", "counter",
+                    "Pauses in reading a connection over its byte budget.", s.throttled),
+            _metric("relay_connections_reset_total", "counter",
+                    "Connections reset because they did not finish closing in time.",
+                    s.aborted),
             "# HELP relay_drops_total Connections closed or refused by the relay, by reason.\n"
             "# TYPE relay_drops_total counter\n"
             + "".join(
@@ -254,15 +300,21 @@ class RelayApp:
         """Accept the upgrade to a room's path: its room key and the client's address."""
         if (await receive()).get("type") != "websocket.connect":
             return None
-        match = ROOM_PATH.fullmatch(str(scope.get("path", "")))
-        if match is None:
+        refused = admission.refusal(scope)
+        if refused is not None:
+            await _reject_upgrade(send, *refused)
+            return None
+        room = room_from_path(str(scope.get("path", "")))
+        if room is None:
             await _reject_upgrade(send, 404, b"no such room path: use /v1/rooms/<64 hex digits>\n")
             return None
         client = scope.get("client")
         await send({"type": "websocket.accept"})
         if self.after_accept is not None:
             self.after_accept(send)
-        return match.group(1), str(client[0]) if client else "?"
+        if self.limit_pings is not None:
+            self.limit_pings(send)
+        return room.hex(), admission.address_key(str(client[0])) if client else "?"
 
     async def _session(self, room_key: str, address: str, receive: Receive, send: Send) -> None:
         refusal = self._admission(room_key, address)
@@ -270,7 +322,7 @@ class RelayApp:
             self._count_drop(refusal)
             log.info("refused a connection from %s: %s", address, refusal.name)
             await send({"type": "websocket.close", "code": int(refusal)})
-            await _drain(receive)
+            await self._finish_refused(receive, send, address)
             return
         member: _Member | None = None
         try:
@@ -278,41 +330,56 @@ class RelayApp:
                 # No await from admission to here: the checks still hold.
                 member = self._join(room_key, address, nursery, send)
                 # The reader is inline rather than a coroutine of its own: one frame
-                # less on each of the thousands of idle connections.
+                # less on each of the thousands of idle connections. It reads until
+                # the server says the client is gone, also after a close: the server
+                # queues that news into a bounded channel, and a session that stopped
+                # reading would leave it (and a writer blocked in its send) waiting
+                # for good. A connection that does not finish closing within the
+                # grace is reset (_arm), which brings the news.
                 limits, stats = self.limits, self._stats
                 while True:
                     message = await receive()
                     if message.get("type") != "websocket.receive":
-                        disconnected = True
                         break
+                    if member.close_code is not None:
+                        continue  # closed: discard until the client's close
                     data = message.get("bytes")
                     broken = self._broken_limit(member, data)
                     if broken is not None:
                         self._close(member, broken, drop=True)
-                    if member.close_code is not None or data is None:
-                        disconnected = False
-                        break
+                        continue
+                    assert data is not None  # _broken_limit refuses text
                     stats.frames_in += 1
                     stats.bytes_in += len(data)
-                    if not data:
-                        continue
-                    readers = [m for m in member.room.members if m is not member]
-                    for other in readers:
-                        self._enqueue(other, data)
-                    stats.frames_forwarded += len(readers)
-                    for other in readers:
-                        if other.queued > limits.max_queue_bytes:
-                            await self._wait_drained(other)
-                # The reader is done: a writer sends what is queued and the close.
+                    if data:
+                        readers = [m for m in member.room.members if m is not member]
+                        for other in readers:
+                            self._enqueue(other, data)
+                        stats.frames_forwarded += len(readers)
+                        for other in readers:
+                            if other.queued > limits.max_queue_bytes and member.close_code is None:
+                                await self._wait_drained(other, member)
+                    if member.byte_allowance < 0 and member.close_code is None:
+                        await self._pay_debt(member)
+                # The client is gone: the writer sends (to nobody) what is queued.
                 if member.close_code is None:
                     self._close(member, RelayCloseCode.NORMAL, drop=False)
-                if not disconnected:
-                    await _drain(receive)
-            await self._wait_writer_done(member)
+                await self._wait_writer_done(member)
+                member.nursery = None  # no writer and no timer starts after this
+                _disarm(member)
         finally:
             if member is not None:
                 member.nursery = None
+                _disarm(member)
                 self._leave(member)
+
+    async def _finish_refused(self, receive: Receive, send: Send, address: str) -> None:
+        """Read until the refused client's close, resetting it after the grace."""
+        with trio.move_on_after(self.limits.close_grace_s):
+            await _until_disconnect(receive)
+            return
+        self._abort(send, address)
+        await _until_disconnect(receive)
 
     def _admission(self, room_key: str, address: str) -> RelayCloseCode | None:
         limits = self.limits
@@ -329,16 +396,17 @@ class RelayApp:
         room = self._rooms.get(room_key)
         if room is None:
             room = self._rooms[room_key] = _Room(room_key)
-        member = _Member(room, address, self.limits.frame_burst, trio.current_time(),
-                         nursery, send)
+        member = _Member(room, address, self.limits.frame_burst, self.limits.byte_burst,
+                         trio.current_time(), nursery, send)
         others = list(room.members)
         room.members.append(member)
         self._all.add(member)
         self._per_address[address] = self._per_address.get(address, 0) + 1
         self._stats.connections_total += 1
-        self._enqueue(member, f"present {len(others)}")
+        self._enqueue(member, Presence(PresenceKind.PRESENT, len(others)).text())
+        joined = Presence(PresenceKind.JOINED, len(room.members) - 1).text()
         for other in others:
-            self._enqueue(other, f"joined {len(room.members) - 1}")
+            self._enqueue(other, joined)
         return member
 
     def _leave(self, member: _Member) -> None:
@@ -366,10 +434,13 @@ class RelayApp:
             room.members.remove(member)
         if not room.members:
             self._rooms.pop(room.key, None)
+            return
+        left = Presence(PresenceKind.LEFT, len(room.members) - 1).text()
         for other in room.members:
-            self._enqueue(other, f"left {len(room.members) - 1}")
+            self._enqueue(other, left)
 
-    def _close(self, member: _Member, code: RelayCloseCode, *, drop: bool) -> None:
+    def _close(self, member: _Member, code: RelayCloseCode, *, drop: bool,
+               grace_s: float | None = None) -> None:
         if member.close_code is not None:
             return
         member.close_code = code
@@ -380,8 +451,65 @@ class RelayApp:
         if code is RelayCloseCode.TOO_SLOW:
             member.queue.clear()  # it will not read them anyway; free the memory now
             member.queued = 0
-            _unpark_senders(member)
+        _unpark_senders(member)  # nobody waits for a closed reader
+        if member.waiting_for is not None:  # its session stops waiting and reads again
+            _unpark_senders(member.waiting_for)
         self._wake_writer(member)
+        _disarm(member)  # the slow-reader deadline, if armed
+        self._arm(member, self.limits.close_grace_s if grace_s is None else grace_s)
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _arm(self, member: _Member, after_s: float) -> None:
+        """Act on *member* *after_s* from now, unless disarmed before.
+
+        While it is open, that is the slow-reader deadline: armed when its queue goes
+        over the limit, disarmed when the writer brings it back under, due: close it
+        as too slow. Once closed, it is the end of the grace: due while the session
+        still runs, reset the connection. The writer may be blocked in a send to a
+        client that reads nothing (the server shields socket writes from
+        cancellation), and a client may never answer the close: only a reset ends
+        those for sure. An earlier deadline wins over a later one.
+        """
+        due = trio.current_time() + after_s
+        timer = member.timer
+        if timer is not None:
+            timer.deadline = min(timer.deadline, due)
+            return
+        if member.nursery is None:
+            return  # the session is over
+        timer = member.timer = trio.CancelScope(deadline=due)
+        try:
+            member.nursery.start_soon(self._when_due, member, timer)
+        except RuntimeError:  # the lifespan's nursery closed: the server is stopping
+            member.timer = None
+            if member.close_code is not None:
+                self._abort(member.send, member.address)
+
+    async def _when_due(self, member: _Member, timer: trio.CancelScope) -> None:
+        with timer:
+            await trio.sleep_forever()
+        if member.timer is not timer:
+            return  # disarmed (a cancellation of the server does not get here)
+        member.timer = None
+        if member.close_code is None:
+            self._close(member, RelayCloseCode.TOO_SLOW, drop=True)
+        else:
+            self._abort(member.send, member.address)
+
+    def _abort(self, send: Send, who: str) -> None:
+        self._stats.aborted += 1
+        log.info("reset a connection from %s that did not finish closing in time", who)
+        if self.abort_transport is not None and self.abort_transport(send):
+            return
+        if not self._warned_no_abort:
+            self._warned_no_abort = True
+            log.warning("this server cannot reset connections: a client that neither "
+                        "reads nor closes keeps its slot until the kernel gives up on it")
+
+    def count_drop(self, code: RelayCloseCode) -> None:
+        """Count a connection the server closed for the relay (the ping limit)."""
+        self._count_drop(code)
 
     def _count_drop(self, code: RelayCloseCode) -> None:
         reason = code.name.lower()
@@ -396,6 +524,9 @@ class RelayApp:
         member.queued += len(item)
         if member.queued > self._stats.peak_queued_bytes:
             self._stats.peak_queued_bytes = member.queued
+        if (member.queued > self.limits.max_queue_bytes and member.timer is None
+                and member.close_code is None):
+            self._arm(member, self.limits.slow_reader_timeout_s)  # the slow-reader deadline
         self._wake_writer(member)
 
     def _wake_writer(self, member: _Member) -> None:
@@ -420,32 +551,50 @@ class RelayApp:
             return RelayCloseCode.UNSUPPORTED_DATA
         if len(data) > self.limits.max_frame_bytes:
             return RelayCloseCode.MESSAGE_TOO_BIG
-        if not self._take_token(member):
+        if not self._take_token(member, len(data)):
             return RelayCloseCode.RATE_LIMITED
         return None
 
-    def _take_token(self, member: _Member) -> bool:
+    def _take_token(self, member: _Member, size: int) -> bool:
+        """Charge a message of *size* bytes to both budgets; False if it breaks the
+        message rate (the byte budget goes into debt instead: see ``_pay_debt``)."""
         now = trio.current_time()
         limits = self.limits
-        member.allowance = min(
-            float(limits.frame_burst),
-            member.allowance + (now - member.last_refill) * limits.max_frames_per_s,
-        )
+        elapsed = now - member.last_refill
         member.last_refill = now
+        member.allowance = min(float(limits.frame_burst),
+                               member.allowance + elapsed * limits.max_frames_per_s)
+        member.byte_allowance = min(float(limits.byte_burst),
+                                    member.byte_allowance + elapsed * limits.max_bytes_per_s)
         if member.allowance < 1.0:
             return False
         member.allowance -= 1.0
+        member.byte_allowance -= size + MESSAGE_COST_BYTES
         return True
 
-    async def _wait_drained(self, reader: _Member) -> None:
-        """Backpressure: the sender waits for a full reader, which has a deadline."""
-        with trio.move_on_after(self.limits.slow_reader_timeout_s):
-            while reader.queued > self.limits.max_queue_bytes and not reader.closed:
+    async def _pay_debt(self, member: _Member) -> None:
+        """Read nothing more from *member* until its byte budget is back to zero.
+
+        Meanwhile the server's queue of its messages fills and TCP pushes back on
+        its client; the relay's time goes to the other connections. At most
+        (max_frame_bytes + MESSAGE_COST_BYTES) / max_bytes_per_s, so a close is
+        noticed soon after."""
+        self._stats.throttled += 1
+        await trio.sleep(-member.byte_allowance / self.limits.max_bytes_per_s)
+
+    async def _wait_drained(self, reader: _Member, sender: _Member) -> None:
+        """Backpressure: the sender waits for a full reader (which has a deadline, armed
+        by ``_enqueue``). The wait also ends when the sender itself is closed: its
+        session must go back to reading (see ``_session``)."""
+        sender.waiting_for = reader
+        try:
+            while (reader.queued > self.limits.max_queue_bytes and not reader.closed
+                   and sender.close_code is None):
                 if reader.drained is None:
                     reader.drained = trio.lowlevel.ParkingLot()
                 await reader.drained.park()
-            return
-        self._close(reader, RelayCloseCode.TOO_SLOW, drop=True)
+        finally:
+            sender.waiting_for = None
 
     async def _writer(self, member: _Member) -> None:
         """Send *member*'s queue, merging chunks; return once it is empty and not streaming."""
@@ -502,6 +651,8 @@ class RelayApp:
                 member.queued = max(0, member.queued - len(item))
                 if member.queued <= limits.max_queue_bytes:
                     _unpark_senders(member)
+                    if member.timer is not None and member.close_code is None:
+                        _disarm(member)  # the reader keeps up again
                 if isinstance(item, bytes):
                     await send({"type": "websocket.send", "bytes": item})
                     stats.bytes_out += len(item)
@@ -549,11 +700,16 @@ def _unpark_senders(member: _Member) -> None:
         member.drained.unpark_all()
 
 
-async def _drain(receive: Receive) -> None:
-    """Read and discard until the client's close arrives (bounded in time)."""
-    with trio.move_on_after(DRAIN_AFTER_CLOSE_S):
-        while (await receive()).get("type") != "websocket.disconnect":
-            pass
+def _disarm(member: _Member) -> None:
+    timer, member.timer = member.timer, None
+    if timer is not None:
+        timer.cancel()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Read and discard until the server reports the client gone."""
+    while (await receive()).get("type") != "websocket.disconnect":
+        pass
 
 
 async def _reject_upgrade(send: Send, status: int, body: bytes) -> None:

@@ -13,6 +13,7 @@ Every flag has an environment variable: ``--max-frame-bytes`` is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.metadata
 import json
@@ -20,8 +21,9 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import fields
 from types import TracebackType
 from typing import Any
@@ -31,7 +33,7 @@ from hypercorn.config import Config, Sockets
 
 from . import limits as L
 from .app import RelayApp, Send
-from .limits import RelayLimits
+from .limits import RelayCloseCode, RelayLimits
 
 log = logging.getLogger("mirror.relay")
 
@@ -254,6 +256,99 @@ def _trimmer() -> Callable[[Send], bool] | None:
     return trim_upgraded
 
 
+# --------------------------------------------------------------------------- resets
+
+
+def abort_transport(send: Send) -> bool:
+    """Reset the TCP connection under the WebSocket whose ASGI ``send`` this is.
+
+    hypercorn writes to its socket in a shielded scope and offers an application no
+    way to drop a connection: a writer blocked on a client that reads nothing, and a
+    client that never answers a close, would hold their connection (and the task
+    that would deliver ``websocket.disconnect``) until the kernel gives up. Closing
+    the socket wakes every task blocked on it with ClosedResourceError, which
+    hypercorn handles as the connection's end; SO_LINGER 0 makes the close a reset
+    that discards what is still unsent. Found through the same objects as the trim
+    (``send`` is a WSStream's, whose ``send`` is its protocol's, whose ``send`` is
+    the TCPServer's); False when they are not what this expects.
+    """
+    from hypercorn.trio.tcp_server import TCPServer
+
+    stream: Any = getattr(send, "__self__", None)
+    http: Any = getattr(getattr(stream, "send", None), "__self__", None)
+    tcp: Any = getattr(getattr(http, "send", None), "__self__", None)
+    if not isinstance(tcp, TCPServer):
+        return False
+    transport: Any = getattr(tcp, "stream", None)
+    transport = getattr(transport, "transport_stream", transport)  # under TLS
+    sock = getattr(transport, "socket", None)
+    if not isinstance(sock, trio.socket.SocketType):
+        return False
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    return True
+
+
+# --------------------------------------------------------------------------- pings
+
+
+def ping_limiter(app: RelayApp) -> Callable[[Send], bool]:
+    """``RelayApp.limit_pings`` for *app*: a token bucket on each connection's pings.
+
+    hypercorn answers every ping itself and never shows one to the application, so
+    without this a client makes the relay parse and answer pings as fast as it
+    likes. The limit lives on wsproto's Connection of the WebSocket (its class is
+    swapped for a subclass: no memory per connection until it pings): pings and
+    unsolicited pongs each take a token; one over the limit is not answered and
+    the connection is closed with RATE_LIMITED, the way hypercorn closes when a
+    client asks to (close frame with the code, then the app's disconnect).
+    """
+    from wsproto.connection import Connection, ConnectionState
+    from wsproto.events import CloseConnection, Event, Ping, Pong
+
+    limits = app.limits
+
+    def take(connection: Any) -> bool:
+        now = trio.current_time()
+        allowance = min(float(limits.ping_burst),
+                        getattr(connection, "_mirror_pings", float(limits.ping_burst))
+                        + (now - getattr(connection, "_mirror_ping_at", now))
+                        * limits.max_pings_per_s)
+        connection._mirror_ping_at = now
+        if allowance < 1.0:
+            connection._mirror_pings = allowance
+            return False
+        connection._mirror_pings = allowance - 1.0
+        return True
+
+    class PingLimitedConnection(Connection):
+        __slots__ = ()
+
+        def events(self) -> Generator[Event]:
+            for event in Connection.events(self):
+                if isinstance(event, Ping | Pong) and not take(self):
+                    if self.state is ConnectionState.OPEN:
+                        app.count_drop(RelayCloseCode.RATE_LIMITED)
+                        log.info("closed a connection: %s pings", RelayCloseCode.RATE_LIMITED.name)
+                        self._state = ConnectionState.REMOTE_CLOSING
+                        yield CloseConnection(code=int(RelayCloseCode.RATE_LIMITED),
+                                              reason="too many pings")
+                        return
+                    continue  # closing already: not answered
+                yield event
+
+    def limit_pings(send: Send) -> bool:
+        stream: Any = getattr(send, "__self__", None)
+        connection = getattr(stream, "connection", None)
+        if type(connection) is not Connection:
+            return False
+        connection.__class__ = PingLimitedConnection
+        return True
+
+    return limit_pings
+
+
 def hypercorn_config(host: str, port: int, limits: RelayLimits) -> Config:
     config = _RelayConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -263,6 +358,12 @@ def hypercorn_config(host: str, port: int, limits: RelayLimits) -> Config:
     config.websocket_max_message_size = limits.max_frame_bytes + 1
     config.max_app_queue_size = L.APP_QUEUE_MESSAGES
     config.h11_max_incomplete_size = L.MAX_HTTP_HEADER_BYTES
+    # HTTP/2 (h2c, prior knowledge) cannot be turned off in hypercorn; the relay
+    # refuses every request over it (relay.admission), so keep each such connection
+    # to one stream and heads as small as over HTTP/1.1. No ALPN h2 under TLS.
+    config.h2_max_concurrent_streams = 1
+    config.h2_max_header_list_size = L.MAX_HTTP_HEADER_BYTES
+    config.alpn_protocols = ["http/1.1"]
     config.graceful_timeout = L.SHUTDOWN_GRACE_S
     config.accesslog = None
     config.errorlog = logging.getLogger("mirror.relay.http")
@@ -288,6 +389,10 @@ async def serve_relay(
     config = hypercorn_config(host, port, app.limits)
     if isinstance(app, RelayApp) and app.after_accept is None:
         app.after_accept = _trimmer()
+    if isinstance(app, RelayApp) and app.abort_transport is None:
+        app.abort_transport = abort_transport
+    if isinstance(app, RelayApp) and app.limit_pings is None:
+        app.limit_pings = ping_limiter(app)
     trigger = shutdown.wait if shutdown is not None else None
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
@@ -358,9 +463,16 @@ async def run_relay(args: argparse.Namespace) -> None:
             async for _ in signals:
                 break
         log.info("shutting down: closing %d connections", app.statistics().connections)
-        app.close_all()
-        with trio.move_on_after(L.SHUTDOWN_GRACE_S):
+        # Each connection still open after the grace is reset, so this wait ends
+        # soon after it whatever the clients do.
+        app.close_all(grace_s=L.SHUTDOWN_GRACE_S)
+        with trio.move_on_after(2 * L.SHUTDOWN_GRACE_S):
             await app.wait_no_connections()
+        left = app.statistics().connections
+        if left:
+            log.warning("stopping with %d connections still open", left)
+        else:
+            log.info("every connection closed (%d reset)", app.statistics().aborted)
         shutdown.set()
 
 

@@ -11,10 +11,10 @@ from node.sync.relay import (
     REJOIN_ALONE_AFTER_S,
     RelayStatistics,
     RelayStream,
-    pair_room,
     stay_in_room,
 )
 from node.sync.session import SessionError, SyncSession
+from protocol.relay import pair_room
 from tests.sync_helpers import Device
 
 

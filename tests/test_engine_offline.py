@@ -25,6 +25,7 @@ from node.engine.recurrence import PAST_WINDOW, recurring_threads
 from node.engine.safety import detect_crisis
 from node.engine.text import analyze, split_sentences
 from tests.helpers import REPO
+from tests.mirrorback_claims import check, claims_in
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -384,13 +385,17 @@ def test_notes_a_theme_shared_with_the_past() -> None:
         ]
     )
     reply = compose_mirrorback("Work was chaos again, emails until late.", past)
-    assert "You've written about work in 3 of your last 10 reflections." in reply
+    facts = claims_in(reply)
+    assert [(f.subject, f.n, f.w) for f in facts] == [("work", 3, 10)], reply
+    check(facts[0], past)
 
 
 def test_notes_a_person_shared_with_the_past() -> None:
     past = _past(["Maya came over.", "Lunch with Maya.", "Rain.", "Maya called."])
     reply = compose_mirrorback("Talked to Maya for hours.", past)
-    assert "Maya has come up in 3 of your last 4 reflections." in reply
+    facts = claims_in(reply)
+    assert [(f.subject, f.n, f.w) for f in facts] == [("Maya", 3, 4)], reply
+    check(facts[0], past)
 
 
 def test_no_pattern_note_without_a_shared_thread() -> None:

@@ -24,8 +24,9 @@ from crdt.journal import Reflection, new_reflection_id
 from crdt.values import parse_timestamp, read_int
 from node.cli_engine import render_graph, render_tensions, sparkline
 from node.core import MirrorCore, open_core
-from node.engine.derive import derive_all, episode_count, tension_status
+from node.engine.derive import derive_all
 from node.engine.extract import ITEM_KINDS, extract, from_json, to_json
+from node.engine.lived import episode_count, tension_status
 from node.home import Home
 from tests.helpers import REPO
 
@@ -237,12 +238,34 @@ async def test_graph_numbers_are_ints_within_the_safe_range(core: MirrorCore) ->
 # --------------------------------------------------------------------------- tensions
 
 
-def test_tension_status_and_episodes() -> None:
+def _record(first: str, last: str, weeks: dict[str, int], resolved_at: str = "") -> dict[str, Any]:
+    return {"first_seen": f"{first}T00:00:00.000Z", "last_seen": f"{last}T00:00:00.000Z",
+            "weeks": weeks, "occurrences": sum(weeks.values()),
+            "resolved_at": f"{resolved_at}T00:00:00.000Z" if resolved_at else ""}
+
+
+def test_tension_status_follows_the_arc() -> None:
     asof = "2026-08-31T00:00:00.000Z"
-    assert tension_status(1, "2026-08-30T00:00:00.000Z", asof) == "emerging"
-    assert tension_status(5, "2026-08-20T00:00:00.000Z", asof) == "recurring"
-    assert tension_status(5, "2026-08-01T00:00:00.000Z", asof) == "fading"
-    assert tension_status(5, "2026-06-01T00:00:00.000Z", asof) == "resolved"
+    weekly = {f"2026-W{w:02d}": 1 for w in range(20, 36)}  # every week, May to August
+    # new in the last weeks: emerging
+    assert tension_status(_record("2026-08-20", "2026-08-30", {"2026-W34": 1, "2026-W35": 1}),
+                          asof) == "emerging"
+    # every week for months and still there: recurring
+    assert tension_status(_record("2026-05-11", "2026-08-30", weekly), asof) == "recurring"
+    # came up weekly, quiet for four weeks: easing
+    assert tension_status(_record("2026-05-11", "2026-08-01", weekly), asof) == "easing"
+    # came up weekly until May, then thirteen quiet weeks: resolved
+    spring = {f"2026-W{w:02d}": 1 for w in range(10, 23)}
+    assert tension_status(_record("2026-03-02", "2026-05-29", spring), asof) == "resolved"
+    # still present, but far less often than in the six weeks before: easing
+    fewer = {**{f"2026-W{w:02d}": 2 for w in range(24, 30)}, "2026-W35": 1}
+    assert tension_status(_record("2026-06-08", "2026-08-30", fewer), asof) == "easing"
+    # it comes back once a month: three quiet weeks are not easing
+    monthly = {"2026-W19": 1, "2026-W23": 1, "2026-W27": 1, "2026-W31": 1}
+    assert tension_status(_record("2026-05-04", "2026-08-06", monthly), asof) == "recurring"
+    # its last mention said the person is through with it: resolved at once
+    assert tension_status(_record("2026-05-11", "2026-08-30", weekly, "2026-08-30"),
+                          asof) == "resolved"
     assert episode_count({"2026-W01": 1, "2026-W02": 2, "2026-W10": 1, "2026-W11": 0}) == 2
     assert episode_count({}) == 0
 

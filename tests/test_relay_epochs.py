@@ -24,11 +24,11 @@ from node.sync.relay import (
     MAX_EARLIER_EPOCH_ROOMS,
     RelayLinks,
     RelayStream,
-    pair_room,
     stay_in_room,
 )
 from node.sync.service import SyncService
 from node.sync.session import SessionError, SyncSession
+from protocol.relay import pair_room
 from relay import RelayApp
 from tests.sync_helpers import Device, open_devices, wait_for
 from tests.test_relay_sync import has, relay_at, texts

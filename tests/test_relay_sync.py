@@ -14,12 +14,8 @@ import trio
 from pycrdt import Text
 
 from crdt import SyncClass
-from node.sync.relay import (
-    pair_room,
-    rank_relays,
-    rendezvous_room,
-    room_url,
-)
+from node.sync.relay import rank_relays, room_url
+from protocol.relay import pair_room, rendezvous_room
 from relay import RelayApp, serve_relay
 from tests.relay_links import Link
 from tests.sync_helpers import Device, open_devices, wait_for

@@ -20,6 +20,7 @@ import trio
 
 from relay import RelayApp, RelayCloseCode
 from relay.app import MERGE_HOLD_BYTES, MERGE_HOLD_S
+from tests.relay_attack_helpers import start_lifespan
 
 ROOM = "ab" * 32
 
@@ -71,16 +72,7 @@ async def relay(lifespan: bool) -> AsyncIterator[tuple[RelayApp, Callable[[], An
 
 async def _start(app: RelayApp, nursery: trio.Nursery, lifespan: bool) -> Callable[[], Any]:
     if lifespan:
-        to_app, from_server = trio.open_memory_channel[dict[str, Any]](math.inf)
-        started = trio.Event()
-
-        async def lifespan_send(message: dict[str, Any]) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                started.set()
-
-        to_app.send_nowait({"type": "lifespan.startup"})
-        nursery.start_soon(app, {"type": "lifespan"}, from_server.receive, lifespan_send)
-        await started.wait()
+        await start_lifespan(app, nursery)
 
     def connect() -> FakeClient:
         client = FakeClient()

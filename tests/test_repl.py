@@ -312,8 +312,8 @@ def test_completion_of_commands_and_their_choices() -> None:
     assert completions("/li") == ["/list"]
     assert completions("/") == [f"/{n}" for n in
                                 ("list", "show", "private", "export", "mode", "patterns",
-                                 "tensions", "graph", "evolve", "related", "engine", "commons",
-                                 "mood", "config", "help", "quit", "exit")]
+                                 "tensions", "graph", "evolve", "related", "engine", "ask",
+                                 "digest", "commons", "mood", "config", "help", "quit", "exit")]
     assert completions("/mode h") == ["hybrid"]
     assert completions("/export ") == ["json", "markdown"]
     assert completions("/show ab") == []

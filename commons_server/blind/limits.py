@@ -1,9 +1,23 @@
 """Every limit of the blind store, with its unit in its name.
 
-Quotas are per group log (one log per group and epoch). They bound what one
-person can make the operator keep: a log that reaches its quota must be
-compacted (a device uploads a snapshot that lets the store drop the envelopes
-it covers) before it takes more.
+Quotas per group log (one log per group and epoch) bound what one person can
+make the operator keep: a log that reaches its quota must be compacted (a device
+uploads a snapshot that lets the store drop the envelopes it covers) before it
+takes more. Tokens are anonymous, so quotas per log alone let anyone open logs
+without end; the store's policy (docs/security.md) adds:
+
+- a total: ``max_store_bytes`` of logs and forwarding notices, ``max_groups`` logs;
+- per address: each log is charged to the address that created it (an IPv4
+  address, an IPv6 /64), which may hold ``max_address_bytes`` and
+  ``max_address_logs`` (live or retired). Filling the store takes
+  max_store_bytes / max_address_bytes = 128 addresses, its log count 1,563;
+- a retired log keeps its forwarding notice, and its charges, for
+  ``retired_keep_days``; then a tombstone without charges refuses its token
+  (``max_tombstones`` of them, oldest forgotten first);
+- bytes held for requests in flight (bodies read, answers built) are bounded by
+  ``max_buffered_bytes`` across all requests: a request waits for its share
+  (up to ``buffer_wait_s``, then 503), so concurrent uploads cannot take the
+  server's memory.
 """
 
 from __future__ import annotations
@@ -33,6 +47,38 @@ MAX_SNAPSHOT_PARTS: Final = 4_096
 
 MAX_GROUPS: Final = 100_000
 """Logs one store keeps (live or retired)."""
+
+GIB: Final = 1024 * MIB
+
+MAX_STORE_BYTES: Final = 64 * GIB
+"""Bytes of all logs and forwarding notices together; beyond it, 507 for growth."""
+
+MAX_ADDRESS_BYTES: Final = 512 * MIB
+"""Bytes of the logs (and notices) created from one address (IPv4, or IPv6 /64)."""
+
+MAX_ADDRESS_LOGS: Final = 64
+"""Logs, live or retired, created from one address."""
+
+RETIRED_KEEP_DAYS: Final = 180
+"""Days a retired log keeps its forwarding notice and its charges; then only a
+tombstone refuses its token. A device away longer catches up on the LAN, through
+a relay, or by pairing again."""
+
+MAX_TOMBSTONES: Final = 1_000_000
+"""Tombstones kept (about 100 bytes each); beyond, the oldest are forgotten."""
+
+MAX_BUFFERED_BYTES: Final = 160 * MIB
+"""Bytes held for requests in flight, all requests together (bodies read and
+split, pull answers built: twice the body or the answer, for the copy)."""
+
+BUFFER_WAIT_S: Final = 30.0
+"""Longest a request waits for its share of ``MAX_BUFFERED_BYTES``; then 503."""
+
+BODY_TIMEOUT_S: Final = 30.0
+MIN_BODY_BYTES_PER_S: Final = 32 * KIB
+"""A body holding its share must arrive within BODY_TIMEOUT_S plus its length at
+this rate (a 256 kbit/s uplink), else 408: a client that announces a large body
+and sends nothing gives its share back."""
 
 MAX_FORWARD_BYTES: Final = 1 * MIB
 """The notice a retired log keeps for devices that missed the new epoch."""
@@ -68,9 +114,19 @@ class StoreLimits:
     max_wait_s: float = MAX_WAIT_S
     requests_per_s: float = REQUESTS_PER_S
     request_burst: int = REQUEST_BURST
+    max_store_bytes: int = MAX_STORE_BYTES
+    max_address_bytes: int = MAX_ADDRESS_BYTES
+    max_address_logs: int = MAX_ADDRESS_LOGS
+    retired_keep_days: int = RETIRED_KEEP_DAYS
+    max_tombstones: int = MAX_TOMBSTONES
+    max_buffered_bytes: int = MAX_BUFFERED_BYTES
+    buffer_wait_s: float = BUFFER_WAIT_S
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{f.name} must be a positive number (got {value!r})")
+        if self.max_buffered_bytes < 2 * self.max_request_bytes:
+            raise ValueError("max_buffered_bytes must hold two bodies of max_request_bytes "
+                             "(a body and its envelopes)")

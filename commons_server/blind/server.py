@@ -16,9 +16,11 @@ import argparse
 import functools
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import trio
@@ -69,6 +71,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='print {"url": ...} as the first line once listening')
 
 
+STORE_FLAG_PREFIX = "--store-"
+STORE_ENV_PREFIX = "MIRROR_STORE_"
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser,
+                        environ: Mapping[str, str] | None = None) -> None:
+    """A flag per store limit: ``--store-max-store-bytes`` (or the environment's
+    ``MIRROR_STORE_MAX_STORE_BYTES``); read them with :func:`limits_from`."""
+    environ = os.environ if environ is None else environ
+    group = parser.add_argument_group("blind store limits (see docs/security.md)")
+    for f in fields(StoreLimits):
+        default = getattr(StoreLimits(), f.name)
+        group.add_argument(STORE_FLAG_PREFIX + f.name.replace("_", "-"), dest="store_" + f.name,
+                           default=environ.get(STORE_ENV_PREFIX + f.name.upper(), default),
+                           metavar="N", help=f"(default {default})")
+
+
+def limits_from(args: argparse.Namespace) -> StoreLimits:
+    """The limits :func:`add_limit_arguments` read; ValueError names a bad one."""
+    values = {}
+    for f in fields(StoreLimits):
+        raw = getattr(args, "store_" + f.name)
+        kind = type(getattr(StoreLimits(), f.name))
+        try:
+            values[f.name] = kind(float(raw)) if kind is int else kind(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{STORE_FLAG_PREFIX}{f.name.replace('_', '-')}: "
+                             f"not a number: {raw!r}") from None
+    return StoreLimits(**values)
+
+
 async def run_store_only(args: argparse.Namespace, limits: StoreLimits | None = None) -> None:
     """Serve the blind store alone until SIGTERM/SIGINT."""
     app = build_blind_store_app(Path(args.home), limits)
@@ -97,15 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "and snapshots, which it can neither read nor merge.",
     )
     add_arguments(parser)
+    add_limit_arguments(parser)
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"port must be 0-65535 (got {args.port})")
+    try:
+        limits = limits_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        trio.run(run_store_only, args)
+        trio.run(run_store_only, args, limits)
     except StoreFileError as exc:
         print(f"blind store: {exc}", file=sys.stderr)
         return 1

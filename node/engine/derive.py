@@ -13,40 +13,31 @@ edited, ``derive_all(..., only=Touched.of(old))`` over the extractions that
 meet those records gives exactly what deriving the whole journal again would
 give for them, and nothing else has to change.
 
-Status of a tension, relative to the newest reflection (``as_of``):
-
-* ``resolved`` — not seen for more than ``RESOLVED_AFTER_DAYS``
-* ``fading``   — not seen for more than ``FADING_AFTER_DAYS``
-* ``emerging`` — seen recently, fewer than ``RECURRING_MIN`` times
-* ``recurring`` — seen recently, at least ``RECURRING_MIN`` times
+A tension's status over time (emerging, recurring, easing, resolved) and which
+tensions and loops a person lives are read from these records by ``lived``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import cached_property
-from itertools import pairwise
-from typing import Any, Literal
+from typing import Any
 
 from crdt.graph import MAX_EDGE_EVIDENCE, MAX_NODE_EVIDENCE, edge_key
-from crdt.values import format_timestamp, parse_timestamp, read_int
+from crdt.values import format_timestamp, read_int
 
-from .extract import Evidence, Extraction, Item, evidence_json
+from .extract import Evidence, Extraction, Item, Loop, evidence_json
+from .poles import STATED
 
 MAX_TENSION_EVIDENCE = 8
 MAX_PATTERN_EVIDENCE = 5
+MAX_LOOP_SEEN = 60  # "at|rid" of a loop's newest occurrences: its dates, and overlap
 MAX_EDGES_PER_REFLECTION = 30
-RECURRING_MIN = 3
 PATTERN_MIN = 3  # reflections before a theme or loop counts as a pattern
-FADING_AFTER_DAYS = 21
-RESOLVED_AFTER_DAYS = 45
-EPISODE_GAP_WEEKS = 2  # this many empty weeks between occurrences start a new episode
 SPARK_WEEKS = 12
 EDGE_KINDS = frozenset({"theme", "emotion", "person", "value", "role", "tension", "belief"})
-
-TensionStatus = Literal["emerging", "recurring", "fading", "resolved"]
 
 
 def week_of(moment: datetime) -> str:
@@ -139,11 +130,17 @@ def fold_tension(
     weeks[week] = read_int(weeks.get(week)) + 1
     poles = list(item.poles) if item.poles else list(item.key.split(" vs ", 1))
     old = list(record.get("evidence", [])) if record else []
+    resolved_at = str(record.get("resolved_at", "")) if record else ""
+    if item.resolving:
+        resolved_at = max(resolved_at, at)
     return {
         "key": item.key,
         "label": item.label,
         "poles": poles,
         "occurrences": (read_int(record.get("occurrences")) if record else 0) + 1,
+        "stated": (read_int(record.get("stated")) if record else 0)
+        + (item.confidence >= STATED),
+        "resolved_at": resolved_at,
         "intensity_total": (read_int(record.get("intensity_total")) if record else 0)
         + item.intensity,
         "max_intensity": max(read_int(record.get("max_intensity")) if record else 0,
@@ -152,6 +149,30 @@ def fold_tension(
         "last_seen": last,
         "weeks": weeks,
         "evidence": _merge_evidence(old, {**_ev(item.evidence), "at": at}, MAX_TENSION_EVIDENCE),
+    }
+
+
+def fold_loop(record: Mapping[str, Any] | None, lp: Loop, at: str) -> dict[str, Any]:
+    """A loop's record: how often it ran (a continuation adds its consequences, not a
+    count), what it led to, its newest dates, and evidence."""
+    first, last = _seen(record, at)
+    old = list(record.get("evidence", [])) if record else []
+    consequences = dict(record.get("consequences", {})) if record else {}
+    for name in lp.consequences:
+        consequences[name] = read_int(consequences.get(name)) + 1
+    seen = [str(v) for v in record.get("seen", [])] if record else []
+    mark = f"{at}|{lp.evidence.rid}"
+    if mark not in seen:
+        seen = sorted([*seen, mark])[-MAX_LOOP_SEEN:]
+    return {
+        "trigger": lp.trigger,
+        "response": lp.response,
+        "count": (read_int(record.get("count")) if record else 0) + (0 if lp.continued else 1),
+        "consequences": consequences,
+        "first_seen": first,
+        "last_seen": last,
+        "seen": seen,
+        "evidence": _merge_evidence(old, {**_ev(lp.evidence), "at": at}, MAX_PATTERN_EVIDENCE),
     }
 
 
@@ -277,8 +298,8 @@ def fold(
             out.graph_edges[key] = fold_edge(edge(key), a, b, x.rid)
     for lp in x.loops:
         if only is None or lp.key in only.loops:
-            fields = {"trigger": lp.trigger, "response": lp.response}
-            out.loops[lp.key] = fold_pattern(loop(lp.key), fields, lp.evidence, at)
+            # two loops of one reflection with one key (a carried one): fold both
+            out.loops[lp.key] = fold_loop(out.loops.get(lp.key) or loop(lp.key), lp, at)
     return out
 
 
@@ -323,115 +344,3 @@ def derive_all(
     for x in sorted(extractions, key=lambda e: (e.created_at, e.rid)):
         state.add(x)
     return state
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True)
-class TensionSummary:
-    key: str
-    poles: tuple[str, str]
-    occurrences: int
-    intensity: float  # mean, 1..5
-    max_intensity: int
-    status: TensionStatus
-    episodes: int  # how many times it came back after a quiet stretch (loop count)
-    first_seen: str
-    last_seen: str
-    weekly: tuple[int, ...]  # the last SPARK_WEEKS weeks up to as_of, oldest first
-    evidence: tuple[dict[str, Any], ...]
-
-
-def episode_count(weeks: Mapping[str, Any]) -> int:
-    active = sorted(week_start(w) for w, n in weeks.items() if read_int(n) > 0)
-    if not active:
-        return 0
-    episodes = 1
-    for prev, cur in pairwise(active):
-        if (cur - prev).days > 7 * (EPISODE_GAP_WEEKS + 1) - 1:
-            episodes += 1
-    return episodes
-
-
-def tension_status(occurrences: int, last_seen: str, as_of: str) -> TensionStatus:
-    try:
-        quiet = (parse_timestamp(as_of) - parse_timestamp(last_seen)).days
-    except ValueError:
-        quiet = 0
-    if quiet > RESOLVED_AFTER_DAYS:
-        return "resolved"
-    if quiet > FADING_AFTER_DAYS:
-        return "fading"
-    return "recurring" if occurrences >= RECURRING_MIN else "emerging"
-
-
-def summarize_tension(record: Mapping[str, Any], as_of: str) -> TensionSummary:
-    occurrences = read_int(record.get("occurrences"))
-    weeks = record.get("weeks", {}) if isinstance(record.get("weeks"), dict) else {}
-    poles = record.get("poles") or str(record.get("key", "")).split(" vs ", 1)
-    end = week_start(week_of(parse_timestamp(as_of))) if as_of else date.today()
-    weekly = []
-    for k in range(SPARK_WEEKS - 1, -1, -1):
-        d = end - timedelta(weeks=k)
-        weekly.append(read_int(weeks.get(week_of(datetime(d.year, d.month, d.day)))))
-    last = str(record.get("last_seen", ""))
-    return TensionSummary(
-        key=str(record.get("key", "")),
-        poles=(str(poles[0]), str(poles[-1])),
-        occurrences=occurrences,
-        intensity=round(read_int(record.get("intensity_total")) / occurrences, 1)
-        if occurrences
-        else 0.0,
-        max_intensity=read_int(record.get("max_intensity")),
-        status=tension_status(occurrences, last, as_of),
-        episodes=episode_count(weeks),
-        first_seen=str(record.get("first_seen", "")),
-        last_seen=last,
-        weekly=tuple(weekly),
-        evidence=tuple(e for e in record.get("evidence", []) if isinstance(e, dict)),
-    )
-
-
-@dataclass(frozen=True)
-class PatternSummary:
-    kind: str  # theme, emotion, person, value, belief, or "loop"
-    key: str
-    label: str
-    count: int
-    first_seen: str
-    last_seen: str
-    evidence: tuple[dict[str, Any], ...]
-
-
-def summarize_patterns(
-    recurring: Iterable[tuple[str, Mapping[str, Any]]],
-    loops: Iterable[tuple[str, Mapping[str, Any]]],
-    *,
-    minimum: int = PATTERN_MIN,
-) -> list[PatternSummary]:
-    out: list[PatternSummary] = []
-    for key, r in recurring:
-        count = read_int(r.get("count"))
-        if count >= minimum:
-            out.append(PatternSummary(
-                str(r.get("kind", "")), key, str(r.get("label", key)), count,
-                str(r.get("first_seen", "")), str(r.get("last_seen", "")),
-                tuple(e for e in r.get("evidence", []) if isinstance(e, dict)),
-            ))
-    for key, r in loops:
-        count = read_int(r.get("count"))
-        if count >= minimum:
-            label = f"{_node_label(str(r.get('trigger', '')))} → " \
-                    f"{_node_label(str(r.get('response', '')))}"
-            out.append(PatternSummary(
-                "loop", key, label, count,
-                str(r.get("first_seen", "")), str(r.get("last_seen", "")),
-                tuple(e for e in r.get("evidence", []) if isinstance(e, dict)),
-            ))
-    out.sort(key=lambda p: (p.kind == "loop", -p.count, p.key))
-    return out
-
-
-def _node_label(node_id: str) -> str:
-    return node_id.split(":", 1)[-1]

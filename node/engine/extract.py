@@ -2,15 +2,17 @@
 
 ``extract(reflection)`` returns an :class:`Extraction` of :class:`Item`s —
 themes, emotions, values, beliefs, roles, people and tensions (pole vs pole) —
-plus trigger → response :class:`Loop`s and the content terms used to rank
-related reflections. Every item carries :class:`Evidence`: the reflection id
-and the quoted words (with their character offsets) it was read from.
+plus trigger → response → consequence :class:`Loop`s (``loops``) and the
+content terms used to rank related reflections. Every item carries
+:class:`Evidence`: the reflection id and the quoted words (with their character
+offsets) it was read from.
 
 Theory of operation: ``text.analyze`` already finds feelings, people, themes
 and tensions with spans; this module names them for the identity graph and
 adds what ``analyze`` does not read, from the phrase rules of
-``data/understanding.json``: values, beliefs, the person's own roles,
-behaviours (the response side of a loop) and the poles a tension pulls between.
+``data/understanding.json``: values, beliefs and the person's own roles.
+Tensions are named by their poles (``poles``), loops read across sentences
+(``loops``), and across two entries when the caller passes the one before.
 Pure and deterministic; O(words) lookups. Extractions round-trip through
 ``to_json``/``from_json`` so the engine's index can rebuild everything.
 """
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -29,9 +32,11 @@ from typing import Any, Literal
 from crdt.journal import Reflection
 from crdt.values import format_timestamp, parse_timestamp
 
-from .analysis import Analysis, Span, Tension
+from .analysis import Analysis, Span
 from .lexicon import PhraseIndex, lexicon, phrase_tokens
+from .loops import MAX_LINK, Chain, continue_chains, find_chains
 from .mood import valence_of
+from .poles import STATED, find_tensions
 from .recurrence import theme_label
 from .text import analyze
 
@@ -43,8 +48,6 @@ MAX_QUOTE_CHARS = 160
 MAX_BELIEF_WORDS = 10
 MAX_LOOPS_PER_REFLECTION = 8
 MIN_TERM_CHARS = 3
-MAX_INTENSITY = 5
-_INTENSIFIERS = frozenset({"so", "really", "very", "completely", "totally", "always", "never"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class Item:
     label: str
     evidence: Evidence
     poles: tuple[str, str] | None = None  # tensions only
-    intensity: int = 0  # tensions only: 1..MAX_INTENSITY
+    intensity: int = 0  # tensions only: 1..poles.MAX_INTENSITY
+    confidence: int = 0  # tensions only: poles.STATED, or poles.CO_OCCURRING
+    resolving: bool = False  # tensions only: the text says the person is through with it
 
     @property
     def node_id(self) -> str:
@@ -75,15 +80,20 @@ class Item:
 
 @dataclass(frozen=True)
 class Loop:
-    """A trigger (theme or person node) met by a response (feeling or behaviour)."""
+    """A trigger met by a response (a behaviour) with its consequences (``loops.Chain``).
 
-    trigger: str  # node id
-    response: str  # "emotion:<family>" or "behaviour:<name>"
+    ``continued``: the consequences of a loop of the entry before, read in this
+    one (it adds them to that loop without counting it again)."""
+
+    trigger: str  # node id ("event:request", "person:carol", …) or ""
+    response: str  # "behaviour:<name>"
     evidence: Evidence
+    consequences: tuple[str, ...] = ()
+    continued: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.trigger} -> {self.response}"
+        return f"{self.trigger or 'something'} -> {self.response}"
 
 
 @dataclass(frozen=True)
@@ -119,9 +129,6 @@ class Rules:
     self_roles: PhraseIndex
     self_role_openers: PhraseIndex
     roles_from_relations: Mapping[str, str]
-    responses: PhraseIndex
-    poles: PhraseIndex
-    pole_order: Mapping[str, int]
 
 
 @cache
@@ -135,7 +142,6 @@ def rules() -> Rules:
         return PhraseIndex.build((p, p) for p in raw[name])
 
     beliefs = [(p, key) for key, phrases in raw["beliefs"].items() for p in phrases]
-    poles = [(w, pole) for pole, words in raw["poles"].items() for w in words]
     return Rules(
         values=PhraseIndex.build(raw["values"].items()),
         value_cues=cues("value_cues"),
@@ -145,9 +151,6 @@ def rules() -> Rules:
         self_roles=PhraseIndex.build(raw["self_roles"].items()),
         self_role_openers=cues("self_role_openers"),
         roles_from_relations=dict(raw["roles_from_relations"]),
-        responses=PhraseIndex.build(raw["responses"].items()),
-        poles=PhraseIndex.build(poles),
-        pole_order={pole: i for i, pole in enumerate(raw["poles"])},
     )
 
 
@@ -216,8 +219,19 @@ def _first_span(spans: Iterable[Span]) -> Span:
 # --------------------------------------------------------------------------- extraction
 
 
-def extract(reflection: Reflection, analysis: Analysis | None = None) -> Extraction:
-    """Everything the offline rules find in *reflection*, with evidence."""
+def extract(
+    reflection: Reflection,
+    analysis: Analysis | None = None,
+    *,
+    previous: Reflection | None = None,
+) -> Extraction:
+    """Everything the offline rules find in *reflection*, with evidence.
+
+    *previous*, the reflection written just before it, lets a loop that began
+    there end here ("…poured another." / next morning: "Ashamed."); it is used
+    only when it came at most ``loops.MAX_LINK`` before, and never when it is
+    private and this one is not (nothing of a private entry may reach a
+    document that can sync)."""
     a = analysis if analysis is not None else analyze(reflection.text)
     q = _Quoter(a, reflection.id)
     r = rules()
@@ -241,17 +255,22 @@ def extract(reflection: Reflection, analysis: Analysis | None = None) -> Extract
             role = r.roles_from_relations.get(p.role)
             if role is not None:
                 add(Item("role", slug(role), role, q.evidence(p.spans[0])))
-    behaviours: list[tuple[str, Span]] = []
     if a.english:
         _values(a, norms, r, q, add)
         _beliefs(a, norms, r, q, add)
         _self_roles(a, norms, r, q, add)
-        behaviours = _behaviours(a, norms, r)
-    for t in a.tensions:
-        item = _tension_item(a, t, r, q)
-        if item is not None:
-            add(item)
-    loops = _loops(a, q, behaviours)
+    for t in find_tensions(a):
+        span = a.span(min(t.left.start, t.right.start), max(t.left.end, t.right.end))
+        add(Item("tension", t.key, t.key, _whole(q, span), poles=t.poles,
+                 intensity=t.intensity, confidence=t.confidence, resolving=t.resolving))
+    chains = find_chains(a)
+    _remember_chains(a.text, chains)
+    loops = [_loop(q, c) for c in chains[:MAX_LOOPS_PER_REFLECTION]]
+    if _may_link(previous, reflection):
+        assert previous is not None
+        carried = continue_chains(_chains_of(previous.text), a)
+        loops += [_loop(q, c, continued=True) for c in carried if c.response not in
+                  {lp.response for lp in loops}][: MAX_LOOPS_PER_REFLECTION - len(loops)]
     mood = valence_of(a.text)
     return Extraction(
         rid=reflection.id,
@@ -343,96 +362,48 @@ def _self_roles(a: Analysis, norms: tuple[str, ...], r: Rules, q: _Quoter, add: 
                     break
 
 
-def _behaviours(a: Analysis, norms: tuple[str, ...], r: Rules) -> list[tuple[str, Span]]:
-    out: list[tuple[str, Span]] = []
-    toks = a.tokens
-    i = 0
-    while i < len(norms):
-        found = r.responses.match_at(norms, i)
-        if found is None:
-            i += 1
-            continue
-        n, name = found
-        out.append((name, a.span(toks[i].start, toks[i + n - 1].end)))
-        i += n
-    return out
-
-
-def _pole_of(a: Analysis, span: Span, r: Rules) -> str | None:
-    norms = tuple(t.norm for t in a.tokens if span.start <= t.start and t.end <= span.end)
-    best: tuple[int, str] | None = None
-    for i in range(len(norms)):
-        found = r.poles.match_at(norms, i)
-        if found is not None:
-            pole = found[1]
-            # content poles beat the generic ones ("duty"/"self" are the fallbacks)
-            rank = 1 if pole in ("duty", "self") else 0
-            if best is None or rank < best[0]:
-                best = (rank, pole)
-    if best is not None:
-        return best[1]
-    for theme in a.themes:
-        if any(span.start <= s.start and s.end <= span.end for s in theme.spans):
-            return theme.name
-    return None
-
-
-def _tension_item(a: Analysis, t: Tension, r: Rules, q: _Quoter) -> Item | None:
-    left, right = _pole_of(a, t.left, r), _pole_of(a, t.right, r)
-    if t.kind == "should_want":
-        left, right = left or "duty", right or "desire"
-    if left is None or right is None or left == right:
-        return None
-    order = r.pole_order
-    a_pole, b_pole = sorted((left, right), key=lambda p: (order.get(p, len(order)), p))
-    key = f"{a_pole} vs {b_pole}"
-    span = a.span(min(t.left.start, t.right.start), max(t.left.end, t.right.end))
-    sentences = {q.sentence_of(t.left.start), q.sentence_of(t.right.start)}
-    feelings = sum(1 for f in a.named_feelings if f.sentence in sentences)
-    stress = sum(
-        1 for tok in a.tokens if tok.sentence in sentences and tok.norm in _INTENSIFIERS
-    )
-    marks = sum(a.sentences[s].span.text.count("!") for s in sentences)
-    intensity = max(1, min(MAX_INTENSITY, 1 + feelings + stress + min(marks, 1)))
+def _whole(q: _Quoter, span: Span) -> Evidence:
+    """*span* itself as the quote when it is short enough, else its sentence."""
     ev = q.evidence(span)
     quote = " ".join(span.text.split())
     if len(quote) <= MAX_QUOTE_CHARS:
-        ev = Evidence(ev.rid, quote, span.start, span.end)
-    return Item("tension", key, key, ev, poles=(a_pole, b_pole), intensity=intensity)
+        return Evidence(ev.rid, quote, span.start, span.end)
+    return ev
 
 
-def _loops(a: Analysis, q: _Quoter, behaviours: list[tuple[str, Span]]) -> list[Loop]:
-    """Per sentence: each trigger (theme, person) met by a response (feeling, behaviour)."""
-    triggers: dict[int, list[tuple[str, Span]]] = {}
-    person_spans = set()
-    for p in a.people:
-        for s in p.spans:
-            triggers.setdefault(q.sentence_of(s.start), []).append((f"person:{p.key}", s))
-            person_spans.add((s.start, s.end))
-    for theme in a.themes:
-        for s in theme.spans:
-            triggers.setdefault(q.sentence_of(s.start), []).append((f"theme:{theme.name}", s))
-    responses: dict[int, list[tuple[str, Span]]] = {}
-    for f in a.named_feelings:
-        responses.setdefault(f.sentence, []).append((f"emotion:{f.family}", f.span))
-    for name, s in behaviours:
-        responses.setdefault(q.sentence_of(s.start), []).append((f"behaviour:{name}", s))
-    out: list[Loop] = []
-    seen: set[tuple[str, str]] = set()
-    for sentence in sorted(responses):
-        for trigger, t_span in triggers.get(sentence, []):
-            for response, r_span in responses[sentence]:
-                if (trigger, response) in seen or len(out) >= MAX_LOOPS_PER_REFLECTION:
-                    continue
-                if trigger.startswith("theme:") and (t_span.start, t_span.end) == (
-                    r_span.start,
-                    r_span.end,
-                ):
-                    continue
-                seen.add((trigger, response))
-                span = a.span(min(t_span.start, r_span.start), max(t_span.end, r_span.end))
-                out.append(Loop(trigger, response, q.evidence(span)))
-    return out
+def _loop(q: _Quoter, chain: Chain, *, continued: bool = False) -> Loop:
+    return Loop(chain.trigger, chain.response, _whole(q, chain.span),
+                consequences=chain.consequences, continued=continued)
+
+
+# The chains of the last texts read: extracting a journal in order reads each
+# entry's chains again as the "previous" of the next one.
+_CHAIN_CACHE: OrderedDict[str, tuple[Chain, ...]] = OrderedDict()
+CHAIN_CACHE_ENTRIES = 64
+
+
+def _remember_chains(text: str, chains: Sequence[Chain]) -> None:
+    _CHAIN_CACHE[text] = tuple(chains)
+    _CHAIN_CACHE.move_to_end(text)
+    while len(_CHAIN_CACHE) > CHAIN_CACHE_ENTRIES:
+        _CHAIN_CACHE.popitem(last=False)
+
+
+def _chains_of(text: str) -> tuple[Chain, ...]:
+    found = _CHAIN_CACHE.get(text)
+    if found is None:
+        found = tuple(find_chains(analyze(text)))
+        _remember_chains(text, found)
+    return found
+
+
+def _may_link(previous: Reflection | None, reflection: Reflection) -> bool:
+    if previous is None or previous.id == reflection.id:
+        return False
+    if previous.private and not reflection.private:
+        return False
+    gap = reflection.created_at - previous.created_at
+    return gap.total_seconds() > 0 and gap <= MAX_LINK
 
 
 # --------------------------------------------------------------------------- serialising
@@ -461,8 +432,18 @@ def to_json(x: Extraction) -> str:
         if i.poles is not None:
             d["p"] = list(i.poles)
             d["n"] = i.intensity
+            d["c"] = i.confidence
+            if i.resolving:
+                d["z"] = True
         items.append(d)
-    loops = [{"t": lp.trigger, "r": lp.response, "e": evidence_json(lp.evidence)} for lp in x.loops]
+    loops = []
+    for lp in x.loops:
+        ld: dict[str, Any] = {"t": lp.trigger, "r": lp.response, "e": evidence_json(lp.evidence)}
+        if lp.consequences:
+            ld["c"] = list(lp.consequences)
+        if lp.continued:
+            ld["x"] = True
+        loops.append(ld)
     mood: dict[str, Any] = {} if x.valence is None else {"v": x.valence}
     if x.risk:
         mood["r"] = x.risk
@@ -499,9 +480,17 @@ def from_json(rid: str, raw: str) -> Extraction:
                     evidence_from(i["e"]),
                     poles=(str(poles[0]), str(poles[1])) if poles and len(poles) == 2 else None,
                     intensity=int(i.get("n", 0)),
+                    # an entry written before confidence was recorded was a stated tension
+                    confidence=int(i.get("c", STATED if kind == "tension" else 0)),
+                    resolving=bool(i.get("z", False)),
                 )
             )
-        loops = [Loop(str(lp["t"]), str(lp["r"]), evidence_from(lp["e"])) for lp in d["l"]]
+        loops = [
+            Loop(str(lp["t"]), str(lp["r"]), evidence_from(lp["e"]),
+                 consequences=tuple(str(c) for c in lp.get("c", ())),
+                 continued=bool(lp.get("x", False)))
+            for lp in d["l"]
+        ]
         return Extraction(
             rid=rid,
             created_at=parse_timestamp(str(d["t"])),

@@ -603,3 +603,15 @@ def analyze(text: str) -> Analysis:
         tensions=tuple(reader.tensions()),
         questions=tuple(s.span for s in sentences if s.is_question),
     )
+
+
+def clause_starts(a: Analysis) -> tuple[bool, ...]:
+    """For each token of *a*: whether a sentence or clause boundary comes just before it."""
+    out: list[bool] = []
+    for i, tok in enumerate(a.tokens):
+        if i == 0 or tok.sentence != a.tokens[i - 1].sentence:
+            out.append(True)
+        else:
+            gap = a.text[a.tokens[i - 1].end : tok.start]
+            out.append(_CLAUSE_BREAK_RE.search(gap) is not None)
+    return tuple(out)

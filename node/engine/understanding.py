@@ -57,23 +57,31 @@ from crdt.insights import (
     open_derived,
 )
 from crdt.journal import KIND as JOURNAL_KIND
-from crdt.journal import Journal, Reflection, read_one, shard_id, shard_ids
+from crdt.journal import (
+    Journal,
+    Reflection,
+    read_one,
+    reflection_times,
+    shard_id,
+    shard_ids,
+)
+from crdt.store import StoredDoc
 from crdt.values import format_timestamp, utc_now
 
-from .derive import (
-    DerivedState,
-    PatternSummary,
-    TensionSummary,
-    Touched,
-    cites,
-    derive_all,
-    fold,
-    summarize_patterns,
-    summarize_tension,
-)
+from .ask import MAX_RETRIEVED, Retrieved, citations_for, read_question, retrieve
+from .derive import DerivedState, Touched, cites, derive_all, fold
 from .evidence import cited, extraction_holds, quotes_hold, stale_records
 from .evolution import EvolutionNote, compare, note_text
 from .extract import Extraction, extract, from_json, slug, to_json
+from .lived import (
+    LoopSummary,
+    PatternSummary,
+    TensionSummary,
+    lived_loops,
+    lived_tensions,
+    summarize_patterns,
+)
+from .loops import MAX_LINK
 from .related import Related, RelatedIndex
 
 log = logging.getLogger("mirror.engine.understanding")
@@ -139,8 +147,27 @@ class Understanding:
 
     # ------------------------------------------------------------------ per reflection
 
+    async def _previous(self, reflection: Reflection) -> Reflection | None:
+        """The reflection written just before *reflection*, if within ``loops.MAX_LINK``
+        (reads the times of the shards of those days, then that one reflection)."""
+        wanted = {shard_id(moment, private=p) for p in (False, True)
+                  for moment in (reflection.created_at, reflection.created_at - MAX_LINK)}
+        mine = format_timestamp(reflection.created_at)
+        earliest = format_timestamp(reflection.created_at - MAX_LINK)
+        best: tuple[str, str, StoredDoc] | None = None
+        for info in self.store.documents(JOURNAL_KIND):
+            if info.doc_id not in wanted:
+                continue
+            stored = await self.store.open_doc(info.doc_id, kind=JOURNAL_KIND, create=False)
+            for rid, at in reflection_times(stored.doc):
+                if earliest <= at < mine and rid != reflection.id and (
+                    best is None or at > best[0]
+                ):
+                    best = (at, rid, stored)
+        return read_one(best[2].doc, best[1]) if best is not None else None
+
     async def _extract(self, reflection: Reflection) -> Extraction:
-        x = extract(reflection)
+        x = extract(reflection, previous=await self._previous(reflection))
         if self.enricher is not None:
             try:
                 x = await self.enricher(reflection, x)
@@ -213,8 +240,11 @@ class Understanding:
             return await self._rebuild()
 
     async def _rebuild(self) -> int:
-        reflections = await self.journal.all()
-        extractions = [extract(r) for r in reflections]
+        reflections = await self.journal.all()  # oldest first
+        extractions = [
+            extract(r, previous=reflections[i - 1] if i else None)
+            for i, r in enumerate(reflections)
+        ]
         index = await self.index()
         self.store.ensure_writable()
         with index.stored.doc.transaction():
@@ -449,18 +479,23 @@ class Understanding:
     async def patterns(
         self, scope: Scope = Scope.LOCAL, *, minimum: int = 3
     ) -> list[PatternSummary]:
+        """Recurring themes, feelings, people, values and beliefs, then loops."""
         doc = await self.doc(PATTERNS_KIND, scope)
-        return summarize_patterns(
-            doc.records(RECURRING_ROOT), doc.records(LOOPS_ROOT), minimum=minimum
-        )
+        loops = lived_loops(doc.records(LOOPS_ROOT), minimum=minimum)
+        return summarize_patterns(doc.records(RECURRING_ROOT), loops, minimum=minimum)
 
-    async def tensions(self, scope: Scope = Scope.LOCAL) -> list[TensionSummary]:
+    async def loops(self, scope: Scope = Scope.LOCAL, *, minimum: int = 3) -> list[LoopSummary]:
+        """trigger → response → consequence loops run at least *minimum* times."""
+        doc = await self.doc(PATTERNS_KIND, scope)
+        return lived_loops(doc.records(LOOPS_ROOT), minimum=minimum)
+
+    async def tensions(
+        self, scope: Scope = Scope.LOCAL, *, everything: bool = False
+    ) -> list[TensionSummary]:
+        """The tensions lived (``lived``), or with *everything* every one read."""
         doc = await self.doc(TENSIONS_KIND, scope)
         as_of = str(doc.meta("latest", "") or format_timestamp(utc_now()))
-        out = [summarize_tension(r, as_of) for _, r in doc.records(TENSIONS_ROOT)]
-        rank = {"recurring": 0, "emerging": 1, "fading": 2, "resolved": 3}
-        out.sort(key=lambda t: (rank[t.status], -t.occurrences, t.key))
-        return out
+        return lived_tensions(doc.records(TENSIONS_ROOT), as_of, everything=everything)
 
     async def graph(self, scope: Scope = Scope.LOCAL) -> GraphView:
         doc = await self.doc(GRAPH_KIND, scope)
@@ -503,6 +538,23 @@ class Understanding:
             return (await self.journal.find(rid))[1]
         except DocumentError:
             return None  # deleted since it was indexed
+
+    async def ask(
+        self, text: str, *, now: datetime | None = None, include_private: bool = True
+    ) -> Retrieved:
+        """The reflections that answer the question *text* (``ask``), read from the
+        index and their shards; *now* places "last week" and the like."""
+        q = read_question(text, now=now or utc_now().astimezone())
+        found = retrieve(q, await self.extractions(Scope.LOCAL), await self.related_index(),
+                         include_private=include_private)
+        reflections: dict[str, Reflection] = {}
+        for x in found[:MAX_RETRIEVED]:
+            r = await self._read(x.rid)
+            if r is not None:
+                reflections[r.id] = r
+        shown = [x for x in found[:MAX_RETRIEVED] if x.rid in reflections]
+        cites = citations_for(q, shown, reflections)
+        return Retrieved(q, tuple(reflections[x.rid] for x in shown), tuple(cites), len(found))
 
     async def evolve(
         self,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 log = logging.getLogger("mirror.prompts")
 
-PROMPT_NAMES = ("mirrorback.md", "extract.md", "evolve.md")
+PROMPT_NAMES = ("mirrorback.md", "extract.md", "evolve.md", "ask.md", "digest.md")
 MAX_PROMPT_CHARS = 50_000
 
 

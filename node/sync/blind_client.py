@@ -14,7 +14,6 @@ httpx exceptions are translated here and never leave this module.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from collections.abc import Iterable
@@ -28,7 +27,7 @@ import httpx
 from protocol import RemoteProtocolError
 from protocol.store import decode_pull, encode_upload
 
-from ..config import is_loopback_or_lan
+from ..config import is_loopback_host, is_loopback_or_lan
 from ..errors import MirrorError
 from ..files import write_private_json
 
@@ -287,12 +286,7 @@ def normalize_store_url(text: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def usable_stores(mirror_mode: str, urls: Iterable[str]) -> list[str]:

@@ -36,7 +36,6 @@ busy LAN, too little to help anyone guess the rest of the code offline.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from protocol.pairing import (
     JoinedGroup,
     Pairing,
     normalize_pairing_code,
+    pairing_hint,
 )
 
 from ..errors import MirrorError
@@ -77,12 +77,6 @@ START_FRAME_BYTES = FRAME_HEADER_BYTES + SPAKE2_MESSAGE_BYTES
 
 class PairingFailed(MirrorError):
     """Pairing did not happen; nothing was changed."""
-
-
-def pairing_hint(code: str) -> bytes:
-    """The discovery / rendezvous hint of a code: 10 bits of it, hashed."""
-    canonical = normalize_pairing_code(code)
-    return hashlib.blake2b(canonical[:2], digest_size=16, person=b"mirror/pair-hint").digest()
 
 
 class AttemptOutcome(enum.Enum):

@@ -21,7 +21,7 @@ new epoch from the membership document and moves), and leaves them once the
 peer has synced at the current epoch (see :class:`RelayLinks`). A removed
 device knows the old rooms but is refused by its key, as on the LAN. A joining
 device meets the pairing device in a *rendezvous room* derived from 10 bits of
-the code (see :func:`rendezvous_room`).
+the code (see :func:`~protocol.relay.rendezvous_room`).
 
 Who speaks first. A connection that finds the room occupied (``present N``,
 N >= 1) is the initiator and sends at once; a connection already in the room
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import math
 import random
@@ -68,12 +67,20 @@ from httpx_ws import (
     aconnect_ws,
 )
 
-from protocol import INITIATOR, RESPONDER, Role, relay_room_id
+from protocol import INITIATOR, RESPONDER, Role
+from protocol.limits import MAX_RELAY_MESSAGE_BYTES
+from protocol.relay import (
+    PresenceKind,
+    pair_room,
+    parse_presence,
+    relay_rank,
+    rendezvous_room,
+    room_path,
+)
 
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
 from .message_stream import MessageStream
-from .pairing import pairing_hint
 from .ws_client import bounded_session
 
 if TYPE_CHECKING:
@@ -85,15 +92,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mirror.relay")
 
-CHUNK_BYTES = 64 * 1024  # largest message we send (the relay accepts 256 KiB)
-MAX_RECEIVE_MESSAGE_BYTES = 256 * 1024  # largest message (and read size) we accept
+CHUNK_BYTES = 64 * 1024  # largest message we send (the contract allows 256 KiB)
+MAX_RECEIVE_MESSAGE_BYTES = MAX_RELAY_MESSAGE_BYTES  # largest message (and read size) we accept
 RECEIVE_QUEUE_MESSAGES = 64  # chunks buffered for a session that reads slowly
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 0.25
 BACKOFF_MAX_S = 30.0
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
-ROOM_PATH = "/v1/rooms/"
 REJOIN_ALONE_AFTER_S = 120.0
 """A connection alone in its room this long (jittered +-25 %) is reopened. Where a
 room goes can change under a waiting device: its relay or proxy instance died and
@@ -114,43 +120,25 @@ class RelayUnavailable(MirrorError):
 
 
 # --------------------------------------------------------------------------- rooms and URLs
-
-
-def pair_room(group_secret: bytes, epoch: int, key_a: bytes, key_b: bytes) -> bytes:
-    """The room where two devices of the group meet (the same for both)."""
-    first, second = sorted((key_a, key_b))
-    return hashlib.blake2b(
-        first + second, digest_size=32, key=relay_room_id(group_secret, epoch),
-        person=b"mirror/pair-room",
-    ).digest()
-
-
-def rendezvous_room(code: str) -> bytes:
-    """The room where a joining device meets the device showing *code*.
-
-    Derived from :func:`~node.sync.pairing.pairing_hint`, i.e. from the first two
-    characters (10 bits) of the code only: the room id must not let someone who
-    watches the relay test guesses of the whole code offline. SPAKE2 inside
-    gives one online guess per attempt, as on the LAN.
-    """
-    return hashlib.blake2b(pairing_hint(code), digest_size=32,
-                           person=b"mirror/rdv-room").digest()
+# The rooms (pair_room, rendezvous_room), their paths and the presence texts are
+# the relay's wire contract: protocol.relay owns them, spec/relay.md states them.
 
 
 def room_url(relay: str, room: bytes) -> str:
     """The WebSocket URL of *room* on *relay*."""
     base = normalize_relay_url(relay)
     scheme = "wss" if base.startswith("https:") else "ws"
-    return scheme + base[base.index(":"):] + ROOM_PATH + room.hex()
+    return scheme + base[base.index(":"):] + room_path(room)
 
 
 def rank_relays(relays: Sequence[str], room: bytes) -> list[str]:
-    """*relays* in rendezvous-hashing order for *room* (best first)."""
-    def weight(url: str) -> bytes:
-        return hashlib.blake2b(room + normalize_relay_url(url).encode(), digest_size=16,
-                               person=b"mirror/relay-hrw").digest()
-
-    return sorted(dict.fromkeys(relays), key=weight, reverse=True)
+    """*relays* in rendezvous-hashing order for *room* (best first); a relay written
+    twice (``https://r.example/`` and ``https://r.example``) is tried once."""
+    distinct: dict[str, str] = {}
+    for url in relays:
+        distinct.setdefault(normalize_relay_url(url), url)
+    ranked = sorted(distinct, key=lambda normal: relay_rank(room, normal), reverse=True)
+    return [distinct[normal] for normal in ranked]
 
 
 # --------------------------------------------------------------------------- the stream
@@ -285,22 +273,21 @@ class RoomConnection:
             self._offers.close()
 
     def _presence(self, text: str) -> None:
-        what, _, count_text = text.partition(" ")
-        try:
-            others = int(count_text)
-        except ValueError:
+        presence = parse_presence(text)
+        if presence is None:
             log.debug("relay %s sent an unknown message", self.relay)
             return
-        if what in ("present", "left"):
+        what, others = presence.kind, presence.others
+        if what in (PresenceKind.PRESENT, PresenceKind.LEFT):
             self._alone.deadline = (trio.current_time() + self._rejoin_after_s if others == 0
                                     else math.inf)
-        elif what == "joined":
+        elif what is PresenceKind.JOINED:
             self._alone.deadline = math.inf
-        if what == "present" and others >= 1 and self.current is None:
+        if what is PresenceKind.PRESENT and others >= 1 and self.current is None:
             self._offer(INITIATOR)
-        elif what == "joined":
+        elif what is PresenceKind.JOINED:
             self._offer(RESPONDER)
-        elif what == "left" and others == 0 and self.current is not None:
+        elif what is PresenceKind.LEFT and others == 0 and self.current is not None:
             self.current._feed_nowait()
 
     async def _rejoin_when_alone(self, connection: trio.CancelScope) -> None:

@@ -1,11 +1,12 @@
 """Regenerate the known-answer vectors in this folder: ``python spec/vectors/generate.py``.
 
 Every value comes from pinned inputs (keys, ephemeral keys, SPAKE2 entropy), so
-the output is byte-for-byte stable. The handshake key schedule is also computed
-a second time here, straight from ``spec/crypto.md`` with hashlib and libsodium,
-and must agree with the ``protocol`` package before anything is written.
-``tests/test_protocol_vectors.py`` checks that the package still reproduces
-every vector.
+the output is byte-for-byte stable. Values are also computed a second time here,
+straight from the spec with hashlib and libsodium (the handshake key schedule,
+digests, rooms, the sealed box) or with ``spake2_reference.py`` (SPAKE2), and
+must agree with the reference before anything is written.
+``tests/test_protocol_vectors.py`` and ``tests/test_spec_vectors.py`` check that
+the reference still reproduces every vector.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 import nacl.bindings  # noqa: E402
 import nacl.signing  # noqa: E402
+import spake2_reference  # noqa: E402
+from document_vectors import document_vectors  # noqa: E402
+from membership_vectors import membership_vectors  # noqa: E402
+from relay_vectors import discovery_vectors, relay_vectors  # noqa: E402
 
 from protocol import (  # noqa: E402
     DEVICES,
@@ -53,7 +58,9 @@ from protocol import (  # noqa: E402
     relay_room_id,
     state_vector_digest,
 )
-from protocol.messages import CatalogueDigest, encode_message  # noqa: E402
+from protocol.errors import LocalProtocolError, RemoteProtocolError  # noqa: E402
+from protocol.messages import CatalogueDigest, encode_catalogue_entry, encode_message  # noqa: E402
+from protocol.pairing import new_pairing_code, normalize_pairing_code  # noqa: E402
 from protocol.store import (  # noqa: E402
     KIND_SNAPSHOT,
     KIND_UPDATE,
@@ -149,7 +156,60 @@ def key_vectors() -> dict[str, Any]:
             for p in (keys.Purpose.HS_GROUP, keys.Purpose.ROOM, keys.Purpose.SESSION)
         ],
         "hash": [{"data": h(b"abc"), "output": h(keys.digest(b"abc"))}],
+        "state_vector_canonical": canonical_state_vectors(),
+        "invalid_state_vectors": [
+            {"bytes": "0203010301", "why": "client 3 listed twice"},
+            {"bytes": "01800001", "why": "non-minimal varint (client 0 in two bytes)"},
+            {"bytes": "01030100", "why": "a byte after the last pair"},
+            {"bytes": "0203", "why": "truncated"},
+            {"bytes": "", "why": "empty (the empty state vector is 00)"},
+        ],
+        "catalogue_digests": catalogue_digests(),
     }
+
+
+def canonical_state_vectors() -> list[dict[str, Any]]:
+    """Out-of-order clients, a zero clock (kept) and a two-byte client varint."""
+    cases = [
+        # (state vector, canonical form): count, then (client, clock) sorted by client
+        (bytes([3, 5, 0, 1, 3, 0xAC, 0x02, 1]), bytes([3, 1, 3, 5, 0, 0xAC, 0x02, 1])),
+        (bytes([2, 1, 0, 2, 0]), bytes([2, 1, 0, 2, 0])),
+        (bytes([0]), bytes([0])),
+    ]
+    out = []
+    for sv, canon in cases:
+        digest = hashlib.blake2b(canon, digest_size=32, person=b"mirror/sv-digest").digest()
+        assert state_vector_digest(sv) == digest
+        out.append({"state_vector": h(sv), "canonical": h(canon), "digest": h(digest)})
+    for bad in ("0203010301", "01800001", "01030100", "0203", ""):
+        try:
+            state_vector_digest(bytes.fromhex(bad))
+        except LocalProtocolError:
+            continue
+        raise AssertionError(f"{bad} has a digest")
+    return out
+
+
+def catalogue_digests() -> list[dict[str, Any]]:
+    out = []
+    for entries in (
+        (),
+        (CatalogueEntry("identity-graph", DEVICES, filled(0x11)),
+         CatalogueEntry("journal/2024-05", DEVICES, filled(0x22))),
+    ):
+        encoded = [encode_catalogue_entry(e) for e in entries]
+        for e, raw in zip(entries, encoded, strict=True):
+            assert raw == bytes([len(e.doc_id.encode())]) + e.doc_id.encode() + b"\x01" + \
+                e.sv_digest
+        digest = hashlib.blake2b(b"".join(encoded), digest_size=32,
+                                 person=b"mirror/catalogue").digest()
+        assert keys.catalogue_digest(encoded) == digest
+        out.append({
+            "entries": [[e.doc_id, e.sync_class, h(e.sv_digest)] for e in entries],
+            "entry_bytes": [h(raw) for raw in encoded],
+            "digest": h(digest),
+        })
+    return out
 
 
 # --- messages ----------------------------------------------------------------------
@@ -182,6 +242,7 @@ INVALID_MESSAGES = [
     ("0202" + "016201" + "00" * 32 + "016101" + "00" * 32, "catalogue not in ascending order"),
     ("0202" + "016101" + "00" * 32 + "016101" + "00" * 32, "document listed twice"),
     ("01" + "00" * 31, "truncated digest"),
+    ("048002" + "61" * 256 + "01" + "00", "doc id of 256 bytes (the limit is 255)"),
 ]
 
 
@@ -347,7 +408,64 @@ def handshake_and_catalogue_vectors() -> tuple[dict[str, Any], dict[str, Any]]:
     )
     r.receive_data(ack)
     drain(r)
+    handshake["failures"] = handshake_failures(hello, reply, finish)
     return handshake, catalogue_exchange(i, r)
+
+
+def handshake_failures(hello: bytes, reply: bytes, finish: bytes) -> list[dict[str, Any]]:
+    """Inputs that end a handshake: the receiver writes nothing in answer (protocol.md §4).
+
+    Receivers use this file's keys at EPOCH ('initiator-knowing-only-itself': an
+    initiator whose known devices are its own key only). An initiator's HELLO went
+    out before the input; 'receiver_writes' is every byte the receiver wrote after
+    the input arrived (only the REPLY a valid HELLO earns, never an answer to the
+    failure), and 'close_code' the code it reports locally."""
+    known = frozenset({public(SEED_I), public(SEED_R)})
+    at_8 = Connection(INITIATOR, Credentials(SEED_I, GROUP_SECRET, 8, known), pinned(EPH_I))
+    wrong_tag = hello[:-1] + bytes([hello[-1] ^ 1])
+    big_epoch = bytes.fromhex("01010000004580808080") + bytes([0x10]) + filled(0x55, 64)
+    cases = [
+        ("responder", at_8.data_to_send(), 5, "HELLO at epoch 8, which the responder lacks"),
+        ("responder", wrong_tag, 4, "HELLO whose tag is wrong (another group secret)"),
+        ("responder", big_epoch, 2, "HELLO at epoch 2^32 (over MAX_EPOCH): malformed"),
+        ("responder", bytes.fromhex("0101000000b1"), 7, "HELLO header announcing 177 bytes"),
+        ("responder", bytes.fromhex("02"), 3, "a first byte of version 2"),
+        ("responder", hello + finish[:6] + bytes(144), 2, "valid HELLO, then a FINISH that "
+         "does not open"),
+        ("initiator", reply[:40] + bytes([reply[40] ^ 1]) + reply[41:], 2,
+         "a REPLY whose sealed identity was altered"),
+        ("initiator-knowing-only-itself", reply, 4, "a REPLY from a device the initiator "
+         "does not know"),
+    ]
+    out = []
+    for role, data, code, why in cases:
+        if role == "responder":
+            conn = Connection(RESPONDER, Credentials(SEED_R, GROUP_SECRET, EPOCH, known),
+                              pinned(EPH_R))
+        else:
+            knows = known if role == "initiator" else frozenset({public(SEED_I)})
+            conn = Connection(INITIATOR, Credentials(SEED_I, GROUP_SECRET, EPOCH, knows),
+                              pinned(EPH_I))
+            conn.data_to_send()  # its HELLO, sent before the input arrives
+        conn.receive_data(data)
+        try:
+            drain(conn)
+        except RemoteProtocolError as exc:
+            assert exc.close_code == code, (why, exc)
+        else:
+            raise AssertionError(f"accepted: {why}")
+        output = conn.data_to_send()
+        # Only the REPLY to a valid HELLO, written before the bad FINISH came.
+        assert output == (reply if why.startswith("valid HELLO") else b""), why
+        try:
+            conn.send(Close(0, ""))
+        except LocalProtocolError:
+            pass
+        else:
+            raise AssertionError(f"a Close could be sent: {why}")
+        out.append({"receiver": role, "input": h(data), "close_code": code, "why": why,
+                    "receiver_writes": h(output)})
+    return out
 
 
 def catalogue_exchange(i: Connection, r: Connection) -> dict[str, Any]:
@@ -440,8 +558,10 @@ def pairing_vectors() -> dict[str, Any]:
         while dst.next_event() is not NEED_DATA:
             pass
     return {
-        "description": "Pairing with SPAKE2 (python-spake2 0.9, Ed25519 group) and pinned "
-        "entropy: each side's rng returns the listed 64 bytes once, for its SPAKE2 scalar.",
+        "description": "Pairing (spec/pairing.md) with pinned entropy: each side's rng "
+        "returns the listed 64 bytes once, for its SPAKE2 scalar. 'spake2' has every "
+        "intermediate value (scalars in decimal); 'derived' the transcript, keys and "
+        "plaintexts of the seals; 'wrong_code' the same exchange with a mistyped code.",
         "code": code,
         "normalized_code": "7kq2m9xd",
         "pairer": {"device_seed": h(seed_p), "spake2_entropy": h(entropy_p), "name": "laptop"},
@@ -449,7 +569,107 @@ def pairing_vectors() -> dict[str, Any]:
         "group_secret": h(GROUP_SECRET),
         "epoch": EPOCH,
         "frames": frames,
+        **pairing_details(code, frames, seed_p, seed_j, entropy_p, entropy_j, group),
     }
+
+
+def pairing_details(
+    code: str, frames: dict[str, str], seed_p: bytes, seed_j: bytes,
+    entropy_p: bytes, entropy_j: bytes, group: GroupSnapshot,
+) -> dict[str, Any]:
+    """SPAKE2 recomputed with spake2_reference, then the transcript and both seals opened."""
+    ref = spake2_reference
+    password = normalize_pairing_code(code)
+    id_a, id_b = b"mirror-pair/joiner", b"mirror-pair/pairer"
+    joiner = ref.start(b"A", password, lambda n: entropy_j)
+    pairer = ref.start(b"B", password, lambda n: entropy_p)
+    start, reply = bytes.fromhex(frames["start"]), bytes.fromhex(frames["reply"])
+    confirm, welcome = bytes.fromhex(frames["confirm"]), bytes.fromhex(frames["welcome"])
+    assert start[6:] == joiner.message and reply[6:39] == pairer.message
+    k_a, key = ref.finish(b"A", password, joiner, pairer.message, id_a, id_b)
+    k_b, key_b = ref.finish(b"B", password, pairer, joiner.message, id_a, id_b)
+    assert (k_a, key) == (k_b, key_b)
+    th = hashlib.blake2b(b"Mirror v1 pairing" + start + reply[:6] + reply[6:39],
+                         digest_size=32, person=b"mirror/pr-hash").digest()
+
+    def kdf(purpose: bytes) -> bytes:
+        return hashlib.blake2b(th, digest_size=32, key=key, person=purpose).digest()
+
+    conf_p, conf_j = kdf(b"mirror/pr-conf-p"), kdf(b"mirror/pr-conf-j")
+    k_jp, k_pj = kdf(b"mirror/pr-key-jp"), kdf(b"mirror/pr-key-pj")
+    assert reply[39:] == conf_p and confirm[6:38] == conf_j
+    zero = bytes(12)
+    joiner_info = nacl.bindings.crypto_aead_chacha20poly1305_ietf_decrypt(
+        confirm[38:], th, zero, k_jp)
+    welcome_plain = nacl.bindings.crypto_aead_chacha20poly1305_ietf_decrypt(
+        welcome[6:], th, zero, k_pj)
+    sig_j = joiner_info[-64:]
+    nacl.signing.VerifyKey(public(seed_j)).verify(
+        b"Mirror v1 pairing: joiner signs\x00" + th, sig_j)
+    assert joiner_info == public(seed_j) + bytes([5]) + b"phone" + sig_j
+    sig_p = welcome_plain[32:96]
+    nacl.signing.VerifyKey(public(seed_p)).verify(
+        b"Mirror v1 pairing: pairer signs\x00" + th, sig_p)
+    devices = [*group.devices, DeviceInfo(public(seed_j), "phone")]
+    listed = b"".join(d.device_key + bytes([len(d.name)]) + d.name.encode() for d in devices)
+    assert welcome_plain == (public(seed_p) + sig_p + bytes([EPOCH]) + GROUP_SECRET
+                             + bytes([len(devices)]) + listed)
+
+    def side(s: spake2_reference.Side, entropy: bytes) -> dict[str, str]:
+        return {"entropy": h(entropy), "scalar": str(s.scalar),
+                "element": h(s.message[1:]), "message": h(s.message)}
+
+    wrong = Pairing(JOINER, "7kq2-m9xe", seed_j, pinned(entropy_j), device_name="phone")
+    pairer_again = Pairing(PAIRER, code, seed_p, pinned(entropy_p), group=group)
+    wrong_start = wrong.data_to_send()
+    pairer_again.receive_data(wrong_start)
+    drain(pairer_again)
+    wrong_reply = pairer_again.data_to_send()
+    wrong.receive_data(wrong_reply)
+    try:
+        drain(wrong)
+    except RemoteProtocolError as exc:
+        assert exc.close_code == 4
+    else:
+        raise AssertionError("a wrong code was accepted")
+    return {
+        "code_generation": [
+            {"random": r, "code": new_pairing_code(lambda n, r=r: bytes.fromhex(r))}
+            for r in ("0000000000", "ffffffffff", "0123456789", "3a7f00c2e1")
+        ],
+        "normalisation": [
+            {"typed": typed, "password": normalised}
+            for typed, normalised in (
+                (" 7KQ2-M9XD ", "7kq2m9xd"), ("iLo0 abcd", "1100abcd"), ("7kq2-m9x", None),
+                ("7kq2-m9xu", None), ("7kq2m9xd5", None),
+            )
+            if _normalised(typed) == normalised
+        ],
+        "spake2": {
+            "password": h(password), "id_a": id_a.decode(), "id_b": id_b.decode(),
+            "password_scalar": str(ref.password_scalar(password)),
+            "M": h(ref.encode(ref.M)), "N": h(ref.encode(ref.N)),
+            "joiner": side(joiner, entropy_j), "pairer": side(pairer, entropy_p),
+            "K": h(k_a), "key": h(key),
+        },
+        "derived": {
+            "th": h(th), "conf_p": h(conf_p), "conf_j": h(conf_j), "k_jp": h(k_jp),
+            "k_pj": h(k_pj), "sig_j": h(sig_j), "sig_p": h(sig_p),
+            "joiner_info": h(joiner_info), "welcome": h(welcome_plain),
+            "welcome_devices": [[h(d.device_key), d.name] for d in devices],
+        },
+        "wrong_code": {
+            "joiner_code": "7kq2-m9xe", "start": h(wrong_start), "reply": h(wrong_reply),
+            "joiner_abort": h(wrong.data_to_send()),
+        },
+    }
+
+
+def _normalised(typed: str) -> str | None:
+    try:
+        return normalize_pairing_code(typed).decode()
+    except LocalProtocolError:
+        return None
 
 
 # --- blind store --------------------------------------------------------------------
@@ -494,6 +714,13 @@ def blind_store_vectors() -> dict[str, Any]:
     }
 
 
+def _previous(name: str) -> Any:
+    try:
+        return json.loads((HERE / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
 def main() -> None:
     handshake, catalogue = handshake_and_catalogue_vectors()
     outputs = {
@@ -503,6 +730,10 @@ def main() -> None:
         "catalogue.json": catalogue,
         "pairing.json": pairing_vectors(),
         "blind_store.json": blind_store_vectors(),
+        "relay.json": relay_vectors(GROUP_SECRET, EPOCH),
+        "discovery.json": discovery_vectors(GROUP_SECRET, EPOCH),
+        "membership.json": membership_vectors(),
+        "documents.json": document_vectors(_previous("documents.json")),
     }
     for name, data in outputs.items():
         (HERE / name).write_text(
