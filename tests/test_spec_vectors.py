@@ -26,8 +26,9 @@ from crdt.store import StoredDoc
 from crdt.values import format_timestamp
 from node.config import normalize_relay_url
 from node.discovery_tags import _group_classifier, _group_properties, order_addresses
-from node.engine.derive import derive_all, summarize_patterns, summarize_tension
+from node.engine.derive import derive_all
 from node.engine.extract import from_json
+from node.engine.lived import summarize_patterns, summarize_tension
 from node.identity import Keyring, device_id_for, load_keyring
 from node.sync.group import Group
 from node.sync.relay import rank_relays
