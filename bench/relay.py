@@ -115,7 +115,10 @@ async def metric(url: str, name: str) -> int:
 async def throughput(url: str, pid: int, frames: int) -> dict[str, float]:
     room = hashlib.sha256(b"throughput").hexdigest()
     latencies: list[float] = []
-    async with httpx.AsyncClient() as http, aconnect_ws(ws(url, room), http) as b, \
+    # The relay merges queued frames into messages of up to 256 KiB: every client here
+    # takes more than httpx-ws's 64 KiB default, or a busy run ends in 1009.
+    async with httpx.AsyncClient() as http, \
+            aconnect_ws(ws(url, room), http, max_message_size_bytes=1 << 20) as b, \
             aconnect_ws(ws(url, room), http, max_message_size_bytes=1 << 20) as a:
         await b.receive_text()
         await a.receive_text()

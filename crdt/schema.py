@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from .errors import CorruptStoreError, NewerSchemaError, NotAStoreError, StoreOpenError
@@ -147,6 +148,35 @@ def inspect_store_file(path: Path) -> int | None:
     return version
 
 
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def create_private_file(path: Path) -> None:
+    """Create *path* empty with mode 0600 whatever the umask, for SQLite to open.
+
+    SQLite creates a new database 0644 (less the umask) but gives its -wal and
+    -shm files the database's own mode: a store created here stays readable by
+    its owner only, side files included."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def make_private(path: Path) -> None:
+    """Take group and other permissions off *path* if it exists (a store file or its
+    directory of locks from before files were created private); never follows a
+    symbolic link, never adds a permission."""
+    try:
+        mode = os.stat(path, follow_symlinks=False).st_mode
+        if mode & 0o077 and not stat.S_ISLNK(mode):
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+    except FileNotFoundError:  # gone meanwhile (another process's temporary file)
+        return
+
+
 def create_store_file(
     path: Path, *, created_at: str, meta: dict[str, str] | None = None, rename: bool = True
 ) -> None:
@@ -160,6 +190,7 @@ def create_store_file(
         raise StoreOpenError(f"{path}: exists; not overwritten")
     for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
+    create_private_file(tmp)
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")

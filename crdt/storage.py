@@ -273,6 +273,10 @@ class StorageThread:
                     os.close(self._lock_fd)
 
     def _connect(self) -> sqlite3.Connection:
+        # A store from before files were created private: its -wal and -shm would
+        # be created with its mode, so the store is made private first.
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            schema.make_private(path)
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_MS
@@ -312,7 +316,8 @@ class StorageThread:
 
     def _acquire_client_id(self, conn: sqlite3.Connection) -> None:
         lock_dir = Path(f"{self.path}.locks")
-        lock_dir.mkdir(exist_ok=True)
+        lock_dir.mkdir(mode=schema.PRIVATE_DIR_MODE, exist_ok=True)
+        schema.make_private(lock_dir)
         now = format_timestamp(utc_now())
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -511,7 +516,7 @@ class StorageThread:
 
 
 def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, schema.PRIVATE_FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

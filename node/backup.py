@@ -101,6 +101,7 @@ def _snapshot_store(db: Path, dest: Path) -> None:
     if schema.inspect_store_file(db) is None:
         raise BackupError(f"{db}: no Mirror store to back up")
     src = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    schema.create_private_file(dest)  # the plaintext copy waits in the home: 0600
     out = sqlite3.connect(dest)
     try:
         src.backup(out)

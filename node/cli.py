@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
-import shlex
-import subprocess
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import trio
 
@@ -28,11 +26,14 @@ from crdt.journal import Reflection
 
 from .config import MIRROR_MODES
 from .core import MirrorCore, open_core
-from .errors import MirrorError, UsageError
+from .errors import ConfigError, MirrorError, UsageError
 from .files import write_private
 from .home import Home, setup_logging
+from .terminal import direct_stdio, safe_stdio
 
 log = logging.getLogger("mirror.cli")
+
+DISTRIBUTION = "mirror-reflect"  # the name Mirror is installed under (pyproject.toml)
 
 Handler = Callable[[MirrorCore, argparse.Namespace, TextIO], Awaitable[int]]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -116,11 +117,17 @@ def _read_text(args: argparse.Namespace, stdin: TextIO) -> str:
     return stdin.read()
 
 
+def show_notice(text: str) -> None:
+    """An engine notice (the model failed; the offline mirrorback follows): one line
+    on stderr, now; it is not part of the mirrorback that is printed and saved."""
+    print(f"mirror: {text}", file=sys.stderr)
+
+
 async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     text = _read_text(args, sys.stdin)
     at = parse_when(args.at) if args.at else None
     reflection = await core.reflect(text, tags=args.tag or (), private=args.private, at=at)
-    mirrorback = "" if args.no_mirrorback else await core.mirror(reflection)
+    mirrorback = "" if args.no_mirrorback else await core.mirror(reflection, show_notice)
     if args.json:
         json.dump({"id": reflection.id, "mirrorback": mirrorback or None}, out)
         out.write("\n")
@@ -133,17 +140,23 @@ async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    items = await core.journal.all()
+    everything = items = await core.journal.all()
+    wanted: list[str] = []
     if args.tag:
-        wanted = {t.lower().lstrip("#") for t in args.tag}
-        items = [r for r in items if wanted & set(r.tags)]
+        wanted = sorted({t.lower().lstrip("#") for t in args.tag})
+        items = [r for r in items if set(wanted) & set(r.tags)]
     if args.limit is not None:
-        items = items[-args.limit :] if args.limit > 0 else []
+        items = items[-args.limit :]
     if args.json:
         json.dump([reflection_json(r) for r in items], out, ensure_ascii=False, indent=1)
         out.write("\n")
-    elif not items:
+    elif not everything:
         print("No reflections yet. Write one: mirror reflect \"…\"", file=out)
+    elif not items:
+        tags = " or ".join(f"#{t}" for t in wanted)
+        noun = "reflection" if len(everything) == 1 else "reflections"
+        print(f"No reflection is tagged {tags} ({len(everything)} {noun} in all: "
+              "mirror list)", file=out)
     else:
         for r in items:
             print(format_list_line(r), file=out)
@@ -160,25 +173,18 @@ async def cmd_show(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
-def _edit_in_editor(initial: str) -> str:
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
-    if not editor:
-        raise UsageError("no editor: set $EDITOR, or pass the new text with --text")
-    with tempfile.TemporaryDirectory(prefix="mirror-edit-") as tmp:
-        path = Path(tmp) / "reflection.txt"
-        path.write_text(initial, encoding="utf-8")
-        os.chmod(path, 0o600)
-        result = subprocess.run([*shlex.split(editor), str(path)], check=False)
-        if result.returncode != 0:
-            raise MirrorError(f"the editor exited with status {result.returncode}; nothing changed")
-        return path.read_text(encoding="utf-8")
-
-
 async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     _, current = await core.journal.find(args.id)
     text = args.text
     if text is None and args.tag is None:
-        text = await trio.to_thread.run_sync(_edit_in_editor, current.text)
+        from .drafts import edit_in_editor
+
+        def announce(draft: Path) -> None:
+            print(f"mirror: the draft is {draft} (yours only); it is removed when the "
+                  "editor closes", file=sys.stderr, flush=True)
+
+        text = await trio.to_thread.run_sync(edit_in_editor, core.home.path, current.text,
+                                             announce)
     if text is not None and text.strip() == current.text and args.tag is None:
         print("unchanged", file=out)
         return 0
@@ -186,7 +192,7 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     print(f"edited {updated.id}", file=out)
     if updated.text != current.text and current.mirrorback is not None:
         # The old mirrorback quoted the old words and was removed with them.
-        mirrorback = "" if args.no_mirrorback else await core.mirror(updated)
+        mirrorback = "" if args.no_mirrorback else await core.mirror(updated, show_notice)
         if mirrorback:
             print("", file=out)
             print(mirrorback, file=out)
@@ -208,10 +214,35 @@ async def cmd_delete(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     return 0
 
 
-async def write_export(core: MirrorCore, fmt: str, target: Path) -> list[Path]:
-    """Write an export of everything; JSON to a file, Markdown into a directory."""
+EXPORT_SUFFIXES = {".json": "json", ".md": "markdown", ".markdown": "markdown"}
+
+
+def export_format(fmt: str | None, target: Path) -> str:
+    """The format to write *target* in: the one asked for, else the one its name
+    says (``.json``, ``.md``), else JSON. A name that says another format than
+    the one asked for is refused: nobody wants JSON in ``journal.md``."""
+    named = EXPORT_SUFFIXES.get(target.suffix.lower())
+    if fmt is None:
+        return named or "json"
+    if named is not None and named != fmt:
+        fix = (f"name it {target.with_suffix('.json').name}" if fmt == "json" else
+               f"name it {target.with_suffix('.md').name} (one file) or a folder (one file "
+               "per month)")
+        raise UsageError(f"{target.name} is named like a {named} file but the format is "
+                         f"{fmt}: {fix}, or leave out --format")
+    return fmt
+
+
+def is_single_markdown_file(target: Path) -> bool:
+    return EXPORT_SUFFIXES.get(target.suffix.lower()) == "markdown"
+
+
+async def write_export(core: MirrorCore, fmt: str | None, target: Path) -> list[Path]:
+    """Write an export of everything: JSON to a file; Markdown to one ``.md`` file,
+    or into a folder with one file per month. *fmt* None: the format the name says."""
     from crdt.export import export_json, export_markdown
 
+    fmt = export_format(fmt, target)
     if fmt == "json":
         data = await export_json(core.store)
         files = {"": json.dumps(data, ensure_ascii=False, indent=1) + "\n"}
@@ -236,6 +267,11 @@ def _write_export_files_unchecked(fmt: str, target: Path, files: dict[str, str])
             raise UsageError(f"{target}: is a directory (json writes one file)")
         _write_private_file(target, files[""])
         return [target]
+    if is_single_markdown_file(target):
+        if target.is_dir():
+            raise UsageError(f"{target}: is a directory (a .md name writes one file)")
+        _write_private_file(target, "\n\n".join(files[name] for name in sorted(files)))
+        return [target]
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target}: exists and is not a directory (markdown writes a folder)")
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -252,9 +288,11 @@ def _write_private_file(path: Path, text: str) -> None:
 
 async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     target = Path(args.path)
-    written = await write_export(core, args.format, target)
+    fmt = export_format(args.format, target)
+    written = await write_export(core, fmt, target)
     count = await core.counts()
-    where = target if args.format == "json" else f"{target}/ ({len(written)} files)"
+    single = fmt == "json" or is_single_markdown_file(target)
+    where = target if single else f"{target}/ ({len(written)} files)"
     noun = "reflection" if count.reflections == 1 else "reflections"
     print(f"exported {count.reflections} {noun} to {where}", file=out)
     return 0
@@ -277,6 +315,7 @@ async def cmd_compact(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    problem = core.config_problem
     counts = await core.counts()
     stats = core.store.statistics()
     db_bytes = sum(
@@ -297,38 +336,85 @@ async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
         "store_bytes": db_bytes,
         "client_id": stats.client_id,
     }
+    if problem is not None:
+        # What the file says, if it can be read; the node runs on the defaults meanwhile.
+        written = problem.written
+        data.update(
+            mirror_mode=written.mirror_mode if written else None,
+            engine_mode=written.engine_mode if written else None,
+            engine=f"{core.engine.name} (config.json invalid: the defaults are in use)",
+            sync_enabled=written.sync_enabled if written else None,
+            config_error=str(problem.error),
+            config_fix=problem.how_to_fix(),
+        )
     if args.json:
         json.dump(data, out, indent=1)
         out.write("\n")
     else:
         for key, value in data.items():
             print(f"{key.replace('_', ' ')}: {value}", file=out)
+    if problem is not None:
+        print(f"mirror: {problem.error}; {problem.how_to_fix()}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def cmd_mode(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    problem = core.config_problem
     if args.mode is None:
-        print(core.config.mirror_mode, file=out)
-        return 0
-    new = core.config.with_changes(mirror_mode=args.mode)
-    core.home.save_config(new)
-    core.config = new
-    print(f"mode: {new.mirror_mode}", file=out)
+        if problem is None:
+            print(core.config.mirror_mode, file=out)
+            return 0
+        if problem.written is not None:
+            print(problem.written.mirror_mode, file=out)
+        print(f"mirror: {problem.error}; {problem.how_to_fix()}", file=sys.stderr)
+        return 1
+    new = core.config_to_change().with_changes(mirror_mode=args.mode)
+    core.save_config(new)
+    repaired = " (config.json is valid again)" if problem is not None else ""
+    print(f"mode: {new.mirror_mode}{repaired}", file=out)
     return 0
 
 
 async def cmd_repl(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from .repl import run_repl
 
-    await run_repl(core)
+    with direct_stdio():  # prompt-toolkit draws; the REPL filters what it shows itself
+        await run_repl(core)
     return 0
 
 
 # --------------------------------------------------------------------------- parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Wrong arguments are one line on stderr (exit status 2), like every failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (for --limit N and the like)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
+def mirror_version() -> str:
+    """The installed version of Mirror ("unknown" when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mirror",
         description="Mirror: write reflections; your own machine reflects them back. "
         "With no command, starts the interactive prompt.",
@@ -339,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--passphrase-file", metavar="FILE",
                         help="passphrase of an encrypted home or backup (first line of FILE; "
                         "or set MIRROR_PASSPHRASE)")
+    parser.add_argument("--version", action="version", version=f"mirror {mirror_version()}")
     parser.set_defaults(handler=cmd_repl)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -362,12 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list reflections, oldest first")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--tag", action="append", metavar="TAG", help="only with this tag")
-    p.add_argument("--limit", type=int, metavar="N", help="only the newest N")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p = add("show", cmd_show, "show one reflection and its mirrorback")
     p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("edit", cmd_edit, "change a reflection's text (in $EDITOR, or with --text) or "
-            "tags; the engine learns it again")
+            "tags; the engine learns it again. The editor's draft is kept in the home's "
+            "drafts/ folder, readable by you only, and removed afterwards")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--text", help="the new text")
     p.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")
@@ -377,16 +465,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", cmd_delete, "delete a reflection and all the engine learned from it")
     p.add_argument("id", help="the id, or a unique prefix")
     p.add_argument("--yes", action="store_true", help="do not ask")
-    p = add("export", cmd_export, "export everything: JSON (one file) or Markdown (a folder)")
-    p.add_argument("--format", choices=("json", "markdown"), default="json")
-    p.add_argument("path", help="file (json) or directory (markdown) to write")
+    p = add("export", cmd_export, "export everything: JSON (one file), Markdown (one .md "
+            "file, or a folder with one file per month)")
+    p.add_argument("--format", choices=("json", "markdown"),
+                   help="default: what the name says (.json, .md), else json")
+    p.add_argument("path", help="file (json, or markdown named .md) or folder (markdown)")
     add("compact", cmd_compact, "fold each document's update log into a verified snapshot")
     add("scrub", cmd_scrub, "remove what was deleted or edited away from this device's store "
         "file (after a delete or edit that could not finish it)")
     p = add("status", cmd_status, "show the home, the modes and what is stored")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(config_tolerant=True)  # runs, and explains, with an invalid config.json
     p = add("mode", cmd_mode, "show or set the mirror mode (local, hybrid, cloud)")
     p.add_argument("mode", nargs="?", choices=MIRROR_MODES)
+    p.set_defaults(config_tolerant=True)
     add("repl", cmd_repl, "start the interactive prompt (the default)")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(add)
@@ -402,12 +494,24 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         result: int = await home_handler(home, args, out)
         return result
     cipher = await unlock_home(home, args)
-    async with open_core(home, cipher=cipher) as core:
+    async with open_core(home, cipher=cipher, tolerate_bad_config=True) as core:
+        problem = core.config_problem
+        if problem is not None and not getattr(args, "config_tolerant", False):
+            raise ConfigError(f"{problem.error} (mirror status explains; mirror mode and "
+                              "mirror engine still work)")
         status: int = await args.handler(core, args, out)
         return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every line the program prints goes through one filter: text from elsewhere
+    # (synced or imported reflections, Commons posts, device names, server
+    # messages) never drives the terminal (node.terminal).
+    with safe_stdio():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

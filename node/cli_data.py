@@ -24,6 +24,7 @@ from crdt import crypto_at_rest as car
 
 from .errors import MirrorError, UsageError
 from .home import Home
+from .terminal import unfiltered
 
 if TYPE_CHECKING:
     from .core import MirrorCore
@@ -163,8 +164,10 @@ class ProgressLine:
             return
         self._last = percent
         mib = 1024 * 1024
-        self.stream.write(f"\r{self.label}: {percent}% ({done / mib:.1f} of {total / mib:.1f} MiB)")
-        self.stream.flush()
+        # The carriage return is ours (the label and figures too): written unfiltered.
+        stream = unfiltered(self.stream)
+        stream.write(f"\r{self.label}: {percent}% ({done / mib:.1f} of {total / mib:.1f} MiB)")
+        stream.flush()
 
     def finish(self) -> None:
         if self.enabled and self._last >= 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -22,10 +23,11 @@ import trio
 
 from crdt.values import parse_timestamp
 
-from .cli import AddCommand, parse_when, short_line
+from .cli import AddCommand, parse_when, positive_int, short_line
 from .config import DEFAULT_LOCAL_API_BASE, Config
 from .core import MirrorCore
-from .errors import UsageError
+from .errors import MirrorError, UsageError
+from .llm.client import litellm_install_command, litellm_installed
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_EMPTY = "·"
@@ -195,12 +197,15 @@ async def set_engine(
     fallback: bool | None = None,
     extraction: str | None = None,
 ) -> Config:
-    """Switch the engine (validated, saved) and use it from now on."""
-    from .engine.registry import engine_for, enricher_for
-
+    """Switch the engine (validated, saved) and use it from now on; while
+    config.json is invalid, the change is made to what the file says."""
     mode = ENGINE_CHOICES[choice]
+    if mode != "offline" and not litellm_installed():
+        raise MirrorError(f"the {choice} engine talks to models through litellm, which is "
+                          f"not installed: {litellm_install_command()}")
+    base = core.config_to_change()
     changes: dict[str, Any] = {"engine_mode": mode}
-    if mode != core.config.engine_mode:
+    if mode != base.engine_mode:
         changes.update(engine_model="", engine_api_base="")  # the new mode's defaults
     if model is not None:
         changes["engine_model"] = model
@@ -212,11 +217,8 @@ async def set_engine(
         changes["engine_fallback"] = fallback
     if extraction is not None:
         changes["engine_extraction"] = extraction
-    new = core.config.with_changes(**changes)
-    await trio.to_thread.run_sync(core.home.save_config, new)
-    core.config = new
-    core.engine = engine_for(new, core.home)
-    core.understanding.enricher = enricher_for(new, core.home)
+    new = base.with_changes(**changes)
+    await trio.to_thread.run_sync(core.save_config, new)
     return new
 
 
@@ -258,12 +260,21 @@ async def cmd_engine(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     elif any(v is not None for v in (args.model, args.api_base, args.timeout, args.fallback,
                                      args.extraction)):
         raise UsageError("name the engine too, e.g.: mirror engine local --model M")
+    problem = core.config_problem
+    shown = core.config if problem is None else problem.written
     if args.json:
-        data = {k: v for k, v in asdict(core.config).items() if k.startswith("engine_")}
-        data.update(model=core.config.effective_model, api_base=core.config.effective_api_base)
+        data: dict[str, Any] = {}
+        if shown is not None:
+            data = {k: v for k, v in asdict(shown).items() if k.startswith("engine_")}
+            data.update(model=shown.effective_model, api_base=shown.effective_api_base)
+        if problem is not None:
+            data["config_error"] = str(problem.error)
         _json(data, out)
-    else:
-        print(render_engine(core.config), file=out)
+    elif shown is not None:
+        print(render_engine(shown), file=out)
+    if problem is not None:
+        print(f"mirror: {problem.error}; {problem.how_to_fix()}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -363,7 +374,8 @@ def add_commands(add: AddCommand) -> None:
             "this machine or the LAN) or remote (an API with your own key)")
     p.add_argument("choice", nargs="?", choices=tuple(ENGINE_CHOICES))
     p.add_argument("--model", help="litellm model name, e.g. ollama_chat/llama3.2 or "
-                   "openai/MODEL for an OpenAI-compatible server")
+                   "openai/MODEL for an OpenAI-compatible server; a local model named "
+                   "without a provider (llama3.2) is Ollama's")
     p.add_argument("--api-base", help=f"the server's URL (local default {DEFAULT_LOCAL_API_BASE})")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="wait at most this long")
     p.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None,
@@ -371,6 +383,7 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--extraction", choices=("offline", "llm"),
                    help="let the model add to the offline findings")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(config_tolerant=True)  # runs, and can repair, with an invalid config.json
     p = add("patterns", cmd_patterns, "recurring themes and trigger → response loops")
     p.add_argument("--min", type=int, default=3, help="reflections needed (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -389,7 +402,8 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("related", cmd_related, "past reflections related to one (default: the newest)")
     p.add_argument("id", nargs="?", help="the id, or a unique prefix")
-    p.add_argument("--limit", type=int, default=5)
+    p.add_argument("--limit", type=positive_int, default=5, metavar="N",
+                   help="at most N (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     add("reindex", cmd_reindex, "learn again from every reflection, e.g. after an import "
         "(keeps your graph edits; deletes and edits need none)")

@@ -19,6 +19,7 @@ from .errors import MirrorError, UsageError
 
 if TYPE_CHECKING:
     from .core import MirrorCore
+    from .sync.group import Group
 
 log = logging.getLogger("mirror.cli")
 
@@ -58,6 +59,7 @@ async def cmd_store(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
         from .sync.runner import open_group
 
         group = await open_group(core)
+        await _check_store(core, group, url)
         save_state(home, url, LogState(group.keyring.epoch))
         print(f"added {url}; mirror serve keeps it in sync (or run: mirror store sync)",
               file=out)
@@ -85,6 +87,41 @@ async def cmd_store(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
               f"{row['status']}" + (f" ({row['rejected']} rejected)" if row["rejected"] else ""),
               file=out)
     return 0
+
+
+STORE_PREFIX = "/store"  # where a Commons server mounts its blind store
+
+
+async def _check_store(core: MirrorCore, group: Group, url: str) -> None:
+    """Ask *url* once for this group's usage, so that a URL that is no blind store
+    (a Commons server's root, a typo) is refused now rather than failing at every
+    sync; a Commons server's own store under /store is pointed out."""
+    from .sync.blind import BlindStoreError, BlindSync, open_http_client
+    from .sync.blind_client import StoreRefused
+
+    async def answers(candidate: str) -> None:
+        sync = BlindSync(core.store, group, candidate, core.home.path, http)
+        await sync._client(sync.epoch).usage()
+
+    async with open_http_client() as http:
+        try:
+            await answers(url)
+        except StoreRefused as exc:
+            if exc.status != 404:
+                raise MirrorError(f"{exc}; nothing was added") from None
+            hint = ""
+            if not url.endswith(STORE_PREFIX):
+                try:
+                    await answers(url + STORE_PREFIX)
+                    hint = (f"; this server keeps its blind store at {url}{STORE_PREFIX}: "
+                            f"mirror store add {url}{STORE_PREFIX}")
+                except BlindStoreError:
+                    pass
+            raise MirrorError(f"{url} is not a blind store (it answered 404){hint}; "
+                              "nothing was added") from None
+        except BlindStoreError as exc:
+            raise MirrorError(f"{exc}; nothing was added (check the URL, or add it when the "
+                              "store can be reached)") from None
 
 
 async def _sync(core: MirrorCore, args: argparse.Namespace, out: TextIO, urls: list[str]) -> int:

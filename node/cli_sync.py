@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
+from crdt.devices import clean_name
+
 from .config import parse_host_port
 from .errors import ConfigError, MirrorError, UsageError
 
@@ -235,6 +237,11 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         normalize_pairing_code(args.code)
     except LocalProtocolError as exc:
         raise UsageError(f"{args.code!r} is {exc}") from None
+    if args.name:
+        try:
+            clean_name(args.name)
+        except ValueError as exc:
+            raise UsageError(f"--name: {exc}") from None
     group = await _group(core)
     others = [r for r in group.active() if r.device_id != group.keyring.device_id]
     if others and not args.force:
@@ -247,10 +254,12 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     if not args.address and _interfaces(core, args) is None and relays:
         from .sync.relay import join_through_relays
 
+        if args.name:  # the name the pairer records is the one we keep, as on the LAN
+            group.rename_self(args.name)
         try:
             with trio.fail_after(timeout):
                 result = await join_through_relays(
-                    group, args.code, args.name or group.keyring.device_name, relays
+                    group, args.code, group.keyring.device_name, relays
                 )
         except trio.TooSlowError:
             raise MirrorError("the pairing device did not show up at the relay in time") from None
@@ -278,10 +287,7 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         where = ", ".join(f"{host}:{port}" for host, port in candidates)
         raise MirrorError(f"cannot reach the pairing device at {where} ({exc})") from None
     if args.name:
-        try:
-            group.rename_self(args.name)  # the name the pairer records is the one we keep
-        except ValueError as exc:
-            raise UsageError(f"--name: {exc}") from None
+        group.rename_self(args.name)  # the name the pairer records is the one we keep
     name = group.keyring.device_name
     result = await join(group, args.code, stream, name)
     await core.store.wait_durable()

@@ -85,6 +85,7 @@ log = logging.getLogger("mirror.commons")
 SYNC_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 15.0
 MAX_WS_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Largest WebSocket message taken from a server: httpx-ws ends the connection past it."""
 MAX_WITHDRAWN_LISTED = 10_000
 """Most entries read from each list of a server's ``/api/v1/withdrawn``."""
 MAX_WITHDRAWN_BODY_BYTES = 4 * 1024 * 1024
@@ -504,15 +505,12 @@ async def sync_commons(
     import httpx
     import httpx_ws
 
-    from .sync.ws_client import bounded_session  # imports httpx-ws: only when syncing
-
     documents = CommonsSync(store, server, authors, withdrawn)
     try:
         with trio.fail_after(SYNC_TIMEOUT_S):
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
                 connecting: Any = httpx_ws.aconnect_ws(
                     server.ws_url, client, max_message_size_bytes=MAX_WS_MESSAGE_BYTES,
-                    session_class=bounded_session(MAX_WS_MESSAGE_BYTES),
                     keepalive_ping_interval_seconds=None)
                 async with connecting as ws:
                     # Errors are carried out of httpx-ws's task group by hand: raised

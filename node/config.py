@@ -4,9 +4,20 @@
 
     {"mirror_mode": "local", "engine_mode": "offline", "sync_enabled": false}
 
+The seed architecture's three example configs load verbatim::
+
+    {"mirror_mode": "local", "engine_mode": "local_llm", "sync_enabled": false}
+    {"mirror_mode": "hybrid", "engine_mode": "remote_llm", "sync_enabled": true}
+    {"mirror_mode": "cloud", "engine_mode": "remote_llm", "sync_enabled": true}
+
 ``local`` opens no connection but to LAN peers and a loopback/LAN model;
-``hybrid`` may also reach the person's relays and Commons servers; ``cloud``
-may use a remote model API with the person's own key.
+``hybrid`` may also reach the person's relays and Commons servers, and a remote
+model API with the person's own key (``remote_llm``); ``cloud`` (hosted on the
+platform) may reach all of these.
+
+An invalid file never locks the person out: :func:`read_config` gives what the
+file says (checked for types only) so that ``mirror status``, ``mirror mode``
+and ``mirror engine`` can show the problem and repair it.
 """
 
 from __future__ import annotations
@@ -22,9 +33,11 @@ from .errors import ConfigError
 from .files import write_private_json
 
 MIRROR_MODES = ("local", "hybrid", "cloud")
+REMOTE_MODEL_MODES = ("hybrid", "cloud")  # where engine_mode remote_llm may be used
 ENGINE_MODES = ("offline", "local_llm", "remote_llm")
 ENGINE_EXTRACTIONS = ("offline", "llm")
 DEFAULT_LOCAL_MODEL = "ollama_chat/llama3.2"
+LOCAL_PROVIDER_PREFIX = "ollama_chat/"  # for a local model named without a provider
 DEFAULT_LOCAL_API_BASE = "http://127.0.0.1:11434"
 DEFAULT_REMOTE_MODEL = "openai/gpt-4o-mini"
 MAX_ENGINE_TIMEOUT_S = 600.0
@@ -61,9 +74,15 @@ class Config:
 
     @property
     def effective_model(self) -> str:
-        if self.engine_model:
-            return self.engine_model
-        return DEFAULT_REMOTE_MODEL if self.engine_mode == "remote_llm" else DEFAULT_LOCAL_MODEL
+        """The litellm model name: the configured one (a local model named without a
+        provider, as Ollama users name them — ``llama3.2`` — is Ollama's), else the
+        engine mode's default."""
+        model = self.engine_model
+        if not model:
+            return DEFAULT_REMOTE_MODEL if self.engine_mode == "remote_llm" else DEFAULT_LOCAL_MODEL
+        if self.engine_mode == "local_llm" and "/" not in model:
+            return LOCAL_PROVIDER_PREFIX + model
+        return model
 
     @property
     def effective_api_base(self) -> str:
@@ -102,10 +121,11 @@ class Config:
             raise ConfigError("update_source must be text and auto_update true or false")
         if self.auto_update and not self.update_source:
             raise ConfigError("auto_update needs an update_source (mirror update source URL)")
-        if self.engine_mode == "remote_llm" and self.mirror_mode != "cloud":
+        if self.engine_mode == "remote_llm" and self.mirror_mode not in REMOTE_MODEL_MODES:
             raise ConfigError(
-                "engine_mode remote_llm needs mirror_mode cloud "
-                "(run: mirror mode cloud), or choose engine_mode offline or local_llm"
+                "engine_mode remote_llm sends reflections to a model API off this network, "
+                "which local mode never does: run mirror mode hybrid, "
+                "or mirror engine offline (or local)"
             )
         return self
 
@@ -227,6 +247,20 @@ def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
 
 def load_config(path: Path) -> Config:
     """Read and validate *path*; a missing file gives the defaults."""
+    config = read_config(path)
+    try:
+        return config.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_config(path: Path) -> Config:
+    """What *path* says, each value of the right type but the whole not validated
+    (a missing file gives the defaults); ConfigError when even that cannot be read.
+
+    For the commands that show or repair an invalid config: anything that acts on
+    the settings uses :func:`load_config`.
+    """
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -258,10 +292,7 @@ def load_config(path: Path) -> Config:
             values[key] = float(value)
         elif not isinstance(value, expected):
             raise ConfigError(f"{path}: {key} must be {_type_name(expected)} (got {value!r})")
-    try:
-        return Config(**values).validate()
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return Config(**values)
 
 
 def _type_name(kind: type) -> str:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import trio
 
@@ -22,12 +23,12 @@ from crdt.journal import Journal, Mirrorback, Reflection, read_one, shard_ids, s
 from crdt.settings import Settings
 from crdt.values import utc_now
 
-from .config import Config
-from .engine.base import Engine, MirrorbackRequest
+from .config import Config, read_config
+from .engine.base import Engine, EngineNotice, MirrorbackRequest
 from .engine.derive import Touched
 from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
-from .errors import ScrubIncompleteError
+from .errors import ConfigError, ScrubIncompleteError
 from .home import Home
 from .identity import forget_sealing_key, register_sealing_key
 
@@ -44,6 +45,26 @@ class Counts:
     reflections: int
     private: int
     documents: int
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """Why the home's config.json is not in use, and what it says.
+
+    ``written`` is the file's content (each value of the right type, the whole
+    invalid), or None when not even that could be read (not JSON, an unknown
+    setting, a value of the wrong type): then only an edit of the file fixes it.
+    """
+
+    error: ConfigError
+    written: Config | None
+    path: Path
+
+    def how_to_fix(self) -> str:
+        if self.written is None:
+            return (f"edit {self.path}, or move it aside to start from the defaults "
+                    f"(mv {self.path} {self.path}.bad)")
+        return f"set the values with mirror mode / mirror engine, or edit {self.path}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,29 @@ class MirrorCore:
         # Reflections this process deleted itself (delete() already forgot and
         # scrubbed them): follow_peer_deletes does not count them as a peer's.
         self._deleted_here: set[str] = set()
+        # Set when open_core(tolerate_bad_config=True) met an invalid config.json:
+        # self.config is then the defaults (local, offline, no sync: nothing leaves).
+        self.config_problem: ConfigProblem | None = None
+
+    # ------------------------------------------------------------------ settings
+
+    def config_to_change(self) -> Config:
+        """The config a change starts from: the one in use, or, while config.json is
+        invalid, what the file says (so a fix keeps the person's other settings)."""
+        problem = self.config_problem
+        if problem is None:
+            return self.config
+        if problem.written is None:
+            raise ConfigError(f"{problem.error}; {problem.how_to_fix()}")
+        return problem.written
+
+    def save_config(self, new: Config) -> None:
+        """Validate and save *new* and use it from now on (repairs an invalid file)."""
+        self.home.save_config(new.validate())
+        self.config = new
+        self.config_problem = None
+        self.engine = engine_for(new, self.home)
+        self.understanding.enricher = enricher_for(new, self.home)
 
     # ------------------------------------------------------------------ reflecting
 
@@ -170,12 +214,18 @@ class MirrorCore:
         past = await self.journal.recent(limit + 1, include_private=reflection.private)
         return [r for r in past if r.id != reflection.id][-limit:]
 
-    async def stream_mirrorback(self, reflection: Reflection) -> AsyncIterator[str]:
-        """Yield the mirrorback in pieces as the engine produces them, then save it."""
+    async def stream_mirrorback(
+        self, reflection: Reflection
+    ) -> AsyncIterator[str | EngineNotice]:
+        """Yield the mirrorback in pieces as the engine produces them, then save it.
+
+        An :class:`EngineNotice` (the model failed, say) is passed on for the
+        person to see once; it is not part of what is saved."""
         request = MirrorbackRequest(reflection, tuple(await self.past_for(reflection)))
         parts: list[str] = []
         async for chunk in self.engine.stream(request):
-            parts.append(chunk)
+            if not isinstance(chunk, EngineNotice):
+                parts.append(chunk)
             yield chunk
         text = "".join(parts).strip()
         if text:
@@ -184,9 +234,19 @@ class MirrorCore:
                 Mirrorback(text, self.engine.name, self.engine.model, utc_now()),
             )
 
-    async def mirror(self, reflection: Reflection) -> str:
-        """The whole mirrorback for *reflection*, saved before returning."""
-        return "".join([c async for c in self.stream_mirrorback(reflection)]).strip()
+    async def mirror(
+        self, reflection: Reflection, on_notice: Callable[[str], None] | None = None
+    ) -> str:
+        """The whole mirrorback for *reflection*, saved before returning; each
+        engine notice goes to *on_notice* (the engine has logged it already)."""
+        parts: list[str] = []
+        async for chunk in self.stream_mirrorback(reflection):
+            if isinstance(chunk, EngineNotice):
+                if on_notice is not None:
+                    on_notice(chunk.text)
+            else:
+                parts.append(chunk)
+        return "".join(parts).strip()
 
     # ------------------------------------------------------------------ reading
 
@@ -353,15 +413,28 @@ async def open_core(
     create: bool = True,
     passphrase: str | None = None,
     cipher: BlobCipher | None = None,
+    tolerate_bad_config: bool = False,
 ) -> AsyncIterator[MirrorCore]:
     """Open (and if allowed create) the home and its store for the block.
 
     An encrypted home needs its *passphrase* (or the already unlocked
     *cipher*); while it is open, its keyring is sealed with a key derived from it.
+    An invalid config.json raises ConfigError, unless *tolerate_bad_config*: then
+    the core runs on the defaults and ``core.config_problem`` says what is wrong.
     """
     if create:
         home.ensure()
-    config = home.load_config()
+    problem: ConfigProblem | None = None
+    try:
+        config = home.load_config()
+    except ConfigError as exc:
+        if not tolerate_bad_config:
+            raise
+        written = None
+        with suppress(ConfigError):
+            written = read_config(home.config_path)
+        problem = ConfigProblem(exc, written, home.config_path)
+        config = Config()
     async with open_store(
         home.db_path, create=create, passphrase=passphrase, cipher=cipher
     ) as store:
@@ -369,7 +442,9 @@ async def open_core(
             register_sealing_key(home.path, store.cipher.purpose_key("keyring"))
         try:
             settings = await Settings.open(store)
-            yield MirrorCore(home, config, store, settings)
+            core = MirrorCore(home, config, store, settings)
+            core.config_problem = problem
+            yield core
         finally:
             if store.cipher is not None:
                 forget_sealing_key(home.path)

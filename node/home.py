@@ -8,13 +8,15 @@ Layout::
     logs/mirror.log    tracebacks and diagnostics; never reflection text
     history            REPL command history (commands only)
     prompts/           optional overrides of the engine's prompt files
+    drafts/            `mirror edit`'s draft while the editor is open (node.drafts)
     sync-status.json   what a running `mirror serve` last saw
     blind-stores.json  configured blind stores and their cursors
     authors.json       Commons author keys (0600)
     trusted-keys.json  release keys this device trusts; updates/ the last verified release
 
 Chosen by ``--home``, else ``MIRROR_HOME``, else the platform's user data dir.
-Created with mode 0700: it holds a person's most private thoughts.
+Created with mode 0700, every file in it 0600: it holds a person's most private
+thoughts.
 """
 
 from __future__ import annotations
@@ -24,14 +26,32 @@ import logging.handlers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from .config import Config, load_config, save_config
 from .errors import HomeError
+from .files import ensure_private_file, make_private_dir, make_tree_private
 
 ENV_HOME = "MIRROR_HOME"
 DB_NAME = "mirror.db"
+# What Mirror keeps in a home (the layout above), for making an older home private
+# again: only these are touched, whatever else the directory holds.
+MIRROR_ENTRIES = frozenset({
+    DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", f"{DB_NAME}.locks",
+    "config.json", "keyring.json", "logs", "history", "prompts", "drafts", "updates",
+    "sync-status.json", "blind-stores.json", "authors.json", "commons.json",
+    "trusted-keys.json", "llm.key",
+})
+MIRROR_ENTRY_PREFIXES = ("replaced-", ".backup-snapshot-", ".restore-", ".mirror.db")
+
+
+def is_mirror_entry(name: str) -> bool:
+    """Whether *name*, in a home, is one of Mirror's files or their temporary forms."""
+    if name in MIRROR_ENTRIES or name.startswith(MIRROR_ENTRY_PREFIXES):
+        return True
+    return name.startswith(".") and name[1:].split(".tmp-", 1)[0] in MIRROR_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -71,12 +91,19 @@ class Home:
         return self.db_path.exists()
 
     def ensure(self) -> None:
-        """Create the home (0700) if needed; refuse a path that is not a directory."""
+        """Create the home (0700) if needed; refuse a path that is not a directory.
+
+        A home that exists with wider permissions (made by hand, or by a version
+        that created files with the umask's mode) is made private: 0700 for it
+        and its directories, group and other permissions off every file."""
         if self.path.exists() and not self.path.is_dir():
             raise HomeError(f"{self.path}: exists and is not a directory")
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (self.path / "logs").mkdir(mode=0o700, exist_ok=True)
+            make_private_dir(self.path)
+            for entry in os.scandir(self.path):  # a few dozen: well under a millisecond
+                if is_mirror_entry(entry.name):
+                    make_tree_private(Path(entry.path))
+            make_private_dir(self.path / "logs")
         except OSError as exc:
             raise HomeError(f"{self.path}: cannot create the home ({exc.strerror})") from None
         if not self.config_path.exists():
@@ -105,10 +132,15 @@ class HomeLogHandler(logging.handlers.RotatingFileHandler):
             if not self.home.path.is_dir():
                 return
             try:
-                self.home.log_path.parent.mkdir(mode=0o700, exist_ok=True)
+                make_private_dir(self.home.log_path.parent)
             except OSError:
                 return
         super().emit(record)
+
+    def _open(self) -> Any:
+        # logging opens (and after a rollover creates) the file with the umask's mode
+        ensure_private_file(Path(self.baseFilename))
+        return super()._open()
 
 
 def setup_logging(home: Home, *, verbose: bool = False) -> None:

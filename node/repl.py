@@ -34,7 +34,6 @@ import logging
 import shlex
 import sys
 import threading
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -52,7 +51,13 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
-from .cli import format_list_line, format_reflection, short_line, write_export
+from .cli import (
+    format_list_line,
+    format_reflection,
+    is_single_markdown_file,
+    short_line,
+    write_export,
+)
 from .cli_ask import REPL_COMMANDS as ASK_COMMANDS
 from .cli_ask import repl_command as ask_command
 from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
@@ -62,7 +67,10 @@ from .cli_mood import REPL_COMMANDS as MOOD_COMMANDS
 from .cli_mood import repl_command as mood_command
 from .config import MIRROR_MODES
 from .core import Arrival, MirrorCore
+from .engine.base import EngineNotice
 from .errors import MirrorError, UsageError
+from .files import ensure_private_file
+from .terminal import printable
 
 log = logging.getLogger("mirror.repl")
 
@@ -105,15 +113,6 @@ def help_text() -> str:
         lines.append(f"  {f'/{name} {args}'.ljust(width)}  {what}")
     lines += ["", "A line starting with // is saved as a reflection starting with /."]
     return "\n".join(lines)
-
-
-def printable(text: str) -> str:
-    """*text* with control characters (but newline and tab) shown as "?", so stored
-    text can never drive the terminal. Format characters (joiners, direction
-    marks) are kept: they belong to the writing."""
-    return "".join(
-        "?" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
-    )
 
 
 def plural(n: int, noun: str) -> str:
@@ -159,6 +158,13 @@ class CommandHistory(FileHistory):
     def store_string(self, string: str) -> None:
         if string.startswith("/") and not string.startswith(("//", "/private")):
             super().store_string(string)
+
+
+def private_history(path: Path) -> str:
+    """The history file's name, the file created 0600 first (prompt-toolkit would
+    create it with the umask's mode)."""
+    ensure_private_file(path)
+    return str(path)
 
 
 def key_bindings() -> KeyBindings:
@@ -272,7 +278,7 @@ class Repl:
             PROMPT,
             multiline=True,
             prompt_continuation=lambda width, line_no, wrapped: "… ".rjust(width),
-            history=CommandHistory(str(core.home.history_path)),
+            history=CommandHistory(private_history(core.home.history_path)),
             completer=CommandCompleter(),
             complete_while_typing=False,
             key_bindings=key_bindings(),
@@ -378,7 +384,11 @@ class Repl:
         self.say()
         try:
             async for chunk in self.core.stream_mirrorback(reflection):
-                self.terminal.write(printable(chunk))
+                if isinstance(chunk, EngineNotice):  # shown now, not part of the mirrorback
+                    self.say(f"({chunk.text})")
+                    self.say()
+                else:
+                    self.terminal.write(printable(chunk))
         except KeyboardInterrupt:
             self.say("\n(mirrorback stopped; the reflection is saved)")
             return
@@ -441,7 +451,8 @@ class Repl:
             raise UsageError("usage: /export json|markdown PATH")
         fmt, target = args[0], Path(args[1])
         written = await write_export(self.core, fmt, target)
-        where = target if fmt == "json" else f"{target}/ ({len(written)} files)"
+        single = fmt == "json" or is_single_markdown_file(target)
+        where = target if single else f"{target}/ ({len(written)} files)"
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
 
     async def cmd_engine_view(self, name: str, rest: str) -> None:

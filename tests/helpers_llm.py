@@ -4,7 +4,8 @@ Speaks enough of Ollama (``/api/chat``, ``/api/generate``, ``/api/show``) and
 of the OpenAI API (``/v1/chat/completions``, JSON or server-sent events) for
 litellm. Behaviours: ``ok`` (answer with *reply*, split in pieces when the
 client streams), ``hang`` (read the request, then never answer until the
-server closes), ``malformed`` (a 200 whose body is not JSON), ``unauthorized``
+server closes), ``stall`` (stream every piece of the answer but the last, then
+nothing until the server closes), ``malformed`` (a 200 whose body is not JSON), ``unauthorized``
 (a 401 whose body echoes the bearer token, to prove it is redacted).
 Every request is recorded (path, JSON body, headers). Threaded, so it serves
 a client running on any thread; loopback only.
@@ -132,7 +133,12 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
             self.end_headers()
-            for piece in _pieces(text):
+            pieces = _pieces(text)
+            for i, piece in enumerate(pieces):
+                if fake.mode == "stall" and i == len(pieces) - 1:
+                    fake.release.wait()
+                    self.close_connection = True
+                    return
                 self.wfile.write(json.dumps(msg(piece, False)).encode() + b"\n")
                 self.wfile.flush()
             self.wfile.write(json.dumps(msg("", True)).encode() + b"\n")

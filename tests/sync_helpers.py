@@ -66,6 +66,20 @@ def write_seeded_keyrings(tmp_path: Path, names: list[str], seed: int) -> None:
                 device_name=name, epochs={0: secret}).save()
 
 
+async def texts(device: Device) -> set[str]:
+    """The texts of every reflection *device* holds now (other writers' included)."""
+    await device.store.refresh()
+    return {r.text for r in await device.journal.all()}
+
+
+def has(device: Device, text: str) -> Callable[[], Awaitable[bool]]:
+    """A :func:`wait_for` condition: *device* holds a reflection with *text*."""
+    async def check() -> bool:
+        return text in await texts(device)
+
+    return check
+
+
 async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], deadline_s: float = 10) -> None:
     """Wait until *predicate* holds, checking after each scheduling round (bounded)."""
     with trio.fail_after(deadline_s):

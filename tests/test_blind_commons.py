@@ -16,7 +16,7 @@ import trio
 
 from tests.helpers import REPO, mirror_env
 from tests.test_blind_e2e import ok
-from tests.test_sync_e2e import listed
+from tests.test_sync_e2e import listed, mirror
 
 
 @asynccontextmanager
@@ -55,9 +55,25 @@ async def test_a_device_syncs_through_the_commons_server(
                 assert (await client.get(f"{url}/healthz")).status_code == 200
         await ok(a, "share", "journal", "--class", "devices")
         await ok(a, "reflect", "--no-mirrorback", "kept by the commons server, unread")
+        if not store_only:
+            # The server's root is no blind store: refused now, with where the store is.
+            status, out, err = await mirror(a, "store", "add", url)
+            assert status == 1 and err.count("\n") == 1, err
+            assert "is not a blind store" in err and f"mirror store add {url}/store" in err
+            assert "no blind store configured" in await ok(a, "store", "list")
         await ok(a, "store", "add", base)
         out = json.loads(await ok(a, "store", "sync", "--compact", "--json"))
         assert out[0]["compacted"] and out[0]["rejected"] == 0
     assert await listed(a) == ["kept by the commons server, unread"]
     data = b"".join(p.read_bytes() for p in (tmp_path / "server").glob("blind-store.db*"))
     assert data and b"unread" not in data
+
+
+async def test_a_store_that_cannot_be_reached_is_not_added(tmp_path: Path) -> None:
+    from tests.helpers_llm import unused_port
+
+    a = tmp_path / "a"
+    status, out, err = await mirror(a, "store", "add", f"http://127.0.0.1:{unused_port()}")
+    assert status == 1 and err.count("\n") == 1, err
+    assert "cannot reach the blind store" in err and "nothing was added" in err
+    assert "no blind store configured" in await ok(a, "store", "list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,79 @@ def test_bad_config_is_one_line(home_dir: Path, capsys: pytest.CaptureFixture[st
     assert "not valid JSON" in err
     (home_dir / "config.json").write_text('{"engine_mode": "remote_llm"}')
     status, _, err = cli(capsys, "status")
-    assert "needs mirror_mode cloud" in err
+    assert "which local mode never does: run mirror mode hybrid" in err
+
+
+INVALID_CONFIGS = {
+    # what config.json says -> (a word of the problem, can `mirror mode`/`engine` fix it)
+    '{"mirror_mode": "local", "engine_mode": "remote_llm", "relays": ["https://r.example"]}':
+        ("remote_llm", True),
+    '{"mirror_mode": "orbit", "relays": ["https://r.example"]}': ("orbit", True),
+    '{"engine_mode": "local_llm", "engine_api_base": "https://api.example.com"}':
+        ("on this machine or the LAN", True),
+    '{"mirror_mode": "local",': ("not valid JSON", False),
+    '{"mirror_mode": "local", "colour": "blue"}': ("unknown setting 'colour'", False),
+    '{"sync_enabled": "yes"}': ("sync_enabled must be true or false", False),
+    '[1, 2]': ("expected a JSON object", False),
+}
+
+
+@pytest.mark.parametrize("text", sorted(INVALID_CONFIGS))
+def test_an_invalid_config_never_locks_the_person_out(
+    text: str, home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    problem, fixable = INVALID_CONFIGS[text]
+    cli(capsys, "reflect", "written before the config broke")
+    config_path = home_dir / "config.json"
+    config_path.write_text(text)
+    # Everything else refuses, in one line that says where to look.
+    status, out, err = cli(capsys, "list")
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert problem in err and "mirror status explains" in err
+    # status, mode and engine run and say what is wrong and how to fix it.
+    status, out, err = cli(capsys, "status")
+    assert status == 1 and err.count("\n") == 1 and problem in err
+    assert f"home: {home_dir}" in out and "reflections: 1" in out and problem in out
+    assert ("mirror mode / mirror engine" if fixable else f"edit {config_path}") in err
+    status, out, err = cli(capsys, "status", "--json")
+    data = json.loads(out)
+    assert status == 1 and problem in data["config_error"] and data["reflections"] == 1
+    for command in ("mode", "engine"):
+        status, out, err = cli(capsys, command)
+        assert status == 1 and problem in err and err.count("\n") == 1, command
+    status, out, err = cli(capsys, "engine", "--json")
+    assert status == 1 and problem in json.loads(out)["config_error"]
+    assert config_path.read_text() == text  # showing changes nothing
+    if not fixable:
+        status, out, err = cli(capsys, "mode", "local")
+        assert status == 1 and problem in err and f"edit {config_path}" in err
+        assert config_path.read_text() == text
+        return
+    # The fix keeps what else the file says.
+    status, out, err = cli(capsys, "mode", "hybrid")
+    assert status == 0, err
+    assert out.strip() == "mode: hybrid (config.json is valid again)"
+    status, out, err = cli(capsys, "list")
+    assert status == 0 and "written before the config broke" in out
+    saved = json.loads(config_path.read_text())
+    assert saved["mirror_mode"] == "hybrid"
+    assert saved["relays"] == json.loads(text).get("relays", [])
+
+
+def test_engine_repairs_a_config_that_mode_alone_cannot(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "init")
+    config_path = home_dir / "config.json"
+    config_path.write_text('{"mirror_mode": "local", "engine_mode": "remote_llm", '
+                           '"sync_peers": ["192.168.1.20:7000"]}')
+    status, out, err = cli(capsys, "engine", "offline")
+    assert status == 0, err
+    assert out.startswith("engine: offline") and err == ""
+    saved = json.loads(config_path.read_text())
+    assert saved["engine_mode"] == "offline" and saved["sync_peers"] == ["192.168.1.20:7000"]
+    status, out, err = cli(capsys, "mode")
+    assert (status, out.strip(), err) == (0, "local", "")
 
 
 def test_mode_and_status(home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,6 +312,53 @@ def test_edit_opens_the_editor(home_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 2 and "no editor" in result.stderr
 
 
+def test_the_editors_draft_stays_in_the_home_and_is_removed(home_dir: Path, tmp_path: Path) -> None:
+    result = run_mirror(home_dir, "reflect", "--no-mirrorback", "--json", "I felt tired today")
+    rid = json.loads(result.stdout)["id"]
+    seen = tmp_path / "seen.txt"
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f'#!/bin/sh\nstat -c "%a %n" "$(dirname "$1")" "$1" > {seen}\n'
+                      f'cat "$1" >> {seen}\nsed -i "s/tired/rested/" "$1"\n')
+    editor.chmod(0o755)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    # A draft some killed edit left behind (its process is gone) goes too.
+    with subprocess.Popen(["true"]) as finished:
+        finished.wait()
+    stale_pid = finished.pid
+    (home_dir / "drafts").mkdir(mode=0o700)
+    stale = home_dir / "drafts" / f"edit-{stale_pid}.txt"
+    stale.write_text("an old draft")
+    result = run_mirror(home_dir, "edit", rid[:6], EDITOR=str(editor), TMPDIR=str(scratch))
+    assert result.returncode == 0, result.stderr
+    dir_line, file_line, content = seen.read_text().splitlines()
+    assert dir_line == f"700 {home_dir / 'drafts'}"
+    mode, draft = file_line.split(" ", 1)
+    assert mode == "600" and Path(draft).parent == home_dir / "drafts"
+    assert content == "I felt tired today"
+    assert "the draft is" in result.stderr and "removed when the editor closes" in result.stderr
+    assert not Path(draft).exists() and not stale.exists()
+    assert not (home_dir / "drafts").exists()
+    assert list(scratch.iterdir()) == []  # nothing in the temporary directory
+    shown = run_mirror(home_dir, "show", rid, "--json")
+    assert json.loads(shown.stdout)["text"] == "I felt rested today"
+
+
+def test_an_editor_that_cannot_run_is_one_clear_line(home_dir: Path, tmp_path: Path) -> None:
+    result = run_mirror(home_dir, "reflect", "--no-mirrorback", "--json", "I felt tired today")
+    rid = json.loads(result.stdout)["id"]
+    not_executable = tmp_path / "editor.txt"
+    not_executable.write_text("not a program")
+    for editor, words in [("/nonexistent", "was not found"),
+                          (str(not_executable), "permission denied"),
+                          ("vim 'unclosed", "cannot read $EDITOR")]:
+        result = run_mirror(home_dir, "edit", rid[:6], EDITOR=editor)
+        assert result.returncode in (1, 2), (editor, result.stderr)
+        assert result.stderr.count("\n") == 1 and words in result.stderr, (editor, result.stderr)
+        assert "unexpected" not in result.stderr and "--text" in result.stderr
+    assert not (home_dir / "drafts").exists()
+
+
 def test_share_keeps_private_shards_local(
     home_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -291,3 +411,77 @@ def test_graph_evidence_offsets_are_integers(home_dir: Path) -> None:
     graph = json.loads(run_mirror(home_dir, "graph", "--json").stdout)
     offsets = [e[k] for n in graph["nodes"] for e in n["evidence"] for k in ("start", "end")]
     assert offsets and all(isinstance(v, int) for v in offsets)
+
+
+# --------------------------------------------------------------------------- small things
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"mirror {importlib.metadata.version('mirror-reflect')}\n"
+
+
+def test_list_says_when_no_reflection_has_the_tag(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = cli(capsys, "list", "--tag", "nosuchtag")
+    assert status == 0 and "No reflections yet" in out  # an empty home: that is the news
+    for n in range(3):
+        cli(capsys, "reflect", "--no-mirrorback", "--tag", "work", f"entry {n}")
+    status, out, _ = cli(capsys, "list", "--tag", "nosuchtag", "--tag", "#other")
+    assert status == 0
+    assert out.strip() == "No reflection is tagged #nosuchtag or #other (3 reflections in all: " \
+        "mirror list)"
+    status, out, _ = cli(capsys, "list", "--tag", "work", "--limit", "2")
+    assert [line.split()[-2] for line in out.splitlines()] == ["1", "2"]
+
+
+@pytest.mark.parametrize("argv", [["list", "--limit", "0"], ["list", "--limit", "-3"],
+                                  ["list", "--limit", "many"], ["related", "--limit", "0"]])
+def test_a_limit_must_be_one_or_more(
+    argv: list[str], home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and "--limit" in err and "see mirror" in err
+
+
+def test_wrong_arguments_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["lst"], ["export", "--format", "yaml", "x"], ["mode", "sideways"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1, (argv, err)
+        assert err.startswith("mirror") and "--help" in err
+
+
+def test_export_follows_the_name_or_refuses_a_mismatch(
+    home_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "reflect", "--no-mirrorback", "--at", "2026-01-05", "first of January")
+    cli(capsys, "reflect", "--no-mirrorback", "--at", "2026-02-05", "first of February")
+    # The name says the format.
+    status, out, _ = cli(capsys, "export", str(tmp_path / "journal.md"))
+    assert status == 0 and out.strip().endswith("journal.md")
+    text = (tmp_path / "journal.md").read_text()
+    assert "# Reflections · 2026-01" in text and "# Reflections · 2026-02" in text
+    assert not text.lstrip().startswith(("{", "["))
+    status, out, _ = cli(capsys, "export", str(tmp_path / "all.JSON"))
+    assert status == 0 and json.loads((tmp_path / "all.JSON").read_text())
+    status, out, _ = cli(capsys, "export", "--format", "markdown", str(tmp_path / "months"))
+    assert status == 0 and "(2 files)" in out
+    # A name that says another format than the one asked for is refused; nothing written.
+    for fmt, name, fix in (("json", "x.md", "name it x.json"),
+                           ("markdown", "y.json", "name it y.md")):
+        status, _, err = cli(capsys, "export", "--format", fmt, str(tmp_path / name))
+        assert status == 2 and err.count("\n") == 1 and fix in err, err
+        assert not (tmp_path / name).exists()
+    # No extension and no --format: JSON, as before.
+    status, _, _ = cli(capsys, "export", str(tmp_path / "plain"))
+    assert status == 0 and json.loads((tmp_path / "plain").read_text())

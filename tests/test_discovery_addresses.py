@@ -35,9 +35,8 @@ from node.sync import dialing
 from node.sync.dialing import MAX_DIAL_ADDRESSES, NEXT_ADDRESS_DELAY_S, connect_first
 from node.sync.runner import dial_discovered
 from node.sync.service import CONNECT_TIMEOUT_S, SyncService
-from tests.sync_helpers import Device, open_devices, wait_for
+from tests.sync_helpers import Device, has, open_devices, wait_for
 from tests.test_discovery import LOOPBACK, free_port, new_group
-from tests.test_relay_sync import has
 
 WAIT_S = 20
 

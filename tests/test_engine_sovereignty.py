@@ -1,7 +1,8 @@
 """Sovereignty: an audit hook on socket connects records a whole reflect cycle.
 
-In ``local`` mode with ``local_llm`` on loopback, the only address connected to
-is the configured model server; with ``offline``, there is none. Each check
+In ``local`` mode with ``local_llm`` on loopback, and in ``hybrid`` mode with
+``remote_llm`` (the seed's hybrid config, the person's own key), the only address
+connected to is the configured model server; with ``offline``, there is none. Each check
 runs in a fresh subprocess so the audit hook (which cannot be removed) never
 leaks into other tests; the fake model server runs inside that subprocess.
 """
@@ -45,6 +46,11 @@ async def cycle(base):
         home.save_config(Config(engine_mode="local_llm", engine_model="ollama_chat/tiny",
                                 engine_api_base=base, engine_timeout_s=10.0,
                                 engine_extraction="llm"))
+    elif ENGINE == "remote_llm":  # the seed's hybrid config, with a model API of our own
+        home.save_config(Config(mirror_mode="hybrid", engine_mode="remote_llm",
+                                sync_enabled=True, engine_model="openai/tiny",
+                                engine_api_base=base + "/v1", engine_timeout_s=10.0,
+                                engine_extraction="llm"))
     async with open_core(home) as core:
         for text in ("Money is tight and I keep checking my bank account.",
                      "My boss moved the deadline again and I feel anxious."):
@@ -67,6 +73,7 @@ def run_cycle(engine: str, home: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MIRROR_", "LITELLM_", "OLLAMA_", "HF_"))}
     env["PYTHONPATH"] = str(REPO)
+    env["MIRROR_LLM_API_KEY"] = "sk-test-sovereignty"  # remote_llm: the person's own key
     out = subprocess.run([sys.executable, "-c", SCRIPT, engine, str(home)], capture_output=True,
                          text=True, env=env, cwd=REPO, timeout=180, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -74,8 +81,9 @@ def run_cycle(engine: str, home: Path) -> dict[str, object]:
     return data
 
 
-def test_local_llm_connects_only_to_the_configured_model(tmp_path: Path) -> None:
-    data = run_cycle("local_llm", tmp_path / "home")
+@pytest.mark.parametrize("engine", ["local_llm", "remote_llm"])
+def test_an_llm_engine_connects_only_to_the_configured_model(engine: str, tmp_path: Path) -> None:
+    data = run_cycle(engine, tmp_path / "home")
     seen = data["seen"]
     assert isinstance(seen, list) and seen, "the cycle made no connection at all?"
     assert data["requests"], "the model was never asked"

@@ -20,7 +20,7 @@ import trio
 from crdt.journal import Reflection
 from node.config import Config
 from node.core import MirrorCore, open_core
-from node.engine.base import MirrorbackRequest, complete
+from node.engine.base import MirrorbackRequest, complete, complete_with_notices
 from node.engine.offline import compose_mirrorback
 from node.home import Home, setup_logging
 from node.llm.client import LLMError, LLMTarget, chat, describe_failure, stream_chat
@@ -99,27 +99,28 @@ def test_the_shipped_prompt_states_the_rules() -> None:
         assert rule in text
 
 
-async def _fallback_reply(fake_base: str, **kw: object) -> tuple[str, LLMEngine]:
+async def _fallback_reply(fake_base: str, **kw: object) -> tuple[str, str, LLMEngine]:
+    """(the mirrorback, the one notice that came with it, the engine)."""
     eng = engine(LLMTarget("ollama_chat/tiny", fake_base, timeout_s=1), **kw)
     with trio.fail_after(DEADLINE_S):
-        text = await complete(eng, MirrorbackRequest(reflection()))
-    return text, eng
+        text, notices = await complete_with_notices(eng, MirrorbackRequest(reflection()))
+    assert len(notices) == 1, notices
+    return text, notices[0].text, eng
 
 
 async def test_a_hanging_server_gives_one_line_and_the_offline_mirrorback() -> None:
     with fake_llm("hang") as fake:
-        text, eng = await _fallback_reply(fake.base)
-    first, _, rest = text.partition("\n\n")
-    assert first.startswith("(the model did not answer") and "no answer within 1 s" in first
-    assert "\n" not in first
-    assert rest == compose_mirrorback(TEXT)
+        text, notice, eng = await _fallback_reply(fake.base)
+    assert notice.startswith("the model did not answer") and "no answer within 1 s" in notice
+    assert "\n" not in notice
+    assert text == compose_mirrorback(TEXT)  # the notice is not part of the mirrorback
     assert eng.model == "offline-v1 (fallback)"
 
 
 async def test_a_server_that_is_not_running_gives_the_offline_mirrorback() -> None:
-    text, _ = await _fallback_reply(f"http://127.0.0.1:{unused_port()}")
-    assert text.startswith("(the model did not answer") and "not reachable" in text
-    assert text.endswith(compose_mirrorback(TEXT))
+    text, notice, _ = await _fallback_reply(f"http://127.0.0.1:{unused_port()}")
+    assert notice.startswith("the model did not answer") and "not reachable" in notice
+    assert text == compose_mirrorback(TEXT)
 
 
 @pytest.mark.parametrize(("model", "suffix"), [("ollama_chat/tiny", ""), ("openai/tiny", "/v1")])
@@ -129,9 +130,56 @@ async def test_a_server_answering_garbage_gives_the_offline_mirrorback(
     with fake_llm("malformed") as fake:
         eng = engine(LLMTarget(model, fake.base + suffix, timeout_s=5))
         with trio.fail_after(DEADLINE_S):
-            text = await complete(eng, MirrorbackRequest(reflection()))
-    assert text.startswith("(the model did not answer")
-    assert text.endswith(compose_mirrorback(TEXT))
+            text, notices = await complete_with_notices(eng, MirrorbackRequest(reflection()))
+    assert [n.text.startswith("the model did not answer") for n in notices] == [True]
+    assert text == compose_mirrorback(TEXT)
+
+
+async def test_an_engine_failure_is_shown_once_logged_and_never_saved_or_exported(
+    tmp_path: Path,
+) -> None:
+    from node.cli import write_export
+
+    home = Home(tmp_path / "home")
+    home.ensure()
+    home.save_config(Config(engine_mode="local_llm", engine_model="ollama_chat/tiny",
+                            engine_api_base=f"http://127.0.0.1:{unused_port()}",
+                            engine_timeout_s=2.0))
+    setup_logging(home)
+    shown: list[str] = []
+    async with open_core(home) as core:
+        with trio.fail_after(DEADLINE_S):
+            r = await core.reflect(TEXT)
+            printed = await core.mirror(r, shown.append)
+            _, saved = await core.journal.find(r.id)
+            await write_export(core, "json", tmp_path / "export.json")
+            await write_export(core, "markdown", tmp_path / "markdown")
+    assert len(shown) == 1 and "not reachable" in shown[0]
+    assert printed == compose_mirrorback(TEXT)
+    assert saved.mirrorback is not None and saved.mirrorback.text == compose_mirrorback(TEXT)
+    assert saved.mirrorback.model == "offline-v1 (fallback)"  # what wrote it, as metadata
+    assert "not reachable" in home.log_path.read_text()
+    exported = [tmp_path / "export.json", *(tmp_path / "markdown").rglob("*.md")]
+    for path in exported:
+        text = path.read_text()
+        assert "did not answer" not in text and "not reachable" not in text, path
+
+
+async def test_a_model_that_stops_mid_answer_gives_a_notice_not_a_saved_note(
+    tmp_path: Path,
+) -> None:
+    with fake_llm("stall") as fake:
+        async for core in _local_core(tmp_path, fake, timeout_s=1.0):
+            shown: list[str] = []
+            with trio.fail_after(DEADLINE_S):
+                r = await core.reflect(TEXT)
+                text = await core.mirror(r, shown.append)
+                _, saved = await core.journal.find(r.id)
+    pieces = [DEFAULT_REPLY[i : i + len(DEFAULT_REPLY) // 4]
+              for i in range(0, len(DEFAULT_REPLY), len(DEFAULT_REPLY) // 4)]
+    assert text == "".join(pieces[:-1]).strip()  # what the model said before it stopped
+    assert len(shown) == 1 and shown[0].startswith("the model stopped")
+    assert saved.mirrorback is not None and saved.mirrorback.text == text
 
 
 async def test_without_fallback_the_failure_is_one_clear_error() -> None:
@@ -231,7 +279,9 @@ async def test_the_key_is_never_written_to_documents_exports_logs_or_config(
                              timeout_s=5)
             with trio.fail_after(DEADLINE_S):
                 r = await core.reflect(TEXT)
-                refused = await core.mirror(r)
+                notices: list[str] = []
+                await core.mirror(r, notices.append)
+                [refused] = notices
                 fake.mode = "ok"
                 await core.mirror(await core.reflect("Rent again, and the spreadsheet."))
                 await core.understanding.evolve()
@@ -252,11 +302,13 @@ async def test_the_key_is_never_written_to_documents_exports_logs_or_config(
 # --------------------------------------------------------------------------- the core
 
 
-async def _local_core(tmp_path: Path, fake: FakeLLM) -> AsyncIterator[MirrorCore]:
+async def _local_core(
+    tmp_path: Path, fake: FakeLLM, *, model: str = "ollama_chat/tiny", timeout_s: float = 5.0
+) -> AsyncIterator[MirrorCore]:
     home = Home(tmp_path / "home")
     home.ensure()
-    home.save_config(Config(engine_mode="local_llm", engine_model="ollama_chat/tiny",
-                            engine_api_base=fake.base, engine_timeout_s=5.0))
+    home.save_config(Config(engine_mode="local_llm", engine_model=model,
+                            engine_api_base=fake.base, engine_timeout_s=timeout_s))
     async with open_core(home) as core:
         yield core
 

@@ -1,24 +1,25 @@
-"""T10, sovereignty: the suite passes with no network but loopback, and ``local``
-mode with the offline engine touches no network at all.
+"""T10, sovereignty: Layer 1 passes its tests with no network but loopback, and
+``local`` mode with the offline engine touches no network at all.
 
-``test_the_suite_passes_in_a_namespace_with_only_loopback`` creates a network
+``test_the_node_layer_passes_in_a_namespace_with_only_loopback`` creates a network
 namespace whose only interface is ``lo`` (no route anywhere else), and runs the
-suite inside it with ``ip netns exec`` as a child pytest: every test file but
-this one, ``-m "not slow"`` as CI does, minus the tests that create network
-namespaces of their own (found by their use of ``tests.netns_helper``; they
-already run isolated). Discovery binds to 127.0.0.1, which exists there. The
-namespace is deleted afterwards, also on failure or timeout. Where ``ip netns``
-cannot be used (not root, no ``ip``) the test is skipped and says why.
-``pytest -m "not netns"`` leaves it out.
-
-``test_local_mode_cli_cycle_opens_no_socket`` runs the real commands of a
-reflect cycle in a subprocess with an audit hook (hooks cannot be removed, so
-it must not run in this process) and expects not a single IP socket.
+node-layer tests inside it with ``ip netns exec`` as a child pytest, ``-m "not
+slow"`` as CI does: every test file but this one and those that exercise the
+servers (they import, or start with ``python -m``, the ``relay`` or
+``commons_server`` packages; servers live on the network by nature), minus the
+tests that create network namespaces of their own (found by their use of
+``tests.netns_helper``; they already run isolated). Discovery binds to
+127.0.0.1, which exists there. ``test_the_whole_suite_passes_in_a_namespace_with_only_loopback``
+(marked slow) reruns every file the same way. The namespace is deleted
+afterwards, also on failure or timeout. Where ``ip netns`` cannot be used (not
+root, no ``ip``) the tests are skipped and say why. ``pytest -m "not netns"``
+leaves them out.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import re
@@ -34,17 +35,60 @@ from tests.helpers import REPO
 from tests.netns_helper import netns_unavailable
 
 INNER_ENV = "MIRROR_OFFLINE_INNER"  # set in the child run: never recurse
-INNER_TIMEOUT_S = 600  # alone ~2 min; ~3 min with three at once
+INNER_TIMEOUT_S = 600  # the whole suite alone ~3 min; the node layer ~2 min
 IP_TIMEOUT_S = 10
 PREFIX = "mirror-offline-"
 NAMESPACE_HELPERS = {"netns_unavailable", "veth_namespace_pair"}
+SERVER_PACKAGES = {"relay", "commons_server"}
 
 
-def suite_selection(tests_dir: Path = REPO / "tests") -> tuple[list[str], list[str]]:
+def imported_roots(tree: ast.AST) -> set[str]:
+    """Top-level packages a module imports (anywhere in it) or starts as ``python -m``."""
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            roots.add(node.module.split(".")[0])
+            if node.module == "tests":  # from tests import commons_helpers
+                roots.update(f"tests.{alias.name}" for alias in node.names)
+            elif node.module.startswith("tests."):
+                roots.add(node.module)
+        elif isinstance(node, ast.List | ast.Tuple):
+            items = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            for flag, module in itertools.pairwise(items):
+                if flag == "-m" and isinstance(module, str):
+                    roots.add(module.split(".")[0])
+    return roots
+
+
+def exercises_servers(path: Path, tests_dir: Path) -> bool:
+    """Whether the test module at *path* imports or starts a server package, itself
+    or through a helper module of the tests."""
+    seen: set[Path] = set()
+    pending = [path]
+    while pending:
+        current = pending.pop()
+        if current in seen or not current.exists():
+            continue
+        seen.add(current)
+        roots = imported_roots(ast.parse(current.read_text(encoding="utf-8")))
+        if roots & SERVER_PACKAGES:
+            return True
+        pending += [tests_dir / f"{r.removeprefix('tests.')}.py"
+                    for r in roots if r.startswith("tests.")]
+    return False
+
+
+def suite_selection(
+    tests_dir: Path = REPO / "tests", *, node_layer_only: bool = False
+) -> tuple[list[str], list[str]]:
     """(test files, node ids to deselect) for the offline run, relative to the repo."""
     files, deselect = [], []
     for path in sorted(tests_dir.glob("test_*.py")):
         if path.name == Path(__file__).name:
+            continue
+        if node_layer_only and exercises_servers(path, tests_dir):
             continue
         rel = str(path.relative_to(REPO))
         files.append(rel)
@@ -88,14 +132,56 @@ def test_the_selection_is_the_suite_minus_namespace_tests() -> None:
     assert "tests/test_update_cli.py" in files and "tests/test_store.py" in files
     assert "tests/test_offline_netns.py" not in files
     assert "tests/test_discovery.py" in files  # its loopback tests run offline too
+    assert "tests/test_relay_server.py" in files and "tests/test_blind_e2e.py" in files
     assert "tests/test_discovery.py::test_two_namespaces_find_each_other_over_a_veth_pair" in (
         deselect
     )
     assert all("::test_" in d for d in deselect)
 
 
+def test_the_node_layer_selection_leaves_out_exactly_the_server_tests() -> None:
+    everything, _ = suite_selection()
+    node_layer, deselect = suite_selection(node_layer_only=True)
+    left_out = set(everything) - set(node_layer)
+    # Layer 1's own tests stay: the CLI, the store, the engines, LAN sync and discovery.
+    for kept in ("tests/test_cli.py", "tests/test_store.py", "tests/test_llm_engine.py",
+                 "tests/test_sync_e2e.py", "tests/test_discovery.py", "tests/test_repl.py"):
+        assert kept in node_layer
+    # Servers imported directly, through a test helper, or started as `python -m`.
+    for server in ("tests/test_relay_server.py", "tests/test_commons.py",
+                   "tests/test_relay_e2e.py", "tests/test_blind_e2e.py"):
+        assert server in left_out
+    assert all(d.split("::")[0] in node_layer for d in deselect)
+
+
+def test_a_server_is_recognised_however_a_test_reaches_it(tmp_path: Path) -> None:
+    (tmp_path / "helper_srv.py").write_text("from commons_server.app import CommonsApp\n")
+    cases = {
+        "test_direct.py": "import relay.server\n",
+        "test_inside.py": "def test_x():\n    from relay import RelayApp\n",
+        "test_helper.py": "from tests.helper_srv import x\n",
+        "test_helper_module.py": "from tests import helper_srv\n",
+        "test_process.py": "ARGV = [sys.executable, '-m', 'commons_server.blind']\n",
+        "test_plain.py": "import trio\nfrom node.cli import main\nARGV = ['-m', 'node']\n",
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    assert {name for name in cases if exercises_servers(tmp_path / name, tmp_path)} == (
+        set(cases) - {"test_plain.py"})
+
+
 @pytest.mark.netns
-def test_the_suite_passes_in_a_namespace_with_only_loopback(tmp_path: Path) -> None:
+def test_the_node_layer_passes_in_a_namespace_with_only_loopback(tmp_path: Path) -> None:
+    run_offline(tmp_path, node_layer_only=True)
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_the_whole_suite_passes_in_a_namespace_with_only_loopback(tmp_path: Path) -> None:
+    run_offline(tmp_path, node_layer_only=False)
+
+
+def run_offline(tmp_path: Path, *, node_layer_only: bool) -> None:
     if os.environ.get(INNER_ENV):
         pytest.skip("already inside the offline run")
     reason = netns_unavailable()
@@ -114,7 +200,7 @@ def test_the_suite_passes_in_a_namespace_with_only_loopback(tmp_path: Path) -> N
             routes = _ip("-n", name, family, "route", "show", "table", "all").stdout.splitlines()
             assert all(" dev lo" in r for r in routes), f"a route off loopback: {routes}"
 
-        files, deselect = suite_selection()
+        files, deselect = suite_selection(node_layer_only=node_layer_only)
         argv = [
             "ip", "netns", "exec", name, sys.executable, "-m", "pytest", *files,
             "-m", "not slow", "-p", "no:cacheprovider", "-q", "--no-header",
@@ -147,7 +233,8 @@ def test_the_suite_passes_in_a_namespace_with_only_loopback(tmp_path: Path) -> N
     finally:
         _ip("netns", "del", name)
     summary = output.strip().splitlines()[-1] if output.strip() else "(no output)"
-    print(f"offline suite in namespace {name}: {summary}")
+    what = "node-layer tests" if node_layer_only else "suite"
+    print(f"offline {what} in namespace {name}: {summary}")
     assert child.returncode == 0, f"the suite failed without network:\n{output[-6000:]}"
     assert " passed" in summary
     assert name not in _ip("netns", "list").stdout

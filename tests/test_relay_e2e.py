@@ -62,6 +62,12 @@ async def test_pair_and_sync_through_a_relay_process(tmp_path: Path) -> None:
     serving: list[MirrorProcess] = []
     try:
         await pair_and_serve_through_relay(a, b, url, f"phone {CANARY}", serving)
+        # The name given with --name is this device's name, here and on the other side.
+        status, out, _ = await mirror(b, "devices", "--json")
+        me = next(d for d in json.loads(out) if d["this_device"])
+        assert me["name"] == f"phone {CANARY}", "join --name through a relay was ignored"
+        status, out, _ = await mirror(a, "devices", "--json")
+        assert f"phone {CANARY}" in {d["name"] for d in json.loads(out)}
         status, _, err = await mirror(a, "reflect", f"through the relay {CANARY}")
         assert status == 0, err
         await wait_for(lambda: has(b, f"through the relay {CANARY}"), deadline_s=40)

@@ -30,8 +30,8 @@ from node.sync.service import SyncService
 from node.sync.session import SessionError, SyncSession
 from protocol.relay import pair_room
 from relay import RelayApp
-from tests.sync_helpers import Device, open_devices, wait_for
-from tests.test_relay_sync import has, relay_at, texts
+from tests.sync_helpers import Device, has, open_devices, texts, wait_for
+from tests.test_relay_sync import relay_at
 
 
 @dataclass

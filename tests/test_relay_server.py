@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import httpx_ws
 import pytest
 import trio
 import trio.testing
@@ -20,7 +21,6 @@ from httpx_ws import (
     WebSocketDisconnect,
     WebSocketNetworkError,
     WebSocketUpgradeError,
-    aconnect_ws,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,7 +28,7 @@ from wsproto.utilities import LocalProtocolError
 
 from relay import RelayApp, RelayCloseCode, RelayLimits, serve_relay
 from relay import server as relay_server
-from relay.limits import MAX_FRAME_BYTES
+from relay.limits import MAX_FRAME_BYTES, MAX_MERGED_BYTES
 from tests.sync_helpers import wait_for
 
 ROOM = "ab" * 32
@@ -42,6 +42,12 @@ async def running_relay(limits: RelayLimits | None = None) -> AsyncIterator[tupl
         assert url.startswith("http://127.0.0.1:")
         yield app, url
         nursery.cancel_scope.cancel()
+
+
+def aconnect_ws(url: str, http: httpx.AsyncClient) -> Any:
+    """A client of the relay, as a node is: the relay merges queued chunks into
+    messages of up to MAX_MERGED_BYTES, over httpx-ws's 64 KiB default cap."""
+    return httpx_ws.aconnect_ws(url, http, max_message_size_bytes=MAX_MERGED_BYTES)
 
 
 def ws_url(url: str, room: str = ROOM) -> str:

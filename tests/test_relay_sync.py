@@ -4,7 +4,7 @@ byte is caught, a restarted relay loses nothing; room placement and ids."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from node.sync.relay import rank_relays, room_url
 from protocol.relay import pair_room, rendezvous_room
 from relay import RelayApp, serve_relay
 from tests.relay_links import Link
-from tests.sync_helpers import Device, open_devices, wait_for
+from tests.sync_helpers import Device, has, open_devices, texts, wait_for
 
 CANARY = "CANARY-5e1a"
 
@@ -62,18 +62,6 @@ async def relay_at(port: int = 0) -> AsyncIterator[tuple[RecordingApp, str]]:
         url = await nursery.start(serve_relay, app, "127.0.0.1", port)  # type: ignore[arg-type]
         yield app, url
         nursery.cancel_scope.cancel()
-
-
-async def texts(device: Device) -> set[str]:
-    await device.store.refresh()
-    return {r.text for r in await device.journal.all()}
-
-
-def has(device: Device, text: str) -> Callable[[], Any]:
-    async def check() -> bool:
-        return text in await texts(device)
-
-    return check
 
 
 async def caught_up(link: Link) -> bool:

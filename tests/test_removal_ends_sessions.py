@@ -28,9 +28,9 @@ from node.sync.group import Group
 from node.sync.session import CLOSE_GRACE_S, SyncSession
 from protocol import INITIATOR, RESPONDER
 from protocol.limits import IDLE_TIMEOUT_S
-from tests.sync_helpers import Device, open_devices, run_recording, wait_for
+from tests.sync_helpers import Device, has, open_devices, run_recording, texts, wait_for
 from tests.test_relay_epochs import online, service_for
-from tests.test_relay_sync import has, relay_at, texts
+from tests.test_relay_sync import relay_at
 
 
 class Mesh:

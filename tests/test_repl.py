@@ -154,6 +154,30 @@ async def test_a_reflection_is_saved_and_its_mirrorback_shown(home: Home) -> Non
     assert f"saved {saved.id[:8]}" in repl.out.text()
 
 
+async def test_an_engine_failure_is_shown_once_and_not_saved_with_the_mirrorback(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from node.config import Config
+    from node.engine.offline import compose_mirrorback
+    from node.llm.keys import ENV_KEY
+
+    # A remote model with no API key fails at once, before any call: the notice path.
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    home.ensure()
+    home.save_config(Config(mirror_mode="hybrid", engine_mode="remote_llm"))
+    text = "Rent again. I keep checking the bank app and my chest goes tight."
+    async with open_core(home) as core, running_repl(core) as repl:
+        await repl.reflect(text)
+        repl.type("/quit\r")
+        await repl.wait_done()
+        [saved] = await core.journal.all()
+    shown = repl.out.text()
+    assert shown.count("the model could not be asked") == 1 and "no API key" in shown
+    assert saved.mirrorback is not None
+    assert saved.mirrorback.text == compose_mirrorback(text)
+    assert saved.mirrorback.text in shown
+
+
 async def test_esc_enter_makes_a_multi_line_entry(home: Home) -> None:
     async with open_core(home) as core, running_repl(core) as repl:
         await repl.reflect(f"first line{ESC_ENTER}second line")
@@ -339,7 +363,7 @@ def test_arrival_lines_show_the_newest_first_line() -> None:
 
 
 def test_printable_removes_terminal_controls() -> None:
-    assert printable("a\x1b[2Jb\tc\nd\x07\x9b\r") == "a?[2Jb\tc\nd???"
+    assert printable("a\x1b[2Jb\tc\nd\x07\x9b\r") == "ab\tc\nd"
     family = "\U0001f469\u200d\U0001f467 \u200fשלום"
     assert printable(family) == family
 

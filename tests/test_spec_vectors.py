@@ -28,7 +28,7 @@ from node.config import normalize_relay_url
 from node.discovery_tags import _group_classifier, _group_properties, order_addresses
 from node.engine.derive import derive_all
 from node.engine.extract import from_json
-from node.engine.lived import summarize_patterns, summarize_tension
+from node.engine.lived import lived_loops, summarize_patterns, summarize_tension
 from node.identity import Keyring, device_id_for, load_keyring
 from node.sync.group import Group
 from node.sync.relay import rank_relays
@@ -415,6 +415,7 @@ def test_derived_documents_are_what_the_engine_derives_from_the_index() -> None:
     assert {"key": tension.key, "status": tension.status, "episodes": tension.episodes,
             "intensity": tension.intensity} == tensions["summary"]
     summary = summarize_patterns(patterns["json"]["recurring"].items(),
-                                 patterns["json"]["loops"].items(), minimum=2)
+                                 lived_loops(patterns["json"]["loops"].items(), minimum=2),
+                                 minimum=2)
     assert [{"kind": p.kind, "key": p.key, "label": p.label, "count": p.count}
             for p in summary] == patterns["summary"]

@@ -1,6 +1,8 @@
 """A hostile relay or Commons server cannot grow a node's memory with one
-endless fragmented WebSocket message (httpx-ws alone joins fragments with no
-limit): the node's clients end the connection once a message passes their cap.
+endless fragmented WebSocket message: httpx-ws (0.10 and later) joins the
+fragments of a message only up to ``max_message_size_bytes`` and ends the
+connection past it. The node's clients pass their own caps (256 KiB relay,
+2 MiB Commons) rather than the library's 64 KiB default.
 
 The hostile server here is a bare wsproto server on 127.0.0.1 port 0 that
 sends one message of ``total`` bytes in small fragments, then its final
@@ -19,12 +21,13 @@ import pytest
 import trio
 import wsproto
 import wsproto.events
-from httpx_ws import WebSocketNetworkError, aconnect_ws
+from httpx_ws import WebSocketDisconnect, WebSocketNetworkError, aconnect_ws
+from wsproto.frame_protocol import CloseReason
 
 from node.sync.relay import MAX_RECEIVE_MESSAGE_BYTES, RelayStream, open_room
-from node.sync.ws_client import bounded_session
 
 FRAGMENT = 16 * 1024
+MESSAGE_TOO_BIG = CloseReason.MESSAGE_TOO_BIG
 
 
 class HostileServer:
@@ -82,35 +85,26 @@ async def hostile(sizes: list[int], preamble: tuple[str, ...] = ()) -> AsyncIter
         nursery.cancel_scope.cancel()
 
 
-async def receive_all(url: str, limit: int | None) -> list[int]:
-    """Sizes of the binary messages received until the connection ends."""
-    kwargs = {} if limit is None else {"session_class": bounded_session(limit)}
+async def receive_all(url: str, limit: int) -> tuple[list[int], int | None]:
+    """Sizes of the binary messages received until the connection ends, and the
+    close code it ended with (None for a network error)."""
     sizes: list[int] = []
     async with (httpx.AsyncClient() as client,
                 aconnect_ws(url + "/ws", client, keepalive_ping_interval_seconds=None,
-                            **kwargs) as ws):
+                            max_message_size_bytes=limit) as ws):
         try:
             while True:
                 sizes.append(len(await ws.receive_bytes()))
+        except WebSocketDisconnect as exc:
+            return sizes, exc.code
         except WebSocketNetworkError:
-            pass
-    return sizes
-
-
-async def test_without_the_cap_httpx_ws_joins_a_message_of_any_size() -> None:
-    # The premise: this is what the cap is for.
-    async with hostile([1024 * 1024]) as server:
-        with trio.fail_after(30):
-            async with (httpx.AsyncClient() as client,
-                        aconnect_ws(server.url + "/ws", client,
-                                    keepalive_ping_interval_seconds=None) as ws):
-                assert len(await ws.receive_bytes()) == 1024 * 1024
+            return sizes, None
 
 
 async def test_a_message_over_the_cap_ends_the_connection() -> None:
     async with hostile([1024 * 1024]) as server:
         with trio.fail_after(30):
-            assert await receive_all(server.url, 64 * 1024) == []
+            assert await receive_all(server.url, 64 * 1024) == ([], MESSAGE_TOO_BIG)
 
 
 async def test_messages_up_to_the_cap_arrive_whole_and_each_is_counted_alone() -> None:
@@ -118,13 +112,29 @@ async def test_messages_up_to_the_cap_arrive_whole_and_each_is_counted_alone() -
     # Three messages that together pass the cap, each within it; then one over.
     async with hostile([cap, 48 * 1024, 40 * 1024, cap + 1]) as server:
         with trio.fail_after(30):
-            assert await receive_all(server.url, cap) == [cap, 48 * 1024, 40 * 1024]
+            assert await receive_all(server.url, cap) == (
+                [cap, 48 * 1024, 40 * 1024], MESSAGE_TOO_BIG)
 
 
-def test_bounded_session_refuses_a_nonsense_cap() -> None:
-    with pytest.raises(ValueError):
-        bounded_session(0)
-    assert bounded_session(1000) is bounded_session(1000)
+async def test_the_relay_client_takes_messages_up_to_its_own_cap_not_the_library_default(
+) -> None:
+    # The relay merges queued chunks into messages of up to 256 KiB: a client left on
+    # httpx-ws's 64 KiB default would drop every busy session.
+    received = bytearray()
+
+    size = MAX_RECEIVE_MESSAGE_BYTES
+
+    async def on_session(stream: RelayStream) -> None:
+        while len(received) < size and (data := await stream.receive_some()):
+            received.extend(data)
+
+    assert size > 64 * 1024
+    async with hostile([size], ("present 1",)) as server:
+        with trio.fail_after(30):
+            async with open_room([server.url], b"\x01" * 32) as connection:
+                await connection.serve(on_session)
+    assert len(received) == size
+    assert connection.stats.messages_in == 1
 
 
 async def test_the_relay_client_drops_a_relay_that_sends_an_oversized_message() -> None:
@@ -162,3 +172,20 @@ async def test_the_commons_client_drops_a_server_that_sends_an_oversized_message
             await node_commons.sync_commons(
                 store, CommonsServer(server.url, b"\x02" * 32), AuthorKeys(tmp_path), set())
     assert "ended the session early" in str(caught.value)
+
+
+async def test_the_commons_client_takes_messages_up_to_its_own_cap_not_the_library_default(
+        tmp_path: Path) -> None:
+    # A message within the Commons cap reaches the protocol layer, which judges
+    # its bytes (zeros are no valid frame): the session fails there, not at the
+    # WebSocket level with "ended the session early".
+    from crdt import open_store
+    from node import commons as node_commons
+    from node.commons_home import AuthorKeys, CommonsServer
+
+    size = node_commons.MAX_WS_MESSAGE_BYTES
+    async with hostile([size]) as server, open_store(tmp_path / "mirror.db") as store:
+        with trio.fail_after(30), pytest.raises(node_commons.CommonsRefused) as caught:
+            await node_commons.sync_commons(
+                store, CommonsServer(server.url, b"\x02" * 32), AuthorKeys(tmp_path), set())
+    assert "protocol version" in str(caught.value)

@@ -21,8 +21,11 @@ Theory of operation (notes/deps.md, litellm):
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import shlex
+import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Sequence
@@ -44,12 +47,23 @@ STREAM_BUFFER_CHUNKS = 64
 MAX_ERROR_CHARS = 200
 # An OpenAI-compatible local server (LM Studio, llama.cpp) wants some key; it is not secret.
 PLACEHOLDER_LOCAL_KEY = "not-needed"
+LITELLM_REQUIREMENT = "litellm>=1.50"  # as in pyproject.toml, for the install hint
 
 Message = dict[str, str]
 
 
 class LLMError(MirrorError):
     """The model could not answer; ``str()`` is one line fit to show the person."""
+
+
+def litellm_install_command() -> str:
+    """The command that installs litellm into the Python that runs Mirror."""
+    return f"{shlex.quote(sys.executable)} -m pip install '{LITELLM_REQUIREMENT}'"
+
+
+def litellm_installed() -> bool:
+    """Whether litellm can be imported here (found, not imported: that costs seconds)."""
+    return importlib.util.find_spec("litellm") is not None
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,9 @@ def describe_failure(target: LLMTarget, exc: BaseException) -> str:
     name = type(exc).__name__
     text = " ".join(str(exc).split())
     low = text.lower()
-    if "timeout" in name.lower() or "timed out" in low:
+    if isinstance(exc, ImportError):  # before the name checks: ModuleNotFoundError
+        reason = f"litellm is not installed; install it with: {litellm_install_command()}"
+    elif "timeout" in name.lower() or "timed out" in low:
         reason = f"no answer within {target.timeout_s:g} s"
     elif any(k in low for k in ("connection refused", "connecterror", "connect call failed",
                                  "all connection attempts failed", "errno 111",
@@ -134,7 +150,10 @@ def describe_failure(target: LLMTarget, exc: BaseException) -> str:
         reason = "the server is not reachable"
     elif "authentication" in name.lower() or "401" in low:
         reason = "the API key was refused"
-    elif "notfound" in name.lower() or "404" in low:
+    elif "llm provider not provided" in low:
+        reason = ("the model name says no provider: write it like ollama_chat/NAME "
+                  "(Ollama) or openai/NAME (an OpenAI-compatible server)")
+    elif name == "NotFoundError" or "404" in low:
         reason = "the server does not know this model or path"
     else:
         reason = f"{name}: {text}" if text else name

@@ -15,8 +15,9 @@ Order of a mirrorback:
 3. the prompt (``prompts/mirrorback.md``, overridable in the home) gets the
    recurring threads of the recent past, found offline;
 4. the answer streams; if the model cannot answer (not running, timeout,
-   refused key, garbage), the person gets one line saying so and — unless the
-   config turns the fallback off — the offline mirrorback.
+   refused key, garbage), the person gets one line saying so (an
+   ``EngineNotice``: shown and logged, never part of the saved mirrorback) and —
+   unless the config turns the fallback off — the offline mirrorback.
 
 ``model`` reports what actually wrote the last mirrorback (``offline-v1
 (fallback)`` after a fallback), which is what the journal records.
@@ -29,7 +30,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from ..engine.base import MirrorbackRequest
+from ..engine.base import EngineNotice, MirrorbackRequest
 from ..engine.mood import most_troubled_sentence
 from ..engine.offline import OfflineEngine
 from ..engine.recurrence import PAST_WINDOW, recurring_threads, theme_label
@@ -107,7 +108,7 @@ class LLMEngine:
         """Where the model is (reads the key now, for a remote engine). Raises MirrorError."""
         return self._target()
 
-    async def stream(self, request: MirrorbackRequest) -> AsyncIterator[str]:
+    async def stream(self, request: MirrorbackRequest) -> AsyncIterator[str | EngineNotice]:
         self.model = self._model
         text = request.reflection.text
         signal = detect_crisis(text)
@@ -149,13 +150,15 @@ class LLMEngine:
                 raise LLMError(f"{target.describe()}: the answer was empty")
         except LLMError as exc:
             if started:
-                yield f"\n\n(the model stopped: {exc})"
+                log.warning("the model stopped mid-answer: %s", exc)
+                yield EngineNotice(f"the model stopped: {exc}")
                 return
             log.warning("no mirrorback from the model: %s", exc)
             if not self.fallback:
                 raise
             self.model = self.offline.model + FALLBACK_SUFFIX
-            yield f"(the model did not answer — {exc}; here is the offline mirrorback)\n\n"
+            yield EngineNotice(f"the model did not answer — {exc}; "
+                               "here is the offline mirrorback")
             async for piece in self.offline.stream(request):
                 yield piece
         except Exception as exc:  # a key problem and the like: MirrorError has one line
@@ -163,7 +166,8 @@ class LLMEngine:
                 raise
             log.warning("no mirrorback from the model: %s", exc)
             self.model = self.offline.model + FALLBACK_SUFFIX
-            yield f"(the model could not be asked — {exc}; here is the offline mirrorback)\n\n"
+            yield EngineNotice(f"the model could not be asked — {exc}; "
+                               "here is the offline mirrorback")
             async for piece in self.offline.stream(request):
                 yield piece
 

@@ -81,7 +81,6 @@ from protocol.relay import (
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
 from .message_stream import MessageStream
-from .ws_client import bounded_session
 
 if TYPE_CHECKING:
     from protocol.pairing import JoinedGroup
@@ -93,7 +92,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("mirror.relay")
 
 CHUNK_BYTES = 64 * 1024  # largest message we send (the contract allows 256 KiB)
-MAX_RECEIVE_MESSAGE_BYTES = MAX_RELAY_MESSAGE_BYTES  # largest message (and read size) we accept
+# Largest message (and read size) we accept: httpx-ws joins a fragmented message up to
+# this many bytes and ends the connection (1009) past it, so a hostile relay cannot grow
+# our memory with one endless message. The relay's merged messages are at most this.
+MAX_RECEIVE_MESSAGE_BYTES = MAX_RELAY_MESSAGE_BYTES
 RECEIVE_QUEUE_MESSAGES = 64  # chunks buffered for a session that reads slowly
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 0.25
@@ -346,7 +348,6 @@ async def open_room(
             ws_cm: Any = aconnect_ws(
                 room_url(relay, room), http,
                 max_message_size_bytes=MAX_RECEIVE_MESSAGE_BYTES,
-                session_class=bounded_session(MAX_RECEIVE_MESSAGE_BYTES),
                 keepalive_ping_interval_seconds=PING_INTERVAL_S,
                 keepalive_ping_timeout_seconds=PING_TIMEOUT_S,
             )

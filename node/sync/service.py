@@ -42,6 +42,7 @@ from protocol.pairing import classify_opening
 
 from ..core import MirrorCore
 from ..files import write_private_json
+from ..processes import process_alive
 from .catalogue import offerable
 from .dialing import MAX_DIAL_ADDRESSES, connect_first
 from .group import Group
@@ -447,19 +448,9 @@ def read_status(home_path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     pid = data.get("pid")
-    running = isinstance(pid, int) and _alive(pid)
+    running = isinstance(pid, int) and process_alive(pid)
     data["running"] = running
     return data
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def via_relay(session: SyncSession) -> bool:

@@ -26,8 +26,9 @@ from crdt.journal import (
     write_reflection,
 )
 from crdt.values import format_timestamp
-from node.engine.derive import derive_all, summarize_patterns, summarize_tension
+from node.engine.derive import derive_all
 from node.engine.extract import Evidence, Extraction, Item, Loop, from_json, to_json
+from node.engine.lived import lived_loops, summarize_patterns, summarize_tension
 
 CLIENT_ID = 0x6A6F75
 FIRST_TEXT = "Work felt heavy today; I wanted rest but kept going."
@@ -178,7 +179,8 @@ def derived_documents(stable: Stable) -> dict[str, Any]:
                                   "intensity": tension.intensity}
     out["patterns"]["summary"] = [
         {"kind": p.kind, "key": p.key, "label": p.label, "count": p.count}
-        for p in summarize_patterns(state.recurring.items(), state.loops.items(), minimum=2)
+        for p in summarize_patterns(state.recurring.items(),
+                                     lived_loops(state.loops.items(), minimum=2), minimum=2)
     ]
     note: Doc[Any] = Doc(client_id=CLIENT_ID)
     with note.transaction():
