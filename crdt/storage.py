@@ -44,7 +44,7 @@ from .errors import (
     StoreOpenError,
     StoreWriteError,
 )
-from .storage_calls import _open_blob, compact_document
+from .storage_calls import _open_blob, compact_document, read_snapshot
 from .sync_class import SyncClass
 from .values import format_timestamp, utc_now
 
@@ -178,6 +178,9 @@ class StorageThread:
         self.auto_compactions = 0
         self.initial_documents: list[DocInfo] = []
         self.initial_seq = 0
+        self.between_reads: Callable[[str], None] | None = None
+        """Test hook: called on this thread inside :meth:`read_external`'s read
+        transaction, after the new rows were read (another writer commits there)."""
 
     def qsize(self) -> int:
         return self._queue.qsize()
@@ -242,17 +245,18 @@ class StorageThread:
         try:
             self._unlock(conn)  # before the first write: a wrong key changes nothing
             self._acquire_client_id(conn)
-            self.initial_documents = [
-                DocInfo(d, k, SyncClass(c))
-                for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
-            ]
-            self.initial_seq = int(
-                conn.execute(
-                    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM updates), 0),"
-                    " COALESCE((SELECT MAX(snapshot_seq) FROM documents), 0))"
-                ).fetchone()[0]
-            )
             self._data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            with read_snapshot(conn):  # the catalogue and the cursor from one snapshot
+                self.initial_documents = [
+                    DocInfo(d, k, SyncClass(c))
+                    for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
+                ]
+                self.initial_seq = int(
+                    conn.execute(
+                        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM updates), 0),"
+                        " COALESCE((SELECT MAX(snapshot_seq) FROM documents), 0))"
+                    ).fetchone()[0]
+                )
             started()
             self._serve(conn)
         finally:
@@ -470,29 +474,42 @@ class StorageThread:
     def read_external(
         self, conn: sqlite3.Connection, last: int
     ) -> ExternalChanges | None:
-        """Runs on the storage thread: what other processes wrote after seq *last*."""
+        """Runs on the storage thread: what other processes wrote after seq *last*.
+
+        Everything is read in one read transaction, so the rows, the snapshots
+        and the new cursor come from one snapshot of the file: a row another
+        process commits meanwhile is either read now or has a seq above the
+        cursor, never skipped. (Read as separate statements, a row committed
+        between reading the rows and reading ``MAX(seq)`` was passed over for
+        good.) ``data_version`` is taken before the transaction, so a commit
+        after it is looked for again next time."""
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         if version == self._data_version:
             return None
         self._data_version = version
-        docs = [
-            DocInfo(d, k, SyncClass(c))
-            for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
-        ]
-        snapshots = [
-            (d, _open_blob(self.cipher, "snapshot", d, s))
-            for d, s in conn.execute(
-                "SELECT doc_id, snapshot FROM documents WHERE snapshot_seq > ? "
-                "AND snapshot IS NOT NULL",
-                (last,),
-            )
-        ]
-        rows = conn.execute(
-            "SELECT seq, doc_id, data FROM updates WHERE seq > ? AND writer != ? ORDER BY seq",
-            (last, self.client_id),
-        ).fetchall()
-        max_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM updates").fetchone()[0])
-        snap_max = conn.execute("SELECT COALESCE(MAX(snapshot_seq), 0) FROM documents").fetchone()
+        with read_snapshot(conn):
+            docs = [
+                DocInfo(d, k, SyncClass(c))
+                for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
+            ]
+            snapshots = [
+                (d, _open_blob(self.cipher, "snapshot", d, s))
+                for d, s in conn.execute(
+                    "SELECT doc_id, snapshot FROM documents WHERE snapshot_seq > ? "
+                    "AND snapshot IS NOT NULL",
+                    (last,),
+                )
+            ]
+            rows = conn.execute(
+                "SELECT seq, doc_id, data FROM updates WHERE seq > ? AND writer != ? ORDER BY seq",
+                (last, self.client_id),
+            ).fetchall()
+            if self.between_reads is not None:
+                self.between_reads("rows-read")
+            max_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM updates").fetchone()[0])
+            snap_max = conn.execute(
+                "SELECT COALESCE(MAX(snapshot_seq), 0) FROM documents"
+            ).fetchone()
         max_seq = max(max_seq, int(snap_max[0]), last)
         updates = [(d, _open_blob(self.cipher, "update", d, b)) for _, d, b in rows]
         return ExternalChanges(docs, snapshots, updates, max_seq)

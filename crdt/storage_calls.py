@@ -9,6 +9,8 @@ trio. Blobs are opened here, just after SELECT, when the store is encrypted.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +18,11 @@ from pycrdt import Doc
 
 from .crypto_at_rest import BlobCipher
 from .errors import CompactionError, CorruptStoreError, DocumentError
-from .update_check import UpdateRejected, delete_set, same_document
+from .update_check import UpdateRejected, covers, same_document, same_state
 from .values import format_timestamp, utc_now
 
 LOAD_ORIGIN = "mirror.store:load"
+SCRUB_BUSY_TIMEOUT_MS = 2_000
 EXTERNAL_ORIGIN = "mirror.store:external"
 
 
@@ -35,8 +38,40 @@ def _open_blob(cipher: BlobCipher | None, what: str, doc_id: str, blob: Any) -> 
     return bytes(blob) if cipher is None else cipher.open(what, doc_id, bytes(blob))
 
 
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One snapshot of the file for every SELECT inside (WAL: writers go on meanwhile).
+
+    Reads that belong together (a snapshot and the log after it; new rows and
+    the cursor past them) must not straddle another process's commit: a
+    compaction between them folds rows into a snapshot the reader has already
+    read past. Inside a transaction already (a compaction's), nothing to do."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        _end_read(conn)
+
+
+def _end_read(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # a failed statement may have ended it already
+        conn.execute("COMMIT")
+
+
 def read_doc(
     conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
+) -> tuple[bytes | None, list[bytes], int]:
+    """A document's snapshot, the updates stored after it, and the newest seq of
+    either, read from one snapshot of the file (see :func:`read_snapshot`)."""
+    with read_snapshot(conn):
+        return _read_doc(conn, doc_id, cipher)
+
+
+def _read_doc(
+    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None
 ) -> tuple[bytes | None, list[bytes], int]:
     row = conn.execute(
         "SELECT snapshot, snapshot_seq FROM documents WHERE doc_id=?", (doc_id,)
@@ -49,6 +84,22 @@ def read_doc(
     ).fetchall()
     max_seq = max([int(row[1])] + [int(s) for s, _ in updates])
     return snapshot, [_open_blob(cipher, "update", doc_id, d) for _, d in updates], max_seq
+
+
+def read_doc_if_changed(
+    conn: sqlite3.Connection, doc_id: str, mark: int | None, cipher: BlobCipher | None = None
+) -> tuple[bytes | None, list[bytes], int] | None:
+    """:func:`read_doc`, unless the document's newest stored seq (its update log's,
+    or its snapshot's) is still *mark*, or the document is gone: then None."""
+    with read_snapshot(conn):
+        row = conn.execute(
+            "SELECT MAX(snapshot_seq, COALESCE((SELECT MAX(seq) FROM updates WHERE doc_id=?), 0))"
+            " FROM documents WHERE doc_id=?",
+            (doc_id, doc_id),
+        ).fetchone()
+        if row is None or int(row[0]) == mark:
+            return None
+        return _read_doc(conn, doc_id, cipher)
 
 
 def apply_all(
@@ -79,11 +130,18 @@ def _same(a: bytes, b: bytes) -> bool:
         raise CompactionError(f"re-encoded document does not parse ({exc}); log kept") from None
 
 
-def _same_deletes(a: bytes, b: bytes) -> bool:
+def _same_state(a: bytes, b: bytes) -> bool:
     try:
-        return delete_set(a) == delete_set(b)
+        return same_state(a, b)
     except UpdateRejected as exc:
-        raise CompactionError(f"a delete set does not parse ({exc}); log kept") from None
+        raise CompactionError(f"a state vector does not parse ({exc}); log kept") from None
+
+
+def _covers(stored: tuple[bytes, bytes], live: tuple[bytes, bytes]) -> bool:
+    try:
+        return covers(*stored, *live)
+    except UpdateRejected as exc:
+        raise CompactionError(f"a state or delete set does not parse ({exc}); log kept") from None
 
 
 def compact_document(
@@ -106,16 +164,19 @@ def compact_document(
         reloaded: Doc[Any] = Doc()
         apply_all(reloaded, doc_id, encoded, [], origin=LOAD_ORIGIN)
         # The round trip is compared in canonical form: yrs writes the keys of
-        # dict values in hash-map order, so equal documents need not encode to
-        # equal bytes.
-        if reloaded.get_state() != rebuilt.get_state() or not _same(reloaded.get_update(), encoded):
+        # dict values, and the clients of a state vector, in hash-map order, so
+        # equal documents need not encode to equal bytes.
+        state = rebuilt.get_state()
+        round_trip = reloaded.get_update()
+        if not _same_state(reloaded.get_state(), state) or not _same(round_trip, encoded):
             raise CompactionError(f"document {doc_id}: re-encoded state differs; log kept")
-        # A live replica with the same state vector holds the same items; it may
-        # split and merge them differently, so only its deletions are compared.
-        if live is not None and live[0] == rebuilt.get_state() and not _same_deletes(
-            live[1], rebuilt.get_update(rebuilt.get_state())
-        ):
-            raise CompactionError(f"document {doc_id}: stored state differs from live; log kept")
+        # What the loaded replica holds was saved before this call ran (writes
+        # queued before it commit first), so the database must cover it: its
+        # items by state vector, its deletions by delete set. The database may
+        # hold more: other processes write to it too.
+        if live is not None and not _covers((state, rebuilt.get_update(state)), live):
+            raise CompactionError(f"document {doc_id}: the live document holds changes that "
+                                  "are not stored; log kept")
         stored = encoded if cipher is None else cipher.seal("snapshot", doc_id, encoded)
         conn.execute(
             "UPDATE documents SET snapshot=?, snapshot_seq=?, compacted_at=? WHERE doc_id=?",
@@ -157,8 +218,21 @@ def scrub(conn: sqlite3.Connection) -> bool:
     VACUUM rebuilds the database from live rows only; the checkpoints before and
     after move everything out of the WAL and truncate it to zero bytes. False
     when another connection kept the WAL from being truncated (its pages are
-    overwritten by later writes, and the next scrub finishes the job)."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.execute("VACUUM")
-    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    overwritten by later writes, and the next scrub finishes the job), or
+    kept VACUUM from running at all. A checkpoint or VACUUM waits for readers
+    at most :data:`SCRUB_BUSY_TIMEOUT_MS`, not the connection's usual busy
+    timeout: the person is waiting for the answer."""
+    usual = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    conn.execute(f"PRAGMA busy_timeout = {SCRUB_BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {usual}")
     return not (busy and int(busy[0]))

@@ -66,10 +66,12 @@ from .storage_calls import (
     documents_with_updates,
     first_envelope_seqs,
     read_doc,
+    read_doc_if_changed,
     read_envelopes,
     scrub,
 )
 from .sync_class import SyncClass
+from .update_check import covers
 from .values import format_timestamp, is_valid_doc_id, utc_now
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "DocInfo",
     "DocStore",
     "RefreshResult",
+    "ScrubResult",
     "StoreStatistics",
     "StoredDoc",
     "open_store",
@@ -91,6 +94,7 @@ _SKIP_ORIGINS = frozenset({hash(LOAD_ORIGIN), hash(EXTERNAL_ORIGIN)})
 DEFAULT_COMPACT_AFTER_UPDATES = 1000
 
 UpdateListener = Callable[["StoredDoc", bytes, str], None]
+CatalogueListener = Callable[[tuple[DocInfo, ...]], None]
 
 
 @dataclass
@@ -114,6 +118,30 @@ class RefreshResult:
 
     changed: tuple[str, ...]
     new_documents: tuple[DocInfo, ...]
+
+
+@dataclass(frozen=True)
+class ScrubResult:
+    """What :meth:`DocStore.scrub_deleted` could not do (nothing, when complete)."""
+
+    kept_logs: tuple[str, ...] = ()
+    """Documents whose update log could not be compacted: deleted content stays in it."""
+    file_busy: bool = False
+    """Another connection kept the file from being rewritten or its WAL from being
+    truncated: freed pages may still hold deleted content."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.kept_logs and not self.file_busy
+
+    def describe(self) -> str:
+        """One line for a person: what remains, and why."""
+        parts = []
+        if self.kept_logs:
+            parts.append(f"the update log of {', '.join(self.kept_logs)} could not be compacted")
+        if self.file_busy:
+            parts.append("another program was reading the file, so it could not be rewritten")
+        return "; ".join(parts) or "nothing remains"
 
 
 @dataclass(frozen=True)
@@ -167,6 +195,11 @@ class DocStore:
         self._last_seen_seq = 0
         self._batches = 0
         self._held: list[WriteJob] | None = None
+        # doc id -> its newest stored seq, and the refresh cursor, when it was
+        # loaded or last reconciled (see reconcile)
+        self._disk_marks: dict[str, int] = {}
+        self._disk_cursors: dict[str, int] = {}
+        self._catalogue_listeners: list[CatalogueListener] = []
 
     @property
     def cipher(self) -> BlobCipher | None:
@@ -207,6 +240,18 @@ class DocStore:
         with suppress(ValueError):
             self._listeners.remove(listener)
 
+    def add_catalogue_listener(self, listener: CatalogueListener) -> None:
+        """Call ``listener(new_documents)`` whenever a :meth:`refresh` — whoever
+        called it — finds documents another process created. A refresh's result
+        goes to its caller only; several tasks of one process refresh (a sync
+        service, the REPL's watcher, an open or a compaction), and each must
+        hear of every new document. Runs on the trio thread; must not block."""
+        self._catalogue_listeners.append(listener)
+
+    def remove_catalogue_listener(self, listener: CatalogueListener) -> None:
+        with suppress(ValueError):
+            self._catalogue_listeners.remove(listener)
+
     # ------------------------------------------------------------------ documents
 
     async def open_doc(
@@ -246,11 +291,17 @@ class DocStore:
                 self._enqueue(Create(next(self._tickets), info, format_timestamp(utc_now())))
                 stored = StoredDoc(doc_id, kind, info.sync_class, Doc(client_id=self.client_id))
                 self._attach(stored)
+                self._disk_cursors[doc_id] = self._last_seen_seq
                 return stored
             cipher = self._storage.cipher
-            snapshot, updates, _ = await self._storage.call(lambda c: read_doc(c, doc_id, cipher))
+            cursor = self._last_seen_seq
+            snapshot, updates, mark = await self._storage.call(
+                lambda c: read_doc(c, doc_id, cipher)
+            )
             doc: Doc[Any] = Doc(client_id=self.client_id)
             apply_all(doc, doc_id, snapshot, updates, origin=LOAD_ORIGIN)
+            self._disk_marks[doc_id] = mark
+            self._disk_cursors[doc_id] = cursor
             stored = StoredDoc(doc_id, info.kind, info.sync_class, doc)
             self._attach(stored)
             return stored
@@ -413,20 +464,21 @@ class DocStore:
             log.warning("deleted %s; another reader kept the WAL from being truncated", doc_id)
         return complete
 
-    async def scrub_deleted(self) -> bool:
+    async def scrub_deleted(self) -> ScrubResult:
         """Make content deleted from documents unrecoverable from this file.
 
         A CRDT deletion is one more update: the deleted text stays in the older
         update rows until they are folded away. This compacts every document
         that has an update log (compaction drops deleted content), then rewrites
         the file (VACUUM, WAL truncated) so no freed page still holds it.
-        Returns False if a document could not be compacted (its log is kept, a
-        warning logged) or another connection kept the WAL from being truncated
-        (its pages are overwritten by later writes; the next scrub finishes)."""
+        The result says what remains when that was not complete: a document
+        that could not be compacted (its log is kept, a warning logged), or a
+        WAL another connection kept from being truncated (its pages are
+        overwritten by later writes; the next scrub finishes)."""
         self._check_open()
         await self.wait_durable()
         pending: list[str] = await self._storage.call(documents_with_updates)
-        folded = True
+        kept: list[str] = []
         for doc_id in pending:
             if doc_id not in self._catalogue:
                 continue
@@ -434,11 +486,11 @@ class DocStore:
                 await self.compact([doc_id])
             except CompactionError as exc:  # its log stays; the others are still scrubbed
                 log.warning("scrub: %s", exc)
-                folded = False
-        complete: bool = await self._storage.call(scrub)
-        if not complete:
-            log.warning("scrubbed; another reader kept the WAL from being truncated")
-        return complete and folded
+                kept.append(doc_id)
+        rewritten: bool = await self._storage.call(scrub)
+        if not rewritten:
+            log.warning("scrub: another reader kept the file from being rewritten")
+        return ScrubResult(tuple(kept), not rewritten)
 
     async def wait_durable(self) -> None:
         """Return once every change made before the call is committed to disk."""
@@ -503,7 +555,64 @@ class DocStore:
                 if doc_id not in changed:
                     changed.append(doc_id)
         self._last_seen_seq = max(self._last_seen_seq, max_seq)
+        if new_docs:
+            for catalogue_listener in list(self._catalogue_listeners):
+                try:
+                    catalogue_listener(tuple(new_docs))
+                except Exception:
+                    log.exception("catalogue listener failed")
         return RefreshResult(tuple(changed), tuple(new_docs))
+
+    async def reconcile(self, doc_ids: Iterable[str]) -> tuple[str, ...]:
+        """Apply to each loaded document of *doc_ids* whatever the file holds for it.
+
+        :meth:`refresh` reads only what was stored after its cursor; this reads a
+        document whole (snapshot and log) and applies it under
+        :data:`EXTERNAL_ORIGIN`, so listeners hear of what it adds. A safety net:
+        a write that reached the file but never this process is applied here (a
+        sync session runs it before its catch-up, so its peer gets it too).
+        A document can only lack what the file holds if refresh's cursor moved
+        past a row since the document was loaded or last reconciled (rows stored
+        later are above the cursor: refresh reads them): without that, nothing
+        is read and nothing awaited. Otherwise a document whose newest stored seq
+        is unchanged costs one small query. Returns the documents that gained
+        anything."""
+        self._check_open()
+        candidates = [
+            doc_id for doc_id in doc_ids
+            if doc_id in self._loaded and self._disk_cursors.get(doc_id) != self._last_seen_seq
+        ]
+        if not candidates:
+            return ()
+        await self.wait_durable()
+        cipher = self._storage.cipher
+        gained = []
+        for doc_id in candidates:
+            stored = self._loaded.get(doc_id)
+            if stored is None:
+                continue  # unloaded meanwhile: loading reads the file whole anyway
+            cursor = self._last_seen_seq
+            found = await self._storage.call(functools.partial(
+                read_doc_if_changed, doc_id=doc_id, mark=self._disk_marks.get(doc_id),
+                cipher=cipher,
+            ))
+            if self._loaded.get(doc_id) is not stored:
+                continue
+            if found is None:
+                self._disk_cursors[doc_id] = cursor
+                continue
+            snapshot, updates, mark = found
+            doc = stored.doc
+            before = (doc.get_state(), doc.get_update(doc.get_state()))
+            apply_all(doc, doc_id, snapshot, updates, origin=EXTERNAL_ORIGIN)
+            self._disk_marks[doc_id] = mark
+            self._disk_cursors[doc_id] = cursor
+            if not covers(*before, doc.get_state(), doc.get_update(doc.get_state())):
+                gained.append(doc_id)
+        if gained:
+            log.warning("the file held changes to %s that this process had not applied; "
+                        "applied now", ", ".join(gained))
+        return tuple(gained)
 
     # ------------------------------------------------------------------ compaction
 

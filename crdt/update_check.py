@@ -298,6 +298,47 @@ def canonical_update(update: bytes) -> bytes:
     return b"".join(out)
 
 
+def state_vector(encoded: bytes) -> dict[int, int]:
+    """A v1 state vector (``count, (client, clock)*``) as a mapping of client to clock.
+
+    yrs writes a state vector in hash-map order, which depends on how the map
+    grew: a document rebuilt update by update and the same document decoded
+    from one update may list their clients in different orders. Compare state
+    vectors through this, never as bytes."""
+    r = _Reader(encoded)
+    clocks: dict[int, int] = {}
+    for _ in range(r.varuint()):
+        client = r.varuint()
+        if client in clocks:
+            raise UpdateRejected(f"client {client} twice in a state vector")
+        clocks[client] = r.varuint()
+    if r.pos != len(encoded):
+        raise UpdateRejected("trailing bytes after the state vector")
+    return clocks
+
+
+def same_state(a: bytes, b: bytes) -> bool:
+    """Whether two encoded state vectors say the same (see :func:`state_vector`)."""
+    return a == b or state_vector(a) == state_vector(b)
+
+
+def covers(state: bytes, deletes: bytes, other_state: bytes, other_deletes: bytes) -> bool:
+    """Whether a replica (*state*, and an update carrying its *deletes*) holds
+    everything another one (*other_state*, *other_deletes*) holds: every client's
+    clock at least as far, every deleted range deleted too. A replica that
+    other processes have written to since the other one looked covers it."""
+    mine, theirs = state_vector(state), state_vector(other_state)
+    if any(mine.get(client, 0) < clock for client, clock in theirs.items()):
+        return False
+    have = delete_set(deletes)
+    for client, spans in delete_set(other_deletes).items():
+        ours = have.get(client, [])
+        for lo, hi in spans:  # both sides are merged: a span lies within one of ours
+            if not any(a <= lo and hi <= b for a, b in ours):
+                return False
+    return True
+
+
 def same_document(a: bytes, b: bytes) -> bool:
     """Whether two v1 updates encode the same document (see :func:`canonical_update`)."""
     return a == b or canonical_update(a) == canonical_update(b)

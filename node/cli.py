@@ -298,6 +298,12 @@ async def cmd_export(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     return 0
 
 
+async def cmd_scrub(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    await core.scrub()
+    print("scrubbed: nothing deleted is left in this device's store file", file=out)
+    return 0
+
+
 async def cmd_compact(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     results = await core.store.compact()
     if not results:
@@ -465,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: what the name says (.json, .md), else json")
     p.add_argument("path", help="file (json, or markdown named .md) or folder (markdown)")
     add("compact", cmd_compact, "fold each document's update log into a verified snapshot")
+    add("scrub", cmd_scrub, "remove what was deleted or edited away from this device's store "
+        "file (after a delete or edit that could not finish it)")
     p = add("status", cmd_status, "show the home, the modes and what is stored")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(config_tolerant=True)  # runs, and explains, with an invalid config.json

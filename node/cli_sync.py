@@ -93,22 +93,27 @@ async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
     from .sync.runner import run_sync
 
     peers = [_address(p, "--peer") for p in [*(args.peer or ()), *core.config.sync_peers]]
-    async with trio.open_nursery() as nursery:
-        running = await nursery.start(
-            functools.partial(
-                run_sync, core, listen=_listen(core, args), interfaces=_interfaces(core, args),
-                peers=peers,
+    # Listen for SIGTERM / SIGINT before announcing readiness: one sent right after
+    # the first line must stop the service cleanly, not kill it mid-way.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            running = await nursery.start(
+                functools.partial(
+                    run_sync, core, listen=_listen(core, args),
+                    interfaces=_interfaces(core, args), peers=peers,
+                )
             )
-        )
-        host = running.service.listen[0]
-        ring = running.group.keyring
-        if args.json:
-            print(json.dumps({"address": f"{host}:{running.port}", "device_id": ring.device_id}),
-                  file=out, flush=True)
-        else:
-            print(f"serving on {host}:{running.port} as {ring.device_name} ({ring.device_id}); "
-                  "Ctrl-C stops", file=out, flush=True)
-        await _until_signal(nursery.cancel_scope)
+            host = running.service.listen[0]
+            ring = running.group.keyring
+            if args.json:
+                print(json.dumps({"address": f"{host}:{running.port}",
+                                  "device_id": ring.device_id}), file=out, flush=True)
+            else:
+                print(f"serving on {host}:{running.port} as {ring.device_name} "
+                      f"({ring.device_id}); Ctrl-C stops", file=out, flush=True)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
     print("stopped", file=out, flush=True)
     return 0
 

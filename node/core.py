@@ -7,7 +7,7 @@ views over it. Layer 1 needs nothing else: no network, no server.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import trio
 
-from crdt import DocStore, StoredDoc, SyncClass, open_store
+from crdt import DocStore, ScrubResult, StoredDoc, SyncClass, open_store
 from crdt.crypto_at_rest import BlobCipher
+from crdt.insights import Scope
 from crdt.journal import KIND as JOURNAL_KIND
 from crdt.journal import Journal, Mirrorback, Reflection, read_one, shard_ids, shard_size
 from crdt.settings import Settings
@@ -24,15 +25,17 @@ from crdt.values import utc_now
 
 from .config import Config, read_config
 from .engine.base import Engine, EngineNotice, MirrorbackRequest
+from .engine.derive import Touched
 from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
-from .errors import ConfigError
+from .errors import ConfigError, ScrubIncompleteError
 from .home import Home
 from .identity import forget_sealing_key, register_sealing_key
 
 log = logging.getLogger("mirror.core")
 
 REFRESH_INTERVAL_S = 0.25
+MAX_REPAIR_ROUNDS = 3  # re-derive, look again: another process may be writing meanwhile
 PAST_FOR_ENGINE = 50
 JOURNAL_CLASS_SETTING = "journal_sync_class"
 
@@ -127,8 +130,31 @@ class MirrorCore:
     ) -> Reflection:
         """Save a reflection and learn from it; returns once both are on disk."""
         reflection = await self.journal.add(text, tags=tags, private=private, created_at=at)
-        await self.understanding.on_reflection(reflection)
+        x = await self.understanding.on_reflection(reflection)
+        # The records just written were read before this process saw what others
+        # wrote meanwhile: one may carry a quote another process has since deleted
+        # (node/engine/evidence.py). Then its words are in this write, live or
+        # not, and the record may need deriving again; both are done here.
+        only = {scope: Touched.of(x) for scope in self.understanding.scopes_for(x)}
+        written = await self.understanding.evidence_in(only)
+        await self.store.refresh()
+        quoted_deleted = not await self.understanding.evidence_holds(written)
+        if await self._repair_stale(only) or quoted_deleted:
+            scrubbed = await self.store.scrub_deleted()
+            if not scrubbed.complete:
+                log.warning("scrubbing words deleted meanwhile: %s", scrubbed.describe())
         return reflection
+
+    async def _repair_stale(self, only: Mapping[Scope, Touched] | None = None) -> bool:
+        """Look at what other processes wrote, then derive again the records whose
+        evidence quotes what the journal no longer says; True if any was."""
+        repaired = False
+        for _ in range(MAX_REPAIR_ROUNDS):
+            await self.store.refresh()
+            if not await self.understanding.repair_stale(only):
+                break
+            repaired = True
+        return repaired
 
     async def edit(
         self, ref: str, *, text: str | None = None, tags: Sequence[str] | None = None
@@ -139,7 +165,9 @@ class MirrorCore:
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
         if after.text != before.text:  # the old words leave this device's file too
-            await self.store.scrub_deleted()
+            await self._repair_stale()
+            self._check_scrub(f"edited {after.id}, but the old words",
+                              await self.store.scrub_deleted())
         return after
 
     async def delete(self, ref: str) -> Reflection:
@@ -150,8 +178,30 @@ class MirrorCore:
         self._deleted_here.add(found.id)  # not "deleted on another device"
         reflection = await self.journal.delete(found.id)
         await self.understanding.on_delete(reflection)
-        await self.store.scrub_deleted()  # and leaves no byte of it in this device's file
+        await self._repair_stale()  # a record another process wrote meanwhile may quote it
+        # ... and leaves no byte of it in this device's file, or says it did not
+        self._check_scrub(f"deleted {reflection.id}, but its words",
+                          await self.store.scrub_deleted())
         return reflection
+
+    async def scrub(self) -> None:
+        """Remove what was deleted or edited away from this device's file (again)."""
+        await self._repair_stale()
+        self._check_scrub("deleted words", await self.store.scrub_deleted())
+
+    def _check_scrub(self, what: str, result: ScrubResult) -> None:
+        """Raise ScrubIncompleteError unless *result* says the file holds nothing deleted."""
+        if result.complete:
+            return
+        advice = "run `mirror scrub`"
+        if result.file_busy:
+            advice = "close the other Mirror programs on this home (the REPL, mirror serve), " \
+                     "then run `mirror scrub`"
+        elif result.kept_logs:
+            advice += f" (details in {self.home.log_path})"
+        raise ScrubIncompleteError(
+            f"{what} are still in {self.home.db_path.name}: {result.describe()}; {advice}"
+        )
 
     async def past_for(
         self, reflection: Reflection, limit: int = PAST_FOR_ENGINE
@@ -280,6 +330,7 @@ class MirrorCore:
         known: dict[str, set[str]] = {}
         written_here: set[str] = set()
         from_peers: dict[str, str] = {}
+        from_processes: set[str] = set()
 
         def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
             # What this process writes itself is not an arrival. (A listener runs
@@ -288,7 +339,11 @@ class MirrorCore:
                 return
             if source == "local":
                 written_here.add(stored.doc_id)
-            elif source != "external":
+            elif source == "external":
+                # Noted here, not only in the refresh result: another task's refresh
+                # (a sync service, an open, a compaction) may be the one that applied it.
+                from_processes.add(stored.doc_id)
+            else:
                 from_peers[stored.doc_id] = source
 
         # Listen before reading what is known: a peer's update applied while the
@@ -297,7 +352,9 @@ class MirrorCore:
         try:
             for shard in await self.journal.shards():
                 known[shard.doc_id] = shard_ids(shard.doc)
-            await self._watch_loop(known, written_here, from_peers, on_arrival, interval_s)
+            await self._watch_loop(
+                known, written_here, from_peers, from_processes, on_arrival, interval_s
+            )
         finally:
             self.store.remove_listener(on_change)
 
@@ -306,6 +363,7 @@ class MirrorCore:
         known: dict[str, set[str]],
         written_here: set[str],
         from_peers: dict[str, str],
+        from_processes: set[str],
         on_arrival: Callable[[Arrival], None],
         interval_s: float,
     ) -> None:
@@ -327,6 +385,8 @@ class MirrorCore:
             peer_docs = dict(from_peers)
             from_peers.clear()
             touched = set(result.changed) | {i.doc_id for i in result.new_documents}
+            touched |= from_processes
+            from_processes.clear()
             arrived: dict[str, list[Reflection]] = {}
             for shard in shards:
                 doc_id = shard.doc_id

@@ -5,6 +5,7 @@
     MirrorError                 a one-line message for the person; exit status 1
     ├── ConfigError             the config file is missing a value or holds a wrong one
     ├── HomeError               the home directory cannot be used
+    ├── ScrubIncompleteError    deleted, but the old words are still in the home's file
     └── UsageError              a command was given wrong arguments (exit status 2)
 
 Store errors (``crdt.StoreError``) are also shown as one line; anything else is
@@ -27,6 +28,11 @@ class ConfigError(MirrorError):
 
 class HomeError(MirrorError):
     pass
+
+
+class ScrubIncompleteError(MirrorError):
+    """A delete or an edit was saved, but the removed words are still in this
+    device's store file; the message says what remains and what to do."""
 
 
 class UsageError(MirrorError):

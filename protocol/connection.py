@@ -157,6 +157,9 @@ class Connection:
         self._initiator_pending: InitiatorPending | None = None
         self._responder_pending: ResponderPending | None = None
         self._ours = SideState.HANDSHAKE
+        # What our side had announced when we sent Close: the peer may still send
+        # what that allowed, having not yet read the Close (frames cross).
+        self._ours_before_close = SideState.HANDSHAKE
         self._theirs = SideState.HANDSHAKE
         self._send_key: bytes | None = None
         self._recv_key: bytes | None = None
@@ -257,7 +260,8 @@ class Connection:
         if self._hs_state is not HandshakeState.DONE:
             self._handle_handshake(frame)
             return
-        assert self._recv_key is not None
+        if self._recv_key is None:  # unreachable: DONE is set with the keys
+            raise RemoteProtocolError("a sealed frame before the session keys exist")
         plaintext = keys.open_sealed(
             self._recv_key, self._recv_seq, frame.body, frame.header, "frame"
         )
@@ -271,21 +275,26 @@ class Connection:
             raise RemoteProtocolError(
                 f"unexpected {frame.kind.name} frame in handshake state {self._hs_state.value}"
             )
+        # The transition table admits each frame once; the checks below restate
+        # that without an assert (remote input must never reach one).
         if frame.kind is FrameKind.HELLO:
-            assert self._ephemeral is not None
+            if self._ephemeral is None:
+                raise RemoteProtocolError("a second HELLO")
             reply, pending = make_reply(self._creds, frame, self._ephemeral)
             self._ephemeral = None
             self._responder_pending = pending
             self._outbox += reply
             self._frames_sent += 1
         elif frame.kind is FrameKind.REPLY:
-            assert self._initiator_pending is not None
+            if self._initiator_pending is None:
+                raise RemoteProtocolError("a REPLY to no HELLO")
             finish, result = read_reply(self._creds, self._initiator_pending, frame)
             self._outbox += finish
             self._frames_sent += 1
             self._established(result)
         else:
-            assert self._responder_pending is not None
+            if self._responder_pending is None:
+                raise RemoteProtocolError("a FINISH to no REPLY")
             self._established(read_finish(self._creds, self._responder_pending, frame))
         self._hs_state = next_state
 
@@ -310,10 +319,11 @@ class Connection:
     def _receive_message(self, message: Message) -> None:
         """Validate *message* from the peer, then (and only then) apply it."""
         kind = _TYPES[type(message)]
-        new_state = next_side_state(self._theirs, self._ours, kind)
+        ours = self._ours_before_close if self._ours is SideState.CLOSED else self._ours
+        new_state = next_side_state(self._theirs, ours, kind)
         if new_state is None:
             raise RemoteProtocolError(
-                f"peer sent {kind.name} in state {self._theirs.value} (ours: {self._ours.value})"
+                f"peer sent {kind.name} in state {self._theirs.value} (ours: {ours.value})"
             )
         match message:
             case CatalogueDigest(digest=value):
@@ -470,6 +480,7 @@ class Connection:
                 self._seal(plaintext)
             case Close():
                 plaintext = self._encode(message)
+                self._ours_before_close = self._ours
                 self._ours = new_state
                 self._seal(plaintext)
         return self.data_to_send()
@@ -494,11 +505,16 @@ class Connection:
             self._events.append(CatchUpDone())
             return
         next_state = next_side_state(self._ours, self._theirs, MessageType.CATALOGUE)
-        assert next_state is not None
+        if next_state is None:
+            # One side has sent Close (the digests crossed it): the session is
+            # ending and nothing more is listed; the next session catches up.
+            return
         self._ours = next_state
         self._queue(Catalogue(tuple(self._our_catalogue.values())))
 
     def _maybe_send_done(self) -> None:
+        if self._ours is SideState.CLOSED:
+            return  # nothing follows our Close; the peer sees the Close instead
         if self._theirs is SideState.REQUESTED and not self._owed and not self._done_sent:
             self._done_sent = True
             self._queue(CatchUpDone())
@@ -517,7 +533,8 @@ class Connection:
         return plaintext
 
     def _seal(self, plaintext: bytes) -> None:
-        assert self._send_key is not None
+        if self._send_key is None:  # unreachable: every caller checked the handshake
+            raise LocalProtocolError("the handshake is not complete")
         header = frame_header(FrameKind.SEALED, len(plaintext) + AEAD_TAG_BYTES)
         sealed = keys.seal(self._send_key, self._send_seq, plaintext, header)
         self._send_seq += 1

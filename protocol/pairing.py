@@ -382,7 +382,8 @@ class Pairing:
             key = self._spake.finish(message)
         except Exception:  # spake2 raises ValueError and its own SPAKEError family
             raise RemoteProtocolError("peer sent an invalid SPAKE2 message") from None
-        assert isinstance(key, bytes)
+        if not isinstance(key, bytes):
+            raise RemoteProtocolError("peer sent an invalid SPAKE2 message")
         return key
 
     # pairer ------------------------------------------------------------------
@@ -400,7 +401,10 @@ class Pairing:
         self._replied = True
 
     def _on_confirm(self, frame: Frame) -> None:
-        assert self._key is not None and self._transcript is not None and self._group is not None
+        # The transition table admits PAIR_CONFIRM only after PAIR_START; restated
+        # without an assert (remote input must never reach one).
+        if self._key is None or self._transcript is None or self._group is None:
+            raise RemoteProtocolError("PAIR_CONFIRM before PAIR_START")
         key, transcript = self._key, self._transcript
         reader = Reader(frame.body, "PAIR_CONFIRM")
         confirm = reader.fixed(DIGEST_BYTES)
@@ -470,7 +474,8 @@ class Pairing:
         self._outbox += encode_frame(FrameKind.PAIR_CONFIRM, body, MAX_PAIRING_FRAME_BYTES)
 
     def _on_welcome(self, frame: Frame) -> None:
-        assert self._key is not None and self._transcript is not None
+        if self._key is None or self._transcript is None:
+            raise RemoteProtocolError("PAIR_WELCOME before PAIR_REPLY")
         key, transcript = self._key, self._transcript
         plain = keys.open_sealed(
             keys.kdf(key, Purpose.PAIR_KEY_P2J, transcript),

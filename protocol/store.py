@@ -191,7 +191,8 @@ def seal_envelope(
     signed = header + name_box + body_box
     signature = signing.sign(SIG_CONTEXT_STORE_ENVELOPE + group_id + signed).signature
     envelope = signed + signature
-    assert len(envelope) == size
+    if len(envelope) != size:  # our own arithmetic, not remote input; never an assert
+        raise LocalProtocolError(f"envelope of {len(envelope)} bytes, not {size}")
     return envelope
 
 

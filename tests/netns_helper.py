@@ -121,3 +121,61 @@ def veth_namespace_pair() -> Iterator[NamespacePair]:
         for name in created:
             # Deleting a namespace also destroys the veth end inside it.
             _ip("netns", "del", name)
+
+
+@dataclass(frozen=True)
+class Lan:
+    """Namespaces on one Ethernet segment: each joined by a veth pair to a bridge
+    in a namespace of its own (the switch). Multicast (mDNS) reaches them all."""
+
+    switch: str
+    hosts: tuple[Namespace, ...]
+    ports: tuple[str, ...]  # each host's port on the bridge, in the switch namespace
+
+    def _port(self, host: Namespace) -> str:
+        return self.ports[self.hosts.index(host)]
+
+    def cut(self, host: Namespace) -> None:
+        """Unplug *host*: nothing reaches it or leaves it until :meth:`heal`."""
+        _ip_ok("-n", self.switch, "link", "set", self._port(host), "down")
+
+    def heal(self, host: Namespace) -> None:
+        _ip_ok("-n", self.switch, "link", "set", self._port(host), "up")
+
+
+@contextmanager
+def bridged_namespaces(count: int) -> Iterator[Lan]:
+    """*count* namespaces on one bridged segment (10.201.N.0/24), deleted on exit."""
+    token = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
+    subnet = random.Random().randint(1, 254)
+    switch = f"mirror-sw-{token}"
+    hosts = tuple(
+        Namespace(f"mirror-h{i}-{token}", f"mh{i}{token}"[:15], f"10.201.{subnet}.{i + 1}")
+        for i in range(count)
+    )
+    ports = tuple(f"ms{i}{token}"[:15] for i in range(count))
+    created: list[str] = []
+    try:
+        for name in (switch, *(h.name for h in hosts)):
+            _ip_ok("netns", "add", name)
+            created.append(name)
+        _run_all([
+            ("-n", switch, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"),
+            ("-n", switch, "link", "set", "br0", "up"),
+        ])
+        for host, port in zip(hosts, ports, strict=True):
+            # Created inside the switch, so no end ever exists in the host namespace.
+            _run_all([
+                ("-n", switch, "link", "add", port, "type", "veth", "peer", "name",
+                 host.interface),
+                ("-n", switch, "link", "set", host.interface, "netns", host.name),
+                ("-n", switch, "link", "set", port, "master", "br0"),
+                ("-n", switch, "link", "set", port, "up"),
+                ("-n", host.name, "addr", "add", f"{host.address}/24", "dev", host.interface),
+                ("-n", host.name, "link", "set", "lo", "up"),
+                ("-n", host.name, "link", "set", host.interface, "up"),
+            ])
+        yield Lan(switch, hosts, ports)
+    finally:
+        for name in created:
+            _ip("netns", "del", name)

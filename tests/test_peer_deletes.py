@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from crdt import open_store
+from crdt import ScrubResult, open_store
 from crdt.journal import Journal
 from node.core import MirrorCore, open_core
 from node.home import Home
@@ -77,7 +77,7 @@ async def test_own_writes_and_additions_from_peers_trigger_nothing(tmp_path: Pat
     async with open_core(home) as core, trio.open_nursery() as nursery:
         real_scrub = core.store.scrub_deleted
 
-        async def counting_scrub() -> bool:
+        async def counting_scrub() -> ScrubResult:
             calls.append("scrub")
             return await real_scrub()
 

@@ -16,12 +16,15 @@ from protocol import (
     NEED_DATA,
     Catalogue,
     CatalogueEntry,
+    Close,
     Connection,
     ConnectionClosed,
+    DeltaRequest,
     Heartbeat,
     Pairing,
     RemoteProtocolError,
     SideState,
+    StateVector,
     Update,
 )
 from protocol.pairing import PAIRER, DeviceInfo, GroupSnapshot
@@ -42,6 +45,49 @@ VALID_STREAM = (
     + _sender.send(Update("journal/2024-05", DEVICES, b"\x01\x02\x03" * 10))
     + _sender.send(Heartbeat(7))
 )
+
+
+
+def _closed_receiver() -> tuple[Connection, bytes]:
+    """A side that listed its catalogue and sent Close (as a duplicate session does),
+    and a valid stream its peer sends meanwhile: digest, full list, request, update."""
+    peer, closed = established("fuzz-closed")
+    closed.send(Catalogue((CatalogueEntry("journal/2024-05", DEVICES, bytes(32)),)))
+    closed.send(Close(1001, "duplicate session"))
+    stream = peer.send(Catalogue((CatalogueEntry("journal/2024-05", DEVICES, bytes([1]) * 32),)))
+    stream += peer.send(Update("journal/2024-05", DEVICES, b"\x01\x02\x03" * 10))
+    stream += peer.send(Heartbeat(7))
+    return closed, stream
+
+
+CLOSED_RECEIVER, CLOSED_VALID_STREAM = _closed_receiver()
+
+
+def _listed_then_closed() -> tuple[Connection, bytes]:
+    """A side whose catalogue differed, listed in full, then closed; the peer's
+    listing and DeltaRequest arrive after (they crossed the Close)."""
+    peer, closed = established("fuzz-listed")
+    to_peer = closed.send(Catalogue((CatalogueEntry("notes", DEVICES, bytes(32)),)))
+    to_closed = peer.send(Catalogue((CatalogueEntry("notes", DEVICES, bytes([2]) * 32),)))
+    _events(to_closed, closed)
+    to_peer += closed.data_to_send()
+    _events(to_peer, peer)
+    to_closed = peer.data_to_send()
+    to_closed += peer.send(DeltaRequest((StateVector("notes", DEVICES, b"\x00"),)))
+    closed.send(Close(1001, "duplicate session"))
+    return closed, to_closed
+
+
+def _events(data: bytes, receiver: Connection) -> list[object]:
+    receiver.receive_data(data)
+    out = []
+    while (event := receiver.next_event()) is not NEED_DATA:
+        out.append(event)
+    return out
+
+
+LISTED_CLOSED_RECEIVER, LISTED_CLOSED_STREAM = _listed_then_closed()
+
 FRESH_PAIRER = Pairing(
     PAIRER,
     "abcd-efgh",
@@ -132,3 +178,20 @@ def test_mutations_of_a_valid_handshake(ops: list[tuple[str, int, int]]) -> None
     initiator, responder = connection_pair(label="fuzz")
     hello = initiator.data_to_send()
     whole_and_bytewise(responder, mutate(hello, ops))
+
+
+# A side that has already sent Close keeps reading until the stream ends: what
+# crosses its Close, valid or hostile, gives events or RemoteProtocolError.
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_to_a_side_that_sent_close(data: bytes) -> None:
+    whole_and_bytewise(CLOSED_RECEIVER, data)
+
+
+@FUZZ
+@given(st.lists(mutation, min_size=0, max_size=4))
+def test_mutations_of_a_stream_crossing_our_close(ops: list[tuple[str, int, int]]) -> None:
+    whole_and_bytewise(CLOSED_RECEIVER, mutate(CLOSED_VALID_STREAM, ops))
+    whole_and_bytewise(LISTED_CLOSED_RECEIVER, mutate(LISTED_CLOSED_STREAM, ops))

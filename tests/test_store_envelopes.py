@@ -175,7 +175,7 @@ async def test_scrub_deleted_removes_deleted_content_and_keeps_the_rest(tmp_path
         del root["a"]
         await store.wait_durable()
         assert gone.encode() in _file_bytes(db)  # a CRDT delete alone keeps the bytes
-        assert await store.scrub_deleted() is True
+        assert (await store.scrub_deleted()).complete
         assert gone.encode() not in _file_bytes(db)
         assert kept.encode() in _file_bytes(db)
         assert root.to_py() == {"b": {"text": kept, "n": "1", "z": "2", "m": "3"}, "c": "later"}

@@ -14,8 +14,11 @@ from crdt.update_check import (
     UpdateRejected,
     canonical_update,
     check_map_roots,
+    covers,
     delete_set,
     same_document,
+    same_state,
+    state_vector,
 )
 from crdt.values import utc_now
 
@@ -169,3 +172,67 @@ def test_delete_sets_are_compared_merged_and_sorted() -> None:
     other_order = bytes([0, 2, 5, 1, 0, 3, 9, 1, 4, 1])
     assert same_document(two_clients, other_order)
     assert not same_document(whole, bytes([0, 1, 5, 1, 0, 2]))
+
+
+# --------------------------------------------------------------------------- state vectors
+
+
+def _grown_and_decoded(seed: int) -> tuple[Doc[Any], Doc[Any]]:
+    """One document twice: rebuilt update by update, and decoded from one update."""
+    import random
+
+    rng = random.Random(seed)
+    updates: list[bytes] = []
+    for n in range(6):
+        doc: Doc[Any] = Doc(client_id=rng.randint(1, 2**32 - 1))
+        for update in updates:
+            doc.apply_update(update)
+        doc.get("r", type=Map)[str(n)] = n
+        updates.append(doc.get_update())
+    grown: Doc[Any] = Doc()
+    for update in updates:
+        grown.apply_update(update)
+    decoded: Doc[Any] = Doc()
+    decoded.apply_update(grown.get_update())
+    return grown, decoded
+
+
+def test_a_state_vector_is_compared_by_its_clocks_not_its_byte_order() -> None:
+    orders_differed = 0
+    for seed in range(20):
+        grown, decoded = _grown_and_decoded(seed)
+        a, b = grown.get_state(), decoded.get_state()
+        orders_differed += a != b
+        assert state_vector(a) == state_vector(b)
+        assert len(state_vector(a)) == 6
+        assert same_state(a, b)
+    assert orders_differed  # the trap is real: yrs wrote the same vector in two orders
+    grown.get("r", type=Map)["more"] = 1
+    assert not same_state(grown.get_state(), decoded.get_state())
+
+
+def test_a_malformed_state_vector_is_refused() -> None:
+    good = Doc(client_id=3)
+    good.get("r", type=Map)["k"] = 1
+    sv = good.get_state()
+    with pytest.raises(UpdateRejected):
+        state_vector(sv + b"\x00")
+    with pytest.raises(UpdateRejected):
+        state_vector(sv[:-1])
+    with pytest.raises(UpdateRejected):
+        state_vector(bytes([2, 3, 1, 3, 2]))  # client 3 twice
+
+
+def test_a_replica_covers_what_is_older_and_not_what_is_newer() -> None:
+    doc: Doc[Any] = Doc(client_id=5)
+    root = doc.get("r", type=Map)
+    root["a"] = Text("hello")
+    root["b"] = 1
+    older = (doc.get_state(), doc.get_update(doc.get_state()))
+    del root["a"]
+    newer = (doc.get_state(), doc.get_update(doc.get_state()))
+    assert covers(*newer, *older)
+    assert covers(*newer, *newer)
+    assert not covers(*older, *newer)  # a deletion the older one lacks
+    root["c"] = 2
+    assert not covers(*newer, doc.get_state(), doc.get_update(doc.get_state()))  # an item

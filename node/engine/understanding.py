@@ -35,7 +35,7 @@ the records, counters updated in place, do not.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence, Set
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,7 @@ from crdt.values import format_timestamp, utc_now
 
 from .ask import MAX_RETRIEVED, Retrieved, citations_for, read_question, retrieve
 from .derive import DerivedState, Touched, cites, derive_all, fold
+from .evidence import cited, extraction_holds, quotes_hold, stale_records
 from .evolution import EvolutionNote, compare, note_text
 from .extract import Extraction, extract, from_json, slug, to_json
 from .lived import (
@@ -296,9 +297,97 @@ class Understanding:
             await self._relearn([before], [x])
         return x
 
-    async def _relearn(self, leaving: Sequence[Reflection], new: Sequence[Extraction]) -> None:
+    async def evidence_in(self, only: Mapping[Scope, Touched]) -> set[tuple[str, str | None]]:
+        """(reflection id, quote) of the evidence the records of *only* hold here now.
+
+        Read right after this process folded into them, before it looks at the
+        file again, this is what it wrote, whichever write the merge keeps."""
+        cited_now: set[tuple[str, str | None]] = set()
+        for scope, touched in only.items():
+            graph, tensions, patterns = await self._docs(scope)
+            for doc, root, keys in ((graph, NODES, touched.nodes), (graph, EDGES, touched.edges),
+                                    (tensions, TENSIONS_ROOT, touched.tensions),
+                                    (patterns, RECURRING_ROOT, touched.recurring),
+                                    (patterns, LOOPS_ROOT, touched.loops)):
+                for key in keys:
+                    value = doc.root(root).get(key)
+                    if isinstance(value, Map):
+                        cited_now.update(cited(value.get("evidence")))
+        return cited_now
+
+    async def evidence_holds(self, evidence: Set[tuple[str, str | None]]) -> bool:
+        """Whether every (reflection id, quote) is still in the journal as quoted."""
+        alive = {rid: s for s in await self.journal.shards() for rid in shard_ids(s.doc)}
+
+        def text_of(rid: str) -> str | None:
+            shard = alive.get(rid)
+            found = read_one(shard.doc, rid) if shard is not None else None
+            return found.text if found is not None else None
+
+        return all(quotes_hold(rid, quote, text_of) for rid, quote in evidence)
+
+    async def repair_stale(self, only: Mapping[Scope, Touched] | None = None) -> bool:
+        """Derive again every record (of *only*, else every one) whose evidence names
+        a reflection no longer in the journal or quotes words it no longer has:
+        what this or another process or device folded from a journal it had not
+        yet seen change (node/engine/evidence.py). An index entry that misquotes
+        its reflection is extracted again, offline, as ``rebuild`` would. True if
+        anything was written (durable then); the caller scrubs the file."""
+        async with self._lock:
+            index = await self.index()
+            alive = {rid: s for s in await self.journal.shards() for rid in shard_ids(s.doc)}
+            texts: dict[str, str | None] = {}
+
+            def text_of(rid: str) -> str | None:
+                if rid not in texts:
+                    shard = alive.get(rid)
+                    found = read_one(shard.doc, rid) if shard is not None else None
+                    texts[rid] = found.text if found is not None else None
+                return texts[rid]
+
+            stale: dict[Scope, Touched] = {}
+            misquoted: set[str] = set()
+            for scope in Scope:
+                if only is not None and scope not in only:
+                    continue
+                graph, tensions, patterns = await self._docs(scope)
+                roots = {"nodes": graph.root(NODES), "edges": graph.root(EDGES),
+                         "tensions": tensions.root(TENSIONS_ROOT),
+                         "recurring": patterns.root(RECURRING_ROOT),
+                         "loops": patterns.root(LOOPS_ROOT)}
+                wanted = only.get(scope) if only is not None else None
+                records = {
+                    name: (root.items() if wanted is None else
+                           [(k, root.get(k)) for k in sorted(getattr(wanted, name)) if k in root])
+                    for name, root in roots.items()
+                }
+                found = stale_records(records, text_of, misquoted)
+                if found:
+                    stale[scope] = found
+            fresh = []
+            for rid in sorted(misquoted):
+                raw = index.get(rid)
+                x = self._parse(rid, raw) if raw is not None else None
+                if x is None or not extraction_holds(x, text_of):
+                    reflection = read_one(alive[rid].doc, rid)
+                    if reflection is not None:
+                        fresh.append(extract(reflection))
+            if not stale and not fresh:
+                return False
+            log.info("deriving %d records again: their evidence quoted what the journal "
+                     "no longer says", sum(_count(t) for t in stale.values()))
+            await self._relearn([], fresh, stale)
+            return True
+
+    async def _relearn(
+        self,
+        leaving: Sequence[Reflection],
+        new: Sequence[Extraction],
+        stale: Mapping[Scope, Touched] | None = None,
+    ) -> None:
         """Take *leaving* (and any indexed reflection no longer in the journal) out of
-        the index, put *new* in, and derive every record they touch again."""
+        the index, put *new* in, and derive every record they touch again (and the
+        *stale* ones)."""
         index = await self.index()
         shards = await self.journal.shards()
         docs = {scope: await self._docs(scope) for scope in Scope}
@@ -311,7 +400,7 @@ class Understanding:
         going |= {r.id for r in leaving} | set(fresh)
         old = [stored[rid] for rid in going if rid in stored]
         old += [extract(r) for r in leaving if r.id not in stored]  # never indexed here
-        touched: dict[Scope, Touched] = {}
+        touched: dict[Scope, Touched] = dict(stale or {})
         for x in (*old, *fresh.values()):
             for scope in self.scopes_for(x):
                 touched[scope] = touched.get(scope, Touched()) | Touched.of(x)
@@ -608,6 +697,11 @@ def _write_touched(
                     else:
                         doc.delete(root, key)
             doc.set_meta("latest", state.latest)
+
+
+def _count(touched: Touched) -> int:
+    return sum(len(keys) for keys in (touched.nodes, touched.edges, touched.tensions,
+                                      touched.recurring, touched.loops))
 
 
 def _bump_latest(doc: DerivedDoc, at: str) -> None:

@@ -153,8 +153,13 @@ class DeviceDocuments:
 
     async def catalogue(self) -> list[CatalogueEntry]:
         self._check_peer()
+        offered = offerable(self.store, self.classes)
+        # The safety net of catch-up: what reached the file but not this process's
+        # documents (so no live push carried it) is applied first, and the
+        # catalogue, and so the peer, sees it (DocStore.reconcile).
+        await self.store.reconcile(info.doc_id for info in offered)
         entries = []
-        for info in offerable(self.store, self.classes):
+        for info in offered:
             stored = self.store.loaded(info.doc_id) or await self.store.open_doc(
                 info.doc_id, kind=info.kind, create=False
             )
@@ -210,6 +215,11 @@ class DeviceDocuments:
             raise RemoteProtocolError(f"refused an update for {message.doc_id!r}: {exc}") from None
         except ValueError:
             raise RemoteProtocolError(f"undecodable update for {message.doc_id!r}") from None
+        except BaseException as exc:
+            if type(exc).__name__ == "PanicException":  # pyo3's, not an Exception (trap 1)
+                raise RemoteProtocolError(
+                    f"an update for {message.doc_id!r} crashed the decoder") from None
+            raise
         if stored.doc_id == self.group.stored.doc_id:
             self.group.refresh()
         if self._on_update is not None:

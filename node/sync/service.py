@@ -116,6 +116,10 @@ class SyncService:
         self.port = 0
         self._status_dirty = True
         self._known_classes: dict[str, SyncClass] = {}
+        # What any refresh of this process found (not only this service's own
+        # refreshes: the result of one goes to its caller alone).
+        self._found_documents: list[DocInfo] = []
+        self._group_changed = False
         self.changed = trio.Event()  # set whenever a session starts, ends or catches up
         self.peer_epochs: dict[str, int] = {}
         """The newest group epoch at which each peer (by device id) completed a
@@ -132,6 +136,17 @@ class SyncService:
         self.port = listeners[0].socket.getsockname()[1]
         self.stats.listening = f"{host}:{self.port}"
         self._self_addresses.add((host, self.port))
+        self.store.add_catalogue_listener(self._found_documents.extend)
+        self.store.add_listener(self._note_group_change)
+        try:
+            await self._serve(listeners, task_status)
+        finally:
+            self.store.remove_catalogue_listener(self._found_documents.extend)
+            self.store.remove_listener(self._note_group_change)
+
+    async def _serve(
+        self, listeners: list[trio.SocketListener], task_status: trio.TaskStatus[int]
+    ) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(trio.serve_listeners, self._accept, listeners)
@@ -173,6 +188,16 @@ class SyncService:
     # ------------------------------------------------------------------ connections
 
     async def _accept(self, stream: trio.SocketStream) -> None:
+        """Serve one incoming connection. Whatever goes wrong with it ends it alone:
+        the listener, the other sessions and the service go on."""
+        try:
+            await self._accept_one(stream)
+        except Exception:
+            log.exception("connection from %s failed", _peer_name(stream))
+            with trio.move_on_after(1):
+                await stream.aclose()
+
+    async def _accept_one(self, stream: trio.SocketStream) -> None:
         address = _peer_name(stream)
         try:
             with trio.fail_after(OPENING_TIMEOUT_S):
@@ -257,17 +282,22 @@ class SyncService:
         self.stats.sessions_total += 1
         outcome = "ended"
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._supervise, session)
-                try:
-                    await session.run()
-                except SessionError as exc:
-                    self.stats.sessions_failed += 1
-                    log.info("session with %s ended: %s", session.peer_device_id or address, exc)
-                    if "own key" in str(exc):
-                        outcome = "self"
-                finally:
-                    nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._supervise, session)
+                    try:
+                        await session.run()
+                    except SessionError as exc:
+                        self.stats.sessions_failed += 1
+                        log.info("session with %s ended: %s",
+                                 session.peer_device_id or address, exc)
+                        if "own key" in str(exc):
+                            outcome = "self"
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except Exception:  # a bug in one session never ends the service
+                self.stats.sessions_failed += 1
+                log.exception("session with %s failed", session.peer_device_id or address)
             peer = session.peer_device_id
             if peer and peer == self.group.keyring.device_id:
                 outcome = "self"
@@ -339,12 +369,20 @@ class SyncService:
 
     # ------------------------------------------------------------------ other processes
 
+    def _note_group_change(self, stored: StoredDoc, update: bytes, source: str) -> None:
+        # Inside pycrdt's commit: note only. (Peers' changes refresh the group in
+        # DeviceDocuments.apply; this is another process's, e.g. a removal.)
+        if source == "external" and stored.doc_id == self.group.stored.doc_id:
+            self._group_changed = True
+
     async def _refresh_loop(self) -> None:
         while True:
             await trio.sleep(REFRESH_INTERVAL_S)
-            result = await self.store.refresh()
-            await self._pick_up(result.new_documents)
-            if result.changed and self.group.stored.doc_id in result.changed:
+            await self.store.refresh()
+            found, self._found_documents[:] = list(self._found_documents), []
+            await self._pick_up(found)
+            if self._group_changed:
+                self._group_changed = False
                 self.group.refresh()
 
     async def _pick_up(self, new_documents: Iterable[DocInfo]) -> None:

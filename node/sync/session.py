@@ -218,6 +218,13 @@ class SyncSession:
                 trio.TooSlowError, OSError) as exc:
             self._failure = self._failure or exc
             scope.cancel()
+        except Exception as exc:  # a bug of ours: it ends this session, never the service
+            log.exception("session with %s failed", self.peer_device_id or self.stats.address)
+            self._failure = self._failure or SessionError(
+                f"internal error ({type(exc).__name__}); see the log")
+            await self._close_after(
+                LocalProtocolError("internal error", CloseCode.INTERNAL_ERROR))
+            scope.cancel()
 
     def close_soon(self, reason: str = "", code: CloseCode = CloseCode.GOING_AWAY) -> None:
         """Ask the session to end cleanly (Close, then end of stream)."""
@@ -312,19 +319,25 @@ class SyncSession:
 
     async def _handle(self, event: Any) -> None:
         documents = self.documents
+        if self._closing and isinstance(event, CatalogueReceived | StateVectorReceived):
+            # Our Close is on its way (a duplicate session, say): what the peer sent
+            # before reading it needs no answer, and none may follow a Close. Its
+            # updates are still applied; the next session catches up the rest.
+            return
         if isinstance(event, HandshakeComplete):
             self.peer_key = event.peer_device_key
             self.epoch = event.epoch
             self.stats.peer_device_id = self.peer_device_id
             self.handshake_done.set()
-            self._queue(self.conn.send(Catalogue(tuple(await documents.catalogue()))))
+            entries = tuple(await documents.catalogue())
+            self._answer(Catalogue(entries))
         elif isinstance(event, CatalogueReceived):
-            self._queue(self.conn.send(DeltaRequest(tuple(await documents.wanted(event)))))
+            self._answer(DeltaRequest(tuple(await documents.wanted(event))))
         elif isinstance(event, StateVectorReceived):
             await self._room_to_answer()
             payload = await documents.answer(event)
-            self._queue(self.conn.send(Update(event.doc_id, event.sync_class, payload)))
-            self.stats.updates_out += 1
+            if self._answer(Update(event.doc_id, event.sync_class, payload)):
+                self.stats.updates_out += 1
         elif isinstance(event, Update):
             if await documents.apply(self, event):
                 self.stats.updates_in += 1
@@ -337,6 +350,15 @@ class SyncSession:
         elif isinstance(event, CatchUpDone):
             self.stats.caught_up_at = trio.current_time()
             self.caught_up.set()
+
+    def _answer(self, message: Catalogue | DeltaRequest | Update) -> bool:
+        """Send what an event called for, unless the session began closing while
+        the answer was being prepared (the service closes a duplicate session as
+        soon as its handshake is done): nothing may follow our Close."""
+        if self._closing:
+            return False
+        self._queue(self.conn.send(message))
+        return True
 
     async def _room_to_answer(self) -> None:
         """Wait while half the send queue is full: the peer paces its own catch-up.
