@@ -40,7 +40,7 @@ from .evidence import Reading
 from .normalize import SENTENCE_MARK, Normalized, normalize
 from .rules import About, Rule, RuleSet, Tier, rule_set
 
-NEGATION_WINDOW_WORDS = 4
+NEGATION_WINDOW_WORDS = 6  # "I don't have any thoughts of self harm"
 MEDIA_WINDOW_WORDS = 7
 MAX_ASSESSED_CHARS = 50_000  # the whole of any plausible entry; beyond it, the start
 RECENT_ASSESSMENTS = 64
@@ -194,7 +194,9 @@ class _Entry:
         sentence = self.text[s_start:s_end]
         if self.rules.past.search(sentence) is None:
             return None
-        if self.rules.current.search(sentence) is not None:
+        # the words that place it in the past are not also a sign it is current
+        # ("back when I was depressed" is not "it is back")
+        if self.rules.current.search(self.rules.past.sub(" ", sentence)) is not None:
             return None
         resolved = self.rules.resolved.search(self.text) is not None
         return "resolved" if resolved else "past"

@@ -39,7 +39,7 @@ _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“"
 _LEET = str.maketrans({"1": "i", "3": "e", "0": "o", "4": "a", "@": "a", "$": "s", "5": "s"})
 # words, punctuation that ends a sentence, punctuation that breaks a clause
 _TOKEN_RE = re.compile(
-    r"(?P<word>[a-z0-9@$]+(?:['\-][a-z0-9]+)*)|(?P<end>[.!?;…\n]+)|(?P<clause>[,:()\[\]—–\"]|\s-\s)"
+    r"(?P<abbr>\b(?:[a-z]\.){2,}(?![a-z0-9]))|(?P<word>[a-z0-9@$]+(?:['\-][a-z0-9]+)*)|(?P<end>[.!?;…\n]+)|(?P<clause>[,:()\[\]—–\"]|\s-\s)"
 )
 _HELD_RE = re.compile(r"([a-z])\1{2,}")
 
@@ -314,6 +314,14 @@ def normalize(text: str, vocab: Vocabulary) -> Normalized:
             continue
         if m.group("clause") is not None:
             push(CLAUSE_MARK, span)
+            continue
+        if m.group("abbr") is not None:  # "o.d.", "k.m.s.": a chat form spelt with dots
+            joined = m.group("abbr").replace(".", "")
+            if joined in EXPANSIONS:
+                for part in EXPANSIONS[joined]:
+                    push(part, span)
+            else:  # "e.g.", "a.m.": a word, then the sentence goes on
+                push(joined, span)
             continue
         raw = m.group("word").strip("'-")
         if not raw:
