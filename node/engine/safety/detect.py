@@ -49,6 +49,9 @@ _REPORTED_RE = re.compile(
     r"(?P<who>\b[a-z]+(?: [a-z]+)?) (?:said|says|say|told me|tells me|asked|asks|screamed|"
     r"yelled|shouted|wrote|writes|texted|goes|went|replied|posted|sang|sings)\W*$"
 )
+# a habit told as past ("I used to", "I would ... back then"): its frequency is the past's
+_HABITUAL_PAST_RE = re.compile(r"\bused to\b")
+_FREQUENCY_RE = re.compile(r"\b(?:every (?:day|night|week|morning)|constantly|all the time)\b")
 # rules whose match is about the writer whatever the clause's subject ("they'd be
 # better off without me")
 _ABOUT_THE_WRITER_KINDS = frozenset({"burden"})
@@ -195,8 +198,12 @@ class _Entry:
         if self.rules.past.search(sentence) is None:
             return None
         # the words that place it in the past are not also a sign it is current
-        # ("back when I was depressed" is not "it is back")
-        if self.rules.current.search(self.rules.past.sub(" ", sentence)) is not None:
+        # ("back when I was depressed" is not "it is back"), nor is how often it was
+        # ("I used to want to die every day")
+        rest = self.rules.past.sub(" ", sentence)
+        if _HABITUAL_PAST_RE.search(sentence) is not None:
+            rest = _FREQUENCY_RE.sub(" ", rest)
+        if self.rules.current.search(rest) is not None:
             return None
         resolved = self.rules.resolved.search(self.text) is not None
         return "resolved" if resolved else "past"
