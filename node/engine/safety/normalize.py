@@ -42,6 +42,11 @@ _TOKEN_RE = re.compile(
     r"(?P<abbr>\b(?:[a-z]\.){2,}(?![a-z0-9]))|(?P<word>[a-z0-9@$]+(?:['\-][a-z0-9]+)*)|(?P<end>[.!?;…\n]+)|(?P<clause>[,:()\[\]—–\"]|\s-\s)"
 )
 _HELD_RE = re.compile(r"([a-z])\1{2,}")
+# Words that only say how much or how sincerely, dropped from the stream so they never
+# stand between the words of a phrase ("would be nice to", "want to die"): "I
+# honestly want to die", "not actually suicidal". Never "so" or "just" (the rules read them).
+FILLERS = frozenset({"really", "literally", "honestly", "genuinely", "truly", "actually",
+                     "lowkey", "highkey", "ngl", "tbh", "legit", "fr", "deadass", "tbf"})
 
 # Contractions and chat forms → their words. With or without apostrophes.
 EXPANSIONS: Mapping[str, tuple[str, ...]] = {
@@ -325,6 +330,8 @@ def normalize(text: str, vocab: Vocabulary) -> Normalized:
             continue
         raw = m.group("word").strip("'-")
         if not raw:
+            continue
+        if raw in FILLERS:
             continue
         word = _fix_word(raw, vocab)
         if word.endswith("'s") and word not in EXPANSIONS:
