@@ -143,9 +143,27 @@ def test_the_risk_is_found_in_one_sentence_of_a_long_entry() -> None:
 def test_normalising_keeps_the_offsets_of_the_original_words() -> None:
     text = "Honestly I DON’T wanna b here, tbh."
     norm = normalize(text, rule_set().vocabulary)
-    assert norm.text.startswith("honestly i do not want to be here")
+    # a word that only says how sincerely is dropped, so it never splits a phrase, and
+    # the next word's span takes it in: a quoted sentence still begins where it began
+    assert norm.text.startswith("i do not want to be here")
+    assert text[slice(*norm.spans[0])] == "Honestly I"
     i = norm.tokens.index("want")
     assert text[slice(*norm.spans[i])] == "wanna"
+
+
+@pytest.mark.parametrize(
+    ("text", "stream"),
+    [
+        ("i would literally love to not exist", "i would love to not exist"),
+        ("i want to o.d.", "i want to overdose"),  # a chat form spelt with dots
+        ("at 7 a.m. i woke up", "at 7 am i woke up"),
+        ("this weekend ill finally do it", "this weekend i will finally do it"),
+        ("i feel ill today", "i feel ill today"),  # "ill" before no verb is a word
+    ],
+)
+def test_normalising_reads_fillers_dotted_forms_and_bare_contractions(
+        text: str, stream: str) -> None:
+    assert normalize(text, rule_set().vocabulary).text.strip() == stream
 
 
 def test_near_words_are_never_corrected_into_the_vocabulary() -> None:
