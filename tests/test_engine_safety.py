@@ -152,6 +152,46 @@ def test_idioms_and_other_contexts_are_not_risk(text: str) -> None:
     assert assess(text).top is None, assess(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a denial reaches past the words between ("any thoughts of", "once considered")
+        "i dont have any thoughts of self harm, my therapist asked and i said no honestly",
+        "I have never once considered harming myself, even in the worst of it.",
+        "im not a burden, i know that now, my friends told me and i believe them",
+        "people think i'm suicidal because i'm quiet, but i'm just shy",
+        # a past is past: "back when" is not "it is back", a habit's "every day" is the past's
+        "back when i was depressed i wanted to die. i dont feel that way anymore",
+        "i used to want to die every day. now i have a job i love and a partner",
+        # the same words about something else
+        "i'm starving, what should i eat",
+        "my mum's going to kill me, i lost my keys again",
+        "gave away my guitar, i never played it anyway",
+    ],
+)
+def test_denials_a_resolved_past_and_near_misses_are_not_risk(text: str) -> None:
+    assert assess(text).top is None, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "honestly wouldnt mind if i just didnt wake up tmrw",  # acceptance + own death
+        "if i got sick and died id be relieved ngl",  # conditional relief
+        "it would be a mercy if I simply did not wake up one of these mornings",
+        "ive been standing on the overpass longer every time",  # dwelling at a place
+        "wrote letters to my sister and my best friend just in case",  # for after
+        "gave my switch and my cat to my cousin, wont be needing them",
+        "my friends would be relieved honestly, less drama without me",  # burden
+        "been having sewer slide thoughts again",  # euphemism
+        "i want to o.d.",
+        "i hide in bathroom when he come home",  # harm from others
+    ],
+)
+def test_meaning_frames_find_indirect_risk(text: str) -> None:
+    assert assess(text).top is not None, text
+
+
 def test_a_past_attempt_without_resolution_is_a_check_in() -> None:
     assert assess("I tried to kill myself when I was sixteen.").tier == "check_in"
     assert assess("I tried to kill myself when I was sixteen and I want to again.").tier == (
