@@ -3,8 +3,9 @@
 Run: .venv/bin/python -m node.engine.safety.build_lexicon [--check]
 
 A maintainer tool, never imported at runtime. For every word and adjacent word pair
-(as the normaliser reads them) in the labelled sets (``tests/fixtures/safety/*.jsonl``, and the ordinary journals
-``tests/fixtures/personas/*.json``, ``journal.json`` as lines not at risk):
+(as the normaliser reads them) in the labelled sets (``tests/fixtures/safety/*.jsonl``,
+and the ordinary journals ``tests/fixtures/personas/*.json``, ``journal.json`` as lines
+not at risk):
 ``a`` risk lines and ``b`` other lines contain it; if ``a + b >= MIN_SEEN`` its weight is
 the smoothed log-odds ``log((a + ½) / (R + 1)) − log((b + ½) / (N + 1))`` (R, N: the
 risk and other lines), rounded, kept when ``|weight| >= MIN_WEIGHT``. Deterministic:

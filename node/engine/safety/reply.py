@@ -134,7 +134,8 @@ def crisis_reply(text: str, signal: CrisisSignal, country: str = "") -> str:
     elif signal.kind == "learned":  # the learned lexicon: words, not one clear statement
         question = (
             "Some of the words here are ones people use when they are thinking about "
-            "ending their life. Are you having thoughts of ending your life?"
+            "ending their life. Are you having thoughts of ending your life, or is "
+            "someone hurting you?"
         )
     else:
         question = (
