@@ -49,7 +49,7 @@ def main() -> int:
 
 
 def held_out_report() -> int:
-    from node.engine.safety.build_lexicon import held_out
+    from node.engine.safety.build_lexicon import held_out, held_out_journals
 
     started = time.perf_counter()
     figures = held_out()
@@ -70,6 +70,9 @@ def held_out_report() -> int:
         print(f"  {group:<8} recall {fb}/{risk} = {fb / risk:.1%} → {fa}/{risk} = "
               f"{fa / risk:.1%}; false alarms {ab}/{neg} = {ab / neg:.1%} → {aa}/{neg} = "
               f"{aa / neg:.1%}")
+    flagged, entries = held_out_journals()
+    print(f"  ordinary journal entries it alone flags, built without them: {flagged}/{entries}"
+          f" = {flagged / entries:.1%}")
     print(f"  ({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -144,6 +144,23 @@ def held_out(batches: Sequence[str] = HELD_OUT_BATCHES, directory: Path = SETS,
     return out
 
 
+def held_out_journals(threshold: float = THRESHOLD) -> tuple[int, int]:
+    """Ordinary journal entries the lexicon alone flags when built without them: the
+    journal files split in two, each half scored by a lexicon built with the other.
+    Returns (flagged, entries)."""
+    files = journal_files()
+    base = base_rule_set()
+    flagged = entries = 0
+    for held, kept in ((files[0::2], files[1::2]), (files[1::2], files[0::2])):
+        layered = replace(base, lexicon=compile_lexicon(
+            build(read_sets(journals=kept), threshold)))
+        for text in journal_entries(held):
+            entries += 1
+            flagged += (assess(text, base).top is None
+                        and assess(text, layered).top is not None)
+    return flagged, entries
+
+
 def dumps(lexicon: Mapping[str, Any]) -> str:
     return json.dumps(lexicon, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
