@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.postgres_helper import PostgresServer, postgres_unavailable
+
 settings.register_profile(
     "ci",
     max_examples=60,
@@ -25,3 +27,30 @@ def home_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "home"
     monkeypatch.setenv("MIRROR_HOME", str(home))
     yield home
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (tests/postgres_helper.py); skips with the
+    reason where none can be started."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session's server; dropped after the test. A test
+    that stopped or crashed the server has it started again before the next."""
+    postgres_server.ensure_running()
+    dsn = postgres_server.create_database()
+    try:
+        yield dsn
+    finally:
+        postgres_server.ensure_running()
+        postgres_server.drop_database(dsn.rsplit("/", 1)[1])
