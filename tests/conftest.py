@@ -54,3 +54,12 @@ def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
     finally:
         postgres_server.ensure_running()
         postgres_server.drop_database(dsn.rsplit("/", 1)[1])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """Each engine of the platform's stores in turn: None for the SQLite file in the
+    home, else a fresh PostgreSQL database (skipped with the reason where none runs)."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_dsn"))
