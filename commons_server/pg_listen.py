@@ -43,6 +43,10 @@ RECONNECT_MAX_S = 5.0
 MAX_PAYLOAD_BYTES = 7_900
 """PostgreSQL refuses a NOTIFY payload of 8000 bytes or more."""
 
+class ListenError(Exception):
+    """The first connection to listen on could not be made (one line)."""
+
+
 Deliver = Callable[[str, str], None]
 """Called on the trio thread with ``(channel, payload)``; must not block."""
 
@@ -116,12 +120,18 @@ class PgListener:
             except psycopg.Error as exc:
                 if stop.is_set():
                     return
+                if first:  # at startup: the operator's address is wrong, say so
+                    raise ListenError(f"{describe(self.url)}: {_first_line(exc)}") from None
                 self.reconnects += 1
                 log.warning("listening for other instances: %s; again in %.1f s",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                            pause)
+                            _first_line(exc), pause)
                 stop.wait(pause)
                 pause = min(RECONNECT_MAX_S, pause * 2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _bind(deliver: Deliver, channel: str, payload: str) -> Callable[[], None]:

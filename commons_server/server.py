@@ -36,10 +36,12 @@ from crdt import StoreError, open_store
 from . import limits as L
 from . import serving
 from .app import CommonsApp
-from .blind.server import add_limit_arguments, limits_from
+from .blind.server import add_database_argument, add_limit_arguments, limits_from
 from .blind.storage import StoreFileError
 from .hub import Hub
+from .instances import PgInstanceBus, SharedBuckets
 from .limits import CommonsLimits
+from .pg_listen import ListenError, is_postgres_url
 
 log = logging.getLogger("mirror.commons")
 
@@ -91,16 +93,50 @@ async def open_hub(
     *,
     operator_key: bytes | None = None,
     limits: CommonsLimits | None = None,
+    database: str | None = None,
     **hub_options: Any,
 ) -> AsyncIterator[Hub]:
-    """The server's hub over the database in *home* (created if needed)."""
+    """The server's hub over the database in *home* (created if needed).
+
+    With *database* (``postgresql://...``) this instance is one of several over
+    that database: it announces what it commits and applies what the others
+    commit (``instances.py``), and the update limits are kept there for all."""
     seed = load_or_create_seed(home)
+    if database is None:
+        async with _open_hub(home, seed, operator_key, limits, hub_options) as hub:
+            yield hub
+        return
+    if not is_postgres_url(database):
+        raise SetupError(f"--database takes a postgresql:// address, not {database[:40]!r}")
+    bus = PgInstanceBus(database, instance=os.urandom(6).hex())
+    shared = SharedBuckets(database)
+    try:
+        async with _open_hub(home, seed, operator_key, limits,
+                             {**hub_options, "instances": bus, "shared_limits": shared}
+                             ) as hub, trio.open_nursery() as nursery:
+            try:
+                await nursery.start(hub.follow)
+            except ListenError as exc:
+                raise SetupError(f"cannot listen for the other instances: {exc}") from None
+            yield hub
+            nursery.cancel_scope.cancel()
+    finally:
+        bus.close()
+        shared.close()
+
+
+@asynccontextmanager
+async def _open_hub(home: Path, seed: bytes, operator_key: bytes | None,
+                    limits: CommonsLimits | None, hub_options: dict[str, Any]
+                    ) -> AsyncIterator[Hub]:
     if (home / OLD_DB_NAME).exists() and not (home / DB_NAME).exists():
         # Never start empty beside data we cannot read: the operator decides.
         raise SetupError(
             f"{home / OLD_DB_NAME}: a Commons database of an earlier development build; "
             f"this version keeps documents in {DB_NAME} and cannot import it. Move it "
             "out of the home to start with an empty Commons.")
+    # The documents: the home's SQLite file, which the instances of one machine share;
+    # on PostgreSQL once the document store has that backend (crdt, issue 19 part 1).
     async with open_store(home / DB_NAME) as store:
         hub = Hub(store, seed, operator_key=operator_key, limits=limits, **hub_options)
         await hub.load()
@@ -162,6 +198,7 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
     for name, default in _limit_fields():
         parser.add_argument("--" + name.replace("_", "-"), dest=name,
                             default=env(name.upper(), str(default)), help=f"(default {default})")
+    add_database_argument(parser, environ)
     add_limit_arguments(parser, environ)
     args = parser.parse_args(argv)
     try:
@@ -182,8 +219,10 @@ async def run_server(args: argparse.Namespace) -> None:
         await run_store_only(args, args.store_limits)
         return
     operator = read_operator_key(args.operator_key)
-    blind = build_blind_store_app(Path(args.home), args.store_limits)
-    async with open_hub(Path(args.home), operator_key=operator, limits=args.limits) as hub:
+    blind = build_blind_store_app(Path(args.home), args.store_limits, database=args.database)
+    async with open_hub(Path(args.home), operator_key=operator, limits=args.limits,
+                        database=args.database) as hub, trio.open_nursery() as listening:
+        await listening.start(blind.follow_other_instances)
         shutdown = trio.Event()
         app = with_blind_store(CommonsApp(hub), blind)
         async with trio.open_nursery() as nursery:
@@ -199,6 +238,7 @@ async def run_server(args: argparse.Namespace) -> None:
                 async for _ in signals:
                     break
             shutdown.set()
+        listening.cancel_scope.cancel()
     blind.close()
 
 
@@ -208,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         trio.run(run_server, args)
-    except (SetupError, StoreError, StoreFileError) as exc:
+    except (SetupError, StoreError, StoreFileError, ListenError) as exc:
         print(f"mirror-commons: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -27,6 +27,7 @@ import trio
 from hypercorn.config import Config
 
 from .. import serving
+from ..pg_listen import ListenError
 from .app import BlindStoreApp, build_blind_store_app
 from .limits import StoreLimits
 from .storage import StoreFileError
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         trio.run(run_store_only, args, limits)
-    except StoreFileError as exc:
+    except (StoreFileError, ListenError) as exc:
         print(f"blind store: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
