@@ -65,7 +65,7 @@ async def start_commons(name: str, home: Path, database: str | None,
             "--json", "--log-level", "WARNING", *extra]
     if database:
         args += ["--database", database]
-    home.mkdir(parents=True, exist_ok=True)
+    await trio.Path(home).mkdir(parents=True, exist_ok=True)
     log_path = home / f"{name}.log"
     with log_path.open("ab") as log_file:
         process = await trio.lowlevel.open_process(

@@ -150,7 +150,7 @@ async def live_reader(home: Path, instance: CommonsProcess, *,
                       task_status: trio.TaskStatus[DocStore] = trio.TASK_STATUS_IGNORED
                       ) -> None:
     """A node's Commons session held open on *instance* itself (not through the proxy)."""
-    home.mkdir(parents=True)
+    await trio.Path(home).mkdir(parents=True)
     server = CommonsServer(instance.url, bytes.fromhex(instance.server_key))
     async with open_store(home / "mirror.db") as store, httpx.AsyncClient() as client:
         documents = CommonsSync(store, server, AuthorKeys(home), set())
