@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.postgres_helper import PostgresServer, postgres_unavailable
+from tests.store_targets import StoreTarget
 
 settings.register_profile(
     "ci",
@@ -53,10 +54,20 @@ def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
         yield dsn
     finally:
         postgres_server.ensure_running()
-        postgres_server.drop_database(dsn.rsplit("/", 1)[1])
+        postgres_server.drop_databases()  # this one and any the test cloned
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
+    """The same store test on both engines (tests/store_targets.py): an SQLite file in
+    the test's directory, or a fresh PostgreSQL database (skipped where there is none)."""
+    if request.param == "sqlite":
+        return StoreTarget("sqlite", tmp_path / "m.db")
+    server = request.getfixturevalue("postgres_server")
+    return StoreTarget("postgres", request.getfixturevalue("postgres_dsn"), server)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest) -> str | None:
     """Each engine of the platform's stores in turn: None for the SQLite file in the
     home, else a fresh PostgreSQL database (skipped with the reason where none runs)."""

@@ -215,6 +215,15 @@ class PostgresServer:
         self._databases.append(name)
         return self.dsn(name)
 
+    def track_database(self, name: str) -> None:
+        """Note a database a test made itself, so :meth:`drop_databases` drops it."""
+        self._databases.append(name)
+
+    def drop_databases(self) -> None:
+        """Drop every database made through this object (between tests)."""
+        for name in list(self._databases):
+            self.drop_database(name)
+
     def drop_database(self, name: str) -> None:
         """Drop *name*, ending any session still connected to it."""
         import psycopg
