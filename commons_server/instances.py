@@ -22,7 +22,8 @@ leaves the others without that news until their next resync; the change itself
 is kept, and readers get it through any instance that loads the document.
 
 Rate limits that must hold across instances (updates per author, per address)
-are token buckets in the database (:class:`SharedBuckets`), taken in one
+are token buckets in the database (:class:`SharedBuckets`, table
+``commons_server.rate_buckets``), taken in one
 transaction with row locks, on the database's clock. Requests per address and
 sessions per address stay per instance: they protect each instance's own
 resources, and HAProxy spreads one address's connections over the instances.
@@ -44,7 +45,10 @@ from .pg_listen import MAX_PAYLOAD_BYTES, RESYNC, PgListener, PgNotifier
 log = logging.getLogger("mirror.commons.instances")
 
 CHANNEL = "mirror_commons"
-BUCKETS_TABLE = "commons_rate_buckets"
+BUCKETS_TABLE = "commons_server.rate_buckets"
+"""In a schema of its own: the document store owns the database's public schema."""
+SCHEMA_LOCK = 0x6D69_7272_6F72_0003
+"""pg_advisory_xact_lock key of making the table (instances start together)."""
 FORGET_FULL_BUCKETS_EVERY = 1_000
 """Takes between two sweeps of buckets that have refilled (bounded table)."""
 
@@ -172,9 +176,12 @@ class SharedBuckets:
 
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.url, autocommit=True)
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {BUCKETS_TABLE} (key TEXT PRIMARY KEY, "
-                "tokens DOUBLE PRECISION NOT NULL, at DOUBLE PRECISION NOT NULL)")
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                self._conn.execute("CREATE SCHEMA IF NOT EXISTS commons_server")
+                self._conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {BUCKETS_TABLE} (key TEXT PRIMARY KEY, "
+                    "tokens DOUBLE PRECISION NOT NULL, at DOUBLE PRECISION NOT NULL)")
         return self._conn
 
     def _take(self, wants: list[tuple[str, int, int]]) -> int | None:

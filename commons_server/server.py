@@ -4,7 +4,9 @@ Home layout::
 
     mirror.db      the document store, as on a node (crdt/store.py; + -wal, -shm
                    and mirror.db.locks/): the Commons documents with their signed
-                   envelopes, and the moderation state
+                   envelopes, and the moderation state — unless ``--database
+                   postgresql://...`` puts them (and the blind store) in PostgreSQL,
+                   which several instances then share (instances.py)
     server.key     the server's Ed25519 seed (hex, mode 0600); its public half is
                    the server key readers pin, and the handshake's public group
                    secret is derived from it
@@ -103,7 +105,7 @@ async def open_hub(
     commit (``instances.py``), and the update limits are kept there for all."""
     seed = load_or_create_seed(home)
     if database is None:
-        async with _open_hub(home, seed, operator_key, limits, hub_options) as hub:
+        async with _open_hub(home / DB_NAME, seed, operator_key, limits, hub_options) as hub:
             yield hub
         return
     if not is_postgres_url(database):
@@ -111,7 +113,7 @@ async def open_hub(
     bus = PgInstanceBus(database, instance=os.urandom(6).hex())
     shared = SharedBuckets(database)
     try:
-        async with _open_hub(home, seed, operator_key, limits,
+        async with _open_hub(database, seed, operator_key, limits,
                              {**hub_options, "instances": bus, "shared_limits": shared}
                              ) as hub, trio.open_nursery() as nursery:
             try:
@@ -126,18 +128,19 @@ async def open_hub(
 
 
 @asynccontextmanager
-async def _open_hub(home: Path, seed: bytes, operator_key: bytes | None,
+async def _open_hub(documents: Path | str, seed: bytes, operator_key: bytes | None,
                     limits: CommonsLimits | None, hub_options: dict[str, Any]
                     ) -> AsyncIterator[Hub]:
-    if (home / OLD_DB_NAME).exists() and not (home / DB_NAME).exists():
-        # Never start empty beside data we cannot read: the operator decides.
-        raise SetupError(
-            f"{home / OLD_DB_NAME}: a Commons database of an earlier development build; "
-            f"this version keeps documents in {DB_NAME} and cannot import it. Move it "
-            "out of the home to start with an empty Commons.")
-    # The documents: the home's SQLite file, which the instances of one machine share;
-    # on PostgreSQL once the document store has that backend (crdt, issue 19 part 1).
-    async with open_store(home / DB_NAME) as store:
+    """The hub over the document store at *documents* (a file, or a PostgreSQL URL)."""
+    if isinstance(documents, Path):
+        home = documents.parent
+        if (home / OLD_DB_NAME).exists() and not (home / DB_NAME).exists():
+            # Never start empty beside data we cannot read: the operator decides.
+            raise SetupError(
+                f"{home / OLD_DB_NAME}: a Commons database of an earlier development build; "
+                f"this version keeps documents in {DB_NAME} and cannot import it. Move it "
+                "out of the home to start with an empty Commons.")
+    async with open_store(documents) as store:
         hub = Hub(store, seed, operator_key=operator_key, limits=limits, **hub_options)
         await hub.load()
         yield hub
