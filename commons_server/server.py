@@ -182,7 +182,9 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
         description="Mirror's Commons server: a peer that hosts public, author-signed "
         "documents, with a read-only web view.",
         epilog="Every option can also be set in the environment: --port is "
-        "MIRROR_COMMONS_PORT, --operator-key is MIRROR_COMMONS_OPERATOR_KEY, and so on.",
+        "MIRROR_COMMONS_PORT, --operator-key is MIRROR_COMMONS_OPERATOR_KEY, and so on. "
+        "'mirror-commons migrate --home DIR --database postgresql://...' moves a Commons "
+        "from SQLite into PostgreSQL.",
     )
     parser.add_argument("--home", default=env("HOME", "./commons-home"),
                         help="the server's home directory (database and server key)")
@@ -245,7 +247,35 @@ async def run_server(args: argparse.Namespace) -> None:
     blind.close()
 
 
+def migrate_main(argv: Sequence[str], environ: dict[str, str]) -> int:
+    """``mirror-commons migrate --home DIR --database postgresql://...``."""
+    from .migrate import MigrationError, migrate
+
+    parser = argparse.ArgumentParser(
+        prog="mirror-commons migrate",
+        description="Move a Commons from its home's SQLite files (documents, moderation, "
+        "blind store) into an empty PostgreSQL database, and verify it there.")
+    parser.add_argument("--home", default=environ.get(ENV_PREFIX + "HOME", "./commons-home"),
+                        help="the server's home directory")
+    add_database_argument(parser, environ)
+    args = parser.parse_args(argv)
+    if not is_postgres_url(args.database):
+        parser.error("--database postgresql://... is required (the target)")
+    logging.basicConfig(level="WARNING", stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        done = trio.run(migrate, Path(args.home), args.database)
+    except (MigrationError, StoreError, StoreFileError) as exc:
+        print(f"mirror-commons migrate: {exc}", file=sys.stderr)
+        return 1
+    print(done.describe(args.database), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["migrate"]:
+        return migrate_main(argv[1:], dict(os.environ))
     args = parse_args(argv, dict(os.environ))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -28,6 +28,8 @@ from protocol.store import KIND_UPDATE, decode_pull, encode_upload, seal_envelop
 from tests.postgres_helper import PostgresServer
 from tests.sync_helpers import wait_for
 
+pytestmark = pytest.mark.postgres
+
 SEED = bytes([7]) * 32
 UNLIMITED_RATE = {"requests_per_s": 1e9, "request_burst": 10**9}
 

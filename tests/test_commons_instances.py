@@ -37,6 +37,8 @@ from crdt.commons import (
 )
 from tests.sync_helpers import wait_for
 
+pytestmark = pytest.mark.postgres
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FOLLOW_DEADLINE_S = 20.0
 

@@ -42,6 +42,8 @@ from tests.haproxy_helper import (
 from tests.helpers import REPO
 from tests.sync_helpers import wait_for
 
+pytestmark = pytest.mark.postgres
+
 INSTANCES = ("c1", "c2", "c3")
 FOLLOW_DEADLINE_S = 20.0
 POSTERS = 3
