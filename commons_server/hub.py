@@ -56,7 +56,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,7 +66,7 @@ import nacl.signing
 import trio
 from pycrdt import Doc
 
-from crdt import DocStore, DocumentError, StoredDoc, SyncClass
+from crdt import DocInfo, DocStore, DocumentError, StoredDoc, SyncClass
 from crdt.commons import (
     DOC_KIND,
     MODERATION_CONTEXT,
@@ -94,6 +94,7 @@ from . import limits as L
 from .index import DocMeta, Index
 from .instances import BusError, InstanceBus, Notice, SharedBuckets
 from .limits import CommonsLimits
+from .moderation import DOC_ID as MODERATION_DOC_ID
 from .moderation import WITH_THREAD, Moderation
 
 log = logging.getLogger("mirror.commons")
@@ -526,28 +527,61 @@ class Hub:
         flags = {"moderation": False, "resync": False}
         wake = trio.Event()
 
-        def on_notice(notice: Notice | None) -> None:
+        def note(doc_ids: Iterable[str], moderation: bool = False) -> None:
             nonlocal wake
-            if notice is None or len(pending) + len(notice.doc_ids) > L.MAX_PENDING_NOTICES:
+            pending.update(doc_ids)
+            flags["moderation"] |= moderation
+            if len(pending) > L.MAX_PENDING_NOTICES:
                 flags["resync"] = True
                 pending.clear()
-            else:
-                pending.update(notice.doc_ids)
-                flags["moderation"] |= notice.moderation
             wake.set()
 
-        async with trio.open_nursery() as nursery:
-            await nursery.start(functools.partial(self.instances.run, on_notice))
-            task_status.started()
-            while True:
-                await wake.wait()
-                wake = trio.Event()
-                doc_ids = set(pending)
-                pending.clear()
-                moderation, resync = flags["moderation"], flags["resync"]
-                flags.update(moderation=False, resync=False)
-                await self.apply_other_instances(doc_ids, moderation=moderation,
-                                                 resync=resync)
+        def on_notice(notice: Notice | None) -> None:
+            if notice is None:
+                flags["resync"] = True
+                note(())
+            else:
+                note(notice.doc_ids, notice.moderation)
+
+        # Whoever refreshes the store (this loop, an open, a withdrawal), what another
+        # instance wrote is noted here: the net under a lost notice (see sweep).
+        def on_external(stored: StoredDoc, update: bytes, source: str) -> None:
+            if source == "external":
+                is_moderation = stored.doc_id == MODERATION_DOC_ID
+                note(() if is_moderation else (stored.doc_id,), is_moderation)
+
+        def on_new(infos: tuple[DocInfo, ...]) -> None:
+            note(i.doc_id for i in infos if i.kind == DOC_KIND)
+
+        self.store.add_listener(on_external)
+        self.store.add_catalogue_listener(on_new)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(self.instances.run, on_notice))
+                nursery.start_soon(self._sweep, note)
+                task_status.started()
+                while True:
+                    await wake.wait()
+                    wake = trio.Event()
+                    doc_ids = set(pending)
+                    pending.clear()
+                    moderation, resync = flags["moderation"], flags["resync"]
+                    flags.update(moderation=False, resync=False)
+                    await self.apply_other_instances(doc_ids, moderation=moderation,
+                                                     resync=resync)
+        finally:
+            self.store.remove_listener(on_external)
+            self.store.remove_catalogue_listener(on_new)
+
+    async def _sweep(self, note: Callable[[Iterable[str]], None]) -> None:
+        """Now and then, look at the store itself: an instance that died between its
+        COMMIT and its announcement left news nobody was told of. A refresh makes the
+        store report what others wrote (new documents, changes to loaded ones, the
+        moderation state); documents gone from it are noted here."""
+        while True:
+            await trio.sleep(L.FOLLOW_SWEEP_S)
+            await self.store.refresh()
+            note(d for d in self.docs if self.store.info(d) is None)
 
     async def apply_other_instances(self, doc_ids: set[str], *, moderation: bool = False,
                                     resync: bool = False) -> None:

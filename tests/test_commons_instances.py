@@ -23,6 +23,7 @@ import pytest
 import trio
 from pycrdt import Doc
 
+from commons_server import limits as L
 from commons_server.hub import Blocked, Gone, Hub, RateLimited
 from commons_server.limits import CommonsLimits
 from commons_server.server import open_hub
@@ -173,3 +174,27 @@ async def test_the_update_limit_per_author_holds_across_instances(
                 assert "per author" in str(exc)
                 outcomes.append("limited")
         assert outcomes == ["accepted"] * 3 + ["limited"]
+
+
+async def test_news_an_instance_never_announced_is_found_by_the_others_sweep(
+    postgres_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An instance that dies between its COMMIT and its NOTIFY: the post is kept, and
+    the others find it when they next look at the store themselves."""
+    monkeypatch.setattr(L, "FOLLOW_SWEEP_S", 0.2)
+    operator, alice = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
+    async with two_instances(tmp_path / "server", postgres_dsn, operator) as (a, b):
+        async def lost(doc_ids: Any, *, moderation: bool = False) -> None:
+            """The announcement a crash never sent."""
+
+        assert a.instances is not None
+        monkeypatch.setattr(a.instances, "announce", lost)
+        live_on_b = LiveSession()
+        b.subscribe(live_on_b)
+        doc_id, bundle = post(alice, a, "never announced")
+        assert await a.accept(doc_id, bundle, "192.0.2.1") == 1
+        await until(lambda: doc_id in b.docs)
+        assert live_on_b.pushed[0][0] == doc_id  # and b's live sessions got it
+        await a.moderate(*action(operator, "hide", doc_id))
+        await until(lambda: b.docs[doc_id].hidden)
+        assert b.moderation_of([doc_id])["hidden"] == [doc_id]
