@@ -79,3 +79,18 @@ async def test_a_sqlite_commons_moves_into_postgresql_verified_and_served_as_it_
     again = await migrate(home, postgres_dsn)  # never two Commons in one database
     assert again.returncode == 1
     assert b"refusing to mix" in again.stderr and b"Traceback" not in again.stderr
+
+
+async def test_an_unreachable_or_wrong_database_is_one_line_and_a_non_zero_exit(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "server"
+    for database, expected in (("postgresql://mirror@127.0.0.1:1/nowhere", b"cannot connect"),
+                               ("/srv/commons.db", b"postgresql://")):
+        done = await trio.run_process(
+            [*commons_command(), "--home", str(home), "--port", "0", "--database", database],
+            capture_stdout=True, capture_stderr=True, check=False, cwd=REPO,
+            env=mirror_env(home))
+        assert done.returncode == 1, done.stderr
+        assert expected in done.stderr and b"Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
