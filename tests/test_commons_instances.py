@@ -198,3 +198,25 @@ async def test_news_an_instance_never_announced_is_found_by_the_others_sweep(
         await a.moderate(*action(operator, "hide", doc_id))
         await until(lambda: b.docs[doc_id].hidden)
         assert b.moderation_of([doc_id])["hidden"] == [doc_id]
+
+
+async def test_the_update_limit_per_address_holds_across_instances(
+    postgres_dsn: str, tmp_path: Path,
+) -> None:
+    operator = AuthorKey(os.urandom(32))
+    async with two_instances(tmp_path / "server", postgres_dsn, operator,
+                             address_updates_per_minute=2) as (a, b):
+        outcomes = []
+        for i in range(3):  # three authors, one address, through alternating instances
+            hub = (a, b)[i % 2]
+            doc_id, bundle = post(AuthorKey(os.urandom(32)), hub, f"post {i}")
+            try:
+                await hub.accept(doc_id, bundle, "198.51.100.7")
+                outcomes.append("accepted")
+            except RateLimited as exc:
+                assert "per address" in str(exc)
+                outcomes.append("limited")
+        assert outcomes == ["accepted", "accepted", "limited"]
+        # A refusal costs no tokens, and other addresses are not touched.
+        doc_id, bundle = post(AuthorKey(os.urandom(32)), a, "elsewhere")
+        assert await a.accept(doc_id, bundle, "198.51.100.8") == 1
