@@ -47,7 +47,8 @@ Errors raised to callers::
     ├── RateLimited         a token bucket is empty (message says which and the limit)
     ├── Blocked             the operator blocked this author
     ├── Gone                withdrawn or removed: never accepted again
-    └── NotOperator         a moderation request not signed by the operator key
+    ├── NotOperator         a moderation request not signed by the operator key
+    └── Unavailable         the database several instances share cannot be reached now
     crdt.commons.CommonsError  (ForgedUpdate, MalformedEnvelope, ...) for bad input
 """
 
@@ -92,7 +93,7 @@ from protocol import COMMONS, CatalogueEntry, Credentials
 
 from . import limits as L
 from .index import DocMeta, Index
-from .instances import BusError, InstanceBus, Notice, SharedBuckets
+from .instances import BusError, InstanceBus, LimitsUnavailable, Notice, SharedBuckets
 from .limits import CommonsLimits
 from .moderation import DOC_ID as MODERATION_DOC_ID
 from .moderation import WITH_THREAD, Moderation
@@ -124,6 +125,12 @@ class Gone(Refused):
 
 class NotOperator(Refused):
     pass
+
+
+class Unavailable(Refused):
+    """The shared database cannot be reached now: nothing was stored; retry later."""
+
+    status = 503
 
 
 class Listener(Protocol):
@@ -353,9 +360,14 @@ class Hub:
         Both are checked before either is taken from: a refusal costs no tokens."""
         limits = self.limits
         if self.shared_limits is not None:
-            short = await self.shared_limits.take([
-                ("author:" + author, limits.author_updates_per_minute, n),
-                ("address:" + address, limits.address_updates_per_minute, n)])
+            try:
+                short = await self.shared_limits.take([
+                    ("author:" + author, limits.author_updates_per_minute, n),
+                    ("address:" + address, limits.address_updates_per_minute, n)])
+            except LimitsUnavailable as exc:
+                raise self._refuse(Unavailable(
+                    f"the server's database is unavailable ({exc}); try again shortly")
+                ) from None
         elif self._by_author.available(author) < n:
             short = 0
         elif self._by_address.available(address) < n:

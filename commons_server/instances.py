@@ -57,6 +57,10 @@ class BusError(Exception):
     """The other instances could not be told (the database is unreachable)."""
 
 
+class LimitsUnavailable(Exception):
+    """The shared rate limits could not be read (the database is unreachable)."""
+
+
 @dataclass(frozen=True)
 class Notice:
     """What another instance committed: documents changed, moderation changed."""
@@ -188,13 +192,18 @@ class SharedBuckets:
         import psycopg
 
         with self._thread_lock:
-            try:
-                return self._take_locked(wants)
-            except psycopg.OperationalError:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                raise
+            for attempt in (1, 2):  # a connection the database dropped: once more, anew
+                try:
+                    return self._take_locked(wants)
+                except psycopg.OperationalError as exc:
+                    if self._conn is not None:
+                        self._conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        text = str(exc).strip()
+                        raise LimitsUnavailable(text.splitlines()[0] if text else
+                                                type(exc).__name__) from None
+            raise AssertionError("unreachable")
 
     def _take_locked(self, wants: list[tuple[str, int, int]]) -> int | None:
         conn = self._connect()

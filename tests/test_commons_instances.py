@@ -24,9 +24,10 @@ import trio
 from pycrdt import Doc
 
 from commons_server import limits as L
-from commons_server.hub import Blocked, Gone, Hub, RateLimited
+from commons_server.hub import Blocked, Gone, Hub, RateLimited, Unavailable
 from commons_server.limits import CommonsLimits
 from commons_server.server import open_hub
+from crdt import StoreError
 from crdt.commons import (
     MODERATION_CONTEXT,
     AuthorKey,
@@ -36,6 +37,7 @@ from crdt.commons import (
     moderation_digest,
     write_item,
 )
+from tests.postgres_helper import PostgresServer
 from tests.sync_helpers import wait_for
 
 pytestmark = pytest.mark.postgres
@@ -220,3 +222,30 @@ async def test_the_update_limit_per_address_holds_across_instances(
         # A refusal costs no tokens, and other addresses are not touched.
         doc_id, bundle = post(AuthorKey(os.urandom(32)), a, "elsewhere")
         assert await a.accept(doc_id, bundle, "198.51.100.8") == 1
+
+
+async def test_instances_carry_on_after_postgresql_restarts(
+    postgres_dsn: str, postgres_server: PostgresServer, tmp_path: Path,
+) -> None:
+    """A crash of the database server: every connection of both instances dies. They
+    connect again; the one listening re-reads the store (news sent meanwhile is lost)."""
+    operator, alice = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
+    async with two_instances(tmp_path / "server", postgres_dsn, operator) as (a, b):
+        first, bundle = post(alice, a, "before the restart")
+        await a.accept(first, bundle, "192.0.2.1")
+        await until(lambda: first in b.docs)
+        assert b.instances is not None
+        listener = b.instances.listener  # type: ignore[attr-defined]
+        await trio.to_thread.run_sync(postgres_server.restart)
+        await until(lambda: listener.reconnects >= 1)
+        second, bundle = post(alice, a, "after the restart")
+        with trio.fail_after(FOLLOW_DEADLINE_S):
+            while True:  # the first write after the crash may find its connection dead
+                try:
+                    assert await a.accept(second, bundle, "192.0.2.1") == 1
+                    break
+                except (StoreError, Unavailable):
+                    await trio.sleep(0.1)
+        await until(lambda: second in b.docs)
+        thread = await b.thread(second)
+        assert thread is not None and thread["title"] == "after the restart"
