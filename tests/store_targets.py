@@ -73,6 +73,33 @@ class StoreTarget:
         finally:
             conn.close()
 
+    def stored_bytes(self) -> bytes:
+        """Every byte the engine keeps for this store on disk, for canary checks.
+
+        SQLite: the file, its WAL and shared memory. PostgreSQL: every file of the
+        database's directory (tables, indexes, TOAST, free-space maps, the catalogue's
+        statistics) after a CHECKPOINT wrote the shared buffers out. Not the server's
+        write-ahead log: what a scrub cannot reach there is documented
+        (crdt/storage_pg.py, PostgresBackend.scrub)."""
+        if self.engine == "sqlite":
+            assert isinstance(self.location, Path)
+            db = self.location
+            return b"".join(
+                p.read_bytes() for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()
+            )
+        assert self.server is not None
+        self.server.sql(self.dbname, "CHECKPOINT")
+        ((oid,),) = self.server.sql(
+            "postgres", f"SELECT oid FROM pg_database WHERE datname = '{self.dbname}'"
+        )
+        out = []
+        for path in sorted((self.server.data / "base" / str(oid)).iterdir()):
+            try:
+                out.append(path.read_bytes())
+            except FileNotFoundError:  # unlinked meanwhile
+                continue
+        return b"".join(out)
+
     def check_integrity(self) -> None:
         """SQLite's integrity_check; on PostgreSQL, amcheck over every index of the store
         (heap and index agree, keys in order) and the row counts every table answers."""
