@@ -145,16 +145,17 @@ async def test_forged_update_from_a_server_is_refused_by_the_node(
 # --------------------------------------------------------------------------- revocation
 
 
-def _holds(home: Path, database: str | None, canary: str) -> bool:
-    """The server's store holds *canary*: in its files, or in its PostgreSQL rows."""
+def _holds(home: Path, database: str | None, canary: str,
+           request: pytest.FixtureRequest) -> bool:
+    """The server's store holds *canary*: in its files, or in its PostgreSQL database's."""
     from tests.test_commons_storage import _holds as store_holds
 
     return canary.encode() in _db_bytes(home) if database is None else store_holds(
-        home, database, canary)
+        home, database, canary, request)
 
 
 async def test_unpublish_deletes_every_byte_from_the_server_database(
-    tmp_path: Path, database: str | None
+    tmp_path: Path, database: str | None, request: pytest.FixtureRequest
 ) -> None:
     canary = "CANARY-withdraw-7f3a9c"
     async with running_commons(tmp_path / "server", database=database) as server:
@@ -162,11 +163,11 @@ async def test_unpublish_deletes_every_byte_from_the_server_database(
         doc_id = await _post(alice, f"Title {canary}", f"Body {canary} " * 20)
         status, out = await mirror(bob, "commons", "read")
         assert canary in out
-        assert _holds(server.home, database, canary)  # the check can see it
+        assert _holds(server.home, database, canary, request)  # the check can see it
         short = doc_id.rsplit("/", 1)[-1]
         status, out = await mirror(alice, "unpublish", short, "--yes")
         assert status == 0, out
-        assert not _holds(server.home, database, canary)
+        assert not _holds(server.home, database, canary, request)
         async with httpx.AsyncClient() as client:
             page = await client.get(server.url + "/" + doc_id.removeprefix("commons/"))
         assert page.status_code == 404

@@ -51,19 +51,16 @@ async def _moderate(hub: Hub, op: AuthorKey, action: str, target: str) -> None:
     await hub.moderate(action, target, "r", AT, op.public, sig)
 
 
-def _holds(home: Path, database: str | None, canary: str) -> bool:
-    """Whether the server's store holds *canary*: its files' bytes, or every row of
-    its PostgreSQL tables (bytea shows as hex there)."""
+def _holds(home: Path, database: str | None, canary: str,
+           request: pytest.FixtureRequest) -> bool:
+    """Whether the server's store holds *canary* in any byte it keeps: its files, or
+    every file of its PostgreSQL database after a CHECKPOINT (tests/store_targets.py)."""
     if database is None:
         return canary.encode() in _home_bytes(home)
-    import psycopg
+    from tests.store_targets import StoreTarget
 
-    with psycopg.connect(database) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-        text = "".join(str(row[0]) for table in tables
-                       for row in conn.execute(f"SELECT t::text FROM {table} t"))
-    return canary in text or canary.encode().hex() in text
+    server = request.getfixturevalue("postgres_server")
+    return canary.encode() in StoreTarget("postgres", database, server).stored_bytes()
 
 
 def _home_bytes(home: Path) -> bytes:
@@ -135,7 +132,7 @@ def _bundle(post: tuple[str, bytes]) -> tuple[str, bytes]:
 
 
 async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(
-    tmp_path: Path, database: str | None
+    tmp_path: Path, database: str | None, request: pytest.FixtureRequest
 ) -> None:
     home = tmp_path / "server"
     key = server_key_for(home)
@@ -147,11 +144,11 @@ async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(
         # The tombstone is written, then the process dies before the deletion.
         hub.moderation.withdraw(post[0], AT, "owner")
         await hub.store.wait_durable()
-    assert _holds(home, database, canary)
+    assert _holds(home, database, canary, request)
     async with open_hub(home, database=database) as hub:
         assert post[0] not in hub.docs
         assert hub.store.info(post[0]) is None
-    assert not _holds(home, database, canary)
+    assert not _holds(home, database, canary, request)
 
 
 def _comment(author: AuthorKey, thread: str, body: str, *,
@@ -163,7 +160,7 @@ def _comment(author: AuthorKey, thread: str, body: str, *,
 
 
 async def test_comments_a_thread_withdrawal_left_behind_are_deleted_at_start(
-        tmp_path: Path, database: str | None) -> None:
+        tmp_path: Path, database: str | None, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "server"
     key = server_key_for(home)
     alice, bob = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
@@ -177,14 +174,14 @@ async def test_comments_a_thread_withdrawal_left_behind_are_deleted_at_start(
         # written by a build from before threads took their comments with them.
         hub.moderation.withdraw(thread[0], AT, "owner")
         await hub.store.delete_doc(thread[0], scrub_file=True)
-    assert _holds(home, database, canary)
+    assert _holds(home, database, canary, request)
     async with open_hub(home, database=database) as hub:
         assert comment[0] not in hub.docs
         assert hub.store.info(comment[0]) is None
         assert hub.moderated_lists()["withdrawn"] == [thread[0]]  # the thread only
         with pytest.raises(Gone, match="the thread this comment belongs to"):
             await hub.accept(*_bundle(comment), "t")
-    assert not _holds(home, database, canary)
+    assert not _holds(home, database, canary, request)
 
 
 async def test_a_database_of_an_earlier_build_is_not_silently_ignored(tmp_path: Path) -> None:
