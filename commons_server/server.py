@@ -40,6 +40,7 @@ from . import serving
 from .app import CommonsApp
 from .blind.server import add_database_argument, add_limit_arguments, limits_from
 from .blind.storage import StoreFileError
+from .forwarded import parse_trusted, with_forwarded_client
 from .hub import Hub
 from .instances import PgInstanceBus, SharedBuckets
 from .limits import CommonsLimits
@@ -204,9 +205,14 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
         parser.add_argument("--" + name.replace("_", "-"), dest=name,
                             default=env(name.upper(), str(default)), help=f"(default {default})")
     add_database_argument(parser, environ)
+    parser.add_argument("--trusted-proxy", default=env("TRUSTED_PROXY", None), metavar="ADDRS",
+                        help="addresses of proxies (comma-separated) whose X-Forwarded-For "
+                        "names the client: per-address limits and quotas then count clients, "
+                        "not the proxy")
     add_limit_arguments(parser, environ)
     args = parser.parse_args(argv)
     try:
+        args.trusted_proxy = parse_trusted(args.trusted_proxy)
         args.limits = CommonsLimits(**{n: int(getattr(args, n)) for n, _ in _limit_fields()})
         args.store_limits = limits_from(args)
         args.port = int(args.port)
@@ -230,6 +236,8 @@ async def run_server(args: argparse.Namespace) -> None:
         await listening.start(blind.follow_other_instances)
         shutdown = trio.Event()
         app = with_blind_store(CommonsApp(hub), blind)
+        if args.trusted_proxy:
+            app = with_forwarded_client(app, args.trusted_proxy)
         async with trio.open_nursery() as nursery:
             url = await nursery.start(
                 functools.partial(serve_commons, app, args.host, args.port,
