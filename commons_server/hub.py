@@ -41,6 +41,15 @@ with ``unhide`` / ``unblock``. Readers learn what to drop from their caches
 from :meth:`Hub.moderated_lists` (``GET /api/v1/withdrawn``: ids and author
 keys only, never content).
 
+Several instances over one database (``instances.py``): each announces what
+it committed (accepted updates, deletions, moderation) after its COMMIT, and
+:meth:`Hub.follow` applies what the others announce — the store is refreshed,
+the moderation state re-read, the named documents re-indexed and pushed to this
+instance's live sessions; what the store itself reports another process wrote,
+and a periodic look at it, catch news that was never announced. The update
+limits are then kept in the database (``SharedBuckets``), and the moderation
+log's keys carry the writer, so two instances appending at once keep both.
+
 Errors raised to callers::
 
     Refused                 the request is well-formed but not allowed
