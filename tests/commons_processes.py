@@ -77,7 +77,7 @@ async def start_commons(name: str, home: Path, database: str | None,
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{log_path.read_text(errors='replace')}") from None
     info = json.loads(line)
-    return CommonsProcess(name, info["url"], info["server_key"], process)
+    return CommonsProcess(name, info["url"], info.get("server_key", ""), process)
 
 
 @asynccontextmanager

@@ -181,3 +181,42 @@ async def test_a_postgresql_restart_costs_a_retry_never_an_acknowledged_upload(
         assert status == 201
         status, body = await call(app, "GET", "/v1/log", secret, query=b"after=0")
         assert [seq for seq, _ in decode_pull(body)] == [1, 2]
+
+
+async def test_two_store_only_processes_serve_one_store(
+    postgres_dsn: str, tmp_path: Path,
+) -> None:
+    """``mirror-commons --store-only --database ...`` twice: what one process takes, a
+    pull waiting on the other returns (real processes, real HTTP on loopback)."""
+    import httpx
+
+    from tests.commons_processes import start_commons
+
+    secret = new_secret()
+    token = {"authorization": f"Bearer {store_token(secret, 0).hex()}"}
+    first = await start_commons("s1", tmp_path / "s1", postgres_dsn, "--store-only")
+    second = await start_commons("s2", tmp_path / "s2", postgres_dsn, "--store-only")
+    try:
+        async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
+            answers: list[httpx.Response] = []
+
+            async def pull() -> None:
+                answers.append(await http.get(second.url + "/v1/log",
+                                              params={"after": 0, "wait": 20}, headers=token))
+
+            async def parked() -> bool:
+                metrics = (await http.get(second.url + "/metrics")).text
+                return "\nblindstore_waiting_pulls 1\n" in metrics
+
+            nursery.start_soon(pull)
+            await wait_for(parked, 15)  # held open on the second process
+            posted = await http.post(first.url + "/v1/log", headers=token,
+                                     content=encode_upload([envelope(secret, b"one")]))
+            assert posted.status_code == 201, posted.text
+            with trio.fail_after(15):
+                await wait_for(lambda: bool(answers), 15)
+        assert answers[0].status_code == 200
+        assert [seq for seq, _ in decode_pull(answers[0].content)] == [1]
+    finally:
+        for process in (first, second):
+            await process.kill()

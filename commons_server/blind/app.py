@@ -370,6 +370,8 @@ class BlindStoreApp:
              "Bytes requests in flight may hold together.", limits.max_buffered_bytes),
             ("blindstore_buffer_waiting", "gauge",
              "Requests waiting for their share of the buffer.", stats.buffer_waiting),
+            ("blindstore_waiting_pulls", "gauge",
+             "Pulls held open now, waiting for news of their log.", stats.waiting_pulls),
             ("blindstore_requests_total", "counter", "Requests.", stats.requests),
         ]
         text = "".join(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
