@@ -74,10 +74,14 @@ async def start_commons(name: str, home: Path, database: str | None,
         )
     try:
         line = await first_line(process, f"commons {name}", START_TIMEOUT_S)
+        info = json.loads(line)
+        return CommonsProcess(name, info["url"], info.get("server_key", ""), process)
     except AssertionError as exc:
+        await _stop(process)
         raise AssertionError(f"{exc}\n{log_path.read_text(errors='replace')}") from None
-    info = json.loads(line)
-    return CommonsProcess(name, info["url"], info.get("server_key", ""), process)
+    except BaseException:
+        await _stop(process)  # never left running behind a failed start
+        raise
 
 
 @asynccontextmanager
