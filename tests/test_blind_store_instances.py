@@ -194,9 +194,12 @@ async def test_two_store_only_processes_serve_one_store(
 
     secret = new_secret()
     token = {"authorization": f"Bearer {store_token(secret, 0).hex()}"}
-    first = await start_commons("s1", tmp_path / "s1", postgres_dsn, "--store-only")
-    second = await start_commons("s2", tmp_path / "s2", postgres_dsn, "--store-only")
+    started = []
     try:
+        for name in ("s1", "s2"):
+            started.append(await start_commons(name, tmp_path / name, postgres_dsn,
+                                               "--store-only"))
+        first, second = started
         async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
             answers: list[httpx.Response] = []
 
@@ -218,5 +221,5 @@ async def test_two_store_only_processes_serve_one_store(
         assert answers[0].status_code == 200
         assert [seq for seq, _ in decode_pull(answers[0].content)] == [1]
     finally:
-        for process in (first, second):
+        for process in started:
             await process.kill()
