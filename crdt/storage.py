@@ -162,6 +162,8 @@ class StorageThread:
         self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
+        self._pending: Job | None = None  # taken from the queue, not yet run
+        self._last_ticket = 0
         self._data_version = -1
         self.client_id = 0
         self.failure: BaseException | None = None
@@ -276,10 +278,32 @@ class StorageThread:
         return self._conn
 
     def _serve(self) -> None:
-        pending: Job | None = None
+        try:
+            self._serve_jobs()
+        except Exception as exc:
+            # Whatever stopped the loop, nobody may wait forever: every job from now
+            # on is answered with the failure, until the store stops.
+            log.exception("the storage thread failed")
+            error = self.failure or StoreWriteError(
+                f"the storage thread stopped: {one_line(exc)}"
+            )
+            self.failure = error
+            self._notify(self._last_ticket, error)  # the batch it was writing, if any
+            self._refuse_until_stop(error)
+
+    def _refuse_until_stop(self, error: BaseException) -> None:
         while True:
-            job = pending if pending is not None else self._queue.get()
-            pending = None
+            job, self._pending = self._pending or self._queue.get(), None
+            if isinstance(job, Stop):
+                return
+            if isinstance(job, Call):
+                job.done(None, error)
+            else:
+                self._notify(job.ticket, error)
+
+    def _serve_jobs(self) -> None:
+        while True:
+            job, self._pending = self._pending or self._queue.get(), None
             if isinstance(job, Stop):
                 return
             if isinstance(job, Call):
@@ -293,11 +317,12 @@ class StorageThread:
                 except queue.Empty:
                     break
                 if isinstance(nxt, Call | Stop):
-                    pending = nxt
+                    self._pending = nxt
                     break
                 more = nxt.jobs if isinstance(nxt, Group) else [nxt]
                 batch.extend(more)
                 size += sum(_job_size(j) for j in more)
+            self._last_ticket = batch[-1].ticket
             self._write_batch(batch)
 
     def _run_call(self, job: Call) -> None:
@@ -329,7 +354,7 @@ class StorageThread:
         while True:
             try:
                 self._conn = backend.reconnect(self.client_id)
-            except StoreError as error:
+            except Exception as error:
                 if time.monotonic() + wait > deadline:
                     log.error("could not reconnect to %s within %.0f s: %s", backend.where,
                               backend.reconnect_timeout_s, error)
@@ -428,17 +453,20 @@ class StorageThread:
             conn.execute(self.backend.dialect.insert_envelope, (job.doc_id, digest, data))
 
     def _maybe_compact(self, conn: Connection, doc_id: str) -> None:
-        count = conn.execute("SELECT COUNT(*) FROM updates WHERE doc_id=?", (doc_id,)).fetchone()
-        if int(count[0]) <= self._compact_after:
-            return
         try:
+            count = conn.execute(
+                "SELECT COUNT(*) FROM updates WHERE doc_id=?", (doc_id,)
+            ).fetchone()
+            if int(count[0]) <= self._compact_after:
+                return
             compact_document(conn, doc_id=doc_id, live=None, cipher=self.cipher)
             self.auto_compactions += 1
         except StoreError as exc:  # the log stays as it was; try again next time
             log.warning("automatic compaction of %s skipped: %s", doc_id, exc)
         except Exception as exc:
-            # A lost connection: the next job reconnects, and the count is checked
-            # again at the next write.
+            # The batch is committed and acknowledged; a connection lost since is
+            # found again by the next job, which reconnects. The log's length is
+            # checked again at the next write.
             if not self.backend.lost_connection(conn, exc):
                 raise
             log.warning("automatic compaction of %s skipped: %s", doc_id, one_line(exc))

@@ -343,3 +343,31 @@ async def test_concurrent_opens_of_a_new_document_share_one_doc(store_target: St
             for _ in range(5):
                 nursery.start_soon(open_it)
         assert len({id(o) for o in opened}) == 1
+
+
+async def test_an_unexpected_error_on_the_storage_thread_fails_waiters_instead_of_hanging(
+    store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An exception that escaped the storage thread's loop (here from automatic
+    # compaction, after a batch committed) used to end the thread silently: the next
+    # wait_durable or refresh then waited forever for an answer nobody would send.
+    import crdt.storage
+
+    def broken_compaction(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected: compaction crashed")
+
+    monkeypatch.setattr(crdt.storage, "compact_document", broken_compaction)
+    with trio.fail_after(60):
+        async with open_store(store_target.location, compact_after_updates=1) as store:
+            journal = Journal(store)
+            kept = await journal.add("first", durable=True)
+            stored = await store.open_doc(kept.shard, kind="journal")
+            stored.doc.get("extra", type=Map)["x"] = 1  # the log now has two updates
+            await store.wait_durable()  # committed; the compaction after it crashes
+            with pytest.raises((StoreClosedError, StoreWriteError),
+                               match="storage thread stopped: injected"):
+                await journal.add("second", durable=True)
+            with pytest.raises(StoreClosedError):
+                await store.refresh()
+    async with open_store(store_target.location) as store:
+        assert [r.text for r in await Journal(store).all()] == ["first"]
