@@ -4,9 +4,12 @@ Each file in ``tests/fixtures/personas/`` is one life: its reflections, and
 labels written by hand — the tensions the person lives (two poles, each a list
 of the names a person might give it, and the status at the end of the
 journal), the loops they run (trigger, response, consequence, each a list of
-names), the people in it and the arc. ``held_out`` journals were written with
-the others but never used to tune the engine: they are scored and reported
-apart.
+names), the people in it and the arc. ``held_out`` journals were never used to tune
+the engine: they are scored and reported apart, by ``set`` — the round in which
+each was written and first scored (``held-out-1``: the first four; ``held-out-2``:
+four written and scored before the engine changes of 2026-12-08; ``fresh-1``:
+two written after those changes). A journal without ``set`` is ``tuning`` (or
+``held-out-1`` when held out).
 
 The engine's answer is what ``mirror tensions`` and ``mirror patterns`` show:
 the journal is extracted as ``Understanding.rebuild`` does (each entry with the
@@ -45,6 +48,7 @@ LOOP_CONSEQUENCES_COMPARED = 2
 class Persona:
     name: str
     held_out: bool
+    set: str  # "tuning", or the held-out set the journal was first scored in
     labels: dict[str, Any]
     reflections: tuple[Reflection, ...]
 
@@ -58,7 +62,9 @@ def load_personas() -> list[Persona]:
                        private=bool(e.get("private", False)))
             for i, e in enumerate(data["reflections"])
         )
-        out.append(Persona(path.stem, bool(data["held_out"]), data["labels"], reflections))
+        held_out = bool(data["held_out"])
+        kind = str(data.get("set", "held-out-1" if held_out else "tuning"))
+        out.append(Persona(path.stem, held_out, kind, data["labels"], reflections))
     return out
 
 
