@@ -68,6 +68,16 @@ def main() -> None:
     args = parser.parse_args()
     results = [evaluate(p) for p in load_personas()
                if not (args.tuning_only and p.held_out)]
+    if args.json:
+        print(json.dumps([{
+            "journal": r.persona.name, "held_out": r.persona.held_out, "set": r.persona.set,
+            "tensions": {"labelled": r.tensions.labelled, "found": r.tensions.found,
+                         "shown": r.tensions.shown, "right": r.tensions.right,
+                         "status_right": r.tensions.status_right},
+            "loops": {"labelled": r.loops.labelled, "found": r.loops.found,
+                      "shown": r.loops.shown, "right": r.loops.right},
+        } for r in results], indent=1))
+        return
     sets: dict[str, list[PersonaResult]] = {}
     for r in results:
         sets.setdefault(r.persona.set, []).append(r)
