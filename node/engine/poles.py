@@ -119,7 +119,8 @@ def pole_lexicon() -> PoleLexicon:
     return PoleLexicon(
         # a pole's own name points to it too ("part of me fears scarcity")
         cues=CueIndex([(cue, pole) for pole, cues in poles.items() for cue in cues]
-                      + [(pole, pole) for pole in poles if pole not in raw["generic"]]),
+                      + [(pole, pole) for pole in poles if pole not in raw["generic"]],
+                      inflect=True),
         order={pole: i for i, pole in enumerate(poles)},
         generic=frozenset(raw["generic"]),
         roles=dict(raw["roles"]),
@@ -426,8 +427,9 @@ class _Entry:
         self, stated: set[tuple[str, str]], *, inherent_only: bool
     ) -> list[TensionFinding]:
         by_pole: dict[str, list[_Hit]] = {}
-        for h in self.hits:  # side by side, a person is not yet a pull ("lunch with my dad")
-            if h.pole not in self.lex.generic and not h.by_role:
+        for h in self.hits:  # side by side, a person is not yet a pull ("lunch with my dad");
+            # in a conflicted entry they are ("my boss emailed at 9pm … my daughter cried")
+            if h.pole not in self.lex.generic and (not h.by_role or not inherent_only):
                 by_pole.setdefault(h.pole, []).append(h)
         pairs: list[tuple[int, int, str, str, _Hit, _Hit]] = []
         names = sorted(by_pole, key=lambda p: self.lex.order.get(p, 0))
