@@ -19,8 +19,10 @@ Matching (strict): a shown tension is right when each pole matches a name of a
 different side of one labelled tension; a shown loop when its response matches
 the labelled response and its trigger or one of its two main consequences
 matches too. Names match when equal after lower-casing and dropping the node
-kind ("event:", "person:" …), or when they share a word stem of at least
-``STEM_CHARS`` letters ("staying silent" ~ "silence"). Each labelled item is
+kind ("event:", "person:" …), or are the same words but for inflection
+(``cues.lemma``: "care" ~ "caring", "scrolling" ~ "scroll"; added 2026-12-08,
+every figure of that day is measured with it), or when they share a word stem
+of at least ``STEM_CHARS`` letters ("staying silent" ~ "silence"). Each labelled item is
 matched at most once (a maximum matching, so the order of the findings does not
 matter): a second shown item for it counts against precision.
 """
@@ -35,6 +37,7 @@ from typing import Any
 
 from crdt.journal import Reflection
 from crdt.values import parse_timestamp
+from node.engine.cues import lemma
 from node.engine.derive import derive_all
 from node.engine.extract import extract
 from node.engine.lived import LoopSummary, TensionSummary, lived_loops, lived_tensions
@@ -77,9 +80,13 @@ def _stems(name: str) -> set[str]:
     return {w[:STEM_CHARS] for w in _norm(name).split() if len(w) >= STEM_CHARS}
 
 
+def _lemmas(name: str) -> tuple[str, ...]:
+    return tuple(lemma(w) for w in _norm(name).split())
+
+
 def same_name(found: str, labelled: str) -> bool:
     a, b = _norm(found), _norm(labelled)
-    return bool(a) and (a == b or bool(_stems(a) & _stems(b)))
+    return bool(a) and (a == b or _lemmas(a) == _lemmas(b) or bool(_stems(a) & _stems(b)))
 
 
 def _any(found: str, names: Sequence[str]) -> bool:

@@ -248,6 +248,8 @@ def test_names_match_as_the_benchmark_says() -> None:
     assert same_name("behaviour:staying silent", "silence")
     assert same_name("event:request", "request") and same_name("person:my dad", "my dad")
     assert not same_name("care", "career") and not same_name("work", "working late")
+    assert same_name("care", "caring") and same_name("behaviour:scrolling", "scroll")
+    assert not same_name("self", "myself") and not same_name("care", "cards")
 
 
 def test_tensions_and_loops_meet_the_goal_on_the_tuning_journals() -> None:

@@ -60,6 +60,7 @@ _SET_AGAINST = {
     ("over",): "over", ("instead", "of"): "instead", ("rather", "than"): "rather",
     ("without",): "without", ("at", "the", "cost", "of"): "cost",
     ("at", "the", "price", "of"): "cost", ("at", "the", "expense", "of"): "cost",
+    ("and", "not"): "not", ("and", "not", "a"): "not",  # "be a person and not a carer"
 }
 _CONFLICTED_FEELINGS = frozenset({"anxiety", "fear", "shame", "anger", "confusion", "sadness"})
 _SUBORDINATORS = frozenset({"because", "cause", "cos", "since", "when", "while", "whereas"})
@@ -119,8 +120,7 @@ def pole_lexicon() -> PoleLexicon:
     return PoleLexicon(
         # a pole's own name points to it too ("part of me fears scarcity")
         cues=CueIndex([(cue, pole) for pole, cues in poles.items() for cue in cues]
-                      + [(pole, pole) for pole in poles if pole not in raw["generic"]],
-                      inflect=True),
+                      + [(pole, pole) for pole in poles if pole not in raw["generic"]]),
         order={pole: i for i, pole in enumerate(poles)},
         generic=frozenset(raw["generic"]),
         roles=dict(raw["roles"]),
