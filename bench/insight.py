@@ -85,7 +85,7 @@ def main() -> None:
     for name in sorted(sets, key=lambda k: (k != "tuning", k)):
         group = sets[name]
         title = (f"Journals used in tuning ({len(group)})" if name == "tuning" else
-                 f"Held-out set {name} ({len(group)}), never used in tuning")
+                 f"Held-out set {name} ({len(group)}), not in the tuning set")
         t, lp = table(group, title)
         verdicts += [(f"{name} tensions", t), (f"{name} loops", lp)]
     held = [r for r in results if r.persona.held_out]
