@@ -103,7 +103,6 @@ async def every_model_path(home: Home, config: Config) -> AsyncIterator[MirrorCo
             await answer_question(core, "when did I last feel calm?", now=NOW)
             await answer_question(core, f"when did I last see {CANARY}?", now=NOW)
             await digest_of(core, "week", until=NOW)
-            await digest_of(core, "month", until=NOW)
         yield core
 
 
