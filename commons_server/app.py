@@ -36,6 +36,7 @@ import trio
 
 from crdt.commons import CommonsError
 from node.sync.session import SessionError, SyncSession
+from serving.http import HttpError, lifespan, reject_upgrade, respond
 
 from . import limits as L
 from . import web
@@ -57,12 +58,6 @@ JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class CommonsApp:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -77,7 +72,7 @@ class CommonsApp:
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
 
     # ------------------------------------------------------------------ protocol
 
@@ -87,13 +82,13 @@ class CommonsApp:
             return
         address = _address(scope)
         if scope.get("path") != PROTOCOL_PATH:
-            await _reject_upgrade(send, 404, b"use /v1/commons\n")
+            await reject_upgrade(send, 404, b"use /v1/commons\n")
             return
         if not self.hub.requests.take(address):
-            await _reject_upgrade(send, 429, b"rate limit: too many requests from this address\n")
+            await reject_upgrade(send, 429, b"rate limit: too many requests from this address\n")
             return
         if self._sessions.get(address, 0) >= self.hub.limits.max_sessions_per_address:
-            await _reject_upgrade(send, 429, b"too many sessions from this address\n")
+            await reject_upgrade(send, 429, b"too many sessions from this address\n")
             return
         await send({"type": "websocket.accept"})
         self._sessions[address] = self._sessions.get(address, 0) + 1
@@ -266,30 +261,8 @@ def _json(value: Any) -> bytes:
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes, *,
                    head: bool = False) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-               *web.SECURITY_HEADERS]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-async def _reject_upgrade(send: Send, status: int, body: bytes) -> None:
-    await send({
-        "type": "websocket.http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message.get("type") == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message.get("type") == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await respond(send, status, body, [(b"content-type", content_type), *web.SECURITY_HEADERS],
+                  head=head)
 
 
 __all__ = ["PROTOCOL_PATH", "CommonsApp"]

@@ -87,6 +87,7 @@ from crdt.commons import (
     verify_withdrawal,
 )
 from protocol import COMMONS, CatalogueEntry, Credentials
+from serving.rate import Rate, TokenBuckets
 
 from . import limits as L
 from .index import DocMeta, Index
@@ -126,32 +127,6 @@ class Listener(Protocol):
     def deliver(self, doc_id: str, bundle: bytes) -> None: ...
 
 
-class TokenBuckets:
-    """One bucket per key: holds *per_minute* tokens and refills at that rate."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        self.capacity = float(per_minute)
-        self.rate_per_s = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def available(self, key: str) -> float:
-        now = self.clock()
-        tokens, at = self._buckets.get(key, (self.capacity, now))
-        return min(self.capacity, tokens + (now - at) * self.rate_per_s)
-
-    def take(self, key: str, n: int = 1) -> bool:
-        now = self.clock()
-        tokens = self.available(key)
-        if tokens < n:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - n, now)
-        if len(self._buckets) > 100_000:  # bounded: forget full buckets
-            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.capacity}
-        return True
-
-
 @dataclass
 class HubStatistics:
     documents: int = 0
@@ -184,9 +159,13 @@ class Hub:
         self.limits = limits or CommonsLimits()
         self.clock = clock or trio.current_time
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
-        self._by_author = TokenBuckets(self.limits.author_updates_per_minute, self._now)
-        self._by_address = TokenBuckets(self.limits.address_updates_per_minute, self._now)
-        self.requests = TokenBuckets(self.limits.address_requests_per_minute, self._now)
+        per_minute = Rate.per_minute
+        self._by_author = TokenBuckets(per_minute(self.limits.author_updates_per_minute),
+                                       self._now)
+        self._by_address = TokenBuckets(per_minute(self.limits.address_updates_per_minute),
+                                        self._now)
+        self.requests = TokenBuckets(per_minute(self.limits.address_requests_per_minute),
+                                     self._now)
         self.index = Index()
         self._moderation: Moderation | None = None
         self._recent: OrderedDict[str, None] = OrderedDict()  # loaded docs, LRU order
