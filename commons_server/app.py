@@ -34,7 +34,7 @@ from urllib.parse import parse_qs
 
 import trio
 
-from crdt.commons import CommonsError
+from crdt.commons import BadSignature, CommonsError
 from node.sync.session import SessionError, SyncSession
 from serving.http import HttpError, lifespan, reject_upgrade, respond
 
@@ -191,7 +191,7 @@ class CommonsApp:
         except Refused as exc:
             raise HttpError(exc.status, str(exc)) from None
         except CommonsError as exc:
-            raise HttpError(400 if "signature" not in str(exc) else 403, str(exc)) from None
+            raise HttpError(403 if isinstance(exc, BadSignature) else 400, str(exc)) from None
 
 
 def _address(scope: Scope) -> str:

@@ -26,8 +26,10 @@ from .store import (
     DocStore,
     RefreshResult,
     ScrubResult,
+    SourceKind,
     StoredDoc,
     StoreStatistics,
+    UpdateSource,
     open_store,
 )
 from .sync_class import SyncClass
@@ -45,6 +47,7 @@ __all__ = [
     "NotAStoreError",
     "RefreshResult",
     "ScrubResult",
+    "SourceKind",
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",
@@ -53,6 +56,7 @@ __all__ = [
     "StoreWriteError",
     "StoredDoc",
     "SyncClass",
+    "UpdateSource",
     "ValueRangeError",
     "open_store",
 ]

@@ -96,23 +96,35 @@ _ID = re.compile(r"commons/(post|comment|reaction|insight)/([0-9a-f]{64})/([0-9a
 
 
 class CommonsError(Exception):
-    """Base of every Commons error."""
+    """Base of every Commons error::
+
+        CommonsError
+        ├── InvalidCommonsId     not a Commons document id
+        ├── MalformedEnvelope    a signed envelope that does not decode
+        ├── ForgedUpdate         signed by a key that does not own the document
+        │   └── BadSignature     a signature that does not verify (or has the wrong size)
+        └── InvalidItem          a post, comment, reaction or insight out of shape
+    """
 
 
 class InvalidCommonsId(CommonsError):
-    pass
+    """Not a Commons document id (``commons/<kind>/<author>/<nonce>``)."""
 
 
 class MalformedEnvelope(CommonsError):
-    pass
+    """A signed envelope that does not decode."""
 
 
 class ForgedUpdate(CommonsError):
-    pass
+    """An update or withdrawal not signed by the document's owner."""
+
+
+class BadSignature(ForgedUpdate):
+    """A signature that does not verify for its key, context and digest."""
 
 
 class InvalidItem(CommonsError):
-    pass
+    """A Commons item whose fields are out of shape."""
 
 
 # --------------------------------------------------------------------------- ids
@@ -208,12 +220,12 @@ def update_hash(doc_id: str, update: bytes, server_key: bytes | None = None) -> 
 
 def verify_signature(key: bytes, context: bytes, digest: bytes, signature: bytes) -> None:
     if len(key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
-        raise ForgedUpdate("wrong key or signature length")
+        raise BadSignature("wrong key or signature length")
     try:
         nacl.signing.VerifyKey(key).verify(context + digest, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
             nacl.exceptions.TypeError) as exc:
-        raise ForgedUpdate("the signature does not verify") from exc
+        raise BadSignature("the signature does not verify") from exc
 
 
 def public_group_secret(server_key: bytes) -> bytes:
@@ -278,8 +290,8 @@ def verify_envelope(doc_id: str, raw: bytes, server_key: bytes, *,
     try:
         verify_signature(env.author, BOUND_UPDATE_CONTEXT,
                          update_hash(doc_id, env.update, server_key), env.signature)
-    except ForgedUpdate:
-        raise ForgedUpdate("the signature does not verify for this server (an envelope is "
+    except BadSignature:
+        raise BadSignature("the signature does not verify for this server (an envelope is "
                            "valid only on the server it was published on)") from None
     return env
 

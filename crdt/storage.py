@@ -43,6 +43,7 @@ from .errors import (
     StoreLockedError,
     StoreOpenError,
     StoreWriteError,
+    is_busy,
 )
 from .storage_calls import _open_blob, compact_document, read_snapshot
 from .sync_class import SyncClass
@@ -292,7 +293,7 @@ class StorageThread:
                 schema.migrate(conn, version)
             return conn
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if is_busy(exc):
                 raise StoreLockedError(f"{self.path}: locked by another program") from None
             raise CorruptStoreError(f"{self.path}: cannot open ({exc})") from None
         except sqlite3.DatabaseError as exc:

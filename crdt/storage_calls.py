@@ -17,7 +17,7 @@ from typing import Any
 from pycrdt import Doc
 
 from .crypto_at_rest import BlobCipher
-from .errors import CompactionError, CorruptStoreError, DocumentError
+from .errors import CompactionError, CorruptStoreError, DocumentError, is_busy
 from .update_check import UpdateRejected, covers, same_document, same_state
 from .values import format_timestamp, utc_now
 
@@ -229,7 +229,7 @@ def scrub(conn: sqlite3.Connection) -> bool:
         try:
             conn.execute("VACUUM")
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not is_busy(exc):
                 raise
             return False
         busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

@@ -12,9 +12,11 @@ from pycrdt import Map
 
 from crdt import (
     DocumentError,
+    SourceKind,
     StoreClosedError,
     StoreWriteError,
     SyncClass,
+    UpdateSource,
     ValueRangeError,
     open_store,
 )
@@ -306,7 +308,7 @@ async def test_closing_flushes_pending_writes(tmp_path: Path) -> None:
 
 async def test_listeners_hear_local_and_external_changes(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
-    heard: list[tuple[str, str]] = []
+    heard: list[tuple[str, UpdateSource]] = []
     async with open_store(db) as a, open_store(db) as b:
         ra = await Journal(a).add("one")
         await b.refresh()
@@ -315,8 +317,8 @@ async def test_listeners_hear_local_and_external_changes(tmp_path: Path) -> None
         await Journal(a).add("two")
         await b.refresh()
         await Journal(b).add("three")
-        assert (ra.shard, "external") in heard
-        assert (ra.shard, "local") in heard
+        assert (ra.shard, UpdateSource(SourceKind.EXTERNAL)) in heard
+        assert (ra.shard, UpdateSource(SourceKind.LOCAL)) in heard
 
 
 async def test_cancelled_caller_leaves_store_usable(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from crdt import DocStore, StoredDoc, SyncClass
+from crdt import DocStore, StoredDoc, SyncClass, UpdateSource
 from crdt.devices import DOC_ID as MEMBERSHIP_DOC_ID
 from crdt.update_check import UpdateRejected, check_map_roots
 from protocol import RemoteProtocolError
@@ -161,7 +161,7 @@ class BlindSync:
         self._rng = rng
         self._wall = wall_clock
         self.origin = f"mirror.blind:{os.urandom(4).hex()}"
-        self._origin_source = str(hash(self.origin))
+        self._origin_source = UpdateSource.of(self.origin)
         self._dirty: set[str] = set()
         self._wake = trio.Event()
         self._refused_docs: set[str] = set()
@@ -201,7 +201,7 @@ class BlindSync:
 
     # ------------------------------------------------------------------ listener
 
-    def _on_update(self, stored: StoredDoc, update: bytes, source: str) -> None:
+    def _on_update(self, stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
         # Inside pycrdt's commit: note the change, never touch the document.
         if source == self._origin_source or stored.sync_class is not SyncClass.DEVICES:
             return

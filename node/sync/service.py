@@ -36,8 +36,8 @@ from typing import Any
 
 import trio
 
-from crdt import DocInfo, StoredDoc, SyncClass
-from protocol import INITIATOR, RESPONDER, RemoteProtocolError, Update
+from crdt import DocInfo, SourceKind, StoredDoc, SyncClass, UpdateSource
+from protocol import INITIATOR, RESPONDER, PeerIsThisDevice, RemoteProtocolError, Update
 from protocol.pairing import classify_opening
 
 from ..core import MirrorCore
@@ -46,7 +46,7 @@ from ..processes import process_alive
 from .catalogue import offerable
 from .dialing import MAX_DIAL_ADDRESSES, connect_first
 from .group import Group
-from .session import SessionError, SyncSession
+from .session import SessionError, SessionOutcome, SyncSession
 
 log = logging.getLogger("mirror.sync")
 
@@ -243,12 +243,13 @@ class SyncService:
                     order.insert(0, address)  # it answered: try it first next time
                     name = f"{address[0]}:{address[1]}"
                     result = await self._run_session(stream, INITIATOR, name, epoch)
-                    if result == "ended" and epoch is not None and epoch < self.group.keyring.epoch:
+                    if (result is SessionOutcome.ENDED and epoch is not None
+                            and epoch < self.group.keyring.epoch):
                         epoch = None  # it has caught up with the new epoch by now
-                    if result == "self":
+                    if result is SessionOutcome.SELF:
                         self._self_addresses.add(address)
                         return
-                    if result == "duplicate":
+                    if result is SessionOutcome.DUPLICATE:
                         backoff = BACKOFF_MAX_S / 4
                     if trio.current_time() - started > 30:
                         backoff = BACKOFF_MIN_S
@@ -259,16 +260,15 @@ class SyncService:
 
     async def run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, *, epoch: int | None = None
-    ) -> str:
+    ) -> SessionOutcome:
         """Run one session over *stream* (e.g. through a relay, whose *address*
         starts with ``relay:``), at *epoch* (default: the newest; an initiator
-        presents it, a responder accepts it and older ones); returns "ended",
-        "self" or "duplicate"."""
+        presents it, a responder accepts it and older ones)."""
         return await self._run_session(stream, role, address, epoch)
 
     async def _run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, epoch: int | None = None
-    ) -> str:
+    ) -> SessionOutcome:
         session = SyncSession(
             self.store,
             self.group,
@@ -280,7 +280,7 @@ class SyncService:
             epoch=epoch if epoch is not None and epoch in self.group.keyring.epochs else None,
         )
         self.stats.sessions_total += 1
-        outcome = "ended"
+        outcome = SessionOutcome.ENDED
         try:
             try:
                 async with trio.open_nursery() as nursery:
@@ -291,8 +291,8 @@ class SyncService:
                         self.stats.sessions_failed += 1
                         log.info("session with %s ended: %s",
                                  session.peer_device_id or address, exc)
-                        if "own key" in str(exc):
-                            outcome = "self"
+                        if isinstance(exc.protocol_error, PeerIsThisDevice):
+                            outcome = SessionOutcome.SELF
                     finally:
                         nursery.cancel_scope.cancel()
             except Exception:  # a bug in one session never ends the service
@@ -300,10 +300,10 @@ class SyncService:
                 log.exception("session with %s failed", session.peer_device_id or address)
             peer = session.peer_device_id
             if peer and peer == self.group.keyring.device_id:
-                outcome = "self"
+                outcome = SessionOutcome.SELF
             elif (peer and self.sessions.get(peer) is not session
                   and session.handshake_done.is_set()):
-                outcome = "duplicate"
+                outcome = SessionOutcome.DUPLICATE
         finally:
             # Also when the caller cancels us (a relay link that is no longer wanted):
             # an ended session must not stay listed.
@@ -369,10 +369,12 @@ class SyncService:
 
     # ------------------------------------------------------------------ other processes
 
-    def _note_group_change(self, stored: StoredDoc, update: bytes, source: str) -> None:
+    def _note_group_change(
+        self, stored: StoredDoc, update: bytes, source: UpdateSource
+    ) -> None:
         # Inside pycrdt's commit: note only. (Peers' changes refresh the group in
         # DeviceDocuments.apply; this is another process's, e.g. a removal.)
-        if source == "external" and stored.doc_id == self.group.stored.doc_id:
+        if source.kind is SourceKind.EXTERNAL and stored.doc_id == self.group.stored.doc_id:
             self._group_changed = True
 
     async def _refresh_loop(self) -> None:
