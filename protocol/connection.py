@@ -44,7 +44,6 @@ from ._state import (
 )
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import (
-    NEED_DATA,
     CatalogueReceived,
     ConnectionClosed,
     Event,
@@ -52,7 +51,7 @@ from .events import (
     NeedData,
     StateVectorReceived,
 )
-from .frames import Frame, FrameBuffer, FrameKind, frame_header
+from .frames import Frame, FrameBuffer, FrameKind, frame_header, next_event_from
 from .handshake import (
     MAX_HANDSHAKE_FRAME_BYTES,
     Credentials,
@@ -233,28 +232,22 @@ class Connection:
         """The next event, or NEED_DATA; RemoteProtocolError if the peer misbehaved."""
         if self._error:
             raise RemoteProtocolError("the connection is in the ERROR state")
-        if self._events:
-            return self._events.popleft()
         try:
-            while True:
-                frame = self._buffer.next_frame()
-                if frame is None:
-                    if not self._buffer.eof:
-                        return NEED_DATA
-                    if len(self._buffer):
-                        raise RemoteProtocolError("the stream ended in the middle of a frame")
-                    if self._closed_reported:
-                        raise LocalProtocolError("the stream has ended; stop reading events")
-                    self._closed_reported = True
-                    return ConnectionClosed()
-                self._handle_frame(frame)
-                self._frames_received += 1
-                if self._events:
-                    return self._events.popleft()
+            event = next_event_from(self._buffer, self._events, self._receive_frame)
         except RemoteProtocolError:
             self._error = True
             self._events.clear()
             raise
+        if event is not None:
+            return event
+        if self._closed_reported:
+            raise LocalProtocolError("the stream has ended; stop reading events")
+        self._closed_reported = True
+        return ConnectionClosed()
+
+    def _receive_frame(self, frame: Frame) -> None:
+        self._handle_frame(frame)
+        self._frames_received += 1
 
     def _handle_frame(self, frame: Frame) -> None:
         if self._hs_state is not HandshakeState.DONE:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from protocol.store import (
     seal_envelope,
 )
 
+from .backoff import Backoff
 from .blind_client import (
     BlindStoreClient,
     BlindStoreError,
@@ -85,6 +85,14 @@ from .blind_client import (
 )
 from .catalogue import acceptable, kind_for, offerable
 from .group import Group
+from .limits import (
+    BLIND_STORE_BACKOFF_MAX_S,
+    BLIND_STORE_BACKOFF_MIN_S,
+    COMPACT_AFTER_ENVELOPES,
+    MAX_UPLOAD_BYTES,
+    PULL_WAIT_S,
+    SCAN_INTERVAL_S,
+)
 
 __all__ = [
     "BlindStoreClient",
@@ -105,17 +113,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("mirror.blind")
-
-COMPACT_AFTER_ENVELOPES = 256
-"""Envelopes beyond the snapshot after which a caught-up device compacts."""
-PULL_WAIT_S = 25.0
-"""How long one pull may be held open by the store waiting for news."""
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 60.0
-SCAN_INTERVAL_S = 1.0
-"""How often the pusher re-checks documents other processes may have created."""
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-"""Envelopes are sent in requests of about this size."""
 
 
 # --------------------------------------------------------------------------- the sync
@@ -214,13 +211,12 @@ class BlindSync:
         """Sync until cancelled, reconnecting with backoff; stops if this device was removed."""
         self.store.add_listener(self._on_update)
         task_status.started()
-        backoff = BACKOFF_MIN_S
-        rng = random.Random()
+        backoff = Backoff(BLIND_STORE_BACKOFF_MIN_S, BLIND_STORE_BACKOFF_MAX_S)
         try:
             while True:
                 try:
                     await self.sync_once()
-                    backoff = BACKOFF_MIN_S
+                    backoff.reset()
                     await self._live()
                 except RemovedFromGroup as exc:
                     self._set_status(str(exc))
@@ -232,8 +228,7 @@ class BlindSync:
                 except BlindStoreError as exc:
                     self._set_status(str(exc))
                     log.info("blind store %s: %s", self.url, exc)
-                    await trio.sleep(backoff * (0.75 + rng.random() / 2))
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                    await backoff.wait()
         finally:
             self.store.remove_listener(self._on_update)
 

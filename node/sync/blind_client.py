@@ -30,13 +30,12 @@ from protocol.store import decode_pull, encode_upload
 from ..config import is_loopback_host, is_loopback_or_lan
 from ..errors import MirrorError
 from ..files import write_private_json
+from .limits import BLIND_STORE_REQUEST_TIMEOUT_S, CONNECT_TIMEOUT_S
 
 log = logging.getLogger("mirror.blind")
 
 STATE_FILE = "blind-stores.json"
 STATE_VERSION = 1
-CONNECT_TIMEOUT_S = 10.0
-REQUEST_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------- errors
@@ -92,7 +91,7 @@ class BlindStoreClient:
 
     async def _request(self, method: str, path: str, *, content: bytes | None = None,
                        params: dict[str, int] | None = None,
-                       read_s: float = REQUEST_TIMEOUT_S) -> httpx.Response:
+                       read_s: float = BLIND_STORE_REQUEST_TIMEOUT_S) -> httpx.Response:
         try:
             response = await self._http.request(
                 method, self._base + path, content=content, params=params,
@@ -121,7 +120,7 @@ class BlindStoreClient:
         if wait_s > 0:
             params["wait"] = int(wait_s)
         r = await self._request("GET", "/v1/log", params=params,
-                                read_s=REQUEST_TIMEOUT_S + wait_s)
+                                read_s=BLIND_STORE_REQUEST_TIMEOUT_S + wait_s)
         try:
             records = decode_pull(r.content)
             return PullAnswer(
@@ -313,4 +312,5 @@ def save_state(home: Path, url: str, state: LogState | None, *, add: bool = True
 
 def open_http_client() -> httpx.AsyncClient:
     """One client for all stores of a node (connection reuse)."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(BLIND_STORE_REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))

@@ -68,7 +68,6 @@ from httpx_ws import (
 )
 
 from protocol import INITIATOR, RESPONDER, Role
-from protocol.limits import MAX_RELAY_MESSAGE_BYTES
 from protocol.relay import (
     PresenceKind,
     pair_room,
@@ -80,6 +79,19 @@ from protocol.relay import (
 
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
+from .backoff import Backoff, jittered
+from .limits import (
+    CONNECT_TIMEOUT_S,
+    MAX_EARLIER_EPOCH_ROOMS,
+    MAX_RECEIVE_MESSAGE_BYTES,
+    PING_INTERVAL_S,
+    PING_TIMEOUT_S,
+    RECEIVE_QUEUE_MESSAGES,
+    REJOIN_ALONE_AFTER_S,
+    RELAY_BACKOFF_MAX_S,
+    RELAY_BACKOFF_MIN_S,
+    RELAY_CHUNK_BYTES,
+)
 from .message_stream import MessageStream
 
 if TYPE_CHECKING:
@@ -90,31 +102,6 @@ if TYPE_CHECKING:
     from .service import SyncService
 
 log = logging.getLogger("mirror.relay")
-
-CHUNK_BYTES = 64 * 1024  # largest message we send (the contract allows 256 KiB)
-# Largest message (and read size) we accept: httpx-ws joins a fragmented message up to
-# this many bytes and ends the connection (1009) past it, so a hostile relay cannot grow
-# our memory with one endless message. The relay's merged messages are at most this.
-MAX_RECEIVE_MESSAGE_BYTES = MAX_RELAY_MESSAGE_BYTES
-RECEIVE_QUEUE_MESSAGES = 64  # chunks buffered for a session that reads slowly
-CONNECT_TIMEOUT_S = 10.0
-BACKOFF_MIN_S = 0.25
-BACKOFF_MAX_S = 30.0
-PING_INTERVAL_S = 20.0
-PING_TIMEOUT_S = 20.0
-REJOIN_ALONE_AFTER_S = 120.0
-"""A connection alone in its room this long (jittered +-25 %) is reopened. Where a
-room goes can change under a waiting device: its relay or proxy instance died and
-came back, so the room's own instance serves it again while the device still
-waits on the fallback it moved to; a peer arriving now goes to the room's own
-instance. Reopening finds the room where it is now. It costs a waiting device one
-reconnection per interval, and a device in session nothing."""
-MAX_EARLIER_EPOCH_ROOMS = 2
-"""After a removal, how many earlier epochs' pair rooms a device keeps per peer
-(those in which the peer was a member, newest first) until the peer has synced
-at the current epoch. A peer that missed more removals than this catches up on
-the LAN (discovery recognises earlier epochs' tags), through a blind store (the
-retired log's forwarding notice), or by pairing again."""
 
 
 class RelayUnavailable(MirrorError):
@@ -165,7 +152,7 @@ class RelayStream(MessageStream, trio.abc.HalfCloseableStream):
     after that raises ``trio.BrokenResourceError``.
     """
 
-    chunk_bytes = CHUNK_BYTES
+    chunk_bytes = RELAY_CHUNK_BYTES
 
     def __init__(self, room: RoomConnection, role: Role) -> None:
         super().__init__()
@@ -406,7 +393,7 @@ async def stay_in_room(
     """
     stats = stats or RelayStatistics()
     rng = rng or random.Random()
-    backoff = BACKOFF_MIN_S
+    backoff = Backoff(RELAY_BACKOFF_MIN_S, RELAY_BACKOFF_MAX_S, rng)
     async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as http:
         while True:
             started = trio.current_time()
@@ -415,14 +402,13 @@ async def stay_in_room(
                 async with open_room(relays, room(), client=http, stats=stats) as connection:
                     await connection.serve(
                         on_session,
-                        rejoin_alone_after_s=rejoin_alone_after_s * (0.75 + rng.random() / 2))
+                        rejoin_alone_after_s=jittered(rejoin_alone_after_s, rng))
                     rejoined = connection.rejoined
             except RelayUnavailable as exc:
                 log.debug("%s", exc)
-            if rejoined or trio.current_time() - started > BACKOFF_MAX_S:
-                backoff = BACKOFF_MIN_S  # not a failure: start again from the shortest wait
-            await trio.sleep(backoff * (0.75 + rng.random() / 2))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            if rejoined or trio.current_time() - started > RELAY_BACKOFF_MAX_S:
+                backoff.reset()  # not a failure: start again from the shortest wait
+            await backoff.wait()
 
 
 # --------------------------------------------------------------------------- sessions of a node

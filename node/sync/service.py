@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,20 +42,24 @@ from protocol.pairing import classify_opening
 from ..core import MirrorCore
 from ..files import write_private_json
 from ..processes import process_alive
+from .backoff import Backoff
 from .catalogue import offerable
-from .dialing import MAX_DIAL_ADDRESSES, connect_first
+from .dialing import connect_first
 from .group import Group
+from .limits import (
+    CONNECT_TIMEOUT_S,
+    DIAL_BACKOFF_MAX_S,
+    DIAL_BACKOFF_MIN_S,
+    MAX_DIAL_ADDRESSES,
+    OPENING_TIMEOUT_S,
+    REFRESH_INTERVAL_S,
+    STATUS_INTERVAL_S,
+)
 from .session import SessionError, SessionOutcome, SyncSession
 
 log = logging.getLogger("mirror.sync")
 
 STATUS_FILE = "sync-status.json"
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 60.0
-CONNECT_TIMEOUT_S = 10.0
-REFRESH_INTERVAL_S = 0.25
-STATUS_INTERVAL_S = 1.0
-OPENING_TIMEOUT_S = 10.0
 
 PairingHandler = Callable[[trio.SocketStream, bytes], Awaitable[None]]
 
@@ -227,8 +230,7 @@ class SyncService:
     async def _dial_forever(
         self, addresses: list[tuple[str, int]], epoch: int | None = None
     ) -> None:
-        backoff = BACKOFF_MIN_S
-        rng = random.Random()
+        backoff = Backoff(DIAL_BACKOFF_MIN_S, DIAL_BACKOFF_MAX_S)
         order = list(addresses)
         try:
             while True:
@@ -250,11 +252,10 @@ class SyncService:
                         self._self_addresses.add(address)
                         return
                     if result is SessionOutcome.DUPLICATE:
-                        backoff = BACKOFF_MAX_S / 4
+                        backoff.set_delay(DIAL_BACKOFF_MAX_S / 4)
                     if trio.current_time() - started > 30:
-                        backoff = BACKOFF_MIN_S
-                await trio.sleep(backoff * (0.75 + rng.random() / 2))
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                        backoff.reset()
+                await backoff.wait()
         finally:
             self._dialing.difference_update(addresses)
 

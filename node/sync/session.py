@@ -72,13 +72,10 @@ from ..errors import MirrorError
 from ..identity import device_id_for
 from .documents import ArrivalHook, DeviceDocuments, SessionDocuments
 from .group import Group
+from .limits import CLOSE_GRACE_S, MAX_QUEUED_WRITES, READ_BYTES, WRITE_TIMEOUT_S
 
 log = logging.getLogger("mirror.sync")
 
-READ_BYTES = 256 * 1024
-MAX_QUEUED_WRITES = 100_000  # sealed frames waiting for the writer; beyond: resync instead
-WRITE_TIMEOUT_S = 30.0
-CLOSE_GRACE_S = 1.0  # for the writer to deliver a Close after an error
 _session_numbers = itertools.count(1)
 
 
