@@ -59,6 +59,9 @@ HTML = b"text/html; charset=utf-8"
 
 
 class CommonsApp:
+    """The Commons server's ASGI application: protocol sessions over WebSocket, the JSON
+    API and the read-only web view, all over one :class:`Hub`."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.sessions: set[SyncSession] = set()

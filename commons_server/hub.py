@@ -70,10 +70,10 @@ from crdt.commons import (
     MODERATION_CONTEXT,
     AnyKey,
     CommonsError,
+    CommonsItem,
     Envelope,
     InvalidCommonsId,
     InvalidItem,
-    Item,
     MalformedEnvelope,
     apply_update,
     encode_bundle,
@@ -108,27 +108,35 @@ class Refused(Exception):
 
 
 class RateLimited(Refused):
+    """Over a rate limit of this author or address."""
+
     status = 429
 
 
 class Blocked(Refused):
-    pass
+    """The author is blocked by the operator."""
 
 
 class Gone(Refused):
+    """The document was withdrawn (or its thread was)."""
+
     status = 410
 
 
 class NotOperator(Refused):
-    pass
+    """A moderation request not signed by this server's operator key."""
 
 
 class Listener(Protocol):
+    """What a session registers to be handed updates the hub accepted."""
+
     def deliver(self, doc_id: str, bundle: bytes) -> None: ...
 
 
 @dataclass
 class HubStatistics:
+    """The hub's counters."""
+
     documents: int = 0
     accepted_updates: int = 0
     refused_updates: int = 0
@@ -142,6 +150,9 @@ def utc_text(moment: datetime | None = None) -> str:
 
 
 class Hub:
+    """The Commons documents a server hosts: accepts author-signed updates, withdrawals and
+    moderation, keeps the index, and hands accepted updates to the sessions."""
+
     def __init__(
         self,
         store: DocStore,
@@ -496,7 +507,7 @@ class Hub:
             await self.store.wait_durable()
         return {"action": action, "target": target, "reason": reason, "at": at}
 
-    def _withheld(self, item: Item) -> bool:
+    def _withheld(self, item: CommonsItem) -> bool:
         """Hidden by the operator, or its author is blocked, or the same holds for its
         thread (a comment or reaction goes where its thread goes): kept, but shown nowhere."""
         moderation = self.moderation

@@ -132,6 +132,8 @@ class InvalidItem(CommonsError):
 
 @dataclass(frozen=True, slots=True)
 class CommonsId:
+    """A Commons document id, parsed: its kind, its owner's key and the item's nonce."""
+
     kind: str
     owner: bytes
     item: str
@@ -252,6 +254,9 @@ class AnyKey:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
+    """A signed Commons update: the author's key, the signature, the pycrdt update and the
+    raw bytes it was decoded from."""
+
     author: bytes
     signature: bytes
     update: bytes
@@ -359,7 +364,7 @@ def moderation_digest(fields: Mapping[str, str]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class CommonsItem:
     """What a Commons document says, validated: every value is plain text."""
 
     doc_id: str
@@ -414,7 +419,7 @@ def write_item(doc: Doc[Any], kind: str, fields: Mapping[str, str]) -> None:
                 root[name] = value
 
 
-def read_item(doc_id: str, doc: Doc[Any]) -> Item:
+def read_item(doc_id: str, doc: Doc[Any]) -> CommonsItem:
     """The validated item of *doc*; InvalidItem if its roots or values are not an item's.
 
     Root kinds are checked before reading (notes/pycrdt.md, trap 11): a document
@@ -429,7 +434,7 @@ def read_item(doc_id: str, doc: Doc[Any]) -> Item:
     # Reading any root as a map is safe; reading a Text as an Array is not (trap 11).
     root: Map[Any] = doc.get(ITEM_ROOT, type=Map)
     values = check_fields(cid.kind, dict(root.items()))
-    return Item(
+    return CommonsItem(
         doc_id=doc_id,
         kind=cid.kind,
         author=cid.owner_hex,
@@ -483,11 +488,11 @@ __all__ = [
     "AuthorKey",
     "CommonsError",
     "CommonsId",
+    "CommonsItem",
     "Envelope",
     "ForgedUpdate",
     "InvalidCommonsId",
     "InvalidItem",
-    "Item",
     "MalformedEnvelope",
     "apply_update",
     "check_fields",

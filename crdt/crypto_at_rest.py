@@ -90,6 +90,8 @@ class WrongPassphraseError(EncryptionError):
 
 @dataclass(frozen=True)
 class KdfParams:
+    """Argon2id parameters and salt that derive the at-rest key from the passphrase."""
+
     opslimit: int
     memlimit: int
     salt: bytes

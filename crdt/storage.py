@@ -73,6 +73,8 @@ class DocInfo:
 
 @dataclass(frozen=True)
 class ExternalChanges:
+    """What other processes committed to the file since this store last looked."""
+
     documents: list[DocInfo]
     snapshots: list[tuple[str, bytes]]
     updates: list[tuple[str, bytes]]
@@ -81,6 +83,8 @@ class ExternalChanges:
 
 @dataclass
 class Append:
+    """Write job: append one update of a document to its log."""
+
     ticket: int
     doc_id: str
     data: bytes
@@ -88,6 +92,8 @@ class Append:
 
 @dataclass
 class Create:
+    """Write job: record a new document in the catalogue."""
+
     ticket: int
     info: DocInfo
     created_at: str
@@ -95,6 +101,8 @@ class Create:
 
 @dataclass
 class SetClass:
+    """Write job: change a document's sync class."""
+
     ticket: int
     doc_id: str
     sync_class: SyncClass
@@ -121,7 +129,7 @@ WriteJob = Append | Create | SetClass | Envelopes | Delete
 
 
 @dataclass
-class Group:
+class WriteBatch:
     """Write jobs that must commit in one transaction (never split across batches)."""
 
     jobs: list[WriteJob]
@@ -140,10 +148,10 @@ class Call:
 
 
 class Stop:
-    pass
+    """Job that ends the storage thread once the jobs before it are done."""
 
 
-Job = WriteJob | Group | Call | Stop
+Job = WriteJob | WriteBatch | Call | Stop
 
 
 class StorageThread:
@@ -186,7 +194,7 @@ class StorageThread:
     def qsize(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, job: WriteJob | Group) -> None:
+    def submit(self, job: WriteJob | WriteBatch) -> None:
         self._queue.put(job)
 
     async def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -385,7 +393,7 @@ class StorageThread:
                 else:
                     job.done(result, None)
                 continue
-            batch: list[WriteJob] = job.jobs[:] if isinstance(job, Group) else [job]
+            batch: list[WriteJob] = job.jobs[:] if isinstance(job, WriteBatch) else [job]
             size = sum(_job_size(j) for j in batch)
             while len(batch) < MAX_BATCH_JOBS and size < MAX_BATCH_BYTES:
                 try:
@@ -395,7 +403,7 @@ class StorageThread:
                 if isinstance(nxt, Call | Stop):
                     pending = nxt
                     break
-                more = nxt.jobs if isinstance(nxt, Group) else [nxt]
+                more = nxt.jobs if isinstance(nxt, WriteBatch) else [nxt]
                 batch.extend(more)
                 size += sum(_job_size(j) for j in more)
             self._write_batch(conn, batch)

@@ -28,6 +28,8 @@ EXTERNAL_ORIGIN = "mirror.store:external"
 
 @dataclass(frozen=True)
 class CompactionResult:
+    """What compacting one document did: updates folded and bytes before and after."""
+
     doc_id: str
     updates_folded: int
     bytes_before: int

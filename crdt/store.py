@@ -53,9 +53,9 @@ from .storage import (
     Envelopes,
     ExternalChanges,
     FaultHook,
-    Group,
     SetClass,
     StorageThread,
+    WriteBatch,
     WriteJob,
 )
 from .storage_calls import (
@@ -181,6 +181,8 @@ class ScrubResult:
 
 @dataclass(frozen=True)
 class StoreStatistics:
+    """A snapshot of the store's counters (``DocStore.statistics()``)."""
+
     client_id: int
     documents: int
     loaded: int
@@ -448,7 +450,7 @@ class DocStore:
     def _submit_group(self, jobs: list[WriteJob]) -> None:
         if jobs:
             self._enqueued = jobs[-1].ticket
-            self._storage.submit(Group(jobs))
+            self._storage.submit(WriteBatch(jobs))
 
     async def envelopes(self, doc_id: str) -> list[bytes]:
         """The envelopes kept for *doc_id* (committed ones), oldest first."""

@@ -35,6 +35,8 @@ from .messages import MessageType
 
 
 class Role(enum.Enum):
+    """Which side of a session a connection is: the one that dialed, or the one that answered."""
+
     INITIATOR = "initiator"
     RESPONDER = "responder"
 
@@ -44,6 +46,8 @@ RESPONDER: Final = Role.RESPONDER
 
 
 class HandshakeState(enum.Enum):
+    """Where a connection is in the handshake (see ``HANDSHAKE_TRANSITIONS``)."""
+
     SEND_HELLO = "send-hello"  # initiator, before its first data_to_send()
     AWAIT_HELLO = "await-hello"  # responder
     AWAIT_REPLY = "await-reply"  # initiator
@@ -53,6 +57,8 @@ class HandshakeState(enum.Enum):
 
 
 class SideState(enum.Enum):
+    """Where one side of an open session is in the sync exchange (see ``SIDE_TRANSITIONS``)."""
+
     HANDSHAKE = "handshake"
     OPEN = "open"
     ANNOUNCED = "announced"

@@ -105,6 +105,8 @@ _AUTOMATIC: Final = (CatalogueDigest, CatchUpDone, HeartbeatAck)
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatistics:
+    """A snapshot of a connection's counters (``Connection.statistics()``)."""
+
     bytes_buffered: int
     bytes_queued: int
     frames_sent: int

@@ -115,6 +115,9 @@ class ResponderPending:
 
 @dataclass(frozen=True)
 class HandshakeResult:
+    """What a completed handshake established: the peer's device key, the epoch and the
+    session keys."""
+
     peer_device_key: bytes
     epoch: int
     keys: SessionKeys

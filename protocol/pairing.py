@@ -88,6 +88,8 @@ _CODE_ALIASES: Final = {"i": "1", "l": "1", "o": "0"}
 
 
 class PairingRole(enum.Enum):
+    """Which device a pairing runs on: the one joining the group, or the one already in it."""
+
     JOINER = "joiner"
     PAIRER = "pairer"
 
@@ -97,6 +99,8 @@ PAIRER: Final = PairingRole.PAIRER
 
 
 class PairingState(enum.Enum):
+    """Where a pairing exchange is (one side's view)."""
+
     AWAIT_START = "await-start"
     AWAIT_REPLY = "await-reply"
     AWAIT_CONFIRM = "await-confirm"

@@ -82,6 +82,8 @@ MAX_QUERY_BYTES = 256
 
 @dataclass
 class BlindStoreStatistics:
+    """The blind store's counters (``BlindStoreApp.statistics()``)."""
+
     requests: int = 0
     appended_envelopes: int = 0
     appended_bytes: int = 0

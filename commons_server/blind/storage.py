@@ -74,22 +74,32 @@ CREATE TABLE IF NOT EXISTS snapshot_parts (
 
 
 class StoreRefusal(Exception):
+    """A request the blind store refuses; ``status`` is the HTTP status it answers with."""
+
     status = 400
 
 
 class QuotaExceeded(StoreRefusal):
+    """The log, the group or the store is over its quota."""
+
     status = 507
 
 
 class SnapshotConflict(StoreRefusal):
+    """A snapshot that does not cover what the log holds (another device compacted)."""
+
     status = 409
 
 
 class CursorAhead(StoreRefusal):
+    """A pull after a sequence number the log has not reached."""
+
     status = 409
 
 
 class LogRetired(StoreRefusal):
+    """The group moved to a newer epoch; ``forward`` is the notice left for its devices."""
+
     status = 410
 
     def __init__(self, forward: bytes) -> None:
@@ -103,12 +113,16 @@ class StoreFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Appended:
+    """Sequence numbers given to the envelopes of one upload."""
+
     first_seq: int
     last_seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class Pulled:
+    """Envelopes of one pull, with where to pull from next."""
+
     records: list[tuple[int, bytes]]
     cursor: int
     """Pull after this next time."""
@@ -120,6 +134,8 @@ class Pulled:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """One log's figures: last sequence number, what its snapshot covers, size."""
+
     last_seq: int
     covers: int
     envelopes: int

@@ -98,12 +98,12 @@ __all__ = [
     "BlindStoreClient",
     "BlindStoreError",
     "BlindSync",
+    "BlindSyncReport",
     "LogState",
     "RemovedFromGroup",
     "StoreRefused",
     "StoreRetired",
     "StoreUnavailable",
-    "SyncReport",
     "load_states",
     "normalize_store_url",
     "open_http_client",
@@ -126,7 +126,9 @@ class _StoreRemoved(BlindStoreError):
 
 
 @dataclass
-class SyncReport:
+class BlindSyncReport:
+    """What one round with a blind store did: pulled, applied, rejected, pushed, compacted."""
+
     pulled: int = 0
     applied: int = 0
     rejected: int = 0
@@ -269,9 +271,9 @@ class BlindSync:
 
     # ------------------------------------------------------------------ one round
 
-    async def sync_once(self, *, compact: bool = False) -> SyncReport:
+    async def sync_once(self, *, compact: bool = False) -> BlindSyncReport:
         """Catch up both ways now: move to the newest epoch, pull all, push all."""
-        report = SyncReport()
+        report = BlindSyncReport()
         while True:
             if self._epoch_moved():
                 await self._move_to_new_epoch()
@@ -294,8 +296,8 @@ class BlindSync:
 
     # ------------------------------------------------------------------ pull
 
-    async def pull(self, *, wait_s: float = 0, report: SyncReport | None = None) -> PullAnswer:
-        report = report or SyncReport()
+    async def pull(self, *, wait_s: float = 0, report: BlindSyncReport | None = None) -> PullAnswer:
+        report = report or BlindSyncReport()
         epoch = self.state.epoch
         client = self._client(epoch)
         try:
@@ -318,7 +320,7 @@ class BlindSync:
         return answer
 
     async def _apply_records(
-        self, records: Iterable[tuple[int, bytes]], epoch: int, report: SyncReport
+        self, records: Iterable[tuple[int, bytes]], epoch: int, report: BlindSyncReport
     ) -> None:
         group_id = self._group_id(epoch)
         secret = self._secret(epoch)
@@ -337,7 +339,7 @@ class BlindSync:
 
     async def _apply_one(
         self, envelope: bytes, secret: bytes, epoch: int, group_id: bytes,
-        report: SyncReport, deferred: list[bytes] | None,
+        report: BlindSyncReport, deferred: list[bytes] | None,
     ) -> bool:
         """Verify, decrypt and apply; False if the signer is not known yet (retry later)."""
         known = self.group.known
@@ -373,7 +375,7 @@ class BlindSync:
             self.group.refresh()
         return True
 
-    def _reject(self, report: SyncReport, message: str) -> None:
+    def _reject(self, report: BlindSyncReport, message: str) -> None:
         self._tainted = True
         report.rejected += 1
         self.state.rejected += 1
@@ -493,7 +495,7 @@ class BlindSync:
             records = decode_pull(forward)
         except RemoteProtocolError:
             records = []
-        report = SyncReport()
+        report = BlindSyncReport()
         for _, envelope in records:
             try:
                 opened = open_envelope(

@@ -74,6 +74,9 @@ class RemovedFromGroup(BlindStoreError):
 
 @dataclass(frozen=True)
 class PullAnswer:
+    """A blind store's answer to a pull: records, cursor, head, what the snapshot covers,
+    and whether more is waiting."""
+
     records: list[tuple[int, bytes]]
     cursor: int
     head: int

@@ -134,7 +134,10 @@ def rank_relays(relays: Sequence[str], room: bytes) -> list[str]:
 
 
 @dataclass
-class RelayStatistics:
+class RelayClientStatistics:
+    """This node's counters for its relay connections (the relay server has its own,
+    ``relay.RelayStatistics``)."""
+
     connects: int = 0
     connect_failures: int = 0
     sessions: int = 0
@@ -209,7 +212,7 @@ class RelayStream(MessageStream, trio.abc.HalfCloseableStream):
 class RoomConnection:
     """An open WebSocket connection to one room of one relay."""
 
-    def __init__(self, ws: Any, relay: str, stats: RelayStatistics) -> None:
+    def __init__(self, ws: Any, relay: str, stats: RelayClientStatistics) -> None:
         self._ws = ws
         self.relay = relay
         self.stats = stats
@@ -321,10 +324,10 @@ async def open_room(
     room: bytes,
     *,
     client: httpx.AsyncClient | None = None,
-    stats: RelayStatistics | None = None,
+    stats: RelayClientStatistics | None = None,
 ) -> AsyncIterator[RoomConnection]:
     """Connect to *room* on the first relay, in rendezvous order, that accepts."""
-    stats = stats or RelayStatistics()
+    stats = stats or RelayClientStatistics()
     if not relays:
         raise RelayUnavailable("no relay is configured (mirror relay add URL)")
     async with _client(client) as http:
@@ -380,7 +383,7 @@ async def stay_in_room(
     room: Callable[[], bytes],
     on_session: Callable[[RelayStream], Awaitable[None]],
     *,
-    stats: RelayStatistics | None = None,
+    stats: RelayClientStatistics | None = None,
     rng: random.Random | None = None,
     rejoin_alone_after_s: float = REJOIN_ALONE_AFTER_S,
 ) -> None:
@@ -391,7 +394,7 @@ async def stay_in_room(
     speaks first. A connection alone in the room for *rejoin_alone_after_s*
     (jittered) is reopened: see :data:`REJOIN_ALONE_AFTER_S`.
     """
-    stats = stats or RelayStatistics()
+    stats = stats or RelayClientStatistics()
     rng = rng or random.Random()
     backoff = Backoff(RELAY_BACKOFF_MIN_S, RELAY_BACKOFF_MAX_S, rng)
     async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as http:
@@ -445,7 +448,7 @@ class RelayLinks:
     def __init__(self, service: SyncService, relays: Sequence[str]) -> None:
         self.service = service
         self.relays = tuple(normalize_relay_url(r) for r in relays)
-        self.stats = RelayStatistics()
+        self.stats = RelayClientStatistics()
         self.rooms: set[tuple[str, int]] = set()
         """The links held now: (peer device id, epoch)."""
 

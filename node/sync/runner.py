@@ -28,6 +28,8 @@ log = logging.getLogger("mirror.sync")
 
 @dataclass(frozen=True)
 class RunningSync:
+    """A sync service started by :func:`running_sync`, its group and listening port."""
+
     service: SyncService
     group: Group
     port: int

@@ -66,6 +66,8 @@ PairingHandler = Callable[[trio.SocketStream, bytes], Awaitable[None]]
 
 @dataclass
 class PeerStatus:
+    """What the sync service knows of one peer device."""
+
     device_id: str
     name: str = ""
     address: str = ""
@@ -79,6 +81,8 @@ class PeerStatus:
 
 @dataclass
 class SyncStatistics:
+    """The sync service's counters (written to the status file)."""
+
     listening: str = ""
     sessions: int = 0
     sessions_total: int = 0
@@ -89,6 +93,9 @@ class SyncStatistics:
 
 
 class SyncService:
+    """A node's sync: listens, dials peers with backoff, runs one session per peer, and
+    picks up documents other processes created."""
+
     def __init__(
         self,
         core: MirrorCore,

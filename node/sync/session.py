@@ -103,6 +103,8 @@ class SessionError(MirrorError):
 
 @dataclass
 class SessionStatistics:
+    """One session's counters and times."""
+
     peer_device_id: str = ""
     address: str = ""
     connected_at: float = 0.0
