@@ -16,7 +16,8 @@ side to have reached a state (the sender only knows it then, because streams are
 ordered): a full Catalogue is sent only once the other side ANNOUNCED a digest
 that differs, a DeltaRequest only once the other side LISTED its catalogue, a
 CatchUpDone only once the other side REQUESTED. Those guards are
-:data:`REQUIRES_OTHER` below.
+:data:`REQUIRES_OTHER` below. The Connection sends CatchUpDone by itself, once,
+when :func:`catch_up_done_due` says so.
 
 The handshake runs before any of this (HELLO, REPLY, FINISH, see
 ``handshake.py``); :data:`HANDSHAKE_TRANSITIONS` is its part of the table,
@@ -110,3 +111,12 @@ def next_side_state(state: SideState, other: SideState, kind: MessageType) -> Si
     if required is not None and other not in required:
         return None
     return SIDE_TRANSITIONS.get((state, kind))
+
+
+def catch_up_done_due(ours: SideState, theirs: SideState, *, owed: int,
+                      already_sent: bool) -> bool:
+    """Whether CatchUpDone goes out now: the peer REQUESTED, every document it asked
+    for was answered (*owed* is how many were not), it was not sent before, and our
+    side has not sent Close (nothing follows a Close; the peer sees the Close)."""
+    return (ours is not SideState.CLOSED and theirs is SideState.REQUESTED
+            and owed == 0 and not already_sent)

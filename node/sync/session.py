@@ -248,7 +248,7 @@ class SyncSession:
 
     def close_soon(self, reason: str = "", code: CloseCode = CloseCode.GOING_AWAY) -> None:
         """Ask the session to end cleanly (Close, then end of stream)."""
-        if self._closing or self.conn.our_state.value in {"handshake", "closed", "error"}:
+        if self._closing or not self.conn.can_send:
             self._closing = True
             self._send.close()
             return
@@ -277,7 +277,7 @@ class SyncSession:
         """
         if not self.handshake_done.is_set() or self._closing:
             return
-        if self.conn.our_state.value in {"closed", "error"}:
+        if self.conn.closed:
             return
         try:
             self._queue(self.conn.send(message))
