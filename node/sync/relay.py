@@ -61,7 +61,6 @@ import trio
 import wsproto.events
 import wsproto.utilities
 from httpx_ws import (
-    HTTPXWSException,
     WebSocketDisconnect,
     WebSocketUpgradeError,
     aconnect_ws,
@@ -80,6 +79,7 @@ from protocol.relay import (
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
 from .backoff import Backoff, jittered
+from .boundary import NETWORK_ERRORS, STREAM_ERRORS, map_exceptions
 from .limits import (
     CONNECT_TIMEOUT_S,
     MAX_EARLIER_EPOCH_ROOMS,
@@ -224,11 +224,8 @@ class RoomConnection:
         """The connection ended because nobody came (see REJOIN_ALONE_AFTER_S)."""
 
     async def send_bytes(self, data: bytes) -> None:
-        try:
+        with map_exceptions({STREAM_ERRORS: _lost}):
             await self._ws.send_bytes(data)
-        except (HTTPXWSException, httpx.HTTPError, OSError, trio.BrokenResourceError,
-                trio.ClosedResourceError, wsproto.utilities.LocalProtocolError) as exc:
-            raise trio.BrokenResourceError(f"relay connection lost: {exc}") from None
         self.stats.messages_out += 1
         self.stats.bytes_out += len(data)
 
@@ -257,7 +254,7 @@ class RoomConnection:
                     self._presence(str(event.data))
         except WebSocketDisconnect as exc:
             log.info("relay %s closed the connection (%s %s)", self.relay, exc.code, exc.reason)
-        except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             log.info("relay %s: connection lost (%s)", self.relay, type(exc).__name__)
         finally:
             if self.current is not None:
@@ -343,7 +340,7 @@ async def open_room(
             )
             try:
                 ws = await ws_cm.__aenter__()
-            except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
+            except NETWORK_ERRORS as exc:
                 stats.connect_failures += 1
                 failures.append(f"{relay}: {_describe(exc)}")
                 continue
@@ -365,6 +362,10 @@ async def _client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.Async
         return
     async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as fresh:
         yield fresh
+
+
+def _lost(exc: BaseException) -> trio.BrokenResourceError:
+    return trio.BrokenResourceError(f"relay connection lost: {exc}")
 
 
 def _describe(exc: BaseException) -> str:
