@@ -16,8 +16,12 @@ side to have reached a state (the sender only knows it then, because streams are
 ordered): a full Catalogue is sent only once the other side ANNOUNCED a digest
 that differs, a DeltaRequest only once the other side LISTED its catalogue, a
 CatchUpDone only once the other side REQUESTED. Those guards are
-:data:`REQUIRES_OTHER` below. The Connection sends CatchUpDone by itself, once,
-when :func:`catch_up_done_due` says so.
+:data:`REQUIRES_OTHER` below. The rules for what the Connection sends by itself
+live here too: once both catalogue digests are known, :func:`after_digests`
+says whether the sides are in sync or our full Catalogue follows; CatchUpDone
+goes out once, when :func:`catch_up_done_due` says so; a Heartbeat is answered
+unless our side has closed (:func:`answers_heartbeat`), and
+:func:`heartbeat_refusal` bounds our own outstanding heartbeats.
 
 The handshake runs before any of this (HELLO, REPLY, FINISH, see
 ``handshake.py``); :data:`HANDSHAKE_TRANSITIONS` is its part of the table,
@@ -32,6 +36,7 @@ import enum
 from typing import Final
 
 from .frames import FrameKind
+from .limits import MAX_OUTSTANDING_HEARTBEATS
 from .messages import MessageType
 
 
@@ -120,3 +125,38 @@ def catch_up_done_due(ours: SideState, theirs: SideState, *, owed: int,
     side has not sent Close (nothing follows a Close; the peer sees the Close)."""
     return (ours is not SideState.CLOSED and theirs is SideState.REQUESTED
             and owed == 0 and not already_sent)
+
+
+class DigestOutcome(enum.Enum):
+    """What follows once both sides' catalogue digests are known."""
+
+    IN_SYNC = "in-sync"
+    """Equal digests: nothing to catch up in either direction (CatchUpDone event)."""
+    LIST = "list"
+    """They differ: our full Catalogue follows, and our side moves to LISTED."""
+    ENDING = "ending"
+    """They differ, but one side has sent Close (the digests crossed it): nothing more
+    is listed; the next session catches up."""
+
+
+def after_digests(ours: SideState, theirs: SideState, equal: bool) -> DigestOutcome:
+    """The rule applied once, when the second of the two digests becomes known."""
+    if equal:
+        return DigestOutcome.IN_SYNC
+    if next_side_state(ours, theirs, MessageType.CATALOGUE) is None:
+        return DigestOutcome.ENDING
+    return DigestOutcome.LIST
+
+
+def answers_heartbeat(ours: SideState) -> bool:
+    """A received Heartbeat is acknowledged unless our side has sent Close."""
+    return ours is not SideState.CLOSED
+
+
+def heartbeat_refusal(outstanding: frozenset[int] | set[int], counter: int) -> str | None:
+    """Why we may not send Heartbeat *counter* now, or None if we may."""
+    if len(outstanding) >= MAX_OUTSTANDING_HEARTBEATS:
+        return "too many unacknowledged heartbeats"
+    if counter in outstanding:
+        return f"heartbeat {counter} is already outstanding"
+    return None

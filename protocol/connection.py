@@ -36,10 +36,15 @@ from typing import Final
 
 from . import keys
 from ._state import (
+    SIDE_TRANSITIONS,
+    DigestOutcome,
     HandshakeState,
     Role,
     SideState,
+    after_digests,
+    answers_heartbeat,
     catch_up_done_due,
+    heartbeat_refusal,
     next_side_state,
 )
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
@@ -55,7 +60,7 @@ from .frames import Frame, FrameBuffer, FrameKind, frame_header, next_event_from
 from .handshake import MAX_HANDSHAKE_FRAME_BYTES, Credentials, HandshakeResult
 from .handshake_machine import HandshakeMachine
 from .keys import DIGEST_BYTES
-from .limits import AEAD_TAG_BYTES, MAX_FRAME_BYTES, MAX_OUTSTANDING_HEARTBEATS
+from .limits import AEAD_TAG_BYTES, MAX_FRAME_BYTES
 from .messages import (
     DEVICES,
     LOCAL,
@@ -373,7 +378,7 @@ class Connection:
                 self._events.append(message)
             case Heartbeat(counter=counter):
                 self._events.append(message)
-                if self._ours is not SideState.CLOSED:
+                if answers_heartbeat(self._ours):
                     self._queue(HeartbeatAck(counter))
             case HeartbeatAck(counter=counter):
                 if counter not in self._heartbeats:
@@ -468,10 +473,9 @@ class Connection:
                 self._sync.owed.discard(doc_id)
                 self._maybe_send_done()
             case Heartbeat(counter=counter):
-                if len(self._heartbeats) >= MAX_OUTSTANDING_HEARTBEATS:
-                    raise LocalProtocolError("too many unacknowledged heartbeats")
-                if counter in self._heartbeats:
-                    raise LocalProtocolError(f"heartbeat {counter} is already outstanding")
+                refusal = heartbeat_refusal(self._heartbeats, counter)
+                if refusal is not None:
+                    raise LocalProtocolError(refusal)
                 plaintext = self._encode(message)
                 self._heartbeats.add(counter)
                 self._seal(plaintext)
@@ -498,16 +502,13 @@ class Connection:
         if self._sync.compared or self._sync.our_digest is None or self._sync.their_digest is None:
             return
         self._sync.compared = True
-        if self._sync.our_digest == self._sync.their_digest:
+        outcome = after_digests(self._ours, self._theirs,
+                                self._sync.our_digest == self._sync.their_digest)
+        if outcome is DigestOutcome.IN_SYNC:
             self._events.append(CatchUpDone())
-            return
-        next_state = next_side_state(self._ours, self._theirs, MessageType.CATALOGUE)
-        if next_state is None:
-            # One side has sent Close (the digests crossed it): the session is
-            # ending and nothing more is listed; the next session catches up.
-            return
-        self._ours = next_state
-        self._queue(Catalogue(tuple(self._sync.our_catalogue.values())))
+        elif outcome is DigestOutcome.LIST:
+            self._ours = SIDE_TRANSITIONS[(self._ours, MessageType.CATALOGUE)]
+            self._queue(Catalogue(tuple(self._sync.our_catalogue.values())))
 
     def _maybe_send_done(self) -> None:
         if catch_up_done_due(self._ours, self._theirs, owed=len(self._sync.owed),

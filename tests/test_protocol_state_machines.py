@@ -8,9 +8,16 @@ import copy
 import pytest
 
 from protocol import INITIATOR, RESPONDER, Close, HandshakeState, RemoteProtocolError, SideState
-from protocol._state import catch_up_done_due
+from protocol._state import (
+    DigestOutcome,
+    after_digests,
+    answers_heartbeat,
+    catch_up_done_due,
+    heartbeat_refusal,
+)
 from protocol.frames import Frame, FrameBuffer, FrameKind
 from protocol.handshake_machine import HandshakeMachine
+from protocol.limits import MAX_OUTSTANDING_HEARTBEATS
 from tests.protocol_helpers import (
     ALICE_LAPTOP,
     ALICE_PHONE,
@@ -96,3 +103,26 @@ def test_catch_up_done_is_due_once_everything_asked_for_was_sent(
     ours: SideState, theirs: SideState, owed: int, sent: bool, due: bool
 ) -> None:
     assert catch_up_done_due(ours, theirs, owed=owed, already_sent=sent) is due
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "equal", "outcome"),
+    [
+        (SideState.ANNOUNCED, SideState.ANNOUNCED, True, DigestOutcome.IN_SYNC),
+        (SideState.ANNOUNCED, SideState.ANNOUNCED, False, DigestOutcome.LIST),
+        (SideState.CLOSED, SideState.ANNOUNCED, False, DigestOutcome.ENDING),
+        (SideState.ANNOUNCED, SideState.CLOSED, False, DigestOutcome.ENDING),
+    ],
+)
+def test_what_follows_the_digests(
+    ours: SideState, theirs: SideState, equal: bool, outcome: DigestOutcome
+) -> None:
+    assert after_digests(ours, theirs, equal) is outcome
+
+
+def test_heartbeat_rules() -> None:
+    assert heartbeat_refusal(set(), 1) is None
+    assert heartbeat_refusal({1}, 1) == "heartbeat 1 is already outstanding"
+    full = set(range(MAX_OUTSTANDING_HEARTBEATS))
+    assert heartbeat_refusal(full, MAX_OUTSTANDING_HEARTBEATS) is not None
+    assert answers_heartbeat(SideState.LISTED) and not answers_heartbeat(SideState.CLOSED)
