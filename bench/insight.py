@@ -68,11 +68,9 @@ def main() -> None:
     args = parser.parse_args()
     results = [evaluate(p) for p in load_personas()
                if not (args.tuning_only and p.held_out)]
-    tuned = [r for r in results if not r.persona.held_out]
-    held = [r for r in results if r.persona.held_out]
     if args.json:
         print(json.dumps([{
-            "journal": r.persona.name, "held_out": r.persona.held_out,
+            "journal": r.persona.name, "held_out": r.persona.held_out, "set": r.persona.set,
             "tensions": {"labelled": r.tensions.labelled, "found": r.tensions.found,
                          "shown": r.tensions.shown, "right": r.tensions.right,
                          "status_right": r.tensions.status_right},
@@ -80,17 +78,26 @@ def main() -> None:
                       "shown": r.loops.shown, "right": r.loops.right},
         } for r in results], indent=1))
         return
-    t1, l1 = table(tuned, f"Journals used in tuning ({len(tuned)})")
-    verdicts = [("tuning tensions", t1), ("tuning loops", l1)]
-    if held:
-        t2, l2 = table(held, f"Held-out journals ({len(held)}), never used in tuning")
-        verdicts += [("held-out tensions", t2), ("held-out loops", l2)]
+    sets: dict[str, list[PersonaResult]] = {}
+    for r in results:
+        sets.setdefault(r.persona.set, []).append(r)
+    verdicts = []
+    for name in sorted(sets, key=lambda k: (k != "tuning", k)):
+        group = sets[name]
+        title = (f"Journals used in tuning ({len(group)})" if name == "tuning" else
+                 f"Held-out set {name} ({len(group)}), not in the tuning set")
+        t, lp = table(group, title)
+        verdicts += [(f"{name} tensions", t), (f"{name} loops", lp)]
+    held = [r for r in results if r.persona.held_out]
+    if len(sets) > 2 and held:
+        t, lp = table(held, f"All held-out journals ({len(held)})")
+        verdicts += [("all held-out tensions", t), ("all held-out loops", lp)]
     print()
     for name, score in verdicts:
         print(verdict(name, score))
     if args.verbose:
         for r in results:
-            print(f"\n== {r.persona.name}{' (held out)' if r.persona.held_out else ''}")
+            print(f"\n== {r.persona.name} ({r.persona.set})")
             for t in r.shown_tensions:
                 print(f"   tension {t.key:28} {t.status:9} {t.occurrences}× stated {t.stated}")
             for lp in r.shown_loops:

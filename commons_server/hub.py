@@ -76,16 +76,16 @@ import nacl.signing
 import trio
 from pycrdt import Doc
 
-from crdt import DocInfo, DocStore, DocumentError, StoredDoc, SyncClass
+from crdt import DocInfo, DocStore, DocumentError, SourceKind, StoredDoc, SyncClass, UpdateSource
 from crdt.commons import (
     DOC_KIND,
     MODERATION_CONTEXT,
     AnyKey,
     CommonsError,
+    CommonsItem,
     Envelope,
     InvalidCommonsId,
     InvalidItem,
-    Item,
     MalformedEnvelope,
     apply_update,
     encode_bundle,
@@ -100,6 +100,7 @@ from crdt.commons import (
 )
 from crdt.update_check import same_state
 from protocol import COMMONS, CatalogueEntry, Credentials
+from serving.rate import Rate, TokenBuckets
 
 from . import limits as L
 from .index import DocMeta, Index
@@ -122,19 +123,23 @@ class Refused(Exception):
 
 
 class RateLimited(Refused):
+    """Over a rate limit of this author or address."""
+
     status = 429
 
 
 class Blocked(Refused):
-    pass
+    """The author is blocked by the operator."""
 
 
 class Gone(Refused):
+    """The document was withdrawn (or its thread was)."""
+
     status = 410
 
 
 class NotOperator(Refused):
-    pass
+    """A moderation request not signed by this server's operator key."""
 
 
 class Unavailable(Refused):
@@ -144,37 +149,15 @@ class Unavailable(Refused):
 
 
 class Listener(Protocol):
+    """What a session registers to be handed updates the hub accepted."""
+
     def deliver(self, doc_id: str, bundle: bytes) -> None: ...
-
-
-class TokenBuckets:
-    """One bucket per key: holds *per_minute* tokens and refills at that rate."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        self.capacity = float(per_minute)
-        self.rate_per_s = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def available(self, key: str) -> float:
-        now = self.clock()
-        tokens, at = self._buckets.get(key, (self.capacity, now))
-        return min(self.capacity, tokens + (now - at) * self.rate_per_s)
-
-    def take(self, key: str, n: int = 1) -> bool:
-        now = self.clock()
-        tokens = self.available(key)
-        if tokens < n:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - n, now)
-        if len(self._buckets) > 100_000:  # bounded: forget full buckets
-            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.capacity}
-        return True
 
 
 @dataclass
 class HubStatistics:
+    """The hub's counters."""
+
     documents: int = 0
     accepted_updates: int = 0
     refused_updates: int = 0
@@ -190,6 +173,9 @@ def utc_text(moment: datetime | None = None) -> str:
 
 
 class Hub:
+    """The Commons documents a server hosts: accepts author-signed updates, withdrawals and
+    moderation, keeps the index, and hands accepted updates to the sessions."""
+
     def __init__(
         self,
         store: DocStore,
@@ -213,9 +199,13 @@ class Hub:
         self.limits = limits or CommonsLimits()
         self.clock = clock or trio.current_time
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
-        self._by_author = TokenBuckets(self.limits.author_updates_per_minute, self._now)
-        self._by_address = TokenBuckets(self.limits.address_updates_per_minute, self._now)
-        self.requests = TokenBuckets(self.limits.address_requests_per_minute, self._now)
+        per_minute = Rate.per_minute
+        self._by_author = TokenBuckets(per_minute(self.limits.author_updates_per_minute),
+                                       self._now)
+        self._by_address = TokenBuckets(per_minute(self.limits.address_updates_per_minute),
+                                        self._now)
+        self.requests = TokenBuckets(per_minute(self.limits.address_requests_per_minute),
+                                     self._now)
         self.index = Index()
         self._moderation: Moderation | None = None
         self._recent: OrderedDict[str, None] = OrderedDict()  # loaded docs, LRU order
@@ -567,8 +557,8 @@ class Hub:
 
         # Whoever refreshes the store (this loop, an open, a withdrawal), what another
         # instance wrote is noted here: the net under a lost notice (see sweep).
-        def on_external(stored: StoredDoc, update: bytes, source: str) -> None:
-            if source == "external":
+        def on_external(stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
+            if source.kind is SourceKind.EXTERNAL:
                 is_moderation = stored.doc_id == MODERATION_DOC_ID
                 note(() if is_moderation else (stored.doc_id,), is_moderation)
 
@@ -721,7 +711,7 @@ class Hub:
             await self._announce([], moderation=True)
         return {"action": action, "target": target, "reason": reason, "at": at}
 
-    def _withheld(self, item: Item) -> bool:
+    def _withheld(self, item: CommonsItem) -> bool:
         """Hidden by the operator, or its author is blocked, or the same holds for its
         thread (a comment or reaction goes where its thread goes): kept, but shown nowhere."""
         moderation = self.moderation

@@ -75,6 +75,8 @@ Deliver = Callable[[Notice | None], None]
 
 
 class InstanceBus(Protocol):
+    """How instances sharing one database tell each other what they committed."""
+
     instance: str
 
     async def announce(self, doc_ids: Sequence[str], *, moderation: bool = False) -> None: ...

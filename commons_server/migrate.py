@@ -55,6 +55,8 @@ class MigrationError(Exception):
 
 @dataclass(frozen=True)
 class Migrated:
+    """What `mirror-commons migrate` moved into PostgreSQL, counted after verifying it."""
+
     documents: int
     envelopes: int
     blind_logs: int

@@ -34,9 +34,9 @@ import trio
 from hypercorn.config import Config
 
 from crdt import StoreError, open_store
+from serving import config as serving
 
 from . import limits as L
-from . import serving
 from .app import CommonsApp
 from .blind.server import add_database_argument, add_limit_arguments, limits_from
 from .blind.storage import StoreFileError

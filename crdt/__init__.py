@@ -28,8 +28,10 @@ from .store import (
     DocStore,
     RefreshResult,
     ScrubResult,
+    SourceKind,
     StoredDoc,
     StoreStatistics,
+    UpdateSource,
     open_store,
 )
 from .sync_class import SyncClass
@@ -47,6 +49,7 @@ __all__ = [
     "NotAStoreError",
     "RefreshResult",
     "ScrubResult",
+    "SourceKind",
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",
@@ -56,6 +59,7 @@ __all__ = [
     "StoreWriteError",
     "StoredDoc",
     "SyncClass",
+    "UpdateSource",
     "ValueRangeError",
     "open_store",
 ]

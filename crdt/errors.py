@@ -22,6 +22,8 @@ thread and the load path); callers never need to catch them.
 
 from __future__ import annotations
 
+import sqlite3
+
 
 class StoreError(Exception):
     """Base of every error the document store raises on purpose."""
@@ -69,3 +71,10 @@ class DocumentError(StoreError):
 
 class ValueRangeError(StoreError, ValueError):
     """A value cannot be stored faithfully in a CRDT document."""
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether *exc* says another connection holds the database (SQLITE_BUSY or
+    SQLITE_LOCKED, extended codes included): decided on the code, not the text."""
+    primary = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

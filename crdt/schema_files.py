@@ -22,6 +22,9 @@ class SchemaFileError(Exception):
 
 @dataclass(frozen=True)
 class SchemaScript:
+    """One engine's schema file: the script that creates the newest version, and the
+    forward migrations from each older version."""
+
     engine: str
     base_version: int
     base: str

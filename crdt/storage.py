@@ -34,7 +34,7 @@ import trio
 from . import crypto_at_rest
 from .crypto_at_rest import BlobCipher
 from .errors import StoreError, StoreWriteError
-from .storage_backend import Connection, StorageBackend, begin_write
+from .storage_backend import DbConnection, StorageBackend, begin_write
 from .storage_calls import _open_blob, compact_document, read_snapshot
 from .storage_sqlite import MAX_CLIENT_ID, one_line
 from .sync_class import SyncClass
@@ -64,6 +64,8 @@ class DocInfo:
 
 @dataclass(frozen=True)
 class ExternalChanges:
+    """What other processes committed to the file since this store last looked."""
+
     documents: list[DocInfo]
     snapshots: list[tuple[str, bytes]]
     updates: list[tuple[str, bytes]]
@@ -72,6 +74,8 @@ class ExternalChanges:
 
 @dataclass
 class Append:
+    """Write job: append one update of a document to its log."""
+
     ticket: int
     doc_id: str
     data: bytes
@@ -79,6 +83,8 @@ class Append:
 
 @dataclass
 class Create:
+    """Write job: record a new document in the catalogue."""
+
     ticket: int
     info: DocInfo
     created_at: str
@@ -86,6 +92,8 @@ class Create:
 
 @dataclass
 class SetClass:
+    """Write job: change a document's sync class."""
+
     ticket: int
     doc_id: str
     sync_class: SyncClass
@@ -112,7 +120,7 @@ WriteJob = Append | Create | SetClass | Envelopes | Delete
 
 
 @dataclass
-class Group:
+class WriteBatch:
     """Write jobs that must commit in one transaction (never split across batches)."""
 
     jobs: list[WriteJob]
@@ -126,15 +134,15 @@ class Group:
 class Call:
     """Run ``fn(conn)`` alone on the storage thread and hand the result back."""
 
-    fn: Callable[[Connection], Any]
+    fn: Callable[[DbConnection], Any]
     done: Callable[[Any, BaseException | None], None]
 
 
 class Stop:
-    pass
+    """Job that ends the storage thread once the jobs before it are done."""
 
 
-Job = WriteJob | Group | Call | Stop
+Job = WriteJob | WriteBatch | Call | Stop
 
 
 class StorageThread:
@@ -161,7 +169,7 @@ class StorageThread:
         self._token = trio.lowlevel.current_trio_token()
         self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._conn: Connection | None = None
+        self._conn: DbConnection | None = None
         self._pending: Job | None = None  # taken from the queue, not yet run
         self._last_ticket = 0
         self._data_version = -1
@@ -178,10 +186,10 @@ class StorageThread:
     def qsize(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, job: WriteJob | Group) -> None:
+    def submit(self, job: WriteJob | WriteBatch) -> None:
         self._queue.put(job)
 
-    async def call(self, fn: Callable[[Connection], Any]) -> Any:
+    async def call(self, fn: Callable[[DbConnection], Any]) -> Any:
         """Run ``fn(connection)`` on the storage thread, after what is queued."""
         done = trio.Event()
         box: list[tuple[Any, BaseException | None]] = []
@@ -255,7 +263,7 @@ class StorageThread:
                 clean=self.failure is None,
             )
 
-    def _unlock(self, conn: Connection) -> None:
+    def _unlock(self, conn: DbConnection) -> None:
         where = self.backend.where
         header = crypto_at_rest.read_header(conn, where)
         passphrase, self._passphrase = self._passphrase, None
@@ -273,7 +281,7 @@ class StorageThread:
             )
 
     @property
-    def conn(self) -> Connection:
+    def conn(self) -> DbConnection:
         assert self._conn is not None
         return self._conn
 
@@ -309,7 +317,7 @@ class StorageThread:
             if isinstance(job, Call):
                 self._run_call(job)
                 continue
-            batch: list[WriteJob] = job.jobs[:] if isinstance(job, Group) else [job]
+            batch: list[WriteJob] = job.jobs[:] if isinstance(job, WriteBatch) else [job]
             size = sum(_job_size(j) for j in batch)
             while len(batch) < MAX_BATCH_JOBS and size < MAX_BATCH_BYTES:
                 try:
@@ -319,7 +327,7 @@ class StorageThread:
                 if isinstance(nxt, Call | Stop):
                     self._pending = nxt
                     break
-                more = nxt.jobs if isinstance(nxt, Group) else [nxt]
+                more = nxt.jobs if isinstance(nxt, WriteBatch) else [nxt]
                 batch.extend(more)
                 size += sum(_job_size(j) for j in more)
             self._last_ticket = batch[-1].ticket
@@ -340,7 +348,7 @@ class StorageThread:
                 job.done(result, None)
             return
 
-    def _reconnected_after(self, conn: Connection, exc: BaseException) -> bool:
+    def _reconnected_after(self, conn: DbConnection, exc: BaseException) -> bool:
         """After *exc*: if it lost the connection, reconnect (the same client id) within
         the backend's ``reconnect_timeout_s``. True once a new connection is in place."""
         backend = self.backend
@@ -404,7 +412,7 @@ class StorageThread:
                 self._maybe_compact(self.conn, doc_id)
 
     def _commit_batch(
-        self, conn: Connection, batch: list[WriteJob]
+        self, conn: DbConnection, batch: list[WriteJob]
     ) -> tuple[set[str], int | None]:
         """Run *batch* in one transaction, COMMIT it; the documents whose update log
         grew, and the engine's change counter where it keeps one."""
@@ -446,13 +454,13 @@ class StorageThread:
         conn.execute("COMMIT")
         return touched, changes
 
-    def _insert_envelopes(self, conn: Connection, job: Envelopes) -> None:
+    def _insert_envelopes(self, conn: DbConnection, job: Envelopes) -> None:
         for raw in job.envelopes:
             digest = hashlib.blake2b(raw, digest_size=16, person=ENVELOPE_DIGEST_PERSON).digest()
             data = raw if self.cipher is None else self.cipher.seal("envelope", job.doc_id, raw)
             conn.execute(self.backend.dialect.insert_envelope, (job.doc_id, digest, data))
 
-    def _maybe_compact(self, conn: Connection, doc_id: str) -> None:
+    def _maybe_compact(self, conn: DbConnection, doc_id: str) -> None:
         try:
             count = conn.execute(
                 "SELECT COUNT(*) FROM updates WHERE doc_id=?", (doc_id,)
@@ -472,7 +480,7 @@ class StorageThread:
             log.warning("automatic compaction of %s skipped: %s", doc_id, one_line(exc))
 
     def read_external(
-        self, conn: Connection, last: int
+        self, conn: DbConnection, last: int
     ) -> ExternalChanges | None:
         """Runs on the storage thread: what other processes wrote after seq *last*.
 

@@ -30,7 +30,7 @@ WRITE_LOCK_KEY = 0x4D495252_0000_0001
 """PostgreSQL advisory lock every write transaction takes (see ``POSTGRES``)."""
 
 
-class Connection(Protocol):
+class DbConnection(Protocol):
     """What the shared storage code uses of a connection: ``sqlite3.Connection``'s
     ``execute`` (``?`` placeholders) and ``in_transaction``."""
 
@@ -42,6 +42,8 @@ class Connection(Protocol):
 
 @dataclass(frozen=True)
 class Dialect:
+    """The SQL one database engine speaks for the store's few statements that differ."""
+
     name: str
     begin_write: tuple[str, ...]
     """Start a write transaction that excludes every other writer of the store."""
@@ -124,12 +126,12 @@ def dialect_of(conn: Any) -> Dialect:
     return found if isinstance(found, Dialect) else SQLITE
 
 
-def begin_write(conn: Connection) -> None:
+def begin_write(conn: DbConnection) -> None:
     for statement in dialect_of(conn).begin_write:
         conn.execute(statement)
 
 
-def begin_read(conn: Connection) -> None:
+def begin_read(conn: DbConnection) -> None:
     conn.execute(dialect_of(conn).begin_read)
 
 
@@ -143,32 +145,32 @@ class StorageBackend(ABC):
     """How long a lost connection is retried before the batch fails (0: never)."""
 
     @abstractmethod
-    def connect(self) -> Connection:
+    def connect(self) -> DbConnection:
         """Open the store (migrating it forward if it is older); the caller closes it."""
 
     @abstractmethod
-    def lease_client_id(self, conn: Connection) -> int:
+    def lease_client_id(self, conn: DbConnection) -> int:
         """Take a pycrdt client id no live process holds (see crdt/storage.py)."""
 
     @abstractmethod
-    def release(self, conn: Connection, client_id: int, *, clean: bool) -> None:
+    def release(self, conn: DbConnection, client_id: int, *, clean: bool) -> None:
         """Give the id back (free for reuse when *clean*) and close the connection."""
 
     @abstractmethod
-    def scrub(self, conn: Connection) -> bool:
+    def scrub(self, conn: DbConnection) -> bool:
         """Make deleted rows unrecoverable from the store; False when something kept
         it from finishing (the next scrub does)."""
 
-    def lost_connection(self, conn: Connection, exc: BaseException) -> bool:
+    def lost_connection(self, conn: DbConnection, exc: BaseException) -> bool:
         """Whether *exc* means the connection is gone (and a reconnect may help)."""
         return False
 
-    def reconnect(self, client_id: int) -> Connection:
+    def reconnect(self, client_id: int) -> DbConnection:
         """A new connection holding *client_id* again (after :meth:`lost_connection`)."""
         raise NotImplementedError
 
     @abstractmethod
-    def close_quietly(self, conn: Connection) -> None:
+    def close_quietly(self, conn: DbConnection) -> None:
         """Close a connection that may already be broken."""
 
     @abstractmethod

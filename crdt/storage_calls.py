@@ -17,8 +17,8 @@ from typing import Any
 from pycrdt import Doc
 
 from .crypto_at_rest import BlobCipher
-from .errors import CompactionError, CorruptStoreError, DocumentError
-from .storage_backend import Connection, begin_read, begin_write, dialect_of
+from .errors import CompactionError, CorruptStoreError, DocumentError, is_busy
+from .storage_backend import DbConnection, begin_read, begin_write, dialect_of
 from .update_check import UpdateRejected, covers, same_document, same_state
 from .values import format_timestamp, utc_now
 
@@ -29,6 +29,8 @@ EXTERNAL_ORIGIN = "mirror.store:external"
 
 @dataclass(frozen=True)
 class CompactionResult:
+    """What compacting one document did: updates folded and bytes before and after."""
+
     doc_id: str
     updates_folded: int
     bytes_before: int
@@ -40,7 +42,7 @@ def _open_blob(cipher: BlobCipher | None, what: str, doc_id: str, blob: Any) -> 
 
 
 @contextmanager
-def read_snapshot(conn: Connection) -> Iterator[None]:
+def read_snapshot(conn: DbConnection) -> Iterator[None]:
     """One snapshot of the store for every SELECT inside (writers go on meanwhile:
     SQLite's WAL, PostgreSQL's REPEATABLE READ).
 
@@ -58,13 +60,13 @@ def read_snapshot(conn: Connection) -> Iterator[None]:
         _end_read(conn)
 
 
-def _end_read(conn: Connection) -> None:
+def _end_read(conn: DbConnection) -> None:
     if conn.in_transaction:  # a failed statement may have ended it already
         conn.execute("COMMIT")
 
 
 def read_doc(
-    conn: Connection, doc_id: str, cipher: BlobCipher | None = None
+    conn: DbConnection, doc_id: str, cipher: BlobCipher | None = None
 ) -> tuple[bytes | None, list[bytes], int]:
     """A document's snapshot, the updates stored after it, and the newest seq of
     either, read from one snapshot of the file (see :func:`read_snapshot`)."""
@@ -73,7 +75,7 @@ def read_doc(
 
 
 def _read_doc(
-    conn: Connection, doc_id: str, cipher: BlobCipher | None
+    conn: DbConnection, doc_id: str, cipher: BlobCipher | None
 ) -> tuple[bytes | None, list[bytes], int]:
     row = conn.execute(
         "SELECT snapshot, snapshot_seq FROM documents WHERE doc_id=?", (doc_id,)
@@ -89,7 +91,7 @@ def _read_doc(
 
 
 def read_doc_if_changed(
-    conn: Connection, doc_id: str, mark: int | None, cipher: BlobCipher | None = None
+    conn: DbConnection, doc_id: str, mark: int | None, cipher: BlobCipher | None = None
 ) -> tuple[bytes | None, list[bytes], int] | None:
     """:func:`read_doc`, unless the document's newest stored seq (its update log's,
     or its snapshot's) is still *mark*, or the document is gone: then None."""
@@ -143,7 +145,7 @@ def _covers(stored: tuple[bytes, bytes], live: tuple[bytes, bytes]) -> bool:
 
 
 def compact_document(
-    conn: Connection,
+    conn: DbConnection,
     *,
     doc_id: str,
     live: tuple[bytes, bytes] | None,  # a loaded replica: its state, its delete set
@@ -190,7 +192,7 @@ def compact_document(
 
 
 def read_envelopes(
-    conn: Connection, doc_id: str, cipher: BlobCipher | None = None
+    conn: DbConnection, doc_id: str, cipher: BlobCipher | None = None
 ) -> list[bytes]:
     """The envelopes kept for *doc_id*, in the order they were first stored."""
     rows = conn.execute(
@@ -199,13 +201,13 @@ def read_envelopes(
     return [_open_blob(cipher, "envelope", doc_id, r[0]) for r in rows]
 
 
-def first_envelope_seqs(conn: Connection) -> dict[str, int]:
+def first_envelope_seqs(conn: DbConnection) -> dict[str, int]:
     """For each document with envelopes, the seq of its first one (arrival order)."""
     rows = conn.execute("SELECT doc_id, MIN(seq) FROM envelopes GROUP BY doc_id")
     return {str(d): int(s) for d, s in rows}
 
 
-def documents_with_updates(conn: Connection) -> list[str]:
+def documents_with_updates(conn: DbConnection) -> list[str]:
     """Documents whose update log is not empty (what compaction would fold)."""
     return [str(r[0]) for r in conn.execute("SELECT DISTINCT doc_id FROM updates ORDER BY doc_id")]
 
@@ -229,7 +231,7 @@ def scrub(conn: sqlite3.Connection) -> bool:
         try:
             conn.execute("VACUUM")
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not is_busy(exc):
                 raise
             return False
         busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

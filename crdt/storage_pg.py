@@ -48,7 +48,7 @@ from .errors import (
     StoreOpenError,
     StoreUnavailableError,
 )
-from .storage_backend import POSTGRES, WRITE_LOCK_KEY, Connection, StorageBackend, begin_write
+from .storage_backend import POSTGRES, WRITE_LOCK_KEY, DbConnection, StorageBackend, begin_write
 from .storage_sqlite import MAX_CLIENT_ID, one_line
 from .values import format_timestamp, utc_now
 
@@ -104,6 +104,8 @@ class PgConnection:
 
 
 class PostgresBackend(StorageBackend):
+    """The document store on PostgreSQL (psycopg 3, synchronous, on the storage thread)."""
+
     dialect = POSTGRES
 
     def __init__(
@@ -130,7 +132,7 @@ class PostgresBackend(StorageBackend):
             raise StoreUnavailableError(f"{self.where}: cannot connect ({one_line(exc)})") from None
         return PgConnection(raw)
 
-    def connect(self) -> Connection:
+    def connect(self) -> DbConnection:
         conn = self._open()
         try:
             self._prepare(conn)
@@ -211,7 +213,7 @@ class PostgresBackend(StorageBackend):
 
     # ------------------------------------------------------------------ client ids
 
-    def lease_client_id(self, conn: Connection) -> int:
+    def lease_client_id(self, conn: DbConnection) -> int:
         now = format_timestamp(utc_now())
         begin_write(conn)  # leasing processes take turns
         try:
@@ -254,7 +256,7 @@ class PostgresBackend(StorageBackend):
             raise
         return chosen
 
-    def release(self, conn: Connection, client_id: int, *, clean: bool) -> None:
+    def release(self, conn: DbConnection, client_id: int, *, clean: bool) -> None:
         try:
             if clean and client_id:
                 with suppress(psycopg.Error):
@@ -265,14 +267,14 @@ class PostgresBackend(StorageBackend):
         finally:
             self.close_quietly(conn)  # ends the session: its advisory locks go with it
 
-    def close_quietly(self, conn: Connection) -> None:
+    def close_quietly(self, conn: DbConnection) -> None:
         if isinstance(conn, PgConnection):
             with suppress(psycopg.Error):
                 conn.close()
 
     # ------------------------------------------------------------------ failures
 
-    def lost_connection(self, conn: Connection, exc: BaseException) -> bool:
+    def lost_connection(self, conn: DbConnection, exc: BaseException) -> bool:
         if not isinstance(exc, psycopg.OperationalError):
             return False
         raw = conn.raw if isinstance(conn, PgConnection) else None
@@ -280,7 +282,7 @@ class PostgresBackend(StorageBackend):
             exc, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown
         )
 
-    def reconnect(self, client_id: int) -> Connection:
+    def reconnect(self, client_id: int) -> DbConnection:
         conn = self._open()
         try:
             self._prepare(conn)
@@ -301,7 +303,7 @@ class PostgresBackend(StorageBackend):
 
     # ------------------------------------------------------------------ scrub
 
-    def scrub(self, conn: Connection) -> bool:
+    def scrub(self, conn: DbConnection) -> bool:
         """Rewrite the store's tables from their live rows: ``VACUUM FULL``.
 
         A deleted row stays in its table's pages (and a large value in its TOAST
@@ -323,10 +325,10 @@ class PostgresBackend(StorageBackend):
         return True
 
 
-def _try_lock(conn: Connection, client_id: int) -> bool:
+def _try_lock(conn: DbConnection, client_id: int) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(?)", (CLIENT_LOCK_BASE | client_id,))
     return bool(row.fetchone()[0])
 
 
-def _unlock(conn: Connection, client_id: int) -> None:
+def _unlock(conn: DbConnection, client_id: int) -> None:
     conn.execute("SELECT pg_advisory_unlock(?)", (CLIENT_LOCK_BASE | client_id,))

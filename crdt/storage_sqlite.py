@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import cast
 
 from . import schema
-from .errors import CorruptStoreError, StoreError, StoreLockedError, StoreOpenError
-from .storage_backend import SQLITE, Connection, StorageBackend
+from .errors import CorruptStoreError, StoreError, StoreLockedError, StoreOpenError, is_busy
+from .storage_backend import SQLITE, DbConnection, StorageBackend
 from .values import format_timestamp, utc_now
 
 BUSY_TIMEOUT_MS = 10_000
@@ -26,6 +26,8 @@ MAX_CLIENT_ID = 2**32 - 1  # Yjs stays below 2**32; stay interoperable (notes/py
 
 
 class SqliteBackend(StorageBackend):
+    """The document store in one SQLite file (WAL), the device's engine."""
+
     dialect = SQLITE
 
     def __init__(self, path: Path, *, synchronous: str) -> None:
@@ -34,7 +36,7 @@ class SqliteBackend(StorageBackend):
         self._synchronous = synchronous
         self._lock_fd: int | None = None
 
-    def connect(self) -> Connection:
+    def connect(self) -> DbConnection:
         path = self.path
         # A store from before files were created private: its -wal and -shm would
         # be created with its mode, so the store is made private first.
@@ -55,13 +57,13 @@ class SqliteBackend(StorageBackend):
                 schema.migrate(conn, version)
             return conn
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if is_busy(exc):
                 raise StoreLockedError(f"{path}: locked by another program") from None
             raise CorruptStoreError(f"{path}: cannot open ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise CorruptStoreError(f"{path}: cannot open ({exc})") from None
 
-    def lease_client_id(self, conn: Connection) -> int:
+    def lease_client_id(self, conn: DbConnection) -> int:
         lock_dir = Path(f"{self.path}.locks")
         lock_dir.mkdir(mode=schema.PRIVATE_DIR_MODE, exist_ok=True)
         schema.make_private(lock_dir)
@@ -114,7 +116,7 @@ class SqliteBackend(StorageBackend):
             raise
         return chosen
 
-    def release(self, conn: Connection, client_id: int, *, clean: bool) -> None:
+    def release(self, conn: DbConnection, client_id: int, *, clean: bool) -> None:
         raw = cast(sqlite3.Connection, conn)
         try:
             if clean and client_id:
@@ -129,11 +131,11 @@ class SqliteBackend(StorageBackend):
                 os.close(self._lock_fd)
                 self._lock_fd = None
 
-    def close_quietly(self, conn: Connection) -> None:
+    def close_quietly(self, conn: DbConnection) -> None:
         with suppress(sqlite3.Error):
             cast(sqlite3.Connection, conn).close()
 
-    def scrub(self, conn: Connection) -> bool:
+    def scrub(self, conn: DbConnection) -> bool:
         from . import storage_calls  # its SCRUB_BUSY_TIMEOUT_MS is read at call time
 
         return storage_calls.scrub(cast(sqlite3.Connection, conn))

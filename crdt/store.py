@@ -27,6 +27,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import logging
@@ -56,9 +57,9 @@ from .storage import (
     Envelopes,
     ExternalChanges,
     FaultHook,
-    Group,
     SetClass,
     StorageThread,
+    WriteBatch,
     WriteJob,
 )
 from .storage_backend import StorageBackend
@@ -87,8 +88,10 @@ __all__ = [
     "DocStore",
     "RefreshResult",
     "ScrubResult",
+    "SourceKind",
     "StoreStatistics",
     "StoredDoc",
+    "UpdateSource",
     "open_store",
 ]
 
@@ -99,7 +102,39 @@ _SKIP_ORIGINS = frozenset({hash(LOAD_ORIGIN), hash(EXTERNAL_ORIGIN)})
 DEFAULT_COMPACT_AFTER_UPDATES = 1000
 DEFAULT_RECONNECT_TIMEOUT_S = 30.0
 
-UpdateListener = Callable[["StoredDoc", bytes, str], None]
+
+
+class SourceKind(enum.Enum):
+    """Where a change a listener hears came from."""
+
+    LOCAL = "local"
+    """Written in this process, in a transaction with no origin."""
+    EXTERNAL = "external"
+    """Written by another process on the same file, read back by ``refresh()``."""
+    ORIGIN = "origin"
+    """Applied in a transaction tagged with an origin (a sync session, the blind-store
+    client): :meth:`UpdateSource.of` that origin tells whose it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSource:
+    """What a listener is told about a change's source."""
+
+    kind: SourceKind
+    origin_hash: int | None = None
+    """For ``ORIGIN``: the hash of the transaction's origin (pycrdt reports only the
+    hash, notes/pycrdt.md trap 4)."""
+
+    @classmethod
+    def of(cls, origin: object) -> UpdateSource:
+        """The source of changes applied under *origin*: compare a listener's with it."""
+        return cls(SourceKind.ORIGIN, hash(origin))
+
+
+LOCAL_SOURCE = UpdateSource(SourceKind.LOCAL)
+EXTERNAL_SOURCE = UpdateSource(SourceKind.EXTERNAL)
+
+UpdateListener = Callable[["StoredDoc", bytes, UpdateSource], None]
 CatalogueListener = Callable[[tuple[DocInfo, ...]], None]
 
 
@@ -152,6 +187,8 @@ class ScrubResult:
 
 @dataclass(frozen=True)
 class StoreStatistics:
+    """A snapshot of the store's counters (``DocStore.statistics()``)."""
+
     client_id: int
     documents: int
     loaded: int
@@ -238,8 +275,8 @@ class DocStore:
 
     def add_listener(self, listener: UpdateListener) -> None:
         """Call ``listener(stored_doc, update, source)`` after every change to a loaded
-        document; *source* is ``"local"``, ``"external"`` (another process) or the
-        origin string of the transaction.
+        document; *source* (an :class:`UpdateSource`) says whether this process wrote
+        it, another process did, or whose tagged transaction applied it.
 
         Listeners run inside pycrdt's commit: they must not read or write the
         document (pycrdt raises "Already borrowed"); note what changed and act
@@ -338,12 +375,13 @@ class DocStore:
         def on_change(event: TransactionEvent) -> None:
             # a hash of the origin object (notes/pycrdt.md, trap 4); untyped in pycrdt
             origin = event.transaction.origin()  # type: ignore[attr-defined]
+            source: UpdateSource | None  # None: loading, which no listener hears
             if origin in _SKIP_ORIGINS:
-                source = "external" if origin == hash(EXTERNAL_ORIGIN) else "load"
+                source = EXTERNAL_SOURCE if origin == hash(EXTERNAL_ORIGIN) else None
             else:
-                source = "local" if origin is None else str(origin)
+                source = LOCAL_SOURCE if origin is None else UpdateSource(SourceKind.ORIGIN, origin)
                 self._enqueue_append(doc_id, event.update)
-            if source != "load":
+            if source is not None:
                 for listener in list(self._listeners):
                     try:
                         listener(stored, event.update, source)
@@ -422,7 +460,7 @@ class DocStore:
     def _submit_group(self, jobs: list[WriteJob]) -> None:
         if jobs:
             self._enqueued = jobs[-1].ticket
-            self._storage.submit(Group(jobs))
+            self._storage.submit(WriteBatch(jobs))
 
     async def envelopes(self, doc_id: str) -> list[bytes]:
         """The envelopes kept for *doc_id* (committed ones), oldest first."""

@@ -87,7 +87,8 @@ async def digest_of(core: MirrorCore, period: Period = "week", *,
     text, method, note = digest_text(digest), "offline", ""
     if core.config.engine_mode != "offline" and digest.reflections:
         from .engine.registry import llm_target
-        from .llm.grounded import may_read_private, narrate_digest
+        from .llm.client import may_read_private
+        from .llm.grounded import narrate_digest
 
         try:
             target = llm_target(core.config, core.home)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .errors import MirrorError, UsageError
 
 if TYPE_CHECKING:
-    from crdt.commons import Item
+    from crdt.commons import CommonsItem
 
     from .commons import SyncReport
     from .commons_home import CommonsServer
@@ -125,7 +125,7 @@ def _short(doc_id: str) -> str:
     return doc_id.rsplit("/", 1)[-1]
 
 
-def _resolve(items: list[Item], ref: str) -> Item:
+def _resolve(items: list[CommonsItem], ref: str) -> CommonsItem:
     ref = ref.strip().removeprefix("/")
     hits = [i for i in items if i.doc_id == ref or i.doc_id.endswith("/" + ref)
             or _short(i.doc_id).startswith(ref) or i.doc_id.removeprefix("commons/") == ref]
@@ -137,7 +137,7 @@ def _resolve(items: list[Item], ref: str) -> Item:
     return threads[0]
 
 
-def render_threads(items: list[Item]) -> str:
+def render_threads(items: list[CommonsItem]) -> str:
     threads = sorted((i for i in items if i.kind in ("post", "insight")),
                      key=lambda i: (i.created_at, i.doc_id), reverse=True)
     if not threads:
@@ -152,7 +152,7 @@ def render_threads(items: list[Item]) -> str:
         for t in threads)
 
 
-def render_thread(thread: Item, items: list[Item]) -> str:
+def render_thread(thread: CommonsItem, items: list[CommonsItem]) -> str:
     lines = [thread.title, f"{thread.kind} by {thread.author[:12]} · {thread.created_at}", "",
              thread.body]
     reactions: dict[str, int] = {}
@@ -175,7 +175,7 @@ def _one_line(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def _item_json(item: Item) -> dict[str, Any]:
+def _item_json(item: CommonsItem) -> dict[str, Any]:
     return asdict(item)
 
 
@@ -221,7 +221,7 @@ async def cmd_post(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     return await _publish(core, "post", {"title": title, "body": body}, "post", title, out)
 
 
-async def _thread_for(core: MirrorCore, ref: str, out: TextIO) -> Item:
+async def _thread_for(core: MirrorCore, ref: str, out: TextIO) -> CommonsItem:
     from .commons_home import ConsentLedger, load_cache
 
     ledger = await ConsentLedger.open(core.store)

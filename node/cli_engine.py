@@ -237,12 +237,12 @@ def _since(text: str | None) -> datetime | None:
 
 
 async def evolve_text(core: MirrorCore, since: str | None) -> tuple[Any, str]:
-    from .engine.registry import narrator_for
+    from .engine.registry import model_may_read_private, narrator_for
 
     evolution = await core.understanding.evolve(
         since=_since(since),
         narrator=narrator_for(core.config, core.home),
-        narrator_sees_private=core.config.engine_mode != "remote_llm",
+        narrator_sees_private=model_may_read_private(core.config, core.home),
     )
     kind = "narrated" if evolution.narrated else "structured"
     return evolution, f"{evolution.text}\n\n({kind} note {evolution.note_id} saved)"

@@ -4,9 +4,12 @@ Each file in ``tests/fixtures/personas/`` is one life: its reflections, and
 labels written by hand — the tensions the person lives (two poles, each a list
 of the names a person might give it, and the status at the end of the
 journal), the loops they run (trigger, response, consequence, each a list of
-names), the people in it and the arc. ``held_out`` journals were written with
-the others but never used to tune the engine: they are scored and reported
-apart.
+names), the people in it and the arc. ``held_out`` journals were never used to tune
+the engine: they are scored and reported apart, by ``set`` — the round in which
+each was written and first scored (``held-out-1``: the first four; ``held-out-2``:
+four written and scored before the engine changes of 2026-12-08; ``fresh-1``:
+two written after those changes). A journal without ``set`` is ``tuning`` (or
+``held-out-1`` when held out).
 
 The engine's answer is what ``mirror tensions`` and ``mirror patterns`` show:
 the journal is extracted as ``Understanding.rebuild`` does (each entry with the
@@ -16,8 +19,10 @@ Matching (strict): a shown tension is right when each pole matches a name of a
 different side of one labelled tension; a shown loop when its response matches
 the labelled response and its trigger or one of its two main consequences
 matches too. Names match when equal after lower-casing and dropping the node
-kind ("event:", "person:" …), or when they share a word stem of at least
-``STEM_CHARS`` letters ("staying silent" ~ "silence"). Each labelled item is
+kind ("event:", "person:" …), or are the same words but for inflection
+(``cues.lemma``: "care" ~ "caring", "scrolling" ~ "scroll"; added 2026-12-08,
+every figure of that day is measured with it), or when they share a word stem
+of at least ``STEM_CHARS`` letters ("staying silent" ~ "silence"). Each labelled item is
 matched at most once (a maximum matching, so the order of the findings does not
 matter): a second shown item for it counts against precision.
 """
@@ -32,6 +37,7 @@ from typing import Any
 
 from crdt.journal import Reflection
 from crdt.values import parse_timestamp
+from node.engine.cues import lemma
 from node.engine.derive import derive_all
 from node.engine.extract import extract
 from node.engine.lived import LoopSummary, TensionSummary, lived_loops, lived_tensions
@@ -45,6 +51,7 @@ LOOP_CONSEQUENCES_COMPARED = 2
 class Persona:
     name: str
     held_out: bool
+    set: str  # "tuning", or the held-out set the journal was first scored in
     labels: dict[str, Any]
     reflections: tuple[Reflection, ...]
 
@@ -58,7 +65,9 @@ def load_personas() -> list[Persona]:
                        private=bool(e.get("private", False)))
             for i, e in enumerate(data["reflections"])
         )
-        out.append(Persona(path.stem, bool(data["held_out"]), data["labels"], reflections))
+        held_out = bool(data["held_out"])
+        kind = str(data.get("set", "held-out-1" if held_out else "tuning"))
+        out.append(Persona(path.stem, held_out, kind, data["labels"], reflections))
     return out
 
 
@@ -71,9 +80,13 @@ def _stems(name: str) -> set[str]:
     return {w[:STEM_CHARS] for w in _norm(name).split() if len(w) >= STEM_CHARS}
 
 
+def _lemmas(name: str) -> tuple[str, ...]:
+    return tuple(lemma(w) for w in _norm(name).split())
+
+
 def same_name(found: str, labelled: str) -> bool:
     a, b = _norm(found), _norm(labelled)
-    return bool(a) and (a == b or bool(_stems(a) & _stems(b)))
+    return bool(a) and (a == b or _lemmas(a) == _lemmas(b) or bool(_stems(a) & _stems(b)))
 
 
 def _any(found: str, names: Sequence[str]) -> bool:

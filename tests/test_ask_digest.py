@@ -25,8 +25,7 @@ from node.config import Config
 from node.core import MirrorCore, open_core
 from node.engine.ask import read_question, verify_citations
 from node.home import Home
-from node.llm.client import LLMTarget
-from node.llm.grounded import may_read_private
+from node.llm.client import LLMTarget, may_read_private
 from node.llm.keys import ENV_KEY
 from tests.helpers import run_mirror
 from tests.helpers_llm import FakeLLM, fake_llm

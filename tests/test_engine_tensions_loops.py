@@ -248,6 +248,8 @@ def test_names_match_as_the_benchmark_says() -> None:
     assert same_name("behaviour:staying silent", "silence")
     assert same_name("event:request", "request") and same_name("person:my dad", "my dad")
     assert not same_name("care", "career") and not same_name("work", "working late")
+    assert same_name("care", "caring") and same_name("behaviour:scrolling", "scroll")
+    assert not same_name("self", "myself") and not same_name("care", "cards")
 
 
 def test_tensions_and_loops_meet_the_goal_on_the_tuning_journals() -> None:
@@ -272,8 +274,15 @@ def test_tensions_and_loops_meet_the_goal_on_the_tuning_journals() -> None:
 def test_the_held_out_journals_are_scored_apart() -> None:
     """Held out from tuning: scored and reported (docs/benchmarks.md), never tuned on.
     What is asserted is that they are scored consistently, not how well."""
-    held = [evaluate(p) for p in load_personas() if p.held_out]
+    personas = load_personas()
+    held = [evaluate(p) for p in personas if p.held_out]
     assert held
+    # every round of journals written apart is there and marked (docs/benchmarks.md)
+    sets = {p.set for p in personas}
+    assert {"tuning", "held-out-1", "held-out-2", "fresh-1", "fresh-2"} <= sets
+    assert all(p.held_out == (p.set != "tuning") for p in personas)
+    for name in sets - {"tuning"}:
+        assert sum(p.set == name for p in personas) >= 2, name
     for r in held:
         for score in (r.tensions, r.loops):
             assert score.labelled >= 2

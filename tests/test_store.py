@@ -12,9 +12,11 @@ from pycrdt import Map
 
 from crdt import (
     DocumentError,
+    SourceKind,
     StoreClosedError,
     StoreWriteError,
     SyncClass,
+    UpdateSource,
     ValueRangeError,
     open_store,
 )
@@ -309,7 +311,7 @@ async def test_closing_flushes_pending_writes(store_target: StoreTarget) -> None
 
 async def test_listeners_hear_local_and_external_changes(store_target: StoreTarget) -> None:
     db = store_target.location
-    heard: list[tuple[str, str]] = []
+    heard: list[tuple[str, UpdateSource]] = []
     async with open_store(db) as a, open_store(db) as b:
         ra = await Journal(a).add("one")
         await b.refresh()
@@ -318,8 +320,8 @@ async def test_listeners_hear_local_and_external_changes(store_target: StoreTarg
         await Journal(a).add("two")
         await b.refresh()
         await Journal(b).add("three")
-        assert (ra.shard, "external") in heard
-        assert (ra.shard, "local") in heard
+        assert (ra.shard, UpdateSource(SourceKind.EXTERNAL)) in heard
+        assert (ra.shard, UpdateSource(SourceKind.LOCAL)) in heard
 
 
 async def test_cancelled_caller_leaves_store_usable(store_target: StoreTarget) -> None:

@@ -71,3 +71,28 @@ async def test_every_single_write_failure_keeps_acknowledged_state(
             f"failure at step {k}"
         )
         copy.check_integrity()
+
+
+def test_busy_and_locked_are_told_by_their_code_not_their_text(tmp_path: Path) -> None:
+    import sqlite3
+
+    from crdt.errors import is_busy
+
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(path, timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            other.execute("SELECT * FROM t")
+        assert is_busy(busy.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        other.execute("SELECT * FROM nowhere")
+    other.close()
+    assert not is_busy(missing.value)
+    # the text alone decides nothing: a message mentioning "locked" is not busy
+    assert not is_busy(sqlite3.OperationalError("the table 'locked' is busy"))

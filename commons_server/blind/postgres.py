@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 The store's SQL (``storage.py``, ``quotas.py``) is written once, with sqlite3's
-``?`` placeholders; :class:`PgConnection` gives psycopg's synchronous
+``?`` placeholders; :class:`BlindPgConnection` gives psycopg's synchronous
 connection the same ``execute`` / ``executemany`` and rewrites the placeholders.
 The tables live in their own PostgreSQL schema, ``blind_store``
 (``schemas/postgres.sql``), beside the Commons document store's tables.
@@ -47,7 +47,7 @@ MIGRATIONS: dict[int, str] = {}
 _PLACEHOLDER = re.compile(r"\?")
 
 
-class Unavailable(Exception):
+class BlindStoreUnavailable(Exception):
     """The database cannot be reached now (retry later)."""
 
 
@@ -60,7 +60,7 @@ def _sql(text: str) -> str:
     return _PLACEHOLDER.sub("%s", text)
 
 
-class PgConnection:
+class BlindPgConnection:
     """sqlite3's ``execute`` / ``executemany`` over a psycopg connection (autocommit:
     transactions are explicit, as the store runs them)."""
 
@@ -99,14 +99,15 @@ class PostgresEngine:
             self.db.close()
             raise
 
-    def _connect(self) -> PgConnection:
+    def _connect(self) -> BlindPgConnection:
         import psycopg
 
         try:
             raw = psycopg.connect(self.url, autocommit=True)
         except psycopg.Error as exc:
-            raise Unavailable(f"{self.where}: cannot connect ({_first_line(exc)})") from None
-        db = PgConnection(raw)
+            raise BlindStoreUnavailable(
+                f"{self.where}: cannot connect ({_first_line(exc)})") from None
+        db = BlindPgConnection(raw)
         db.execute(f"SET search_path TO {SCHEMA}")
         return db
 
@@ -178,7 +179,8 @@ class PostgresEngine:
             # Lost (a restart): no answer was given for this request, so nothing
             # acknowledged is lost; the next request connects again.
             self.db.raw.close()
-            raise Unavailable(f"the database is unavailable ({_first_line(exc)})") from None
+            raise BlindStoreUnavailable(
+                f"the database is unavailable ({_first_line(exc)})") from None
 
     def announce(self, db: Any, group_id: bytes) -> None:
         """Tell the other instances, when this transaction commits, that the log changed."""

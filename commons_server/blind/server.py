@@ -20,13 +20,13 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 import trio
 from hypercorn.config import Config
 
-from .. import serving
+from serving import config as serving
+
 from ..pg_listen import ListenError
 from .app import BlindStoreApp, build_blind_store_app
 from .limits import StoreLimits
@@ -43,7 +43,7 @@ SHUTDOWN_GRACE_S = 2.0
 def hypercorn_config(host: str, port: int) -> Config:
     return serving.hypercorn_config(
         host, port, log_name="mirror.blindstore.http", max_header_bytes=MAX_HTTP_HEADER_BYTES,
-        grace_s=SHUTDOWN_GRACE_S, app_queue=4,
+        grace_s=SHUTDOWN_GRACE_S, app_queue_messages=4,
     )
 
 
@@ -93,25 +93,14 @@ def add_limit_arguments(parser: argparse.ArgumentParser,
     ``MIRROR_STORE_MAX_STORE_BYTES``); read them with :func:`limits_from`."""
     environ = os.environ if environ is None else environ
     group = parser.add_argument_group("blind store limits (see docs/security.md)")
-    for f in fields(StoreLimits):
-        default = getattr(StoreLimits(), f.name)
-        group.add_argument(STORE_FLAG_PREFIX + f.name.replace("_", "-"), dest="store_" + f.name,
-                           default=environ.get(STORE_ENV_PREFIX + f.name.upper(), default),
-                           metavar="N", help=f"(default {default})")
+    serving.add_limit_flags(group, StoreLimits, environ, env_prefix=STORE_ENV_PREFIX,
+                            flag_prefix=STORE_FLAG_PREFIX.removeprefix("--"))
 
 
 def limits_from(args: argparse.Namespace) -> StoreLimits:
     """The limits :func:`add_limit_arguments` read; ValueError names a bad one."""
-    values = {}
-    for f in fields(StoreLimits):
-        raw = getattr(args, "store_" + f.name)
-        kind = type(getattr(StoreLimits(), f.name))
-        try:
-            values[f.name] = kind(float(raw)) if kind is int else kind(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"{STORE_FLAG_PREFIX}{f.name.replace('_', '-')}: "
-                             f"not a number: {raw!r}") from None
-    return StoreLimits(**values)
+    return serving.limits_from_flags(args, StoreLimits,
+                                     flag_prefix=STORE_FLAG_PREFIX.removeprefix("--"))
 
 
 async def run_store_only(args: argparse.Namespace, limits: StoreLimits | None = None) -> None:

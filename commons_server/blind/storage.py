@@ -64,22 +64,32 @@ def _sqlite_schema() -> str:
 
 
 class StoreRefusal(Exception):
+    """A request the blind store refuses; ``status`` is the HTTP status it answers with."""
+
     status = 400
 
 
 class QuotaExceeded(StoreRefusal):
+    """The log, the group or the store is over its quota."""
+
     status = 507
 
 
 class SnapshotConflict(StoreRefusal):
+    """A snapshot that does not cover what the log holds (another device compacted)."""
+
     status = 409
 
 
 class CursorAhead(StoreRefusal):
+    """A pull after a sequence number the log has not reached."""
+
     status = 409
 
 
 class LogRetired(StoreRefusal):
+    """The group moved to a newer epoch; ``forward`` is the notice left for its devices."""
+
     status = 410
 
     def __init__(self, forward: bytes) -> None:
@@ -88,6 +98,8 @@ class LogRetired(StoreRefusal):
 
 
 class DatabaseUnavailable(StoreRefusal):
+    """PostgreSQL cannot be reached now: 503, the client retries; nothing acknowledged is lost."""
+
     status = 503
 
 
@@ -123,12 +135,16 @@ class SqliteEngine:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
+    """Sequence numbers given to the envelopes of one upload."""
+
     first_seq: int
     last_seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class Pulled:
+    """Envelopes of one pull, with where to pull from next."""
+
     records: list[tuple[int, bytes]]
     cursor: int
     """Pull after this next time."""
@@ -140,6 +156,8 @@ class Pulled:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """One log's figures: last sequence number, what its snapshot covers, size."""
+
     last_seq: int
     covers: int
     envelopes: int
@@ -200,13 +218,13 @@ class BlindStorage:
     def open_postgres(cls, url: str, limits: StoreLimits,
                       clock: Callable[[], float] = time.time) -> BlindStorage:
         """The store in the PostgreSQL database at *url* (schema made or moved forward)."""
-        from .postgres import PostgresEngine, StoreVersionError, Unavailable
+        from .postgres import BlindStoreUnavailable, PostgresEngine, StoreVersionError
 
         if not is_postgres_url(url):
             raise StoreFileError(f"{url[:40]}: a database is a postgresql:// address")
         try:
             engine = PostgresEngine(url, SCHEMA_VERSION, int(clock() // DAY_S))
-        except (StoreVersionError, Unavailable) as exc:
+        except (StoreVersionError, BlindStoreUnavailable) as exc:
             raise StoreFileError(str(exc)) from None
         return cls(engine, limits, clock)
 
@@ -256,11 +274,11 @@ class BlindStorage:
                 raise QuotaExceeded(str(exc)) from None
 
     def _transaction(self, fn: Callable[[Any], T], write: bool) -> T:
-        from .postgres import Unavailable
+        from .postgres import BlindStoreUnavailable
 
         try:
             result: T = self._engine.transaction(fn, write=write)
-        except Unavailable as exc:
+        except BlindStoreUnavailable as exc:
             raise DatabaseUnavailable(str(exc)) from None
         return result
 

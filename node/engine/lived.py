@@ -60,6 +60,7 @@ EPISODE_GAP_WEEKS = 2  # this many empty weeks between occurrences start a new e
 MIN_STATED_SHOWN = 2
 MIN_FOUND_SHOWN = 3
 MIN_UNLISTED_STATED = 2
+MIN_UNSTATED_LIFT = 2.0  # a tension never stated: its poles meet this much more than chance
 SAME_PULL_SHARE = 2 / 3  # evidence share that makes a weaker tension the same pull
 SAME_LOOP_SHARE = 1 / 2  # entries shared by two near loops that make them one
 MAX_MERGED_EVIDENCE = 8
@@ -227,6 +228,27 @@ def _merge_tension(into: dict[str, Any], other: Mapping[str, Any]) -> dict[str, 
     }
 
 
+def _lifts(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Key → how much more often its two poles meet in the journal's conflicted
+    entries than two poles as common would by chance: its entries times all the
+    entries with a tension, over the entries of one pole times those of the other.
+    A pole the person names everywhere ("work") meets everything; that is not a
+    tension until it is stated."""
+    entries: dict[str, set[str]] = {}
+    everything: set[str] = set()
+    for r in records:
+        rids = _rids(r)
+        everything |= rids
+        for pole in _poles(r):
+            entries.setdefault(pole, set()).update(rids)
+    out: dict[str, float] = {}
+    for r in records:
+        a, b = _poles(r)
+        below = len(entries.get(a, ())) * len(entries.get(b, ()))
+        out[str(r.get("key", ""))] = len(_rids(r)) * len(everything) / below if below else 0.0
+    return out
+
+
 def _shown(record: Mapping[str, Any]) -> bool:
     found = read_int(record.get("occurrences"))
     stated = read_int(record.get("stated", found))
@@ -252,9 +274,13 @@ def lived_tensions(
             else:
                 merged[merged.index(home)] = _merge_tension(home, record)
         kept: list[dict[str, Any]] = []
+        lift = _lifts(merged)
         for record in sorted(merged, key=_strength, reverse=True):
             if not _shown(record):
                 continue
+            stated = read_int(record.get("stated", record.get("occurrences")))
+            if not stated and lift.get(str(record.get("key", "")), 0.0) < MIN_UNSTATED_LIFT:
+                continue  # two poles met no more often than any two of this journal's do
             mine = _rids(record)
             if any(set(_poles(k)) & set(_poles(record))
                    and len(mine & _rids(k)) >= SAME_PULL_SHARE * max(1, len(mine))
@@ -301,9 +327,14 @@ def _loop_data() -> dict[str, Any]:
 
 
 @cache
-def _near_responses() -> dict[str, int]:
-    groups = _loop_data().get("near", [])
-    return {f"behaviour:{r}": g for g, group in enumerate(groups) for r in group}
+def _near_responses() -> dict[str, frozenset[int]]:
+    """Response → the near groups it is in (a response may be near two others that are
+    not near each other: "saying yes" to "overworking" and to "lending money")."""
+    out: dict[str, set[int]] = {}
+    for g, group in enumerate(_loop_data().get("near", [])):
+        for r in group:
+            out.setdefault(f"behaviour:{r}", set()).add(g)
+    return {r: frozenset(gs) for r, gs in out.items()}
 
 
 @cache
@@ -408,7 +439,7 @@ def lived_loops(
     for g in groups:
         home = next((
             m for m in merged
-            if near.get(m.responses[0], -1) == near.get(g.responses[0], -2)
+            if near.get(m.responses[0], frozenset()) & near.get(g.responses[0], frozenset())
             and (g.places() & m.places()
                  or len(g.rids & m.rids) >= SAME_LOOP_SHARE * max(1, len(g.rids)))
         ), None)

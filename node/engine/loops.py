@@ -81,7 +81,8 @@ def loop_lexicon() -> LoopLexicon:
     )
 
     def index(section: str) -> CueIndex:
-        return CueIndex((cue, name) for name, cues in raw[section].items() for cue in cues)
+        return CueIndex(((cue, name) for name, cues in raw[section].items() for cue in cues),
+                        inflect=True)
 
     return LoopLexicon(
         triggers=index("triggers"),

@@ -60,6 +60,7 @@ _SET_AGAINST = {
     ("over",): "over", ("instead", "of"): "instead", ("rather", "than"): "rather",
     ("without",): "without", ("at", "the", "cost", "of"): "cost",
     ("at", "the", "price", "of"): "cost", ("at", "the", "expense", "of"): "cost",
+    ("and", "not"): "not", ("and", "not", "a"): "not",  # "be a person and not a carer"
 }
 _CONFLICTED_FEELINGS = frozenset({"anxiety", "fear", "shame", "anger", "confusion", "sadness"})
 _SUBORDINATORS = frozenset({"because", "cause", "cos", "since", "when", "while", "whereas"})
@@ -426,8 +427,9 @@ class _Entry:
         self, stated: set[tuple[str, str]], *, inherent_only: bool
     ) -> list[TensionFinding]:
         by_pole: dict[str, list[_Hit]] = {}
-        for h in self.hits:  # side by side, a person is not yet a pull ("lunch with my dad")
-            if h.pole not in self.lex.generic and not h.by_role:
+        for h in self.hits:  # side by side, a person is not yet a pull ("lunch with my dad");
+            # in a conflicted entry they are ("my boss emailed at 9pm … my daughter cried")
+            if h.pole not in self.lex.generic and (not h.by_role or not inherent_only):
                 by_pole.setdefault(h.pole, []).append(h)
         pairs: list[tuple[int, int, str, str, _Hit, _Hit]] = []
         names = sorted(by_pole, key=lambda p: self.lex.order.get(p, 0))

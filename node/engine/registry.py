@@ -66,14 +66,27 @@ def enricher_for(
     remote = config.engine_mode == "remote_llm"
 
     async def enrich(reflection: Reflection, offline: Extraction) -> Extraction:
-        if remote and reflection.private:
-            return offline  # a private reflection never goes to a remote API
+        if reflection.private and (remote or not model_may_read_private(config, home)):
+            return offline  # a private reflection goes to a model on this machine only
         from ..llm.extraction import llm_extract
 
         target = llm_target(config, home)
         return await llm_extract(target, reflection, offline, prompts_dir=home.prompts_dir)
 
     return enrich
+
+
+def model_may_read_private(config: Config, home: Home) -> bool:
+    """Whether the configured model runs on this machine (a loopback address), so
+    that private reflections, or anything read from them, may be shown to it."""
+    if config.engine_mode != "local_llm":
+        return False
+    from ..llm.client import may_read_private
+
+    try:
+        return may_read_private(llm_target(config, home))
+    except Exception:  # a model that cannot be reached is shown nothing
+        return False
 
 
 def narrator_for(config: Config, home: Home) -> Callable[[str], Awaitable[str]] | None:

@@ -31,9 +31,11 @@ import warnings
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
+from ..config import is_loopback_host
 from ..errors import MirrorError
 
 log = logging.getLogger("mirror.llm")
@@ -103,6 +105,16 @@ class LLMTarget:
         elif not self.remote and self.provider == "openai":
             args["api_key"] = PLACEHOLDER_LOCAL_KEY
         return args
+
+
+def may_read_private(target: LLMTarget) -> bool:
+    """Whether *target* runs on this machine, so private reflections may be shown to it.
+
+    Decided from the configured address alone, without DNS: a loopback address or
+    ``localhost``. A remote API, a server on the LAN, a host name or the provider's
+    default server may never read a private reflection (issue 16: private
+    reflections are used only locally)."""
+    return not target.remote and is_loopback_host(urlsplit(target.api_base).hostname or "")
 
 
 _load_lock = threading.Lock()

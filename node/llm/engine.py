@@ -10,8 +10,9 @@ Order of a mirrorback:
    offline net missed; the engine then gives the offline crisis reply or
    check-in instead of the model's words. A model can add a risk signal, never
    remove one;
-2. a private reflection is never sent to a *remote* API: it gets the offline
-   mirrorback (a local model on this machine or the LAN may read it);
+2. a private reflection is sent only to a model on this machine (a loopback
+   address, ``client.may_read_private``): for a remote API, a server on the LAN
+   or one named by a host name it gets the offline mirrorback;
 3. the prompt (``prompts/mirrorback.md``, overridable in the home) gets the
    recurring threads of the recent past, found offline;
 4. the answer streams; if the model cannot answer (not running, timeout,
@@ -37,7 +38,7 @@ from ..engine.recurrence import PAST_WINDOW, recurring_threads, theme_label
 from ..engine.safety import CrisisSignal, crisis_reply, detect_crisis
 from ..engine.text import analyze
 from ..prompts import fill, load_prompt
-from .client import LLMError, LLMTarget, Message, stream_chat
+from .client import LLMError, LLMTarget, Message, may_read_private, stream_chat
 
 log = logging.getLogger("mirror.llm.engine")
 
@@ -117,7 +118,7 @@ class LLMEngine:
             for piece in self._safety_reply(text, signal):
                 yield piece
             return
-        if self.remote and request.reflection.private:
+        if request.reflection.private and not self.may_read_private():
             self.model = self.offline.model
             async for piece in self.offline.stream(request):
                 yield piece
@@ -170,6 +171,16 @@ class LLMEngine:
                                "here is the offline mirrorback")
             async for piece in self.offline.stream(request):
                 yield piece
+
+    def may_read_private(self) -> bool:
+        """Whether this engine's model runs on this machine (never a remote API; the key
+        of a remote engine is not even read for a private reflection)."""
+        if self.remote:
+            return False
+        try:
+            return may_read_private(self.target())
+        except Exception:  # no target, no model: the offline engine answers anyway
+            return False
 
     def _safety_reply(self, text: str, signal: CrisisSignal) -> list[str]:
         paragraphs = crisis_reply(text, signal, self.country).split("\n\n")

@@ -23,24 +23,17 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..config import is_loopback_host
 from ..engine.ask import Answer, Retrieved, extractive_answer, verify_citations
 from ..engine.digest import Digest, digest_text
 from ..prompts import load_prompt
-from .client import LLMTarget, Message, chat
+from .client import LLMTarget, Message, chat, may_read_private
 
 log = logging.getLogger("mirror.llm.grounded")
 
 MAX_PROMPT_REFLECTION_CHARS = 2000
 MAX_ANSWER_CHARS = 4000
 _QUOTE_RE = re.compile(r"“([^”]+)”")
-
-
-def may_read_private(target: LLMTarget) -> bool:
-    """Whether *target* runs on this machine, so private reflections may be shown to it."""
-    return not target.remote and is_loopback_host(urlsplit(target.api_base).hostname or "")
 
 
 def ask_messages(question: str, retrieved: Retrieved, given: Sequence[str],
