@@ -49,34 +49,22 @@ from prompt_toolkit.output import Output
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from crdt import StoreError, ValueRangeError
-from crdt.journal import Reflection
 
-from ..cli.ask import REPL_COMMANDS as ASK_COMMANDS
-from ..cli.ask import repl_command as ask_command
-from ..cli.commons import REPL_COMMANDS as COMMONS_COMMANDS
-from ..cli.commons import repl_command as commons_command
-from ..cli.engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
-from ..cli.main import (
-    format_list_line,
-    format_reflection,
-    is_single_markdown_file,
-    short_line,
-    write_export,
-)
-from ..cli.mood import REPL_COMMANDS as MOOD_COMMANDS
-from ..cli.mood import repl_command as mood_command
+from ..app import Arrival, Mirror
+from ..app.exporting import EXPORT_FORMATS
+from ..app.settings import ENGINE_CHOICES
 from ..config import MIRROR_MODES
-from ..core import Arrival, MirrorCore
 from ..engine.base import EngineNotice
 from ..errors import MirrorError, UsageError
 from ..files import ensure_private_file
 from ..terminal import printable
+from ..views.journal import arrival_line, format_list_line, format_reflection, plural
+from .commands import VIEWS, run_view
 
 log = logging.getLogger("mirror.repl")
 
 PROMPT = "mirror> "
 LIST_DEFAULT = 20
-EXPORT_FORMATS = ("json", "markdown")
 KEYS_HINT = "Esc-Enter: new line · /help"
 
 # name → (arguments, what it does); the order is the order of /help.
@@ -86,10 +74,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "private": ("TEXT", "save a reflection that never leaves this device"),
     "export": ("json|markdown PATH", "everything, as one JSON file or a Markdown folder"),
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
-    **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
-    **ASK_COMMANDS,  # /ask /digest
-    **COMMONS_COMMANDS,  # /commons
-    **MOOD_COMMANDS,  # /mood /config
+    **VIEWS,  # /patterns /tensions /graph /evolve /related /engine /ask /digest /commons …
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
@@ -114,18 +99,6 @@ def help_text() -> str:
     lines += ["", "A line starting with // is saved as a reflection starting with /."]
     return "\n".join(lines)
 
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def arrival_line(arrival: Arrival, reflections: Iterable[Reflection]) -> str:
-    items = list(reflections)
-    lines = items[-1].text.strip().splitlines()
-    newest = short_line(lines[0] if lines else "")
-    if len(items) == 1:
-        return f"1 reflection arrived from {arrival.source}: {newest}"
-    return f"{plural(len(items), 'reflection')} arrived from {arrival.source}; newest: {newest}"
 
 
 class CommandCompleter(Completer):
@@ -269,16 +242,16 @@ class _Terminal:
 
 
 class Repl:
-    """One interactive session over *core*; see :func:`run_repl`."""
+    """One interactive session over *mirror*; see :func:`run_repl`."""
 
-    def __init__(self, core: MirrorCore) -> None:
+    def __init__(self, mirror: Mirror) -> None:
         """Create inside the prompt-toolkit app session the REPL runs in."""
-        self.core = core
+        self.mirror = mirror
         session: PromptSession[str] = PromptSession(
             PROMPT,
             multiline=True,
             prompt_continuation=lambda width, line_no, wrapped: "… ".rjust(width),
-            history=CommandHistory(private_history(core.home.history_path)),
+            history=CommandHistory(private_history(mirror.home.history_path)),
             completer=CommandCompleter(),
             complete_while_typing=False,
             key_bindings=key_bindings(),
@@ -294,10 +267,7 @@ class Repl:
             "private": self.cmd_private,
             "export": self.cmd_export,
             "mode": self.cmd_mode,
-            **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
-            **{n: functools.partial(self.cmd_ask, n) for n in ASK_COMMANDS},
-            "commons": self.cmd_commons,
-            **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
+            **{n: functools.partial(self.cmd_view, n) for n in VIEWS},
         }
 
     def say(self, text: str = "") -> None:
@@ -305,7 +275,7 @@ class Repl:
 
     def status(self) -> str:
         return (
-            f"{self.core.config.mirror_mode} · {self.core.engine.name} engine · "
+            f"{self.mirror.config.mirror_mode} · {self.mirror.engine_name} engine · "
             f"{plural(self.reflections, 'reflection')}"
         )
 
@@ -314,13 +284,13 @@ class Repl:
         return f" {self.status()}  │  {KEYS_HINT}"
 
     async def refresh_counts(self) -> None:
-        self.reflections = (await self.core.counts()).reflections
+        self.reflections = await self.mirror.reflection_count()
 
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
         await self.refresh_counts()
-        self.say(f"Mirror · home {self.core.home.path}")
+        self.say(f"Mirror · home {self.mirror.home.path}")
         self.say(self.status())
         self.say("Type a reflection, or /help. Esc-Enter starts a new line; Ctrl-D quits.")
         while True:
@@ -359,7 +329,7 @@ class Repl:
         except Exception as exc:
             log.exception("/%s failed", name or "reflect")
             self.say(
-                f"error: unexpected {type(exc).__name__}; details in {self.core.home.log_path}"
+                f"error: unexpected {type(exc).__name__}; details in {self.mirror.home.log_path}"
             )
         return True
 
@@ -377,13 +347,13 @@ class Repl:
     # ------------------------------------------------------------------ reflecting
 
     async def reflect(self, text: str, *, private: bool = False) -> None:
-        reflection = await self.core.reflect(text, private=private)
+        reflection = await self.mirror.save(text, private=private)
         self.own_ids.add(reflection.id)
         await self.refresh_counts()
         self.say(f"saved {reflection.id[:8]}" + (" (private)" if private else ""))
         self.say()
         try:
-            async for chunk in self.core.stream_mirrorback(reflection):
+            async for chunk in self.mirror.stream_mirrorback(reflection):
                 if isinstance(chunk, EngineNotice):  # shown now, not part of the mirrorback
                     self.say(f"({chunk.text})")
                     self.say()
@@ -401,7 +371,7 @@ class Repl:
         self.say()
 
     def on_arrival(self, arrival: Arrival) -> None:
-        # core.watch skips what this process wrote, except a write that lands while
+        # mirror.watch skips what this process wrote, except a write that lands while
         # it refreshes; the ids this REPL saved settle that case.
         news = [r for r in arrival.reflections if r.id not in self.own_ids]
         self.reflections += len(news)
@@ -421,20 +391,19 @@ class Repl:
                 limit = int(rest) if rest else LIST_DEFAULT
             except ValueError:
                 raise UsageError(f"/list takes a number or 'all' (got {rest!r})") from None
-        items = await self.core.journal.all()
-        if not items:
+        found = await self.mirror.reflections(limit=limit)
+        if not found.total:
             self.say("No reflections yet. Type one and press Enter.")
             return
-        shown = items if limit is None else items[-limit:] if limit > 0 else []
-        for r in shown:
+        for r in found.reflections:
             self.say(format_list_line(r))
-        if len(shown) < len(items):
-            self.say(f"({len(shown)} of {len(items)}; /list all shows every one)")
+        if len(found.reflections) < found.total:
+            self.say(f"({len(found.reflections)} of {found.total}; /list all shows every one)")
 
     async def cmd_show(self, rest: str) -> None:
         if not rest:
             raise UsageError("/show needs an id, e.g. /show 1a2b")
-        _, r = await self.core.journal.find(rest)
+        r = await self.mirror.find(rest)
         self.say(format_reflection(r))
 
     async def cmd_private(self, rest: str) -> None:
@@ -450,41 +419,26 @@ class Repl:
         if len(args) != 2 or args[0] not in EXPORT_FORMATS:
             raise UsageError("usage: /export json|markdown PATH")
         fmt, target = args[0], Path(args[1])
-        written = await write_export(self.core, fmt, target)
-        single = fmt == "json" or is_single_markdown_file(target)
-        where = target if single else f"{target}/ ({len(written)} files)"
+        result = await self.mirror.export(target, fmt)
+        where = target if result.single_file else f"{target}/ ({len(result.files)} files)"
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
 
-    async def cmd_engine_view(self, name: str, rest: str) -> None:
-        """The engine's views and settings (node/cli/engine.py)."""
-        self.say(await repl_command(self.core, name, rest))
-
-    async def cmd_ask(self, name: str, rest: str) -> None:
-        """Ask the journal, or its digest (node/cli/ask.py)."""
-        self.say(await ask_command(self.core, name, rest))
-
-    async def cmd_mood_view(self, name: str, rest: str) -> None:
-        """/mood and /config (node/cli/mood.py)."""
-        self.say(await mood_command(self.core, name, rest))
-
-    async def cmd_commons(self, rest: str) -> None:
-        """Read the Commons (node/cli/commons.py); the cache when the server is away."""
-        self.say(await commons_command(self.core, "commons", rest))
+    async def cmd_view(self, name: str, rest: str) -> None:
+        """The engine's views, questions, the mood, the Commons (node/repl/commands.py)."""
+        self.say(await run_view(self.mirror, name, rest))
 
     async def cmd_mode(self, rest: str) -> None:
         if not rest:
-            self.say(f"mode: {self.core.config.mirror_mode} (choose {'|'.join(MIRROR_MODES)})")
+            self.say(f"mode: {self.mirror.config.mirror_mode} (choose {'|'.join(MIRROR_MODES)})")
             return
         if rest not in MIRROR_MODES:
             raise UsageError(f"/mode takes one of {', '.join(MIRROR_MODES)} (got {rest!r})")
-        new = self.core.config.with_changes(mirror_mode=rest)
-        await trio.to_thread.run_sync(self.core.home.save_config, new)
-        self.core.config = new
+        new = await self.mirror.set_mode(rest)
         self.say(f"mode: {new.mirror_mode}")
 
 
 async def run_repl(
-    core: MirrorCore, *, input: Input | None = None, output: Output | None = None
+    mirror: Mirror, *, input: Input | None = None, output: Output | None = None
 ) -> None:
     """Run the interactive prompt until /quit, Ctrl-D or cancellation.
 
@@ -495,11 +449,11 @@ async def run_repl(
         raise UsageError("the interactive prompt needs a terminal; "
                          "to save text from a pipe, use: mirror reflect")
     with create_app_session(input=input, output=output), patch_stdout(raw=True):
-        repl = Repl(core)
+        repl = Repl(mirror)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_close_prompt_when_cancelled, repl.terminal)
             nursery.start_soon(_watch_arrivals, repl)
-            if core.config.sync_enabled:
+            if mirror.config.sync_enabled:
                 nursery.start_soon(_sync_in_background, repl)
             await repl.run()
             nursery.cancel_scope.cancel()
@@ -514,26 +468,17 @@ async def _close_prompt_when_cancelled(terminal: _Terminal) -> None:
 
 async def _sync_in_background(repl: Repl) -> None:
     """Run the node's sync like ``mirror serve`` while the prompt is open."""
-    from ..config import parse_host_port
-    from ..sync.runner import run_sync
-
-    config = repl.core.config
     try:
-        await run_sync(
-            repl.core,
-            listen=parse_host_port(config.sync_listen, what="sync_listen"),
-            interfaces=list(config.discovery_interfaces) if config.discovery else None,
-            peers=[parse_host_port(p, what="sync_peers") for p in config.sync_peers],
-        )
+        await repl.mirror.serve()
     except Exception as exc:
         log.exception("background sync failed")
-        repl.say(f"error: sync stopped ({exc}); details in {repl.core.home.log_path}")
+        repl.say(f"error: sync stopped ({exc}); details in {repl.mirror.home.log_path}")
 
 
 async def _watch_arrivals(repl: Repl) -> None:
     try:
-        await repl.core.watch(repl.on_arrival)
+        await repl.mirror.watch(repl.on_arrival)
     except Exception:
         log.exception("watching for other processes' reflections failed")
         repl.say("error: stopped looking for reflections from other processes "
-                 f"(details in {repl.core.home.log_path})")
+                 f"(details in {repl.mirror.home.log_path})")
