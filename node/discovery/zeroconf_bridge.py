@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import Iterator, Sequence
 
+import ifaddr
 import trio
 from zeroconf import Error as ZeroconfError
 from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceInfo, Zeroconf
@@ -46,8 +47,6 @@ def _zeroconf_errors(action: str) -> Iterator[None]:
 
 
 def _lan_addresses() -> list[str]:
-    import ifaddr
-
     found = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -59,7 +58,6 @@ def _lan_addresses() -> list[str]:
 def _local_networks() -> list[Network]:
     """The subnets of this machine's interfaces (in the current network
     namespace), to dial a peer's addresses on them first."""
-    import ifaddr
 
     found: list[Network] = []
     for adapter in ifaddr.get_adapters():
