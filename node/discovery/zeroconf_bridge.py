@@ -2,7 +2,7 @@
 
 zeroconf blocks and runs its own threads, so every call goes through
 ``trio.to_thread.run_sync``; its errors become one-line
-:class:`~node.discovery_tags.DiscoveryError`. Closing is bounded by
+:class:`~node.discovery.tags.DiscoveryError`. Closing is bounded by
 ``CLOSE_TIMEOUT_S`` and attempts every step.
 """
 
@@ -157,5 +157,5 @@ async def _unregister(zc: Zeroconf, info: ServiceInfo) -> None:
 
 def _peer_addresses(info: ServiceInfo, networks: Sequence[Network]) -> tuple[str, ...]:
     """Every address a resolved instance advertised (IPv4 and IPv6), in the
-    order to dial them and capped (:func:`~node.discovery_tags.order_addresses`)."""
+    order to dial them and capped (:func:`~node.discovery.tags.order_addresses`)."""
     return order_addresses(info.parsed_addresses(IPVersion.All), networks)
