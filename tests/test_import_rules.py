@@ -147,9 +147,9 @@ def test_the_circle_checker_finds_a_circle(tmp_path: Path) -> None:
     assert circles(package_graph(deferred)) == [["node.cli", "node.repl"]]
 
 
-# The CLI modules of the long-running network commands (serve, pair, join, store) still
-# drive node.sync themselves: docs/decisions/0004-the-application-layer.md says why.
-CLI_ON_THE_SYNC_STACK = {"node.cli.sync", "node.cli.store"}
+# The CLI module of the blind stores (mirror store) still drives node.sync itself:
+# docs/decisions/0004-the-application-layer-and-the-node-layout.md says why.
+CLI_ON_THE_SYNC_STACK = {"node.cli.store"}
 
 
 def test_front_ends_call_the_application_layer() -> None:
