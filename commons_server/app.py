@@ -34,8 +34,9 @@ from urllib.parse import parse_qs
 
 import trio
 
-from crdt.commons import CommonsError
+from crdt.commons import BadSignature, CommonsError
 from node.sync.session import SessionError, SyncSession
+from serving.http import HttpError, lifespan, reject_upgrade, respond
 
 from . import limits as L
 from . import web
@@ -57,13 +58,10 @@ JSON = b"application/json"
 HTML = b"text/html; charset=utf-8"
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class CommonsApp:
+    """The Commons server's ASGI application: protocol sessions over WebSocket, the JSON
+    API and the read-only web view, all over one :class:`Hub`."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.sessions: set[SyncSession] = set()
@@ -77,7 +75,7 @@ class CommonsApp:
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
 
     # ------------------------------------------------------------------ protocol
 
@@ -87,13 +85,13 @@ class CommonsApp:
             return
         address = _address(scope)
         if scope.get("path") != PROTOCOL_PATH:
-            await _reject_upgrade(send, 404, b"use /v1/commons\n")
+            await reject_upgrade(send, 404, b"use /v1/commons\n")
             return
         if not self.hub.requests.take(address):
-            await _reject_upgrade(send, 429, b"rate limit: too many requests from this address\n")
+            await reject_upgrade(send, 429, b"rate limit: too many requests from this address\n")
             return
         if self._sessions.get(address, 0) >= self.hub.limits.max_sessions_per_address:
-            await _reject_upgrade(send, 429, b"too many sessions from this address\n")
+            await reject_upgrade(send, 429, b"too many sessions from this address\n")
             return
         await send({"type": "websocket.accept"})
         self._sessions[address] = self._sessions.get(address, 0) + 1
@@ -196,7 +194,7 @@ class CommonsApp:
         except Refused as exc:
             raise HttpError(exc.status, str(exc)) from None
         except CommonsError as exc:
-            raise HttpError(400 if "signature" not in str(exc) else 403, str(exc)) from None
+            raise HttpError(403 if isinstance(exc, BadSignature) else 400, str(exc)) from None
 
 
 def _address(scope: Scope) -> str:
@@ -266,30 +264,8 @@ def _json(value: Any) -> bytes:
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes, *,
                    head: bool = False) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-               *web.SECURITY_HEADERS]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-async def _reject_upgrade(send: Send, status: int, body: bytes) -> None:
-    await send({
-        "type": "websocket.http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message.get("type") == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message.get("type") == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await respond(send, status, body, [(b"content-type", content_type), *web.SECURITY_HEADERS],
+                  head=head)
 
 
 __all__ = ["PROTOCOL_PATH", "CommonsApp"]

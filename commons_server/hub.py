@@ -41,21 +41,33 @@ with ``unhide`` / ``unblock``. Readers learn what to drop from their caches
 from :meth:`Hub.moderated_lists` (``GET /api/v1/withdrawn``: ids and author
 keys only, never content).
 
+Several instances over one database (``instances.py``): each announces what
+it committed (accepted updates, deletions, moderation) after its COMMIT, and
+:meth:`Hub.follow` applies what the others announce — the store is refreshed,
+the moderation state re-read, the named documents re-indexed and pushed to this
+instance's live sessions; what the store itself reports another process wrote,
+and a periodic look at it, catch news that was never announced. The update
+limits are then kept in the database (``SharedBuckets``), and the moderation
+log's keys carry the writer, so two instances appending at once keep both.
+
 Errors raised to callers::
 
     Refused                 the request is well-formed but not allowed
     ├── RateLimited         a token bucket is empty (message says which and the limit)
     ├── Blocked             the operator blocked this author
     ├── Gone                withdrawn or removed: never accepted again
-    └── NotOperator         a moderation request not signed by the operator key
+    ├── NotOperator         a moderation request not signed by the operator key
+    └── Unavailable         the database several instances share cannot be reached now
     crdt.commons.CommonsError  (ForgedUpdate, MalformedEnvelope, ...) for bad input
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -64,16 +76,16 @@ import nacl.signing
 import trio
 from pycrdt import Doc
 
-from crdt import DocStore, StoredDoc, SyncClass
+from crdt import DocInfo, DocStore, DocumentError, SourceKind, StoredDoc, SyncClass, UpdateSource
 from crdt.commons import (
     DOC_KIND,
     MODERATION_CONTEXT,
     AnyKey,
     CommonsError,
+    CommonsItem,
     Envelope,
     InvalidCommonsId,
     InvalidItem,
-    Item,
     MalformedEnvelope,
     apply_update,
     encode_bundle,
@@ -88,10 +100,13 @@ from crdt.commons import (
 )
 from crdt.update_check import same_state
 from protocol import COMMONS, CatalogueEntry, Credentials
+from serving.rate import Rate, TokenBuckets
 
 from . import limits as L
 from .index import DocMeta, Index
+from .instances import BusError, InstanceBus, LimitsUnavailable, Notice, SharedBuckets
 from .limits import CommonsLimits
+from .moderation import DOC_ID as MODERATION_DOC_ID
 from .moderation import WITH_THREAD, Moderation
 
 log = logging.getLogger("mirror.commons")
@@ -108,58 +123,48 @@ class Refused(Exception):
 
 
 class RateLimited(Refused):
+    """Over a rate limit of this author or address."""
+
     status = 429
 
 
 class Blocked(Refused):
-    pass
+    """The author is blocked by the operator."""
 
 
 class Gone(Refused):
+    """The document was withdrawn (or its thread was)."""
+
     status = 410
 
 
 class NotOperator(Refused):
-    pass
+    """A moderation request not signed by this server's operator key."""
+
+
+class Unavailable(Refused):
+    """The shared database cannot be reached now: nothing was stored; retry later."""
+
+    status = 503
 
 
 class Listener(Protocol):
+    """What a session registers to be handed updates the hub accepted."""
+
     def deliver(self, doc_id: str, bundle: bytes) -> None: ...
-
-
-class TokenBuckets:
-    """One bucket per key: holds *per_minute* tokens and refills at that rate."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        self.capacity = float(per_minute)
-        self.rate_per_s = per_minute / 60.0
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def available(self, key: str) -> float:
-        now = self.clock()
-        tokens, at = self._buckets.get(key, (self.capacity, now))
-        return min(self.capacity, tokens + (now - at) * self.rate_per_s)
-
-    def take(self, key: str, n: int = 1) -> bool:
-        now = self.clock()
-        tokens = self.available(key)
-        if tokens < n:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - n, now)
-        if len(self._buckets) > 100_000:  # bounded: forget full buckets
-            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.capacity}
-        return True
 
 
 @dataclass
 class HubStatistics:
+    """The hub's counters."""
+
     documents: int = 0
     accepted_updates: int = 0
     refused_updates: int = 0
     withdrawn: int = 0
     sessions: int = 0
+    followed_changes: int = 0
+    """Documents re-read after another instance of the database changed them."""
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -168,6 +173,9 @@ def utc_text(moment: datetime | None = None) -> str:
 
 
 class Hub:
+    """The Commons documents a server hosts: accepts author-signed updates, withdrawals and
+    moderation, keeps the index, and hands accepted updates to the sessions."""
+
     def __init__(
         self,
         store: DocStore,
@@ -177,17 +185,27 @@ class Hub:
         limits: CommonsLimits | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], datetime] | None = None,
+        instances: InstanceBus | None = None,
+        shared_limits: SharedBuckets | None = None,
     ) -> None:
         self.store = store
+        self.instances = instances
+        """The other instances of the same database (None: this one is alone)."""
+        self.shared_limits = shared_limits
+        """Update limits kept in the database for all instances (None: in memory)."""
         self.server_seed = server_seed
         self.server_key = bytes(nacl.signing.SigningKey(server_seed).verify_key)
         self.operator_key = operator_key
         self.limits = limits or CommonsLimits()
         self.clock = clock or trio.current_time
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
-        self._by_author = TokenBuckets(self.limits.author_updates_per_minute, self._now)
-        self._by_address = TokenBuckets(self.limits.address_updates_per_minute, self._now)
-        self.requests = TokenBuckets(self.limits.address_requests_per_minute, self._now)
+        per_minute = Rate.per_minute
+        self._by_author = TokenBuckets(per_minute(self.limits.author_updates_per_minute),
+                                       self._now)
+        self._by_address = TokenBuckets(per_minute(self.limits.address_updates_per_minute),
+                                        self._now)
+        self.requests = TokenBuckets(per_minute(self.limits.address_requests_per_minute),
+                                     self._now)
         self.index = Index()
         self._moderation: Moderation | None = None
         self._recent: OrderedDict[str, None] = OrderedDict()  # loaded docs, LRU order
@@ -225,7 +243,8 @@ class Hub:
 
     async def load(self) -> None:
         """(Re)build the index from the store; finish deletions a crash interrupted."""
-        self._moderation = await Moderation.open(self.store)
+        suffix = f".{self.store.client_id}" if self.instances is not None else ""
+        self._moderation = await Moderation.open(self.store, suffix)
         self.index = Index()
         order = await self.store.envelope_order()
         orphans = []
@@ -327,17 +346,7 @@ class Hub:
         if author in self.blocked:
             raise self._refuse(Blocked("this author key is blocked by the operator"))
         n = len(envelopes)
-        # Check both buckets before taking from either: a refusal costs no tokens.
-        if self._by_author.available(author) < n:
-            raise self._refuse(RateLimited(
-                f"rate limit: {self.limits.author_updates_per_minute} updates per minute "
-                "per author"))
-        if self._by_address.available(address) < n:
-            raise self._refuse(RateLimited(
-                f"rate limit: {self.limits.address_updates_per_minute} updates per minute "
-                "per address"))
-        self._by_author.take(author, n)
-        self._by_address.take(address, n)
+        await self._take_update_tokens(author, address, n)
         lock = self._locks.setdefault(doc_id, trio.Lock())
         async with lock:
             try:
@@ -345,6 +354,36 @@ class Hub:
             finally:
                 if not lock.statistics().tasks_waiting:
                     self._locks.pop(doc_id, None)
+
+    async def _take_update_tokens(self, author: str, address: str, n: int) -> None:
+        """*n* tokens from the author's and the address's buckets, or RateLimited.
+        Both are checked before either is taken from: a refusal costs no tokens."""
+        limits = self.limits
+        if self.shared_limits is not None:
+            try:
+                short = await self.shared_limits.take([
+                    ("author:" + author, limits.author_updates_per_minute, n),
+                    ("address:" + address, limits.address_updates_per_minute, n)])
+            except LimitsUnavailable as exc:
+                raise self._refuse(Unavailable(
+                    f"the server's database is unavailable ({exc}); try again shortly")
+                ) from None
+        elif self._by_author.available(author) < n:
+            short = 0
+        elif self._by_address.available(address) < n:
+            short = 1
+        else:
+            self._by_author.take(author, n)
+            self._by_address.take(address, n)
+            short = None
+        if short == 0:
+            raise self._refuse(RateLimited(
+                f"rate limit: {limits.author_updates_per_minute} updates per minute "
+                "per author"))
+        if short == 1:
+            raise self._refuse(RateLimited(
+                f"rate limit: {limits.address_updates_per_minute} updates per minute "
+                "per address"))
 
     async def _accept_locked(self, doc_id: str, envelopes: list[Envelope],
                              source: Listener | None) -> int:
@@ -391,6 +430,8 @@ class Hub:
             for listener in list(self._listeners):
                 if listener is not source:
                     listener.deliver(doc_id, bundle)
+        if changed:
+            await self._announce([doc_id])
         return len(envelopes) if changed else 0
 
     async def _open(self, doc_id: str, *, create: bool = False) -> StoredDoc:
@@ -420,6 +461,8 @@ class Hub:
         nothing to delete, and no upload can bring it here either (an envelope is
         valid only for the server it was signed for: spec/commons.md)."""
         verify_withdrawal(doc_id, signature)  # ForgedUpdate if not the owner's
+        if self.instances is not None:  # it may have come in through another instance
+            await self.store.refresh()
         if not self.holds(doc_id):
             return False
         await self._delete(doc_id, "owner")
@@ -457,10 +500,12 @@ class Hub:
             if self.store.info(doc_id) is not None:
                 present.append(doc_id)
         for i, doc_id in enumerate(present):
-            await self.store.delete_doc(doc_id, scrub_file=i == len(present) - 1)
+            with suppress(DocumentError):  # deleted meanwhile by another instance
+                await self.store.delete_doc(doc_id, scrub_file=i == len(present) - 1)
         if not present:
             await self.store.wait_durable()
         self.stats.documents = len(self.index)
+        await self._announce(doc_ids, moderation=True)
 
     def _gone(self, doc_id: str) -> Gone:
         if (doc_id in self._refused_children
@@ -469,6 +514,150 @@ class Hub:
             return Gone(f"the thread this {kind} belongs to was withdrawn or removed: "
                         "it takes no comments or reactions")
         return Gone(f"{doc_id} was withdrawn or removed")
+
+    # ------------------------------------------------------------------ other instances
+
+    async def _announce(self, doc_ids: Sequence[str], *, moderation: bool = False) -> None:
+        """Tell the other instances what this one just committed (after COMMIT)."""
+        if self.instances is None:
+            return
+        try:
+            await self.instances.announce(list(doc_ids), moderation=moderation)
+        except BusError as exc:  # kept all the same; the others see it at their resync
+            log.warning("could not tell the other instances of %d change(s): %s",
+                        len(doc_ids), exc)
+
+    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        """Apply what the other instances of this database commit, until cancelled:
+        index it, and push it to this instance's live sessions. Returns at once when
+        this instance is alone. Start it with ``nursery.start`` before serving."""
+        if self.instances is None:
+            task_status.started()
+            return
+        pending: set[str] = set()
+        flags = {"moderation": False, "resync": False}
+        wake = trio.Event()
+
+        def note(doc_ids: Iterable[str], moderation: bool = False) -> None:
+            nonlocal wake
+            pending.update(doc_ids)
+            flags["moderation"] |= moderation
+            if len(pending) > L.MAX_PENDING_NOTICES:
+                flags["resync"] = True
+                pending.clear()
+            wake.set()
+
+        def on_notice(notice: Notice | None) -> None:
+            if notice is None:
+                flags["resync"] = True
+                note(())
+            else:
+                note(notice.doc_ids, notice.moderation)
+
+        # Whoever refreshes the store (this loop, an open, a withdrawal), what another
+        # instance wrote is noted here: the net under a lost notice (see sweep).
+        def on_external(stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
+            if source.kind is SourceKind.EXTERNAL:
+                is_moderation = stored.doc_id == MODERATION_DOC_ID
+                note(() if is_moderation else (stored.doc_id,), is_moderation)
+
+        def on_new(infos: tuple[DocInfo, ...]) -> None:
+            note(i.doc_id for i in infos if i.kind == DOC_KIND)
+
+        self.store.add_listener(on_external)
+        self.store.add_catalogue_listener(on_new)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(self.instances.run, on_notice))
+                nursery.start_soon(self._sweep, note)
+                task_status.started()
+                while True:
+                    await wake.wait()
+                    wake = trio.Event()
+                    doc_ids = set(pending)
+                    pending.clear()
+                    moderation, resync = flags["moderation"], flags["resync"]
+                    flags.update(moderation=False, resync=False)
+                    await self.apply_other_instances(doc_ids, moderation=moderation,
+                                                     resync=resync)
+        finally:
+            self.store.remove_listener(on_external)
+            self.store.remove_catalogue_listener(on_new)
+
+    async def _sweep(self, note: Callable[[Iterable[str]], None]) -> None:
+        """Now and then, look at the store itself: an instance that died between its
+        COMMIT and its announcement left news nobody was told of. A refresh makes the
+        store report what others wrote (new documents, changes to loaded ones, the
+        moderation state); documents gone from it are noted here."""
+        while True:
+            await trio.sleep(L.FOLLOW_SWEEP_S)
+            await self.store.refresh()
+            note(d for d in self.docs if self.store.info(d) is None)
+
+    async def apply_other_instances(self, doc_ids: set[str], *, moderation: bool = False,
+                                    resync: bool = False) -> None:
+        """Bring this instance's index up to what the store holds for *doc_ids* (all
+        documents with *resync*) and, with *moderation*, for the moderation state."""
+        await self.store.refresh()
+        if resync:
+            moderation = True
+            doc_ids = set(self.docs) | {i.doc_id for i in self.store.documents(kind=DOC_KIND)}
+        if moderation:
+            self.moderation.reload()
+            doc_ids |= await self._follow_moderation()
+        for doc_id in sorted(doc_ids):
+            await self._follow_doc(doc_id)
+        self.stats.followed_changes += len(doc_ids)
+
+    async def _follow_moderation(self) -> set[str]:
+        """Withhold what the moderation state now withholds; the documents it
+        withdrew (with their threads' children) that are still indexed."""
+        moderation = self.moderation
+        gone = {d for d, m in self.docs.items()
+                if d in moderation.withdrawn or (m.thread and m.thread in moderation.withdrawn)}
+        for doc_id, meta in list(self.docs.items()):
+            self.index.set_hidden(doc_id, self._withheld(meta.item))
+        return gone
+
+    async def _follow_doc(self, doc_id: str) -> None:
+        if not is_commons_id(doc_id):
+            return
+        lock = self._locks.setdefault(doc_id, trio.Lock())
+        async with lock:  # never in the middle of this instance's own accept of it
+            try:
+                await self._follow_doc_locked(doc_id)
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._locks.pop(doc_id, None)
+
+    async def _follow_doc_locked(self, doc_id: str) -> None:
+        if self.store.info(doc_id) is None or doc_id in self.withdrawn:
+            if self.store.info(doc_id) is not None:  # its tombstone came first: finish
+                await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            self.index.remove(doc_id)
+            self._recent.pop(doc_id, None)
+            self.stats.documents = len(self.index)
+            return
+        meta = self.docs.get(doc_id)
+        stored = await self._open(doc_id)
+        try:
+            item = read_item(doc_id, stored.doc)
+        except CommonsError as exc:
+            log.warning("not serving %s: %s", doc_id, exc)
+            return
+        if item.thread in self.withdrawn:  # accepted elsewhere as its thread went
+            await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            return
+        sv = stored.doc.get_state()
+        hidden = self._withheld(item)
+        seq = meta.received_seq if meta else self.index.last_seq + 1
+        self.index.put(DocMeta(item, hidden, sv, seq))
+        self.stats.documents = len(self.index)
+        if not hidden and (meta is None or meta.state_vector != sv):
+            bundle = encode_bundle(await self.store.envelopes(doc_id))
+            for listener in list(self._listeners):
+                listener.deliver(doc_id, bundle)
 
     # ------------------------------------------------------------------ moderation
 
@@ -497,6 +686,9 @@ class Hub:
         else:
             parse_doc_id(target)
         sig_hex = signature.hex()
+        if self.instances is not None:  # what the others applied, replays included
+            await self.store.refresh()
+            self.moderation.reload()
         moderation = self.moderation
         if sig_hex in moderation.signatures:
             raise Refused("this action was already applied (replayed signature)")
@@ -516,9 +708,10 @@ class Hub:
             await self._delete(target, "operator")
         else:
             await self.store.wait_durable()
+            await self._announce([], moderation=True)
         return {"action": action, "target": target, "reason": reason, "at": at}
 
-    def _withheld(self, item: Item) -> bool:
+    def _withheld(self, item: CommonsItem) -> bool:
         """Hidden by the operator, or its author is blocked, or the same holds for its
         thread (a comment or reaction goes where its thread goes): kept, but shown nowhere."""
         moderation = self.moderation

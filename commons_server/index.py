@@ -18,13 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crdt.commons import THREAD_KINDS, Item
+from crdt.commons import THREAD_KINDS, CommonsItem
 from protocol import state_vector_digest
 
 
 @dataclass
 class DocMeta:
-    item: Item
+    """What the index keeps of one document."""
+
+    item: CommonsItem
     hidden: bool
     """Withheld: hidden by the operator or by a blocked author (offered and shown nowhere)."""
     state_vector: bytes
@@ -48,6 +50,8 @@ class DocMeta:
 
 
 class Index:
+    """The hosted documents in memory: threads newest first, children per thread."""
+
     def __init__(self) -> None:
         self.docs: dict[str, DocMeta] = {}
         self._children: dict[str, set[str]] = {}

@@ -1,4 +1,5 @@
-"""Portable data: document kinds on pycrdt, sync classes and the SQLite document store.
+"""Portable data: document kinds on pycrdt, sync classes and the document store
+(SQLite; PostgreSQL for the platform).
 
 ``crdt`` imports nothing else of Mirror's; ``node`` and ``commons_server`` build on it.
 """
@@ -15,6 +16,7 @@ from .errors import (
     StoreError,
     StoreLockedError,
     StoreOpenError,
+    StoreUnavailableError,
     StoreWriteError,
     ValueRangeError,
 )
@@ -26,8 +28,10 @@ from .store import (
     DocStore,
     RefreshResult,
     ScrubResult,
+    SourceKind,
     StoredDoc,
     StoreStatistics,
+    UpdateSource,
     open_store,
 )
 from .sync_class import SyncClass
@@ -45,14 +49,17 @@ __all__ = [
     "NotAStoreError",
     "RefreshResult",
     "ScrubResult",
+    "SourceKind",
     "StoreClosedError",
     "StoreError",
     "StoreLockedError",
     "StoreOpenError",
     "StoreStatistics",
+    "StoreUnavailableError",
     "StoreWriteError",
     "StoredDoc",
     "SyncClass",
+    "UpdateSource",
     "ValueRangeError",
     "open_store",
 ]

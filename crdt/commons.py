@@ -96,23 +96,35 @@ _ID = re.compile(r"commons/(post|comment|reaction|insight)/([0-9a-f]{64})/([0-9a
 
 
 class CommonsError(Exception):
-    """Base of every Commons error."""
+    """Base of every Commons error::
+
+        CommonsError
+        ├── InvalidCommonsId     not a Commons document id
+        ├── MalformedEnvelope    a signed envelope that does not decode
+        ├── ForgedUpdate         signed by a key that does not own the document
+        │   └── BadSignature     a signature that does not verify (or has the wrong size)
+        └── InvalidItem          a post, comment, reaction or insight out of shape
+    """
 
 
 class InvalidCommonsId(CommonsError):
-    pass
+    """Not a Commons document id (``commons/<kind>/<author>/<nonce>``)."""
 
 
 class MalformedEnvelope(CommonsError):
-    pass
+    """A signed envelope that does not decode."""
 
 
 class ForgedUpdate(CommonsError):
-    pass
+    """An update or withdrawal not signed by the document's owner."""
+
+
+class BadSignature(ForgedUpdate):
+    """A signature that does not verify for its key, context and digest."""
 
 
 class InvalidItem(CommonsError):
-    pass
+    """A Commons item whose fields are out of shape."""
 
 
 # --------------------------------------------------------------------------- ids
@@ -120,6 +132,8 @@ class InvalidItem(CommonsError):
 
 @dataclass(frozen=True, slots=True)
 class CommonsId:
+    """A Commons document id, parsed: its kind, its owner's key and the item's nonce."""
+
     kind: str
     owner: bytes
     item: str
@@ -208,12 +222,12 @@ def update_hash(doc_id: str, update: bytes, server_key: bytes | None = None) -> 
 
 def verify_signature(key: bytes, context: bytes, digest: bytes, signature: bytes) -> None:
     if len(key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
-        raise ForgedUpdate("wrong key or signature length")
+        raise BadSignature("wrong key or signature length")
     try:
         nacl.signing.VerifyKey(key).verify(context + digest, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError,
             nacl.exceptions.TypeError) as exc:
-        raise ForgedUpdate("the signature does not verify") from exc
+        raise BadSignature("the signature does not verify") from exc
 
 
 def public_group_secret(server_key: bytes) -> bytes:
@@ -240,6 +254,9 @@ class AnyKey:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
+    """A signed Commons update: the author's key, the signature, the pycrdt update and the
+    raw bytes it was decoded from."""
+
     author: bytes
     signature: bytes
     update: bytes
@@ -278,8 +295,8 @@ def verify_envelope(doc_id: str, raw: bytes, server_key: bytes, *,
     try:
         verify_signature(env.author, BOUND_UPDATE_CONTEXT,
                          update_hash(doc_id, env.update, server_key), env.signature)
-    except ForgedUpdate:
-        raise ForgedUpdate("the signature does not verify for this server (an envelope is "
+    except BadSignature:
+        raise BadSignature("the signature does not verify for this server (an envelope is "
                            "valid only on the server it was published on)") from None
     return env
 
@@ -347,7 +364,7 @@ def moderation_digest(fields: Mapping[str, str]) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class CommonsItem:
     """What a Commons document says, validated: every value is plain text."""
 
     doc_id: str
@@ -402,7 +419,7 @@ def write_item(doc: Doc[Any], kind: str, fields: Mapping[str, str]) -> None:
                 root[name] = value
 
 
-def read_item(doc_id: str, doc: Doc[Any]) -> Item:
+def read_item(doc_id: str, doc: Doc[Any]) -> CommonsItem:
     """The validated item of *doc*; InvalidItem if its roots or values are not an item's.
 
     Root kinds are checked before reading (notes/pycrdt.md, trap 11): a document
@@ -417,7 +434,7 @@ def read_item(doc_id: str, doc: Doc[Any]) -> Item:
     # Reading any root as a map is safe; reading a Text as an Array is not (trap 11).
     root: Map[Any] = doc.get(ITEM_ROOT, type=Map)
     values = check_fields(cid.kind, dict(root.items()))
-    return Item(
+    return CommonsItem(
         doc_id=doc_id,
         kind=cid.kind,
         author=cid.owner_hex,
@@ -471,11 +488,11 @@ __all__ = [
     "AuthorKey",
     "CommonsError",
     "CommonsId",
+    "CommonsItem",
     "Envelope",
     "ForgedUpdate",
     "InvalidCommonsId",
     "InvalidItem",
-    "Item",
     "MalformedEnvelope",
     "apply_update",
     "check_fields",

@@ -43,6 +43,7 @@ import nacl.utils
 
 from . import schema
 from .errors import CorruptStoreError, StoreOpenError
+from .storage_backend import DbConnection
 
 META_KEY = "encryption"
 FORMAT_VERSION = 1
@@ -91,6 +92,8 @@ class WrongPassphraseError(EncryptionError):
 
 @dataclass(frozen=True)
 class KdfParams:
+    """Argon2id parameters and salt that derive the at-rest key from the passphrase."""
+
     opslimit: int
     memlimit: int
     salt: bytes
@@ -255,7 +258,7 @@ def new_encryption(passphrase: str | bytes, profile: str = STORE_PROFILE) -> tup
     return EncryptionHeader(params, cipher.verifier()), cipher
 
 
-def read_header(conn: sqlite3.Connection, where: str) -> EncryptionHeader | None:
+def read_header(conn: DbConnection, where: str) -> EncryptionHeader | None:
     row = conn.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
     if row is None or row[0] in (None, "", "none"):
         return None

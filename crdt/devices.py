@@ -43,6 +43,9 @@ MAX_NAME_BYTES = 128
 
 @dataclass(frozen=True)
 class DeviceRecord:
+    """One device of the membership document: id, public key, name, and when it was
+    added (and removed)."""
+
     device_id: str
     public_key: bytes
     name: str
@@ -56,6 +59,9 @@ class DeviceRecord:
 
 @dataclass(frozen=True)
 class EpochRecord:
+    """One epoch of the membership document: when and by whom it was started, and the new
+    secret sealed to each remaining device (device id -> sealed box, hex)."""
+
     epoch: int
     created_at: datetime
     created_by: str

@@ -46,6 +46,8 @@ def new_edit_id() -> str:
 
 @dataclass(frozen=True)
 class GraphEdit:
+    """A person's edit of the identity graph (merge, rename, add or remove a node)."""
+
     op: EditOp
     node: str
     at: str  # ISO timestamp
@@ -72,6 +74,8 @@ class GraphEdit:
 
 @dataclass
 class NodeView:
+    """A node of the identity graph as read, with the person's edits applied."""
+
     id: str
     type: str
     label: str
@@ -85,6 +89,8 @@ class NodeView:
 
 @dataclass
 class EdgeView:
+    """An edge of the identity graph as read: its two nodes, weight and evidence."""
+
     a: str
     b: str
     weight: int
@@ -93,6 +99,8 @@ class EdgeView:
 
 @dataclass
 class GraphView:
+    """The identity graph as read: nodes and edges by id."""
+
     nodes: dict[str, NodeView]
     edges: dict[str, EdgeView]
 

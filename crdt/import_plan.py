@@ -41,6 +41,8 @@ class ImportLimits:
 
 @dataclass(frozen=True)
 class Skipped:
+    """Something an import left out: where it was in the source and why."""
+
     where: str
     reason: str
 
@@ -58,6 +60,8 @@ class DocumentState:
 
 @dataclass
 class ImportPlan:
+    """What an import source holds, read and checked, before anything is written."""
+
     format: str
     reflections: list[Reflection] = field(default_factory=list)
     documents: list[DocumentState] = field(default_factory=list)
@@ -66,6 +70,8 @@ class ImportPlan:
 
 @dataclass(frozen=True)
 class ImportReport:
+    """What applying an :class:`ImportPlan` did."""
+
     format: str
     imported: int
     already_present: int

@@ -48,6 +48,8 @@ MAX_TEXT_CHARS = 1_000_000
 
 @dataclass(frozen=True)
 class Mirrorback:
+    """The reply to a reflection: its text, the engine and model that wrote it, and when."""
+
     text: str
     engine: str
     model: str
@@ -56,6 +58,8 @@ class Mirrorback:
 
 @dataclass(frozen=True)
 class Reflection:
+    """One journal entry as read from its shard."""
+
     id: str
     created_at: datetime
     text: str

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import trio
 
-from crdt import DocStore, RefreshResult, ScrubResult, StoredDoc, SyncClass, open_store
+from crdt import (
+    DocStore,
+    RefreshResult,
+    ScrubResult,
+    SourceKind,
+    StoredDoc,
+    SyncClass,
+    UpdateSource,
+    open_store,
+)
 from crdt.crypto_at_rest import BlobCipher
 from crdt.insights import Scope
 from crdt.journal import KIND as JOURNAL_KIND
@@ -86,9 +95,9 @@ class MirrorCore:
         share = settings.get(JOURNAL_CLASS_SETTING, SyncClass.LOCAL.value)
         self.journal = Journal(store, share_class=SyncClass.parse(str(share)))
         self.engine: Engine = engine_for(config, home)
-        # str(hash(origin)) of a sync session -> the peer device's name, for
+        # the source of a sync session's changes -> the peer device's name, for
         # "2 reflections arrived from laptop" (filled in by the sync runner)
-        self.peer_names: dict[str, str] = {}
+        self.peer_names: dict[UpdateSource, str] = {}
         self.understanding = Understanding(store, self.journal)
         # the one loop that looks at what other processes wrote (node.refresh)
         self.refresher = RefreshPublisher(store)
@@ -309,11 +318,11 @@ class MirrorCore:
         touched: dict[str, bool] = {}  # journal doc id -> changed by another device
         wake_send, wake = trio.open_memory_channel[None](1)
 
-        def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
+        def on_change(stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
             # Inside pycrdt's commit: note only (see DocStore.add_listener).
             if stored.kind != JOURNAL_KIND:
                 return
-            by_peer = source not in ("local", "external")
+            by_peer = source.kind is SourceKind.ORIGIN
             touched[stored.doc_id] = touched.get(stored.doc_id, False) or by_peer
             with suppress(trio.WouldBlock):
                 wake_send.send_nowait(None)
@@ -355,17 +364,17 @@ class MirrorCore:
         (the refresh loop is the process's one :class:`RefreshPublisher`)."""
         known: dict[str, set[str]] = {}
         written_here: set[str] = set()
-        from_peers: dict[str, str] = {}
+        from_peers: dict[str, UpdateSource] = {}
         from_processes: set[str] = set()
 
-        def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
+        def on_change(stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
             # What this process writes itself is not an arrival. (A listener runs
             # inside pycrdt's commit and must not read the document: note only.)
             if stored.kind != JOURNAL_KIND:
                 return
-            if source == "local":
+            if source.kind is SourceKind.LOCAL:
                 written_here.add(stored.doc_id)
-            elif source == "external":
+            elif source.kind is SourceKind.EXTERNAL:
                 # Noted here, not only in the refresh result: another task's refresh
                 # (an open, a compaction) may be the one that applied it.
                 from_processes.add(stored.doc_id)
@@ -401,7 +410,7 @@ class MirrorCore:
         self,
         result: RefreshResult,
         known: dict[str, set[str]],
-        from_peers: dict[str, str],
+        from_peers: dict[str, UpdateSource],
         from_processes: set[str],
         on_arrival: Callable[[Arrival], None],
     ) -> None:

@@ -21,6 +21,7 @@ from .errors import (
     CloseCode,
     LocalProtocolError,
     PairingCodeMismatch,
+    PeerIsThisDevice,
     ProtocolError,
     RemoteProtocolError,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "PairingEvent",
     "PairingRole",
     "PairingState",
+    "PeerIsThisDevice",
     "ProtocolError",
     "RemoteProtocolError",
     "Role",

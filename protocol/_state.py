@@ -16,7 +16,12 @@ side to have reached a state (the sender only knows it then, because streams are
 ordered): a full Catalogue is sent only once the other side ANNOUNCED a digest
 that differs, a DeltaRequest only once the other side LISTED its catalogue, a
 CatchUpDone only once the other side REQUESTED. Those guards are
-:data:`REQUIRES_OTHER` below.
+:data:`REQUIRES_OTHER` below. The rules for what the Connection sends by itself
+live here too: once both catalogue digests are known, :func:`after_digests`
+says whether the sides are in sync or our full Catalogue follows; CatchUpDone
+goes out once, when :func:`catch_up_done_due` says so; a Heartbeat is answered
+unless our side has closed (:func:`answers_heartbeat`), and
+:func:`heartbeat_refusal` bounds our own outstanding heartbeats.
 
 The handshake runs before any of this (HELLO, REPLY, FINISH, see
 ``handshake.py``); :data:`HANDSHAKE_TRANSITIONS` is its part of the table,
@@ -31,10 +36,13 @@ import enum
 from typing import Final
 
 from .frames import FrameKind
+from .limits import MAX_OUTSTANDING_HEARTBEATS
 from .messages import MessageType
 
 
 class Role(enum.Enum):
+    """Which side of a session a connection is: the one that dialed, or the one that answered."""
+
     INITIATOR = "initiator"
     RESPONDER = "responder"
 
@@ -44,6 +52,8 @@ RESPONDER: Final = Role.RESPONDER
 
 
 class HandshakeState(enum.Enum):
+    """Where a connection is in the handshake (see ``HANDSHAKE_TRANSITIONS``)."""
+
     SEND_HELLO = "send-hello"  # initiator, before its first data_to_send()
     AWAIT_HELLO = "await-hello"  # responder
     AWAIT_REPLY = "await-reply"  # initiator
@@ -53,6 +63,8 @@ class HandshakeState(enum.Enum):
 
 
 class SideState(enum.Enum):
+    """Where one side of an open session is in the sync exchange (see ``SIDE_TRANSITIONS``)."""
+
     HANDSHAKE = "handshake"
     OPEN = "open"
     ANNOUNCED = "announced"
@@ -104,3 +116,47 @@ def next_side_state(state: SideState, other: SideState, kind: MessageType) -> Si
     if required is not None and other not in required:
         return None
     return SIDE_TRANSITIONS.get((state, kind))
+
+
+def catch_up_done_due(ours: SideState, theirs: SideState, *, owed: int,
+                      already_sent: bool) -> bool:
+    """Whether CatchUpDone goes out now: the peer REQUESTED, every document it asked
+    for was answered (*owed* is how many were not), it was not sent before, and our
+    side has not sent Close (nothing follows a Close; the peer sees the Close)."""
+    return (ours is not SideState.CLOSED and theirs is SideState.REQUESTED
+            and owed == 0 and not already_sent)
+
+
+class DigestOutcome(enum.Enum):
+    """What follows once both sides' catalogue digests are known."""
+
+    IN_SYNC = "in-sync"
+    """Equal digests: nothing to catch up in either direction (CatchUpDone event)."""
+    LIST = "list"
+    """They differ: our full Catalogue follows, and our side moves to LISTED."""
+    ENDING = "ending"
+    """They differ, but one side has sent Close (the digests crossed it): nothing more
+    is listed; the next session catches up."""
+
+
+def after_digests(ours: SideState, theirs: SideState, equal: bool) -> DigestOutcome:
+    """The rule applied once, when the second of the two digests becomes known."""
+    if equal:
+        return DigestOutcome.IN_SYNC
+    if next_side_state(ours, theirs, MessageType.CATALOGUE) is None:
+        return DigestOutcome.ENDING
+    return DigestOutcome.LIST
+
+
+def answers_heartbeat(ours: SideState) -> bool:
+    """A received Heartbeat is acknowledged unless our side has sent Close."""
+    return ours is not SideState.CLOSED
+
+
+def heartbeat_refusal(outstanding: frozenset[int] | set[int], counter: int) -> str | None:
+    """Why we may not send Heartbeat *counter* now, or None if we may."""
+    if len(outstanding) >= MAX_OUTSTANDING_HEARTBEATS:
+        return "too many unacknowledged heartbeats"
+    if counter in outstanding:
+        return f"heartbeat {counter} is already outstanding"
+    return None

@@ -31,20 +31,24 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from . import keys
 from ._state import (
-    HANDSHAKE_TRANSITIONS,
+    SIDE_TRANSITIONS,
+    DigestOutcome,
     HandshakeState,
     Role,
     SideState,
+    after_digests,
+    answers_heartbeat,
+    catch_up_done_due,
+    heartbeat_refusal,
     next_side_state,
 )
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
 from .events import (
-    NEED_DATA,
     CatalogueReceived,
     ConnectionClosed,
     Event,
@@ -52,20 +56,11 @@ from .events import (
     NeedData,
     StateVectorReceived,
 )
-from .frames import Frame, FrameBuffer, FrameKind, frame_header
-from .handshake import (
-    MAX_HANDSHAKE_FRAME_BYTES,
-    Credentials,
-    HandshakeResult,
-    InitiatorPending,
-    ResponderPending,
-    make_hello,
-    make_reply,
-    read_finish,
-    read_reply,
-)
+from .frames import Frame, FrameBuffer, FrameKind, frame_header, next_event_from
+from .handshake import MAX_HANDSHAKE_FRAME_BYTES, Credentials, HandshakeResult
+from .handshake_machine import HandshakeMachine
 from .keys import DIGEST_BYTES
-from .limits import AEAD_TAG_BYTES, MAX_FRAME_BYTES, MAX_OUTSTANDING_HEARTBEATS
+from .limits import AEAD_TAG_BYTES, MAX_FRAME_BYTES
 from .messages import (
     DEVICES,
     LOCAL,
@@ -106,11 +101,63 @@ _AUTOMATIC: Final = (CatalogueDigest, CatchUpDone, HeartbeatAck)
 
 @dataclass(frozen=True, slots=True)
 class ConnectionStatistics:
+    """A snapshot of a connection's counters (``Connection.statistics()``)."""
+
     bytes_buffered: int
     bytes_queued: int
     frames_sent: int
     frames_received: int
     heartbeats_outstanding: int
+
+
+class SealedChannel:
+    """The session keys and sequence numbers of both directions: every frame after
+    the handshake is sealed with the next send number and opened with the next
+    receive number (so replays and reflections fail)."""
+
+    __slots__ = ("recv_key", "recv_seq", "send_key", "send_seq")
+
+    def __init__(self, send_key: bytes, recv_key: bytes) -> None:
+        self.send_key = send_key
+        self.recv_key = recv_key
+        self.send_seq = 0
+        self.recv_seq = 0
+
+    @classmethod
+    def for_role(cls, role: Role, session: keys.SessionKeys) -> SealedChannel:
+        if role is Role.INITIATOR:
+            return cls(session.initiator_to_responder, session.responder_to_initiator)
+        return cls(session.responder_to_initiator, session.initiator_to_responder)
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """The SEALED frame (header and body) carrying *plaintext*."""
+        header = frame_header(FrameKind.SEALED, len(plaintext) + AEAD_TAG_BYTES)
+        sealed = keys.seal(self.send_key, self.send_seq, plaintext, header)
+        self.send_seq += 1
+        return header + sealed
+
+    def open(self, frame: Frame) -> bytes:
+        """The plaintext of the next SEALED *frame*; RemoteProtocolError if it does not
+        open with the next receive number (the caller counts it once handled)."""
+        return keys.open_sealed(self.recv_key, self.recv_seq, frame.body, frame.header, "frame")
+
+
+@dataclass(slots=True)
+class CatchUpLedger:
+    """What each side listed and asked for, and where catch-up stands."""
+
+    our_catalogue: dict[str, CatalogueEntry] = field(default_factory=dict)
+    their_catalogue: dict[str, CatalogueEntry] = field(default_factory=dict)
+    our_digest: bytes | None = None
+    their_digest: bytes | None = None
+    compared: bool = False
+    """Both digests are known and were compared."""
+    owed: set[str] = field(default_factory=set)
+    """Docs the peer asked for that we have not answered."""
+    awaiting: set[str] = field(default_factory=set)
+    """Docs we asked for that the peer has not answered."""
+    done_sent: bool = False
+    done_received: bool = False
 
 
 class Connection:
@@ -144,50 +191,33 @@ class Connection:
         if len(ephemeral) != 32:
             raise LocalProtocolError("rng returned the wrong number of bytes")
         self._role = role
-        self._creds = credentials
         self._shareable = classes
         self._max_frame_bytes = max_frame_bytes
+        # transport: bytes in and out, events, counters
         self._buffer = FrameBuffer(_HANDSHAKE_KINDS, MAX_HANDSHAKE_FRAME_BYTES)
         self._outbox = bytearray()
         self._events: deque[Event] = deque()
         self._error = False
         self._closed_reported = False
-        self._hs_state = HandshakeState.AWAIT_HELLO
-        self._ephemeral: bytes | None = ephemeral
-        self._initiator_pending: InitiatorPending | None = None
-        self._responder_pending: ResponderPending | None = None
+        self._frames_sent = 0
+        self._frames_received = 0
+        # the handshake, then the sealed channel it establishes
+        self._handshake = HandshakeMachine(role, credentials, ephemeral)
+        self._channel: SealedChannel | None = None
+        self.peer_device_key: bytes | None = None
+        self.session_id: bytes | None = None
+        # the two sides' states (_state.SIDE_TRANSITIONS)
         self._ours = SideState.HANDSHAKE
         # What our side had announced when we sent Close: the peer may still send
         # what that allowed, having not yet read the Close (frames cross).
         self._ours_before_close = SideState.HANDSHAKE
         self._theirs = SideState.HANDSHAKE
-        self._send_key: bytes | None = None
-        self._recv_key: bytes | None = None
-        self._send_seq = 0
-        self._recv_seq = 0
-        self._frames_sent = 0
-        self._frames_received = 0
-        self.peer_device_key: bytes | None = None
-        self.session_id: bytes | None = None
-        # sync bookkeeping
-        self._our_catalogue: dict[str, CatalogueEntry] = {}
-        self._their_catalogue: dict[str, CatalogueEntry] = {}
-        self._our_digest: bytes | None = None
-        self._their_digest: bytes | None = None
-        self._compared = False
-        self._owed: set[str] = set()  # docs the peer asked for that we have not answered
-        self._awaiting: set[str] = set()  # docs we asked for that the peer has not answered
-        self._done_sent = False
-        self._done_received = False
+        # catch-up bookkeeping and heartbeats
+        self._sync = CatchUpLedger()
         self._heartbeats: set[int] = set()
-        if role is Role.INITIATOR:
-            hello, self._initiator_pending = make_hello(credentials, ephemeral)
-            self._ephemeral = None
-            self._outbox += hello
+        if self._handshake.hello:
+            self._outbox += self._handshake.hello
             self._frames_sent += 1
-            self._hs_state = HANDSHAKE_TRANSITIONS[
-                (role, HandshakeState.SEND_HELLO, FrameKind.HELLO)
-            ]
 
     # --- introspection ---------------------------------------------------------
 
@@ -197,7 +227,7 @@ class Connection:
 
     @property
     def handshake_state(self) -> HandshakeState:
-        return HandshakeState.ERROR if self._error else self._hs_state
+        return HandshakeState.ERROR if self._error else self._handshake.state
 
     @property
     def our_state(self) -> SideState:
@@ -208,9 +238,21 @@ class Connection:
         return SideState.ERROR if self._error else self._theirs
 
     @property
+    def can_send(self) -> bool:
+        """Whether a message other than Close may be sent now: the handshake is done,
+        nothing failed, and our side has not sent Close."""
+        return not self._error and self._handshake.done and self._ours is not SideState.CLOSED
+
+    @property
+    def closed(self) -> bool:
+        """Whether our side is done sending: it sent Close, or the connection failed
+        (then one Close may still go out, if the session keys exist)."""
+        return self._error or self._ours is SideState.CLOSED
+
+    @property
     def in_sync(self) -> bool:
         """Both catalogue digests were equal: nothing to catch up in either direction."""
-        return self._compared and self._our_digest == self._their_digest
+        return self._sync.compared and self._sync.our_digest == self._sync.their_digest
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(
@@ -233,87 +275,47 @@ class Connection:
         """The next event, or NEED_DATA; RemoteProtocolError if the peer misbehaved."""
         if self._error:
             raise RemoteProtocolError("the connection is in the ERROR state")
-        if self._events:
-            return self._events.popleft()
         try:
-            while True:
-                frame = self._buffer.next_frame()
-                if frame is None:
-                    if not self._buffer.eof:
-                        return NEED_DATA
-                    if len(self._buffer):
-                        raise RemoteProtocolError("the stream ended in the middle of a frame")
-                    if self._closed_reported:
-                        raise LocalProtocolError("the stream has ended; stop reading events")
-                    self._closed_reported = True
-                    return ConnectionClosed()
-                self._handle_frame(frame)
-                self._frames_received += 1
-                if self._events:
-                    return self._events.popleft()
+            event = next_event_from(self._buffer, self._events, self._receive_frame)
         except RemoteProtocolError:
             self._error = True
             self._events.clear()
             raise
+        if event is not None:
+            return event
+        if self._closed_reported:
+            raise LocalProtocolError("the stream has ended; stop reading events")
+        self._closed_reported = True
+        return ConnectionClosed()
+
+    def _receive_frame(self, frame: Frame) -> None:
+        self._handle_frame(frame)
+        self._frames_received += 1
 
     def _handle_frame(self, frame: Frame) -> None:
-        if self._hs_state is not HandshakeState.DONE:
+        if self._channel is None:
             self._handle_handshake(frame)
             return
-        if self._recv_key is None:  # unreachable: DONE is set with the keys
-            raise RemoteProtocolError("a sealed frame before the session keys exist")
-        plaintext = keys.open_sealed(
-            self._recv_key, self._recv_seq, frame.body, frame.header, "frame"
-        )
-        message = decode_message(plaintext)
+        message = decode_message(self._channel.open(frame))
         self._receive_message(message)
-        self._recv_seq += 1
+        self._channel.recv_seq += 1
 
     def _handle_handshake(self, frame: Frame) -> None:
-        next_state = HANDSHAKE_TRANSITIONS.get((self._role, self._hs_state, frame.kind))
-        if next_state is None:
-            raise RemoteProtocolError(
-                f"unexpected {frame.kind.name} frame in handshake state {self._hs_state.value}"
-            )
-        # The transition table admits each frame once; the checks below restate
-        # that without an assert (remote input must never reach one).
-        if frame.kind is FrameKind.HELLO:
-            if self._ephemeral is None:
-                raise RemoteProtocolError("a second HELLO")
-            reply, pending = make_reply(self._creds, frame, self._ephemeral)
-            self._ephemeral = None
-            self._responder_pending = pending
-            self._outbox += reply
+        step = self._handshake.receive(frame)
+        if step.reply:
+            self._outbox += step.reply
             self._frames_sent += 1
-        elif frame.kind is FrameKind.REPLY:
-            if self._initiator_pending is None:
-                raise RemoteProtocolError("a REPLY to no HELLO")
-            finish, result = read_reply(self._creds, self._initiator_pending, frame)
-            self._outbox += finish
-            self._frames_sent += 1
-            self._established(result)
-        else:
-            if self._responder_pending is None:
-                raise RemoteProtocolError("a FINISH to no REPLY")
-            self._established(read_finish(self._creds, self._responder_pending, frame))
-        self._hs_state = next_state
+        if step.result is not None:
+            self._established(step.result)
 
     def _established(self, result: HandshakeResult) -> None:
-        session = result.keys
-        if self._role is Role.INITIATOR:
-            self._send_key = session.initiator_to_responder
-            self._recv_key = session.responder_to_initiator
-        else:
-            self._send_key = session.responder_to_initiator
-            self._recv_key = session.initiator_to_responder
-        self._initiator_pending = None
-        self._responder_pending = None
+        self._channel = SealedChannel.for_role(self._role, result.keys)
         self.peer_device_key = result.peer_device_key
-        self.session_id = session.session_id
+        self.session_id = result.keys.session_id
         self._ours = self._theirs = SideState.OPEN
         self._buffer.restrict(_SEALED_KINDS, self._max_frame_bytes)
         self._events.append(
-            HandshakeComplete(result.peer_device_key, result.epoch, session.session_id)
+            HandshakeComplete(result.peer_device_key, result.epoch, result.keys.session_id)
         )
 
     def _receive_message(self, message: Message) -> None:
@@ -328,11 +330,11 @@ class Connection:
         match message:
             case CatalogueDigest(digest=value):
                 self._theirs = new_state
-                self._their_digest = value
+                self._sync.their_digest = value
                 self._compare_digests()
             case Catalogue(entries=entries):
                 encoded = [encode_catalogue_entry(e) for e in entries]
-                if keys.catalogue_digest(encoded) != self._their_digest:
+                if keys.catalogue_digest(encoded) != self._sync.their_digest:
                     raise RemoteProtocolError("peer's catalogue does not match its digest")
                 if self.in_sync:
                     raise RemoteProtocolError("peer listed its catalogue though digests match")
@@ -341,21 +343,21 @@ class Connection:
                 differing = tuple(
                     e.doc_id
                     for e in entries
-                    if (mine := self._our_catalogue.get(e.doc_id)) is None
+                    if (mine := self._sync.our_catalogue.get(e.doc_id)) is None
                     or mine.sv_digest != e.sv_digest
                 )
                 self._theirs = new_state
-                self._their_catalogue = {e.doc_id: e for e in entries}
+                self._sync.their_catalogue = {e.doc_id: e for e in entries}
                 self._events.append(CatalogueReceived(entries, differing))
             case DeltaRequest(state_vectors=items):
                 for item in items:
-                    mine = self._our_catalogue.get(item.doc_id)
+                    mine = self._sync.our_catalogue.get(item.doc_id)
                     if mine is None or mine.sync_class != item.sync_class:
                         raise RemoteProtocolError(
                             f"peer asked for document {item.doc_id!r}, which we did not offer"
                         )
                 self._theirs = new_state
-                self._owed = {item.doc_id for item in items}
+                self._sync.owed = {item.doc_id for item in items}
                 self._events.extend(
                     StateVectorReceived(i.doc_id, i.sync_class, i.state_vector) for i in items
                 )
@@ -363,20 +365,20 @@ class Connection:
             case Update(sync_class=sync_class, doc_id=doc_id):
                 self._check_received_class(sync_class)
                 self._theirs = new_state
-                self._awaiting.discard(doc_id)
+                self._sync.awaiting.discard(doc_id)
                 self._events.append(message)
             case CatchUpDone():
-                if self._done_received:
+                if self._sync.done_received:
                     raise RemoteProtocolError("peer sent CatchUpDone twice")
-                if self._awaiting:
+                if self._sync.awaiting:
                     raise RemoteProtocolError(
-                        f"peer ended catch-up without answering {len(self._awaiting)} requests"
+                        f"peer ended catch-up without answering {len(self._sync.awaiting)} requests"
                     )
-                self._done_received = True
+                self._sync.done_received = True
                 self._events.append(message)
             case Heartbeat(counter=counter):
                 self._events.append(message)
-                if self._ours is not SideState.CLOSED:
+                if answers_heartbeat(self._ours):
                     self._queue(HeartbeatAck(counter))
             case HeartbeatAck(counter=counter):
                 if counter not in self._heartbeats:
@@ -413,7 +415,7 @@ class Connection:
         if self._error:
             if (
                 isinstance(message, Close)
-                and self._send_key is not None
+                and self._channel is not None
                 and self._ours is not SideState.CLOSED
             ):
                 plaintext = self._encode(message)
@@ -421,7 +423,7 @@ class Connection:
                 self._seal(plaintext)
                 return self.data_to_send()
             raise LocalProtocolError("the connection is in the ERROR state; only Close is allowed")
-        if self._hs_state is not HandshakeState.DONE:
+        if not self._handshake.done:
             raise LocalProtocolError("the handshake is not complete")
         if isinstance(message, _AUTOMATIC):
             raise LocalProtocolError(f"{type(message).__name__} is sent by the Connection itself")
@@ -447,14 +449,14 @@ class Connection:
                 digest = keys.catalogue_digest(encode_catalogue_entry(e) for e in ordered)
                 plaintext = self._encode(CatalogueDigest(digest))
                 self._ours = new_state
-                self._our_catalogue = {e.doc_id: e for e in ordered}
-                self._our_digest = digest
+                self._sync.our_catalogue = {e.doc_id: e for e in ordered}
+                self._sync.our_digest = digest
                 self._seal(plaintext)
                 self._compare_digests()
             case DeltaRequest(state_vectors=items):
                 for item in items:
                     self._check_sendable(item.doc_id, item.sync_class)
-                    theirs = self._their_catalogue.get(item.doc_id)
+                    theirs = self._sync.their_catalogue.get(item.doc_id)
                     if theirs is None or theirs.sync_class != item.sync_class:
                         raise LocalProtocolError(
                             f"the peer did not offer {item.doc_id!r} as {item.sync_class!r}"
@@ -462,19 +464,18 @@ class Connection:
                 request = DeltaRequest(tuple(sorted(items, key=lambda i: doc_id_key(i.doc_id))))
                 plaintext = self._encode(request)
                 self._ours = new_state
-                self._awaiting = {item.doc_id for item in items}
+                self._sync.awaiting = {item.doc_id for item in items}
                 self._seal(plaintext)
             case Update(doc_id=doc_id, sync_class=sync_class):
                 self._check_sendable(doc_id, sync_class)
                 plaintext = self._encode(message)
                 self._seal(plaintext)
-                self._owed.discard(doc_id)
+                self._sync.owed.discard(doc_id)
                 self._maybe_send_done()
             case Heartbeat(counter=counter):
-                if len(self._heartbeats) >= MAX_OUTSTANDING_HEARTBEATS:
-                    raise LocalProtocolError("too many unacknowledged heartbeats")
-                if counter in self._heartbeats:
-                    raise LocalProtocolError(f"heartbeat {counter} is already outstanding")
+                refusal = heartbeat_refusal(self._heartbeats, counter)
+                if refusal is not None:
+                    raise LocalProtocolError(refusal)
                 plaintext = self._encode(message)
                 self._heartbeats.add(counter)
                 self._seal(plaintext)
@@ -491,32 +492,28 @@ class Connection:
             raise LocalProtocolError(f"refusing to send anything about 'local' document {doc_id!r}")
         if sync_class not in self._shareable:
             raise LocalProtocolError(f"sync class {sync_class!r} is not shared on this connection")
-        listed = self._our_catalogue.get(doc_id)
+        listed = self._sync.our_catalogue.get(doc_id)
         if listed is not None and listed.sync_class != sync_class:
             raise LocalProtocolError(
                 f"document {doc_id!r} was listed as {listed.sync_class!r}, not {sync_class!r}"
             )
 
     def _compare_digests(self) -> None:
-        if self._compared or self._our_digest is None or self._their_digest is None:
+        if self._sync.compared or self._sync.our_digest is None or self._sync.their_digest is None:
             return
-        self._compared = True
-        if self._our_digest == self._their_digest:
+        self._sync.compared = True
+        outcome = after_digests(self._ours, self._theirs,
+                                self._sync.our_digest == self._sync.their_digest)
+        if outcome is DigestOutcome.IN_SYNC:
             self._events.append(CatchUpDone())
-            return
-        next_state = next_side_state(self._ours, self._theirs, MessageType.CATALOGUE)
-        if next_state is None:
-            # One side has sent Close (the digests crossed it): the session is
-            # ending and nothing more is listed; the next session catches up.
-            return
-        self._ours = next_state
-        self._queue(Catalogue(tuple(self._our_catalogue.values())))
+        elif outcome is DigestOutcome.LIST:
+            self._ours = SIDE_TRANSITIONS[(self._ours, MessageType.CATALOGUE)]
+            self._queue(Catalogue(tuple(self._sync.our_catalogue.values())))
 
     def _maybe_send_done(self) -> None:
-        if self._ours is SideState.CLOSED:
-            return  # nothing follows our Close; the peer sees the Close instead
-        if self._theirs is SideState.REQUESTED and not self._owed and not self._done_sent:
-            self._done_sent = True
+        if catch_up_done_due(self._ours, self._theirs, owed=len(self._sync.owed),
+                             already_sent=self._sync.done_sent):
+            self._sync.done_sent = True
             self._queue(CatchUpDone())
 
     def _queue(self, message: Message) -> None:
@@ -533,11 +530,7 @@ class Connection:
         return plaintext
 
     def _seal(self, plaintext: bytes) -> None:
-        if self._send_key is None:  # unreachable: every caller checked the handshake
+        if self._channel is None:  # unreachable: every caller checked the handshake
             raise LocalProtocolError("the handshake is not complete")
-        header = frame_header(FrameKind.SEALED, len(plaintext) + AEAD_TAG_BYTES)
-        sealed = keys.seal(self._send_key, self._send_seq, plaintext, header)
-        self._send_seq += 1
+        self._outbox += self._channel.seal(plaintext)
         self._frames_sent += 1
-        self._outbox += header
-        self._outbox += sealed

@@ -10,7 +10,10 @@ Everything the protocol raises on purpose derives from :class:`ProtocolError`::
         │                         bad MAC or signature, a replayed or reflected
         │                         frame, a frame over a limit, an unknown version;
         │                         the connection is now in the ERROR state
-        └── PairingCodeMismatch   pairing: the two sides used different codes
+        ├── PairingCodeMismatch   pairing: the two sides used different codes
+        └── PeerIsThisDevice      handshake: the peer proved this device's own key
+                                  (a node that reached itself, e.g. through its
+                                  own advertisement or its own relay room)
 
 Third-party exceptions (``nacl.exceptions``, ``ValueError`` from ``spake2``) are
 translated where they enter; callers of :mod:`protocol` never see them.
@@ -53,6 +56,13 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer violated the protocol; the connection has entered the ERROR state."""
+
+
+class PeerIsThisDevice(RemoteProtocolError):
+    """The handshake's peer holds this device's own key: the node reached itself."""
+
+    def __init__(self, msg: str = "peer presented this device's own key") -> None:
+        super().__init__(msg, CloseCode.NOT_AUTHORISED)
 
 
 class PairingCodeMismatch(RemoteProtocolError):

@@ -18,10 +18,13 @@ on every frame.
 from __future__ import annotations
 
 import enum
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from .events import NEED_DATA, NeedData
 from .limits import FRAME_HEADER_BYTES
 
 PROTOCOL_VERSION: Final = 1
@@ -166,3 +169,32 @@ class FrameBuffer:
             del self._buf[: self._start]
             self._start = 0
         return Frame(kind, header, body)
+
+
+E = TypeVar("E")
+
+
+def next_event_from(
+    buffer: FrameBuffer, events: deque[E], handle: Callable[[Frame], None]
+) -> E | NeedData | None:
+    """The ``next_event`` loop of every protocol object: the oldest queued event, else
+    whole frames from *buffer* fed to *handle* (which queues events in *events*)
+    until one queues an event. NEED_DATA when the buffered bytes hold no whole
+    frame; None once the stream has ended cleanly between frames.
+
+    Raises RemoteProtocolError for a frame cut by the end of the stream, and lets
+    through what *handle* or the buffer raise: the caller moves to its ERROR state.
+    """
+    if events:
+        return events.popleft()
+    while True:
+        frame = buffer.next_frame()
+        if frame is None:
+            if not buffer.eof:
+                return NEED_DATA
+            if len(buffer):
+                raise RemoteProtocolError("the stream ended in the middle of a frame")
+            return None
+        handle(frame)
+        if events:
+            return events.popleft()

@@ -41,7 +41,7 @@ import nacl.signing
 
 from . import keys
 from ._codec import Reader, Writer
-from .errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from .errors import CloseCode, LocalProtocolError, PeerIsThisDevice, RemoteProtocolError
 from .frames import Frame, FrameKind, frame_header
 from .keys import DIGEST_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Purpose, SessionKeys
 from .limits import AEAD_TAG_BYTES, MAX_EPOCH
@@ -115,6 +115,9 @@ class ResponderPending:
 
 @dataclass(frozen=True)
 class HandshakeResult:
+    """What a completed handshake established: the peer's device key, the epoch and the
+    session keys."""
+
     peer_device_key: bytes
     epoch: int
     keys: SessionKeys
@@ -255,7 +258,7 @@ def _open_identity(
     if not hmac.compare_digest(confirm, expected):
         raise RemoteProtocolError(f"{what} key confirmation failed", CloseCode.NOT_AUTHORISED)
     if public == creds.device_key:
-        raise RemoteProtocolError("peer presented this device's own key", CloseCode.NOT_AUTHORISED)
+        raise PeerIsThisDevice()
     if public not in creds.known_devices:
         raise RemoteProtocolError(
             f"device {public.hex()[:16]} is not a member of this group (removed?)",

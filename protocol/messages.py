@@ -36,6 +36,8 @@ _SYNC_CLASS_NAMES: Final = {code: name for name, code in SYNC_CLASS_CODES.items(
 
 
 class MessageType(enum.IntEnum):
+    """The type byte of a sealed message (spec/protocol.md, "Messages")."""
+
     CATALOGUE_DIGEST = 0x01
     CATALOGUE = 0x02
     DELTA_REQUEST = 0x03
@@ -116,6 +118,8 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatAck:
+    """The answer to a :class:`Heartbeat`, carrying its counter."""
+
     counter: int
 
 

@@ -60,7 +60,7 @@ import nacl.signing
 from . import keys
 from ._codec import Reader, Writer
 from .errors import CloseCode, LocalProtocolError, PairingCodeMismatch, RemoteProtocolError
-from .events import NEED_DATA, ConnectionClosed, NeedData
+from .events import ConnectionClosed, NeedData
 from .frames import (
     PAIRING_KINDS,
     Frame,
@@ -69,6 +69,7 @@ from .frames import (
     check_version,
     encode_frame,
     frame_header,
+    next_event_from,
 )
 from .keys import DIGEST_BYTES, KEY_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Purpose
 from .limits import (
@@ -87,6 +88,8 @@ _CODE_ALIASES: Final = {"i": "1", "l": "1", "o": "0"}
 
 
 class PairingRole(enum.Enum):
+    """Which device a pairing runs on: the one joining the group, or the one already in it."""
+
     JOINER = "joiner"
     PAIRER = "pairer"
 
@@ -96,6 +99,8 @@ PAIRER: Final = PairingRole.PAIRER
 
 
 class PairingState(enum.Enum):
+    """Where a pairing exchange is (one side's view)."""
+
     AWAIT_START = "await-start"
     AWAIT_REPLY = "await-reply"
     AWAIT_CONFIRM = "await-confirm"
@@ -324,23 +329,12 @@ class Pairing:
     def next_event(self) -> PairingEvent | NeedData:
         if self._state is PairingState.ERROR:
             raise RemoteProtocolError("pairing is in the ERROR state")
-        if self._events:
-            return self._events.popleft()
         try:
-            while True:
-                frame = self._buffer.next_frame()
-                if frame is None:
-                    if not self._buffer.eof:
-                        return NEED_DATA
-                    if len(self._buffer):
-                        raise RemoteProtocolError("the stream ended in the middle of a frame")
-                    return ConnectionClosed()
-                self._handle(frame)
-                if self._events:
-                    return self._events.popleft()
+            event = next_event_from(self._buffer, self._events, self._handle)
         except RemoteProtocolError as exc:
             self._abort(exc.close_code)
             raise
+        return ConnectionClosed() if event is None else event
 
     def _abort(self, code: CloseCode) -> None:
         self._state = PairingState.ERROR

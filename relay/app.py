@@ -69,6 +69,8 @@ from typing import Any, cast
 import trio
 
 from protocol.relay import Presence, PresenceKind, room_from_path
+from serving.http import reject_upgrade, respond
+from serving.rate import Rate, TokenBucket
 
 from . import admission
 from .limits import MESSAGE_COST_BYTES, RelayCloseCode, RelayLimits
@@ -125,15 +127,14 @@ class _Room:
 
 class _Member:
     __slots__ = (
-        "address", "allowance", "byte_allowance", "close_code", "closed", "drained",
-        "last_refill",
+        "address", "byte_budget", "close_code", "closed", "drained", "message_budget",
         "nursery", "parked_writer", "queue", "queued", "room", "send", "streaming",
         "timer", "waiting_for", "writer_done", "writing",
     )
 
     def __init__(
-        self, room: _Room, address: str, burst: int, byte_burst: int, now: float,
-        nursery: trio.Nursery, send: Send,
+        self, room: _Room, address: str, message_budget: TokenBucket,
+        byte_budget: TokenBucket, nursery: trio.Nursery, send: Send,
     ) -> None:
         self.room = room
         self.address = address
@@ -156,9 +157,8 @@ class _Member:
         # over its limit); once closed, the end of the grace (see _arm).
         self.timer: trio.CancelScope | None = None
         self.waiting_for: _Member | None = None  # the full reader this sender waits for
-        self.allowance = float(burst)  # messages (token bucket)
-        self.byte_allowance = float(byte_burst)  # bytes (token bucket; negative: a debt)
-        self.last_refill = now
+        self.message_budget = message_budget
+        self.byte_budget = byte_budget  # its tokens are bytes; negative: a debt
 
 
 class RelayApp:
@@ -185,6 +185,8 @@ class RelayApp:
         # A held write goes out at MERGE_HOLD_BYTES, sooner if the limits are smaller.
         self._hold_bytes = min(MERGE_HOLD_BYTES, self.limits.max_merged_bytes,
                                self.limits.max_queue_bytes)
+        self._message_rate = Rate(self.limits.max_frames_per_s, float(self.limits.frame_burst))
+        self._byte_rate = Rate(self.limits.max_bytes_per_s, float(self.limits.byte_burst))
 
     def statistics(self) -> RelayStatistics:
         """A snapshot of the counters."""
@@ -302,11 +304,11 @@ class RelayApp:
             return None
         refused = admission.refusal(scope)
         if refused is not None:
-            await _reject_upgrade(send, *refused)
+            await reject_upgrade(send, *refused)
             return None
         room = room_from_path(str(scope.get("path", "")))
         if room is None:
-            await _reject_upgrade(send, 404, b"no such room path: use /v1/rooms/<64 hex digits>\n")
+            await reject_upgrade(send, 404, b"no such room path: use /v1/rooms/<64 hex digits>\n")
             return None
         client = scope.get("client")
         await send({"type": "websocket.accept"})
@@ -361,7 +363,7 @@ class RelayApp:
                         for other in readers:
                             if other.queued > limits.max_queue_bytes and member.close_code is None:
                                 await self._wait_drained(other, member)
-                    if member.byte_allowance < 0 and member.close_code is None:
+                    if member.byte_budget.tokens < 0 and member.close_code is None:
                         await self._pay_debt(member)
                 # The client is gone: the writer sends (to nobody) what is queued.
                 if member.close_code is None:
@@ -398,8 +400,9 @@ class RelayApp:
         room = self._rooms.get(room_key)
         if room is None:
             room = self._rooms[room_key] = _Room(room_key)
-        member = _Member(room, address, self.limits.frame_burst, self.limits.byte_burst,
-                         trio.current_time(), nursery, send)
+        now = trio.current_time()
+        member = _Member(room, address, TokenBucket(self._message_rate, now),
+                         TokenBucket(self._byte_rate, now), nursery, send)
         others = list(room.members)
         room.members.append(member)
         self._all.add(member)
@@ -559,17 +562,9 @@ class RelayApp:
         """Charge a message of *size* bytes to both budgets; False if it breaks the
         message rate (the byte budget goes into debt instead: see ``_pay_debt``)."""
         now = trio.current_time()
-        limits = self.limits
-        elapsed = now - member.last_refill
-        member.last_refill = now
-        member.allowance = min(float(limits.frame_burst),
-                               member.allowance + elapsed * limits.max_frames_per_s)
-        member.byte_allowance = min(float(limits.byte_burst),
-                                    member.byte_allowance + elapsed * limits.max_bytes_per_s)
-        if member.allowance < 1.0:
+        if not member.message_budget.take(now):
             return False
-        member.allowance -= 1.0
-        member.byte_allowance -= size + MESSAGE_COST_BYTES
+        member.byte_budget.charge(now, size + MESSAGE_COST_BYTES)
         return True
 
     async def _pay_debt(self, member: _Member) -> None:
@@ -580,7 +575,7 @@ class RelayApp:
         (max_frame_bytes + MESSAGE_COST_BYTES) / max_bytes_per_s, so a close is
         noticed soon after."""
         self._stats.throttled += 1
-        await trio.sleep(-member.byte_allowance / self.limits.max_bytes_per_s)
+        await trio.sleep(member.byte_budget.seconds_until_paid())
 
     async def _wait_drained(self, reader: _Member, sender: _Member) -> None:
         """Backpressure: the sender waits for a full reader (which has a deadline, armed
@@ -712,16 +707,6 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _reject_upgrade(send: Send, status: int, body: bytes) -> None:
-    await send({
-        "type": "websocket.http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "websocket.http.response.body", "body": body})
-
-
 async def _respond(
     send: Send,
     status: int,
@@ -731,10 +716,9 @@ async def _respond(
     head: bool = False,
     content_type: bytes = b"text/plain; charset=utf-8",
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store"), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
+    await respond(send, status, body,
+                  [(b"content-type", content_type), (b"cache-control", b"no-store"),
+                   *(extra or [])], head=head)
 
 
 class _Lent:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib.metadata
 import json
 import logging
 import os
@@ -24,12 +23,14 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import fields
-from types import TracebackType
 from typing import Any
 
 import trio
 from hypercorn.config import Config, Sockets
+
+from serving import config as serving_config
+from serving import hypercorn_trim
+from serving.rate import Rate, TokenBucket
 
 from . import limits as L
 from .app import RelayApp, Send
@@ -67,193 +68,6 @@ def _tune(sock: socket.socket, stall_timeout_s: float) -> None:
         option = getattr(socket, name, None)
         if option is not None:  # Linux has them all; elsewhere keepalive defaults apply
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
-
-
-# --------------------------------------------------------------------------- hypercorn 0.18
-#
-# After a WebSocket upgrade, hypercorn 0.18 keeps objects that only the HTTP part
-# of the connection used, and its send lock takes a scheduler turn before every
-# write although the send inside it takes one anyway. ``trim_upgraded`` (set as
-# RelayApp.after_accept) replaces, on each accepted connection:
-#
-# - TCPServer.send_lock, a trio.Lock (with a ParkingLot and an OrderedDict), by
-#   ``_SendLock``: the same mutual exclusion of the app's writes and hypercorn's
-#   own pongs and closes, no scheduler turn when it is free, a ParkingLot only
-#   once two tasks have wanted it at once;
-# - TCPServer.idle_task, a TrioSingleTask with its own lock, by one made on
-#   demand: hypercorn only restarts it for the next request of a keep-alive
-#   connection, and an upgraded connection has none;
-# - TCPServer.protocol, a ProtocolWrapper that turns the connection into HTTP/2
-#   when the request asks for it, by the H11Protocol it wraps, to which it passes
-#   everything else;
-# - H11Protocol.can_read, an event (with a set of waiters) waited on only while
-#   h11 pauses between keep-alive requests, by one made on demand;
-# - H11WSConnection.h11_connection (the request's h11 parser) by None: after the
-#   upgrade only H11WSConnection.send uses it, for HTTP responses, which an
-#   accepted WebSocket never sends;
-# - WSStream.handshake (the parsed upgrade headers) by an object with the one
-#   attribute read afterwards, ``accepted``;
-# - wsproto's queue of pending events, an empty deque (a 64-slot block) that only
-#   ``receive_data(None)`` fills, which hypercorn never calls, by an empty list;
-# - and drops the request headers from the scope: hypercorn reads them before the
-#   accept and in its access log, which the relay turns off; the relay never does.
-#
-# Other versions may use these objects differently, so the trim is applied only
-# with the versions in TRIMMED_VERSIONS and only when every object has the
-# expected type and state; otherwise the connection keeps hypercorn's stock
-# behaviour. tests/test_relay_server.py checks both.
-
-TRIMMED_VERSIONS = {"hypercorn": frozenset({"0.18.0"}), "wsproto": frozenset({"1.3.2"})}
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
-class _SendLock:
-    """TCPServer.send_lock as hypercorn uses it (``async with`` only)."""
-
-    __slots__ = ("held", "waiting")
-
-    def __init__(self) -> None:
-        self.held = False
-        self.waiting: trio.lowlevel.ParkingLot | None = None
-
-    async def __aenter__(self) -> None:
-        if not self.held:
-            self.held = True  # the shielded send inside is the scheduling point
-            return
-        if self.waiting is None:
-            self.waiting = trio.lowlevel.ParkingLot()
-        await self.waiting.park()  # woken as the new holder: ``held`` stays True
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not (self.waiting and self.waiting.unpark(count=1)):
-            self.held = False
-
-
-class _IdleTaskOnDemand:
-    """TCPServer.idle_task, made when hypercorn first restarts it (never, once upgraded)."""
-
-    __slots__ = ("task",)
-
-    def __init__(self) -> None:
-        self.task: Any = None
-
-    async def restart(self, task_group: Any, action: Any) -> None:
-        if self.task is None:
-            from hypercorn.trio.worker_context import TrioSingleTask
-
-            self.task = TrioSingleTask()
-        await self.task.restart(task_group, action)
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            await self.task.stop()
-
-
-class _EventOnDemand:
-    """H11Protocol.can_read, made when hypercorn first uses it (at the close, once upgraded)."""
-
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event: Any = None
-
-    def _made(self) -> Any:
-        if self.event is None:
-            from hypercorn.trio.worker_context import EventWrapper
-
-            self.event = EventWrapper()
-        return self.event
-
-    async def clear(self) -> None:
-        await self._made().clear()
-
-    async def wait(self) -> None:
-        await self._made().wait()
-
-    async def set(self) -> None:
-        await self._made().set()
-
-    def is_set(self) -> bool:
-        return bool(self._made().is_set())
-
-
-class _Accepted:
-    """What WSStream reads of its Handshake once the WebSocket is accepted."""
-
-    __slots__ = ()
-    accepted = True
-
-
-class _NoEvents(list[Any]):
-    """wsproto Connection._events while it stays empty (a deque reserves 64 slots)."""
-
-    __slots__ = ()
-
-    def popleft(self) -> Any:
-        return self.pop(0)
-
-
-_ACCEPTED = _Accepted()
-
-
-def _trimmer() -> Callable[[Send], bool] | None:
-    """``trim_upgraded`` for the installed versions, or None where it does not apply."""
-    if any(_version(name) not in versions for name, versions in TRIMMED_VERSIONS.items()):
-        return None
-    from collections import deque
-
-    from hypercorn.protocol import ProtocolWrapper
-    from hypercorn.protocol.h11 import H11Protocol, H11WSConnection
-    from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
-    from hypercorn.trio.tcp_server import TCPServer
-    from hypercorn.trio.worker_context import EventWrapper, TrioSingleTask
-    from wsproto.connection import Connection
-
-    def trim_upgraded(send: Send) -> bool:
-        """Trim the connection whose ASGI ``send`` this is; False if left as it was."""
-        stream: Any = getattr(send, "__self__", None)
-        if type(stream) is not WSStream or stream.state is not ASGIWebsocketState.CONNECTED:
-            return False
-        http: Any = getattr(stream.send, "__self__", None)
-        tcp: Any = getattr(http, "send", None) and getattr(http.send, "__self__", None)
-        try:
-            expected = (
-                type(http) is H11Protocol and type(http.connection) is H11WSConnection
-                and type(http.can_read) is EventWrapper
-                and not http.can_read._event.statistics().tasks_waiting
-                and type(tcp) is TCPServer and type(tcp.protocol) is ProtocolWrapper
-                and tcp.protocol.protocol is http
-                and type(tcp.send_lock) is trio.Lock and not tcp.send_lock.locked()
-                and type(tcp.idle_task) is TrioSingleTask and tcp.idle_task._handle is None
-                and not tcp.idle_task._lock.locked()
-                and type(stream.connection) is Connection
-                and type(stream.connection._events) is deque and not stream.connection._events
-            )
-        except AttributeError:  # not quite the 0.18.0 we know
-            expected = False
-        if not expected:
-            return False
-        tcp.protocol = http
-        tcp.send_lock = _SendLock()
-        tcp.idle_task = _IdleTaskOnDemand()
-        http.can_read = _EventOnDemand()
-        http.connection.h11_connection = None
-        ws: Any = stream  # stand-ins for hypercorn's and wsproto's types, hence Any
-        ws.handshake = _ACCEPTED
-        ws.connection._events = _NoEvents()
-        ws.scope.pop("headers", None)
-        return True
-
-    return trim_upgraded
 
 
 # --------------------------------------------------------------------------- resets
@@ -309,18 +123,14 @@ def ping_limiter(app: RelayApp) -> Callable[[Send], bool]:
 
     limits = app.limits
 
+    rate = Rate(limits.max_pings_per_s, float(limits.ping_burst))
+
     def take(connection: Any) -> bool:
         now = trio.current_time()
-        allowance = min(float(limits.ping_burst),
-                        getattr(connection, "_mirror_pings", float(limits.ping_burst))
-                        + (now - getattr(connection, "_mirror_ping_at", now))
-                        * limits.max_pings_per_s)
-        connection._mirror_ping_at = now
-        if allowance < 1.0:
-            connection._mirror_pings = allowance
-            return False
-        connection._mirror_pings = allowance - 1.0
-        return True
+        bucket = getattr(connection, "_mirror_pings", None)
+        if bucket is None:  # made at the first ping: nothing per connection before
+            bucket = connection._mirror_pings = TokenBucket(rate, now)
+        return bool(bucket.take(now))
 
     class PingLimitedConnection(Connection):
         __slots__ = ()
@@ -351,24 +161,15 @@ def ping_limiter(app: RelayApp) -> Callable[[Send], bool]:
 
 def hypercorn_config(host: str, port: int, limits: RelayLimits) -> Config:
     config = _RelayConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.send_stall_timeout_s = limits.send_stall_timeout_s
     # hypercorn refuses messages over its own limit with 1009 before buffering them;
-    # one byte of slack lets the app see (and count) exactly max + 1.
-    config.websocket_max_message_size = limits.max_frame_bytes + 1
-    config.max_app_queue_size = L.APP_QUEUE_MESSAGES
-    config.h11_max_incomplete_size = L.MAX_HTTP_HEADER_BYTES
-    # HTTP/2 (h2c, prior knowledge) cannot be turned off in hypercorn; the relay
-    # refuses every request over it (relay.admission), so keep each such connection
-    # to one stream and heads as small as over HTTP/1.1. No ALPN h2 under TLS.
-    config.h2_max_concurrent_streams = 1
-    config.h2_max_header_list_size = L.MAX_HTTP_HEADER_BYTES
-    config.alpn_protocols = ["http/1.1"]
-    config.graceful_timeout = L.SHUTDOWN_GRACE_S
-    config.accesslog = None
-    config.errorlog = logging.getLogger("mirror.relay.http")
-    config.include_server_header = False
-    return config
+    # one byte of slack lets the app see (and count) exactly max + 1. HTTP/2 is
+    # refused by relay.admission; http11_only keeps such a connection small.
+    return serving_config.hypercorn_config(
+        host, port, log_name="mirror.relay.http", max_header_bytes=L.MAX_HTTP_HEADER_BYTES,
+        grace_s=L.SHUTDOWN_GRACE_S, websocket_max_bytes=limits.max_frame_bytes + 1,
+        app_queue_messages=L.APP_QUEUE_MESSAGES, http11_only=True, config=config,
+    )
 
 
 async def serve_relay(
@@ -384,33 +185,17 @@ async def serve_relay(
     ``await nursery.start(serve_relay, app, "127.0.0.1", 0)`` returns the bound
     ``http://host:port`` URL.
     """
-    import hypercorn.trio
-
     config = hypercorn_config(host, port, app.limits)
     if isinstance(app, RelayApp) and app.after_accept is None:
-        app.after_accept = _trimmer()
+        app.after_accept = hypercorn_trim.trimmer()
     if isinstance(app, RelayApp) and app.abort_transport is None:
         app.abort_transport = abort_transport
     if isinstance(app, RelayApp) and app.limit_pings is None:
         app.limit_pings = ping_limiter(app)
-    trigger = shutdown.wait if shutdown is not None else None
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(
-            functools.partial(
-                hypercorn.trio.serve, app, config,  # type: ignore[arg-type]
-                mode="asgi", shutdown_trigger=trigger,
-            )
-        )
-        task_status.started(binds[0])
+    await serving_config.serve_asgi(app, config, shutdown=shutdown, task_status=task_status)
 
 
 # --------------------------------------------------------------------------- command
-
-
-def _limit_fields() -> list[tuple[str, type, Any]]:
-    defaults = RelayLimits()
-    return [(f.name, type(getattr(defaults, f.name)), getattr(defaults, f.name))
-            for f in fields(RelayLimits)]
 
 
 def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.Namespace:
@@ -430,15 +215,10 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> argparse.
                         help='print {"url": ...} as the first line once listening')
     parser.add_argument("--log-level", default=environ.get(ENV_PREFIX + "LOG_LEVEL", "INFO"),
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    for name, kind, default in _limit_fields():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=kind, dest=name,
-                            default=environ.get(ENV_PREFIX + name.upper(), default),
-                            help=f"(default {default})")
+    serving_config.add_limit_flags(parser, RelayLimits, environ, env_prefix=ENV_PREFIX)
     args = parser.parse_args(argv)
     try:
-        values = {name: kind(getattr(args, name)) for name, kind, _ in _limit_fields()}
-        args.limits = RelayLimits(**values)
+        args.limits = serving_config.limits_from_flags(args, RelayLimits)
         args.port = int(args.port)
         if not 0 <= args.port <= 65535:
             raise ValueError(f"port must be 0-65535 (got {args.port})")

@@ -9,7 +9,7 @@ import trio
 
 from node.sync.relay import (
     REJOIN_ALONE_AFTER_S,
-    RelayStatistics,
+    RelayClientStatistics,
     RelayStream,
     stay_in_room,
 )
@@ -24,7 +24,7 @@ class Link:
     def __init__(self, me: Device, peer: Device, relays: list[str], seed: int = 0) -> None:
         self.me, self.peer, self.relays = me, peer, relays
         self.rejoin_alone_after_s = REJOIN_ALONE_AFTER_S
-        self.stats = RelayStatistics()
+        self.stats = RelayClientStatistics()
         self.sessions: list[SyncSession] = []
         self.failures: list[str] = []
         self.caught_up_at: list[float] = []

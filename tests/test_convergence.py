@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
-from crdt import DocStore, StoredDoc, SyncClass, open_store
+from crdt import DocStore, StoredDoc, SyncClass, UpdateSource, open_store
 from protocol import (
     INITIATOR,
     NEED_DATA,
@@ -168,13 +168,13 @@ class Network:
         if data:
             self.queues[(src, dst)].append(data)
 
-    def forward(self, i: int, stored: StoredDoc, update: bytes, source: str) -> None:
+    def forward(self, i: int, stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
         """Live updates: every committed change goes to every open link but its source."""
         for key, link in list(self.links.items()):
             # before our catalogue went out, the catalogue exchange carries the change
             if i not in key or i not in link.catalogued:
                 continue
-            if source == str(hash(link.origin[i])):
+            if source == UpdateSource.of(link.origin[i]):
                 continue  # never echo a change back to the link it came from
             other = key[0] if key[1] == i else key[1]
             try:

@@ -32,9 +32,10 @@ from node.discovery.lan import (
 )
 from node.discovery.zeroconf_bridge import _peer_addresses
 from node.sync import dialing
-from node.sync.dialing import MAX_DIAL_ADDRESSES, NEXT_ADDRESS_DELAY_S, connect_first
+from node.sync.dialing import connect_first
+from node.sync.limits import CONNECT_TIMEOUT_S, MAX_DIAL_ADDRESSES, NEXT_ADDRESS_DELAY_S
 from node.sync.runner import dial_discovered
-from node.sync.service import CONNECT_TIMEOUT_S, SyncService
+from node.sync.service import SyncService
 from tests.sync_helpers import Device, has, open_devices, wait_for
 from tests.test_discovery import LOOPBACK, free_port, new_group
 

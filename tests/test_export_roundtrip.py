@@ -71,17 +71,20 @@ async def test_import_keeps_private_shards_local(tmp_path: Path) -> None:
     await _populate(source)
     async with open_core(source, create=False) as core:
         data = await export_json(core.store)
+    tampered = set()
     for doc in data["documents"]:
         if doc["doc_id"].startswith(("journal-private/", "local/")):
             doc["sync_class"] = "commons"  # a tampered file must not widen them
+            tampered.add(doc["doc_id"])
+    assert any(d.startswith("journal-private/") for d in tampered), tampered
     path = tmp_path / "all.json"
     path.write_text(json.dumps(data))
     fresh = Home(tmp_path / "b")
     async with open_core(fresh) as core:
         await apply_plan(core.store, read_source(path))
-        for info in core.store.documents():
-            if info.doc_id.startswith(("journal-private/", "local/")):
-                assert info.sync_class.value == "local"
+        classes = {info.doc_id: info.sync_class.value for info in core.store.documents()}
+    assert tampered <= classes.keys()
+    assert {classes[doc_id] for doc_id in tampered} == {"local"}
 
 
 async def test_markdown_export_is_one_readable_file_per_month(tmp_path: Path) -> None:

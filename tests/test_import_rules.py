@@ -13,15 +13,17 @@ import pytest
 from tests.helpers import REPO
 from tests.import_graph import circles, module_graph, package_graph
 
-OURS = {"node", "crdt", "protocol", "relay", "commons_server", "mirror_tools"}
+OURS = {"node", "crdt", "protocol", "relay", "commons_server", "serving", "mirror_tools"}
 
 # package -> packages of ours it may import (DESIGN.md, "Layers and folders")
 ALLOWED = {
     "node": {"node", "crdt", "protocol"},
     "crdt": {"crdt"},
     "protocol": {"protocol"},
-    "relay": {"relay", "protocol"},
-    "commons_server": {"commons_server", "node", "crdt", "protocol"},
+    "relay": {"relay", "protocol", "serving"},
+    "commons_server": {"commons_server", "node", "crdt", "protocol", "serving"},
+    # ASGI serving plumbing shared by the servers: a bottom layer, nothing of ours
+    "serving": {"serving"},
     "mirror_tools": {"mirror_tools", "node", "crdt", "protocol"},  # maintainers' tools
 }
 
@@ -94,6 +96,17 @@ def _loaded_after_import(package: str) -> set[str]:
 def test_protocol_drags_in_no_io_at_runtime() -> None:
     loaded = _loaded_after_import("protocol")
     assert not loaded & {"trio", "sqlite3", "_sqlite3", "crdt", "node", "pycrdt"}
+
+
+def test_token_buckets_are_sans_io() -> None:
+    """serving.rate is told the time; it reads no clock and runs no event loop."""
+    bad = imports_of(REPO / "serving" / "rate.py", "serving") & PROTOCOL_FORBIDDEN
+    assert not bad
+
+
+def test_serving_loads_nothing_of_ours() -> None:
+    loaded = _loaded_after_import("serving")
+    assert not loaded & (OURS - {"serving"})
 
 
 def test_crdt_does_not_load_the_node() -> None:

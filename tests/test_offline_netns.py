@@ -39,7 +39,7 @@ INNER_TIMEOUT_S = 600  # the whole suite alone ~3 min; the node layer ~2 min
 IP_TIMEOUT_S = 10
 PREFIX = "mirror-offline-"
 NAMESPACE_HELPERS = {"netns_unavailable", "veth_namespace_pair"}
-SERVER_PACKAGES = {"relay", "commons_server"}
+SERVER_PACKAGES = {"relay", "commons_server", "serving"}
 
 
 def imported_roots(tree: ast.AST) -> set[str]:

@@ -29,9 +29,8 @@ import trio
 import trio.testing
 
 from node.sync.group import Group
+from node.sync.limits import MAX_WAITING_PAIRING_ATTEMPTS, PAIRING_EXCHANGE_TIMEOUT_S
 from node.sync.pairing import (
-    EXCHANGE_TIMEOUT_S,
-    MAX_WAITING_ATTEMPTS,
     AttemptOutcome,
     PairerState,
     PairingFailed,
@@ -169,7 +168,7 @@ async def test_each_way_an_answered_guess_can_end_is_counted(
                 nursery.start_soon(serve_pairing_attempt, pairer.group, state, theirs)
                 await ours.send_all(machine.data_to_send())
                 await ours.receive_some(65536)  # the reply: then nothing, ever
-                await trio.sleep(2 * EXCHANGE_TIMEOUT_S)
+                await trio.sleep(2 * PAIRING_EXCHANGE_TIMEOUT_S)
                 await ours.aclose()
 
         async def never_starts() -> None:
@@ -177,7 +176,7 @@ async def test_each_way_an_answered_guess_can_end_is_counted(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(serve_pairing_attempt, pairer.group, state, theirs)
                 await ours.send_all(b"\x01")  # not even a frame header
-                await trio.sleep(2 * EXCHANGE_TIMEOUT_S)
+                await trio.sleep(2 * PAIRING_EXCHANGE_TIMEOUT_S)
                 await ours.aclose()
 
         async def honest_wrong_code() -> None:
@@ -204,7 +203,7 @@ async def test_each_way_an_answered_guess_can_end_is_counted(
 async def test_waiting_attempts_are_bounded(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Attempts wait for their turn one at a time; beyond MAX_WAITING_ATTEMPTS the
+    """Attempts wait for their turn one at a time; beyond MAX_WAITING_PAIRING_ATTEMPTS the
     pairer hangs up at once instead of holding them."""
     async with open_devices(tmp_path, ["pairer"]) as (pairer,):
         state = PairerState(code=new_pairing_code(os.urandom), done=trio.Event())
@@ -212,7 +211,7 @@ async def test_waiting_attempts_are_bounded(
         hung_up = 0
         streams = []
         async with trio.open_nursery() as nursery:
-            for _ in range(MAX_WAITING_ATTEMPTS + 5):
+            for _ in range(MAX_WAITING_PAIRING_ATTEMPTS + 5):
                 ours, theirs = trio.testing.memory_stream_pair()
                 nursery.start_soon(serve_pairing_attempt, pairer.group, state, theirs)
                 machine = Pairing(JOINER, guess(), os.urandom(32), os.urandom)
@@ -223,13 +222,13 @@ async def test_waiting_attempts_are_bounded(
                     continue
                 streams.append(ours)
             await trio.testing.wait_all_tasks_blocked()
-            assert state.busy and state.waiting == MAX_WAITING_ATTEMPTS
+            assert state.busy and state.waiting == MAX_WAITING_PAIRING_ATTEMPTS
             for ours in streams:
                 with trio.move_on_after(0.1):
                     if await ours.receive_some(65536) == b"":
                         hung_up += 1
             nursery.cancel_scope.cancel()
-        # One is served, MAX_WAITING_ATTEMPTS wait, the other four were hung up on.
+        # One is served, MAX_WAITING_PAIRING_ATTEMPTS wait, the other four were hung up on.
         assert hung_up == 4
 
 

@@ -97,32 +97,59 @@ FRESH_PAIRER = Pairing(
 )
 
 
-def feed(receiver: Connection | Pairing, chunks: list[bytes]) -> None:
-    events = 0
+def feed(receiver: Connection | Pairing, chunks: list[bytes]) -> tuple[list[object], str]:
+    """The events *receiver* produces from *chunks* and how it stopped: "need-data",
+    "closed" or "error" (RemoteProtocolError, after which it produces nothing more)."""
+    events: list[object] = []
     try:
         for chunk in chunks:
             receiver.receive_data(chunk)
             while True:
                 event = receiver.next_event()
                 if isinstance(event, ConnectionClosed):
-                    return
+                    return events, "closed"
                 if event is NEED_DATA:
                     break
-                events += 1
+                events.append(event)
     except RemoteProtocolError:
         if isinstance(receiver, Connection):
             assert receiver.their_state is SideState.ERROR
         try:
             receiver.next_event()
         except RemoteProtocolError:
-            return
+            return events, "error"
         raise AssertionError("an errored connection produced an event") from None
+    return events, "need-data"
 
 
-def whole_and_bytewise(receiver: Connection | Pairing, data: bytes) -> None:
-    feed(copy.deepcopy(receiver), [data])
-    feed(copy.deepcopy(receiver), [data[i : i + 1] for i in range(len(data))])
-    feed(copy.deepcopy(receiver), [data, b""])
+def whole_and_bytewise(receiver: Connection | Pairing, data: bytes) -> tuple[list[object], str]:
+    """Feeds *data* whole, one byte at a time, and whole then end of stream. How the
+    bytes are split must not change what comes out: the first two agree exactly,
+    and the end of stream only adds to what the whole feed gave."""
+    whole = feed(copy.deepcopy(receiver), [data])
+    # b"" is the end of the stream, so empty data is fed as itself both ways
+    single_bytes = [data[i : i + 1] for i in range(len(data))] or [data]
+    bytewise = feed(copy.deepcopy(receiver), single_bytes)
+    assert bytewise == whole
+    ended_events, _ = feed(copy.deepcopy(receiver), [data, b""])
+    assert ended_events[: len(whole[0])] == whole[0]
+    return whole
+
+
+def test_the_valid_streams_give_their_events_whole_and_bytewise() -> None:
+    # Without this the fuzz tests below could pass on a receiver that yields nothing.
+    events, end = whole_and_bytewise(OPEN_RECEIVER, VALID_STREAM)
+    assert [type(e).__name__ for e in events] == ["Update", "Heartbeat"] and end == "need-data"
+    events, end = whole_and_bytewise(CLOSED_RECEIVER, CLOSED_VALID_STREAM)
+    assert [type(e).__name__ for e in events] == ["Update", "Heartbeat"] and end == "need-data"
+    events, end = whole_and_bytewise(LISTED_CLOSED_RECEIVER, LISTED_CLOSED_STREAM)
+    assert [type(e).__name__ for e in events] == ["CatalogueReceived", "StateVectorReceived"]
+    assert end == "need-data"
+
+
+def test_feed_reports_an_error_as_an_error() -> None:
+    events, end = whole_and_bytewise(OPEN_RECEIVER, b"\xff" * 64)
+    assert (events, end) == ([], "error")
 
 
 @FUZZ

@@ -161,9 +161,9 @@ def test_full_handshake_with_pinned_keys() -> None:
     drain(r)
     assert i.session_id is not None and i.session_id.hex() == v["schedule"]["session_id"]
     assert r.session_id == i.session_id
-    assert i._send_key is not None and i._recv_key is not None
-    assert i._send_key.hex() == v["schedule"]["key_initiator_to_responder"]
-    assert i._recv_key.hex() == v["schedule"]["key_responder_to_initiator"]
+    assert i._channel is not None
+    assert i._channel.send_key.hex() == v["schedule"]["key_initiator_to_responder"]
+    assert i._channel.recv_key.hex() == v["schedule"]["key_responder_to_initiator"]
 
     for frame in v["sealed"]:
         sender, receiver = (i, r) if frame["from"] == "initiator" else (r, i)

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from wsproto.utilities import LocalProtocolError
 
 from relay import RelayApp, RelayCloseCode, RelayLimits, serve_relay
-from relay import server as relay_server
 from relay.limits import MAX_FRAME_BYTES, MAX_MERGED_BYTES
+from serving import hypercorn_trim
 from tests.sync_helpers import wait_for
 
 ROOM = "ab" * 32
@@ -335,7 +335,7 @@ def test_limits_are_validated() -> None:
 async def test_upgraded_connections_are_trimmed_and_still_work() -> None:
     """relay.server's adaptation of hypercorn 0.18 is applied on each accepted
     WebSocket, and forwarding, ping/pong and closing work over it."""
-    trim = relay_server._trimmer()
+    trim = hypercorn_trim.trimmer()
     assert trim is not None, (
         "hypercorn or wsproto is not a version relay.server trims: read how the new "
         "version uses the objects relay.server replaces, then update TRIMMED_VERSIONS")
@@ -366,7 +366,7 @@ async def test_upgraded_connections_are_trimmed_and_still_work() -> None:
     stream = trimmed[0][1].__self__
     http_protocol = stream.send.__self__
     tcp = http_protocol.send.__self__
-    assert isinstance(tcp.send_lock, relay_server._SendLock)
+    assert isinstance(tcp.send_lock, hypercorn_trim._SendLock)
     assert tcp.protocol is http_protocol
     assert http_protocol.connection.h11_connection is None
     assert stream.handshake.accepted and "headers" not in stream.scope
@@ -374,8 +374,8 @@ async def test_upgraded_connections_are_trimmed_and_still_work() -> None:
 
 
 async def test_other_hypercorn_versions_are_served_stock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay_server, "_version", lambda package: "0.17.0")
-    assert relay_server._trimmer() is None
+    monkeypatch.setattr(hypercorn_trim, "_version", lambda package: "0.17.0")
+    assert hypercorn_trim.trimmer() is None
     async with running_relay() as (app, url), httpx.AsyncClient() as http:
         assert app.after_accept is None
         async with aconnect_ws(ws_url(url), http) as a, aconnect_ws(ws_url(url), http) as b:
@@ -387,7 +387,7 @@ async def test_other_hypercorn_versions_are_served_stock(monkeypatch: pytest.Mon
 
 
 async def test_the_trim_leaves_what_it_does_not_recognise() -> None:
-    trim = relay_server._trimmer()
+    trim = hypercorn_trim.trimmer()
     assert trim is not None
 
     async def send(message: Any) -> None:
@@ -397,7 +397,7 @@ async def test_the_trim_leaves_what_it_does_not_recognise() -> None:
 
 
 async def test_the_send_lock_is_exclusive_and_free_without_a_scheduler_turn() -> None:
-    lock = relay_server._SendLock()
+    lock = hypercorn_trim._SendLock()
     with trio.testing.assert_no_checkpoints():
         async with lock:
             pass

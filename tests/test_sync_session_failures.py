@@ -101,3 +101,35 @@ async def test_the_service_survives_a_session_that_fails(
         await wait_for(lambda: has_text(a, poisoned.text))  # catch-up brought it again
         assert service.stats.sessions_total == 2
         nursery.cancel_scope.cancel()
+
+
+async def test_a_session_with_itself_is_told_by_the_error_type(tmp_path: Path) -> None:
+    """A node that reaches its own listener (its own advertisement, its own relay
+    room) ends both sessions with PeerIsThisDevice; the dialer's outcome is SELF,
+    decided on the type of the protocol error, not on its text."""
+    from node.sync.session import SessionError, SessionOutcome
+    from protocol import PeerIsThisDevice
+
+    async with open_devices(tmp_path, ["a"]) as (a,):
+        service = service_for(a)
+        errors: list[SessionError] = []
+        real_run = SyncSession.run
+
+        async def run(self: SyncSession) -> None:
+            try:
+                await real_run(self)
+            except SessionError as exc:
+                errors.append(exc)
+                raise
+
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(service.run)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(SyncSession, "run", run)
+                with trio.fail_after(10):
+                    outcome = await service.run_session(stream, INITIATOR, "myself")
+            nursery.cancel_scope.cancel()
+        assert outcome is SessionOutcome.SELF
+        assert errors and isinstance(errors[0].protocol_error, PeerIsThisDevice)
+        assert service.stats.sessions == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from crdt import open_store
+from crdt import UpdateSource, open_store
 from crdt.journal import Journal
 from node.core import Arrival, MirrorCore, open_core
 from node.home import Home
@@ -53,7 +53,7 @@ async def test_a_peer_reflection_applied_during_the_refresh_is_the_peers(tmp_pat
             delta = peer_shard.doc.get_update()
         assert peer_shard.doc_id != shard.doc_id and written.text == "Written on the phone."
         origin = PeerOrigin()
-        core.peer_names[str(hash(origin))] = "phone"
+        core.peer_names[UpdateSource.of(origin)] = "phone"
         real_refresh = core.store.refresh
         armed = True
 

@@ -48,7 +48,6 @@ import json
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,6 +60,8 @@ import trio
 from protocol import RemoteProtocolError
 from protocol.keys import store_group_id
 from protocol.store import KIND_SNAPSHOT, decode_upload, encode_pull, envelope_shape
+from serving.http import HttpError, lifespan, respond
+from serving.rate import Rate, TokenBuckets
 
 from .budget import BudgetTimeout, ByteBudget
 from .limits import BODY_TIMEOUT_S, MAX_TRACKED_ADDRESSES, MIN_BODY_BYTES_PER_S, StoreLimits
@@ -79,16 +80,10 @@ NUMBER = re.compile(r"[0-9]{1,18}")
 MAX_QUERY_BYTES = 256
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or []
-
-
 @dataclass
 class BlindStoreStatistics:
+    """The blind store's counters (``BlindStoreApp.statistics()``)."""
+
     requests: int = 0
     appended_envelopes: int = 0
     appended_bytes: int = 0
@@ -112,7 +107,9 @@ class BlindStoreApp:
         self.storage = storage
         self.limits = limits
         self._news: dict[bytes, trio.Event] = {}
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets = TokenBuckets(
+            Rate(self.limits.requests_per_s, float(self.limits.request_burst)),
+            lambda: self._clock(), max_keys=MAX_TRACKED_ADDRESSES)
         self._clock = clock
         self._stats = BlindStoreStatistics()
         self.budget = ByteBudget(limits.max_buffered_bytes)
@@ -131,12 +128,37 @@ class BlindStoreApp:
     def close(self) -> None:
         self.storage.close()
 
+    async def follow_other_instances(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Wake this instance's waiting pulls when another instance of the same
+        PostgreSQL database changes their log (``pg_listen.py``); returns at once
+        for a SQLite store (one process). Start it with ``nursery.start``."""
+        url = self.storage.database_url
+        if url is None:
+            task_status.started()
+            return
+        from ..pg_listen import RESYNC, PgListener
+        from .postgres import NEWS_CHANNEL
+
+        def deliver(channel: str, payload: str) -> None:
+            if (channel, payload) == RESYNC:  # news may have been missed: all look again
+                for group_id in list(self._news):
+                    self._wake(group_id)
+                return
+            try:
+                self._wake(bytes.fromhex(payload))
+            except ValueError:
+                log.warning("ignoring a notification that is not a log id")
+
+        await PgListener(url, [NEWS_CHANNEL]).run(deliver, task_status=task_status)
+
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if kind != "http":
             if kind == "websocket":
@@ -145,7 +167,7 @@ class BlindStoreApp:
         self._stats.requests += 1
         try:
             await self._route(scope, receive, send)
-        except HTTPError as exc:
+        except HttpError as exc:
             self._stats.refused[exc.status] = self._stats.refused.get(exc.status, 0) + 1
             log.info("%s %s -> %d %s", scope.get("method"), _route_path(scope), exc.status,
                      exc.message)
@@ -169,7 +191,7 @@ class BlindStoreApp:
             "/v1/log": ("GET", "POST", "DELETE"), "/v1/snapshot": ("PUT",), "/v1/usage": ("GET",)
         }
         if path not in routes:
-            raise HTTPError(404, "no such route")
+            raise HttpError(404, "no such route")
         _allow(method, routes[path])
         self._rate_limit(scope)
         query = _query(scope, {"/v1/log": {"after", "wait"}, "/v1/snapshot": {"covers"}}.get(
@@ -201,7 +223,7 @@ class BlindStoreApp:
                 await _respond(send, 410, _error_body(str(exc)),
                                [(b"content-type", b"application/json")])
         except StoreRefusal as exc:
-            raise HTTPError(exc.status, str(exc)) from None
+            raise HttpError(exc.status, str(exc)) from None
 
     def _count(self, status: int) -> None:
         self._stats.refused[status] = self._stats.refused.get(status, 0) + 1
@@ -212,9 +234,9 @@ class BlindStoreApp:
         async with self._body(scope, receive, self.limits.max_request_bytes) as body:
             envelopes = self._records(body)
             if not envelopes:
-                raise HTTPError(400, "an upload needs at least one envelope")
+                raise HttpError(400, "an upload needs at least one envelope")
             if any(envelope_shape(e).kind == KIND_SNAPSHOT for e in envelopes):
-                raise HTTPError(400, "snapshot parts go to PUT /v1/snapshot")
+                raise HttpError(400, "snapshot parts go to PUT /v1/snapshot")
             done = await self.storage.append(group_id, envelopes, self._owner(scope))
         self._stats.appended_envelopes += len(envelopes)
         self._stats.appended_bytes += len(body)
@@ -250,11 +272,11 @@ class BlindStoreApp:
     async def _snapshot(self, scope: Scope, receive: Receive, send: Send, group_id: bytes,
                         query: dict[str, int]) -> None:
         if "covers" not in query:
-            raise HTTPError(400, "PUT /v1/snapshot needs ?covers=N")
+            raise HttpError(400, "PUT /v1/snapshot needs ?covers=N")
         async with self._body(scope, receive, self.limits.max_request_bytes) as body:
             parts = self._records(body, limit=self.limits.max_snapshot_parts)
             if any(envelope_shape(p).kind != KIND_SNAPSHOT for p in parts):
-                raise HTTPError(400, "a snapshot holds snapshot parts only")
+                raise HttpError(400, "a snapshot holds snapshot parts only")
             dropped = await self.storage.put_snapshot(group_id, query["covers"], parts,
                                                       self._owner(scope))
         self._stats.snapshots += 1
@@ -267,7 +289,7 @@ class BlindStoreApp:
         async with self._body(scope, receive, self.limits.max_forward_bytes) as body:
             parts = self._records(body, limit=4)
             if any(envelope_shape(p).kind != KIND_SNAPSHOT for p in parts):
-                raise HTTPError(400, "a forwarding notice holds snapshot parts only")
+                raise HttpError(400, "a forwarding notice holds snapshot parts only")
             await self.storage.retire(group_id, encode_pull((0, p) for p in parts),
                                       self._owner(scope))
         log.info("log %s: retired", group_id[:4].hex())
@@ -281,7 +303,7 @@ class BlindStoreApp:
             reservation = self.budget.reserve(size, self.limits.buffer_wait_s)
             held = await reservation.__aenter__()
         except BudgetTimeout:
-            raise HTTPError(503, "the store is busy: retry shortly",
+            raise HttpError(503, "the store is busy: retry shortly",
                             [(b"retry-after", b"1")]) from None
         try:
             yield held
@@ -300,7 +322,7 @@ class BlindStoreApp:
                 with trio.fail_after(BODY_TIMEOUT_S + size / MIN_BODY_BYTES_PER_S):
                     body = await _read_body(receive, length, limit)
             except trio.TooSlowError:
-                raise HTTPError(408, "the body came too slowly") from None
+                raise HttpError(408, "the body came too slowly") from None
             yield body
 
     def _owner(self, scope: Scope) -> bytes:
@@ -345,6 +367,8 @@ class BlindStoreApp:
              "Bytes requests in flight may hold together.", limits.max_buffered_bytes),
             ("blindstore_buffer_waiting", "gauge",
              "Requests waiting for their share of the buffer.", stats.buffer_waiting),
+            ("blindstore_waiting_pulls", "gauge",
+             "Pulls held open now, waiting for news of their log.", stats.waiting_pulls),
             ("blindstore_requests_total", "counter", "Requests.", stats.requests),
         ]
         text = "".join(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
@@ -359,7 +383,7 @@ class BlindStoreApp:
         try:
             return decode_upload(body, max_records=limit or self.limits.max_envelopes_per_request)
         except RemoteProtocolError as exc:
-            raise HTTPError(400, f"malformed body: {exc}") from None
+            raise HttpError(400, f"malformed body: {exc}") from None
 
     def _wake(self, group_id: bytes) -> None:
         news = self._news.pop(group_id, None)
@@ -369,22 +393,16 @@ class BlindStoreApp:
     def _rate_limit(self, scope: Scope) -> None:
         client = scope.get("client")
         address = address_key(str(client[0])) if client else "?"
-        now = self._clock()
-        allowance, last = self._buckets.pop(address, (float(self.limits.request_burst), now))
-        allowance = min(float(self.limits.request_burst),
-                        allowance + (now - last) * self.limits.requests_per_s)
-        if allowance < 1:
-            self._buckets[address] = (allowance, now)
-            raise HTTPError(429, "too many requests; slow down", [(b"retry-after", b"1")])
-        self._buckets[address] = (allowance - 1, now)
-        while len(self._buckets) > MAX_TRACKED_ADDRESSES:
-            self._buckets.popitem(last=False)
+        if not self._buckets.take(address):
+            raise HttpError(429, "too many requests; slow down", [(b"retry-after", b"1")])
 
 
-def build_blind_store_app(home: Path, limits: StoreLimits | None = None) -> BlindStoreApp:
-    """The blind store serving from ``home/blind-store.db`` (created if missing)."""
+def build_blind_store_app(home: Path, limits: StoreLimits | None = None, *,
+                          database: str | None = None) -> BlindStoreApp:
+    """The blind store serving from ``home/blind-store.db`` (created if missing), or
+    from the PostgreSQL *database* (``postgresql://...``) that several instances share."""
     limits = limits or StoreLimits()
-    return BlindStoreApp(BlindStorage.open(home, limits), limits)
+    return BlindStoreApp(BlindStorage.open(home, limits, database=database), limits)
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -400,7 +418,7 @@ def _route_path(scope: Scope) -> str:
 
 def _allow(method: str, allowed: tuple[str, ...]) -> None:
     if method not in allowed:
-        raise HTTPError(405, f"{method or 'this method'} is not allowed here",
+        raise HttpError(405, f"{method or 'this method'} is not allowed here",
                         [(b"allow", ", ".join(allowed).encode())])
 
 
@@ -408,7 +426,7 @@ def _token(scope: Scope) -> bytes:
     values = [v for k, v in scope.get("headers", []) if k.lower() == b"authorization"]
     match = BEARER.fullmatch(values[0]) if len(values) == 1 else None
     if match is None:
-        raise HTTPError(401, "send Authorization: Bearer <64 lowercase hex digits>",
+        raise HttpError(401, "send Authorization: Bearer <64 lowercase hex digits>",
                         [(b"www-authenticate", b'Bearer realm="mirror-blind-store"')])
     return bytes.fromhex(match.group(1).decode("ascii"))
 
@@ -416,17 +434,17 @@ def _token(scope: Scope) -> bytes:
 def _query(scope: Scope, allowed: set[str]) -> dict[str, int]:
     raw = scope.get("query_string", b"")
     if len(raw) > MAX_QUERY_BYTES:
-        raise HTTPError(400, "query string too long")
+        raise HttpError(400, "query string too long")
     try:
         pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw))
     except (UnicodeDecodeError, ValueError):
-        raise HTTPError(400, "malformed query string") from None
+        raise HttpError(400, "malformed query string") from None
     out: dict[str, int] = {}
     for key, value in pairs:
         if key not in allowed or key in out:
-            raise HTTPError(400, f"unexpected query parameter {key[:32]!r}")
+            raise HttpError(400, f"unexpected query parameter {key[:32]!r}")
         if not NUMBER.fullmatch(value):
-            raise HTTPError(400, f"{key} must be a whole number")
+            raise HttpError(400, f"{key} must be a whole number")
         out[key] = int(value)
     return out
 
@@ -436,9 +454,9 @@ def _content_length(scope: Scope, limit: int) -> int | None:
     for key, value in scope.get("headers", []):
         if key.lower() == b"content-length":
             if not value.isdigit() or len(value) > 18:
-                raise HTTPError(400, "malformed Content-Length")
+                raise HttpError(400, "malformed Content-Length")
             if int(value) > limit:
-                raise HTTPError(413, f"body over {limit} bytes")
+                raise HttpError(413, f"body over {limit} bytes")
             return int(value)
     return None
 
@@ -450,10 +468,10 @@ async def _read_body(receive: Receive, length: int | None, limit: int) -> bytear
     while True:
         message = await receive()
         if message.get("type") == "http.disconnect":
-            raise HTTPError(400, "client went away")
+            raise HttpError(400, "client went away")
         chunk = message.get("body", b"")
         if size + len(chunk) > (limit if length is None else length):
-            raise HTTPError(413 if length is None else 400,
+            raise HttpError(413 if length is None else 400,
                             f"body over {limit if length is None else length} bytes")
         if length is None:
             body += chunk
@@ -462,7 +480,7 @@ async def _read_body(receive: Receive, length: int | None, limit: int) -> bytear
         size += len(chunk)
         if not message.get("more_body", False):
             if length is not None and size != length:
-                raise HTTPError(400, "body shorter than its Content-Length")
+                raise HttpError(400, "body shorter than its Content-Length")
             return body
 
 
@@ -472,22 +490,9 @@ def _error_body(message: str) -> bytes:
 
 async def _respond(send: Send, status: int, body: bytes,
                    headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store")]})
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, status, body, [*headers, (b"cache-control", b"no-store")])
 
 
 async def _respond_json(send: Send, status: int, data: dict[str, Any]) -> None:
     await _respond(send, status, json.dumps(data).encode(),
                    [(b"content-type", b"application/json")])
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

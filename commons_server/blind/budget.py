@@ -24,6 +24,8 @@ class BudgetTimeout(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatistics:
+    """A snapshot of a :class:`ByteBudget` (``statistics()``)."""
+
     capacity: int
     reserved: int
     """Bytes reserved now."""

@@ -55,6 +55,8 @@ CREATE INDEX IF NOT EXISTS logs_retired_day ON logs (retired_day);
 
 
 class Connection(Protocol):
+    """The one method of a database connection the quota checks use."""
+
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
 
 

@@ -20,13 +20,14 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 import trio
 from hypercorn.config import Config
 
-from .. import serving
+from serving import config as serving
+
+from ..pg_listen import ListenError
 from .app import BlindStoreApp, build_blind_store_app
 from .limits import StoreLimits
 from .storage import StoreFileError
@@ -42,7 +43,7 @@ SHUTDOWN_GRACE_S = 2.0
 def hypercorn_config(host: str, port: int) -> Config:
     return serving.hypercorn_config(
         host, port, log_name="mirror.blindstore.http", max_header_bytes=MAX_HTTP_HEADER_BYTES,
-        grace_s=SHUTDOWN_GRACE_S, app_queue=4,
+        grace_s=SHUTDOWN_GRACE_S, app_queue_messages=4,
     )
 
 
@@ -63,12 +64,23 @@ async def serve_blind_store(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a store run alone (shared with ``mirror-commons --store-only``)."""
     parser.add_argument("--home", required=True, help="directory of the store's database")
+    add_database_argument(parser)
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port; 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--json", action="store_true",
                         help='print {"url": ...} as the first line once listening')
+
+
+def add_database_argument(parser: argparse.ArgumentParser,
+                          environ: Mapping[str, str] | None = None) -> None:
+    environ = os.environ if environ is None else environ
+    parser.add_argument(
+        "--database", default=environ.get("MIRROR_COMMONS_DATABASE") or None,
+        metavar="URL",
+        help="postgresql://... : keep everything in this PostgreSQL database, which "
+        "several instances may share (default: SQLite files in the home)")
 
 
 STORE_FLAG_PREFIX = "--store-"
@@ -81,44 +93,35 @@ def add_limit_arguments(parser: argparse.ArgumentParser,
     ``MIRROR_STORE_MAX_STORE_BYTES``); read them with :func:`limits_from`."""
     environ = os.environ if environ is None else environ
     group = parser.add_argument_group("blind store limits (see docs/security.md)")
-    for f in fields(StoreLimits):
-        default = getattr(StoreLimits(), f.name)
-        group.add_argument(STORE_FLAG_PREFIX + f.name.replace("_", "-"), dest="store_" + f.name,
-                           default=environ.get(STORE_ENV_PREFIX + f.name.upper(), default),
-                           metavar="N", help=f"(default {default})")
+    serving.add_limit_flags(group, StoreLimits, environ, env_prefix=STORE_ENV_PREFIX,
+                            flag_prefix=STORE_FLAG_PREFIX.removeprefix("--"))
 
 
 def limits_from(args: argparse.Namespace) -> StoreLimits:
     """The limits :func:`add_limit_arguments` read; ValueError names a bad one."""
-    values = {}
-    for f in fields(StoreLimits):
-        raw = getattr(args, "store_" + f.name)
-        kind = type(getattr(StoreLimits(), f.name))
-        try:
-            values[f.name] = kind(float(raw)) if kind is int else kind(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"{STORE_FLAG_PREFIX}{f.name.replace('_', '-')}: "
-                             f"not a number: {raw!r}") from None
-    return StoreLimits(**values)
+    return serving.limits_from_flags(args, StoreLimits,
+                                     flag_prefix=STORE_FLAG_PREFIX.removeprefix("--"))
 
 
 async def run_store_only(args: argparse.Namespace, limits: StoreLimits | None = None) -> None:
     """Serve the blind store alone until SIGTERM/SIGINT."""
-    app = build_blind_store_app(Path(args.home), limits)
+    app = build_blind_store_app(Path(args.home), limits, database=args.database)
     shutdown = trio.Event()
     try:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(
-                functools.partial(serve_blind_store, app, args.host, args.port, shutdown=shutdown)
-            )
-            if args.json:
-                print(json.dumps({"url": url}), flush=True)
-            else:
-                print(f"mirror blind store listening on {url}", flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    break
-            shutdown.set()
+        async with trio.open_nursery() as listening:
+            await listening.start(app.follow_other_instances)
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(functools.partial(
+                    serve_blind_store, app, args.host, args.port, shutdown=shutdown))
+                if args.json:
+                    print(json.dumps({"url": url}), flush=True)
+                else:
+                    print(f"mirror blind store listening on {url}", flush=True)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        break
+                shutdown.set()
+            listening.cancel_scope.cancel()
     finally:
         app.close()
 
@@ -144,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         trio.run(run_store_only, args, limits)
-    except StoreFileError as exc:
+    except (StoreFileError, ListenError) as exc:
         print(f"blind store: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from crdt.commons import CommonsError, Item, check_fields
+from crdt.commons import CommonsError, CommonsItem, check_fields
 from crdt.insights import Scope
 from crdt.values import format_timestamp, utc_now
 
@@ -45,11 +45,11 @@ class CommonsSync:
 class CommonsView:
     """What the cache holds (withdrawn items left out), after the sync if there was one."""
 
-    items: tuple[Item, ...]
+    items: tuple[CommonsItem, ...]
     sync: CommonsSync | None  # None: not synced (offline asked, or no server known)
-    thread: Item | None = None  # the thread asked for
+    thread: CommonsItem | None = None  # the thread asked for
 
-    def in_thread(self) -> tuple[Item, ...]:
+    def in_thread(self) -> tuple[CommonsItem, ...]:
         if self.thread is None:
             return ()
         return tuple(i for i in self.items if i.thread == self.thread.doc_id)
@@ -130,12 +130,12 @@ async def sync_now(core: MirrorCore) -> CommonsSync:
     return CommonsSync(report, warning=warning)
 
 
-async def cached(core: MirrorCore) -> list[Item]:
+async def cached(core: MirrorCore) -> list[CommonsItem]:
     ledger = await ConsentLedger.open(core.store)
     return await load_cache(core.store, ledger.withdrawn())
 
 
-def resolve_thread(items: list[Item] | tuple[Item, ...], ref: str) -> Item:
+def resolve_thread(items: list[CommonsItem] | tuple[CommonsItem, ...], ref: str) -> CommonsItem:
     ref = ref.strip().removeprefix("/")
     hits = [i for i in items if i.doc_id == ref or i.doc_id.endswith("/" + ref)
             or short_id(i.doc_id).startswith(ref) or i.doc_id.removeprefix("commons/") == ref]
@@ -158,7 +158,7 @@ async def read(core: MirrorCore, thread: str | None = None, *, offline: bool = F
     return CommonsView(tuple(items), sync, found)
 
 
-async def thread_for(core: MirrorCore, ref: str) -> tuple[Item, CommonsSync | None]:
+async def thread_for(core: MirrorCore, ref: str) -> tuple[CommonsItem, CommonsSync | None]:
     """The thread *ref* names: from the cache, else after a sync."""
     try:
         return resolve_thread(await cached(core), ref), None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import trio
 
 from crdt import ScrubResult
-from crdt.commons import Item
+from crdt.commons import CommonsItem
 from crdt.crypto_at_rest import BlobCipher
 from crdt.graph import GraphEdit, GraphView
 from crdt.import_plan import ImportFileError, ImportReport
@@ -477,7 +477,7 @@ class Mirror:
 
         return await commons.read(self.core, thread, offline=offline)
 
-    async def commons_thread(self, ref: str) -> tuple[Item, CommonsSync | None]:
+    async def commons_thread(self, ref: str) -> tuple[CommonsItem, CommonsSync | None]:
         from . import commons  # reason: start-up; the Commons client loads the sync session stack
 
         return await commons.thread_for(self.core, ref)

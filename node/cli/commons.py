@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from crdt.commons import Item
+from crdt.commons import CommonsItem
 
 from ..app import Mirror
 from ..app.commons import CommonsSync, short_id
@@ -62,7 +62,7 @@ async def _publish(mirror: Mirror, kind: str, fields: dict[str, str], what: str,
     return 0
 
 
-def _item_json(item: Item) -> dict[str, Any]:
+def _item_json(item: CommonsItem) -> dict[str, Any]:
     return asdict(item)
 
 
@@ -91,7 +91,7 @@ async def cmd_post(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int
     return await _publish(mirror, "post", fields, "post", title, out)
 
 
-async def _thread_for(mirror: Mirror, ref: str, out: TextIO) -> Item:
+async def _thread_for(mirror: Mirror, ref: str, out: TextIO) -> CommonsItem:
     thread, sync = await mirror.commons_thread(ref)
     _say_sync(sync, out)
     return thread

@@ -28,7 +28,7 @@ from crdt.commons import (
     DOC_KIND,
     AuthorKey,
     CommonsError,
-    Item,
+    CommonsItem,
     is_commons_id,
     make_doc_id,
     parse_doc_id,
@@ -223,7 +223,7 @@ async def create_item(
     return stored
 
 
-async def load_cache(store: DocStore, hidden: Iterable[str] = ()) -> list[Item]:
+async def load_cache(store: DocStore, hidden: Iterable[str] = ()) -> list[CommonsItem]:
     """Every readable Commons item in the node's cache (withdrawn ones left out)."""
     skip = set(hidden)
     items = []

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from crdt import DocStore, StoredDoc, SyncClass
+from crdt import DocStore, StoredDoc, SyncClass, UpdateSource
 from crdt.devices import DOC_ID as MEMBERSHIP_DOC_ID
 from crdt.update_check import UpdateRejected, check_map_roots
 from protocol import RemoteProtocolError
@@ -64,6 +63,7 @@ from protocol.store import (
     seal_envelope,
 )
 
+from .backoff import Backoff
 from .blind_client import (
     BlindStoreClient,
     BlindStoreError,
@@ -85,17 +85,25 @@ from .blind_client import (
 )
 from .catalogue import acceptable, kind_for, offerable
 from .group import Group
+from .limits import (
+    BLIND_STORE_BACKOFF_MAX_S,
+    BLIND_STORE_BACKOFF_MIN_S,
+    COMPACT_AFTER_ENVELOPES,
+    MAX_UPLOAD_BYTES,
+    PULL_WAIT_S,
+    SCAN_INTERVAL_S,
+)
 
 __all__ = [
     "BlindStoreClient",
     "BlindStoreError",
     "BlindSync",
+    "BlindSyncReport",
     "LogState",
     "RemovedFromGroup",
     "StoreRefused",
     "StoreRetired",
     "StoreUnavailable",
-    "SyncReport",
     "load_states",
     "normalize_store_url",
     "open_http_client",
@@ -105,17 +113,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("mirror.blind")
-
-COMPACT_AFTER_ENVELOPES = 256
-"""Envelopes beyond the snapshot after which a caught-up device compacts."""
-PULL_WAIT_S = 25.0
-"""How long one pull may be held open by the store waiting for news."""
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 60.0
-SCAN_INTERVAL_S = 1.0
-"""How often the pusher re-checks documents other processes may have created."""
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-"""Envelopes are sent in requests of about this size."""
 
 
 # --------------------------------------------------------------------------- the sync
@@ -129,7 +126,9 @@ class _StoreRemoved(BlindStoreError):
 
 
 @dataclass
-class SyncReport:
+class BlindSyncReport:
+    """What one round with a blind store did: pulled, applied, rejected, pushed, compacted."""
+
     pulled: int = 0
     applied: int = 0
     rejected: int = 0
@@ -161,7 +160,7 @@ class BlindSync:
         self._rng = rng
         self._wall = wall_clock
         self.origin = f"mirror.blind:{os.urandom(4).hex()}"
-        self._origin_source = str(hash(self.origin))
+        self._origin_source = UpdateSource.of(self.origin)
         self._dirty: set[str] = set()
         self._wake = trio.Event()
         self._refused_docs: set[str] = set()
@@ -201,7 +200,7 @@ class BlindSync:
 
     # ------------------------------------------------------------------ listener
 
-    def _on_update(self, stored: StoredDoc, update: bytes, source: str) -> None:
+    def _on_update(self, stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
         # Inside pycrdt's commit: note the change, never touch the document.
         if source == self._origin_source or stored.sync_class is not SyncClass.DEVICES:
             return
@@ -214,13 +213,12 @@ class BlindSync:
         """Sync until cancelled, reconnecting with backoff; stops if this device was removed."""
         self.store.add_listener(self._on_update)
         task_status.started()
-        backoff = BACKOFF_MIN_S
-        rng = random.Random()
+        backoff = Backoff(BLIND_STORE_BACKOFF_MIN_S, BLIND_STORE_BACKOFF_MAX_S)
         try:
             while True:
                 try:
                     await self.sync_once()
-                    backoff = BACKOFF_MIN_S
+                    backoff.reset()
                     await self._live()
                 except RemovedFromGroup as exc:
                     self._set_status(str(exc))
@@ -232,8 +230,7 @@ class BlindSync:
                 except BlindStoreError as exc:
                     self._set_status(str(exc))
                     log.info("blind store %s: %s", self.url, exc)
-                    await trio.sleep(backoff * (0.75 + rng.random() / 2))
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                    await backoff.wait()
         finally:
             self.store.remove_listener(self._on_update)
 
@@ -274,9 +271,9 @@ class BlindSync:
 
     # ------------------------------------------------------------------ one round
 
-    async def sync_once(self, *, compact: bool = False) -> SyncReport:
+    async def sync_once(self, *, compact: bool = False) -> BlindSyncReport:
         """Catch up both ways now: move to the newest epoch, pull all, push all."""
-        report = SyncReport()
+        report = BlindSyncReport()
         while True:
             if self._epoch_moved():
                 await self._move_to_new_epoch()
@@ -299,8 +296,8 @@ class BlindSync:
 
     # ------------------------------------------------------------------ pull
 
-    async def pull(self, *, wait_s: float = 0, report: SyncReport | None = None) -> PullAnswer:
-        report = report or SyncReport()
+    async def pull(self, *, wait_s: float = 0, report: BlindSyncReport | None = None) -> PullAnswer:
+        report = report or BlindSyncReport()
         epoch = self.state.epoch
         client = self._client(epoch)
         try:
@@ -323,7 +320,7 @@ class BlindSync:
         return answer
 
     async def _apply_records(
-        self, records: Iterable[tuple[int, bytes]], epoch: int, report: SyncReport
+        self, records: Iterable[tuple[int, bytes]], epoch: int, report: BlindSyncReport
     ) -> None:
         group_id = self._group_id(epoch)
         secret = self._secret(epoch)
@@ -342,7 +339,7 @@ class BlindSync:
 
     async def _apply_one(
         self, envelope: bytes, secret: bytes, epoch: int, group_id: bytes,
-        report: SyncReport, deferred: list[bytes] | None,
+        report: BlindSyncReport, deferred: list[bytes] | None,
     ) -> bool:
         """Verify, decrypt and apply; False if the signer is not known yet (retry later)."""
         known = self.group.known
@@ -378,7 +375,7 @@ class BlindSync:
             self.group.refresh()
         return True
 
-    def _reject(self, report: SyncReport, message: str) -> None:
+    def _reject(self, report: BlindSyncReport, message: str) -> None:
         self._tainted = True
         report.rejected += 1
         self.state.rejected += 1
@@ -498,7 +495,7 @@ class BlindSync:
             records = decode_pull(forward)
         except RemoteProtocolError:
             records = []
-        report = SyncReport()
+        report = BlindSyncReport()
         for _, envelope in records:
             try:
                 opened = open_envelope(

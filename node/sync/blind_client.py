@@ -30,13 +30,13 @@ from protocol.store import decode_pull, encode_upload
 from ..config import is_loopback_host, is_loopback_or_lan
 from ..errors import MirrorError
 from ..files import write_private_json
+from .boundary import map_exceptions
+from .limits import BLIND_STORE_REQUEST_TIMEOUT_S, CONNECT_TIMEOUT_S
 
 log = logging.getLogger("mirror.blind")
 
 STATE_FILE = "blind-stores.json"
 STATE_VERSION = 1
-CONNECT_TIMEOUT_S = 10.0
-REQUEST_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------- errors
@@ -75,6 +75,9 @@ class RemovedFromGroup(BlindStoreError):
 
 @dataclass(frozen=True)
 class PullAnswer:
+    """A blind store's answer to a pull: records, cursor, head, what the snapshot covers,
+    and whether more is waiting."""
+
     records: list[tuple[int, bytes]]
     cursor: int
     head: int
@@ -92,16 +95,17 @@ class BlindStoreClient:
 
     async def _request(self, method: str, path: str, *, content: bytes | None = None,
                        params: dict[str, int] | None = None,
-                       read_s: float = REQUEST_TIMEOUT_S) -> httpx.Response:
-        try:
+                       read_s: float = BLIND_STORE_REQUEST_TIMEOUT_S) -> httpx.Response:
+        def unreachable(exc: BaseException) -> StoreUnavailable:
+            return StoreUnavailable(f"cannot reach the blind store {self._base} "
+                                    f"({type(exc).__name__})")
+
+        with map_exceptions({httpx.HTTPError: unreachable}):
             response = await self._http.request(
                 method, self._base + path, content=content, params=params,
                 headers=self._headers,
                 timeout=httpx.Timeout(read_s, connect=CONNECT_TIMEOUT_S),
             )
-        except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"cannot reach the blind store {self._base} "
-                                   f"({type(exc).__name__})") from None
         if response.status_code == 410:
             raise StoreRetired(response.content if method == "GET" else b"")
         if response.status_code >= 500 and response.status_code != 507:
@@ -121,15 +125,13 @@ class BlindStoreClient:
         if wait_s > 0:
             params["wait"] = int(wait_s)
         r = await self._request("GET", "/v1/log", params=params,
-                                read_s=REQUEST_TIMEOUT_S + wait_s)
-        try:
+                                read_s=BLIND_STORE_REQUEST_TIMEOUT_S + wait_s)
+        with map_exceptions({(RemoteProtocolError, KeyError, ValueError): _malformed}):
             records = decode_pull(r.content)
             return PullAnswer(
                 records, int(r.headers["mirror-cursor"]), int(r.headers["mirror-head"]),
                 int(r.headers["mirror-covers"]), r.headers["mirror-more"] == "1",
             )
-        except (RemoteProtocolError, KeyError, ValueError) as exc:
-            raise StoreUnavailable(f"the blind store sent a malformed answer ({exc})") from None
 
     async def put_snapshot(self, covers: int, parts: list[bytes]) -> int:
         r = await self._request("PUT", "/v1/snapshot", params={"covers": covers},
@@ -313,4 +315,9 @@ def save_state(home: Path, url: str, state: LogState | None, *, add: bool = True
 
 def open_http_client() -> httpx.AsyncClient:
     """One client for all stores of a node (connection reuse)."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(BLIND_STORE_REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+
+
+def _malformed(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"the blind store sent a malformed answer ({exc})")

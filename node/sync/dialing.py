@@ -16,14 +16,10 @@ from collections.abc import Sequence
 
 import trio
 
+from .limits import MAX_DIAL_ADDRESSES, NEXT_ADDRESS_DELAY_S
+
 log = logging.getLogger("mirror.sync")
 
-# Addresses one dialer tries (discovery already caps a device's addresses; this
-# bounds every other caller too).
-MAX_DIAL_ADDRESSES = 8
-# Start the next address when the current one has not answered by then. A LAN
-# peer answers (or refuses) in milliseconds.
-NEXT_ADDRESS_DELAY_S = 0.25
 
 Address = tuple[str, int]
 

@@ -29,7 +29,7 @@ from typing import Protocol
 import trio
 from pycrdt import Doc
 
-from crdt import DocStore, DocumentError, StoredDoc, SyncClass
+from crdt import DocStore, DocumentError, StoredDoc, SyncClass, UpdateSource
 from crdt.update_check import UpdateRejected, check_map_roots
 from protocol import (
     CatalogueEntry,
@@ -244,12 +244,11 @@ class DeviceDocuments:
 
     @contextmanager
     def live(self, session: SessionPeer) -> Iterator[None]:
-        # pycrdt reports str(hash(origin)) to listeners: that is how the peer's own
-        # changes are recognised and not echoed back to it.
-        own_source = str(hash(session.origin))
+        # The peer's own changes are recognised by their origin, not echoed back to it.
+        own_source = UpdateSource.of(session.origin)
         group = self.group
 
-        def on_change(stored: StoredDoc, update: bytes, source: str) -> None:
+        def on_change(stored: StoredDoc, update: bytes, source: UpdateSource) -> None:
             # Inside pycrdt's commit: must not touch the document.
             if source == own_source or not session.handshake_done.is_set():
                 return  # the peer's own change, or catalogue sync will carry it

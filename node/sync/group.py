@@ -72,6 +72,8 @@ class KnownDevices:
 
 @dataclass(frozen=True)
 class Member:
+    """A device of the group as this device sees it."""
+
     record: DeviceRecord
     is_self: bool
 

@@ -14,6 +14,9 @@ import trio
 
 
 class MessageStream(trio.abc.Stream):
+    """A trio byte stream over a message transport (a WebSocket): writes are cut into
+    messages of at most ``chunk_bytes``, reads hand out what messages bring."""
+
     chunk_bytes = 64 * 1024
     """Largest message a write is cut into."""
 

@@ -11,9 +11,9 @@ Theory of operation (the pairer)
 Every attempt on a code, from the LAN listener or a relay's rendezvous room,
 goes through one :class:`PairerState`:
 
-* it reads the joiner's PAIR_START first (within ``START_TIMEOUT_S``), then
+* it reads the joiner's PAIR_START first (within ``PAIRING_START_TIMEOUT_S``), then
   waits for its turn: attempts are served one at a time, so no two exchanges
-  on a code are ever in flight together (at most ``MAX_WAITING_ATTEMPTS`` wait;
+  on a code are ever in flight together (at most ``MAX_WAITING_PAIRING_ATTEMPTS`` wait;
   more are hung up on);
 * every exchange that got past the pairer's PAIR_REPLY gave the joiner one
   guess of the code, however it ends (a wrong code, a joiner that checks the
@@ -63,15 +63,14 @@ from protocol.pairing import (
 from ..errors import MirrorError
 from ..identity import device_id_for
 from .group import Group
+from .limits import (
+    MAX_WAITING_PAIRING_ATTEMPTS,
+    PAIRING_EXCHANGE_TIMEOUT_S,
+    PAIRING_START_TIMEOUT_S,
+)
 
 log = logging.getLogger("mirror.pairing")
 
-EXCHANGE_TIMEOUT_S = 30.0
-"""One exchange, from the joiner's PAIR_START to the welcome."""
-START_TIMEOUT_S = 10.0
-"""For a connection to send its PAIR_START (before it waits for its turn)."""
-MAX_WAITING_ATTEMPTS = 8
-"""Attempts holding a PAIR_START and waiting for their turn; more are hung up on."""
 START_FRAME_BYTES = FRAME_HEADER_BYTES + SPAKE2_MESSAGE_BYTES
 
 
@@ -172,9 +171,9 @@ async def _drive(machine: Pairing, stream: trio.abc.Stream) -> object:
 
 async def _read_start(stream: trio.abc.Stream, opening: bytes) -> bytes:
     """The joiner's first bytes, at least a whole PAIR_START's worth (b"" if it
-    hung up or took longer than START_TIMEOUT_S)."""
+    hung up or took longer than PAIRING_START_TIMEOUT_S)."""
     data = bytearray(opening)
-    with trio.move_on_after(START_TIMEOUT_S):
+    with trio.move_on_after(PAIRING_START_TIMEOUT_S):
         while len(data) < START_FRAME_BYTES:
             chunk = await stream.receive_some(65536)
             if not chunk:
@@ -191,7 +190,7 @@ async def serve_pairing_attempt(
     """Pairer: answer one joiner on *stream* (whose first bytes may be *opening*;
     *where* names it for the person: an address, or ``relay``)."""
     try:
-        if state.waiting >= MAX_WAITING_ATTEMPTS:
+        if state.waiting >= MAX_WAITING_PAIRING_ATTEMPTS:
             log.info("pairing: %d attempts waiting already; hung up on %s",
                      state.waiting, where or "a joiner")
             return
@@ -243,7 +242,7 @@ async def _serve_turn(
     outcome = AttemptOutcome.GAVE_UP
     try:
         machine.receive_data(start)
-        with trio.fail_after(EXCHANGE_TIMEOUT_S):
+        with trio.fail_after(PAIRING_EXCHANGE_TIMEOUT_S):
             event = await _drive(machine, stream)
     except PairingCodeMismatch:
         outcome = AttemptOutcome.WRONG_CODE
@@ -283,7 +282,7 @@ async def join(group: Group, code: str, stream: trio.abc.Stream, name: str) -> J
     ring = group.keyring
     machine = Pairing(JOINER, code, ring.device_seed, os.urandom, device_name=name)
     try:
-        with trio.fail_after(EXCHANGE_TIMEOUT_S):
+        with trio.fail_after(PAIRING_EXCHANGE_TIMEOUT_S):
             event = await _drive(machine, stream)
     except PairingCodeMismatch:
         raise PairingFailed("the code did not match; nothing was changed") from None

@@ -61,14 +61,12 @@ import trio
 import wsproto.events
 import wsproto.utilities
 from httpx_ws import (
-    HTTPXWSException,
     WebSocketDisconnect,
     WebSocketUpgradeError,
     aconnect_ws,
 )
 
 from protocol import INITIATOR, RESPONDER, Role
-from protocol.limits import MAX_RELAY_MESSAGE_BYTES
 from protocol.relay import (
     PresenceKind,
     pair_room,
@@ -81,6 +79,20 @@ from protocol.relay import (
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
 from ..identity import device_id_for
+from .backoff import Backoff, jittered
+from .boundary import NETWORK_ERRORS, STREAM_ERRORS, map_exceptions
+from .limits import (
+    CONNECT_TIMEOUT_S,
+    MAX_EARLIER_EPOCH_ROOMS,
+    MAX_RECEIVE_MESSAGE_BYTES,
+    PING_INTERVAL_S,
+    PING_TIMEOUT_S,
+    RECEIVE_QUEUE_MESSAGES,
+    REJOIN_ALONE_AFTER_S,
+    RELAY_BACKOFF_MAX_S,
+    RELAY_BACKOFF_MIN_S,
+    RELAY_CHUNK_BYTES,
+)
 from .message_stream import MessageStream
 from .pairing import PairingFailed, join, serve_pairing_attempt
 
@@ -92,31 +104,6 @@ if TYPE_CHECKING:
     from .service import SyncService
 
 log = logging.getLogger("mirror.relay")
-
-CHUNK_BYTES = 64 * 1024  # largest message we send (the contract allows 256 KiB)
-# Largest message (and read size) we accept: httpx-ws joins a fragmented message up to
-# this many bytes and ends the connection (1009) past it, so a hostile relay cannot grow
-# our memory with one endless message. The relay's merged messages are at most this.
-MAX_RECEIVE_MESSAGE_BYTES = MAX_RELAY_MESSAGE_BYTES
-RECEIVE_QUEUE_MESSAGES = 64  # chunks buffered for a session that reads slowly
-CONNECT_TIMEOUT_S = 10.0
-BACKOFF_MIN_S = 0.25
-BACKOFF_MAX_S = 30.0
-PING_INTERVAL_S = 20.0
-PING_TIMEOUT_S = 20.0
-REJOIN_ALONE_AFTER_S = 120.0
-"""A connection alone in its room this long (jittered +-25 %) is reopened. Where a
-room goes can change under a waiting device: its relay or proxy instance died and
-came back, so the room's own instance serves it again while the device still
-waits on the fallback it moved to; a peer arriving now goes to the room's own
-instance. Reopening finds the room where it is now. It costs a waiting device one
-reconnection per interval, and a device in session nothing."""
-MAX_EARLIER_EPOCH_ROOMS = 2
-"""After a removal, how many earlier epochs' pair rooms a device keeps per peer
-(those in which the peer was a member, newest first) until the peer has synced
-at the current epoch. A peer that missed more removals than this catches up on
-the LAN (discovery recognises earlier epochs' tags), through a blind store (the
-retired log's forwarding notice), or by pairing again."""
 
 
 class RelayUnavailable(MirrorError):
@@ -149,7 +136,10 @@ def rank_relays(relays: Sequence[str], room: bytes) -> list[str]:
 
 
 @dataclass
-class RelayStatistics:
+class RelayClientStatistics:
+    """This node's counters for its relay connections (the relay server has its own,
+    ``relay.RelayStatistics``)."""
+
     connects: int = 0
     connect_failures: int = 0
     sessions: int = 0
@@ -167,7 +157,7 @@ class RelayStream(MessageStream, trio.abc.HalfCloseableStream):
     after that raises ``trio.BrokenResourceError``.
     """
 
-    chunk_bytes = CHUNK_BYTES
+    chunk_bytes = RELAY_CHUNK_BYTES
 
     def __init__(self, room: RoomConnection, role: Role) -> None:
         super().__init__()
@@ -224,7 +214,7 @@ class RelayStream(MessageStream, trio.abc.HalfCloseableStream):
 class RoomConnection:
     """An open WebSocket connection to one room of one relay."""
 
-    def __init__(self, ws: Any, relay: str, stats: RelayStatistics) -> None:
+    def __init__(self, ws: Any, relay: str, stats: RelayClientStatistics) -> None:
         self._ws = ws
         self.relay = relay
         self.stats = stats
@@ -236,11 +226,8 @@ class RoomConnection:
         """The connection ended because nobody came (see REJOIN_ALONE_AFTER_S)."""
 
     async def send_bytes(self, data: bytes) -> None:
-        try:
+        with map_exceptions({STREAM_ERRORS: _lost}):
             await self._ws.send_bytes(data)
-        except (HTTPXWSException, httpx.HTTPError, OSError, trio.BrokenResourceError,
-                trio.ClosedResourceError, wsproto.utilities.LocalProtocolError) as exc:
-            raise trio.BrokenResourceError(f"relay connection lost: {exc}") from None
         self.stats.messages_out += 1
         self.stats.bytes_out += len(data)
 
@@ -269,7 +256,7 @@ class RoomConnection:
                     self._presence(str(event.data))
         except WebSocketDisconnect as exc:
             log.info("relay %s closed the connection (%s %s)", self.relay, exc.code, exc.reason)
-        except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
+        except NETWORK_ERRORS as exc:
             log.info("relay %s: connection lost (%s)", self.relay, type(exc).__name__)
         finally:
             if self.current is not None:
@@ -336,10 +323,10 @@ async def open_room(
     room: bytes,
     *,
     client: httpx.AsyncClient | None = None,
-    stats: RelayStatistics | None = None,
+    stats: RelayClientStatistics | None = None,
 ) -> AsyncIterator[RoomConnection]:
     """Connect to *room* on the first relay, in rendezvous order, that accepts."""
-    stats = stats or RelayStatistics()
+    stats = stats or RelayClientStatistics()
     if not relays:
         raise RelayUnavailable("no relay is configured (mirror relay add URL)")
     async with _client(client) as http:
@@ -355,7 +342,7 @@ async def open_room(
             )
             try:
                 ws = await ws_cm.__aenter__()
-            except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
+            except NETWORK_ERRORS as exc:
                 stats.connect_failures += 1
                 failures.append(f"{relay}: {_describe(exc)}")
                 continue
@@ -379,6 +366,10 @@ async def _client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.Async
         yield fresh
 
 
+def _lost(exc: BaseException) -> trio.BrokenResourceError:
+    return trio.BrokenResourceError(f"relay connection lost: {exc}")
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, WebSocketUpgradeError):
         return f"HTTP {exc.response.status_code}"
@@ -395,7 +386,7 @@ async def stay_in_room(
     room: Callable[[], bytes],
     on_session: Callable[[RelayStream], Awaitable[None]],
     *,
-    stats: RelayStatistics | None = None,
+    stats: RelayClientStatistics | None = None,
     rng: random.Random | None = None,
     rejoin_alone_after_s: float = REJOIN_ALONE_AFTER_S,
 ) -> None:
@@ -406,9 +397,9 @@ async def stay_in_room(
     speaks first. A connection alone in the room for *rejoin_alone_after_s*
     (jittered) is reopened: see :data:`REJOIN_ALONE_AFTER_S`.
     """
-    stats = stats or RelayStatistics()
+    stats = stats or RelayClientStatistics()
     rng = rng or random.Random()
-    backoff = BACKOFF_MIN_S
+    backoff = Backoff(RELAY_BACKOFF_MIN_S, RELAY_BACKOFF_MAX_S, rng)
     async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S) as http:
         while True:
             started = trio.current_time()
@@ -417,14 +408,13 @@ async def stay_in_room(
                 async with open_room(relays, room(), client=http, stats=stats) as connection:
                     await connection.serve(
                         on_session,
-                        rejoin_alone_after_s=rejoin_alone_after_s * (0.75 + rng.random() / 2))
+                        rejoin_alone_after_s=jittered(rejoin_alone_after_s, rng))
                     rejoined = connection.rejoined
             except RelayUnavailable as exc:
                 log.debug("%s", exc)
-            if rejoined or trio.current_time() - started > BACKOFF_MAX_S:
-                backoff = BACKOFF_MIN_S  # not a failure: start again from the shortest wait
-            await trio.sleep(backoff * (0.75 + rng.random() / 2))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            if rejoined or trio.current_time() - started > RELAY_BACKOFF_MAX_S:
+                backoff.reset()  # not a failure: start again from the shortest wait
+            await backoff.wait()
 
 
 # --------------------------------------------------------------------------- sessions of a node
@@ -461,7 +451,7 @@ class RelayLinks:
     def __init__(self, service: SyncService, relays: Sequence[str]) -> None:
         self.service = service
         self.relays = tuple(normalize_relay_url(r) for r in relays)
-        self.stats = RelayStatistics()
+        self.stats = RelayClientStatistics()
         self.rooms: set[tuple[str, int]] = set()
         """The links held now: (peer device id, epoch)."""
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from crdt import StoredDoc
+from crdt import StoredDoc, UpdateSource
 from protocol import discovery_tag
 
 from ..core import MirrorCore
@@ -30,6 +30,8 @@ log = logging.getLogger("mirror.sync")
 
 @dataclass(frozen=True)
 class RunningSync:
+    """A sync service started by :func:`running_sync`, its group and listening port."""
+
     service: SyncService
     group: Group
     port: int
@@ -79,10 +81,11 @@ async def run_sync(
     group = await open_group(core)
 
     def arrived(session: SessionPeer, stored: StoredDoc) -> None:
-        name = core.peer_names.get(str(hash(session.origin)))
+        source = UpdateSource.of(session.origin)
+        name = core.peer_names.get(source)
         if name is None:
             name = _device_name(group, session.peer_device_id)
-            core.peer_names[str(hash(session.origin))] = name
+            core.peer_names[source] = name
 
     service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived,
                           refresher=core.refresher)

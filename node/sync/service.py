@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,35 +36,41 @@ from typing import Any
 
 import trio
 
-from crdt import DocInfo, StoredDoc, SyncClass
-from protocol import INITIATOR, RESPONDER, RemoteProtocolError, Update
+from crdt import DocInfo, SourceKind, StoredDoc, SyncClass, UpdateSource
+from protocol import INITIATOR, RESPONDER, PeerIsThisDevice, RemoteProtocolError, Update
 from protocol.pairing import classify_opening
 
 from ..core import MirrorCore
 from ..files import write_private_json
 from ..processes import process_alive
 from ..refresh import RefreshPublisher
+from .backoff import Backoff
 from .catalogue import offerable
-from .dialing import MAX_DIAL_ADDRESSES, connect_first
+from .dialing import connect_first
 from .documents import ArrivalHook, SessionPeer
 from .group import Group
-from .session import SessionError, SyncSession
+from .limits import (
+    CONNECT_TIMEOUT_S,
+    DIAL_BACKOFF_MAX_S,
+    DIAL_BACKOFF_MIN_S,
+    MAX_DIAL_ADDRESSES,
+    OPENING_TIMEOUT_S,
+    REFRESH_INTERVAL_S,
+    STATUS_INTERVAL_S,
+)
+from .session import SessionError, SessionOutcome, SyncSession
 
 log = logging.getLogger("mirror.sync")
 
 STATUS_FILE = "sync-status.json"
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 60.0
-CONNECT_TIMEOUT_S = 10.0
-REFRESH_INTERVAL_S = 0.25
-STATUS_INTERVAL_S = 1.0
-OPENING_TIMEOUT_S = 10.0
 
 PairingHandler = Callable[[trio.SocketStream, bytes], Awaitable[None]]
 
 
 @dataclass
 class PeerStatus:
+    """What the sync service knows of one peer device."""
+
     device_id: str
     name: str = ""
     address: str = ""
@@ -79,6 +84,8 @@ class PeerStatus:
 
 @dataclass
 class SyncStatistics:
+    """The sync service's counters (written to the status file)."""
+
     listening: str = ""
     sessions: int = 0
     sessions_total: int = 0
@@ -89,6 +96,9 @@ class SyncStatistics:
 
 
 class SyncService:
+    """A node's sync: listens, dials peers with backoff, runs one session per peer, and
+    picks up documents other processes created."""
+
     def __init__(
         self,
         core: MirrorCore,
@@ -232,8 +242,7 @@ class SyncService:
     async def _dial_forever(
         self, addresses: list[tuple[str, int]], epoch: int | None = None
     ) -> None:
-        backoff = BACKOFF_MIN_S
-        rng = random.Random()
+        backoff = Backoff(DIAL_BACKOFF_MIN_S, DIAL_BACKOFF_MAX_S)
         order = list(addresses)
         try:
             while True:
@@ -248,32 +257,31 @@ class SyncService:
                     order.insert(0, address)  # it answered: try it first next time
                     name = f"{address[0]}:{address[1]}"
                     result = await self._run_session(stream, INITIATOR, name, epoch)
-                    if result == "ended" and epoch is not None and epoch < self.group.keyring.epoch:
+                    if (result is SessionOutcome.ENDED and epoch is not None
+                            and epoch < self.group.keyring.epoch):
                         epoch = None  # it has caught up with the new epoch by now
-                    if result == "self":
+                    if result is SessionOutcome.SELF:
                         self._self_addresses.add(address)
                         return
-                    if result == "duplicate":
-                        backoff = BACKOFF_MAX_S / 4
+                    if result is SessionOutcome.DUPLICATE:
+                        backoff.set_delay(DIAL_BACKOFF_MAX_S / 4)
                     if trio.current_time() - started > 30:
-                        backoff = BACKOFF_MIN_S
-                await trio.sleep(backoff * (0.75 + rng.random() / 2))
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                        backoff.reset()
+                await backoff.wait()
         finally:
             self._dialing.difference_update(addresses)
 
     async def run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, *, epoch: int | None = None
-    ) -> str:
+    ) -> SessionOutcome:
         """Run one session over *stream* (e.g. through a relay, whose *address*
         starts with ``relay:``), at *epoch* (default: the newest; an initiator
-        presents it, a responder accepts it and older ones); returns "ended",
-        "self" or "duplicate"."""
+        presents it, a responder accepts it and older ones)."""
         return await self._run_session(stream, role, address, epoch)
 
     async def _run_session(
         self, stream: trio.abc.Stream, role: Any, address: str, epoch: int | None = None
-    ) -> str:
+    ) -> SessionOutcome:
         session = SyncSession(
             self.store,
             self.group,
@@ -285,7 +293,7 @@ class SyncService:
             epoch=epoch if epoch is not None and epoch in self.group.keyring.epochs else None,
         )
         self.stats.sessions_total += 1
-        outcome = "ended"
+        outcome = SessionOutcome.ENDED
         try:
             try:
                 async with trio.open_nursery() as nursery:
@@ -296,8 +304,8 @@ class SyncService:
                         self.stats.sessions_failed += 1
                         log.info("session with %s ended: %s",
                                  session.peer_device_id or address, exc)
-                        if "own key" in str(exc):
-                            outcome = "self"
+                        if isinstance(exc.protocol_error, PeerIsThisDevice):
+                            outcome = SessionOutcome.SELF
                     finally:
                         nursery.cancel_scope.cancel()
             except Exception:  # a bug in one session never ends the service
@@ -305,10 +313,10 @@ class SyncService:
                 log.exception("session with %s failed", session.peer_device_id or address)
             peer = session.peer_device_id
             if peer and peer == self.group.keyring.device_id:
-                outcome = "self"
+                outcome = SessionOutcome.SELF
             elif (peer and self.sessions.get(peer) is not session
                   and session.handshake_done.is_set()):
-                outcome = "duplicate"
+                outcome = SessionOutcome.DUPLICATE
         finally:
             # Also when the caller cancels us (a relay link that is no longer wanted):
             # an ended session must not stay listed.
@@ -374,10 +382,12 @@ class SyncService:
 
     # ------------------------------------------------------------------ other processes
 
-    def _note_group_change(self, stored: StoredDoc, update: bytes, source: str) -> None:
+    def _note_group_change(
+        self, stored: StoredDoc, update: bytes, source: UpdateSource
+    ) -> None:
         # Inside pycrdt's commit: note only. (Peers' changes refresh the group in
         # DeviceDocuments.apply; this is another process's, e.g. a removal.)
-        if source == "external" and stored.doc_id == self.group.stored.doc_id:
+        if source.kind is SourceKind.EXTERNAL and stored.doc_id == self.group.stored.doc_id:
             self._group_changed = True
 
     async def _refresh_loop(self) -> None:

@@ -35,6 +35,7 @@ deadline.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import logging
 import os
@@ -67,25 +68,43 @@ from protocol import (
 )
 from protocol.limits import HANDSHAKE_TIMEOUT_S, HEARTBEAT_INTERVAL_S, IDLE_TIMEOUT_S
 
+from ..errors import MirrorError
 from ..identity import device_id_for
 from .documents import ArrivalHook, DeviceDocuments, SessionDocuments
 from .group import Group
+from .limits import CLOSE_GRACE_S, MAX_QUEUED_WRITES, READ_BYTES, WRITE_TIMEOUT_S
 
 log = logging.getLogger("mirror.sync")
 
-READ_BYTES = 256 * 1024
-MAX_QUEUED_WRITES = 100_000  # sealed frames waiting for the writer; beyond: resync instead
-WRITE_TIMEOUT_S = 30.0
-CLOSE_GRACE_S = 1.0  # for the writer to deliver a Close after an error
 _session_numbers = itertools.count(1)
 
 
-class SessionError(Exception):
-    """A session ended abnormally (the message says why; it is logged, not shown)."""
+class SessionOutcome(enum.Enum):
+    """How a session the sync service ran ended, as far as dialing cares."""
+
+    ENDED = "ended"
+    """Ended (cleanly or not) with a peer: dial again later."""
+    SELF = "self"
+    """The peer was this device itself: never dial that address again."""
+    DUPLICATE = "duplicate"
+    """Another session with the same peer was kept: back off for longer."""
+
+
+class SessionError(MirrorError):
+    """A session ended abnormally (the message says why; it is logged, not shown).
+
+    ``protocol_error`` is the protocol's error that ended it, if one did: callers
+    decide on its type (e.g. :class:`protocol.PeerIsThisDevice`), never on the text."""
+
+    def __init__(self, message: str, *, protocol_error: ProtocolError | None = None) -> None:
+        super().__init__(message)
+        self.protocol_error = protocol_error
 
 
 @dataclass
 class SessionStatistics:
+    """One session's counters and times."""
+
     peer_device_id: str = ""
     address: str = ""
     connected_at: float = 0.0
@@ -196,7 +215,8 @@ class SyncSession:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
         if isinstance(self._failure, ProtocolError):
-            raise SessionError(f"protocol: {self._failure}") from self._failure
+            raise SessionError(f"protocol: {self._failure}",
+                               protocol_error=self._failure) from self._failure
         if self._failure is not None:
             raise SessionError(str(self._failure) or type(self._failure).__name__)
         if self._ended_by is not None:
@@ -228,7 +248,7 @@ class SyncSession:
 
     def close_soon(self, reason: str = "", code: CloseCode = CloseCode.GOING_AWAY) -> None:
         """Ask the session to end cleanly (Close, then end of stream)."""
-        if self._closing or self.conn.our_state.value in {"handshake", "closed", "error"}:
+        if self._closing or not self.conn.can_send:
             self._closing = True
             self._send.close()
             return
@@ -257,7 +277,7 @@ class SyncSession:
         """
         if not self.handshake_done.is_set() or self._closing:
             return
-        if self.conn.our_state.value in {"closed", "error"}:
+        if self.conn.closed:
             return
         try:
             self._queue(self.conn.send(message))
@@ -468,4 +488,4 @@ class SyncSession:
             await self._writer_done.wait()
 
 
-__all__ = ["INITIATOR", "SessionError", "SessionStatistics", "SyncSession"]
+__all__ = ["INITIATOR", "SessionError", "SessionOutcome", "SessionStatistics", "SyncSession"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from crdt.commons import Item
+from crdt.commons import CommonsItem
 
 
 def short_id(doc_id: str) -> str:
     return doc_id.rsplit("/", 1)[-1]
 
 
-def render_threads(items: list[Item]) -> str:
+def render_threads(items: list[CommonsItem]) -> str:
     threads = sorted((i for i in items if i.kind in ("post", "insight")),
                      key=lambda i: (i.created_at, i.doc_id), reverse=True)
     if not threads:
@@ -24,7 +24,7 @@ def render_threads(items: list[Item]) -> str:
         for t in threads)
 
 
-def render_thread(thread: Item, items: list[Item]) -> str:
+def render_thread(thread: CommonsItem, items: list[CommonsItem]) -> str:
     lines = [thread.title, f"{thread.kind} by {thread.author[:12]} · {thread.created_at}", "",
              thread.body]
     reactions: dict[str, int] = {}
