@@ -335,7 +335,9 @@ def completions(text: str) -> list[str]:
 def test_completion_of_commands_and_their_choices() -> None:
     assert completions("/li") == ["/list"]
     assert completions("/") == [f"/{n}" for n in
-                                ("list", "show", "private", "export", "mode", "patterns",
+                                ("list", "show", "private", "search", "tags", "star", "unstar",
+                                 "onthisday", "stats", "edit", "delete", "sync", "export",
+                                 "mode", "patterns",
                                  "tensions", "graph", "evolve", "related", "engine", "ask",
                                  "digest", "commons", "mood", "config", "help", "quit", "exit")]
     assert completions("/mode h") == ["hybrid"]
