@@ -16,7 +16,7 @@ import pytest
 from crdt import open_store
 from crdt.importers import apply_plan, read_source
 from crdt.journal import Journal, Reflection
-from node.cli import build_parser, format_list_line, main
+from node.cli.main import build_parser, format_list_line, main
 from node.journal.search import search, snippet
 from node.journal.stats import journal_stats, on_this_day
 from node.journal.tags import TagCount, inline_tags, tag_counts, with_inline_tags

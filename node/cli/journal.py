@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from crdt.journal import Reflection
 
-from .errors import UsageError
-from .journal.dates import DateParseError
-from .journal.query import JournalFilter, journal_filter
-from .pager import BOLD, COLOUR_CHOICES, DIM, RESET, display_width, fit, highlight, page
-from .terminal import printable
+from ..errors import UsageError
+from ..journal.dates import DateParseError
+from ..journal.query import JournalFilter, journal_filter
+from ..pager import BOLD, COLOUR_CHOICES, DIM, RESET, display_width, fit, highlight, page
+from ..terminal import printable
 
 if TYPE_CHECKING:
-    from .core import MirrorCore
-    from .journal.search import Hit
-    from .journal.stats import JournalStats, YearAgo
-    from .journal.tags import TagCount
+    from ..core import MirrorCore
+    from ..journal.search import Hit
+    from ..journal.stats import JournalStats, YearAgo
+    from ..journal.tags import TagCount
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 
@@ -57,7 +57,7 @@ def add_filter_args(p: argparse.ArgumentParser, *, newest: bool = True) -> None:
 
 
 def _positive_int(text: str) -> int:
-    from .cli import positive_int
+    from .main import positive_int
 
     return positive_int(text)
 
@@ -103,7 +103,7 @@ def render_search(hits: Sequence[Hit], query: str, *, colour: bool,
                   width: int = 80) -> str:
     """Each hit as a header line (id, date, ★, 🔒, tags) and a snippet of its text
     around the first match, matches highlighted when *colour*."""
-    from .journal.search import match_spans, snippet
+    from ..journal.search import match_spans, snippet
 
     lines: list[str] = []
     for hit in hits:
@@ -135,7 +135,7 @@ def render_tags(counts: Sequence[TagCount]) -> str:
 
 
 def render_on_this_day(years: Sequence[YearAgo], today: date, width: int = 80) -> str:
-    from .cli import format_list_line
+    from .main import format_list_line
 
     if not years:
         return f"Nothing written on {today:%d %B} in earlier years."
@@ -195,13 +195,13 @@ def _dump(value: object, out: TextIO) -> None:
 
 
 def _colour_of(args: argparse.Namespace, out: TextIO) -> bool:
-    from .pager import use_colour
+    from ..pager import use_colour
 
     return use_colour(out, choice=getattr(args, "color", "auto"))
 
 
 def _width(out: TextIO) -> int:
-    from .pager import terminal_size
+    from ..pager import terminal_size
 
     return terminal_size(out)[0]
 
@@ -211,7 +211,7 @@ def _width(out: TextIO) -> int:
 
 async def search_journal(core: MirrorCore, query: str, f: JournalFilter) -> list[Hit]:
     """Search the reflections *f* keeps for *query*, best first, the best *f.limit*."""
-    from .journal.search import search
+    from ..journal.search import search
 
     kept = JournalFilter(start=f.start, end=f.end, tags=f.tags, starred=f.starred)
     items = kept.apply(await core.journal.all())
@@ -220,7 +220,7 @@ async def search_journal(core: MirrorCore, query: str, f: JournalFilter) -> list
 
 async def journal_stats_of(core: MirrorCore, weeks: int, today: date | None = None
                            ) -> JournalStats:
-    from .journal.stats import journal_stats
+    from ..journal.stats import journal_stats
 
     try:
         return journal_stats(await core.journal.all(), today or datetime.now().date(),
@@ -232,7 +232,7 @@ async def journal_stats_of(core: MirrorCore, weeks: int, today: date | None = No
 def _day_of(text: str | None) -> date:
     if not text:
         return datetime.now().date()
-    from .cli import parse_when
+    from .main import parse_when
 
     return parse_when(text).astimezone().date()
 
@@ -259,7 +259,7 @@ async def cmd_search(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
 
 
 async def cmd_tags(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .journal.tags import tag_counts
+    from ..journal.tags import tag_counts
 
     counts = tag_counts(filter_of(args, limit=False).apply(await core.journal.all()))
     if args.json:
@@ -281,7 +281,7 @@ async def star(core: MirrorCore, ref: str, *, starred: bool) -> Reflection:
 
 
 async def cmd_onthisday(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .journal.stats import on_this_day
+    from ..journal.stats import on_this_day
 
     today = _day_of(args.date)
     years = on_this_day(await core.journal.all(), today)
@@ -378,7 +378,7 @@ async def repl_command(core: MirrorCore, name: str, rest: str, *, colour: bool =
             return f"Nothing found for {printable(query)!r}"
         return render_search(hits, query, colour=colour, width=width)
     if name == "tags":
-        from .journal.tags import tag_counts
+        from ..journal.tags import tag_counts
 
         return render_tags(tag_counts(await core.journal.all()))
     if name in ("star", "unstar"):
@@ -387,7 +387,7 @@ async def repl_command(core: MirrorCore, name: str, rest: str, *, colour: bool =
         r = await star(core, rest, starred=name == "star")
         return f"{'starred' if r.starred else 'unstarred'} {r.id[:8]}"
     if name == "onthisday":
-        from .journal.stats import on_this_day
+        from ..journal.stats import on_this_day
 
         today = datetime.now().date()
         return render_on_this_day(on_this_day(await core.journal.all(), today), today, width)

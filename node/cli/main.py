@@ -24,12 +24,12 @@ import trio
 from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
-from .config import MIRROR_MODES
-from .core import MirrorCore, open_core
-from .errors import ConfigError, MirrorError, UsageError
-from .files import write_private
-from .home import Home, setup_logging
-from .terminal import direct_stdio, printable, safe_stdio
+from ..config import MIRROR_MODES
+from ..core import MirrorCore, open_core
+from ..errors import ConfigError, MirrorError, UsageError
+from ..files import write_private
+from ..home import Home, setup_logging
+from ..terminal import direct_stdio, printable, safe_stdio
 
 log = logging.getLogger("mirror.cli")
 
@@ -41,8 +41,8 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 # Modules that contribute commands: each has ``add_commands(add: AddCommand)``.
 # They must import only light modules at top level: every command pays for them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "node.cli_sync", "node.cli_engine", "node.cli_data", "node.cli_update", "node.cli_store",
-    "node.cli_commons", "node.cli_relay", "node.cli_mood", "node.cli_ask", "node.cli_journal",
+    "node.cli.sync", "node.cli.engine", "node.cli.data", "node.cli.update", "node.cli.store",
+    "node.cli.commons", "node.cli.relay", "node.cli.mood", "node.cli.ask", "node.cli.journal",
 )
 
 
@@ -54,7 +54,7 @@ def parse_when(text: str) -> datetime:
     ISO-8601, or natural words (``yesterday``, ``3 days ago``, ``last monday 21:30``,
     ``dec 1``: node/journal/dates.py). A day without a time is its midnight, a time
     without a zone is local time. Never in the future."""
-    from .journal.dates import DateParseError, parse_moment
+    from ..journal.dates import DateParseError, parse_moment
 
     now = datetime.now(UTC)
     try:
@@ -69,7 +69,7 @@ def parse_when(text: str) -> datetime:
 def parse_until(text: str) -> datetime:
     """The end of what *text* names: ``--until 2026-11-01`` or ``--until yesterday``
     include that whole day, ``--until "yesterday 21:30"`` runs to that moment."""
-    from .journal.dates import DateParseError, parse_span
+    from ..journal.dates import DateParseError, parse_span
 
     try:
         return parse_span(text, datetime.now(UTC)).end
@@ -88,7 +88,7 @@ LINE_COLUMNS = 80  # what a listing fits when the terminal does not say
 def format_list_line(r: Reflection, width: int = LINE_COLUMNS) -> str:
     """One reflection on one line of at most *width* columns: id, local time, ★ if
     starred, 🔒 if private, the start of its text, its tags."""
-    from .pager import display_width, fit
+    from ..pager import display_width, fit
 
     local = r.created_at.astimezone()
     flags = ("★" if r.starred else " ") + ("🔒" if r.private else "  ")
@@ -143,7 +143,7 @@ async def _read_text(core: MirrorCore, args: argparse.Namespace, stdin: TextIO) 
     if not (os.environ.get("VISUAL") or os.environ.get("EDITOR") or "").strip():
         raise UsageError('give the reflection as text (mirror reflect "…"), pipe it on stdin, '
                          "or set $EDITOR to write it in your editor")
-    from .drafts import edit_in_editor
+    from ..drafts import edit_in_editor
 
     def announce(draft: Path) -> None:
         print(f"mirror: writing in your editor; the draft is {draft} (yours only) and is "
@@ -178,8 +178,8 @@ async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .cli_journal import describe_filter, filter_of
-    from .pager import page, terminal_size
+    from ..pager import page, terminal_size
+    from .journal import describe_filter, filter_of
 
     everything = await core.journal.all()
     wanted = filter_of(args)
@@ -213,7 +213,7 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     _, current = await core.journal.find(args.id)
     text = args.text
     if text is None and args.tag is None:
-        from .drafts import edit_in_editor
+        from ..drafts import edit_in_editor
 
         def announce(draft: Path) -> None:
             print(f"mirror: the draft is {draft} (yours only); it is removed when the "
@@ -413,7 +413,7 @@ async def cmd_mode(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def cmd_repl(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .repl import run_repl
+    from ..repl.prompt import run_repl
 
     with direct_stdio():  # prompt-toolkit draws; the REPL filters what it shows itself
         await run_repl(core)
@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list reflections, oldest first (★ starred, 🔒 private); "
             "dates can be natural: --from \"2 weeks ago\", --on yesterday")
     p.add_argument("--json", action="store_true", help="print JSON")
-    from .cli_journal import add_filter_args
+    from .journal import add_filter_args
 
     add_filter_args(p)
     p = add("show", cmd_show, "show one reflection and its mirrorback")
@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    from .cli_data import unlock_home
+    from .data import unlock_home
 
     home = Home.resolve(args.home)
     home_handler = getattr(args, "home_handler", None)
