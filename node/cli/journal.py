@@ -15,18 +15,18 @@ import argparse
 import json
 import shlex
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from crdt.journal import Reflection
 
 from ..errors import UsageError
-from ..journal.dates import DateParseError
-from ..journal.query import JournalFilter, journal_filter
+from ..journal.query import JournalFilter
 from ..pager import BOLD, COLOUR_CHOICES, DIM, RESET, display_width, fit, highlight, page
 from ..terminal import printable
 
 if TYPE_CHECKING:
+    from ..app import Mirror
     from ..core import MirrorCore
     from ..journal.search import Hit
     from ..journal.stats import JournalStats, YearAgo
@@ -63,16 +63,11 @@ def _positive_int(text: str) -> int:
 
 
 def filter_of(args: argparse.Namespace, *, limit: bool = True) -> JournalFilter:
-    try:
-        return journal_filter(
-            now=datetime.now(UTC), from_=args.from_, to=args.to, on=args.on,
-            tags=args.tag or (), starred=args.starred,
-            limit=args.limit if limit else None,
-        )
-    except DateParseError as exc:
-        raise UsageError(str(exc)) from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    from ..app import Mirror
+
+    return Mirror.journal_filter(from_=args.from_, to=args.to, on=args.on,
+                                 tags=args.tag or (), starred=args.starred,
+                                 limit=args.limit if limit else None)
 
 
 def describe_filter(f: JournalFilter) -> str:
@@ -209,24 +204,10 @@ def _width(out: TextIO) -> int:
 # --------------------------------------------------------------------------- operations
 
 
-async def search_journal(core: MirrorCore, query: str, f: JournalFilter) -> list[Hit]:
-    """Search the reflections *f* keeps for *query*, best first, the best *f.limit*."""
-    from ..journal.search import search
+def _app(core: MirrorCore) -> Mirror:
+    from ..app import Mirror
 
-    kept = JournalFilter(start=f.start, end=f.end, tags=f.tags, starred=f.starred)
-    items = kept.apply(await core.journal.all())
-    return search(items, query, limit=f.limit)
-
-
-async def journal_stats_of(core: MirrorCore, weeks: int, today: date | None = None
-                           ) -> JournalStats:
-    from ..journal.stats import journal_stats
-
-    try:
-        return journal_stats(await core.journal.all(), today or datetime.now().date(),
-                             weeks=weeks)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    return Mirror(core)
 
 
 def _day_of(text: str | None) -> date:
@@ -245,7 +226,7 @@ async def cmd_search(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
     if not query.strip():
         raise UsageError('what to search for? mirror search WORDS (or #tag)')
     f = filter_of(args)
-    hits = await search_journal(core, query, f)
+    hits = await _app(core).search_ranked(query, within=f)
     if args.json:
         _dump([{"score": h.score, "matches": [list(m) for m in h.matches],
                 "reflection": reflection_json(h.reflection)} for h in hits], out)
@@ -259,9 +240,7 @@ async def cmd_search(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
 
 
 async def cmd_tags(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..journal.tags import tag_counts
-
-    counts = tag_counts(filter_of(args, limit=False).apply(await core.journal.all()))
+    counts = await _app(core).tags(within=filter_of(args, limit=False))
     if args.json:
         _dump([{"tag": c.tag, "count": c.count} for c in counts], out)
     else:
@@ -270,21 +249,14 @@ async def cmd_tags(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def cmd_star(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    r = await star(core, args.id, starred=args.star)
+    r = await _app(core).star(args.id, args.star)
     print(f"{'starred' if r.starred else 'unstarred'} {r.id}", file=out)
     return 0
 
 
-async def star(core: MirrorCore, ref: str, *, starred: bool) -> Reflection:
-    """Star or unstar the reflection *ref* names (an id or a unique prefix)."""
-    return await core.journal.set_starred(ref, starred)
-
-
 async def cmd_onthisday(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..journal.stats import on_this_day
-
     today = _day_of(args.date)
-    years = on_this_day(await core.journal.all(), today)
+    years = await _app(core).on_this_day(today)
     if args.json:
         _dump({"date": today.isoformat(), "years": [
             {"years_ago": y.years, "reflections": [reflection_json(r) for r in y.reflections]}
@@ -295,7 +267,7 @@ async def cmd_onthisday(core: MirrorCore, args: argparse.Namespace, out: TextIO)
 
 
 async def cmd_stats(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    stats = await journal_stats_of(core, args.weeks)
+    stats = await _app(core).journal_stats(weeks=args.weeks)
     if args.json:
         _dump(stats.to_json(), out)
     else:
@@ -368,29 +340,26 @@ async def repl_command(core: MirrorCore, name: str, rest: str, *, colour: bool =
                        width: int = 80) -> str:
     """Run /NAME REST for the REPL; returns the text to show (already printable,
     with colour only if *colour*)."""
+    app = _app(core)
     if name == "search":
         args = parse_repl_args(name, rest)
         query = " ".join(args.words)
         if not query.strip():
             raise UsageError("/search needs words to find, e.g. /search tired #work")
-        hits = await search_journal(core, query, filter_of(args))
+        hits = await app.search_ranked(query, within=filter_of(args))
         if not hits:
             return f"Nothing found for {printable(query)!r}"
         return render_search(hits, query, colour=colour, width=width)
     if name == "tags":
-        from ..journal.tags import tag_counts
-
-        return render_tags(tag_counts(await core.journal.all()))
+        return render_tags(await app.tags())
     if name in ("star", "unstar"):
         if not rest:
             raise UsageError(f"/{name} needs an id, e.g. /{name} 1a2b")
-        r = await star(core, rest, starred=name == "star")
+        r = await app.star(rest, name == "star")
         return f"{'starred' if r.starred else 'unstarred'} {r.id[:8]}"
     if name == "onthisday":
-        from ..journal.stats import on_this_day
-
         today = datetime.now().date()
-        return render_on_this_day(on_this_day(await core.journal.all(), today), today, width)
+        return render_on_this_day(await app.on_this_day(today), today, width)
     if name == "stats":
-        return render_stats(await journal_stats_of(core, 12))
+        return render_stats(await app.journal_stats())
     raise UsageError(f"unknown command /{name}")

@@ -178,20 +178,21 @@ async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+    from ..app import Mirror
     from ..pager import page, terminal_size
     from .journal import describe_filter, filter_of
 
-    everything = await core.journal.all()
     wanted = filter_of(args)
-    items = wanted.apply(everything)
+    listing = await Mirror(core).listing(wanted)
+    items, everything = listing.reflections, listing.total
     if args.json:
         json.dump([reflection_json(r) for r in items], out, ensure_ascii=False, indent=1)
         out.write("\n")
     elif not everything:
         print("No reflections yet. Write one: mirror reflect \"…\"", file=out)
     elif not items:
-        noun = "reflection" if len(everything) == 1 else "reflections"
-        print(f"No reflection is {describe_filter(wanted)} ({len(everything)} {noun} in all: "
+        noun = "reflection" if everything == 1 else "reflections"
+        print(f"No reflection is {describe_filter(wanted)} ({everything} {noun} in all: "
               "mirror list)", file=out)
     else:
         width = terminal_size(out)[0]

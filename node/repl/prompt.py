@@ -476,12 +476,14 @@ class Repl:
                     limit = int(word)
                 except ValueError:
                     raise UsageError(f"/list takes a number or 'all' (got {word!r})") from None
+        from ..app import Mirror
+
         wanted = filter_of(args, limit=False)
-        everything = await self.core.journal.all()
-        if not everything:
+        listing = await Mirror(self.core).listing(wanted)
+        if not listing.total:
             self.say("No reflections yet. Type one and press Enter.")
             return
-        items = wanted.apply(everything)
+        items = listing.reflections
         if not items:
             self.say(f"No reflection is {describe_filter(wanted)}")
             return
