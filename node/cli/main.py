@@ -42,7 +42,7 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 # They must import only light modules at top level: every command pays for them.
 COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.sync", "node.cli.engine", "node.cli.data", "node.cli.update", "node.cli.store",
-    "node.cli.commons", "node.cli.relay", "node.cli.mood", "node.cli.ask", "node.cli.journal",
+    "node.cli.commons", "node.cli.relay", "node.cli.mood", "node.cli.ask", "node.cli.conventions",
 )
 
 
@@ -180,7 +180,7 @@ async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from ..app import Mirror
     from ..pager import page, terminal_size
-    from .journal import describe_filter, filter_of
+    from .conventions import describe_filter, filter_of
 
     wanted = filter_of(args)
     listing = await Mirror(core).listing(wanted)
@@ -487,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list reflections, oldest first (★ starred, 🔒 private); "
             "dates can be natural: --from \"2 weeks ago\", --on yesterday")
     p.add_argument("--json", action="store_true", help="print JSON")
-    from .journal import add_filter_args
+    from .conventions import add_filter_args
 
     add_filter_args(p)
     p = add("show", cmd_show, "show one reflection and its mirrorback")

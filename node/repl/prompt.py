@@ -55,10 +55,10 @@ from ..cli.ask import REPL_COMMANDS as ASK_COMMANDS
 from ..cli.ask import repl_command as ask_command
 from ..cli.commons import REPL_COMMANDS as COMMONS_COMMANDS
 from ..cli.commons import repl_command as commons_command
+from ..cli.conventions import REPL_COMMANDS as JOURNAL_COMMANDS
+from ..cli.conventions import describe_filter, filter_of, parse_repl_args
+from ..cli.conventions import repl_command as journal_command
 from ..cli.engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
-from ..cli.journal import REPL_COMMANDS as JOURNAL_COMMANDS
-from ..cli.journal import describe_filter, filter_of, parse_repl_args
-from ..cli.journal import repl_command as journal_command
 from ..cli.main import (
     format_list_line,
     format_reflection,
