@@ -379,6 +379,16 @@ def test_mirror_list_pages_on_a_terminal_and_never_into_a_pipe(
     assert status == 0 and marker.read_text().count("entry number") == 30
 
 
+def test_search_on_a_terminal_is_coloured_unless_no_color(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved_id(capsys, "Tired after the meeting at work")
+    status, out = _run_on_a_terminal(home_dir, ["search", "meeting"], PAGER="cat")
+    assert status == 0 and f"{ESC}1;33mmeeting{ESC}0m" in out
+    status, out = _run_on_a_terminal(home_dir, ["search", "meeting"], PAGER="cat", NO_COLOR="1")
+    assert status == 0 and "meeting" in out and ESC not in out
+
+
 def test_list_lines_fit_80_columns() -> None:
     r = _r("abcdefghjkmn", "A very long reflection " * 20 + "界" * 50, T0,
            tuple(f"tag{i}" for i in range(20)), starred=True, private=True)
@@ -399,3 +409,10 @@ def test_mirror_help_fits_80_columns(capsys: pytest.CaptureFixture[str],
         if args == ["--help"]:
             for command in ("search", "tags", "star", "unstar", "onthisday", "stats"):
                 assert f"\n    {command} " in out
+
+
+def test_the_weekly_sparkline_marks_empty_weeks() -> None:
+    from node.cli.conventions import sparkline
+
+    assert sparkline([0, 1, 2, 8, 4, 0]) == "·▁▂█▄·"
+    assert sparkline([0, 0]) == "··"

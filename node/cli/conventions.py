@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 AddCommand = Callable[..., argparse.ArgumentParser]
 
 SNIPPET_INDENT = "    "
-SPARK = " ▁▂▃▄▅▆▇█"
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_NONE = "·"
 
 
 # --------------------------------------------------------------------------- arguments
@@ -145,10 +146,10 @@ def render_on_this_day(years: Sequence[YearAgo], today: date, width: int = 80) -
 
 
 def sparkline(values: Sequence[int]) -> str:
+    """One character a value: · for none, a bar up to █ for the most."""
     top = max(values, default=0)
-    if top == 0:
-        return SPARK[0] * len(values)
-    return "".join(SPARK[0] if v == 0 else SPARK[max(1, round(v / top * 8))] for v in values)
+    return "".join(SPARK_NONE if v <= 0 else SPARK[max(0, round(v / top * len(SPARK)) - 1)]
+                   for v in values)
 
 
 def render_stats(stats: JournalStats) -> str:

@@ -206,7 +206,9 @@ async def cmd_show(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         json.dump(reflection_json(r), out, ensure_ascii=False, indent=1)
         out.write("\n")
     else:
-        print(format_reflection(r), file=out)
+        from ..pager import page
+
+        page(printable(format_reflection(r)), out)
     return 0
 
 
