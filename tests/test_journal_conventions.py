@@ -16,11 +16,12 @@ import pytest
 from crdt import open_store
 from crdt.importers import apply_plan, read_source
 from crdt.journal import Journal, Reflection
-from node.cli.main import build_parser, format_list_line, main
+from node.cli.main import build_parser, main
 from node.journal.search import search, snippet
 from node.journal.stats import journal_stats, on_this_day
 from node.journal.tags import TagCount, inline_tags, tag_counts, with_inline_tags
 from node.pager import display_width, page, use_colour
+from node.views.journal import format_list_line
 from tests.helpers import REPO, mirror_env, run_mirror
 
 ESC = "\x1b["
@@ -160,7 +161,7 @@ def test_natural_dates_in_reflect_and_list(home_dir: Path, capsys: pytest.Captur
 
 
 def test_the_natural_date_parser_reaches_every_date_option() -> None:
-    parser = build_parser()
+    parser = build_parser(every=True)
     help_texts = []
     for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
         for name, sub in action.choices.items():  # type: ignore[union-attr]
@@ -412,7 +413,7 @@ def test_mirror_help_fits_80_columns(capsys: pytest.CaptureFixture[str],
 
 
 def test_the_weekly_sparkline_marks_empty_weeks() -> None:
-    from node.cli.conventions import sparkline
+    from node.views.conventions import sparkline
 
     assert sparkline([0, 1, 2, 8, 4, 0]) == "·▁▂█▄·"
     assert sparkline([0, 0]) == "··"

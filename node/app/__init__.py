@@ -16,6 +16,7 @@ Open one with :func:`open_mirror`; see :class:`Mirror` for the operations and
 
 from __future__ import annotations
 
+from ..core import Arrival
 from .mirror import Mirror, open_mirror
 from .results import (
     DeleteResult,
@@ -38,6 +39,7 @@ from .results import (
 )
 
 __all__ = [
+    "Arrival",
     "DeleteResult",
     "Device",
     "DeviceRemoval",

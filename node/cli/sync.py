@@ -10,15 +10,32 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
 from crdt.devices import clean_name
+from protocol import LocalProtocolError
+from protocol.pairing import new_pairing_code, normalize_pairing_code
 
+from ..app import Mirror
 from ..config import parse_host_port
+from ..discovery.lan import advertise_pairing, find_pairing
 from ..errors import ConfigError, MirrorError, UsageError
+from ..identity import device_id_for
+from ..sync.dialing import connect_first
+from ..sync.pairing import (
+    PAIRING_TIMEOUT_S,
+    AttemptOutcome,
+    PairerState,
+    join,
+    pairing_hint,
+    serve_pairing_attempt,
+)
+from ..sync.relay import join_through_relays, serve_pairing_through_relays, usable_relays
+from ..sync.runner import open_group, run_sync
 
 if TYPE_CHECKING:
     from ..core import MirrorCore
@@ -62,14 +79,10 @@ def _interfaces(core: MirrorCore, args: argparse.Namespace) -> list[str] | None:
 
 def _relays(core: MirrorCore) -> tuple[str, ...]:
     """The configured relays this mode may use (only LAN ones in local mode)."""
-    from ..sync.relay import usable_relays
-
     return usable_relays(core.config)
 
 
 async def _group(core: MirrorCore) -> Group:
-    from ..sync.runner import open_group
-
     return await open_group(core)
 
 
@@ -89,8 +102,8 @@ def _when(seconds: object) -> str:
 # --------------------------------------------------------------------------- serve
 
 
-async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..sync.runner import run_sync
+async def cmd_serve(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    core = mirror.core
 
     peers = [_address(p, "--peer") for p in [*(args.peer or ()), *core.config.sync_peers]]
     # Listen for SIGTERM / SIGINT before announcing readiness: one sent right after
@@ -121,11 +134,8 @@ async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
 # --------------------------------------------------------------------------- pair / join
 
 
-async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-
-    from protocol.pairing import new_pairing_code
-
-    from ..sync.pairing import PAIRING_TIMEOUT_S, PairerState, pairing_hint, serve_pairing_attempt
+async def cmd_pair(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    core = mirror.core
 
     group = await _group(core)
     state = PairerState(code=new_pairing_code(os.urandom), done=trio.Event())
@@ -151,14 +161,12 @@ async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
             nursery.start_soon(_until_signal, nursery.cancel_scope)
             interfaces = _interfaces(core, args)
             if interfaces is not None:
-                from ..discovery.lan import advertise_pairing
 
                 nursery.start_soon(
                     _advertise, advertise_pairing, interfaces, port, pairing_hint(state.code)
                 )
             relays = _relays(core)
             if relays:  # also wait in the code's rendezvous room (a joiner off the LAN)
-                from ..sync.relay import serve_pairing_through_relays
 
                 nursery.start_soon(serve_pairing_through_relays, group, state, relays)
             assert state.done is not None
@@ -193,8 +201,6 @@ def _remote_address(stream: trio.SocketStream) -> str:
 
 def _report_attempts(state: Any, as_json: bool, out: TextIO) -> None:
     """Every device that tried the code, not only the one that got in."""
-    from ..identity import device_id_for
-    from ..sync.pairing import AttemptOutcome
 
     joined = state.joined
     if as_json:
@@ -227,11 +233,8 @@ async def _advertise(advertise: Any, interfaces: list[str], port: int, hint: byt
         await trio.sleep_forever()
 
 
-async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from protocol import LocalProtocolError
-    from protocol.pairing import normalize_pairing_code
-
-    from ..sync.pairing import join, pairing_hint
+async def cmd_join(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    core = mirror.core
 
     try:
         normalize_pairing_code(args.code)
@@ -252,7 +255,6 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     timeout = args.timeout or 60.0
     relays = _relays(core)
     if not args.address and _interfaces(core, args) is None and relays:
-        from ..sync.relay import join_through_relays
 
         if args.name:  # the name the pairer records is the one we keep, as on the LAN
             group.rename_self(args.name)
@@ -274,11 +276,9 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         if interfaces is None:
             raise UsageError("with discovery off, give the pairing device: --address HOST:PORT "
                              "(or add a relay: mirror relay add URL)")
-        from ..discovery.lan import find_pairing
 
         peer = await find_pairing(interfaces or None, pairing_hint(args.code), timeout_s=timeout)
         candidates = peer.candidates()  # every address it advertised, best first
-    from ..sync.dialing import connect_first
 
     try:
         with trio.fail_after(timeout):
@@ -299,111 +299,67 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 # --------------------------------------------------------------------------- devices, share, status
 
 
-async def cmd_devices(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..sync.service import read_status
-
-    group = await _group(core)
+async def cmd_devices(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     if args.action == "remove":
         if not args.id:
             raise UsageError("which device? mirror devices remove ID")
-        record = group.find(args.id)
+        device = await mirror.find_device(args.id)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("pass --yes to remove a device without asking")
             answer = await trio.to_thread.run_sync(
-                input, f"Remove {record.name} ({record.device_id})? [y/N] "
+                input, f"Remove {device.name} ({device.device_id})? [y/N] "
             )
             if answer.strip().lower() not in {"y", "yes"}:
                 print("kept", file=out)
                 return 1
-        removed, epoch = group.remove_device(args.id)
-        await core.store.wait_durable()
-        print(f"removed {removed.name} ({removed.device_id}); the group is now at epoch {epoch}",
-              file=out)
+        removed = await mirror.remove_device(args.id)
+        print(f"removed {removed.name} ({removed.device_id}); the group is now at epoch "
+              f"{removed.epoch}", file=out)
         return 0
-    status = read_status(core.home.path) or {}
-    seen = {p.get("device_id"): p for p in status.get("peers", []) if isinstance(p, dict)}
-    rows = []
-    for member in group.members():
-        r = member.record
-        peer = seen.get(r.device_id, {})
-        rows.append({
-            "device_id": r.device_id,
-            "name": r.name,
-            "this_device": member.is_self,
-            "active": r.active,
-            "added_at": r.added_at.isoformat(),
-            "removed_at": r.removed_at.isoformat() if r.removed_at else None,
-            "last_seen": peer.get("last_seen"),
-            "address": peer.get("address"),
-        })
+    devices = await mirror.devices()
     if args.json:
-        json.dump(rows, out, indent=1)
+        json.dump([asdict(d) for d in devices], out, indent=1)
         out.write("\n")
         return 0
-    for row in rows:
-        mark = "*" if row["this_device"] else " "
-        state = "" if row["active"] else "  (removed)"
-        seen_text = "this device" if row["this_device"] else f"last seen {_when(row['last_seen'])}"
-        where = f" at {row['address']}" if row["address"] else ""
-        print(f"{mark} {row['device_id']}  {row['name']:<20} {seen_text}{where}{state}", file=out)
+    for d in devices:
+        mark = "*" if d.this_device else " "
+        state = "" if d.active else "  (removed)"
+        seen_text = "this device" if d.this_device else f"last seen {_when(d.last_seen)}"
+        where = f" at {d.address}" if d.address else ""
+        print(f"{mark} {d.device_id}  {d.name:<20} {seen_text}{where}{state}", file=out)
     return 0
 
 
-async def cmd_share(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt import SyncClass
-
-    from ..sync.catalogue import is_local_only
-
-    target = SyncClass.parse(args.sync_class)
-    if target is SyncClass.COMMONS:
-        raise UsageError("documents go to the Commons by publishing, not by sharing")
-    if args.what == "journal":
-        changed = await core.set_journal_class(target)
-        print(f"journal: {target.value} ({len(changed)} shards changed); "
+async def cmd_share(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    result = await mirror.share(args.what, args.sync_class)
+    if result.what == "journal":
+        print(f"journal: {result.sync_class} ({len(result.changed)} shards changed); "
               "private reflections stay on this device", file=out)
-        return 0
-    info = core.store.info(args.what)
-    if info is None:
-        raise MirrorError(f"no document {args.what!r} (see: mirror sync status --json)")
-    if target is not SyncClass.LOCAL and is_local_only(info.doc_id):
-        raise MirrorError(f"{info.doc_id} is local by nature and cannot be shared")
-    await core.store.set_sync_class(info.doc_id, target)
-    print(f"{info.doc_id}: {target.value}", file=out)
+    else:
+        print(f"{result.what}: {result.sync_class}", file=out)
     return 0
 
 
-async def cmd_sync(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt import SyncClass
-
-    from ..sync.service import read_status
-
+async def cmd_sync(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     if args.action in {"on", "off"}:
-        new = core.config.with_changes(sync_enabled=args.action == "on")
-        core.home.save_config(new)
-        core.config = new
+        await mirror.set_sync_enabled(args.action == "on")
         print(f"sync in the prompt: {args.action}", file=out)
         return 0
-    status = read_status(core.home.path)
-    shared = [i.doc_id for i in core.store.documents() if i.sync_class is SyncClass.DEVICES]
-    data = {
-        "sync_enabled": core.config.sync_enabled,
-        "serving": bool(status and status.get("running")),
-        "listening": (status or {}).get("listening"),
-        "pending": (status or {}).get("pending", 0),
-        "peers": (status or {}).get("peers", []),
-        "shared_documents": shared,
-    }
+    status = await mirror.sync_status()
     if args.json:
+        data = asdict(status)
+        data["peers"] = list(status.peers)
+        data["shared_documents"] = list(status.shared_documents)
         json.dump(data, out, indent=1)
         out.write("\n")
         return 0
-    if data["serving"]:
-        print(f"serving on {data['listening']}; {data['pending']} frames pending", file=out)
+    if status.serving:
+        print(f"serving on {status.listening}; {status.pending} frames pending", file=out)
     else:
         print("not serving (start it with: mirror serve)", file=out)
-    print(f"{len(shared)} documents shared with your devices", file=out)
-    for peer in data["peers"]:
+    print(f"{len(status.shared_documents)} documents shared with your devices", file=out)
+    for peer in status.peers:
         state = "connected" if peer.get("connected") else "offline"
         print(f"  {peer.get('name') or peer.get('device_id')}: {state}, "
               f"last sync {_when(peer.get('last_sync'))}", file=out)

@@ -75,7 +75,7 @@ from protocol import (
 
 from ..errors import MirrorError
 from ..sync.catalogue import offerable
-from ..sync.documents import EMPTY_STATE_VECTOR
+from ..sync.documents import EMPTY_STATE_VECTOR, SessionPeer
 from ..sync.message_stream import MessageStream
 from ..sync.session import SessionError, SyncSession
 from .home import AuthorKeys, CommonsServer
@@ -426,7 +426,7 @@ class CommonsSync:
         self.report.sent.append(request.doc_id)
         return encode_bundle([author.envelope(request.doc_id, delta, self.server.server_key)])
 
-    async def apply(self, session: SyncSession, message: Update) -> bool:
+    async def apply(self, session: SessionPeer, message: Update) -> bool:
         if self._mine(message.doc_id) and message.doc_id in self.withdrawn:
             return False
         try:
@@ -449,7 +449,7 @@ class CommonsSync:
         self.report.received.append(message.doc_id)
         return True
 
-    def live(self, session: SyncSession) -> AbstractContextManager[None]:
+    def live(self, session: SessionPeer) -> AbstractContextManager[None]:
         return nullcontext()  # one exchange, then the session ends: nothing is pushed live
 
     def observe(self, event: Event) -> None:

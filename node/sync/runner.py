@@ -16,9 +16,9 @@ import trio
 from crdt import StoredDoc
 
 from ..core import MirrorCore
+from .documents import SessionPeer
 from .group import Group
 from .service import SyncService
-from .session import SyncSession
 
 if TYPE_CHECKING:
     from ..discovery.lan import Discovery
@@ -79,7 +79,7 @@ async def run_sync(
     *relays*: None = the configured ones this mode may use."""
     group = await open_group(core)
 
-    def arrived(session: SyncSession, stored: StoredDoc) -> None:
+    def arrived(session: SessionPeer, stored: StoredDoc) -> None:
         name = core.peer_names.get(str(hash(session.origin)))
         if name is None:
             name = _device_name(group, session.peer_device_id)
