@@ -31,6 +31,7 @@ from .engines import engine_for, enricher_for
 from .errors import ConfigError, ScrubIncompleteError
 from .home import Home
 from .identity import forget_sealing_key, register_sealing_key
+from .journal.tags import inline_tags, with_inline_tags
 from .refresh import REFRESH_INTERVAL_S, RefreshPublisher
 
 log = logging.getLogger("mirror.core")
@@ -132,8 +133,6 @@ class MirrorCore:
     ) -> Reflection:
         """Save a reflection and learn from it; returns once both are on disk. The
         ``#tags`` written in the text are tags too."""
-        from .journal.tags import with_inline_tags
-
         reflection = await self.journal.add(text, tags=with_inline_tags(tags, text),
                                             private=private, created_at=at)
         x = await self.understanding.on_reflection(reflection)
@@ -178,8 +177,6 @@ class MirrorCore:
         """:meth:`edit`, returning what scrubbing the old words left (None: the text
         did not change) instead of raising when some are left. The ``#tags`` of a
         new text join the tags (those given, or those it had)."""
-        from .journal.tags import inline_tags, with_inline_tags
-
         _, before = await self.journal.find(ref)
         if text is not None and (tags is not None or inline_tags(text)):
             tags = with_inline_tags(before.tags if tags is None else tags, text)

@@ -70,9 +70,8 @@ def enricher_for(
     async def enrich(reflection: Reflection, offline: Extraction) -> Extraction:
         if remote and reflection.private:
             return offline  # a private reflection never goes to a remote API
-        from .llm.extraction import (
-            llm_extract,  # reason: start-up (offline homes never load node.llm)
-        )
+        # reason: start-up (offline homes never load node.llm)
+        from .llm.extraction import llm_extract
 
         target = llm_target(config, home)
         return await llm_extract(target, reflection, offline, prompts_dir=home.prompts_dir)

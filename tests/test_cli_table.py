@@ -87,3 +87,14 @@ def test_a_nested_action_sets_its_own_handler() -> None:
     args = parse(["commons", "read", "--offline"])
     assert args.command.name == "commons" and args.handler.__name__ == "cmd_read"
     assert parse(["update", "keys", "list"]).handler.__name__ == "cmd_keys_list"
+
+
+def test_a_wrong_top_level_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from node.cli.main import main
+
+    for argv in (["--home"], ["--bogus"], ["--home", "/x", "nosuchcommand"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith("mirror: "), err

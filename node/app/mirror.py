@@ -58,7 +58,10 @@ from .results import (
     EditResult,
     EvolveResult,
     ExportResult,
+    JoinResult,
     MoodTimeline,
+    PairingOffer,
+    PairingResult,
     ReflectionList,
     RelatedResult,
     SafetyCheck,
@@ -485,6 +488,39 @@ class Mirror:
 
         await devices.serve(self.core, listen=listen, interfaces=interfaces, peers=peers,
                                task_status=task_status)
+
+    async def pair(
+        self,
+        on_offer: Callable[[PairingOffer], None],
+        *,
+        listen: tuple[str, int] | None = None,
+        interfaces: list[str] | Literal["config"] | None = "config",
+        timeout_s: float | None = None,
+        stop: trio.Event | None = None,
+    ) -> PairingResult:
+        """Let another device join: *on_offer* gets the code to show at once; returns
+        once a device joined, the time is up or *stop* was set, with every attempt."""
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.pair(self.core, listen=listen, interfaces=interfaces,
+                                  timeout_s=timeout_s, on_offer=on_offer, stop=stop)
+
+    async def join(
+        self,
+        code: str,
+        *,
+        address: tuple[str, int] | None = None,
+        name: str | None = None,
+        interfaces: list[str] | Literal["config"] | None = "config",
+        timeout_s: float | None = None,
+        force: bool = False,
+    ) -> JoinResult:
+        """Join the group of the device showing *code* (see :func:`devices.join_group`)."""
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.join_group(self.core, code, address=address, name=name,
+                                        interfaces=interfaces, timeout_s=timeout_s,
+                                        force=force)
 
     # ------------------------------------------------------------------ the Commons
 

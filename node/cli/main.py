@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ..terminal import safe_stdio
 from .options import OneLineParser
@@ -55,9 +55,20 @@ def _top_options(parser: argparse.ArgumentParser) -> None:
                         "or set MIRROR_PASSPHRASE)")
 
 
+class _Unparsed(Exception):
+    pass
+
+
+class _SilentParser(argparse.ArgumentParser):
+    """A first look at the arguments that says nothing: the real parser reports."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _Unparsed(message)
+
+
 def chosen_command(argv: Sequence[str]) -> str | None:
     """The command *argv* names (None: none, or not one of ours; the parser says why)."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = _SilentParser(add_help=False)
     _top_options(pre)
     pre.add_argument("--version", action="store_true")
     pre.add_argument("-h", "--help", action="store_true")
@@ -65,7 +76,7 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     pre.add_argument("rest", nargs=argparse.REMAINDER)
     try:
         known, _ = pre.parse_known_args(argv)
-    except SystemExit:  # a top-level option without its value: the real parser says so
+    except _Unparsed:  # a top-level option without its value: the real parser says so
         return None
     command: str | None = known.command
     return command if command in BY_NAME else None

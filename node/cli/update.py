@@ -130,7 +130,6 @@ async def _install(
     mirror: Mirror, release: VerifiedRelease, location: str | None, *,
     yes: bool, allow_downgrade: bool, out: TextIO,
 ) -> int:
-
     async def confirm(r: VerifiedRelease, c: Comparison) -> bool:
         return await _confirm(r, c, yes=yes)
 

@@ -42,7 +42,11 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+import httpx_ws
 import trio
+import wsproto.events
+import wsproto.utilities
 
 from crdt import DocStore, SyncClass
 from crdt.commons import (
@@ -110,8 +114,6 @@ class CommonsRefused(MirrorError):
 
 
 async def fetch_info(url: str) -> dict[str, Any]:
-    import httpx
-
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
             response = await client.get(url + "/api/v1/info")
@@ -130,8 +132,6 @@ async def fetch_info(url: str) -> dict[str, Any]:
 
 
 async def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    import httpx
-
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
             response = await client.post(url + path, json=body)
@@ -164,7 +164,6 @@ async def fetch_moderated(
     of each list; entries that are not strings are skipped. ``withdrawn`` is
     required; a server older than hiding and blocking lists only that. Anything
     else the server answers is :class:`CommonsUnavailable` with the reason."""
-    import httpx
 
     url = server.url + "/api/v1/withdrawn"
     lists: dict[str, list[str]] = {name: [] for name in MODERATED_LISTS}
@@ -196,7 +195,6 @@ class _MethodNotAllowed(Exception):
 async def _bounded_json(client: Any, method: str, url: str,
                         body: dict[str, Any] | None = None) -> Any:
     """The JSON answer to one request, read within MAX_WITHDRAWN_BODY_BYTES."""
-    import httpx
 
     data = bytearray()
     async with client.stream(method, url, json=body,
@@ -321,9 +319,6 @@ class WebSocketStream(MessageStream):
         self._server_closing = False
 
     async def _next_message(self) -> bytes | None:
-        import httpx_ws
-        import wsproto.events
-
         while not self._ended:
             try:
                 message = await self.ws.receive()
@@ -338,9 +333,6 @@ class WebSocketStream(MessageStream):
         return None
 
     async def _send_message(self, data: bytes) -> None:
-        import httpx_ws
-        import wsproto.utilities
-
         if self._server_closing:
             return
         try:
@@ -502,8 +494,6 @@ async def sync_commons(
     store: DocStore, server: CommonsServer, authors: AuthorKeys, withdrawn: set[str]
 ) -> SyncReport:
     """One session with *server*; CommonsUnavailable / CommonsRefused say why it failed."""
-    import httpx
-    import httpx_ws
 
     documents = CommonsSync(store, server, authors, withdrawn)
     try:

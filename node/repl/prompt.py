@@ -33,6 +33,7 @@ import functools
 import logging
 import shlex
 import sys
+import textwrap
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -55,6 +56,7 @@ from ..app import Arrival, Mirror
 from ..app.exporting import EXPORT_FORMATS
 from ..app.settings import ENGINE_CHOICES
 from ..config import MIRROR_MODES
+from ..drafts import edit_in_editor
 from ..engine.base import EngineNotice
 from ..errors import MirrorError, UsageError
 from ..files import ensure_private_file
@@ -106,8 +108,6 @@ HELP_COLUMN = 28  # the widest /command column before descriptions go below it
 def help_text(width: int = DEFAULT_COLUMNS) -> str:
     """The help, every line at most *width* columns: descriptions wrap at word
     boundaries beside their command, or below a command too long for the column."""
-    import textwrap
-
     width = max(width, MIN_COLUMNS)
     lines: list[str] = []
     for line in (
@@ -508,8 +508,6 @@ class Repl:
         current = await self.mirror.find(ref)
         new = text.strip() or None
         if new is None:
-            from ..drafts import edit_in_editor
-
             new = await trio.to_thread.run_sync(edit_in_editor, self.mirror.home.path,
                                                 current.text)
         result = await self.mirror.edit(current.id, text=new, mirrorback=False)

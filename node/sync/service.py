@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,8 +99,6 @@ class SyncService:
         on_arrival: ArrivalHook | None = None,
         wall_clock: Callable[[], float] | None = None,
     ) -> None:
-        import time
-
         self.core = core
         self.store = core.store
         self.group = group

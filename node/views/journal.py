@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from crdt.journal import Reflection
 
 from ..app import Arrival
+from ..pager import display_width, fit
 
 
 def short_line(text: str, width: int = 72) -> str:
@@ -20,8 +21,6 @@ LINE_COLUMNS = 80  # what a listing fits when the terminal does not say
 def format_list_line(r: Reflection, width: int = LINE_COLUMNS) -> str:
     """One reflection on one line of at most *width* columns: id, local time, ★ if
     starred, 🔒 if private, the start of its text, its tags."""
-    from ..pager import display_width, fit
-
     local = r.created_at.astimezone()
     flags = ("★" if r.starred else " ") + ("🔒" if r.private else "  ")
     head = f"{r.id[:8]}  {local:%Y-%m-%d %H:%M} {flags} "
