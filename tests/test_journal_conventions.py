@@ -69,6 +69,19 @@ def test_search_ranks_matches_stems_and_tags() -> None:
     assert [h.reflection.id for h in search(items, "deadline", limit=1)] == ["c"]  # tie: newest
 
 
+def test_search_matches_whole_words_by_their_stem() -> None:
+    items = [
+        _r("a", "Homework again, and a workday.", T0),
+        _r("b", "Working late; the work_flow broke.", T0 + timedelta(days=1)),
+        _r("c", "Été: WORK, then rest.", T0 + timedelta(days=2)),
+        _r("d", "I worry. Worries, worried, worrying.", T0 + timedelta(days=3)),
+    ]
+    assert {h.reflection.id for h in search(items, "work")} == {"b", "c"}
+    assert [h.reflection.id for h in search(items, "été")] == ["c"]
+    [hit] = search(items, "worried")
+    assert hit.reflection.id == "d" and len(hit.matches) == 4  # worry, worries, worried, worrying
+
+
 def test_snippet_is_around_the_first_match_and_keeps_its_offsets() -> None:
     text = "word " * 40 + "the needle is here " + "tail " * 40
     start = text.index("needle")
