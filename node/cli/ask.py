@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TextIO
 
 from ..app import Mirror
-from ..app.dates import parse_when
+from ..app.dates import parse_until
 from ..engine.ask import Answer
 from ..views.insight import render_answer, render_digest
 from .options import AddCommand
@@ -45,7 +45,7 @@ async def cmd_ask(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
 def _until(text: str | None) -> datetime | None:
     if not text:
         return None
-    return parse_when(text) + timedelta(days=1) if len(text.strip()) == 10 else parse_when(text)
+    return parse_until(text)
 
 
 async def cmd_digest(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:

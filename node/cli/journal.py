@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,8 +21,12 @@ from ..app.exporting import EXPORT_FORMATS
 from ..config import MIRROR_MODES
 from ..drafts import edit_in_editor
 from ..errors import ScrubIncompleteError, UsageError
+from ..journal.arguments import add_filter_args, filter_of
+from ..pager import page, terminal_size
+from ..terminal import printable
+from ..views.conventions import describe_filter
 from ..views.journal import format_list_line, format_reflection, plural
-from .options import AddCommand, positive_int
+from .options import AddCommand
 
 
 def reflection_json(r: Reflection) -> dict[str, Any]:
@@ -34,12 +39,22 @@ def show_notice(text: str) -> None:
     print(f"mirror: {text}", file=sys.stderr)
 
 
-def _read_text(args: argparse.Namespace, stdin: TextIO) -> str:
+async def _read_text(mirror: Mirror, args: argparse.Namespace, stdin: TextIO) -> str:
+    """The reflection: the arguments, else what is piped on stdin, else (on a
+    terminal, like jrnl) what the person writes in $VISUAL or $EDITOR."""
     if args.text:
         return " ".join(args.text)
-    if stdin.isatty():
-        raise UsageError('give the reflection as text (mirror reflect "…") or pipe it on stdin')
-    return stdin.read()
+    if not stdin.isatty():
+        return stdin.read()
+    if not (os.environ.get("VISUAL") or os.environ.get("EDITOR") or "").strip():
+        raise UsageError('give the reflection as text (mirror reflect "…"), pipe it on stdin, '
+                         "or set $EDITOR to write it in your editor")
+
+    def announce(draft: Path) -> None:
+        print(f"mirror: writing in your editor; the draft is {draft} (yours only) and is "
+              "removed when the editor closes", file=sys.stderr, flush=True)
+
+    return await trio.to_thread.run_sync(edit_in_editor, mirror.home.path, "", announce)
 
 
 async def cmd_init(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
@@ -52,8 +67,11 @@ async def cmd_init(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int
 
 
 async def cmd_reflect(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
-    text = _read_text(args, sys.stdin)
     at = parse_when(args.at) if args.at else None
+    text = await _read_text(mirror, args, sys.stdin)
+    if not text.strip() and not args.text and sys.stdin.isatty():  # written in the editor
+        print("mirror: nothing saved: the editor's text was empty", file=sys.stderr)
+        return 0
     result = await mirror.write(text, tags=args.tag or (), private=args.private, at=at,
                                 mirrorback=not args.no_mirrorback)
     for notice in result.notices:
@@ -71,7 +89,8 @@ async def cmd_reflect(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def cmd_list(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
-    found = await mirror.reflections(tags=args.tag or (), limit=args.limit)
+    wanted = filter_of(args)
+    found = await mirror.listing(wanted)
     if args.json:
         json.dump([reflection_json(r) for r in found.reflections], out, ensure_ascii=False,
                   indent=1)
@@ -79,13 +98,11 @@ async def cmd_list(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int
     elif not found.total:
         print("No reflections yet. Write one: mirror reflect \"…\"", file=out)
     elif not found.reflections:
-        wanted = sorted({t.lower().lstrip("#") for t in args.tag or ()})
-        tags = " or ".join(f"#{t}" for t in wanted)
-        print(f"No reflection is tagged {tags} ({plural(found.total, 'reflection')} in all: "
-              "mirror list)", file=out)
+        print(f"No reflection is {describe_filter(wanted)} ({plural(found.total, 'reflection')}"
+              " in all: mirror list)", file=out)
     else:
-        for r in found.reflections:
-            print(format_list_line(r), file=out)
+        width = terminal_size(out)[0]
+        page("\n".join(printable(format_list_line(r, width)) for r in found.reflections), out)
     return 0
 
 
@@ -95,7 +112,7 @@ async def cmd_show(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int
         json.dump(reflection_json(r), out, ensure_ascii=False, indent=1)
         out.write("\n")
     else:
-        print(format_reflection(r), file=out)
+        page(printable(format_reflection(r)), out)
     return 0
 
 
@@ -234,13 +251,14 @@ def add_commands(add: AddCommand) -> None:
                    help="keep it on this device whatever is shared")
     p.add_argument("--tag", action="append", metavar="TAG", help="a tag (repeatable)")
     p.add_argument("--at", metavar="DATETIME",
-                   help="when it was written, e.g. 2026-11-01 or 2026-11-01T21:30")
+                   help='when it was written, e.g. yesterday, "last monday 21:30", '
+                   '"3 days ago", dec 1, 2026-11-01T21:30')
     p.add_argument("--no-mirrorback", action="store_true", help="save without a mirrorback")
     p.add_argument("--json", action="store_true", help="print {id, mirrorback} as JSON")
-    p = add("list", cmd_list, "list reflections, oldest first")
+    p = add("list", cmd_list, "list reflections, oldest first (★ starred, 🔒 private); "
+            "dates can be natural: --from \"2 weeks ago\", --on yesterday")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--tag", action="append", metavar="TAG", help="only with this tag")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
+    add_filter_args(p)
     p = add("show", cmd_show, "show one reflection and its mirrorback")
     p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from crdt.journal import Reflection
 
 from ..app import Arrival
+from ..pager import display_width, fit
 
 
 def short_line(text: str, width: int = 72) -> str:
@@ -14,16 +15,27 @@ def short_line(text: str, width: int = 72) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def format_list_line(r: Reflection) -> str:
+LINE_COLUMNS = 80  # what a listing fits when the terminal does not say
+
+
+def format_list_line(r: Reflection, width: int = LINE_COLUMNS) -> str:
+    """One reflection on one line of at most *width* columns: id, local time, ★ if
+    starred, 🔒 if private, the start of its text, its tags."""
     local = r.created_at.astimezone()
-    flags = "🔒" if r.private else " "
+    flags = ("★" if r.starred else " ") + ("🔒" if r.private else "  ")
+    head = f"{r.id[:8]}  {local:%Y-%m-%d %H:%M} {flags} "
     tags = (" " + " ".join(f"#{t}" for t in r.tags)) if r.tags else ""
-    return f"{r.id[:8]}  {local:%Y-%m-%d %H:%M} {flags} {short_line(r.text, 60)}{tags}"
+    room = width - display_width(head)
+    flat = " ".join(r.text.split())
+    if tags and display_width(tags) > room // 2:
+        tags = fit(tags, room // 2)
+    return head + fit(flat, room - display_width(tags)) + tags
 
 
 def format_reflection(r: Reflection) -> str:
     local = r.created_at.astimezone()
-    lines = [f"{r.id}  {local:%A %Y-%m-%d %H:%M}" + ("  (private)" if r.private else "")]
+    lines = [f"{r.id}  {local:%A %Y-%m-%d %H:%M}" + ("  ★ starred" if r.starred else "")
+             + ("  (private)" if r.private else "")]
     if r.tags:
         lines.append("tags: " + " ".join(f"#{t}" for t in r.tags))
     if r.edited_at:
