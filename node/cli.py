@@ -42,7 +42,7 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 # They must import only light modules at top level: every command pays for them.
 COMMAND_MODULES: tuple[str, ...] = (
     "node.cli_sync", "node.cli_engine", "node.cli_data", "node.cli_update", "node.cli_store",
-    "node.cli_commons", "node.cli_relay", "node.cli_mood", "node.cli_ask",
+    "node.cli_commons", "node.cli_relay", "node.cli_mood", "node.cli_ask", "node.cli_ui",
 )
 
 
