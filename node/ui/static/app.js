@@ -161,7 +161,7 @@
     });
     const today = h("section", { "aria-labelledby": "otd-h" });
     setMain("Write", form, result, today);
-    onThisDay(today);
+    onThisDay(today, true);
   }
 
   async function showMirrorback(res, where) {
@@ -195,10 +195,14 @@
     return saved;
   }
 
-  async function onThisDay(where) {
+  async function onThisDay(where, quietWhenEmpty) {
     try {
       const data = await get("/api/on-this-day");
-      if (!data.items.length) return;
+      if (!data.items.length) {
+        where.replaceChildren(quietWhenEmpty ? "" : h("p", { class: "muted", id: "otd-h",
+          text: "Nothing written on this day in earlier years." }));
+        return;
+      }
       where.replaceChildren(h("h2", { id: "otd-h", text: "On this day" }),
         entryList(data.items, []));
     } catch (err) { where.replaceChildren(errorBox(err)); }
@@ -424,7 +428,7 @@
           let j = null;
           if (ev.key === "ArrowRight") j = (i + 1) % TABS.length;
           if (ev.key === "ArrowLeft") j = (i + TABS.length - 1) % TABS.length;
-          if (j !== null) { ev.preventDefault(); location.hash = `#/understand?tab=${TABS[j][0]}`; }
+          if (j !== null) { ev.preventDefault(); state.focusTab = true; location.hash = `#/understand?tab=${TABS[j][0]}`; }
         });
         return b;
       }));
@@ -433,7 +437,7 @@
       evolution: evolutionTab, today: onThisDay }[current] || tensionsTab;
     panel.replaceChildren(h("p", { class: "muted", text: "Loading…" }));
     try { await fn(panel); } catch (err) { panel.replaceChildren(errorBox(err)); }
-    if (state.focusTab) { document.getElementById(`tab-${current}`).focus(); state.focusTab = false; }
+    if (state.focusTab) document.getElementById(`tab-${current}`).focus();
   }
 
   function barChart(values, title, cls) {
@@ -724,6 +728,7 @@
       if (on) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     }
     const token = ++rendering;
+    document.body.setAttribute("data-busy", "1");
     const views = { write: viewWrite, journal: viewJournal, understand: viewUnderstand,
       devices: viewDevices, commons: viewCommons, data: viewData };
     try {
@@ -732,8 +737,11 @@
     } catch (err) {
       if (token === rendering) setMain("Mirror", errorBox(err));
     }
+    if (token !== rendering) return;  // a newer render is under way
     document.body.setAttribute("data-view", state.view);
+    document.body.setAttribute("data-hash", location.hash);
     document.body.setAttribute("data-rendered", String(token));
+    document.body.removeAttribute("data-busy");
   }
 
   function onChanged(kinds) {
@@ -744,7 +752,7 @@
     else if (state.view === "r" && journal) rerender();
     else if (state.view === "write" && journal) {
       const otd = main().querySelector("[aria-labelledby='otd-h']");
-      if (otd) onThisDay(otd);
+      if (otd) onThisDay(otd, true);
     }
     if (journal) document.getElementById("live-status").textContent = "Journal updated";
   }
@@ -769,7 +777,13 @@
       setMain("Mirror", errorBox(err));
       return;
     }
-    window.addEventListener("hashchange", () => { route().then(() => main().focus({ preventScroll: true })); });
+    window.addEventListener("hashchange", () => {
+      route().then(() => {
+        if (state.focusTab) state.focusTab = false;
+        else main().focus({ preventScroll: true });
+      });
+    });
+    window.addEventListener("mirror:rerender", () => { route(); });
     listen();
     await route();
   }
