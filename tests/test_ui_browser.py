@@ -100,6 +100,11 @@ class Harness:
         page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def wait_count(page: Any, prefix: str) -> None:
+    page.wait_for_function(
+        "p => document.querySelector('#j-count')?.textContent.startsWith(p)", arg=prefix)
+
+
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     from playwright.sync_api import sync_playwright
@@ -168,7 +173,7 @@ def test_search_filter_star_and_page(harness: Harness) -> None:
     harness.shoot("journal")
     page.fill("#j-q", "sam")
     page.click("#j-form button[type=submit]")
-    page.wait_for_function("() => document.querySelector('#j-count')?.textContent.startsWith('2 of')")
+    wait_count(page, "2 of")
     marks = page.locator("#j-results mark").all_inner_texts()
     assert marks and all(m.lower() == "sam" for m in marks)
     harness.shoot("journal-search")
@@ -197,7 +202,8 @@ def test_open_edit_and_delete_a_reflection(harness: Harness) -> None:
     page.click("#r-edit")
     page.fill("#r-edit-text", "A long walk by the river with Sam. Calm, grateful, and hungry.")
     page.click("text=Save changes")
-    page.wait_for_function("() => document.querySelector('#r-text')?.textContent.includes('hungry')")
+    page.wait_for_function("() => document.querySelector('#r-text')?.textContent"
+                           ".includes('hungry')")
     page.click("#r-delete")
     page.wait_for_selector("#r-delete-dialog")
     removes = page.inner_text("#r-delete-dialog")
@@ -290,7 +296,7 @@ def test_keyboard_only_walk(harness: Harness) -> None:
     page.focus("#j-q")
     page.keyboard.type("keyboard")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => document.querySelector('#j-count')?.textContent.startsWith('1 of')")
+    wait_count(page, "1 of")
     page.focus("#j-results .entry a")
     page.keyboard.press("Enter")
     page.wait_for_selector("#r-text")
