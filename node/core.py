@@ -161,47 +161,70 @@ class MirrorCore:
     ) -> Reflection:
         """Change a reflection's text or tags, then learn it again: what the engine
         found in the old text stops counting at once."""
+        after, scrubbed = await self.edit_and_scrub(ref, text=text, tags=tags)
+        if scrubbed is not None:
+            self._check_scrub(f"edited {after.id}, but the old words", scrubbed)
+        return after
+
+    async def edit_and_scrub(
+        self, ref: str, *, text: str | None = None, tags: Sequence[str] | None = None
+    ) -> tuple[Reflection, ScrubResult | None]:
+        """:meth:`edit`, returning what scrubbing the old words left (None: the text
+        did not change) instead of raising when some are left."""
         _, before = await self.journal.find(ref)
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
-        if after.text != before.text:  # the old words leave this device's file too
-            await self._repair_stale()
-            self._check_scrub(f"edited {after.id}, but the old words",
-                              await self.store.scrub_deleted())
-        return after
+        if after.text == before.text:
+            return after, None
+        # the old words leave this device's file too
+        await self._repair_stale()
+        return after, await self.store.scrub_deleted()
 
     async def delete(self, ref: str) -> Reflection:
         """Delete a reflection and everything the engine learned from it (its counts,
         its evidence); the person's graph edits stay. Its text, mirrorback and
         quotes are then scrubbed from the database file (:meth:`DocStore.scrub_deleted`)."""
+        reflection, scrubbed = await self.delete_and_scrub(ref)
+        self._check_scrub(f"deleted {reflection.id}, but its words", scrubbed)
+        return reflection
+
+    async def delete_and_scrub(self, ref: str) -> tuple[Reflection, ScrubResult]:
+        """:meth:`delete`, returning what scrubbing left instead of raising."""
         _, found = await self.journal.find(ref)
         self._deleted_here.add(found.id)  # not "deleted on another device"
         reflection = await self.journal.delete(found.id)
         await self.understanding.on_delete(reflection)
         await self._repair_stale()  # a record another process wrote meanwhile may quote it
         # ... and leaves no byte of it in this device's file, or says it did not
-        self._check_scrub(f"deleted {reflection.id}, but its words",
-                          await self.store.scrub_deleted())
-        return reflection
+        return reflection, await self.store.scrub_deleted()
 
     async def scrub(self) -> None:
         """Remove what was deleted or edited away from this device's file (again)."""
-        await self._repair_stale()
-        self._check_scrub("deleted words", await self.store.scrub_deleted())
+        self._check_scrub("deleted words", await self.scrub_result())
 
-    def _check_scrub(self, what: str, result: ScrubResult) -> None:
-        """Raise ScrubIncompleteError unless *result* says the file holds nothing deleted."""
+    async def scrub_result(self) -> ScrubResult:
+        """:meth:`scrub`, returning what it left instead of raising."""
+        await self._repair_stale()
+        return await self.store.scrub_deleted()
+
+    def scrub_problem(self, what: str, result: ScrubResult) -> str | None:
+        """The one-line message (with what to do) when *result* says the file still
+        holds something deleted; None when it holds nothing."""
         if result.complete:
-            return
+            return None
         advice = "run `mirror scrub`"
         if result.file_busy:
             advice = "close the other Mirror programs on this home (the REPL, mirror serve), " \
                      "then run `mirror scrub`"
         elif result.kept_logs:
             advice += f" (details in {self.home.log_path})"
-        raise ScrubIncompleteError(
-            f"{what} are still in {self.home.db_path.name}: {result.describe()}; {advice}"
-        )
+        return f"{what} are still in {self.home.db_path.name}: {result.describe()}; {advice}"
+
+    def _check_scrub(self, what: str, result: ScrubResult) -> None:
+        """Raise ScrubIncompleteError unless *result* says the file holds nothing deleted."""
+        problem = self.scrub_problem(what, result)
+        if problem is not None:
+            raise ScrubIncompleteError(problem)
 
     async def past_for(
         self, reflection: Reflection, limit: int = PAST_FOR_ENGINE

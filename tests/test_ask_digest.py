@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from crdt.journal import Reflection
-from node.cli_ask import answer_question, digest_of, repl_command
+from node.cli.ask import answer_question, digest_of, repl_command
 from node.config import Config
 from node.core import MirrorCore, open_core
 from node.engine.ask import read_question, verify_citations

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.cli import main, parse_when
+from node.cli.main import main, parse_when
 from node.core import open_core
 from node.errors import UsageError
 from node.home import Home

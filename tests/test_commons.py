@@ -69,10 +69,10 @@ async def test_publish_pattern_shows_only_the_summary_and_asks_first(
 
 
 async def test_repl_commons_reads_the_cache(tmp_path: Path) -> None:
-    from node.cli_commons import repl_command
+    from node.cli.commons import repl_command
     from node.core import open_core
     from node.home import Home
-    from node.repl import COMMANDS
+    from node.repl.prompt import COMMANDS
 
     assert "commons" in COMMANDS
     alice = tmp_path / "alice"

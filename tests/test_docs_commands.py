@@ -17,7 +17,7 @@ import tomllib
 
 import pytest
 
-from node.cli import build_parser
+from node.cli.main import build_parser
 from tests.helpers import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.cli_engine import repl_command
+from node.cli.engine import repl_command
 from node.core import open_core
 from node.home import Home
 from tests.helpers import run_mirror

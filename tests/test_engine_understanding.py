@@ -22,7 +22,7 @@ from crdt.graph import NODES
 from crdt.insights import GRAPH_KIND, Scope
 from crdt.journal import Reflection, new_reflection_id
 from crdt.values import parse_timestamp, read_int
-from node.cli_engine import render_graph, render_tensions, sparkline
+from node.cli.engine import render_graph, render_tensions, sparkline
 from node.core import MirrorCore, open_core
 from node.engine.derive import derive_all
 from node.engine.extract import ITEM_KINDS, extract, from_json, to_json

@@ -138,7 +138,7 @@ async def test_a_server_answering_garbage_gives_the_offline_mirrorback(
 async def test_an_engine_failure_is_shown_once_logged_and_never_saved_or_exported(
     tmp_path: Path,
 ) -> None:
-    from node.cli import write_export
+    from node.cli.main import write_export
 
     home = Home(tmp_path / "home")
     home.ensure()
@@ -265,8 +265,8 @@ async def test_the_key_is_never_written_to_documents_exports_logs_or_config(
 ) -> None:
     """A whole cycle in cloud mode — one refused call, one good one, extraction,
     evolve, export — then every file of the home is scanned for the key."""
-    from node.cli import write_export
-    from node.cli_engine import set_engine
+    from node.cli.engine import set_engine
+    from node.cli.main import write_export
 
     monkeypatch.setenv(ENV_KEY, KEY)
     home = Home(tmp_path / "home")

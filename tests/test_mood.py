@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cli_mood import repl_command
+from node.cli.mood import repl_command
 from node.core import open_core
 from node.engine.mood import MoodPoint, mood_sparkline, mood_weeks, valence_of
 from node.engine.text import analyze

@@ -27,7 +27,7 @@ from crdt.journal import Reflection
 from node.core import Arrival, MirrorCore, open_core
 from node.errors import UsageError
 from node.home import Home
-from node.repl import (
+from node.repl.prompt import (
     CommandCompleter,
     CommandHistory,
     arrival_line,

@@ -32,7 +32,7 @@ async def test_without_the_link_nothing_is_readable_or_writable(tmp_path: Path) 
         response = await stranger.request(WRITE[0], ui.base + WRITE[1], json=WRITE[2],
                                           headers={"Origin": ui.base})
         assert response.status_code == 401
-        assert (await ui.app.backend.journal_view.rows()) == []
+        assert (await ui.app.backend.browse.timeline.rows()) == []
         # a forged cookie is no session either
         stranger.cookies.set("mirror_ui", "guessed")
         assert (await stranger.get(ui.base + "/api/journal")).status_code == 401
@@ -97,11 +97,11 @@ async def test_every_change_needs_origin_csrf_token_and_same_site(tmp_path: Path
             response = await browser.request(method, ui.base + path, json={},
                                               headers={"Origin": "http://evil.example"})
             assert response.status_code == 403, path
-        assert (await ui.app.backend.journal_view.rows()) == []
+        assert (await ui.app.backend.browse.timeline.rows()) == []
         good = await browser.post(url, json=WRITE[2], headers={
             **ui.change_headers(csrf), "Sec-Fetch-Site": "same-origin"})
         assert good.status_code == 200
-        assert [r.text for r in await ui.app.backend.journal_view.rows()] == [WRITE[2]["text"]]
+        assert [r.text for r in await ui.app.backend.browse.timeline.rows()] == [WRITE[2]["text"]]
 
 
 async def test_no_cross_origin_reads_and_a_strict_csp_everywhere(tmp_path: Path) -> None:

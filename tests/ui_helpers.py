@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import trio
 
-from node.core import open_core
+from node.app import open_mirror
 from node.home import Home
 from node.ui.run import run_ui
 from node.ui.server import UiApp
@@ -44,9 +44,9 @@ class RunningUi:
 @asynccontextmanager
 async def running_ui(home: Path) -> AsyncIterator[RunningUi]:
     out = io.StringIO()
-    async with open_core(Home(home)) as core, trio.open_nursery() as nursery:
+    async with open_mirror(Home(home)) as mirror, trio.open_nursery() as nursery:
         app: UiApp = await nursery.start(
-            lambda task_status: run_ui(core, port=0, browser=False, out=out,
+            lambda task_status: run_ui(mirror, port=0, browser=False, out=out,
                                        task_status=task_status))
         launch = app.guard.launch_url()
         yield RunningUi(app, launch.split("/?", 1)[0], launch, out.getvalue())

@@ -21,7 +21,7 @@ from .service import SyncService
 from .session import SyncSession
 
 if TYPE_CHECKING:
-    from ..discovery import Discovery
+    from ..discovery.lan import Discovery
 
 log = logging.getLogger("mirror.sync")
 
@@ -47,7 +47,7 @@ async def _discovery(group: Group, port: int, interfaces: list[str] | None) -> A
         return
     from protocol import discovery_tag
 
-    from ..discovery import open_discovery
+    from ..discovery.lan import open_discovery
 
     def tag_for_hour(hour: int) -> bytes:
         return discovery_tag(group.keyring.group_secret, group.keyring.epoch, hour)
@@ -110,7 +110,7 @@ async def run_sync(
 async def dial_discovered(service: SyncService, disc: Discovery) -> None:
     """Dial each device discovery finds, at every address it advertised (best
     first), until cancelled."""
-    from ..discovery import PeerFound
+    from ..discovery.lan import PeerFound
 
     with disc.subscribe() as events:  # starts with the peers already known
         async for event in events:

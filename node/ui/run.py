@@ -17,10 +17,12 @@ from typing import TextIO
 
 import trio
 
+from ..app import Mirror
+from ..app.browse import follow_changes
 from ..core import MirrorCore
 from ..files import write_private
 from .backend import UiBackend
-from .push import ChangeFeed, follow_store
+from .push import ChangeFeed
 from .security import UiGuard
 from .server import UiApp, serve_ui
 
@@ -52,20 +54,24 @@ def open_browser(home: Path, url: str) -> bool:
         return False
 
 
-async def run_ui(core: MirrorCore, *, port: int, browser: bool, out: TextIO,
+async def run_ui(mirror: Mirror, *, port: int, browser: bool, out: TextIO,
                  task_status: trio.TaskStatus[UiApp] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled (Ctrl-C)."""
-    backend = UiBackend(core)
+    backend = UiBackend(mirror)
     feed = ChangeFeed()
     app = UiApp(backend, UiGuard(), feed)
+
+    def publish(kinds: list[str]) -> None:
+        feed.publish({"type": "changed", "kinds": kinds})
+
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(
-            follow_store, core.store, feed, on_change=backend.on_store_change))
+            follow_changes, mirror, publish, on_change=backend.on_store_change))
         url = await nursery.start(serve_ui, app, port)
         print(f"Mirror is open at {url}", file=out)
         print("(the link works once; keep this running, Ctrl-C to stop)", file=out, flush=True)
         if browser:
-            opened = await trio.to_thread.run_sync(open_browser, core.home.path, url)
+            opened = await trio.to_thread.run_sync(open_browser, mirror.home.path, url)
             if not opened:
                 print("no browser could be opened: open the link above", file=out, flush=True)
         task_status.started(app)
@@ -73,7 +79,7 @@ async def run_ui(core: MirrorCore, *, port: int, browser: bool, out: TextIO,
 
 async def cmd_ui(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     try:
-        await run_ui(core, port=args.port, browser=args.browser, out=out)
+        await run_ui(Mirror(core), port=args.port, browser=args.browser, out=out)
     except OSError as exc:
         from ..errors import MirrorError
 

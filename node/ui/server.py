@@ -24,6 +24,7 @@ import trio
 
 from crdt import StoreError, ValueRangeError
 
+from ..app.timeline import JournalQuery
 from ..errors import MirrorError
 from .asgi import (
     HttpError,
@@ -37,7 +38,6 @@ from .asgi import (
     json_response,
 )
 from .backend import UiBackend, parse_day
-from .journal_view import JournalQuery
 from .push import ChangeFeed
 from .security import UiGuard, session_from_cookie
 

@@ -23,11 +23,11 @@ import trio
 
 from crdt.values import parse_timestamp
 
-from .cli import AddCommand, parse_when, positive_int, short_line
-from .config import DEFAULT_LOCAL_API_BASE, Config
-from .core import MirrorCore
-from .errors import MirrorError, UsageError
-from .llm.client import litellm_install_command, litellm_installed
+from ..config import DEFAULT_LOCAL_API_BASE, Config
+from ..core import MirrorCore
+from ..errors import MirrorError, UsageError
+from ..llm.client import litellm_install_command, litellm_installed
+from .main import AddCommand, parse_when, positive_int, short_line
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 SPARK_EMPTY = "·"
@@ -237,7 +237,7 @@ def _since(text: str | None) -> datetime | None:
 
 
 async def evolve_text(core: MirrorCore, since: str | None) -> tuple[Any, str]:
-    from .engine.registry import narrator_for
+    from ..engine.registry import narrator_for
 
     evolution = await core.understanding.evolve(
         since=_since(since),
@@ -309,7 +309,7 @@ async def cmd_tensions(core: MirrorCore, args: argparse.Namespace, out: TextIO) 
 
 
 async def cmd_graph(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .engine.understanding import resolve_node
+    from ..engine.understanding import resolve_node
 
     u = core.understanding
     action, rest = args.action, list(args.args)
@@ -446,7 +446,7 @@ async def _repl_tensions(core: MirrorCore, words: list[str]) -> str:
 
 
 async def _repl_graph(core: MirrorCore, words: list[str]) -> str:
-    from .engine.understanding import resolve_node
+    from ..engine.understanding import resolve_node
 
     view = await core.understanding.graph()
     return render_graph(view, resolve_node(view, " ".join(words)) if words else None)

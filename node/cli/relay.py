@@ -13,11 +13,11 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from .config import is_loopback_or_lan, normalize_relay_url
-from .errors import MirrorError, UsageError
+from ..config import is_loopback_or_lan, normalize_relay_url
+from ..errors import MirrorError, UsageError
 
 if TYPE_CHECKING:
-    from .core import MirrorCore
+    from ..core import MirrorCore
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 MAX_RELAYS = 16

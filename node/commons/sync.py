@@ -28,7 +28,7 @@ instead carries the server's reason (rate limit, blocked, withdrawn), shown
 as :class:`CommonsRefused`. An unreachable server is :class:`CommonsUnavailable`.
 
 Author keys, servers, the consent ledger and the cache of items are in
-:mod:`node.commons_home`.
+:mod:`node.commons.home`.
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ from protocol import (
     state_vector_digest,
 )
 
-from .commons_home import AuthorKeys, CommonsServer
-from .errors import MirrorError
-from .sync.catalogue import offerable
-from .sync.documents import EMPTY_STATE_VECTOR
-from .sync.message_stream import MessageStream
-from .sync.session import SessionError, SyncSession
+from ..errors import MirrorError
+from ..sync.catalogue import offerable
+from ..sync.documents import EMPTY_STATE_VECTOR
+from ..sync.message_stream import MessageStream
+from ..sync.session import SessionError, SyncSession
+from .home import AuthorKeys, CommonsServer
 
 log = logging.getLogger("mirror.commons")
 

@@ -37,8 +37,8 @@ from crdt.commons import (
 )
 from crdt.values import format_timestamp, utc_now
 
-from .errors import MirrorError
-from .files import write_private_json
+from ..errors import MirrorError
+from ..files import write_private_json
 
 log = logging.getLogger("mirror.commons")
 

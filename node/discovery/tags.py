@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import MirrorError
+from ..errors import MirrorError
 
 SERVICE_TYPE = "_mirror._tcp.local."
 PROTOCOL_VERSION = 1

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from .errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from .core import MirrorCore
-    from .engine.ask import Answer
-    from .engine.digest import Period
+    from ..core import MirrorCore
+    from ..engine.ask import Answer
+    from ..engine.digest import Period
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 MAX_QUESTION_CHARS = 500
@@ -50,15 +50,15 @@ def _question(text: str) -> str:
 async def answer_question(core: MirrorCore, text: str, *, now: datetime | None = None
                           ) -> Answer:
     """The answer to *text* from the journal: the model's, checked, or the offline one."""
-    from .engine.ask import Answer, extractive_answer
+    from ..engine.ask import Answer, extractive_answer
 
     retrieved = await core.understanding.ask(_question(text), now=now)
     if core.config.engine_mode == "offline" or not retrieved.reflections:
         text_out = extractive_answer(retrieved.question, retrieved.citations,
                                      total=retrieved.total)
         return Answer(retrieved.question.text, text_out, retrieved.citations, "offline")
-    from .engine.registry import llm_target
-    from .llm.grounded import answer_with_model
+    from ..engine.registry import llm_target
+    from ..llm.grounded import answer_with_model
 
     try:
         target = llm_target(core.config, core.home)
@@ -77,7 +77,7 @@ async def digest_of(core: MirrorCore, period: Period = "week", *,
     from crdt.insights import Scope
     from crdt.values import utc_now
 
-    from .engine.digest import build_digest, digest_text
+    from ..engine.digest import build_digest, digest_text
 
     end = until or utc_now()
     u = core.understanding
@@ -86,8 +86,8 @@ async def digest_of(core: MirrorCore, period: Period = "week", *,
     data = digest.as_json()
     text, method, note = digest_text(digest), "offline", ""
     if core.config.engine_mode != "offline" and digest.reflections:
-        from .engine.registry import llm_target
-        from .llm.grounded import may_read_private, narrate_digest
+        from ..engine.registry import llm_target
+        from ..llm.grounded import may_read_private, narrate_digest
 
         try:
             target = llm_target(core.config, core.home)
@@ -153,7 +153,7 @@ async def cmd_ask(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> in
 def _until(text: str | None) -> datetime | None:
     if not text:
         return None
-    from .cli import parse_when
+    from .main import parse_when
 
     return parse_when(text) + timedelta(days=1) if len(text.strip()) == 10 else parse_when(text)
 

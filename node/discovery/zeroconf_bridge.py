@@ -18,7 +18,7 @@ import trio
 from zeroconf import Error as ZeroconfError
 from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceInfo, Zeroconf
 
-from .discovery_tags import (
+from .tags import (
     CLOSE_TIMEOUT_S,
     RECORD_TTL_S,
     SERVICE_TYPE,

@@ -39,7 +39,7 @@ import trio
 from zeroconf import DNSQuestionType, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 from zeroconf import Error as ZeroconfError
 
-from .discovery_tags import (
+from .tags import (
     MAX_CONCURRENT_RESOLVES,
     MAX_OWN_NAMES,
     MAX_PEER_ADDRESSES,
@@ -75,7 +75,7 @@ from .discovery_tags import (
     order_addresses,
     seconds_until_next_hour,
 )
-from .discovery_zeroconf import (
+from .zeroconf_bridge import (
     _advertised_addresses,
     _advertisement_of,
     _close_bounded,

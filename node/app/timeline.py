@@ -1,7 +1,7 @@
-"""The journal as the web interface reads it: every reflection in memory, kept fresh per shard.
+"""The journal as a browsable timeline: every reflection in memory, kept fresh per shard.
 
 A page of the timeline, a search or a filter over 10,000 reflections must answer in a
-few milliseconds, so the interface keeps one immutable row per reflection, newest
+few milliseconds (the web interface), so this keeps one immutable row per reflection, newest
 first. A shard that changes (this process, another one, a peer: the store's listener
 calls :meth:`JournalView.mark_stale`) is read again on the next query; the others are
 not touched. Nothing is written anywhere: search never puts plaintext outside the store.

@@ -17,12 +17,12 @@ import trio
 
 from crdt.devices import clean_name
 
-from .config import parse_host_port
-from .errors import ConfigError, MirrorError, UsageError
+from ..config import parse_host_port
+from ..errors import ConfigError, MirrorError, UsageError
 
 if TYPE_CHECKING:
-    from .core import MirrorCore
-    from .sync.group import Group
+    from ..core import MirrorCore
+    from ..sync.group import Group
 
 log = logging.getLogger("mirror.cli")
 
@@ -62,13 +62,13 @@ def _interfaces(core: MirrorCore, args: argparse.Namespace) -> list[str] | None:
 
 def _relays(core: MirrorCore) -> tuple[str, ...]:
     """The configured relays this mode may use (only LAN ones in local mode)."""
-    from .sync.relay import usable_relays
+    from ..sync.relay import usable_relays
 
     return usable_relays(core.config)
 
 
 async def _group(core: MirrorCore) -> Group:
-    from .sync.runner import open_group
+    from ..sync.runner import open_group
 
     return await open_group(core)
 
@@ -90,7 +90,7 @@ def _when(seconds: object) -> str:
 
 
 async def cmd_serve(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .sync.runner import run_sync
+    from ..sync.runner import run_sync
 
     peers = [_address(p, "--peer") for p in [*(args.peer or ()), *core.config.sync_peers]]
     # Listen for SIGTERM / SIGINT before announcing readiness: one sent right after
@@ -125,7 +125,7 @@ async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
     from protocol.pairing import new_pairing_code
 
-    from .sync.pairing import PAIRING_TIMEOUT_S, PairerState, pairing_hint, serve_pairing_attempt
+    from ..sync.pairing import PAIRING_TIMEOUT_S, PairerState, pairing_hint, serve_pairing_attempt
 
     group = await _group(core)
     state = PairerState(code=new_pairing_code(os.urandom), done=trio.Event())
@@ -151,14 +151,14 @@ async def cmd_pair(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
             nursery.start_soon(_until_signal, nursery.cancel_scope)
             interfaces = _interfaces(core, args)
             if interfaces is not None:
-                from .discovery import advertise_pairing
+                from ..discovery.lan import advertise_pairing
 
                 nursery.start_soon(
                     _advertise, advertise_pairing, interfaces, port, pairing_hint(state.code)
                 )
             relays = _relays(core)
             if relays:  # also wait in the code's rendezvous room (a joiner off the LAN)
-                from .sync.relay import serve_pairing_through_relays
+                from ..sync.relay import serve_pairing_through_relays
 
                 nursery.start_soon(serve_pairing_through_relays, group, state, relays)
             assert state.done is not None
@@ -193,8 +193,8 @@ def _remote_address(stream: trio.SocketStream) -> str:
 
 def _report_attempts(state: Any, as_json: bool, out: TextIO) -> None:
     """Every device that tried the code, not only the one that got in."""
-    from .identity import device_id_for
-    from .sync.pairing import AttemptOutcome
+    from ..identity import device_id_for
+    from ..sync.pairing import AttemptOutcome
 
     joined = state.joined
     if as_json:
@@ -231,7 +231,7 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     from protocol import LocalProtocolError
     from protocol.pairing import normalize_pairing_code
 
-    from .sync.pairing import join, pairing_hint
+    from ..sync.pairing import join, pairing_hint
 
     try:
         normalize_pairing_code(args.code)
@@ -252,7 +252,7 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     timeout = args.timeout or 60.0
     relays = _relays(core)
     if not args.address and _interfaces(core, args) is None and relays:
-        from .sync.relay import join_through_relays
+        from ..sync.relay import join_through_relays
 
         if args.name:  # the name the pairer records is the one we keep, as on the LAN
             group.rename_self(args.name)
@@ -274,11 +274,11 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
         if interfaces is None:
             raise UsageError("with discovery off, give the pairing device: --address HOST:PORT "
                              "(or add a relay: mirror relay add URL)")
-        from .discovery import find_pairing
+        from ..discovery.lan import find_pairing
 
         peer = await find_pairing(interfaces or None, pairing_hint(args.code), timeout_s=timeout)
         candidates = peer.candidates()  # every address it advertised, best first
-    from .sync.dialing import connect_first
+    from ..sync.dialing import connect_first
 
     try:
         with trio.fail_after(timeout):
@@ -300,7 +300,7 @@ async def cmd_join(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def cmd_devices(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .sync.service import read_status
+    from ..sync.service import read_status
 
     group = await _group(core)
     if args.action == "remove":
@@ -353,7 +353,7 @@ async def cmd_devices(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 async def cmd_share(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from crdt import SyncClass
 
-    from .sync.catalogue import is_local_only
+    from ..sync.catalogue import is_local_only
 
     target = SyncClass.parse(args.sync_class)
     if target is SyncClass.COMMONS:
@@ -376,7 +376,7 @@ async def cmd_share(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
 async def cmd_sync(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from crdt import SyncClass
 
-    from .sync.service import read_status
+    from ..sync.service import read_status
 
     if args.action in {"on", "off"}:
         new = core.config.with_changes(sync_enabled=args.action == "on")

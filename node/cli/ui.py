@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from .cli import AddCommand
-from .core import MirrorCore
+from ..core import MirrorCore
+from .main import AddCommand
 
 
 def port_number(text: str) -> int:
@@ -23,7 +23,7 @@ def port_number(text: str) -> int:
 
 
 async def cmd_ui(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .ui.run import cmd_ui as run
+    from ..ui.run import cmd_ui as run
 
     return await run(core, args, out)
 

@@ -17,14 +17,14 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import MirrorError, UsageError
+from ..errors import MirrorError, UsageError
 
 if TYPE_CHECKING:
     from crdt.commons import Item
 
-    from .commons import SyncReport
-    from .commons_home import CommonsServer
-    from .core import MirrorCore
+    from ..commons.home import CommonsServer
+    from ..commons.sync import SyncReport
+    from ..core import MirrorCore
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 
@@ -51,8 +51,8 @@ def _confirm(args: argparse.Namespace, question: str, out: TextIO) -> bool:
 
 
 def _server(core: MirrorCore) -> CommonsServer:
-    from .commons_home import ServerList
-    from .config import is_loopback_or_lan
+    from ..commons.home import ServerList
+    from ..config import is_loopback_or_lan
 
     server = ServerList(core.home.path).default()
     _check_mode(core, server.url, is_loopback_or_lan)
@@ -68,8 +68,8 @@ def _check_mode(core: MirrorCore, url: str, is_near: Callable[[str], bool]) -> N
 
 async def _sync(core: MirrorCore, out: TextIO, *, quiet_offline: bool = False) -> SyncReport | None:
     """Sync with the default server; None (and a one-line note) when it is unreachable."""
-    from .commons import CommonsUnavailable, forget_withdrawn, sync_commons
-    from .commons_home import AuthorKeys, ConsentLedger
+    from ..commons.home import AuthorKeys, ConsentLedger
+    from ..commons.sync import CommonsUnavailable, forget_withdrawn, sync_commons
 
     server = _server(core)
     ledger = await ConsentLedger.open(core.store)
@@ -104,7 +104,7 @@ def _now() -> str:
 
 async def _publish(core: MirrorCore, kind: str, fields: dict[str, str], what: str,
                    summary: str, out: TextIO) -> int:
-    from .commons_home import AuthorKeys, ConsentLedger, LedgerEntry, create_item
+    from ..commons.home import AuthorKeys, ConsentLedger, LedgerEntry, create_item
 
     server = _server(core)
     author = AuthorKeys(core.home.path).default()
@@ -187,9 +187,9 @@ async def cmd_commons(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_add(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .commons import fetch_info
-    from .commons_home import CommonsServer, ServerList, normalise_url
-    from .config import is_loopback_or_lan
+    from ..commons.home import CommonsServer, ServerList, normalise_url
+    from ..commons.sync import fetch_info
+    from ..config import is_loopback_or_lan
 
     url = normalise_url(args.url)
     _check_mode(core, url, is_loopback_or_lan)
@@ -222,7 +222,7 @@ async def cmd_post(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def _thread_for(core: MirrorCore, ref: str, out: TextIO) -> Item:
-    from .commons_home import ConsentLedger, load_cache
+    from ..commons.home import ConsentLedger, load_cache
 
     ledger = await ConsentLedger.open(core.store)
     items = await load_cache(core.store, ledger.withdrawn())
@@ -268,7 +268,7 @@ async def cmd_react(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .commons_home import ConsentLedger, ServerList, load_cache
+    from ..commons.home import ConsentLedger, ServerList, load_cache
 
     if not args.offline and ServerList(core.home.path).all():
         # With --json, notes go to stderr: standard output stays one JSON value.
@@ -337,7 +337,7 @@ async def cmd_publish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_published(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .commons_home import ConsentLedger
+    from ..commons.home import ConsentLedger
 
     entries = (await ConsentLedger.open(core.store)).entries()
     if args.json:
@@ -358,8 +358,8 @@ async def cmd_published(core: MirrorCore, args: argparse.Namespace, out: TextIO)
 async def cmd_unpublish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
     from dataclasses import replace
 
-    from .commons import post_json
-    from .commons_home import AuthorKeys, ConsentLedger
+    from ..commons.home import AuthorKeys, ConsentLedger
+    from ..commons.sync import post_json
 
     ledger = await ConsentLedger.open(core.store)
     hits = [e for e in ledger.entries() if _short(e.doc_id).startswith(args.id)

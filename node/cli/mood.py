@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import trio
 
-from .cli import AddCommand, parse_when
-from .core import MirrorCore
-from .errors import UsageError
+from ..core import MirrorCore
+from ..errors import UsageError
+from .main import AddCommand, parse_when
 
 COUNTRY_NONE_WORDS = frozenset({"none", "international", "clear", "-", "unset"})
 CONFIG_KEYS = ("country",)
@@ -33,7 +33,7 @@ CONFIG_KEYS = ("country",)
 async def mood_points(core: MirrorCore) -> list[Any]:
     """One point per reflection still in the journal; valence computed now for those
     learned before valence was recorded."""
-    from .engine.mood import MoodPoint, valence_of
+    from ..engine.mood import MoodPoint, valence_of
 
     lexicon_positive = _positive_families()
     points = []
@@ -52,7 +52,7 @@ async def mood_points(core: MirrorCore) -> list[Any]:
 
 
 def _positive_families() -> frozenset[str]:
-    from .engine.lexicon import lexicon
+    from ..engine.lexicon import lexicon
 
     return lexicon().positive_families
 
@@ -63,7 +63,7 @@ def _feelings(x: Any, positive: frozenset[str]) -> tuple[str, ...]:
 
 
 def render_mood(weeks: list[Any]) -> str:
-    from .engine.mood import mood_sparkline
+    from ..engine.mood import mood_sparkline
 
     if not weeks or not any(w.reflections for w in weeks):
         return "No mood yet: each reflection adds to it."
@@ -84,7 +84,7 @@ def render_mood(weeks: list[Any]) -> str:
 
 
 def mood_json(weeks: list[Any]) -> dict[str, Any]:
-    from .engine.mood import mood_sparkline
+    from ..engine.mood import mood_sparkline
 
     return {
         "sparkline": mood_sparkline(weeks),
@@ -94,7 +94,7 @@ def mood_json(weeks: list[Any]) -> dict[str, Any]:
 
 
 async def mood_weeks_for(core: MirrorCore, weeks: int, until: datetime | None) -> list[Any]:
-    from .engine.mood import MAX_WEEKS, mood_weeks
+    from ..engine.mood import MAX_WEEKS, mood_weeks
 
     if not 1 <= weeks <= MAX_WEEKS:
         raise UsageError(f"--weeks must be between 1 and {MAX_WEEKS} (got {weeks})")
@@ -116,7 +116,7 @@ async def cmd_mood(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 def render_country(code: str) -> str:
-    from .engine.safety.helplines import helplines, where_help_is
+    from ..engine.safety.helplines import helplines, where_help_is
 
     found = helplines().find(code) if code else None
     if found is None:
@@ -132,7 +132,7 @@ def render_country(code: str) -> str:
 
 
 def render_countries() -> str:
-    from .engine.safety.helplines import helplines
+    from ..engine.safety.helplines import helplines
 
     rows = sorted(helplines().countries.values(), key=lambda c: c.code)
     return "\n".join(f"{c.code}  {c.name.removeprefix('the ')}" for c in rows)
@@ -140,8 +140,8 @@ def render_countries() -> str:
 
 async def set_country(core: MirrorCore, value: str) -> str:
     """Set (or clear) the country; returns its code, "" when cleared. Raises UsageError."""
-    from .engine.registry import engine_for
-    from .engine.safety.helplines import helplines
+    from ..engine.registry import engine_for
+    from ..engine.safety.helplines import helplines
 
     if value.strip().lower() in COUNTRY_NONE_WORDS:
         code = ""

@@ -22,12 +22,12 @@ import trio
 
 from crdt import crypto_at_rest as car
 
-from .errors import MirrorError, UsageError
-from .home import Home
-from .terminal import unfiltered
+from ..errors import MirrorError, UsageError
+from ..home import Home
+from ..terminal import unfiltered
 
 if TYPE_CHECKING:
-    from .core import MirrorCore
+    from ..core import MirrorCore
 
 log = logging.getLogger("mirror.cli")
 
@@ -228,7 +228,7 @@ async def cmd_import(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
 
 
 async def cmd_backup(home: Home, args: argparse.Namespace, out: TextIO) -> int:
-    from .backup import write_backup
+    from ..backup import write_backup
 
     target = await trio.to_thread.run_sync(_backup_target, home, args.path, args.force)
     secret = await passphrase(args, new=True, purpose="the backup")
@@ -264,7 +264,7 @@ def _restore_source(raw: str) -> Path:
 
 
 async def cmd_restore(home: Home, args: argparse.Namespace, out: TextIO) -> int:
-    from .backup import restore_backup
+    from ..backup import restore_backup
 
     source = await trio.to_thread.run_sync(_restore_source, args.path)
     secret = await passphrase(args, new=False, purpose="the backup")
@@ -285,8 +285,8 @@ async def cmd_restore(home: Home, args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_encrypt(home: Home, args: argparse.Namespace, out: TextIO) -> int:
-    from .backup import home_in_use
-    from .identity import load_keyring
+    from ..backup import home_in_use
+    from ..identity import load_keyring
 
     if not home.exists():
         raise MirrorError(f"{home.path}: no Mirror home here (to start an encrypted one: "

@@ -51,26 +51,26 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
-from .cli import (
+from ..cli.ask import REPL_COMMANDS as ASK_COMMANDS
+from ..cli.ask import repl_command as ask_command
+from ..cli.commons import REPL_COMMANDS as COMMONS_COMMANDS
+from ..cli.commons import repl_command as commons_command
+from ..cli.engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
+from ..cli.main import (
     format_list_line,
     format_reflection,
     is_single_markdown_file,
     short_line,
     write_export,
 )
-from .cli_ask import REPL_COMMANDS as ASK_COMMANDS
-from .cli_ask import repl_command as ask_command
-from .cli_commons import REPL_COMMANDS as COMMONS_COMMANDS
-from .cli_commons import repl_command as commons_command
-from .cli_engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
-from .cli_mood import REPL_COMMANDS as MOOD_COMMANDS
-from .cli_mood import repl_command as mood_command
-from .config import MIRROR_MODES
-from .core import Arrival, MirrorCore
-from .engine.base import EngineNotice
-from .errors import MirrorError, UsageError
-from .files import ensure_private_file
-from .terminal import printable
+from ..cli.mood import REPL_COMMANDS as MOOD_COMMANDS
+from ..cli.mood import repl_command as mood_command
+from ..config import MIRROR_MODES
+from ..core import Arrival, MirrorCore
+from ..engine.base import EngineNotice
+from ..errors import MirrorError, UsageError
+from ..files import ensure_private_file
+from ..terminal import printable
 
 log = logging.getLogger("mirror.repl")
 
@@ -456,19 +456,19 @@ class Repl:
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
 
     async def cmd_engine_view(self, name: str, rest: str) -> None:
-        """The engine's views and settings (node/cli_engine.py)."""
+        """The engine's views and settings (node/cli/engine.py)."""
         self.say(await repl_command(self.core, name, rest))
 
     async def cmd_ask(self, name: str, rest: str) -> None:
-        """Ask the journal, or its digest (node/cli_ask.py)."""
+        """Ask the journal, or its digest (node/cli/ask.py)."""
         self.say(await ask_command(self.core, name, rest))
 
     async def cmd_mood_view(self, name: str, rest: str) -> None:
-        """/mood and /config (node/cli_mood.py)."""
+        """/mood and /config (node/cli/mood.py)."""
         self.say(await mood_command(self.core, name, rest))
 
     async def cmd_commons(self, rest: str) -> None:
-        """Read the Commons (node/cli_commons.py); the cache when the server is away."""
+        """Read the Commons (node/cli/commons.py); the cache when the server is away."""
         self.say(await commons_command(self.core, "commons", rest))
 
     async def cmd_mode(self, rest: str) -> None:
@@ -514,8 +514,8 @@ async def _close_prompt_when_cancelled(terminal: _Terminal) -> None:
 
 async def _sync_in_background(repl: Repl) -> None:
     """Run the node's sync like ``mirror serve`` while the prompt is open."""
-    from .config import parse_host_port
-    from .sync.runner import run_sync
+    from ..config import parse_host_port
+    from ..sync.runner import run_sync
 
     config = repl.core.config
     try:

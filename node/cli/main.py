@@ -24,12 +24,12 @@ import trio
 from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
-from .config import MIRROR_MODES
-from .core import MirrorCore, open_core
-from .errors import ConfigError, MirrorError, UsageError
-from .files import write_private
-from .home import Home, setup_logging
-from .terminal import direct_stdio, safe_stdio
+from ..config import MIRROR_MODES
+from ..core import MirrorCore, open_core
+from ..errors import ConfigError, MirrorError, UsageError
+from ..files import write_private
+from ..home import Home, setup_logging
+from ..terminal import direct_stdio, safe_stdio
 
 log = logging.getLogger("mirror.cli")
 
@@ -41,8 +41,8 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 # Modules that contribute commands: each has ``add_commands(add: AddCommand)``.
 # They must import only light modules at top level: every command pays for them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "node.cli_sync", "node.cli_engine", "node.cli_data", "node.cli_update", "node.cli_store",
-    "node.cli_commons", "node.cli_relay", "node.cli_mood", "node.cli_ask", "node.cli_ui",
+    "node.cli.sync", "node.cli.engine", "node.cli.data", "node.cli.update", "node.cli.store",
+    "node.cli.commons", "node.cli.relay", "node.cli.mood", "node.cli.ask", "node.cli.ui",
 )
 
 
@@ -177,7 +177,7 @@ async def cmd_edit(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     _, current = await core.journal.find(args.id)
     text = args.text
     if text is None and args.tag is None:
-        from .drafts import edit_in_editor
+        from ..drafts import edit_in_editor
 
         def announce(draft: Path) -> None:
             print(f"mirror: the draft is {draft} (yours only); it is removed when the "
@@ -377,7 +377,7 @@ async def cmd_mode(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def cmd_repl(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .repl import run_repl
+    from ..repl.prompt import run_repl
 
     with direct_stdio():  # prompt-toolkit draws; the REPL filters what it shows itself
         await run_repl(core)
@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace, out: TextIO) -> int:
-    from .cli_data import unlock_home
+    from .data import unlock_home
 
     home = Home.resolve(args.home)
     home_handler = getattr(args, "home_handler", None)

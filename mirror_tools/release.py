@@ -27,8 +27,8 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.signing
 
-from .errors import MirrorError, UsageError
-from .updates.manifest import (
+from node.errors import MirrorError, UsageError
+from node.updates.manifest import (
     MAX_WHEEL_BYTES,
     Manifest,
     canonical_bytes,

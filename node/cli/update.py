@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
-from .cli import AddCommand
-from .errors import UsageError
+from ..errors import UsageError
+from .main import AddCommand
 
 if TYPE_CHECKING:
-    from .core import MirrorCore
-    from .updates.release import Comparison, VerifiedRelease
+    from ..core import MirrorCore
+    from ..updates.release import Comparison, VerifiedRelease
 
 
 # --------------------------------------------------------------------------- keys
@@ -44,7 +44,7 @@ def _read_key_argument(text: str) -> tuple[str, str]:
 
 
 async def cmd_keys_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.release import trusted_keys
+    from ..updates.release import trusted_keys
 
     keys = trusted_keys(core.home).load()
     if getattr(args, "json", False):
@@ -61,7 +61,7 @@ async def cmd_keys_list(core: MirrorCore, args: argparse.Namespace, out: TextIO)
 
 
 async def cmd_keys_add(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.release import trusted_keys
+    from ..updates.release import trusted_keys
 
     key, comment = _read_key_argument(args.key)
     label = args.label or comment
@@ -74,7 +74,7 @@ async def cmd_keys_add(core: MirrorCore, args: argparse.Namespace, out: TextIO) 
 
 
 async def cmd_keys_remove(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.release import trusted_keys
+    from ..updates.release import trusted_keys
 
     entry = trusted_keys(core.home).remove(args.key)
     print(f"no longer trusting {entry.label!r} ({entry.key})", file=out)
@@ -122,7 +122,7 @@ async def _install(
     core: MirrorCore, release: VerifiedRelease, location: str | None, *,
     yes: bool, allow_downgrade: bool, out: TextIO,
 ) -> int:
-    from .updates.release import install_release
+    from ..updates.release import install_release
 
     async def confirm(r: VerifiedRelease, c: Comparison) -> bool:
         return await _confirm(r, c, yes=yes)
@@ -140,7 +140,7 @@ async def _install(
 
 
 async def cmd_check(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.release import (
+    from ..updates.release import (
         compare_with_installed,
         fetch_release,
         refuse_downgrade,
@@ -172,7 +172,7 @@ async def cmd_check(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def cmd_verify(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.release import resolve_release, verify_wheel
+    from ..updates.release import resolve_release, verify_wheel
 
     release = await resolve_release(core.home, args.manifest,
                                     mirror_mode=core.config.mirror_mode)
@@ -184,7 +184,7 @@ async def cmd_verify(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
 
 
 async def cmd_install(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.release import resolve_release
+    from ..updates.release import resolve_release
 
     release = await resolve_release(core.home, args.manifest,
                                     mirror_mode=core.config.mirror_mode)
@@ -217,8 +217,8 @@ async def cmd_auto(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
 
 
 async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from .updates.errors import UpdateError
-    from .updates.release import (
+    from ..updates.errors import UpdateError
+    from ..updates.release import (
         MIRROR_DISTRIBUTION,
         installed_version,
         load_saved_release,

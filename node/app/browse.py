@@ -1,0 +1,198 @@
+"""Operations for looking through a journal rather than typing at it (the web interface).
+
+:class:`Browse` sits beside :class:`node.app.Mirror` over the same open home and adds
+what a page needs that a command does not: a timeline that stays in memory and fresh
+(:mod:`.timeline`), what the engine found in one reflection, what deleting one removes,
+on this day, an export as bytes, a test of the model, and :func:`follow_changes`,
+which tells a front end which kinds of documents changed — written by this process,
+another one on the same home (the REPL, ``mirror serve``, a CLI call) or a peer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from crdt import StoreError
+from crdt.journal import KIND as JOURNAL_KIND
+from crdt.journal import Reflection, read_reflections
+
+from ..engine.base import MirrorbackRequest, complete_with_notices
+from ..engine.extract import from_json
+from ..errors import UsageError
+from .mirror import Mirror
+from .timeline import JournalView
+
+log = logging.getLogger("mirror.app")
+
+REFRESH_INTERVAL_S = 0.25
+STARRED_SETTING = "starred_reflections"
+PROBE_TEXT = "Today I went for a walk and felt calmer afterwards."
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the engine found in a reflection (a theme, a person, a tension …)."""
+
+    kind: str
+    key: str
+    label: str
+    poles: tuple[str, str] | None
+    intensity: int
+
+
+@dataclass(frozen=True)
+class DeletePreview:
+    """What deleting a reflection removes, for the person to read before they confirm."""
+
+    reflection: Reflection
+    findings: int
+    removes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelTest:
+    engine: str
+    model: str
+    ok: bool
+    reply: str
+    notices: tuple[str, ...]
+
+
+class Browse:
+    """Browsing operations over one open home (see the module docstring)."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.timeline = JournalView(self._read_all_shards, self._read_shard, self.starred_ids)
+
+    def on_change(self, doc_id: str, kind: str) -> None:
+        """For :func:`follow_changes`: a changed journal shard is read again when next asked."""
+        if kind == JOURNAL_KIND:
+            self.timeline.mark_stale(doc_id)
+
+    async def _read_all_shards(self) -> dict[str, list[Reflection]]:
+        shards = await self.mirror.core.journal.shards()
+        return {s.doc_id: read_reflections(s.doc) for s in shards}
+
+    async def _read_shard(self, doc_id: str) -> list[Reflection]:
+        store = self.mirror.core.store
+        if store.info(doc_id) is None:
+            return []
+        stored = await store.open_doc(doc_id, kind=JOURNAL_KIND, create=False)
+        return read_reflections(stored.doc)
+
+    # ------------------------------------------------------------------ stars
+
+    async def starred_ids(self) -> set[str]:
+        raw = self.mirror.core.settings.get(STARRED_SETTING, "[]")
+        try:
+            value = json.loads(str(raw))
+        except json.JSONDecodeError:
+            return set()
+        return {str(v) for v in value} if isinstance(value, list) else set()
+
+    async def star(self, ref: str, starred: bool) -> Reflection:
+        r = await self.mirror.find(ref)
+        ids = await self.starred_ids()
+        if starred:
+            ids.add(r.id)
+        else:
+            ids.discard(r.id)
+        self.mirror.core.settings.set(STARRED_SETTING, json.dumps(sorted(ids)))
+        await self.mirror.core.store.wait_durable()
+        return r
+
+    # ------------------------------------------------------------------ one reflection
+
+    async def findings(self, r: Reflection) -> tuple[Finding, ...]:
+        raw = (await self.mirror.core.understanding.index()).get(r.id)
+        if not raw:
+            return ()
+        x = from_json(r.id, raw)
+        return tuple(Finding(i.kind, i.key, i.label, i.poles, i.intensity) for i in x.items)
+
+    async def delete_preview(self, ref: str) -> DeletePreview:
+        r = await self.mirror.find(ref)
+        found = await self.findings(r)
+        removes = ["the reflection's text and tags"]
+        if r.mirrorback is not None:
+            removes.append("its mirrorback")
+        removes.append(f"what the engine learned from it ({len(found)} findings: their counts "
+                       "and quotes in patterns, tensions and the graph)")
+        removes.append("its words from this device's database file")
+        return DeletePreview(r, len(found), tuple(removes))
+
+    async def evolution_notes(self) -> list[dict[str, Any]]:
+        """The evolution notes written so far (``mirror evolve``), newest first."""
+        return list(reversed(await self.mirror.core.understanding.notes()))
+
+    async def on_this_day(self, now: datetime | None = None) -> list[Reflection]:
+        today = (now or datetime.now(UTC)).astimezone()
+        return await self.timeline.on_day(today.month, today.day)
+
+    # ------------------------------------------------------------------ data, engine
+
+    async def export_bytes(self, fmt: str) -> tuple[str, bytes]:
+        """(file name, content) of an export of everything, for a download."""
+        from crdt.export import export_json, export_markdown
+
+        store = self.mirror.core.store
+        if fmt == "json":
+            data = await export_json(store)
+            return "mirror-export.json", json.dumps(data, ensure_ascii=False,
+                                                    indent=1).encode()
+        if fmt == "markdown":
+            files = await export_markdown(store)
+            return "mirror-export.md", "\n\n".join(files[n] for n in sorted(files)).encode()
+        raise UsageError("an export is json or markdown")
+
+    async def test_model(self) -> ModelTest:
+        """One mirrorback of a fixed sentence from the engine in use; nothing is saved."""
+        engine = self.mirror.core.engine
+        probe = Reflection("probe", datetime.now(UTC), PROBE_TEXT)
+        text, notices = await complete_with_notices(engine, MirrorbackRequest(probe))
+        return ModelTest(engine.name, engine.model, bool(text) and not notices, text,
+                         tuple(n.text for n in notices))
+
+
+async def follow_changes(
+    mirror: Mirror,
+    publish: Callable[[list[str]], None],
+    *,
+    on_change: Callable[[str, str], None] | None = None,
+    interval_s: float = REFRESH_INTERVAL_S,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Forever: pick up what other processes wrote and call *publish* with the kinds of
+    the documents that changed (at most once per *interval_s*). *on_change(doc_id,
+    kind)* runs inside the store's commit for each change: it may note, not read."""
+    store = mirror.core.store
+    changed: set[str] = set()
+
+    def listener(stored: Any, update: bytes, source: str) -> None:
+        changed.add(stored.kind)
+        if on_change is not None:
+            on_change(stored.doc_id, stored.kind)
+
+    store.add_listener(listener)
+    try:
+        task_status.started()
+        while True:
+            try:
+                await store.refresh()
+            except StoreError as exc:  # tried again next pass; the page keeps what it has
+                log.warning("refreshing from other processes failed: %s", exc)
+            if changed:
+                kinds = sorted(changed)
+                changed.clear()
+                publish(kinds)
+            await trio.sleep(interval_s)
+    finally:
+        store.remove_listener(listener)

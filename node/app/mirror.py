@@ -1,0 +1,446 @@
+"""The application layer: what a person can do with Mirror, as typed operations.
+
+:class:`Mirror` is opened on a home (:func:`open_mirror`) and offers every
+operation the front ends have — the CLI, the REPL and the local web interface
+are thin adapters over it. Each method takes plain values (text, ids, dates,
+paths; never parsed arguments) and returns a typed result (:mod:`node.app.results`
+or the engine's own dataclasses); nothing here prints, reads a terminal or
+knows how a result is shown. Failures are :class:`node.errors.MirrorError`\\ s
+with a one-line message, ``crdt.StoreError`` and ``crdt.ValueRangeError``.
+
+Below it sits :class:`node.core.MirrorCore` (store, journal, engine, settings
+of one open home); ``mirror.core`` stays reachable for the long-running
+services (sync, discovery) that front ends start beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crdt import ScrubResult, SyncClass
+from crdt.crypto_at_rest import BlobCipher
+from crdt.graph import GraphEdit, GraphView
+from crdt.import_plan import ImportFileError, ImportReport
+from crdt.importers import apply_plan, read_source
+from crdt.journal import Reflection, normalize_tags
+
+from ..config import Config
+from ..core import Arrival, MirrorCore, open_core
+from ..engine.ask import Answer
+from ..engine.base import EngineNotice
+from ..engine.digest import Period
+from ..engine.lived import LoopSummary, PatternSummary, TensionSummary
+from ..engine.registry import narrator_for
+from ..engine.safety.reply import detect_crisis
+from ..engine.understanding import resolve_node
+from ..errors import MirrorError, UsageError
+from ..home import Home
+from ..sync.catalogue import is_local_only
+from ..sync.runner import open_group
+from ..sync.service import read_status
+from . import insight, settings
+from .exporting import export_format, write_export
+from .results import (
+    DeleteResult,
+    Device,
+    DeviceRemoval,
+    DigestResult,
+    EditResult,
+    EvolveResult,
+    ExportResult,
+    MoodTimeline,
+    ReflectionList,
+    RelatedResult,
+    SafetyCheck,
+    ScrubOutcome,
+    Settings,
+    ShareResult,
+    Status,
+    SyncStatus,
+    WriteResult,
+    )
+
+GRAPH_EDITS = ("add", "rename", "merge", "delete")
+
+
+class Mirror:
+    """Every operation a person can do on one open home. Create with :func:`open_mirror`
+    (or wrap an open :class:`MirrorCore`)."""
+
+    def __init__(self, core: MirrorCore) -> None:
+        self.core = core
+
+    @property
+    def home(self) -> Home:
+        return self.core.home
+
+    @property
+    def config(self) -> Config:
+        return self.core.config
+
+    @property
+    def engine_name(self) -> str:
+        return self.core.engine.name
+
+    # ------------------------------------------------------------------ writing
+
+    async def write(
+        self,
+        text: str,
+        *,
+        tags: Sequence[str] = (),
+        private: bool = False,
+        at: datetime | None = None,
+        mirrorback: bool = True,
+    ) -> WriteResult:
+        """Save a reflection, learn from it and (unless *mirrorback* is False) answer it;
+        returns once all of it is on disk."""
+        reflection = await self.save(text, tags=tags, private=private, at=at)
+        notices: list[str] = []
+        reply = await self.core.mirror(reflection, notices.append) if mirrorback else ""
+        return WriteResult(reflection, reply or None, self.safety(reflection.text),
+                           tuple(notices))
+
+    async def save(
+        self,
+        text: str,
+        *,
+        tags: Sequence[str] = (),
+        private: bool = False,
+        at: datetime | None = None,
+    ) -> Reflection:
+        """Save a reflection and learn from it, without a mirrorback (see
+        :meth:`stream_mirrorback` for one shown as it is written)."""
+        if at is not None and at > datetime.now(UTC):
+            raise UsageError(f"{at.isoformat()} is in the future")
+        return await self.core.reflect(text, tags=tags, private=private, at=at)
+
+    def stream_mirrorback(self, reflection: Reflection) -> AsyncIterator[str | EngineNotice]:
+        """The mirrorback in pieces as the engine writes it (and any notice where it
+        applies); saved once the stream ends."""
+        return self.core.stream_mirrorback(reflection)
+
+    @staticmethod
+    def safety(text: str) -> SafetyCheck | None:
+        """What the offline crisis check finds in *text* (None: nothing)."""
+        return SafetyCheck.of(detect_crisis(text))
+
+    async def edit(
+        self,
+        ref: str,
+        *,
+        text: str | None = None,
+        tags: Sequence[str] | None = None,
+        mirrorback: bool = True,
+    ) -> EditResult:
+        """Change a reflection's text or tags; the engine learns it again. When the text
+        changes, the old mirrorback (which quoted the old words) goes, the old words are
+        scrubbed from this device's file, and a new mirrorback is written if one was
+        there and *mirrorback* is True."""
+        before = await self.find(ref)
+        if (text is None or text.strip() == before.text) and tags is None:
+            return EditResult(before, before, None)
+        after, scrub = await self.core.edit_and_scrub(before.id, text=text, tags=tags)
+        outcome = None if scrub is None else self._scrub_outcome(
+            f"edited {after.id}, but the old words", scrub)
+        reply, notices = None, list[str]()
+        if after.text != before.text and before.mirrorback is not None and mirrorback:
+            # the old mirrorback quoted the old words and was removed with them
+            reply = await self.core.mirror(after, notices.append) or None
+        return EditResult(before, after, outcome, reply, tuple(notices))
+
+    async def delete(self, ref: str) -> DeleteResult:
+        """Delete a reflection and all the engine learned from it, then scrub its words
+        from this device's file; ``result.scrub`` says whether any are left."""
+        reflection, scrub = await self.core.delete_and_scrub(ref)
+        return DeleteResult(reflection, self._scrub_outcome(
+            f"deleted {reflection.id}, but its words", scrub))
+
+    async def scrub(self) -> ScrubOutcome:
+        """Remove what was deleted or edited away from this device's file (again)."""
+        return self._scrub_outcome("deleted words", await self.core.scrub_result())
+
+    def _scrub_outcome(self, what: str, result: ScrubResult) -> ScrubOutcome:
+        return ScrubOutcome(result, self.core.scrub_problem(what, result))
+
+    # ------------------------------------------------------------------ reading
+
+    async def find(self, ref: str) -> Reflection:
+        """One reflection by id or a unique prefix of at least 4 characters."""
+        return (await self.core.journal.find(ref))[1]
+
+    async def reflections(
+        self, *, tags: Sequence[str] = (), limit: int | None = None
+    ) -> ReflectionList:
+        """Reflections oldest first: with *tags*, those with any of them; with *limit*,
+        only the newest so many."""
+        return await self.search(tags=tags, limit=limit)
+
+    async def search(
+        self,
+        text: str = "",
+        *,
+        tags: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> ReflectionList:
+        """Reflections oldest first whose text holds every word of *text* (case-insensitive),
+        with any of *tags*, written in [*since*, *until*); the newest *limit* of them."""
+        everything = await self.core.journal.all()
+        wanted = set(normalize_tags(tags)) if tags else set()
+        words = text.casefold().split()
+        found = [
+            r for r in everything
+            if (not wanted or wanted & set(r.tags))
+            and (since is None or r.created_at >= since)
+            and (until is None or r.created_at < until)
+            and all(w in r.text.casefold() for w in words)
+        ]
+        if limit is not None:
+            found = found[-limit:] if limit > 0 else []
+        return ReflectionList(tuple(found), len(everything))
+
+    async def status(self) -> Status:
+        core = self.core
+        counts = await core.counts()
+        db_bytes = await trio.to_thread.run_sync(self._store_bytes)
+        problem = core.config_problem
+        return Status(
+            home=core.home.path,
+            mirror_mode=core.config.mirror_mode,
+            engine_mode=core.config.engine_mode,
+            engine=core.engine.name,
+            sync_enabled=core.config.sync_enabled,
+            reflections=counts.reflections,
+            private_reflections=counts.private,
+            documents=counts.documents,
+            journal_sync_class=core.journal.share_class.value,
+            store_bytes=db_bytes,
+            client_id=core.store.statistics().client_id,
+            config_problem=problem,
+            written=problem.written if problem is not None else None,
+        )
+
+    def _store_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.home.path.glob("mirror.db*") if p.is_file())
+
+    async def reflection_count(self) -> int:
+        return (await self.core.counts()).reflections
+
+    # ------------------------------------------------------------------ understanding
+
+    async def patterns(self, *, minimum: int = 3) -> list[PatternSummary]:
+        return await self.core.understanding.patterns(minimum=minimum)
+
+    async def loops(self, *, minimum: int = 3) -> list[LoopSummary]:
+        return await self.core.understanding.loops(minimum=minimum)
+
+    async def tensions(self, *, everything: bool = False) -> list[TensionSummary]:
+        return await self.core.understanding.tensions(everything=everything)
+
+    async def graph(self) -> GraphView:
+        return await self.core.understanding.graph()
+
+    @staticmethod
+    def graph_node(view: GraphView, ref: str) -> str:
+        """The id of the node *ref* names in *view* (id, label or key; unique)."""
+        return resolve_node(view, ref)
+
+    async def edit_graph(
+        self, op: str, node: str = "", *, into: str = "", label: str = "", type: str = ""
+    ) -> GraphEdit:
+        """The person's edit of their graph: add LABEL, rename NODE, merge NODE into
+        INTO, delete NODE. Extraction never overwrites it."""
+        if op not in GRAPH_EDITS:
+            raise UsageError(f"a graph edit is one of {', '.join(GRAPH_EDITS)} (got {op!r})")
+        return await self.core.understanding.edit_graph(
+            op, node, into=into, label=label, type=type or ("user" if op == "add" else ""))
+
+    async def related(self, ref: str | None = None, *, limit: int = 5) -> RelatedResult:
+        """Past reflections related to *ref* (default: the newest)."""
+        if ref:
+            of = await self.find(ref)
+        else:
+            newest = await self.core.journal.recent(1)
+            if not newest:
+                raise UsageError("no reflections yet")
+            of = newest[-1]
+        items = await self.core.understanding.related(of, limit=limit, include_private=True)
+        return RelatedResult(of, tuple(items))
+
+    async def evolve(self, *, since: datetime | None = None) -> EvolveResult:
+        """An evolution note (this period against the one before), saved and returned."""
+        core = self.core
+        evolution = await core.understanding.evolve(
+            since=since,
+            narrator=narrator_for(core.config, core.home),
+            narrator_sees_private=core.config.engine_mode != "remote_llm",
+        )
+        return EvolveResult(evolution)
+
+    async def ask(self, question: str, *, now: datetime | None = None) -> Answer:
+        """Ask the journal; the answer cites reflection ids."""
+        return await insight.answer_question(self.core, question, now=now)
+
+    async def digest(self, period: Period = "week", *, until: datetime | None = None
+                     ) -> DigestResult:
+        if period not in insight.DIGEST_PERIODS:
+            raise UsageError(f"a digest is of a week or a month (got {period!r})")
+        return await insight.digest_of(self.core, period, until=until)
+
+    async def mood(self, *, weeks: int = 12, until: datetime | None = None) -> MoodTimeline:
+        return MoodTimeline(tuple(await insight.mood_timeline(self.core, weeks, until)))
+
+    async def reindex(self) -> int:
+        """Learn again from every reflection (keeps the person's graph edits)."""
+        return await self.core.understanding.rebuild()
+
+    # ------------------------------------------------------------------ settings
+
+    def settings(self) -> Settings:
+        return Settings(self.core.config, self.core.config_problem)
+
+    async def set_mode(self, mode: str) -> Config:
+        return await settings.set_mode(self.core, mode)
+
+    async def set_engine(
+        self,
+        choice: str,
+        *,
+        model: str | None = None,
+        api_base: str | None = None,
+        timeout_s: float | None = None,
+        fallback: bool | None = None,
+        extraction: str | None = None,
+    ) -> Config:
+        return await settings.set_engine(
+            self.core, choice, model=model, api_base=api_base, timeout_s=timeout_s,
+            fallback=fallback, extraction=extraction)
+
+    async def set_country(self, value: str) -> str:
+        return await settings.set_country(self.core, value)
+
+    async def set_sync_enabled(self, on: bool) -> Config:
+        return await settings.set_sync_enabled(self.core, on)
+
+    # ------------------------------------------------------------------ data
+
+    async def export(self, target: Path, fmt: str | None = None) -> ExportResult:
+        """Export everything: JSON (one file), Markdown (one .md file, or a folder with
+        one file per month); *fmt* None: what the name says, else JSON."""
+        fmt = export_format(fmt, target)
+        written = await write_export(self.core.store, fmt, target)
+        count = await self.reflection_count()
+        return ExportResult(fmt, target, tuple(written), count)
+
+    async def import_file(
+        self, path: Path, *, fmt: str = "auto", private: bool = False, dry_run: bool = False,
+        zone: Any = None,
+    ) -> ImportReport:
+        """Import reflections (Day One, jrnl, Mirror's own export …); *zone* places
+        times written without one (default: this machine's)."""
+        tz = zone or datetime.now().astimezone().tzinfo or UTC
+        try:
+            plan = await trio.to_thread.run_sync(
+                lambda: read_source(path.expanduser(), fmt, default_tz=tz))
+            return await apply_plan(self.core.store, plan,
+                                    share_class=self.core.journal.share_class,
+                                    private=private, dry_run=dry_run)
+        except ImportFileError as exc:
+            raise MirrorError(f"nothing imported: {exc}") from None
+
+    async def compact(self) -> list[Any]:
+        """Fold each document's update log into a verified snapshot."""
+        return list(await self.core.store.compact())
+
+    # ------------------------------------------------------------------ devices and sync
+
+    async def devices(self) -> list[Device]:
+        """The devices of this person's group, with when each was last seen."""
+        group = await open_group(self.core)
+        status = await trio.to_thread.run_sync(read_status, self.home.path) or {}
+        seen = {p.get("device_id"): p for p in status.get("peers", []) if isinstance(p, dict)}
+        out = []
+        for member in group.members():
+            r = member.record
+            peer = seen.get(r.device_id, {})
+            out.append(Device(
+                device_id=r.device_id, name=r.name, this_device=member.is_self,
+                active=r.active, added_at=r.added_at.isoformat(),
+                removed_at=r.removed_at.isoformat() if r.removed_at else None,
+                last_seen=peer.get("last_seen"), address=peer.get("address"),
+            ))
+        return out
+
+    async def find_device(self, ref: str) -> Device:
+        """A device by id, unique prefix or name."""
+        group = await open_group(self.core)
+        record = group.find(ref)
+        for d in await self.devices():
+            if d.device_id == record.device_id:
+                return d
+        raise MirrorError(f"no device {ref!r}")  # pragma: no cover - find() raised first
+
+    async def remove_device(self, ref: str) -> DeviceRemoval:
+        """Remove a device: a new epoch starts; it can read nothing written after."""
+        group = await open_group(self.core)
+        removed, epoch = group.remove_device(ref)
+        await self.core.store.wait_durable()
+        return DeviceRemoval(removed.device_id, removed.name, epoch)
+
+    async def share(self, what: str, sync_class: str) -> ShareResult:
+        """Opt ``journal`` or one document in (``devices``) or out (``local``) of syncing."""
+        target = SyncClass.parse(sync_class)
+        if target is SyncClass.COMMONS:
+            raise UsageError("documents go to the Commons by publishing, not by sharing")
+        if what == "journal":
+            changed = await self.core.set_journal_class(target)
+            return ShareResult("journal", target.value, tuple(changed))
+        info = self.core.store.info(what)
+        if info is None:
+            raise MirrorError(f"no document {what!r} (see: mirror sync status --json)")
+        if target is not SyncClass.LOCAL and is_local_only(info.doc_id):
+            raise MirrorError(f"{info.doc_id} is local by nature and cannot be shared")
+        await self.core.store.set_sync_class(info.doc_id, target)
+        return ShareResult(info.doc_id, target.value, (info.doc_id,))
+
+    async def sync_status(self) -> SyncStatus:
+        status = await trio.to_thread.run_sync(read_status, self.home.path) or {}
+        shared = tuple(i.doc_id for i in self.core.store.documents()
+                       if i.sync_class is SyncClass.DEVICES)
+        return SyncStatus(
+            sync_enabled=self.core.config.sync_enabled,
+            serving=bool(status.get("running")),
+            listening=status.get("listening"),
+            pending=int(status.get("pending", 0) or 0),
+            peers=tuple(p for p in status.get("peers", []) if isinstance(p, dict)),
+            shared_documents=shared,
+        )
+
+    # ------------------------------------------------------------------ other processes
+
+    async def watch(self, on_arrival: Callable[[Arrival], None]) -> None:
+        """Forever: report reflections other processes and devices wrote."""
+        await self.core.watch(on_arrival)
+
+
+@asynccontextmanager
+async def open_mirror(
+    home: Home,
+    *,
+    create: bool = True,
+    passphrase: str | None = None,
+    cipher: BlobCipher | None = None,
+    tolerate_bad_config: bool = False,
+) -> AsyncIterator[Mirror]:
+    """Open (and if allowed create) *home* for the block; see :func:`node.core.open_core`."""
+    async with open_core(home, create=create, passphrase=passphrase, cipher=cipher,
+                         tolerate_bad_config=tolerate_bad_config) as core:
+        yield Mirror(core)
