@@ -110,6 +110,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     from playwright.sync_api import sync_playwright
 
     home = tmp_path_factory.mktemp("ui") / "home"
+    _loopback_only(home)
     for text, tags in SEED:
         args = ["reflect", text, "--no-mirrorback"]
         for t in tags:
@@ -305,6 +306,58 @@ def test_keyboard_only_walk(harness: Harness) -> None:
     page.focus("#tab-tensions")
     page.keyboard.press("ArrowRight")
     page.wait_for_selector("#tab-patterns[aria-selected='true']")
+
+
+def _loopback_only(home: Path) -> None:
+    """Sync and pairing on 127.0.0.1, no LAN discovery: nothing leaves this machine."""
+    from node.config import Config, save_config
+    from node.home import Home
+
+    Home(home).ensure()
+    save_config(home / "config.json", Config(sync_listen="127.0.0.1:0", discovery=False))
+
+
+def test_pairing_two_nodes_on_loopback(harness: Harness, tmp_path: Path) -> None:
+    laptop_home = tmp_path / "laptop"
+    _loopback_only(laptop_home)
+    laptop = start_ui_process(laptop_home)
+    try:
+        other = harness.browser.new_context(viewport={"width": 1280, "height": 900})
+        seen: list[str] = []
+        other.on("request", lambda request: seen.append(request.url))
+        joiner = other.new_page()
+        joiner.set_default_timeout(WAIT_MS)
+        joiner.goto(laptop.launch_url)
+        joiner.wait_for_selector("body[data-live='1']")
+        # the first node shows a code and waits
+        page = harness.go("#/devices")
+        harness.axe("devices")
+        assert page.locator("#d-devices tbody tr").count() == 1
+        page.click("#p-start")
+        page.wait_for_selector("#p-code")
+        code = page.inner_text("#p-code").strip()
+        address = page.inner_text("#p-address").split("Address: ")[1].split(" ·")[0]
+        assert address.startswith("127.0.0.1:")
+        harness.shoot("devices-pairing")
+        # the second node joins with it
+        joiner.evaluate("location.hash = '#/devices'")
+        joiner.wait_for_selector("#j-code")
+        joiner.fill("#j-code", code)
+        joiner.fill("#j-address", address)
+        joiner.fill("#j-name", "laptop")
+        joiner.click("#j-join button[type=submit]")
+        joiner.wait_for_selector("#j-joined")
+        assert "group of 2 devices" in joiner.inner_text("#j-joined")
+        # the first node names who joined, live, and lists two devices
+        page.wait_for_selector("#p-joined")
+        assert "laptop joined" in page.inner_text("#p-joined")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#d-devices tbody tr').length === 2")
+        harness.shoot("devices-joined")
+        other.close()
+        assert seen and all(u.startswith(laptop.base + "/") for u in seen), seen
+    finally:
+        laptop.stop()
 
 
 def test_every_request_went_to_the_local_origin(harness: Harness) -> None:

@@ -71,6 +71,9 @@ class UiProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def start_ui_process(home: Path, *args: str, **env: Any) -> UiProcess:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -72,9 +73,12 @@ def _evidence(items: Any) -> list[dict[str, Any]]:
 class UiBackend:
     """The operations of the web interface over one open home."""
 
-    def __init__(self, mirror: Mirror) -> None:
+    def __init__(self, mirror: Mirror,
+                 publish: Callable[[dict[str, Any]], None] = lambda event: None) -> None:
         self.mirror = mirror
         self.browse = Browse(mirror)
+        self.publish = publish
+        self.pairing: dict[str, Any] = {"state": "idle"}
 
     def on_store_change(self, doc_id: str, kind: str) -> None:
         """The store's listener (inside its commit: note only)."""
@@ -221,6 +225,62 @@ class UiBackend:
         evolution = result.evolution
         return {"id": evolution.note_id, "text": evolution.text,
                 "cites": list(evolution.note.cites)}
+
+    # ------------------------------------------------------------------ devices and sync
+
+    async def devices(self) -> dict[str, Any]:
+        devices = await self.mirror.devices()
+        sync = await self.mirror.sync_status()
+        return {
+            "devices": [asdict(d) for d in devices],
+            "sync": {"enabled": sync.sync_enabled, "serving": sync.serving,
+                     "listening": sync.listening, "pending": sync.pending,
+                     "peers": [dict(p) for p in sync.peers],
+                     "shared_documents": list(sync.shared_documents)},
+            "journal_shared": self.mirror.core.journal.share_class.value == "devices",
+            "pairing": dict(self.pairing),
+        }
+
+    async def remove_device(self, ref: str) -> dict[str, Any]:
+        removed = await self.mirror.remove_device(ref)
+        return {"device_id": removed.device_id, "name": removed.name, "epoch": removed.epoch}
+
+    async def share_journal(self, shared: bool) -> dict[str, Any]:
+        result = await self.mirror.share("journal", "devices" if shared else "local")
+        return {"what": result.what, "sync_class": result.sync_class,
+                "changed": list(result.changed)}
+
+    def _pairing_update(self, **state: Any) -> None:
+        self.pairing = state
+        self.publish({"type": "pairing", **state})
+
+    async def offer_pairing(self, on_shown: Callable[[dict[str, Any]], None]) -> None:
+        """Run one pairing offer (in the server's nursery); *on_shown* gets the code."""
+        from ..app.pairing import PairingOffer, offer_pairing
+
+        def shown(offer: PairingOffer) -> None:
+            self._pairing_update(state="waiting", code=offer.code, address=offer.address,
+                                 timeout_s=offer.timeout_s)
+            on_shown(dict(self.pairing))
+
+        try:
+            outcome = await offer_pairing(self.mirror, shown)
+        except Exception as exc:
+            self._pairing_update(state="failed", failure=str(exc))
+            raise
+        if outcome.joined_id is not None:
+            self._pairing_update(state="joined", name=outcome.joined_name,
+                                 device_id=outcome.joined_id, attempts=list(outcome.attempts))
+        else:
+            self._pairing_update(state="failed", failure=outcome.failure,
+                                 attempts=list(outcome.attempts))
+
+    async def join(self, code: str, address: str, name: str) -> dict[str, Any]:
+        from ..app.pairing import join_device
+
+        outcome = await join_device(self.mirror, code, address=address or None,
+                                    name=name or None)
+        return {"devices": outcome.devices}
 
     # ------------------------------------------------------------------ data
 

@@ -57,14 +57,15 @@ def open_browser(home: Path, url: str) -> bool:
 async def run_ui(mirror: Mirror, *, port: int, browser: bool, out: TextIO,
                  task_status: trio.TaskStatus[UiApp] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled (Ctrl-C)."""
-    backend = UiBackend(mirror)
     feed = ChangeFeed()
+    backend = UiBackend(mirror, feed.publish)
     app = UiApp(backend, UiGuard(), feed)
 
     def publish(kinds: list[str]) -> None:
         feed.publish({"type": "changed", "kinds": kinds})
 
     async with trio.open_nursery() as nursery:
+        app.background = nursery
         await nursery.start(functools.partial(
             follow_changes, mirror, publish, on_change=backend.on_store_change))
         url = await nursery.start(serve_ui, app, port)

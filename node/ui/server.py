@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, cast
@@ -73,6 +74,8 @@ class UiApp:
         self.static = load_static()
         self.router = Router()
         self.requests_served = 0
+        self.background: trio.Nursery | None = None  # for a pairing offer (set by run_ui)
+        self._pairing: trio.CancelScope | None = None
         self._routes()
 
     def _routes(self) -> None:
@@ -96,6 +99,12 @@ class UiApp:
         add("GET", "/api/evolution", self.read(lambda r: self.backend.evolution()))
         add("GET", "/api/settings", self.read(lambda r: self.backend.settings()))
         add("GET", "/api/export", self.export)
+        add("GET", "/api/devices", self.read(lambda r: self.backend.devices()))
+        add("POST", "/api/pairing", self.change(self.start_pairing))
+        add("POST", "/api/join", self.change(self.join))
+        add("DELETE", "/api/devices/{device}", self.change(
+            lambda r: self.backend.remove_device(r.params["device"])))
+        add("PUT", "/api/share/journal", self.change(self.share_journal))
         add("POST", "/api/reflections", self.write)
         add("PATCH", "/api/reflections/{rid}", self.change(self.edit))
         add("PUT", "/api/reflections/{rid}/star", self.change(self.star))
@@ -117,6 +126,7 @@ class UiApp:
             return  # no WebSocket: push is server-sent events
         request = Request.from_scope(scope, receive)
         self.requests_served += 1
+        started = time.perf_counter()
         try:
             response = await self._handle(request)
         except HttpError as exc:
@@ -126,6 +136,9 @@ class UiApp:
         except Exception:
             log.exception("ui: %s %s failed", request.method, request.path)
             response = error_response(500, "something went wrong; details in the log")
+        # the time this server spent (before streaming), for the bench and devtools
+        spent_ms = (time.perf_counter() - started) * 1000
+        response.headers.append((b"server-timing", f"app;dur={spent_ms:.2f}".encode()))
         cache = request.path.startswith("/static/")
         await response.send(send, cache=cache)
 
@@ -246,6 +259,42 @@ class UiApp:
     async def set_mode(self, request: Request) -> dict[str, Any]:
         data = await request.json()
         return await self.backend.set_mode(_string(data, "mode"))
+
+    async def start_pairing(self, request: Request) -> dict[str, Any]:
+        if self.background is None:
+            raise HttpError(503, "pairing is not available in this server")
+        if self._pairing is not None:
+            self._pairing.cancel()  # a new code voids the one shown before
+
+        async def offer(task_status: trio.TaskStatus[dict[str, Any]]) -> None:
+            shown = False
+
+            def on_shown(state: dict[str, Any]) -> None:
+                nonlocal shown
+                shown = True
+                task_status.started(state)
+
+            with trio.CancelScope() as scope:
+                self._pairing = scope
+                try:
+                    await self.backend.offer_pairing(on_shown)
+                except Exception:
+                    if not shown:
+                        raise  # the request that asked for the code gets the error
+                    # later failures are on the page already (a pairing event)
+                    log.warning("pairing offer failed", exc_info=True)
+
+        started: dict[str, Any] = await self.background.start(offer)
+        return started
+
+    async def join(self, request: Request) -> dict[str, Any]:
+        data = await request.json()
+        return await self.backend.join(_string(data, "code"), str(data.get("address", "")),
+                                       str(data.get("name", "")))
+
+    async def share_journal(self, request: Request) -> dict[str, Any]:
+        data = await request.json()
+        return await self.backend.share_journal(bool(data.get("shared")))
 
     async def export(self, request: Request) -> Response:
         name, body = await self.backend.export(request.arg("format", "json"))

@@ -669,8 +669,105 @@
 
   // ---------------------------------------------------------------- Devices, Commons, Data
 
+  function pairingView(p, where) {
+    if (!p || p.state === "idle") { where.replaceChildren(); return; }
+    if (p.state === "waiting") {
+      where.replaceChildren(
+        h("p", {}, "On the other device, open Mirror's Devices page and join with this code (or run ",
+          h("code", { text: `mirror join ${p.code} --address ${p.address}` }), "):"),
+        h("p", { class: "code", id: "p-code", text: p.code }),
+        h("p", { class: "muted", id: "p-address", text: `Address: ${p.address} · waiting for a device…` }));
+    } else if (p.state === "joined") {
+      where.replaceChildren(h("p", { id: "p-joined", role: "status", text: `${p.name} joined (${p.device_id}).` }),
+        (p.attempts || []).length ? h("ul", {}, p.attempts.map((a) => h("li", { text: a }))) : "");
+    } else {
+      where.replaceChildren(h("p", { class: "error", id: "p-failed", text: p.failure || "Pairing failed." }));
+    }
+  }
+
+  function when(seconds) {
+    return seconds ? new Date(seconds * 1000).toLocaleString() : "never";
+  }
+
+  function devicesTable(data) {
+    const rows = data.devices.map((d) => {
+      const remove = d.this_device || !d.active ? "" : h("button", { type: "button", class: "danger",
+        "data-remove": d.device_id, text: "Remove…" });
+      if (remove) remove.addEventListener("click", async () => {
+        if (!window.confirm(`Remove ${d.name || d.device_id}? It will read nothing written after this.`)) return;
+        try { await send("DELETE", `/api/devices/${encodeURIComponent(d.device_id)}`); announce("Removed"); refreshDevices(); } catch (err) { announce(err.message); }
+      });
+      return h("tr", { "data-device": d.device_id },
+        h("td", { text: d.name || "unnamed" }), h("td", {}, h("code", { text: d.device_id.slice(0, 12) })),
+        h("td", { text: d.this_device ? "this device" : d.active ? "active" : "removed" }),
+        h("td", { text: d.this_device ? "—" : when(d.last_seen) }), h("td", {}, remove));
+    });
+    return h("table", { id: "d-devices" },
+      h("caption", { class: "visually-hidden", text: "Devices" }),
+      h("thead", {}, h("tr", {}, ["Name", "Id", "Status", "Last seen", "Action"].map((c) => h("th", { scope: "col", text: c })))),
+      h("tbody", {}, rows));
+  }
+
+  function syncList(data) {
+    const sync = data.sync;
+    return h("ul", { id: "d-sync" },
+      h("li", { text: sync.enabled ? "Sync is on." : "Sync is off (mirror serve, or the mode settings)." }),
+      h("li", { text: sync.serving ? `mirror serve is running${sync.listening ? " on " + sync.listening : ""}.` : "mirror serve is not running." }),
+      h("li", { text: `${sync.pending} change(s) waiting to be sent; ${sync.peers.length} peer(s) seen.` }),
+      h("li", { text: `${sync.shared_documents.length} document(s) shared with your devices.` }));
+  }
+
   async function viewDevices() {
-    setMain("Devices", h("p", { class: "muted", text: "Loading…" }));
+    const data = await get("/api/devices");
+    const table = devicesTable(data);
+    const status = syncList(data);
+    const share = h("input", { type: "checkbox", id: "d-share" });
+    share.checked = data.journal_shared;
+    share.addEventListener("change", async () => {
+      try { await send("PUT", "/api/share/journal", { shared: share.checked }); announce(share.checked ? "Journal shared with your devices" : "Journal kept on this device"); } catch (err) { announce(err.message); share.checked = !share.checked; }
+    });
+    const pairOut = h("div", { id: "p-out", "aria-live": "polite" });
+    const pair = h("button", { type: "button", id: "p-start", text: "Show a pairing code" });
+    pair.addEventListener("click", async () => {
+      pair.disabled = true;
+      try { pairingView(await send("POST", "/api/pairing", {}), pairOut); } catch (err) { pairOut.replaceChildren(errorBox(err)); } finally { pair.disabled = false; }
+    });
+    state.onPairing = (msg) => { pairingView(msg, pairOut); if (msg.state === "joined") refreshDevices(); };
+    pairingView(data.pairing, pairOut);
+    const code = h("input", { id: "j-code", type: "text", autocomplete: "off", spellcheck: "false" });
+    const address = h("input", { id: "j-address", type: "text", placeholder: "192.168.1.20:41234 (optional on a LAN)" });
+    const name = h("input", { id: "j-name", type: "text", placeholder: "laptop" });
+    const joinOut = h("div", { id: "j-out", "aria-live": "polite" });
+    const join = h("form", { class: "panel", id: "j-join" }, h("h2", { text: "Join another device's group" }),
+      h("div", { class: "row" },
+        h("div", { class: "field" }, h("label", { for: "j-code", text: "Pairing code" }), code),
+        h("div", { class: "field" }, h("label", { for: "j-address", text: "Address" }), address),
+        h("div", { class: "field" }, h("label", { for: "j-name", text: "Name for this device" }), name),
+        h("button", { type: "submit", text: "Join" })), joinOut);
+    join.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      joinOut.replaceChildren(h("p", { class: "muted", text: "Joining…" }));
+      try {
+        const r = await send("POST", "/api/join", { code: code.value, address: address.value, name: name.value });
+        joinOut.replaceChildren(h("p", { id: "j-joined", role: "status", text: `Joined: this device is now in a group of ${r.devices} devices.` }));
+        refreshDevices();
+      } catch (err) { joinOut.replaceChildren(errorBox(err)); }
+    });
+    setMain("Devices",
+      h("section", { class: "panel" }, h("h2", { text: "Your devices" }), table),
+      h("section", { class: "panel" }, h("h2", { text: "Sync" }), status,
+        h("label", { class: "inline", for: "d-share" }, share, "Share my journal with my devices (private reflections always stay here)")),
+      h("section", { class: "panel" }, h("h2", { text: "Pair a new device" }), pair, pairOut),
+      join);
+  }
+
+  async function refreshDevices() {
+    if (state.view !== "devices") return;
+    try {
+      const data = await get("/api/devices");
+      document.getElementById("d-devices")?.replaceWith(devicesTable(data));
+      document.getElementById("d-sync")?.replaceWith(syncList(data));
+    } catch (err) { announce(err.message); }
   }
 
   async function viewCommons() {
@@ -750,6 +847,7 @@
     if (state.view === "journal" && journal) rerender();
     else if (state.view === "understand") rerender();
     else if (state.view === "r" && journal) rerender();
+    else if (state.view === "devices") refreshDevices();
     else if (state.view === "write" && journal) {
       const otd = main().querySelector("[aria-labelledby='otd-h']");
       if (otd) onThisDay(otd, true);
