@@ -20,7 +20,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,10 +32,10 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from crdt.journal import Reflection, new_reflection_id  # noqa: E402
-from node.core import open_core  # noqa: E402
-from node.home import Home  # noqa: E402
-from tests.ui_helpers import start_ui_process  # noqa: E402
+from crdt.journal import Reflection, new_reflection_id
+from node.core import open_core
+from node.home import Home
+from tests.ui_helpers import start_ui_process
 
 TARGET_START_S = 1.0
 TARGET_JOURNAL_MS = 50.0
