@@ -8,6 +8,7 @@ photographed at desktop and phone widths into tests/artifacts/ui/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -306,6 +307,31 @@ def test_keyboard_only_walk(harness: Harness) -> None:
     page.focus("#tab-tensions")
     page.keyboard.press("ArrowRight")
     page.wait_for_selector("#tab-patterns[aria-selected='true']")
+
+
+def test_import_with_a_preview(harness: Harness) -> None:
+    fixture = Path(__file__).resolve().parent / "fixtures" / "import" / "jrnl.json"
+    page = harness.go("#/data")
+    page.set_input_files("#d-import-file", str(fixture))
+    page.click("#d-import button[type=submit]")
+    page.wait_for_selector("#d-import-preview")
+    preview = page.inner_text("#d-import-preview")
+    assert preview.startswith("jrnl: ") and "new reflection" in preview
+    new = int(preview.split(": ")[1].split(" ")[0])
+    assert new > 0
+    before = run_mirror(harness.home, "list", "--json", timeout=120).stdout
+    assert before.count('"id"') == len(json.loads(before))  # nothing imported by a preview
+    page.click("#d-import-go")
+    page.wait_for_selector("#d-import-done")
+    assert f"Imported {new} reflections" in page.inner_text("#d-import-done")
+    after = json.loads(run_mirror(harness.home, "list", "--json", timeout=120).stdout)
+    assert len(after) == len(json.loads(before)) + new
+
+
+def test_commons_page_reads_this_devices_cache(harness: Harness) -> None:
+    page = harness.go("#/commons")
+    assert page.locator("h2", has_text="Threads").count() == 1
+    assert "You have published nothing." in page.inner_text("main")
 
 
 def _loopback_only(home: Path) -> None:

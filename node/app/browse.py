@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -26,6 +29,7 @@ from crdt.journal import Reflection, read_reflections
 from ..engine.base import MirrorbackRequest, complete_with_notices
 from ..engine.extract import from_json
 from ..errors import UsageError
+from ..files import make_private_dir, write_private
 from .mirror import Mirror
 from .timeline import JournalView
 
@@ -152,6 +156,46 @@ class Browse:
             files = await export_markdown(store)
             return "mirror-export.md", "\n\n".join(files[n] for n in sorted(files)).encode()
         raise UsageError("an export is json or markdown")
+
+    async def commons(self) -> tuple[list[Any], list[Any]]:
+        """(items, published): the Commons threads, posts, comments and reactions in this
+        device's cache (as ``mirror commons read --offline`` shows them), and what this
+        person published, from the consent ledger."""
+        from ..commons.home import ConsentLedger, load_cache
+
+        ledger = await ConsentLedger.open(self.mirror.core.store)
+        items = await load_cache(self.mirror.core.store, ledger.withdrawn())
+        return items, ledger.entries()
+
+    async def import_preview(self, data: bytes, name: str, fmt: str = "auto") -> tuple[str, Any]:
+        """Keep an uploaded file (0600, in the home) and say what importing it would do;
+        returns (upload id, report). Nothing is imported until :meth:`import_upload`."""
+        upload = f"{secrets.token_hex(8)}{Path(name).suffix[:12]}"
+        path = self._upload_path(upload)
+        await trio.to_thread.run_sync(write_private, path, data)
+        try:
+            report = await self.mirror.import_file(path, fmt=fmt, dry_run=True)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return upload, report
+
+    async def import_upload(self, upload: str, fmt: str = "auto",
+                            private: bool = False) -> Any:
+        path = self._upload_path(upload)
+        if not path.exists():
+            raise UsageError("that upload is gone: choose the file again")
+        try:
+            return await self.mirror.import_file(path, fmt=fmt, private=private)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _upload_path(self, upload: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{16}(\.[A-Za-z0-9]{1,11})?", upload):
+            raise UsageError("not an upload id")
+        folder = self.mirror.home.path / "drafts"
+        make_private_dir(folder)
+        return folder / f"import-{upload}"
 
     async def test_model(self) -> ModelTest:
         """One mirrorback of a fixed sentence from the engine in use; nothing is saved."""

@@ -282,7 +282,24 @@ class UiBackend:
                                     name=name or None)
         return {"devices": outcome.devices}
 
+    # ------------------------------------------------------------------ commons
+
+    async def commons(self) -> dict[str, Any]:
+        items, published = await self.browse.commons()
+        return {
+            "items": [asdict(i) for i in items],
+            "published": [asdict(e) for e in published],
+        }
+
     # ------------------------------------------------------------------ data
+
+    async def import_preview(self, data: bytes, name: str, fmt: str) -> dict[str, Any]:
+        upload, report = await self.browse.import_preview(data, name, fmt)
+        return {"upload": upload, **report.as_json()}
+
+    async def import_upload(self, upload: str, fmt: str, private: bool) -> dict[str, Any]:
+        report = await self.browse.import_upload(upload, fmt, private)
+        return dict(report.as_json())
 
     async def export(self, fmt: str) -> tuple[str, bytes]:
         return await self.browse.export_bytes(fmt)

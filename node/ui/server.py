@@ -28,6 +28,7 @@ from crdt import StoreError, ValueRangeError
 from ..app.timeline import JournalQuery
 from ..errors import MirrorError
 from .asgi import (
+    MAX_UPLOAD_BYTES,
     HttpError,
     Receive,
     Request,
@@ -100,6 +101,9 @@ class UiApp:
         add("GET", "/api/settings", self.read(lambda r: self.backend.settings()))
         add("GET", "/api/export", self.export)
         add("GET", "/api/devices", self.read(lambda r: self.backend.devices()))
+        add("GET", "/api/commons", self.read(lambda r: self.backend.commons()))
+        add("POST", "/api/import/preview", self.change(self.import_preview))
+        add("POST", "/api/import", self.change(self.import_upload))
         add("POST", "/api/pairing", self.change(self.start_pairing))
         add("POST", "/api/join", self.change(self.join))
         add("DELETE", "/api/devices/{device}", self.change(
@@ -295,6 +299,19 @@ class UiApp:
     async def share_journal(self, request: Request) -> dict[str, Any]:
         data = await request.json()
         return await self.backend.share_journal(bool(data.get("shared")))
+
+    async def import_preview(self, request: Request) -> dict[str, Any]:
+        data = await request.body(MAX_UPLOAD_BYTES)
+        if not data:
+            raise HttpError(400, "the file is empty")
+        return await self.backend.import_preview(data, request.arg("name", "upload"),
+                                                 request.arg("format", "auto"))
+
+    async def import_upload(self, request: Request) -> dict[str, Any]:
+        data = await request.json()
+        return await self.backend.import_upload(_string(data, "upload"),
+                                                str(data.get("format", "auto")),
+                                                bool(data.get("private", False)))
 
     async def export(self, request: Request) -> Response:
         name, body = await self.backend.export(request.arg("format", "json"))

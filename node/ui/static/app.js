@@ -771,7 +771,27 @@
   }
 
   async function viewCommons() {
-    setMain("Commons", h("p", { class: "muted", text: "Loading…" }));
+    const data = await get("/api/commons");
+    const threads = data.items.filter((i) => i.kind === "post" || i.kind === "insight");
+    const replies = (id) => data.items.filter((i) => i.thread === id);
+    const list = threads.length ? h("div", { id: "c-threads" }, threads.map((t) => h("article", { class: "panel" },
+      h("h3", { text: t.title || "(untitled)" }),
+      h("p", { class: "muted", text: `${t.kind} · ${fmtDate(t.created_at, true)} · author ${t.author.slice(0, 12)}` }),
+      h("div", { class: "text", text: t.body }),
+      replies(t.doc_id).length ? h("ul", {}, replies(t.doc_id).map((c) => h("li", { text: c.kind === "reaction" ? `reaction: ${c.reaction}` : c.body }))) : "")))
+      : h("p", { class: "muted", text: "No Commons threads on this device yet. Add a Commons server and read it: mirror commons add URL, then mirror commons read." });
+    const published = data.published.length ? h("table", { id: "c-published" },
+      h("caption", { class: "visually-hidden", text: "What you published" }),
+      h("thead", {}, h("tr", {}, ["What", "Summary", "Server", "Published", "State"].map((c) => h("th", { scope: "col", text: c })))),
+      h("tbody", {}, data.published.map((e) => h("tr", {},
+        h("td", { text: e.what }), h("td", { text: e.summary }), h("td", { text: e.server }),
+        h("td", { text: e.published_at }),
+        h("td", { text: e.withdrawn_at ? `withdrawn ${e.withdrawn_at}` : e.sent_at ? `sent ${e.sent_at}` : "not sent yet" })))))
+      : h("p", { class: "muted", text: "You have published nothing." });
+    setMain("Commons",
+      h("p", { class: "hint", text: "The public Commons, as this device last read it. Posting, publishing an insight (with its exact preview) and withdrawing are done with mirror commons post, mirror publish and mirror unpublish." }),
+      h("section", {}, h("h2", { text: "Threads" }), list),
+      h("section", { class: "panel" }, h("h2", { text: "What you published" }), published));
   }
 
   async function viewData() {
@@ -806,7 +826,46 @@
         h("div", { class: "row" },
           h("a", { class: "button", id: "d-export-json", href: "/api/export?format=json", download: "mirror-export.json", text: "Export JSON" }),
           h("a", { class: "button quiet", id: "d-export-md", href: "/api/export?format=markdown", download: "mirror-export.md", text: "Export Markdown" }))),
+      importPanel(),
       modeForm);
+  }
+
+  function importPanel() {
+    const file = h("input", { type: "file", id: "d-import-file" });
+    const fmt = h("select", { id: "d-import-format" }, ["auto", "mirror", "jrnl", "dayone", "markdown"].map((f) => h("option", { value: f, text: f })));
+    const priv = h("input", { type: "checkbox", id: "d-import-private" });
+    const out = h("div", { id: "d-import-out", "aria-live": "polite" });
+    const form = h("form", { class: "panel", id: "d-import" }, h("h2", { text: "Import" }),
+      h("p", { class: "hint", text: "From jrnl, Day One, Markdown or a Mirror export. You see what would be imported before anything is." }),
+      h("div", { class: "row" },
+        h("div", { class: "field" }, h("label", { for: "d-import-file", text: "File" }), file),
+        h("div", { class: "field" }, h("label", { for: "d-import-format", text: "Format" }), fmt),
+        h("label", { class: "inline", for: "d-import-private" }, priv, "Import as private"),
+        h("button", { type: "submit", text: "Preview" })), out);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const chosen = file.files[0];
+      if (!chosen) { out.replaceChildren(errorBox("Choose a file first.")); return; }
+      out.replaceChildren(h("p", { class: "muted", text: "Reading…" }));
+      try {
+        const res = await fetch(`/api/import/preview?name=${encodeURIComponent(chosen.name)}&format=${fmt.value}`, {
+          method: "POST", credentials: "same-origin", body: chosen,
+          headers: { "X-Mirror-CSRF": state.csrf, "Content-Type": "application/octet-stream" } });
+        const r = await res.json();
+        if (!res.ok) throw new Error(r.error || String(res.status));
+        const go = h("button", { type: "button", id: "d-import-go", text: `Import ${r.imported} reflections` });
+        go.disabled = r.imported === 0;
+        go.addEventListener("click", async () => {
+          try {
+            const done = await send("POST", "/api/import", { upload: r.upload, format: fmt.value, private: priv.checked });
+            out.replaceChildren(h("p", { id: "d-import-done", role: "status", text: `Imported ${done.imported} reflections (${done.already_present} were here already).` }));
+          } catch (err) { out.replaceChildren(errorBox(err)); }
+        });
+        out.replaceChildren(h("p", { id: "d-import-preview", text: `${r.format}: ${r.imported} new reflection(s), ${r.already_present} already here, ${r.skipped.length} skipped.` }),
+          r.skipped.length ? h("ul", {}, r.skipped.slice(0, 20).map((x) => h("li", { text: `${x.where}: ${x.reason}` }))) : "", go);
+      } catch (err) { out.replaceChildren(errorBox(err)); }
+    });
+    return form;
   }
 
   // ---------------------------------------------------------------- routing, push
