@@ -109,6 +109,7 @@ def _dayone_journal(plan: ImportPlan, value: Any, where: str, limits: ImportLimi
             created_at=created,
             text=text,
             tags=tags,
+            starred=entry.get("starred") is True,  # Day One and jrnl both call it so
         ))
 
 
@@ -222,6 +223,7 @@ def _read_jrnl(value: Any, where: str, default_tz: tzinfo, limits: ImportLimits)
             created_at=created,
             text=text,
             tags=tags,
+            starred=entry.get("starred") is True,  # Day One and jrnl both call it so
         ))
     return plan
 

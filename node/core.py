@@ -128,8 +128,12 @@ class MirrorCore:
         private: bool = False,
         at: datetime | None = None,
     ) -> Reflection:
-        """Save a reflection and learn from it; returns once both are on disk."""
-        reflection = await self.journal.add(text, tags=tags, private=private, created_at=at)
+        """Save a reflection and learn from it; returns once both are on disk. The
+        ``#tags`` written in the text are tags too."""
+        from .journal.tags import with_inline_tags
+
+        reflection = await self.journal.add(text, tags=with_inline_tags(tags, text),
+                                            private=private, created_at=at)
         x = await self.understanding.on_reflection(reflection)
         # The records just written were read before this process saw what others
         # wrote meanwhile: one may carry a quote another process has since deleted
@@ -170,8 +174,13 @@ class MirrorCore:
         self, ref: str, *, text: str | None = None, tags: Sequence[str] | None = None
     ) -> tuple[Reflection, ScrubResult | None]:
         """:meth:`edit`, returning what scrubbing the old words left (None: the text
-        did not change) instead of raising when some are left."""
+        did not change) instead of raising when some are left. The ``#tags`` of a
+        new text join the tags (those given, or those it had)."""
+        from .journal.tags import inline_tags, with_inline_tags
+
         _, before = await self.journal.find(ref)
+        if text is not None and (tags is not None or inline_tags(text)):
+            tags = with_inline_tags(before.tags if tags is None else tags, text)
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
         if after.text == before.text:

@@ -184,3 +184,25 @@ async def test_the_application_layer_prints_nothing(
     await mirror.delete(written.reflection.id)
     out, err = capsys.readouterr()
     assert (out, err) == ("", "")
+
+
+async def test_journal_conventions_are_operations_of_the_app(mirror: Mirror) -> None:
+    first = await mirror.save("Tired after the meeting at #work", at=datetime(2025, 12, 8, 9,
+                                                                               tzinfo=UTC))
+    second = await mirror.save("A calm walk by the river")
+    assert first.tags == ("work",)
+    [hit] = await mirror.search_ranked("meeting")
+    assert hit.reflection.id == first.id and hit.matches
+    assert [t.tag for t in await mirror.tags()] == ["work"]
+    assert (await mirror.star(second.id)).starred
+    starred = await mirror.listing(mirror.journal_filter(starred=True))
+    assert [r.id for r in starred.reflections] == [second.id] and starred.total == 2
+    since = mirror.journal_filter(from_="2 weeks ago")
+    assert [h.reflection.id for h in await mirror.search_ranked("calm meeting", within=since)
+            ] == [second.id]
+    with pytest.raises(UsageError, match="cannot read the date"):
+        mirror.journal_filter(on="someday")
+    [year] = await mirror.on_this_day(datetime(2026, 12, 8).date())
+    assert year.years == 1 and year.reflections[0].id == first.id
+    stats = await mirror.journal_stats(weeks=2)
+    assert stats.entries == 2 and len(stats.weeks) == 2

@@ -36,7 +36,6 @@ from .timeline import JournalView
 log = logging.getLogger("mirror.app")
 
 REFRESH_INTERVAL_S = 0.25
-STARRED_SETTING = "starred_reflections"
 PROBE_TEXT = "Today I went for a walk and felt calmer afterwards."
 
 
@@ -74,7 +73,7 @@ class Browse:
 
     def __init__(self, mirror: Mirror) -> None:
         self.mirror = mirror
-        self.timeline = JournalView(self._read_all_shards, self._read_shard, self.starred_ids)
+        self.timeline = JournalView(self._read_all_shards, self._read_shard)
 
     def on_change(self, doc_id: str, kind: str) -> None:
         """For :func:`follow_changes`: a changed journal shard is read again when next asked."""
@@ -91,27 +90,6 @@ class Browse:
             return []
         stored = await store.open_doc(doc_id, kind=JOURNAL_KIND, create=False)
         return read_reflections(stored.doc)
-
-    # ------------------------------------------------------------------ stars
-
-    async def starred_ids(self) -> set[str]:
-        raw = self.mirror.core.settings.get(STARRED_SETTING, "[]")
-        try:
-            value = json.loads(str(raw))
-        except json.JSONDecodeError:
-            return set()
-        return {str(v) for v in value} if isinstance(value, list) else set()
-
-    async def star(self, ref: str, starred: bool) -> Reflection:
-        r = await self.mirror.find(ref)
-        ids = await self.starred_ids()
-        if starred:
-            ids.add(r.id)
-        else:
-            ids.discard(r.id)
-        self.mirror.core.settings.set(STARRED_SETTING, json.dumps(sorted(ids)))
-        await self.mirror.core.store.wait_durable()
-        return r
 
     # ------------------------------------------------------------------ one reflection
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,11 @@ from ..engine.safety.reply import detect_crisis
 from ..engine.understanding import resolve_node
 from ..errors import MirrorError, UsageError
 from ..home import Home
+from ..journal.dates import DateParseError
+from ..journal.query import JournalFilter, journal_filter
+from ..journal.search import Hit, search
+from ..journal.stats import JournalStats, YearAgo, journal_stats, on_this_day
+from ..journal.tags import TagCount, tag_counts
 from ..sync.catalogue import is_local_only
 from ..sync.runner import open_group
 from ..sync.service import read_status
@@ -206,6 +211,67 @@ class Mirror:
         if limit is not None:
             found = found[-limit:] if limit > 0 else []
         return ReflectionList(tuple(found), len(everything))
+
+    # ------------------------------------------------------------------ journal conventions
+
+    @staticmethod
+    def journal_filter(
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        on: str | None = None,
+        tags: Sequence[str] = (),
+        starred: bool = False,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> JournalFilter:
+        """A filter from what a person typed: natural dates for *from_*, *to*, *on*
+        ("yesterday", "2 weeks ago", "last monday", "dec 1", ISO; node/journal/dates.py),
+        any of *tags*, only starred, the newest *limit*. UsageError for a date it cannot
+        read or a range that ends before it starts."""
+        try:
+            return journal_filter(now=now or datetime.now(UTC), from_=from_, to=to, on=on,
+                                  tags=tags, starred=starred, limit=limit)
+        except (DateParseError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+
+    async def listing(self, within: JournalFilter) -> ReflectionList:
+        """The reflections *within* keeps, oldest first, and how many there are in all."""
+        everything = await self.core.journal.all()
+        return ReflectionList(tuple(within.apply(everything)), len(everything))
+
+    async def search_ranked(self, query: str, *, within: JournalFilter | None = None
+                            ) -> list[Hit]:
+        """Full-text search of text and tags (``#tag`` asks for a tag), best first,
+        among what *within* keeps; its limit is the number of hits. In memory only:
+        nothing is written (node/journal/search.py)."""
+        within = within or JournalFilter()
+        kept = JournalFilter(start=within.start, end=within.end, tags=within.tags,
+                             starred=within.starred)
+        return search(kept.apply(await self.core.journal.all()), query, limit=within.limit)
+
+    async def tags(self, *, within: JournalFilter | None = None) -> list[TagCount]:
+        """Each tag and how many of the reflections *within* keeps carry it, most first."""
+        items = await self.core.journal.all()
+        return tag_counts(within.apply(items) if within else items)
+
+    async def star(self, ref: str, starred: bool = True) -> Reflection:
+        """Star (or unstar) a reflection; not an edit (``edited_at`` stays)."""
+        return await self.core.journal.set_starred(ref, starred)
+
+    async def on_this_day(self, today: date | None = None) -> list[YearAgo]:
+        """What was written on *today*'s month and day (default: today) in earlier
+        years, the nearest year first."""
+        return on_this_day(await self.core.journal.all(), today or datetime.now().date())
+
+    async def journal_stats(self, *, weeks: int = 12, today: date | None = None
+                            ) -> JournalStats:
+        """Entries, words, streaks of days, and *weeks* weeks of entries to this week."""
+        try:
+            return journal_stats(await self.core.journal.all(), today or datetime.now().date(),
+                                 weeks=weeks)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     async def status(self) -> Status:
         core = self.core

@@ -47,11 +47,9 @@ class JournalPage:
 class JournalView:
     """Reflections newest first, and the queries of the Journal page."""
 
-    def __init__(self, read_all: ShardReader, read_shard: OneShardReader,
-                 starred: Callable[[], Awaitable[set[str]]] | None = None) -> None:
+    def __init__(self, read_all: ShardReader, read_shard: OneShardReader) -> None:
         self._read_all = read_all
         self._read_shard = read_shard
-        self._starred = starred
         self._shards: dict[str, list[Reflection]] | None = None
         self._stale: set[str] = set()
         self._rows: list[Reflection] | None = None
@@ -84,7 +82,6 @@ class JournalView:
 
     async def query(self, q: JournalQuery) -> JournalPage:
         rows = await self.rows()
-        starred = await self._starred() if (q.starred and self._starred) else set()
         words = q.text.lower().split()
         wanted_tags = {t.lower().lstrip("#") for t in q.tags}
         found: list[Reflection] = []
@@ -93,7 +90,7 @@ class JournalView:
                 continue
             if q.private == "none" and r.private:
                 continue
-            if q.starred and r.id not in starred:
+            if q.starred and not r.starred:
                 continue
             if wanted_tags and not wanted_tags <= set(r.tags):
                 continue

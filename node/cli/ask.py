@@ -15,7 +15,7 @@ import argparse
 import json
 import shlex
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from ..errors import UsageError
@@ -153,9 +153,9 @@ async def cmd_ask(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> in
 def _until(text: str | None) -> datetime | None:
     if not text:
         return None
-    from .main import parse_when
+    from .main import parse_until
 
-    return parse_when(text) + timedelta(days=1) if len(text.strip()) == 10 else parse_when(text)
+    return parse_until(text)
 
 
 async def cmd_digest(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:

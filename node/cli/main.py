@@ -29,7 +29,7 @@ from ..core import MirrorCore, open_core
 from ..errors import ConfigError, MirrorError, UsageError
 from ..files import write_private
 from ..home import Home, setup_logging
-from ..terminal import direct_stdio, safe_stdio
+from ..terminal import direct_stdio, printable, safe_stdio
 
 log = logging.getLogger("mirror.cli")
 
@@ -42,7 +42,8 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 # They must import only light modules at top level: every command pays for them.
 COMMAND_MODULES: tuple[str, ...] = (
     "node.cli.sync", "node.cli.engine", "node.cli.data", "node.cli.update", "node.cli.store",
-    "node.cli.commons", "node.cli.relay", "node.cli.mood", "node.cli.ask", "node.cli.ui",
+    "node.cli.commons", "node.cli.relay", "node.cli.mood", "node.cli.ask",
+    "node.cli.conventions", "node.cli.ui",
 )
 
 
@@ -50,20 +51,31 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def parse_when(text: str) -> datetime:
-    """``2026-11-01``, ``2026-11-01 21:30`` or ISO-8601; a time without zone is local time."""
-    raw = text.strip()
+    """A moment from what a person typed: ``2026-11-01``, ``2026-11-01 21:30``,
+    ISO-8601, or natural words (``yesterday``, ``3 days ago``, ``last monday 21:30``,
+    ``dec 1``: node/journal/dates.py). A day without a time is its midnight, a time
+    without a zone is local time. Never in the future."""
+    from ..journal.dates import DateParseError, parse_moment
+
+    now = datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"cannot read the date {text!r} (use e.g. 2026-11-01 or 2026-11-01T21:30)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # the machine's local zone
-    moment = moment.astimezone(UTC)
-    if moment > datetime.now(UTC):
+        moment = parse_moment(text, now)
+    except DateParseError as exc:
+        raise UsageError(str(exc)) from None
+    if moment > now:
         raise UsageError(f"{text!r} is in the future")
     return moment
+
+
+def parse_until(text: str) -> datetime:
+    """The end of what *text* names: ``--until 2026-11-01`` or ``--until yesterday``
+    include that whole day, ``--until "yesterday 21:30"`` runs to that moment."""
+    from ..journal.dates import DateParseError, parse_span
+
+    try:
+        return parse_span(text, datetime.now(UTC)).end
+    except DateParseError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def short_line(text: str, width: int = 72) -> str:
@@ -71,16 +83,29 @@ def short_line(text: str, width: int = 72) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def format_list_line(r: Reflection) -> str:
+LINE_COLUMNS = 80  # what a listing fits when the terminal does not say
+
+
+def format_list_line(r: Reflection, width: int = LINE_COLUMNS) -> str:
+    """One reflection on one line of at most *width* columns: id, local time, ★ if
+    starred, 🔒 if private, the start of its text, its tags."""
+    from ..pager import display_width, fit
+
     local = r.created_at.astimezone()
-    flags = "🔒" if r.private else " "
+    flags = ("★" if r.starred else " ") + ("🔒" if r.private else "  ")
+    head = f"{r.id[:8]}  {local:%Y-%m-%d %H:%M} {flags} "
     tags = (" " + " ".join(f"#{t}" for t in r.tags)) if r.tags else ""
-    return f"{r.id[:8]}  {local:%Y-%m-%d %H:%M} {flags} {short_line(r.text, 60)}{tags}"
+    room = width - display_width(head)
+    flat = " ".join(r.text.split())
+    if tags and display_width(tags) > room // 2:
+        tags = fit(tags, room // 2)
+    return head + fit(flat, room - display_width(tags)) + tags
 
 
 def format_reflection(r: Reflection) -> str:
     local = r.created_at.astimezone()
-    lines = [f"{r.id}  {local:%A %Y-%m-%d %H:%M}" + ("  (private)" if r.private else "")]
+    lines = [f"{r.id}  {local:%A %Y-%m-%d %H:%M}" + ("  ★ starred" if r.starred else "")
+             + ("  (private)" if r.private else "")]
     if r.tags:
         lines.append("tags: " + " ".join(f"#{t}" for t in r.tags))
     if r.edited_at:
@@ -109,12 +134,23 @@ async def cmd_init(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
-def _read_text(args: argparse.Namespace, stdin: TextIO) -> str:
+async def _read_text(core: MirrorCore, args: argparse.Namespace, stdin: TextIO) -> str:
+    """The reflection: the arguments, else what is piped on stdin, else (on a
+    terminal, like jrnl) what the person writes in $VISUAL or $EDITOR."""
     if args.text:
         return " ".join(args.text)
-    if stdin.isatty():
-        raise UsageError('give the reflection as text (mirror reflect "…") or pipe it on stdin')
-    return stdin.read()
+    if not stdin.isatty():
+        return stdin.read()
+    if not (os.environ.get("VISUAL") or os.environ.get("EDITOR") or "").strip():
+        raise UsageError('give the reflection as text (mirror reflect "…"), pipe it on stdin, '
+                         "or set $EDITOR to write it in your editor")
+    from ..drafts import edit_in_editor
+
+    def announce(draft: Path) -> None:
+        print(f"mirror: writing in your editor; the draft is {draft} (yours only) and is "
+              "removed when the editor closes", file=sys.stderr, flush=True)
+
+    return await trio.to_thread.run_sync(edit_in_editor, core.home.path, "", announce)
 
 
 def show_notice(text: str) -> None:
@@ -124,8 +160,11 @@ def show_notice(text: str) -> None:
 
 
 async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    text = _read_text(args, sys.stdin)
     at = parse_when(args.at) if args.at else None
+    text = await _read_text(core, args, sys.stdin)
+    if not text.strip() and not args.text and sys.stdin.isatty():  # written in the editor
+        print("mirror: nothing saved: the editor's text was empty", file=sys.stderr)
+        return 0
     reflection = await core.reflect(text, tags=args.tag or (), private=args.private, at=at)
     mirrorback = "" if args.no_mirrorback else await core.mirror(reflection, show_notice)
     if args.json:
@@ -140,26 +179,25 @@ async def cmd_reflect(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
 
 
 async def cmd_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    everything = items = await core.journal.all()
-    wanted: list[str] = []
-    if args.tag:
-        wanted = sorted({t.lower().lstrip("#") for t in args.tag})
-        items = [r for r in items if set(wanted) & set(r.tags)]
-    if args.limit is not None:
-        items = items[-args.limit :]
+    from ..app import Mirror
+    from ..pager import page, terminal_size
+    from .conventions import describe_filter, filter_of
+
+    wanted = filter_of(args)
+    listing = await Mirror(core).listing(wanted)
+    items, everything = listing.reflections, listing.total
     if args.json:
         json.dump([reflection_json(r) for r in items], out, ensure_ascii=False, indent=1)
         out.write("\n")
     elif not everything:
         print("No reflections yet. Write one: mirror reflect \"…\"", file=out)
     elif not items:
-        tags = " or ".join(f"#{t}" for t in wanted)
-        noun = "reflection" if len(everything) == 1 else "reflections"
-        print(f"No reflection is tagged {tags} ({len(everything)} {noun} in all: "
+        noun = "reflection" if everything == 1 else "reflections"
+        print(f"No reflection is {describe_filter(wanted)} ({everything} {noun} in all: "
               "mirror list)", file=out)
     else:
-        for r in items:
-            print(format_list_line(r), file=out)
+        width = terminal_size(out)[0]
+        page("\n".join(printable(format_list_line(r, width)) for r in items), out)
     return 0
 
 
@@ -443,13 +481,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep it on this device whatever is shared")
     p.add_argument("--tag", action="append", metavar="TAG", help="a tag (repeatable)")
     p.add_argument("--at", metavar="DATETIME",
-                   help="when it was written, e.g. 2026-11-01 or 2026-11-01T21:30")
+                   help='when it was written, e.g. yesterday, "last monday 21:30", '
+                   '"3 days ago", dec 1, 2026-11-01T21:30')
     p.add_argument("--no-mirrorback", action="store_true", help="save without a mirrorback")
     p.add_argument("--json", action="store_true", help="print {id, mirrorback} as JSON")
-    p = add("list", cmd_list, "list reflections, oldest first")
+    p = add("list", cmd_list, "list reflections, oldest first (★ starred, 🔒 private); "
+            "dates can be natural: --from \"2 weeks ago\", --on yesterday")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--tag", action="append", metavar="TAG", help="only with this tag")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
+    from .conventions import add_filter_args
+
+    add_filter_args(p)
     p = add("show", cmd_show, "show one reflection and its mirrorback")
     p.add_argument("id", help="the id, or a unique prefix of at least 4 characters")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -55,6 +55,9 @@ from ..cli.ask import REPL_COMMANDS as ASK_COMMANDS
 from ..cli.ask import repl_command as ask_command
 from ..cli.commons import REPL_COMMANDS as COMMONS_COMMANDS
 from ..cli.commons import repl_command as commons_command
+from ..cli.conventions import REPL_COMMANDS as JOURNAL_COMMANDS
+from ..cli.conventions import describe_filter, filter_of, parse_repl_args
+from ..cli.conventions import repl_command as journal_command
 from ..cli.engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
 from ..cli.main import (
     format_list_line,
@@ -70,6 +73,7 @@ from ..core import Arrival, MirrorCore
 from ..engine.base import EngineNotice
 from ..errors import MirrorError, UsageError
 from ..files import ensure_private_file
+from ..pager import DEFAULT_COLUMNS, display_width, use_colour
 from ..terminal import printable
 
 log = logging.getLogger("mirror.repl")
@@ -81,9 +85,16 @@ KEYS_HINT = "Esc-Enter: new line · /help"
 
 # name → (arguments, what it does); the order is the order of /help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("[N|all]", f"the newest N reflections (default {LIST_DEFAULT})"),
+    "list": ("[N|all] [--from D] [--to D] [--on D] [--tag T] [--starred]",
+             f"the newest N reflections (default {LIST_DEFAULT}); dates like yesterday, "
+             "\"2 weeks ago\", \"last monday\", dec 1"),
     "show": ("ID", "one reflection and its mirrorback (4+ characters of its id)"),
     "private": ("TEXT", "save a reflection that never leaves this device"),
+    **JOURNAL_COMMANDS,  # /search /tags /star /unstar /onthisday /stats
+    "edit": ("ID [TEXT]", "change a reflection's text (in $EDITOR without TEXT); its "
+             "mirrorback is written again"),
+    "delete": ("ID", "delete a reflection and all the engine learned from it (asks first)"),
+    "sync": ("[on|off]", "sync status, or turn syncing with your devices on or off"),
     "export": ("json|markdown PATH", "everything, as one JSON file or a Markdown folder"),
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
     **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
@@ -96,22 +107,45 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 QUIT_COMMANDS = frozenset({"quit", "exit"})
 ARGUMENT_CHOICES: dict[str, tuple[str, ...]] = {
-    "mode": MIRROR_MODES, "export": EXPORT_FORMATS, "engine": tuple(ENGINE_CHOICES)
+    "mode": MIRROR_MODES, "sync": ("on", "off"), "export": EXPORT_FORMATS,
+    "engine": tuple(ENGINE_CHOICES),
 }
 KNOWN_ERRORS = (MirrorError, StoreError, ValueRangeError)
 
 
-def help_text() -> str:
-    lines = [
+MIN_COLUMNS = 40  # narrower than this, a terminal's size is not believed
+HELP_COLUMN = 28  # the widest /command column before descriptions go below it
+
+
+def help_text(width: int = 80) -> str:
+    """The help, every line at most *width* columns: descriptions wrap at word
+    boundaries beside their command, or below a command too long for the column."""
+    import textwrap
+
+    width = max(width, 40)
+    lines: list[str] = []
+    for line in (
         "Type a reflection and press Enter to save it; its mirrorback follows.",
         "Esc-Enter (or Alt-Enter) starts a new line within an entry.",
         "Ctrl-C clears the line, Ctrl-D quits. Tab completes commands.",
-        "",
-    ]
-    width = max(len(f"/{n} {a}") for n, (a, _) in COMMANDS.items())
+    ):
+        lines += textwrap.wrap(line, width)
+    lines.append("")
+    column = min(HELP_COLUMN, max(display_width(f"  /{n} {a}") for n, (a, _) in COMMANDS.items()))
     for name, (args, what) in COMMANDS.items():
-        lines.append(f"  {f'/{name} {args}'.ljust(width)}  {what}")
-    lines += ["", "A line starting with // is saved as a reflection starting with /."]
+        left = f"  /{name} {args}".rstrip()
+        indent = " " * (column + 2)
+        if display_width(left) > column:
+            lines += textwrap.wrap(left, width, subsequent_indent=" " * (len(name) + 4),
+                                   break_on_hyphens=False)
+            lines += textwrap.wrap(what, width, initial_indent=indent, subsequent_indent=indent)
+            continue
+        body = textwrap.wrap(what, width - column - 2) or [""]
+        lines.append(left.ljust(column) + "  " + body[0])
+        lines += [indent + more for more in body[1:]]
+    lines.append("")
+    lines += textwrap.wrap("A line starting with // is saved as a reflection starting with /.",
+                           width)
     return "\n".join(lines)
 
 
@@ -187,6 +221,7 @@ class _Terminal:
     def __init__(self, session: PromptSession[str]) -> None:
         self._session = session
         self._output = session.app.output
+        self.output = self._output
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # a waiting prompt's loop
         self._pending: list[str] = []
@@ -287,6 +322,9 @@ class Repl:
         self.terminal = _Terminal(session)
         self.reflections = 0
         self.own_ids: set[str] = set()
+        self.to_delete: Reflection | None = None  # asked "Delete this reflection?"
+        self.nursery: trio.Nursery | None = None  # where background sync runs
+        self.sync_scope: trio.CancelScope | None = None
         self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
             "help": self.cmd_help,
             "list": self.cmd_list,
@@ -297,6 +335,10 @@ class Repl:
             **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
             **{n: functools.partial(self.cmd_ask, n) for n in ASK_COMMANDS},
             "commons": self.cmd_commons,
+            **{n: functools.partial(self.cmd_journal, n) for n in JOURNAL_COMMANDS},
+            "edit": self.cmd_edit,
+            "delete": self.cmd_delete,
+            "sync": self.cmd_sync,
             **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
         }
 
@@ -336,11 +378,13 @@ class Repl:
     async def handle(self, line: str) -> bool:
         """Act on one entry; False once the person asked to leave."""
         text = line.strip()
-        if not text:
+        if not text and self.to_delete is None:
             return True
         name = ""
         try:
-            if text.startswith("//"):
+            if self.to_delete is not None:
+                await self.answer_delete(text)
+            elif text.startswith("//"):
                 await self.reflect(text[1:])
             elif text.startswith("/"):
                 words = text[1:].split(maxsplit=1)
@@ -381,6 +425,10 @@ class Repl:
         self.own_ids.add(reflection.id)
         await self.refresh_counts()
         self.say(f"saved {reflection.id[:8]}" + (" (private)" if private else ""))
+        await self.show_mirrorback(reflection)
+
+    async def show_mirrorback(self, reflection: Reflection) -> None:
+        """Stream the mirrorback of *reflection* (saved with it) to the screen."""
         self.say()
         try:
             async for chunk in self.core.stream_mirrorback(reflection):
@@ -412,24 +460,47 @@ class Repl:
     # ------------------------------------------------------------------ commands
 
     async def cmd_help(self, rest: str) -> None:
-        self.say(help_text())
+        self.say(help_text(self.width()))
 
     async def cmd_list(self, rest: str) -> None:
-        limit: int | None = None
-        if rest.lower() != "all":
-            try:
-                limit = int(rest) if rest else LIST_DEFAULT
-            except ValueError:
-                raise UsageError(f"/list takes a number or 'all' (got {rest!r})") from None
-        items = await self.core.journal.all()
-        if not items:
+        args = parse_repl_args("list", rest)
+        limit: int | None = LIST_DEFAULT if args.limit is None else args.limit
+        if len(args.words) > 1:
+            raise UsageError(f"/list takes a number or 'all' (got {' '.join(args.words)!r})")
+        if args.words:
+            word = args.words[0]
+            if word.lower() == "all":
+                limit = None
+            else:
+                try:
+                    limit = int(word)
+                except ValueError:
+                    raise UsageError(f"/list takes a number or 'all' (got {word!r})") from None
+        from ..app import Mirror
+
+        wanted = filter_of(args, limit=False)
+        listing = await Mirror(self.core).listing(wanted)
+        if not listing.total:
             self.say("No reflections yet. Type one and press Enter.")
             return
+        items = listing.reflections
+        if not items:
+            self.say(f"No reflection is {describe_filter(wanted)}")
+            return
         shown = items if limit is None else items[-limit:] if limit > 0 else []
+        width = self.width()
         for r in shown:
-            self.say(format_list_line(r))
+            self.say(format_list_line(r, width))
         if len(shown) < len(items):
             self.say(f"({len(shown)} of {len(items)}; /list all shows every one)")
+
+    def width(self) -> int:
+        """The terminal's width in columns (80 when the output does not say)."""
+        try:
+            columns = self.terminal.output.get_size().columns
+        except (NotImplementedError, OSError, ValueError):
+            columns = 0
+        return columns if columns >= MIN_COLUMNS else DEFAULT_COLUMNS
 
     async def cmd_show(self, rest: str) -> None:
         if not rest:
@@ -454,6 +525,77 @@ class Repl:
         single = fmt == "json" or is_single_markdown_file(target)
         where = target if single else f"{target}/ ({len(written)} files)"
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
+
+    async def cmd_journal(self, name: str, rest: str) -> None:
+        """/search /tags /star /unstar /onthisday /stats (node/cli_journal.py)."""
+        colour = use_colour(sys.__stdout__ or sys.stdout)
+        text = await journal_command(self.core, name, rest, colour=colour, width=self.width())
+        self.terminal.write(text + "\n")  # printable already, with our colours only
+
+    async def cmd_edit(self, rest: str) -> None:
+        ref, _, text = rest.partition(" ")
+        if not ref:
+            raise UsageError("/edit needs an id, e.g. /edit 1a2b (then the new text, or "
+                             "none to write in $EDITOR)")
+        _, current = await self.core.journal.find(ref)
+        new = text.strip() or None
+        if new is None:
+            from ..drafts import edit_in_editor
+
+            new = await trio.to_thread.run_sync(edit_in_editor, self.core.home.path,
+                                                current.text)
+        if new.strip() == current.text:
+            self.say("unchanged")
+            return
+        updated = await self.core.edit(current.id, text=new)
+        self.say(f"edited {updated.id[:8]}")
+        if current.mirrorback is not None:  # it quoted the old words and went with them
+            await self.show_mirrorback(updated)
+
+    async def cmd_delete(self, rest: str) -> None:
+        if not rest:
+            raise UsageError("/delete needs an id, e.g. /delete 1a2b")
+        _, r = await self.core.journal.find(rest)
+        self.say(format_list_line(r, self.width()))
+        self.say("Delete this reflection and all the engine learned from it? [y/N]")
+        self.to_delete = r
+
+    async def answer_delete(self, answer: str) -> None:
+        r, self.to_delete = self.to_delete, None
+        if r is None:
+            return
+        if answer.strip().lower() not in {"y", "yes"}:
+            self.say("kept")
+            return
+        await self.core.delete(r.id)
+        await self.refresh_counts()
+        self.say(f"deleted {r.id[:8]}")
+
+    async def cmd_sync(self, rest: str) -> None:
+        import argparse
+        import io
+
+        from ..cli.sync import cmd_sync
+
+        action = rest.strip().lower() or None
+        if action not in (None, "on", "off"):
+            raise UsageError(f"/sync takes on or off (got {rest!r})")
+        out = io.StringIO()
+        await cmd_sync(self.core, argparse.Namespace(action=action, json=False), out)
+        self.say(out.getvalue().rstrip("\n").replace("sync in the prompt:", "sync:"))
+        if action == "on" and self.sync_scope is None and self.nursery is not None:
+            self.nursery.start_soon(self._sync_until_off)
+            self.say("syncing with your devices while the prompt is open")
+        elif action == "off" and self.sync_scope is not None:
+            self.sync_scope.cancel()
+            self.sync_scope = None
+
+    async def _sync_until_off(self) -> None:
+        with trio.CancelScope() as scope:
+            self.sync_scope = scope
+            await _sync_in_background(self)
+        if self.sync_scope is scope:
+            self.sync_scope = None
 
     async def cmd_engine_view(self, name: str, rest: str) -> None:
         """The engine's views and settings (node/cli/engine.py)."""
@@ -499,8 +641,9 @@ async def run_repl(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_close_prompt_when_cancelled, repl.terminal)
             nursery.start_soon(_watch_arrivals, repl)
+            repl.nursery = nursery
             if core.config.sync_enabled:
-                nursery.start_soon(_sync_in_background, repl)
+                nursery.start_soon(repl._sync_until_off)
             await repl.run()
             nursery.cancel_scope.cancel()
 

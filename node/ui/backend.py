@@ -29,8 +29,7 @@ MOOD_WEEKS = 26
 EVIDENCE_SHOWN = 5
 
 
-def reflection_row(r: Reflection, words: list[str] | None = None,
-                   starred: set[str] | None = None) -> dict[str, Any]:
+def reflection_row(r: Reflection, words: list[str] | None = None) -> dict[str, Any]:
     """A reflection as a line of the timeline."""
     return {
         "id": r.id,
@@ -39,15 +38,15 @@ def reflection_row(r: Reflection, words: list[str] | None = None,
         "snippet": snippet(r.text, words or []),
         "tags": list(r.tags),
         "private": r.private,
-        "starred": bool(starred and r.id in starred),
+        "starred": r.starred,
         "has_mirrorback": r.mirrorback is not None,
     }
 
 
-def reflection_full(r: Reflection, starred: set[str] | None = None) -> dict[str, Any]:
+def reflection_full(r: Reflection) -> dict[str, Any]:
     mb = r.mirrorback
     return {
-        **reflection_row(r, starred=starred),
+        **reflection_row(r),
         "text": r.text,
         "edited_at": r.edited_at.isoformat() if r.edited_at else None,
         "mirrorback": None if mb is None else {
@@ -98,24 +97,22 @@ class UiBackend:
 
     async def journal(self, q: JournalQuery) -> dict[str, Any]:
         page = await self.browse.timeline.query(q)
-        starred = await self.browse.starred_ids()
         words = q.text.split()
         return {
             "total": page.total, "everything": page.everything,
             "page": page.page, "per_page": page.per_page,
             "pages": max(1, -(-page.total // page.per_page)),
-            "items": [reflection_row(r, words, starred) for r in page.items],
+            "items": [reflection_row(r, words) for r in page.items],
             "tags": [{"tag": t, "count": n} for t, n in page.tags],
         }
 
     async def reflection(self, rid: str) -> dict[str, Any]:
         r = await self.mirror.find(rid)
-        starred = await self.browse.starred_ids()
         related = await self.mirror.related(r.id, limit=5)
         found = await self.browse.findings(r)
         return {
-            **reflection_full(r, starred),
-            "related": [{**reflection_row(i.reflection, starred=starred),
+            **reflection_full(r),
+            "related": [{**reflection_row(i.reflection),
                          "shared": list(i.related.shared)} for i in related.items],
             "found": [{"kind": f.kind, "key": f.key, "label": f.label,
                        "poles": list(f.poles) if f.poles else None,
@@ -140,13 +137,13 @@ class UiBackend:
 
     async def edit(self, rid: str, text: str | None, tags: list[str] | None) -> dict[str, Any]:
         result = await self.mirror.edit(rid, text=text, tags=tags)
-        out = reflection_full(result.after, await self.browse.starred_ids())
+        out = reflection_full(result.after)
         out["scrub_problem"] = None if result.scrub is None else result.scrub.problem
         return out
 
     async def star(self, rid: str, starred: bool) -> dict[str, Any]:
-        r = await self.browse.star(rid, starred)
-        return {"id": r.id, "starred": starred}
+        r = await self.mirror.star(rid, starred)
+        return {"id": r.id, "starred": r.starred}
 
     async def delete_preview(self, rid: str) -> dict[str, Any]:
         p = await self.browse.delete_preview(rid)
