@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,35 @@ class Browse:
         removes.append("its words from this device's database file")
         return DeletePreview(r, len(found), tuple(removes))
 
+    async def mood(self, weeks: int) -> list[Any]:
+        """The weekly mood timeline of ``mirror mood`` (the same weeks and figures), read
+        from the engine's index for the reflections of those weeks only: at 10,000
+        reflections the whole index need not be parsed (nor kept) for a chart."""
+        from ..engine.lexicon import lexicon
+        from ..engine.mood import MAX_WEEKS, MoodPoint, mood_weeks, valence_of
+
+        if not 1 <= weeks <= MAX_WEEKS:
+            raise UsageError(f"weeks must be between 1 and {MAX_WEEKS} (got {weeks})")
+        since = datetime.now(UTC) - timedelta(weeks=weeks + 1)
+        index = await self.mirror.core.understanding.index()
+        positive = lexicon().positive_families
+        points = []
+        for r in await self.timeline.rows():  # newest first
+            if r.created_at < since:
+                break
+            raw = index.get(r.id)
+            if not raw:
+                continue
+            x = from_json(r.id, raw)
+            valence, risk = x.valence, x.risk
+            if valence is None:  # learned before valence was recorded
+                v = valence_of(r.text)
+                valence, risk = v.score, v.risk
+            feelings = tuple(i.key for i in x.items
+                             if i.kind == "emotion" and not (risk and i.key in positive))
+            points.append(MoodPoint(x.created_at, valence, risk, feelings))
+        return mood_weeks(points, weeks=weeks, until=None)
+
     async def evolution_notes(self) -> list[dict[str, Any]]:
         """The evolution notes written so far (``mirror evolve``), newest first."""
         return list(reversed(await self.mirror.core.understanding.notes()))
@@ -203,14 +232,28 @@ async def follow_changes(
         if on_change is not None:
             on_change(stored.doc_id, stored.kind)
 
+    def noticed(doc_id: str, kind: str) -> None:
+        changed.add(kind)
+        if on_change is not None:
+            on_change(doc_id, kind)
+
     store.add_listener(listener)
     try:
         task_status.started()
         while True:
             try:
-                await store.refresh()
+                result = await store.refresh()
             except StoreError as exc:  # tried again next pass; the page keeps what it has
                 log.warning("refreshing from other processes failed: %s", exc)
+            else:
+                # Documents this process has not loaded change without the listener:
+                # a new shard another process created, one never read here.
+                for info in result.new_documents:
+                    noticed(info.doc_id, info.kind)
+                for doc_id in result.changed:
+                    found = store.info(doc_id)
+                    if found is not None:
+                        noticed(doc_id, found.kind)
             if changed:
                 kinds = sorted(changed)
                 changed.clear()

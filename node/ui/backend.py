@@ -187,11 +187,11 @@ class UiBackend:
         }
 
     async def mood(self) -> dict[str, Any]:
-        timeline = await self.mirror.mood(weeks=MOOD_WEEKS)
+        weeks = await self.browse.mood(MOOD_WEEKS)
         return {"weeks": [{"week": w.week, "start": w.start.isoformat(),
                            "reflections": w.reflections, "valence": w.valence,
                            "lowest": w.lowest, "at_risk": w.at_risk,
-                           "feelings": list(w.feelings)} for w in timeline.weeks]}
+                           "feelings": list(w.feelings)} for w in weeks]}
 
     async def graph(self) -> dict[str, Any]:
         view = await self.mirror.graph()
