@@ -4,8 +4,6 @@ chart, and server push of what another process writes (in-process, no browser)."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,26 +68,44 @@ async def test_a_reflection_from_another_process_is_pushed(tmp_path: Path) -> No
     home = tmp_path / "home"
     async with running_ui(home) as ui, httpx.AsyncClient(timeout=120) as browser:
         await ui.session(browser)
-        async with browser.stream("GET", ui.base + "/api/events") as events, \
-                aclosing(events.aiter_lines()) as lines:
-            assert await next_event(lines) == {"type": "hello"}
+        port = ui.app.guard.port
+        events = EventReader(await trio.open_tcp_stream("127.0.0.1", port))
+        async with events.stream:
+            await events.stream.send_all(
+                f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Cookie: mirror_ui={browser.cookies['mirror_ui']}\r\n\r\n".encode())
+            assert await events.next() == {"type": "hello"}
             done = await trio.to_thread.run_sync(
                 lambda: run_mirror(home, "reflect", "pushed-canary", "--no-mirrorback",
                                    timeout=120))
             assert done.returncode == 0, done.stderr
             with trio.fail_after(60):
                 while True:
-                    event = await next_event(lines)
+                    event = await events.next()
                     if event.get("type") == "changed" and "journal" in event["kinds"]:
                         break
         page = (await browser.get(ui.base + "/api/journal?q=pushed-canary")).json()
         assert page["total"] == 1
 
 
-async def next_event(lines: AsyncIterator[str]) -> dict[str, Any]:
-    async for line in lines:
-        if line.startswith("data: "):
-            value = json.loads(line[len("data: "):])
-            assert isinstance(value, dict)
-            return value
-    raise AssertionError("the event stream ended")
+class EventReader:
+    """Server-sent events read off a raw connection (the chunked framing is skipped:
+    only ``data:`` lines are looked at)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def next(self) -> dict[str, Any]:
+        while True:
+            at = self.buffer.find(b"data: ")
+            end = self.buffer.find(b"\n\n", at) if at >= 0 else -1
+            if end >= 0:
+                value = json.loads(self.buffer[at + len(b"data: "):end])
+                self.buffer = self.buffer[end + 2:]
+                assert isinstance(value, dict)
+                return value
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                raise AssertionError("the event stream ended")
+            self.buffer += chunk

@@ -74,11 +74,13 @@ class Browse:
     def __init__(self, mirror: Mirror) -> None:
         self.mirror = mirror
         self.timeline = JournalView(self._read_all_shards, self._read_shard)
+        self._mood: dict[tuple[int, str], list[Any]] = {}  # (weeks, day) -> timeline
 
     def on_change(self, doc_id: str, kind: str) -> None:
         """For :func:`follow_changes`: a changed journal shard is read again when next asked."""
         if kind == JOURNAL_KIND:
             self.timeline.mark_stale(doc_id)
+        self._mood.clear()  # the journal or what the engine learned changed
 
     async def _read_all_shards(self) -> dict[str, list[Reflection]]:
         shards = await self.mirror.core.journal.shards()
@@ -120,6 +122,9 @@ class Browse:
 
         if not 1 <= weeks <= MAX_WEEKS:
             raise UsageError(f"weeks must be between 1 and {MAX_WEEKS} (got {weeks})")
+        key = (weeks, datetime.now(UTC).date().isoformat())
+        if key in self._mood:
+            return self._mood[key]
         since = datetime.now(UTC) - timedelta(weeks=weeks + 1)
         index = await self.mirror.core.understanding.index()
         positive = lexicon().positive_families
@@ -138,7 +143,9 @@ class Browse:
             feelings = tuple(i.key for i in x.items
                              if i.kind == "emotion" and not (risk and i.key in positive))
             points.append(MoodPoint(x.created_at, valence, risk, feelings))
-        return mood_weeks(points, weeks=weeks, until=None)
+        self._mood.clear()
+        self._mood[key] = mood_weeks(points, weeks=weeks, until=None)
+        return self._mood[key]
 
     async def evolution_notes(self) -> list[dict[str, Any]]:
         """The evolution notes written so far (``mirror evolve``), newest first."""
