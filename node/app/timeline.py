@@ -54,6 +54,8 @@ class JournalView:
         self._stale: set[str] = set()
         self._rows: list[Reflection] | None = None
         self._lower: dict[str, str] = {}
+        self._tags: tuple[tuple[str, int], ...] = ()
+        self._pairs: list[tuple[str, Reflection]] = []
 
     def mark_stale(self, doc_id: str) -> None:
         """Called from the store's listener (no reading there): read *doc_id* again."""
@@ -78,12 +80,32 @@ class JournalView:
             rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
             self._rows = rows
             self._lower = {r.id: _haystack(r) for r in rows}
+            self._tags = tag_counts(rows)
+            self._pairs = [(self._lower[r.id], r) for r in rows]
         return self._rows
 
     async def query(self, q: JournalQuery) -> JournalPage:
         rows = await self.rows()
         words = q.text.lower().split()
         wanted_tags = {t.lower().lstrip("#") for t in q.tags}
+        narrows = wanted_tags or q.starred or q.private or q.since or q.until
+        if not (words or narrows):
+            found = rows  # the whole timeline: nothing to test row by row
+        elif not narrows:  # words only, the common search: one pass in a comprehension
+            pairs = self._pairs
+            for word in words:  # each word narrows what the next one scans
+                pairs = [(hay, r) for hay, r in pairs if word in hay]
+            found = [r for _, r in pairs]
+        else:
+            found = self._matching(rows, q, words, wanted_tags)
+        per = max(1, min(q.per_page, MAX_PER_PAGE))
+        start = (max(q.page, 1) - 1) * per
+        return JournalPage(len(found), len(rows), max(q.page, 1), per,
+                           tuple(found[start:start + per]), self._tags)
+
+    def _matching(self, rows: list[Reflection], q: JournalQuery, words: list[str],
+                  wanted_tags: set[str]) -> list[Reflection]:
+        lower = self._lower
         found: list[Reflection] = []
         for r in rows:
             if q.private == "only" and not r.private:
@@ -100,14 +122,11 @@ class JournalView:
                         (q.until is not None and day > q.until):
                     continue
             if words:
-                hay = self._lower[r.id]
+                hay = lower[r.id]
                 if not all(w in hay for w in words):
                     continue
             found.append(r)
-        per = max(1, min(q.per_page, MAX_PER_PAGE))
-        start = (max(q.page, 1) - 1) * per
-        return JournalPage(len(found), len(rows), max(q.page, 1), per,
-                           tuple(found[start:start + per]), tag_counts(rows))
+        return found
 
     async def on_day(self, month: int, day: int) -> list[Reflection]:
         """Reflections written on this calendar day in earlier years, newest first."""

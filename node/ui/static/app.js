@@ -610,7 +610,7 @@
     const legend = h("ul", { class: "legend", "aria-label": "Legend" },
       [["person", "people"], ["value", "values"], ["theme", "themes"], ["role", "roles"], ["other", "other"]].map(([t, label]) =>
         h("li", {}, s("svg", { width: 14, height: 14, "aria-hidden": "true" }, s("circle", { class: typeClass(t), cx: 7, cy: 7, r: 6 })), ` ${label}`)));
-    panel.replaceChildren(legend, h("div", { class: "grid2" }, svg, side));
+    panel.replaceChildren(legend, svg, side);
   }
 
   function showNode(n, nodes, side) {
