@@ -613,6 +613,12 @@
     panel.replaceChildren(legend, svg, side);
   }
 
+  function relabel(id, text) {
+    for (const g of document.querySelectorAll("svg.graph .node")) {
+      if (g.getAttribute("data-node") === id) g.querySelector("text").textContent = text;
+    }
+  }
+
   function showNode(n, nodes, side) {
     const label = h("input", { id: "g-label", type: "text", value: n.label });
     const into = h("select", { id: "g-into" }, h("option", { value: "", text: "choose…" }),
@@ -627,12 +633,15 @@
       const before = n.label;
       try {
         await send("POST", "/api/graph/edit", { op: "rename", node: n.id, label: label.value });
+        relabel(n.id, label.value);
         announce(`Renamed to ${label.value}`);
         const undo = h("button", { type: "button", class: "quiet", id: "g-undo", text: `Undo: call it “${before}” again` });
         undo.addEventListener("click", async () => {
           await send("POST", "/api/graph/edit", { op: "rename", node: n.id, label: before });
+          relabel(n.id, before);
+          label.value = before;
+          undoBox.replaceChildren();
           announce("Undone");
-          rerender();
         });
         undoBox.replaceChildren(undo);
         undo.focus();
@@ -904,7 +913,8 @@
     // Views that show what changed fetch it again; the Write page keeps its editor.
     const journal = kinds.includes("journal");
     if (state.view === "journal" && journal) rerender();
-    else if (state.view === "understand") rerender();
+    else if (state.view === "understand" && state.query.get("tab") !== "graph") rerender();
+    // the graph keeps its layout and the chosen node; its own edits update it in place
     else if (state.view === "r" && journal) rerender();
     else if (state.view === "devices") refreshDevices();
     else if (state.view === "write" && journal) {
