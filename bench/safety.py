@@ -20,7 +20,8 @@ from node.engine.safety.evaluate import load_rows, score
 from node.engine.safety.rules import rule_set
 
 SETS = tuple(REPO / "tests/fixtures/safety" / f"{name}.jsonl"
-             for name in ("dev", "heldout", "blind", "blind2", "blind3", "blind4", "blind5"))
+             for name in ("dev", "heldout", "blind", "blind2", "blind3", "blind4", "blind5",
+                          *(f"fresh{n}" for n in range(1, 9))))
 
 
 def main() -> int:

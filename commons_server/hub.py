@@ -86,6 +86,7 @@ from crdt.commons import (
     verify_signature,
     verify_withdrawal,
 )
+from crdt.update_check import same_state
 from protocol import COMMONS, CatalogueEntry, Credentials
 
 from . import limits as L
@@ -379,7 +380,7 @@ class Hub:
             # It, or its thread, was withdrawn while we were writing: undo.
             await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
             raise self._gone(doc_id)
-        changed = sv != before
+        changed = not same_state(sv, before)  # yrs orders clients as its hash map grew
         seq = meta.received_seq if meta else self.index.last_seq + 1
         hidden = self._withheld(item)
         self.index.put(DocMeta(item, hidden, sv, seq))

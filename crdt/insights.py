@@ -16,6 +16,14 @@ terms used to rank related reflections. Everything else can be rebuilt from it,
 and is, record by record, when a reflection is deleted or edited: its entry
 leaves (or is replaced) with it (``node.engine.understanding``).
 
+Records are keyed in their maps by an opaque digest of their name
+(``record_slot``), and carry the name in their ``id`` field. A CRDT map keeps
+the key of a deleted entry as a tombstone that compaction cannot drop, so a
+record keyed by its name ("person:quendolyn") left that name in the file after
+the reflection that taught it was deleted and its content scrubbed; a digest
+does not. Records written before this (keyed by the name itself) are read
+alike and re-keyed when next written.
+
 Records are maps of plain values (text, booleans, integers within ±2**53 checked
 by ``check_value``, timestamps as ISO strings, lists and maps of those). pycrdt
 returns integers as floats; readers use ``read_int``. Updating a record sets
@@ -25,6 +33,7 @@ only the fields that changed.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +54,16 @@ DERIVED_KINDS = (GRAPH_KIND, TENSIONS_KIND, PATTERNS_KIND, EVOLUTION_KIND)
 LOCAL_PREFIX = "local/"
 META_ROOT = "meta"
 INDEX_ROOT = "entries"
+ID_FIELD = "id"  # a record's name, inside the record (its map key is a digest)
+SLOT_PERSON = b"mirror/rec-slot"
+
+
+def record_slot(key: str) -> str:
+    """The map key a record named *key* is stored under: BLAKE2b-128, hex.
+
+    Deterministic, so every device that derives the same record writes the
+    same slot and the CRDT merges them."""
+    return hashlib.blake2b(key.encode(), digest_size=16, person=SLOT_PERSON).hexdigest()
 
 
 class Scope(enum.StrEnum):
@@ -78,26 +97,41 @@ class DerivedDoc:
         return root
 
     def get(self, root: str, key: str) -> dict[str, Any] | None:
-        value = self.root(root).get(key)
-        if isinstance(value, Map):
-            data = value.to_py()
-            return dict(data) if isinstance(data, dict) else None
+        return _plain(self.entry(root, key))
+
+    def entry(self, root: str, key: str) -> Map[Any] | None:
+        """The record named *key* as its CRDT map (no copy), or None."""
+        target = self.root(root)
+        for slot in (record_slot(key), key):
+            value = target.get(slot)
+            if isinstance(value, Map):
+                return value
         return None
 
-    def records(self, root: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        for key, value in self.root(root).items():
+    def entries(self, root: str) -> Iterator[tuple[str, Map[Any]]]:
+        """Every record of *root* as (name, CRDT map), without copying its fields."""
+        for slot, value in self.root(root).items():
             if isinstance(value, Map):
-                data = value.to_py()
-                if isinstance(data, dict):
-                    yield key, data
+                name = value.get(ID_FIELD)
+                yield (name if isinstance(name, str) else slot), value
+
+    def records(self, root: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every record of *root* as (name, fields); the ``id`` field is the name."""
+        for slot, value in self.root(root).items():
+            data = _plain(value)
+            if data is not None:
+                yield str(data.pop(ID_FIELD, slot)), data
 
     def put(self, root: str, key: str, record: Mapping[str, Any]) -> None:
         """Write *record* under *key*, changing only the fields that differ."""
         check_value(dict(record), path=f"{root}.{key}")
         target = self.root(root)
-        existing = target.get(key)
+        slot = record_slot(key)
+        if key != slot and isinstance(target.get(key), Map):
+            del target[key]  # re-keyed: the old entry's content goes with it
+        existing = target.get(slot)
         if not isinstance(existing, Map):
-            target[key] = Map(dict(record))
+            target[slot] = Map({**dict(record), ID_FIELD: key})
             return
         for field, value in record.items():
             if existing.get(field) != value:
@@ -105,8 +139,9 @@ class DerivedDoc:
 
     def delete(self, root: str, key: str) -> None:
         target = self.root(root)
-        if key in target:
-            del target[key]
+        for slot in (record_slot(key), key):
+            if slot in target:
+                del target[slot]
 
     def clear(self, root: str) -> None:
         target = self.root(root)
@@ -120,6 +155,13 @@ class DerivedDoc:
         check_value(value, path=f"meta.{key}")
         if self.root(META_ROOT).get(key) != value:
             self.root(META_ROOT)[key] = value
+
+
+def _plain(value: object) -> dict[str, Any] | None:
+    if isinstance(value, Map):
+        data = value.to_py()
+        return dict(data) if isinstance(data, dict) else None
+    return None
 
 
 async def open_derived(

@@ -344,11 +344,13 @@ class RelayApp:
                     if member.close_code is not None:
                         continue  # closed: discard until the client's close
                     data = message.get("bytes")
+                    if not isinstance(data, bytes):  # a text message: not ours
+                        self._close(member, RelayCloseCode.UNSUPPORTED_DATA, drop=True)
+                        continue
                     broken = self._broken_limit(member, data)
                     if broken is not None:
                         self._close(member, broken, drop=True)
                         continue
-                    assert data is not None  # _broken_limit refuses text
                     stats.frames_in += 1
                     stats.bytes_in += len(data)
                     if data:
@@ -545,10 +547,8 @@ class RelayApp:
             task, member.parked_writer = member.parked_writer, None
             trio.lowlevel.reschedule(task)
 
-    def _broken_limit(self, member: _Member, data: bytes | None) -> RelayCloseCode | None:
-        """The limit a received message breaks, if any."""
-        if data is None:
-            return RelayCloseCode.UNSUPPORTED_DATA
+    def _broken_limit(self, member: _Member, data: bytes) -> RelayCloseCode | None:
+        """The limit a received binary message breaks, if any."""
         if len(data) > self.limits.max_frame_bytes:
             return RelayCloseCode.MESSAGE_TOO_BIG
         if not self._take_token(member, len(data)):

@@ -379,3 +379,41 @@ async def test_deleted_and_edited_words_leave_the_database_file(
     assert edited.encode() not in after
     assert kept.encode() in after  # what was not deleted is still there
     assert (await core.journal.find(changed.id))[1].text.startswith("Work again;")
+
+
+async def test_an_evolution_note_is_told_again_without_what_was_deleted(core: MirrorCore) -> None:
+    kept = await core.reflect("Work was heavy today and I feel anxious.")
+    doomed = await core.reflect("Quendolyn visited; I feel anxious and tired of work.")
+    await core.understanding.evolve()
+    (before,) = await core.understanding.notes()
+    assert doomed.id in before["cites"]
+    await core.delete(doomed.id)
+    (after,) = await core.understanding.notes()
+    assert after["id"] == before["id"] and after["since"] == before["since"]
+    assert doomed.id not in after["cites"] and kept.id in after["cites"]
+    assert "quendolyn" not in after["text"].lower() and after["revised_at"]
+    shared = await core.understanding.notes(Scope.SHARED)
+    assert all(doomed.id not in n["cites"] for n in shared)
+
+
+async def test_a_forgotten_name_leaves_no_key_behind_in_any_case(
+        core: MirrorCore, tmp_path: Path) -> None:
+    # A CRDT map keeps the key of a deleted entry as a tombstone, and compaction
+    # cannot drop it: records keyed by a name ("person:quendolyn") kept the
+    # lower-cased name in the file after its content was scrubbed.
+    name = "Quendolyn"
+    first = await core.reflect(f"I met {name} at the lighthouse and felt anxious about money.")
+    await core.mirror(first)
+    second = await core.reflect(f"{name} called again; I said yes and I'm exhausted.")
+    await core.reflect("A calm walk with my sister; I feel grateful.")
+    await core.store.wait_durable()
+    view = await core.understanding.graph()
+    assert any(name.lower() in n for n in view.nodes)  # the engine did learn the name
+    await core.understanding.evolve()
+    files = tmp_path / "home"
+    assert name.lower().encode() in _home_bytes(files).lower()
+    await core.delete(first.id)
+    await core.edit(second.id, text="My sister called again; I said yes and I'm exhausted.")
+    after = _home_bytes(files).lower()
+    assert name.lower().encode() not in after
+    assert b"sister" in after  # what was not deleted is still there

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,13 +16,15 @@ from crdt.journal import Reflection
 from node.core import open_core
 from node.engine.base import MirrorbackRequest, complete
 from node.engine.extract import Evidence, Item, extract
-from node.engine.mood import valence_of
+from node.engine.lexicon import lexicon
+from node.engine.mood import CHECK_IN_CEILING, valence_of
 from node.engine.offline import compose_mirrorback
 from node.engine.safety import assess, crisis_reply, detect_crisis
 from node.engine.safety.evaluate import load_rows, score
 from node.engine.safety.helplines import helplines, where_help_is
 from node.engine.safety.normalize import normalize
 from node.engine.safety.rules import RuleError, compile_rules, rule_set
+from node.engine.text import analyze
 from node.home import Home
 from node.llm.client import LLMTarget
 from node.llm.engine import LLMEngine
@@ -48,17 +51,41 @@ def _voice(reply: str) -> str:
 # --------------------------------------------------------------------------- the goal
 
 
-ALL_SETS = ("dev.jsonl", "heldout.jsonl", "blind.jsonl", "blind2.jsonl", "blind3.jsonl",
-            "blind4.jsonl", "blind5.jsonl")
+LARGE_SETS = ("dev.jsonl", "heldout.jsonl", "blind.jsonl", "blind2.jsonl", "blind3.jsonl",
+              "blind4.jsonl", "blind5.jsonl")
+# smaller batches, each written and scored once before the net was tuned on it; fresh8
+# is kept untuned, a batch the net has never been fitted to (docs/safety.md)
+FRESH_SETS = tuple(f"fresh{n}.jsonl" for n in range(1, 9))
+ALL_SETS = LARGE_SETS + FRESH_SETS
 
 
-@pytest.mark.parametrize("name", ALL_SETS)
+@pytest.mark.parametrize("name", LARGE_SETS)
 def test_evaluation_sets_are_large_and_balanced(name: str) -> None:
     rows = load_rows(SETS / name)
     risk = sum(r["label"] == "risk" for r in rows)
     assert risk >= 80 and len(rows) - risk >= 80
     assert len({r["text"] for r in rows}) == len(rows)  # no line twice
     assert len({r["kind"] for r in rows}) >= 10
+
+
+@pytest.mark.parametrize("name", FRESH_SETS)
+def test_fresh_batches_are_balanced_and_varied(name: str) -> None:
+    rows = load_rows(SETS / name)
+    risk = sum(r["label"] == "risk" for r in rows)
+    assert risk >= 30 and len(rows) - risk >= 30
+    assert len({r["text"] for r in rows}) == len(rows)
+    # every C-SSRS category and harm from others among the risk lines, many kinds of
+    # negative among the rest
+    risk_kinds = {r["kind"] for r in rows if r["label"] == "risk"}
+    assert len(risk_kinds) >= 8, risk_kinds
+    assert len({r["kind"] for r in rows if r["label"] == "none"}) >= 6
+
+
+def test_the_fresh_batches_cover_every_category_together() -> None:
+    kinds = {r["kind"] for name in FRESH_SETS for r in load_rows(SETS / name)
+             if r["label"] == "risk"}
+    assert {"passive", "active", "method", "plan", "preparation", "self_harm", "burden",
+            "hopeless", "harm_from_others", "long_entry"} <= kinds
 
 
 def test_no_line_is_in_two_evaluation_sets() -> None:
@@ -125,6 +152,46 @@ def test_idioms_and_other_contexts_are_not_risk(text: str) -> None:
     assert assess(text).top is None, assess(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a denial reaches past the words between ("any thoughts of", "once considered")
+        "i dont have any thoughts of self harm, my therapist asked and i said no honestly",
+        "I have never once considered harming myself, even in the worst of it.",
+        "im not a burden, i know that now, my friends told me and i believe them",
+        "people think i'm suicidal because i'm quiet, but i'm just shy",
+        # a past is past: "back when" is not "it is back", a habit's "every day" is the past's
+        "back when i was depressed i wanted to die. i dont feel that way anymore",
+        "i used to want to die every day. now i have a job i love and a partner",
+        # the same words about something else
+        "i'm starving, what should i eat",
+        "my mum's going to kill me, i lost my keys again",
+        "gave away my guitar, i never played it anyway",
+    ],
+)
+def test_denials_a_resolved_past_and_near_misses_are_not_risk(text: str) -> None:
+    assert assess(text).top is None, assess(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "honestly wouldnt mind if i just didnt wake up tmrw",  # acceptance + own death
+        "if i got sick and died id be relieved ngl",  # conditional relief
+        "it would be a mercy if I simply did not wake up one of these mornings",
+        "ive been standing on the overpass longer every time",  # dwelling at a place
+        "wrote letters to my sister and my best friend just in case",  # for after
+        "gave my switch and my cat to my cousin, wont be needing them",
+        "my friends would be relieved honestly, less drama without me",  # burden
+        "been having sewer slide thoughts again",  # euphemism
+        "i want to o.d.",
+        "i hide in bathroom when he come home",  # harm from others
+    ],
+)
+def test_meaning_frames_find_indirect_risk(text: str) -> None:
+    assert assess(text).top is not None, text
+
+
 def test_a_past_attempt_without_resolution_is_a_check_in() -> None:
     assert assess("I tried to kill myself when I was sixteen.").tier == "check_in"
     assert assess("I tried to kill myself when I was sixteen and I want to again.").tier == (
@@ -143,9 +210,27 @@ def test_the_risk_is_found_in_one_sentence_of_a_long_entry() -> None:
 def test_normalising_keeps_the_offsets_of_the_original_words() -> None:
     text = "Honestly I DON’T wanna b here, tbh."
     norm = normalize(text, rule_set().vocabulary)
-    assert norm.text.startswith("honestly i do not want to be here")
+    # a word that only says how sincerely is dropped, so it never splits a phrase, and
+    # the next word's span takes it in: a quoted sentence still begins where it began
+    assert norm.text.startswith("i do not want to be here")
+    assert text[slice(*norm.spans[0])] == "Honestly I"
     i = norm.tokens.index("want")
     assert text[slice(*norm.spans[i])] == "wanna"
+
+
+@pytest.mark.parametrize(
+    ("text", "stream"),
+    [
+        ("i would literally love to not exist", "i would love to not exist"),
+        ("i want to o.d.", "i want to overdose"),  # a chat form spelt with dots
+        ("at 7 a.m. i woke up", "at 7 am i woke up"),
+        ("this weekend ill finally do it", "this weekend i will finally do it"),
+        ("i feel ill today", "i feel ill today"),  # "ill" before no verb is a word
+    ],
+)
+def test_normalising_reads_fillers_dotted_forms_and_bare_contractions(
+        text: str, stream: str) -> None:
+    assert normalize(text, rule_set().vocabulary).text.strip() == stream
 
 
 def test_near_words_are_never_corrected_into_the_vocabulary() -> None:
@@ -217,6 +302,27 @@ def test_the_helpline_table_covers_at_least_twenty_countries() -> None:
 
 
 # --------------------------------------------------------------------------- never a good feeling
+
+
+@pytest.mark.parametrize("name", FRESH_SETS)
+def test_no_risk_line_of_the_fresh_batches_is_read_as_a_good_feeling(name: str) -> None:
+    # every line the net finds at risk: no positive feeling in its sentence (none at all
+    # in an entry at clear risk), and a mood valence at or below the check-in ceiling
+    positive = lexicon().positive_families
+    checked = 0
+    for row in load_rows(SETS / name):
+        found = assess(row["text"])
+        if row["label"] != "risk" or found.top is None:
+            continue
+        checked += 1
+        a = analyze(row["text"])
+        starts = [s.span.start for s in a.sentences]
+        at_risk = {max(0, bisect_right(starts, f.start) - 1) for f in found.findings}
+        good = [f.family for f in a.feelings if f.family in positive
+                and (found.tier == "crisis" or f.sentence in at_risk)]
+        assert not good, (row["text"], good)
+        assert valence_of(row["text"]).score <= CHECK_IN_CEILING, row["text"]
+    assert checked >= 30
 
 
 def test_a_line_at_risk_is_never_a_positive_feeling() -> None:

@@ -19,7 +19,9 @@ from node.engine.safety.normalize import normalize
 from node.engine.safety.rules import RuleError, RuleSet, _read, compile_rules, rule_set
 
 SETS = Path(__file__).parent / "fixtures" / "safety"
-BLIND_SETS = ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "blind5.jsonl")
+BLIND_SETS = ("blind.jsonl", "blind2.jsonl", "blind3.jsonl", "blind4.jsonl", "blind5.jsonl",
+              # fresh1-7 were tuned on after their first score; fresh8 never was
+              *(f"fresh{n}.jsonl" for n in range(1, 8)))
 # Each blind batch was scored before the rules were tuned on it (docs/safety.md); these
 # floors keep what tuning on it bought, and the figures there honest.
 PER_SET_RECALL_FLOOR = 0.93

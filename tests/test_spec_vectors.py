@@ -21,6 +21,7 @@ from crdt import SyncClass
 from crdt.crypto_at_rest import purpose_key
 from crdt.devices import device_id_of, read_devices, read_removed
 from crdt.graph import graph_view
+from crdt.insights import ID_FIELD, record_slot
 from crdt.journal import read_reflections
 from crdt.store import StoredDoc
 from crdt.values import format_timestamp
@@ -391,6 +392,17 @@ def test_a_journal_shard() -> None:
             for r in read] == shard["reflections"]
 
 
+def by_name(root: dict[str, Any]) -> dict[str, Any]:
+    """A root map of records as stored (slot → record with its name in ``id``),
+    keyed by name; every slot must be the digest of its record's name."""
+    out = {}
+    for slot, record in root.items():
+        name = record[ID_FIELD]
+        assert slot == record_slot(name), name
+        out[name] = {k: v for k, v in record.items() if k != ID_FIELD}
+    return out
+
+
 def test_derived_documents_are_what_the_engine_derives_from_the_index() -> None:
     v = load("documents.json")
     state = derive_all([from_json(rid, raw)
@@ -400,22 +412,22 @@ def test_derived_documents_are_what_the_engine_derives_from_the_index() -> None:
     for kind in ("identity-graph", "tensions", "patterns", "evolution"):
         assert decoded(derived[kind]["update"], list(derived[kind]["json"])) \
             == derived[kind]["json"], kind
-    assert as_numbers(state.nodes) == graph["json"]["nodes"]
-    assert as_numbers(state.edges) == graph["json"]["edges"]
-    assert as_numbers(state.tensions) == tensions["json"]["tensions"]
-    assert as_numbers(state.recurring) == patterns["json"]["recurring"]
-    assert as_numbers(state.loops) == patterns["json"]["loops"]
+    g = {root: by_name(graph["json"][root]) for root in ("nodes", "edges", "edits")}
+    t = by_name(tensions["json"]["tensions"])
+    recurring, loops = by_name(patterns["json"]["recurring"]), by_name(patterns["json"]["loops"])
+    assert as_numbers(state.nodes) == g["nodes"]
+    assert as_numbers(state.edges) == g["edges"]
+    assert as_numbers(state.tensions) == t
+    assert as_numbers(state.recurring) == recurring
+    assert as_numbers(state.loops) == loops
     assert graph["json"]["meta"] == {"latest": state.latest}
-    g = graph["json"]
     view = graph_view(g["nodes"].items(), g["edges"].items(), g["edits"].items())
     assert {n.id: {"label": n.label, "weight": n.weight} for n in view.nodes.values()} \
         == graph["view"]["nodes"]
-    tension = summarize_tension(tensions["json"]["tensions"]["rest vs duty"],
-                                tensions["json"]["meta"]["latest"])
+    tension = summarize_tension(t["rest vs duty"], tensions["json"]["meta"]["latest"])
     assert {"key": tension.key, "status": tension.status, "episodes": tension.episodes,
             "intensity": tension.intensity} == tensions["summary"]
-    summary = summarize_patterns(patterns["json"]["recurring"].items(),
-                                 lived_loops(patterns["json"]["loops"].items(), minimum=2),
+    summary = summarize_patterns(recurring.items(), lived_loops(loops.items(), minimum=2),
                                  minimum=2)
     assert [{"kind": p.kind, "key": p.key, "label": p.label, "count": p.count}
             for p in summary] == patterns["summary"]

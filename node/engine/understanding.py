@@ -41,7 +41,6 @@ from datetime import datetime
 from typing import Any
 
 import trio
-from pycrdt import Map
 
 from crdt import DocStore, StoreError
 from crdt.errors import DocumentError, ValueRangeError
@@ -66,7 +65,7 @@ from crdt.journal import (
     shard_ids,
 )
 from crdt.store import StoredDoc
-from crdt.values import format_timestamp, utc_now
+from crdt.values import format_timestamp, parse_timestamp, utc_now
 
 from .ask import MAX_RETRIEVED, Retrieved, citations_for, read_question, retrieve
 from .derive import DerivedState, Touched, cites, derive_all, fold
@@ -310,8 +309,8 @@ class Understanding:
                                     (patterns, RECURRING_ROOT, touched.recurring),
                                     (patterns, LOOPS_ROOT, touched.loops)):
                 for key in keys:
-                    value = doc.root(root).get(key)
-                    if isinstance(value, Map):
+                    value = doc.entry(root, key)
+                    if value is not None:
                         cited_now.update(cited(value.get("evidence")))
         return cited_now
 
@@ -351,15 +350,15 @@ class Understanding:
                 if only is not None and scope not in only:
                     continue
                 graph, tensions, patterns = await self._docs(scope)
-                roots = {"nodes": graph.root(NODES), "edges": graph.root(EDGES),
-                         "tensions": tensions.root(TENSIONS_ROOT),
-                         "recurring": patterns.root(RECURRING_ROOT),
-                         "loops": patterns.root(LOOPS_ROOT)}
+                roots = {"nodes": (graph, NODES), "edges": (graph, EDGES),
+                         "tensions": (tensions, TENSIONS_ROOT),
+                         "recurring": (patterns, RECURRING_ROOT),
+                         "loops": (patterns, LOOPS_ROOT)}
                 wanted = only.get(scope) if only is not None else None
                 records = {
-                    name: (root.items() if wanted is None else
-                           [(k, root.get(k)) for k in sorted(getattr(wanted, name)) if k in root])
-                    for name, root in roots.items()
+                    name: (list(doc.entries(root)) if wanted is None else
+                           [(k, doc.entry(root, k)) for k in sorted(getattr(wanted, name))])
+                    for name, (doc, root) in roots.items()
                 }
                 found = stale_records(records, text_of, misquoted)
                 if found:
@@ -391,6 +390,7 @@ class Understanding:
         index = await self.index()
         shards = await self.journal.shards()
         docs = {scope: await self._docs(scope) for scope in Scope}
+        notes = {scope: await self.doc(EVOLUTION_KIND, scope) for scope in Scope}
         self.store.ensure_writable()
         # Nothing awaits from here to the writes: no other task folds in between.
         alive = {rid: shard for shard in shards for rid in shard_ids(shard.doc)}
@@ -434,6 +434,11 @@ class Understanding:
                 index.put(x.rid, to_json(x))
         for scope, state in states.items():
             _write_touched(docs[scope], touched[scope], state)
+        if going:  # a note that counted or quoted a reflection now gone is told again
+            moments = [x.created_at for x in old]
+            for scope, doc in notes.items():
+                chosen = [x for x in remaining if scope is Scope.LOCAL or not x.private]
+                _revise_notes(doc, going, moments, chosen)
         for rid in going:
             self._parsed.pop(rid, None)
         self._related = None  # rebuilt from the index when next asked
@@ -673,9 +678,34 @@ def resolve_node(view: GraphView, ref: str) -> str:
 def _citing(doc: DerivedDoc, root: str, rids: Set[str]) -> frozenset[str]:
     """Keys of the records of *root* whose evidence quotes one of *rids*."""
     return frozenset(
-        key for key, value in doc.root(root).items()
-        if isinstance(value, Map) and cites(value.get("evidence"), rids)
+        key for key, value in doc.entries(root) if cites(value.get("evidence"), rids)
     )
+
+
+def _revise_notes(
+    doc: DerivedDoc, going: Set[str], moments: Sequence[datetime], remaining: Sequence[Extraction]
+) -> int:
+    """Tell again, offline, every evolution note whose periods held a reflection of
+    *going* (written at one of *moments*) or that cites one: its text (narrated or
+    not) may name what was deleted or edited. Returns how many were told again."""
+    revised = 0
+    with doc.stored.doc.transaction():
+        for note_id, record in list(doc.records(NOTES_ROOT)):
+            try:
+                since = parse_timestamp(str(record["since"]))
+                until = parse_timestamp(str(record["until"]))
+            except (KeyError, ValueError):
+                continue
+            earliest = since - (until - since)
+            cites = set(record.get("cites") or ())
+            if not (cites & going or any(earliest <= m < until for m in moments)):
+                continue
+            note = compare(remaining, since=since, until=until)
+            doc.put(NOTES_ROOT, note_id, {**record, "text": note_text(note), "narrated": False,
+                                         "cites": list(note.cites),
+                                         "revised_at": format_timestamp(utc_now())})
+            revised += 1
+    return revised
 
 
 def _write_touched(

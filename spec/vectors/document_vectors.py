@@ -17,6 +17,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from crdt.graph import EDGES, EDITS, NODES, GraphEdit, graph_view
+from crdt.insights import ID_FIELD, record_slot
 from crdt.journal import (
     ROOT,
     Mirrorback,
@@ -160,8 +161,8 @@ def derived_documents(stable: Stable) -> dict[str, Any]:
         with doc.transaction():
             for root, records in roots.items():
                 target = doc.get(root, type=Map)
-                for key, record in records.items():
-                    target[key] = Map(dict(record))
+                for key, record in records.items():  # keyed by digest, named inside
+                    target[record_slot(key)] = Map({**dict(record), ID_FIELD: key})
             doc.get("meta", type=Map)["latest"] = state.latest
         names = (*roots, "meta")
         out[kind] = {"doc_id": kind, "local_scope_id": f"local/{kind}", "client_id": CLIENT_ID,
@@ -184,7 +185,8 @@ def derived_documents(stable: Stable) -> dict[str, Any]:
     ]
     note: Doc[Any] = Doc(client_id=CLIENT_ID)
     with note.transaction():
-        note.get("notes", type=Map)["2024-06-01T12:00:00.000Z-0a1b2c3d4e5f"] = Map({
+        note_id = "2024-06-01T12:00:00.000Z-0a1b2c3d4e5f"
+        note.get("notes", type=Map)[record_slot(note_id)] = Map({"id": note_id,
             "created_at": "2024-06-01T12:00:00.000Z", "since": "2024-05-02T19:40:01.000Z",
             "until": "2024-06-01T19:40:01.000Z", "text": "Work came up in 2 reflections.",
             "narrated": False, "cites": ["7k2m9xdq4r1a", "h3n8p0wz6c2e"]})

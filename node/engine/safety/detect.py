@@ -40,7 +40,7 @@ from .evidence import Reading
 from .normalize import SENTENCE_MARK, Normalized, normalize
 from .rules import About, Rule, RuleSet, Tier, rule_set
 
-NEGATION_WINDOW_WORDS = 4
+NEGATION_WINDOW_WORDS = 6  # "I don't have any thoughts of self harm"
 MEDIA_WINDOW_WORDS = 7
 MAX_ASSESSED_CHARS = 50_000  # the whole of any plausible entry; beyond it, the start
 RECENT_ASSESSMENTS = 64
@@ -49,6 +49,9 @@ _REPORTED_RE = re.compile(
     r"(?P<who>\b[a-z]+(?: [a-z]+)?) (?:said|says|say|told me|tells me|asked|asks|screamed|"
     r"yelled|shouted|wrote|writes|texted|goes|went|replied|posted|sang|sings)\W*$"
 )
+# a habit told as past ("I used to", "I would ... back then"): its frequency is the past's
+_HABITUAL_PAST_RE = re.compile(r"\bused to\b")
+_FREQUENCY_RE = re.compile(r"\b(?:every (?:day|night|week|morning)|constantly|all the time)\b")
 # rules whose match is about the writer whatever the clause's subject ("they'd be
 # better off without me")
 _ABOUT_THE_WRITER_KINDS = frozenset({"burden"})
@@ -194,7 +197,13 @@ class _Entry:
         sentence = self.text[s_start:s_end]
         if self.rules.past.search(sentence) is None:
             return None
-        if self.rules.current.search(sentence) is not None:
+        # the words that place it in the past are not also a sign it is current
+        # ("back when I was depressed" is not "it is back"), nor is how often it was
+        # ("I used to want to die every day")
+        rest = self.rules.past.sub(" ", sentence)
+        if _HABITUAL_PAST_RE.search(sentence) is not None:
+            rest = _FREQUENCY_RE.sub(" ", rest)
+        if self.rules.current.search(rest) is not None:
             return None
         resolved = self.rules.resolved.search(self.text) is not None
         return "resolved" if resolved else "past"

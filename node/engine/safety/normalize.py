@@ -39,9 +39,14 @@ _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“"
 _LEET = str.maketrans({"1": "i", "3": "e", "0": "o", "4": "a", "@": "a", "$": "s", "5": "s"})
 # words, punctuation that ends a sentence, punctuation that breaks a clause
 _TOKEN_RE = re.compile(
-    r"(?P<word>[a-z0-9@$]+(?:['\-][a-z0-9]+)*)|(?P<end>[.!?;…\n]+)|(?P<clause>[,:()\[\]—–\"]|\s-\s)"
+    r"(?P<abbr>\b(?:[a-z]\.){2,}(?![a-z0-9]))|(?P<word>[a-z0-9@$]+(?:['\-][a-z0-9]+)*)|(?P<end>[.!?;…\n]+)|(?P<clause>[,:()\[\]—–\"]|\s-\s)"
 )
 _HELD_RE = re.compile(r"([a-z])\1{2,}")
+# Words that only say how much or how sincerely, dropped from the stream so they never
+# stand between the words of a phrase ("would be nice to", "want to die"): "I
+# honestly want to die", "not actually suicidal". Never "so" or "just" (the rules read them).
+FILLERS = frozenset({"really", "literally", "honestly", "genuinely", "truly", "actually",
+                     "lowkey", "highkey", "ngl", "tbh", "legit", "fr", "deadass", "tbf"})
 
 # Contractions and chat forms → their words. With or without apostrophes.
 EXPANSIONS: Mapping[str, tuple[str, ...]] = {
@@ -105,8 +110,8 @@ EXPANSIONS: Mapping[str, tuple[str, ...]] = {
     "no-one": ("no", "one"), "noone": ("no", "one"),
     "every1": ("everyone",), "some1": ("someone",), "no1": ("no", "one"),
 }
-# "id", "ill", "were", "well" are also words: read as contractions only at the
-# start of a clause and before a verb-like word.
+# "id", "ill" are also words: read as contractions only before a verb-like word
+# ("ill finally do it", "id rather"; never "feel ill", "my id card").
 CLAUSE_START_EXPANSIONS: Mapping[str, tuple[str, ...]] = {
     "id": ("i", "would"), "ill": ("i", "will"),
 }
@@ -307,16 +312,33 @@ def normalize(text: str, vocab: Vocabulary) -> Normalized:
         tokens.append(tok)
         spans.append(span)
 
+    filler_at: int | None = None  # where dropped fillers began, for the next word's span
     for m in _TOKEN_RE.finditer(flat):
         span = (m.start(), m.end())
         if m.group("end") is not None:
             push(SENTENCE_MARK, span)
+            filler_at = None
             continue
         if m.group("clause") is not None:
             push(CLAUSE_MARK, span)
+            filler_at = None
+            continue
+        if filler_at is not None:  # "honestly i wish...": the sentence still begins there
+            span = (filler_at, span[1])
+            filler_at = None
+        if m.group("abbr") is not None:  # "o.d.", "k.m.s.": a chat form spelt with dots
+            joined = m.group("abbr").replace(".", "")
+            if joined in EXPANSIONS:
+                for part in EXPANSIONS[joined]:
+                    push(part, span)
+            else:  # "e.g.", "a.m.": a word, then the sentence goes on
+                push(joined, span)
             continue
         raw = m.group("word").strip("'-")
         if not raw:
+            continue
+        if raw in FILLERS:
+            filler_at = span[0]
             continue
         word = _fix_word(raw, vocab)
         if word.endswith("'s") and word not in EXPANSIONS:
@@ -324,9 +346,10 @@ def normalize(text: str, vocab: Vocabulary) -> Normalized:
             push(base, span)
             push("'s", span)
             continue
-        at_clause_start = not tokens or tokens[-1] in (SENTENCE_MARK, CLAUSE_MARK)
         parts = EXPANSIONS.get(word)
-        if parts is None and at_clause_start and word in CLAUSE_START_EXPANSIONS:
+        # "ill", "id" are "I'll", "I'd" before a verb, wherever they stand ("this
+        # weekend ill finally do it"); "feel ill" is followed by no such word
+        if parts is None and word in CLAUSE_START_EXPANSIONS:
             following = flat[m.end() : m.end() + 12].split()
             if following and following[0].strip(".,!?") in _CONTRACTION_FOLLOWERS:
                 parts = CLAUSE_START_EXPANSIONS[word]
