@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pycrdt import Doc, Map
 
+from .export import EXPORT_FORMAT, EXPORT_VERSION, reflection_from_json
 from .import_plan import (
     DocumentState,
     ImportFileError,
@@ -375,8 +376,6 @@ def _markdown_file(plan: ImportPlan, rel: str, data: bytes, default_tz: tzinfo) 
 
 
 def _read_mirror(value: Any, where: str, limits: ImportLimits) -> ImportPlan:
-    from .export import EXPORT_FORMAT, EXPORT_VERSION, reflection_from_json
-
     if not isinstance(value, dict) or value.get("format") != EXPORT_FORMAT:
         raise ImportFileError(f"{where}: not a Mirror export")
     version = value.get("version")

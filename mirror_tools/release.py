@@ -15,6 +15,7 @@ to ``mirror update keys add``. See docs/updates.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import stat
@@ -115,7 +116,6 @@ def sign_release(
     date: str | None = None,
 ) -> str:
     """The signed manifest (file text) for *wheel*."""
-    import hashlib
 
     try:
         size = wheel.stat().st_size

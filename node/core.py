@@ -15,7 +15,7 @@ from pathlib import Path
 
 import trio
 
-from crdt import DocStore, ScrubResult, StoredDoc, SyncClass, open_store
+from crdt import DocStore, RefreshResult, ScrubResult, StoredDoc, SyncClass, open_store
 from crdt.crypto_at_rest import BlobCipher
 from crdt.insights import Scope
 from crdt.journal import KIND as JOURNAL_KIND
@@ -26,15 +26,16 @@ from crdt.values import utc_now
 from .config import Config, read_config
 from .engine.base import Engine, EngineNotice, MirrorbackRequest
 from .engine.derive import Touched
-from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
+from .engines import engine_for, enricher_for
 from .errors import ConfigError, ScrubIncompleteError
 from .home import Home
 from .identity import forget_sealing_key, register_sealing_key
+from .journal.tags import inline_tags, with_inline_tags
+from .refresh import REFRESH_INTERVAL_S, RefreshPublisher
 
 log = logging.getLogger("mirror.core")
 
-REFRESH_INTERVAL_S = 0.25
 MAX_REPAIR_ROUNDS = 3  # re-derive, look again: another process may be writing meanwhile
 PAST_FOR_ENGINE = 50
 JOURNAL_CLASS_SETTING = "journal_sync_class"
@@ -90,6 +91,8 @@ class MirrorCore:
         # "2 reflections arrived from laptop" (filled in by the sync runner)
         self.peer_names: dict[str, str] = {}
         self.understanding = Understanding(store, self.journal)
+        # the one loop that looks at what other processes wrote (node.refresh)
+        self.refresher = RefreshPublisher(store)
         self.understanding.enricher = enricher_for(config, home)
         # Reflections this process deleted itself (delete() already forgot and
         # scrubbed them): follow_peer_deletes does not count them as a peer's.
@@ -130,8 +133,6 @@ class MirrorCore:
     ) -> Reflection:
         """Save a reflection and learn from it; returns once both are on disk. The
         ``#tags`` written in the text are tags too."""
-        from .journal.tags import with_inline_tags
-
         reflection = await self.journal.add(text, tags=with_inline_tags(tags, text),
                                             private=private, created_at=at)
         x = await self.understanding.on_reflection(reflection)
@@ -176,8 +177,6 @@ class MirrorCore:
         """:meth:`edit`, returning what scrubbing the old words left (None: the text
         did not change) instead of raising when some are left. The ``#tags`` of a
         new text join the tags (those given, or those it had)."""
-        from .journal.tags import inline_tags, with_inline_tags
-
         _, before = await self.journal.find(ref)
         if text is not None and (tags is not None or inline_tags(text)):
             tags = with_inline_tags(before.tags if tags is None else tags, text)
@@ -358,7 +357,8 @@ class MirrorCore:
         interval_s: float = REFRESH_INTERVAL_S,
     ) -> None:
         """Forever: pick up what other processes wrote to this home and report new
-        reflections. Costs one cheap query per *interval_s* when nothing changed."""
+        reflections. Costs one cheap query per *interval_s* when nothing changed
+        (the refresh loop is the process's one :class:`RefreshPublisher`)."""
         known: dict[str, set[str]] = {}
         written_here: set[str] = set()
         from_peers: dict[str, str] = {}
@@ -373,34 +373,12 @@ class MirrorCore:
                 written_here.add(stored.doc_id)
             elif source == "external":
                 # Noted here, not only in the refresh result: another task's refresh
-                # (a sync service, an open, a compaction) may be the one that applied it.
+                # (an open, a compaction) may be the one that applied it.
                 from_processes.add(stored.doc_id)
             else:
                 from_peers[stored.doc_id] = source
 
-        # Listen before reading what is known: a peer's update applied while the
-        # shards load must still be attributed to the peer, not to this device.
-        self.store.add_listener(on_change)
-        try:
-            for shard in await self.journal.shards():
-                known[shard.doc_id] = shard_ids(shard.doc)
-            await self._watch_loop(
-                known, written_here, from_peers, from_processes, on_arrival, interval_s
-            )
-        finally:
-            self.store.remove_listener(on_change)
-
-    async def _watch_loop(
-        self,
-        known: dict[str, set[str]],
-        written_here: set[str],
-        from_peers: dict[str, str],
-        from_processes: set[str],
-        on_arrival: Callable[[Arrival], None],
-        interval_s: float,
-    ) -> None:
-        while True:
-            await trio.sleep(interval_s)
+        def before_refresh() -> None:
             # What this process wrote is known before the refresh, so what the
             # refresh brings from other processes still shows as new.
             for doc_id in written_here - set(from_peers):
@@ -408,34 +386,58 @@ class MirrorCore:
                 if stored is not None:
                     known[doc_id] = shard_ids(stored.doc)
             written_here.clear()
-            result = await self.store.refresh()
-            shards = await self.journal.shards()
-            # Nothing awaits from here to the end of the pass, so no update lands
-            # between reading who wrote (the listener's notes) and reading the
-            # shards: a peer's reflection applied during the awaits above is
-            # still the peer's, not this device's.
-            peer_docs = dict(from_peers)
-            from_peers.clear()
-            touched = set(result.changed) | {i.doc_id for i in result.new_documents}
-            touched |= from_processes
-            from_processes.clear()
-            arrived: dict[str, list[Reflection]] = {}
-            for shard in shards:
-                doc_id = shard.doc_id
-                if doc_id not in touched and doc_id not in peer_docs and doc_id in known:
-                    continue
-                source = "this device"
-                if doc_id in peer_docs:
-                    source = self.peer_names.get(peer_docs[doc_id], "another device")
-                now = shard_ids(shard.doc)
-                for rid in now - known.get(doc_id, set()):
-                    reflection = read_one(shard.doc, rid)
-                    if reflection is not None:
-                        arrived.setdefault(source, []).append(reflection)
-                known[doc_id] = now
-            for source, items in arrived.items():
-                items.sort(key=lambda r: r.created_at)
-                on_arrival(Arrival(tuple(items), source))
+
+        # Listen before reading what is known: a peer's update applied while the
+        # shards load must still be attributed to the peer, not to this device.
+        self.store.add_listener(on_change)
+        try:
+            for shard in await self.journal.shards():
+                known[shard.doc_id] = shard_ids(shard.doc)
+            with self.refresher.subscribe(before_refresh) as refreshes:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.refresher.run, interval_s)
+                    while True:
+                        result = await refreshes.wait()
+                        await self._watch_pass(
+                            result, known, from_peers, from_processes, on_arrival)
+        finally:
+            self.store.remove_listener(on_change)
+
+    async def _watch_pass(
+        self,
+        result: RefreshResult,
+        known: dict[str, set[str]],
+        from_peers: dict[str, str],
+        from_processes: set[str],
+        on_arrival: Callable[[Arrival], None],
+    ) -> None:
+        shards = await self.journal.shards()
+        # Nothing awaits from here to the end of the pass, so no update lands
+        # between reading who wrote (the listener's notes) and reading the
+        # shards: a peer's reflection applied during the awaits above is
+        # still the peer's, not this device's.
+        peer_docs = dict(from_peers)
+        from_peers.clear()
+        touched = set(result.changed) | {i.doc_id for i in result.new_documents}
+        touched |= from_processes
+        from_processes.clear()
+        arrived: dict[str, list[Reflection]] = {}
+        for shard in shards:
+            doc_id = shard.doc_id
+            if doc_id not in touched and doc_id not in peer_docs and doc_id in known:
+                continue
+            source = "this device"
+            if doc_id in peer_docs:
+                source = self.peer_names.get(peer_docs[doc_id], "another device")
+            now = shard_ids(shard.doc)
+            for rid in now - known.get(doc_id, set()):
+                reflection = read_one(shard.doc, rid)
+                if reflection is not None:
+                    arrived.setdefault(source, []).append(reflection)
+            known[doc_id] = now
+        for source, items in arrived.items():
+            items.sort(key=lambda r: r.created_at)
+            on_arrival(Arrival(tuple(items), source))
 
 
 @asynccontextmanager

@@ -186,6 +186,22 @@ async def test_the_application_layer_prints_nothing(
     assert (out, err) == ("", "")
 
 
+async def test_the_commons_offline_and_the_settings_by_name(mirror: Mirror) -> None:
+    view = await mirror.commons_read(offline=True)
+    assert view.items == () and view.sync is None and view.thread is None
+    assert await mirror.published() == []
+    with pytest.raises(UsageError):
+        mirror.commons_check("post", {"title": "", "body": "no title"})
+    assert mirror.commons_check("post", {"title": "t", "body": "b"}) == {"title": "t",
+                                                                         "body": "b"}
+    with pytest.raises(UsageError):
+        await mirror.commons_insight("pattern", "nothing-like-this")
+    with pytest.raises(MirrorError):
+        mirror.commons_server()  # no server added yet
+    new = await mirror.change_settings(relays=("ws://127.0.0.1:9/",))
+    assert new.relays == mirror.config.relays and len(new.relays) == 1
+
+
 async def test_journal_conventions_are_operations_of_the_app(mirror: Mirror) -> None:
     first = await mirror.save("Tired after the meeting at #work", at=datetime(2025, 12, 8, 9,
                                                                                tzinfo=UTC))

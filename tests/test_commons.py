@@ -69,9 +69,10 @@ async def test_publish_pattern_shows_only_the_summary_and_asks_first(
 
 
 async def test_repl_commons_reads_the_cache(tmp_path: Path) -> None:
-    from node.cli.commons import repl_command
+    from node.app import Mirror
     from node.core import open_core
     from node.home import Home
+    from node.repl.commands import run_view
     from node.repl.prompt import COMMANDS
 
     assert "commons" in COMMANDS
@@ -82,5 +83,5 @@ async def test_repl_commons_reads_the_cache(tmp_path: Path) -> None:
                                    "--body", "b", "--yes")
         assert status == 0, out
         async with open_core(Home.resolve(alice)) as core:
-            text = await repl_command(core, "commons", "")
+            text = await run_view(Mirror(core), "commons", "")
     assert "From the REPL" in text

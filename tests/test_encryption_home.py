@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crdt import crypto_at_rest as car
-from node.cli import data as cli_data
+from node.cli import passphrase as cli_data
 from node.cli.main import main
 from node.core import open_core
 from node.home import Home

@@ -16,11 +16,12 @@ import pytest
 from crdt import open_store
 from crdt.importers import apply_plan, read_source
 from crdt.journal import Journal, Reflection
-from node.cli.main import build_parser, format_list_line, main
+from node.cli.main import build_parser, main
 from node.journal.search import search, snippet
 from node.journal.stats import journal_stats, on_this_day
 from node.journal.tags import TagCount, inline_tags, tag_counts, with_inline_tags
 from node.pager import display_width, page, use_colour
+from node.views.journal import format_list_line
 from tests.helpers import REPO, mirror_env, run_mirror
 
 ESC = "\x1b["
@@ -66,6 +67,19 @@ def test_search_ranks_matches_stems_and_tags() -> None:
     assert search(items, "nothing-like-this") == []
     assert search(items, "   ") == []
     assert [h.reflection.id for h in search(items, "deadline", limit=1)] == ["c"]  # tie: newest
+
+
+def test_search_matches_whole_words_by_their_stem() -> None:
+    items = [
+        _r("a", "Homework again, and a workday.", T0),
+        _r("b", "Working late; the work_flow broke.", T0 + timedelta(days=1)),
+        _r("c", "Été: WORK, then rest.", T0 + timedelta(days=2)),
+        _r("d", "I worry. Worries, worried, worrying.", T0 + timedelta(days=3)),
+    ]
+    assert {h.reflection.id for h in search(items, "work")} == {"b", "c"}
+    assert [h.reflection.id for h in search(items, "été")] == ["c"]
+    [hit] = search(items, "worried")
+    assert hit.reflection.id == "d" and len(hit.matches) == 4  # worry, worries, worried, worrying
 
 
 def test_snippet_is_around_the_first_match_and_keeps_its_offsets() -> None:
@@ -160,7 +174,7 @@ def test_natural_dates_in_reflect_and_list(home_dir: Path, capsys: pytest.Captur
 
 
 def test_the_natural_date_parser_reaches_every_date_option() -> None:
-    parser = build_parser()
+    parser = build_parser(every=True)
     help_texts = []
     for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
         for name, sub in action.choices.items():  # type: ignore[union-attr]
@@ -379,6 +393,16 @@ def test_mirror_list_pages_on_a_terminal_and_never_into_a_pipe(
     assert status == 0 and marker.read_text().count("entry number") == 30
 
 
+def test_search_on_a_terminal_is_coloured_unless_no_color(
+    home_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved_id(capsys, "Tired after the meeting at work")
+    status, out = _run_on_a_terminal(home_dir, ["search", "meeting"], PAGER="cat")
+    assert status == 0 and f"{ESC}1;33mmeeting{ESC}0m" in out
+    status, out = _run_on_a_terminal(home_dir, ["search", "meeting"], PAGER="cat", NO_COLOR="1")
+    assert status == 0 and "meeting" in out and ESC not in out
+
+
 def test_list_lines_fit_80_columns() -> None:
     r = _r("abcdefghjkmn", "A very long reflection " * 20 + "界" * 50, T0,
            tuple(f"tag{i}" for i in range(20)), starred=True, private=True)
@@ -399,3 +423,10 @@ def test_mirror_help_fits_80_columns(capsys: pytest.CaptureFixture[str],
         if args == ["--help"]:
             for command in ("search", "tags", "star", "unstar", "onthisday", "stats"):
                 assert f"\n    {command} " in out
+
+
+def test_the_weekly_sparkline_marks_empty_weeks() -> None:
+    from node.views.conventions import sparkline
+
+    assert sparkline([0, 1, 2, 8, 4, 0]) == "·▁▂█▄·"
+    assert sparkline([0, 0]) == "··"

@@ -24,6 +24,7 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from crdt.journal import Reflection
+from node.app import Mirror
 from node.core import Arrival, MirrorCore, open_core
 from node.errors import UsageError
 from node.home import Home
@@ -123,7 +124,7 @@ async def running_repl(core: MirrorCore) -> AsyncIterator[Session]:
         session = Session(core, pipe, RecordingOutput())
 
         async def run() -> None:
-            await run_repl(core, input=pipe, output=session.out)
+            await run_repl(Mirror(core), input=pipe, output=session.out)
             session.done.set()
 
         async with trio.open_nursery() as nursery:
@@ -310,7 +311,7 @@ async def test_cancelling_ends_a_waiting_prompt_promptly(home: Home) -> None:
             out = RecordingOutput()
             with trio.move_on_after(WAIT_S) as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(partial(run_repl, core, input=pipe, output=out))
+                    nursery.start_soon(partial(run_repl, Mirror(core), input=pipe, output=out))
                     await out.wait_for("mirror>")  # the prompt has rendered
                     nursery.cancel_scope.cancel()
             assert not scope.cancelled_caught
@@ -321,7 +322,7 @@ async def test_cancelling_ends_a_waiting_prompt_promptly(home: Home) -> None:
 async def test_without_a_terminal_it_says_so(home: Home) -> None:
     async with open_core(home) as core:
         with pytest.raises(UsageError, match="needs a terminal"):
-            await run_repl(core)
+            await run_repl(Mirror(core))
 
 
 # --------------------------------------------------------------------------- pieces

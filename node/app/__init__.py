@@ -16,6 +16,7 @@ Open one with :func:`open_mirror`; see :class:`Mirror` for the operations and
 
 from __future__ import annotations
 
+from ..core import Arrival
 from .mirror import Mirror, open_mirror
 from .results import (
     DeleteResult,
@@ -25,7 +26,11 @@ from .results import (
     EditResult,
     EvolveResult,
     ExportResult,
+    JoinResult,
     MoodTimeline,
+    PairingAttempt,
+    PairingOffer,
+    PairingResult,
     ReflectionList,
     RelatedResult,
     SafetyCheck,
@@ -38,6 +43,7 @@ from .results import (
 )
 
 __all__ = [
+    "Arrival",
     "DeleteResult",
     "Device",
     "DeviceRemoval",
@@ -45,8 +51,12 @@ __all__ = [
     "EditResult",
     "EvolveResult",
     "ExportResult",
+    "JoinResult",
     "Mirror",
     "MoodTimeline",
+    "PairingAttempt",
+    "PairingOffer",
+    "PairingResult",
     "ReflectionList",
     "RelatedResult",
     "SafetyCheck",

@@ -16,7 +16,7 @@ from ..engine.digest import Period, build_digest, digest_text
 from ..engine.extract import Extraction
 from ..engine.lexicon import lexicon
 from ..engine.mood import MAX_WEEKS, MoodPoint, MoodWeek, mood_weeks, valence_of
-from ..engine.registry import llm_target
+from ..engines import llm_target
 from ..errors import UsageError
 from ..llm.grounded import answer_with_model, may_read_private, narrate_digest
 from .results import DigestResult

@@ -15,20 +15,22 @@ services (sync, discovery) that front ends start beside it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
-from crdt import ScrubResult, SyncClass
+from crdt import ScrubResult
+from crdt.commons import Item
 from crdt.crypto_at_rest import BlobCipher
 from crdt.graph import GraphEdit, GraphView
 from crdt.import_plan import ImportFileError, ImportReport
 from crdt.importers import apply_plan, read_source
-from crdt.journal import Reflection, normalize_tags
+from crdt.journal import Reflection
 
 from ..config import Config
 from ..core import Arrival, MirrorCore, open_core
@@ -36,9 +38,9 @@ from ..engine.ask import Answer
 from ..engine.base import EngineNotice
 from ..engine.digest import Period
 from ..engine.lived import LoopSummary, PatternSummary, TensionSummary
-from ..engine.registry import narrator_for
 from ..engine.safety.reply import detect_crisis
 from ..engine.understanding import resolve_node
+from ..engines import narrator_for
 from ..errors import MirrorError, UsageError
 from ..home import Home
 from ..journal.dates import DateParseError
@@ -46,9 +48,6 @@ from ..journal.query import JournalFilter, journal_filter
 from ..journal.search import Hit, search
 from ..journal.stats import JournalStats, YearAgo, journal_stats, on_this_day
 from ..journal.tags import TagCount, tag_counts
-from ..sync.catalogue import is_local_only
-from ..sync.runner import open_group
-from ..sync.service import read_status
 from . import insight, settings
 from .exporting import export_format, write_export
 from .results import (
@@ -59,7 +58,10 @@ from .results import (
     EditResult,
     EvolveResult,
     ExportResult,
+    JoinResult,
     MoodTimeline,
+    PairingOffer,
+    PairingResult,
     ReflectionList,
     RelatedResult,
     SafetyCheck,
@@ -69,7 +71,14 @@ from .results import (
     Status,
     SyncStatus,
     WriteResult,
-    )
+)
+
+log = logging.getLogger("mirror.app")
+
+if TYPE_CHECKING:
+    from ..commons.home import CommonsServer, LedgerEntry
+    from ..sync.runner import RunningSync
+    from .commons import CommonsSync, CommonsView, Published, Withdrawal
 
 GRAPH_EDITS = ("add", "rename", "merge", "delete")
 
@@ -155,7 +164,8 @@ class Mirror:
         outcome = None if scrub is None else self._scrub_outcome(
             f"edited {after.id}, but the old words", scrub)
         reply, notices = None, list[str]()
-        if after.text != before.text and before.mirrorback is not None and mirrorback:
+        if (after.text != before.text and before.mirrorback is not None and mirrorback
+                and (outcome is None or outcome.complete)):
             # the old mirrorback quoted the old words and was removed with them
             reply = await self.core.mirror(after, notices.append) or None
         return EditResult(before, after, outcome, reply, tuple(notices))
@@ -199,7 +209,7 @@ class Mirror:
         """Reflections oldest first whose text holds every word of *text* (case-insensitive),
         with any of *tags*, written in [*since*, *until*); the newest *limit* of them."""
         everything = await self.core.journal.all()
-        wanted = set(normalize_tags(tags)) if tags else set()
+        wanted = {t.strip().lstrip("#").strip().lower() for t in tags} - {""}
         words = text.casefold().split()
         found = [
             r for r in everything
@@ -393,6 +403,10 @@ class Mirror:
     async def set_country(self, value: str) -> str:
         return await settings.set_country(self.core, value)
 
+    async def change_settings(self, **changes: Any) -> Config:
+        """Change settings of config.json by name (relays, update_source …), validated."""
+        return await settings.change(self.core, **changes)
+
     async def set_sync_enabled(self, on: bool) -> Config:
         return await settings.set_sync_enabled(self.core, on)
 
@@ -420,6 +434,7 @@ class Mirror:
                                     share_class=self.core.journal.share_class,
                                     private=private, dry_run=dry_run)
         except ImportFileError as exc:
+            log.info("import of %s refused: %s", path, exc)
             raise MirrorError(f"nothing imported: {exc}") from None
 
     async def compact(self) -> list[Any]:
@@ -430,65 +445,143 @@ class Mirror:
 
     async def devices(self) -> list[Device]:
         """The devices of this person's group, with when each was last seen."""
-        group = await open_group(self.core)
-        status = await trio.to_thread.run_sync(read_status, self.home.path) or {}
-        seen = {p.get("device_id"): p for p in status.get("peers", []) if isinstance(p, dict)}
-        out = []
-        for member in group.members():
-            r = member.record
-            peer = seen.get(r.device_id, {})
-            out.append(Device(
-                device_id=r.device_id, name=r.name, this_device=member.is_self,
-                active=r.active, added_at=r.added_at.isoformat(),
-                removed_at=r.removed_at.isoformat() if r.removed_at else None,
-                last_seen=peer.get("last_seen"), address=peer.get("address"),
-            ))
-        return out
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.devices(self.core)
 
     async def find_device(self, ref: str) -> Device:
         """A device by id, unique prefix or name."""
-        group = await open_group(self.core)
-        record = group.find(ref)
-        for d in await self.devices():
-            if d.device_id == record.device_id:
-                return d
-        raise MirrorError(f"no device {ref!r}")  # pragma: no cover - find() raised first
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.find_device(self.core, ref)
 
     async def remove_device(self, ref: str) -> DeviceRemoval:
         """Remove a device: a new epoch starts; it can read nothing written after."""
-        group = await open_group(self.core)
-        removed, epoch = group.remove_device(ref)
-        await self.core.store.wait_durable()
-        return DeviceRemoval(removed.device_id, removed.name, epoch)
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.remove_device(self.core, ref)
 
     async def share(self, what: str, sync_class: str) -> ShareResult:
         """Opt ``journal`` or one document in (``devices``) or out (``local``) of syncing."""
-        target = SyncClass.parse(sync_class)
-        if target is SyncClass.COMMONS:
-            raise UsageError("documents go to the Commons by publishing, not by sharing")
-        if what == "journal":
-            changed = await self.core.set_journal_class(target)
-            return ShareResult("journal", target.value, tuple(changed))
-        info = self.core.store.info(what)
-        if info is None:
-            raise MirrorError(f"no document {what!r} (see: mirror sync status --json)")
-        if target is not SyncClass.LOCAL and is_local_only(info.doc_id):
-            raise MirrorError(f"{info.doc_id} is local by nature and cannot be shared")
-        await self.core.store.set_sync_class(info.doc_id, target)
-        return ShareResult(info.doc_id, target.value, (info.doc_id,))
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.share(self.core, what, sync_class)
 
     async def sync_status(self) -> SyncStatus:
-        status = await trio.to_thread.run_sync(read_status, self.home.path) or {}
-        shared = tuple(i.doc_id for i in self.core.store.documents()
-                       if i.sync_class is SyncClass.DEVICES)
-        return SyncStatus(
-            sync_enabled=self.core.config.sync_enabled,
-            serving=bool(status.get("running")),
-            listening=status.get("listening"),
-            pending=int(status.get("pending", 0) or 0),
-            peers=tuple(p for p in status.get("peers", []) if isinstance(p, dict)),
-            shared_documents=shared,
-        )
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.sync_status(self.core)
+
+    async def serve(
+        self,
+        *,
+        listen: tuple[str, int] | None = None,
+        interfaces: list[str] | Literal["config"] | None = "config",
+        peers: Sequence[tuple[str, int]] = (),
+        task_status: trio.TaskStatus[RunningSync] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Sync with this person's devices until cancelled (``mirror serve``, the REPL with
+        sync on): listen on *listen* (default: the config's), discover on *interfaces*
+        (None: no discovery, []: the LAN, default: the config's), dial *peers* and the
+        config's. ``nursery.start`` returns once it listens."""
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        await devices.serve(self.core, listen=listen, interfaces=interfaces, peers=peers,
+                               task_status=task_status)
+
+    async def pair(
+        self,
+        on_offer: Callable[[PairingOffer], None],
+        *,
+        listen: tuple[str, int] | None = None,
+        interfaces: list[str] | Literal["config"] | None = "config",
+        timeout_s: float | None = None,
+        stop: trio.Event | None = None,
+    ) -> PairingResult:
+        """Let another device join: *on_offer* gets the code to show at once; returns
+        once a device joined, the time is up or *stop* was set, with every attempt."""
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.pair(self.core, listen=listen, interfaces=interfaces,
+                                  timeout_s=timeout_s, on_offer=on_offer, stop=stop)
+
+    async def join(
+        self,
+        code: str,
+        *,
+        address: tuple[str, int] | None = None,
+        name: str | None = None,
+        interfaces: list[str] | Literal["config"] | None = "config",
+        timeout_s: float | None = None,
+        force: bool = False,
+    ) -> JoinResult:
+        """Join the group of the device showing *code* (see :func:`devices.join_group`)."""
+        from . import devices  # reason: start-up; only commands that sync load the sync stack
+
+        return await devices.join_group(self.core, code, address=address, name=name,
+                                        interfaces=interfaces, timeout_s=timeout_s,
+                                        force=force)
+
+    # ------------------------------------------------------------------ the Commons
+
+    def commons_server(self) -> CommonsServer:
+        """The default Commons server (UsageError in local mode when it is not on the LAN)."""
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return commons.default_server(self.core)
+
+    async def commons_add_server(self, url: str, *, server_key: str | None = None
+                                 ) -> CommonsServer:
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.add_server(self.core, url, server_key)
+
+    async def commons_read(self, thread: str | None = None, *, offline: bool = False
+                           ) -> CommonsView:
+        """The Commons as cached here, refreshed from the server first unless *offline*."""
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.read(self.core, thread, offline=offline)
+
+    async def commons_thread(self, ref: str) -> tuple[Item, CommonsSync | None]:
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.thread_for(self.core, ref)
+
+    def commons_check(self, kind: str, fields: dict[str, str]) -> dict[str, str]:
+        """*fields* if a *kind* item (post, comment, reaction, insight) may carry them."""
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return commons.checked(kind, fields)
+
+    async def commons_insight(self, kind: str, ref: str) -> tuple[str, str]:
+        """(title, body) a pattern or tension would be published as (shared scope only)."""
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.insight_draft(self.core, kind, ref)
+
+    async def commons_publish(self, kind: str, fields: dict[str, str], *, what: str,
+                              summary: str) -> Published:
+        """Publish an item the person has seen and confirmed."""
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.publish_item(self.core, kind, fields, what, summary)
+
+    async def published(self) -> list[LedgerEntry]:
+        """The consent ledger: what was published, where and when, and what was withdrawn."""
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.published(self.core)
+
+    async def published_entry(self, ref: str) -> LedgerEntry:
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.published_entry(self.core, ref)
+
+    async def unpublish(self, ref: str) -> Withdrawal:
+        from . import commons  # reason: start-up; the Commons client loads the sync session stack
+
+        return await commons.withdraw(self.core, ref)
 
     # ------------------------------------------------------------------ other processes
 

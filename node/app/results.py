@@ -208,3 +208,47 @@ class SyncStatus:
     pending: int
     peers: tuple[dict[str, object], ...]  # as the running service wrote them (status.json)
     shared_documents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PairingOffer:
+    """What the person reads out to the other device: the code, and where this one waits."""
+
+    code: str
+    address: str  # host:port
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class PairingAttempt:
+    """A device that tried the code (the one that got in, and any other)."""
+
+    where: str
+    outcome: str  # joined, refused, wrong_code, … (node.sync.pairing.AttemptOutcome)
+    counted: bool  # counted against the code's guesses
+    device_id: str | None
+    name: str | None
+    description: str  # one line for the person
+
+
+@dataclass(frozen=True)
+class PairingResult:
+    joined_id: str | None  # the device that joined, if one did
+    joined_name: str | None
+    attempts: tuple[PairingAttempt, ...]
+    failure: str | None  # why pairing stopped, when it did not time out
+
+    @property
+    def others(self) -> tuple[PairingAttempt, ...]:
+        return tuple(a for a in self.attempts if a.outcome != "joined")
+
+    @property
+    def code_was_shared(self) -> bool:
+        """Another device also knew the code (it was refused): the person should check."""
+        return self.joined_id is not None and any(a.outcome == "refused" for a in self.others)
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    devices: int  # the group's size now
+    through_relay: bool

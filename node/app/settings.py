@@ -82,3 +82,8 @@ async def set_country(core: MirrorCore, value: str) -> str:
 
 async def set_sync_enabled(core: MirrorCore, on: bool) -> Config:
     return await save(core, core.config_to_change().with_changes(sync_enabled=on))
+
+
+async def change(core: MirrorCore, **changes: Any) -> Config:
+    """Change any settings of config.json at once (validated, saved, used from now on)."""
+    return await save(core, core.config_to_change().with_changes(**changes))

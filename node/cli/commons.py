@@ -1,39 +1,28 @@
 """Commons commands: ``mirror commons add|post|read|comment|react``, ``mirror publish``,
-``mirror published``, ``mirror unpublish``; and the REPL's ``/commons``.
+``mirror published``, ``mirror unpublish``.
 
 Every question asked interactively also takes its answer as a flag
 (``--title``, ``--body``, ``--yes``) so scripts never block on a prompt.
 Nothing leaves the device before the person has seen exactly what will be
-published and confirmed it (or passed ``--yes``).
+published and confirmed it (or passed ``--yes``); the operations are the
+application layer's (:mod:`node.app.commons`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from ..errors import MirrorError, UsageError
+from crdt.commons import Item
 
-if TYPE_CHECKING:
-    from crdt.commons import Item
-
-    from ..commons.home import CommonsServer
-    from ..commons.sync import SyncReport
-    from ..core import MirrorCore
-
-AddCommand = Callable[..., argparse.ArgumentParser]
-
-REPL_COMMANDS: dict[str, tuple[str, str]] = {
-    "commons": ("[THREAD]", "read the Commons (cached; refreshed when the server is reachable)"),
-}
-
-
-# --------------------------------------------------------------------------- helpers
+from ..app import Mirror
+from ..app.commons import CommonsSync, short_id
+from ..errors import UsageError
+from ..views.commons import one_line, render_thread, render_threads
+from .options import AddCommand
 
 
 def _ask(prompt: str, out: TextIO) -> str:
@@ -50,242 +39,104 @@ def _confirm(args: argparse.Namespace, question: str, out: TextIO) -> bool:
     return _ask(f"{question} [y/N] ", out).strip().lower() in ("y", "yes")
 
 
-def _server(core: MirrorCore) -> CommonsServer:
-    from ..commons.home import ServerList
-    from ..config import is_loopback_or_lan
-
-    server = ServerList(core.home.path).default()
-    _check_mode(core, server.url, is_loopback_or_lan)
-    return server
-
-
-def _check_mode(core: MirrorCore, url: str, is_near: Callable[[str], bool]) -> None:
-    if core.config.mirror_mode == "local" and not is_near(url):
-        raise UsageError(
-            f"local mode opens no connection beyond this machine and the LAN ({url}); "
-            "switch with 'mirror mode hybrid' to use a public Commons server")
-
-
-async def _sync(core: MirrorCore, out: TextIO, *, quiet_offline: bool = False) -> SyncReport | None:
-    """Sync with the default server; None (and a one-line note) when it is unreachable."""
-    from ..commons.home import AuthorKeys, ConsentLedger
-    from ..commons.sync import CommonsUnavailable, forget_withdrawn, sync_commons
-
-    server = _server(core)
-    ledger = await ConsentLedger.open(core.store)
-    try:
-        report = await sync_commons(core.store, server, AuthorKeys(core.home.path),
-                                    ledger.withdrawn())
-    except CommonsUnavailable as exc:
-        if not quiet_offline:
-            print(f"(offline: {exc}; showing what is cached on this device)", file=out)
-        return None
-    try:
-        report.forgotten = await forget_withdrawn(core.store, server, AuthorKeys(core.home.path))
-    except CommonsUnavailable as exc:  # the sync itself succeeded: note it, go on
-        print(f"(could not check for withdrawn or moderated items: {exc}; "
+def _say_sync(sync: CommonsSync | None, out: TextIO, *, quiet_offline: bool = False) -> None:
+    """The one-line notes of a sync: offline, or withdrawn items not checked."""
+    if sync is None:
+        return
+    if sync.offline is not None and not quiet_offline:
+        print(f"(offline: {sync.offline}; showing what is cached on this device)", file=out)
+    if sync.warning is not None:
+        print(f"(could not check for withdrawn or moderated items: {sync.warning}; "
               "cached copies of them stay until a later sync)", file=out)
-    sent_at = _now()
-    for doc_id in report.sent:
-        entry = ledger.get(doc_id)
-        if entry is not None and not entry.sent_at:
-            from dataclasses import replace
-
-            ledger.record(replace(entry, sent_at=sent_at))
-    await core.store.wait_durable()
-    return report
 
 
-def _now() -> str:
-    from crdt.values import format_timestamp, utc_now
-
-    return format_timestamp(utc_now())
-
-
-async def _publish(core: MirrorCore, kind: str, fields: dict[str, str], what: str,
+async def _publish(mirror: Mirror, kind: str, fields: dict[str, str], what: str,
                    summary: str, out: TextIO) -> int:
-    from ..commons.home import AuthorKeys, ConsentLedger, LedgerEntry, create_item
-
-    server = _server(core)
-    author = AuthorKeys(core.home.path).default()
-    stored = await create_item(core.store, author, kind, fields)
-    ledger = await ConsentLedger.open(core.store)
-    ledger.record(LedgerEntry(stored.doc_id, what, summary[:120], server.url, _now()))
-    await core.store.wait_durable()
-    report = await _sync(core, out, quiet_offline=True)
-    if report is None:
-        print(f"saved {_short(stored.doc_id)} on this device; {server.url} is unreachable — "
+    done = await mirror.commons_publish(kind, fields, what=what, summary=summary)
+    _say_sync(done.sync, out, quiet_offline=True)
+    if not done.sent:
+        print(f"saved {short_id(done.doc_id)} on this device; {done.server} is unreachable — "
               "it will be sent at the next 'mirror commons read'", file=out)
         return 1
-    print(f"published {_short(stored.doc_id)} to {server.url}", file=out)
+    print(f"published {short_id(done.doc_id)} to {done.server}", file=out)
     return 0
-
-
-def _short(doc_id: str) -> str:
-    return doc_id.rsplit("/", 1)[-1]
-
-
-def _resolve(items: list[Item], ref: str) -> Item:
-    ref = ref.strip().removeprefix("/")
-    hits = [i for i in items if i.doc_id == ref or i.doc_id.endswith("/" + ref)
-            or _short(i.doc_id).startswith(ref) or i.doc_id.removeprefix("commons/") == ref]
-    threads = [i for i in hits if i.kind in ("post", "insight")] or hits
-    if not threads:
-        raise UsageError(f"no cached thread matches {ref!r} (try 'mirror commons read')")
-    if len(threads) > 1:
-        raise UsageError(f"{ref!r} matches {len(threads)} items; give more of the id")
-    return threads[0]
-
-
-def render_threads(items: list[Item]) -> str:
-    threads = sorted((i for i in items if i.kind in ("post", "insight")),
-                     key=lambda i: (i.created_at, i.doc_id), reverse=True)
-    if not threads:
-        return "No threads yet: start one with 'mirror commons post'."
-    comments: dict[str, int] = {}
-    for i in items:
-        if i.kind == "comment":
-            comments[i.thread] = comments.get(i.thread, 0) + 1
-    return "\n".join(
-        f"{_short(t.doc_id)}  {t.created_at[:16]:16}  {t.author[:8]}  "
-        f"{_one_line(t.title, 50)}  ({comments.get(t.doc_id, 0)} comments)"
-        for t in threads)
-
-
-def render_thread(thread: Item, items: list[Item]) -> str:
-    lines = [thread.title, f"{thread.kind} by {thread.author[:12]} · {thread.created_at}", "",
-             thread.body]
-    reactions: dict[str, int] = {}
-    for i in items:
-        if i.kind == "reaction" and i.thread == thread.doc_id:
-            reactions[i.reaction] = reactions.get(i.reaction, 0) + 1
-    if reactions:
-        lines += ["", "  ".join(f"{k} {v}" for k, v in sorted(reactions.items()))]
-    comments = sorted((i for i in items if i.kind == "comment" and i.thread == thread.doc_id),
-                      key=lambda i: (i.created_at, i.doc_id))
-    lines += ["", f"{len(comments)} comments"]
-    for c in comments:
-        lines += [f"  — {c.author[:12]} · {c.created_at}", *("    " + x for x in
-                                                           c.body.splitlines() or [""])]
-    return "\n".join(lines)
-
-
-def _one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def _item_json(item: Item) -> dict[str, Any]:
     return asdict(item)
 
 
-# --------------------------------------------------------------------------- commands
-
-
-async def cmd_commons(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_commons(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     raise UsageError("mirror commons needs an action: add, post, read, comment or react")
 
 
-async def cmd_add(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..commons.home import CommonsServer, ServerList, normalise_url
-    from ..commons.sync import fetch_info
-    from ..config import is_loopback_or_lan
-
-    url = normalise_url(args.url)
-    _check_mode(core, url, is_loopback_or_lan)
-    info = await fetch_info(url)
-    key = bytes.fromhex(info["server_key"])
-    if args.server_key and args.server_key.lower() != key.hex():
-        raise MirrorError(f"{url} has server key {key.hex()[:16]}…, not the one given")
-    ServerList(core.home.path).add(CommonsServer(url, key))
-    print(f"added {url} (server key {key.hex()[:16]}…); it is now the default", file=out)
+async def cmd_add(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    server = await mirror.commons_add_server(args.url, server_key=args.server_key)
+    print(f"added {server.url} (server key {server.server_key.hex()[:16]}…); it is now the default",
+          file=out)
     return 0
 
 
-async def cmd_post(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt.commons import CommonsError, check_fields
-
+async def cmd_post(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     title = args.title if args.title is not None else _ask("Title: ", out)
     body = args.body if args.body is not None else _ask("Body: ", out)
-    try:
-        check_fields("post", {"title": title, "body": body})
-    except CommonsError as exc:
-        raise UsageError(str(exc)) from None
-    server = _server(core)
+    fields = mirror.commons_check("post", {"title": title, "body": body})
+    server = mirror.commons_server()
     print(f"This post will be public on {server.url}, signed by your author key:", file=out)
-    print(f"  title: {_one_line(title, 70)}", file=out)
+    print(f"  title: {one_line(title, 70)}", file=out)
     print(f"  body:  {len(body)} characters", file=out)
     if not _confirm(args, "Publish it?", out):
         print("not published", file=out)
         return 1
-    return await _publish(core, "post", {"title": title, "body": body}, "post", title, out)
+    return await _publish(mirror, "post", fields, "post", title, out)
 
 
-async def _thread_for(core: MirrorCore, ref: str, out: TextIO) -> Item:
-    from ..commons.home import ConsentLedger, load_cache
-
-    ledger = await ConsentLedger.open(core.store)
-    items = await load_cache(core.store, ledger.withdrawn())
-    try:
-        return _resolve(items, ref)
-    except UsageError:
-        await _sync(core, out)
-        return _resolve(await load_cache(core.store, ledger.withdrawn()), ref)
+async def _thread_for(mirror: Mirror, ref: str, out: TextIO) -> Item:
+    thread, sync = await mirror.commons_thread(ref)
+    _say_sync(sync, out)
+    return thread
 
 
-async def cmd_comment(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt.commons import CommonsError, check_fields
-
-    thread = await _thread_for(core, args.thread, out)
+async def cmd_comment(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    thread = await _thread_for(mirror, args.thread, out)
     body = args.body if args.body is not None else _ask("Comment: ", out)
-    try:
-        check_fields("comment", {"body": body, "thread": thread.doc_id})
-    except CommonsError as exc:
-        raise UsageError(str(exc)) from None
-    print(f"This comment on “{_one_line(thread.title, 50)}” will be public "
+    fields = mirror.commons_check("comment", {"body": body, "thread": thread.doc_id})
+    print(f"This comment on “{one_line(thread.title, 50)}” will be public "
           f"({len(body)} characters).", file=out)
     if not _confirm(args, "Publish it?", out):
         print("not published", file=out)
         return 1
-    return await _publish(core, "comment", {"body": body, "thread": thread.doc_id}, "comment",
-                          body, out)
+    return await _publish(mirror, "comment", fields, "comment", body, out)
 
 
-async def cmd_react(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt.commons import CommonsError, check_fields
-
-    thread = await _thread_for(core, args.thread, out)
-    try:
-        check_fields("reaction", {"reaction": args.reaction, "thread": thread.doc_id})
-    except CommonsError as exc:
-        raise UsageError(str(exc)) from None
-    if not _confirm(args, f"React {args.reaction} to “{_one_line(thread.title, 50)}” "
+async def cmd_react(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    thread = await _thread_for(mirror, args.thread, out)
+    fields = mirror.commons_check("reaction", {"reaction": args.reaction,
+                                               "thread": thread.doc_id})
+    if not _confirm(args, f"React {args.reaction} to “{one_line(thread.title, 50)}” "
                     "publicly?", out):
         print("not published", file=out)
         return 1
-    return await _publish(core, "reaction", {"reaction": args.reaction, "thread": thread.doc_id},
-                          "reaction", args.reaction, out)
+    return await _publish(mirror, "reaction", fields, "reaction", args.reaction, out)
 
 
-async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..commons.home import ConsentLedger, ServerList, load_cache
-
-    if not args.offline and ServerList(core.home.path).all():
-        # With --json, notes go to stderr: standard output stays one JSON value.
-        report = await _sync(core, sys.stderr if args.json else out)
-        if report is not None and report.forgotten and not args.json:
-            print(f"({report.forgotten} withdrawn or moderated item(s) deleted from this "
-                  "device's cache)", file=out)
-    ledger = await ConsentLedger.open(core.store)
-    items = await load_cache(core.store, ledger.withdrawn())
-    if args.thread:
-        thread = _resolve(items, args.thread)
+async def cmd_read(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    view = await mirror.commons_read(args.thread, offline=args.offline)
+    # With --json, notes go to stderr: standard output stays one JSON value.
+    _say_sync(view.sync, sys.stderr if args.json else out)
+    report = view.sync.report if view.sync is not None else None
+    if report is not None and report.forgotten and not args.json:
+        print(f"({report.forgotten} withdrawn or moderated item(s) deleted from this "
+              "device's cache)", file=out)
+    items = list(view.items)
+    if view.thread is not None:
         if args.json:
-            related = [_item_json(i) for i in items if i.thread == thread.doc_id]
-            json.dump({"thread": _item_json(thread), "items": related}, out, ensure_ascii=False)
+            related = [_item_json(i) for i in view.in_thread()]
+            json.dump({"thread": _item_json(view.thread), "items": related}, out,
+                      ensure_ascii=False)
             out.write("\n")
         else:
-            print(render_thread(thread, items), file=out)
+            print(render_thread(view.thread, items), file=out)
         return 0
     if args.json:
         json.dump([_item_json(i) for i in items], out, ensure_ascii=False)
@@ -295,36 +146,10 @@ async def cmd_read(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
-def insight_summary(kind: str, found: Any) -> tuple[str, str]:
-    """Title and body of a shared insight: names, counts and trends — never reflection text."""
-    if kind == "pattern":
-        title = f"Pattern: {found.label}"
-        body = (f"A recurring {found.kind} ({found.label}), seen in {found.count} reflections "
-                f"from {found.first_seen[:7]} to {found.last_seen[:7]}.")
-        return title, body
-    a, b = found.poles
-    weekly = " ".join(str(n) for n in found.weekly)
-    body = (f"A tension between {a} and {b}: {found.occurrences} times, "
-            f"status {found.status}, came back {found.episodes} times, mean intensity "
-            f"{found.intensity:.1f} of 5.\nWeekly counts, oldest first: {weekly}")
-    return f"Tension: {a} vs {b}", body
-
-
-async def cmd_publish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt.insights import Scope
-
+async def cmd_publish(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     # Shared scope: derived from reflections not marked private, and only its summary.
-    found: list[Any]
-    if args.kind == "pattern":
-        found = [p for p in await core.understanding.patterns(Scope.SHARED, minimum=1)
-                 if args.id in (p.key, p.label)]
-    else:
-        found = [t for t in await core.understanding.tensions(Scope.SHARED)
-                 if args.id in (t.key, f"{t.poles[0]} vs {t.poles[1]}")]
-    if not found:
-        raise UsageError(f"no {args.kind} {args.id!r} (see 'mirror {args.kind}s --json' for ids)")
-    title, body = insight_summary(args.kind, found[0])
-    server = _server(core)
+    title, body = await mirror.commons_insight(args.kind, args.id)
+    server = mirror.commons_server()
     print(f"Exactly this will leave this device, public on {server.url}:", file=out)
     print(f"  title: {title}", file=out)
     for line in body.splitlines():
@@ -333,13 +158,12 @@ async def cmd_publish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -
     if not _confirm(args, "Publish it?", out):
         print("not published", file=out)
         return 1
-    return await _publish(core, "insight", {"title": title, "body": body}, args.kind, title, out)
+    return await _publish(mirror, "insight", {"title": title, "body": body}, args.kind, title,
+                          out)
 
 
-async def cmd_published(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..commons.home import ConsentLedger
-
-    entries = (await ConsentLedger.open(core.store)).entries()
+async def cmd_published(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    entries = await mirror.published()
     if args.json:
         json.dump([e.__dict__ for e in entries], out, ensure_ascii=False)
         out.write("\n")
@@ -350,43 +174,25 @@ async def cmd_published(core: MirrorCore, args: argparse.Namespace, out: TextIO)
     for e in entries:
         state = (f"withdrawn {e.withdrawn_at}" if e.withdrawn_at
                  else f"sent {e.sent_at}" if e.sent_at else "not sent yet")
-        print(f"{_short(e.doc_id)}  {e.what:8} {e.published_at}  {e.server}  {state}  "
-              f"{_one_line(e.summary, 40)}", file=out)
+        print(f"{short_id(e.doc_id)}  {e.what:8} {e.published_at}  {e.server}  {state}  "
+              f"{one_line(e.summary, 40)}", file=out)
     return 0
 
 
-async def cmd_unpublish(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from dataclasses import replace
-
-    from ..commons.home import AuthorKeys, ConsentLedger
-    from ..commons.sync import post_json
-
-    ledger = await ConsentLedger.open(core.store)
-    hits = [e for e in ledger.entries() if _short(e.doc_id).startswith(args.id)
-            or e.doc_id == args.id]
-    if len(hits) != 1:
-        raise UsageError(
-            f"{args.id!r} matches {len(hits)} published items (see 'mirror published')")
-    entry = hits[0]
+async def cmd_unpublish(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    entry = await mirror.published_entry(args.id)
     if entry.withdrawn_at:
-        print(f"{_short(entry.doc_id)} was already withdrawn {entry.withdrawn_at}", file=out)
+        print(f"{short_id(entry.doc_id)} was already withdrawn {entry.withdrawn_at}", file=out)
         return 0
-    author = AuthorKeys(core.home.path).owner_of(entry.doc_id)
-    if author is None:
-        raise MirrorError("the author key of that item is not in this home")
-    if not _confirm(args, f"Withdraw {_short(entry.doc_id)} from {entry.server}?", out):
+    if not _confirm(args, f"Withdraw {short_id(entry.doc_id)} from {entry.server}?", out):
         print("nothing withdrawn", file=out)
         return 1
-    # Mark it first: from now on this node never offers it again, even if the request fails.
-    ledger.record(replace(entry, withdrawn_at=_now()))
-    await core.store.wait_durable()
-    answer = await post_json(entry.server, "/api/v1/withdraw", {
-        "doc_id": entry.doc_id, "signature": author.withdrawal(entry.doc_id).hex()})
-    if answer.get("held") is False:
-        print(f"withdrawn {_short(entry.doc_id)}: {entry.server} never held it "
+    done = await mirror.unpublish(args.id)
+    if not done.held:
+        print(f"withdrawn {short_id(entry.doc_id)}: {entry.server} never held it "
               "(nothing to delete there)", file=out)
     else:
-        print(f"withdrawn {_short(entry.doc_id)}: {entry.server} deleted it", file=out)
+        print(f"withdrawn {short_id(entry.doc_id)}: {entry.server} deleted it", file=out)
     return 0
 
 
@@ -427,17 +233,3 @@ def add_commands(add: AddCommand) -> None:
     p = add("unpublish", cmd_unpublish, "withdraw a published item: the server deletes it")
     p.add_argument("id", help="the item's id (or a unique prefix), see 'mirror published'")
     p.add_argument("--yes", action="store_true", help="withdraw without asking")
-
-
-async def repl_command(core: MirrorCore, name: str, rest: str) -> str:
-    """``/commons [THREAD]``: read the Commons; returns the text to show."""
-    import io
-
-    try:
-        words = shlex.split(rest)
-    except ValueError as exc:
-        raise UsageError(f"/{name}: {exc}") from None
-    out = io.StringIO()
-    args = argparse.Namespace(thread=words[0] if words else None, json=False, offline=False)
-    await cmd_read(core, args, out)
-    return out.getvalue().rstrip("\n")

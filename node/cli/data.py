@@ -1,39 +1,30 @@
-"""Data commands: import, backup, restore, encrypt — and the passphrase of an encrypted home.
-
-Passphrases come from ``--passphrase-file`` (first line), else ``MIRROR_PASSPHRASE``,
-else a prompt on the terminal (asked twice when it is new). A passphrase is
-never written anywhere. Argon2id runs in a worker thread.
-"""
+"""Data commands: import, backup, restore, encrypt (passphrases: :mod:`.passphrase`)."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import trio
 
 from crdt import crypto_at_rest as car
+from crdt.importers import FORMATS
 
+from ..app import Mirror
+from ..backup import home_in_use, restore_backup, write_backup
 from ..errors import MirrorError, UsageError
 from ..home import Home
+from ..identity import load_keyring
 from ..terminal import unfiltered
-
-if TYPE_CHECKING:
-    from ..core import MirrorCore
+from .passphrase import ENV_PASSPHRASE, passphrase
 
 log = logging.getLogger("mirror.cli")
 
-ENV_PASSPHRASE = "MIRROR_PASSPHRASE"
-PROMPT_ATTEMPTS = 3
-MAX_PASSPHRASE_FILE_BYTES = 64 * 1024
 
 AddCommand = Callable[..., argparse.ArgumentParser]
 HomeHandler = Callable[[Home, argparse.Namespace, TextIO], Awaitable[int]]
@@ -41,106 +32,6 @@ HomeHandler = Callable[[Home, argparse.Namespace, TextIO], Awaitable[int]]
 
 # --------------------------------------------------------------------------- passphrases
 
-
-def _from_file(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_PASSPHRASE_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the passphrase file ({exc.strerror})") from None
-    if len(raw) > MAX_PASSPHRASE_FILE_BYTES:
-        raise UsageError(f"{path}: too large for a passphrase file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: the passphrase file is not UTF-8") from None
-    line = text.split("\n", 1)[0].removesuffix("\r")
-    if not line:
-        raise UsageError(f"{path}: the first line (the passphrase) is empty")
-    return line
-
-
-def given_passphrase(args: argparse.Namespace) -> str | None:
-    """The passphrase a script gave, if any."""
-    path = getattr(args, "passphrase_file", None)
-    if path:
-        return _from_file(path)
-    env = os.environ.get(ENV_PASSPHRASE)
-    if env is not None:
-        if not env:
-            raise UsageError(f"{ENV_PASSPHRASE} is set but empty")
-        return env
-    return None
-
-
-def _can_prompt() -> bool:
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _ask(prompt: str) -> str:
-    return getpass.getpass(prompt)
-
-
-async def passphrase(args: argparse.Namespace, *, new: bool, purpose: str) -> str:
-    """A passphrase from the script or the person; *new* ones are asked twice."""
-    given = given_passphrase(args)
-    if given is not None:
-        return given
-    if not _can_prompt():
-        raise UsageError(f"{purpose} needs a passphrase: set {ENV_PASSPHRASE} or pass "
-                         "--passphrase-file")
-    first = await trio.to_thread.run_sync(_ask, f"Passphrase for {purpose}: ")
-    if not first:
-        raise UsageError("the passphrase is empty")
-    if new:
-        again = await trio.to_thread.run_sync(_ask, "Same passphrase again: ")
-        if again != first:
-            raise UsageError("the two passphrases differ; nothing changed")
-    return first
-
-
-async def unlock_home(home: Home, args: argparse.Namespace) -> car.BlobCipher | None:
-    """Before the core opens: create an encrypted store for ``init --passphrase``, or
-    unlock an encrypted one (asking up to three times on a terminal)."""
-    header = await trio.to_thread.run_sync(car.store_header, home.db_path)
-    if getattr(args, "init_passphrase", False) and header is None:
-        if home.exists():
-            raise UsageError(f"{home.path}: this home is not encrypted; to encrypt it, "
-                             "run: mirror encrypt")
-        return await _create_encrypted(home, args)
-    if header is None:
-        return None
-    given = given_passphrase(args)
-    if given is not None:
-        return await trio.to_thread.run_sync(car.unlock, header, given)
-    if not _can_prompt():
-        raise car.PassphraseRequiredError(
-            f"{home.path}: this home is encrypted; set {ENV_PASSPHRASE} or pass "
-            "--passphrase-file"
-        )
-    for attempt in range(PROMPT_ATTEMPTS):
-        typed = await trio.to_thread.run_sync(_ask, "Passphrase: ")
-        try:
-            return await trio.to_thread.run_sync(car.unlock, header, typed)
-        except car.WrongPassphraseError:
-            if attempt == PROMPT_ATTEMPTS - 1:
-                raise
-            print("wrong passphrase; try again", file=sys.stderr)
-    raise AssertionError("unreachable")
-
-
-async def _create_encrypted(home: Home, args: argparse.Namespace) -> car.BlobCipher:
-    from crdt import schema
-    from crdt.values import format_timestamp, utc_now
-
-    secret = await passphrase(args, new=True, purpose="this home")
-    home.ensure()
-    header, cipher = await trio.to_thread.run_sync(car.new_encryption, secret)
-    await trio.to_thread.run_sync(lambda: schema.create_store_file(
-        home.db_path, created_at=format_timestamp(utc_now()),
-        meta={car.META_KEY: header.to_text()},
-    ))
-    return cipher
 
 
 # --------------------------------------------------------------------------- progress
@@ -185,23 +76,9 @@ def _progress(args: argparse.Namespace, label: str) -> ProgressLine:
 # --------------------------------------------------------------------------- import
 
 
-async def cmd_import(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from crdt.import_plan import ImportFileError
-    from crdt.importers import apply_plan, read_source
-
-    path = args.path
-    zone = datetime.now().astimezone().tzinfo
-    try:
-        plan = await trio.to_thread.run_sync(
-            lambda: read_source(Path(path).expanduser(), args.format, default_tz=zone or UTC)
-        )
-        report = await apply_plan(
-            core.store, plan, share_class=core.journal.share_class,
-            private=args.private, dry_run=args.dry_run,
-        )
-    except ImportFileError as exc:
-        log.info("import of %s refused: %s", path, exc)
-        raise MirrorError(f"nothing imported: {exc}") from None
+async def cmd_import(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    report = await mirror.import_file(Path(args.path), fmt=args.format, private=args.private,
+                                      dry_run=args.dry_run)
     if args.json:
         json.dump(report.as_json(), out, ensure_ascii=False, indent=1)
         out.write("\n")
@@ -228,8 +105,6 @@ async def cmd_import(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
 
 
 async def cmd_backup(home: Home, args: argparse.Namespace, out: TextIO) -> int:
-    from ..backup import write_backup
-
     target = await trio.to_thread.run_sync(_backup_target, home, args.path, args.force)
     secret = await passphrase(args, new=True, purpose="the backup")
     progress = _progress(args, "backup")
@@ -264,8 +139,6 @@ def _restore_source(raw: str) -> Path:
 
 
 async def cmd_restore(home: Home, args: argparse.Namespace, out: TextIO) -> int:
-    from ..backup import restore_backup
-
     source = await trio.to_thread.run_sync(_restore_source, args.path)
     secret = await passphrase(args, new=False, purpose="the backup")
     progress = _progress(args, "restore")
@@ -285,9 +158,6 @@ async def cmd_restore(home: Home, args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_encrypt(home: Home, args: argparse.Namespace, out: TextIO) -> int:
-    from ..backup import home_in_use
-    from ..identity import load_keyring
-
     if not home.exists():
         raise MirrorError(f"{home.path}: no Mirror home here (to start an encrypted one: "
                           "mirror init --passphrase)")
@@ -317,8 +187,6 @@ def _passphrase_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(add: AddCommand) -> None:
-    from crdt.importers import FORMATS
-
     p = add("import", cmd_import, "import reflections: Day One (zip or JSON), jrnl JSON, "
             "a folder of Markdown files, or a Mirror JSON export")
     p.add_argument("path", help="the file or folder to import")

@@ -1,9 +1,8 @@
 """``mirror mood`` (a weekly mood timeline) and ``mirror config`` (the country whose crisis
-lines a crisis reply names), and the REPL's ``/mood`` and ``/config``.
+lines a crisis reply names).
 
-Contributed to the ``mirror`` parser through ``cli.COMMAND_MODULES``. The
-timeline reads the engine index (one valence per reflection, learned with it),
-local scope, private reflections included: it is this device's view and
+The timeline reads the engine index (one valence per reflection, learned with
+it), local scope, private reflections included: it is this device's view and
 nothing here writes to a document that can sync. The country is a key of
 ``config.json``, never synced.
 """
@@ -12,80 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
+from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any, TextIO
 
-import trio
-
-from ..core import MirrorCore
+from ..app import Mirror
+from ..app.dates import parse_when
+from ..engine.mood import MoodWeek, mood_sparkline
 from ..errors import UsageError
-from .main import AddCommand, parse_when
+from ..views.insight import render_countries, render_country, render_mood
+from .options import AddCommand
 
-COUNTRY_NONE_WORDS = frozenset({"none", "international", "clear", "-", "unset"})
 CONFIG_KEYS = ("country",)
 
 
-# --------------------------------------------------------------------------- mood
-
-
-async def mood_points(core: MirrorCore) -> list[Any]:
-    """One point per reflection still in the journal; valence computed now for those
-    learned before valence was recorded."""
-    from ..engine.mood import MoodPoint, valence_of
-
-    lexicon_positive = _positive_families()
-    points = []
-    missing: list[Any] = []
-    for x in await core.understanding.extractions():
-        if x.valence is None:
-            missing.append(x)
-            continue
-        points.append(MoodPoint(x.created_at, x.valence, x.risk, _feelings(x, lexicon_positive)))
-    if missing:
-        texts = {r.id: r.text for r in await core.journal.all()}
-        for x in missing:
-            v = valence_of(texts.get(x.rid, ""))
-            points.append(MoodPoint(x.created_at, v.score, v.risk, _feelings(x, lexicon_positive)))
-    return points
-
-
-def _positive_families() -> frozenset[str]:
-    from ..engine.lexicon import lexicon
-
-    return lexicon().positive_families
-
-
-def _feelings(x: Any, positive: frozenset[str]) -> tuple[str, ...]:
-    return tuple(i.key for i in x.items
-                 if i.kind == "emotion" and not (x.risk and i.key in positive))
-
-
-def render_mood(weeks: list[Any]) -> str:
-    from ..engine.mood import mood_sparkline
-
-    if not weeks or not any(w.reflections for w in weeks):
-        return "No mood yet: each reflection adds to it."
-    lines = [
-        f"Mood, {weeks[0].start:%Y-%m-%d} → {weeks[-1].start:%Y-%m-%d} "
-        f"(one mark per week, low to high; · no reflection):",
-        f"  {mood_sparkline(weeks)}",
-        "",
-    ]
-    for w in weeks:
-        if not w.reflections:
-            continue
-        feel = f"  {', '.join(w.feelings)}" if w.feelings else ""
-        risk = f"  ({w.at_risk} with a check-in or crisis reply)" if w.at_risk else ""
-        lines.append(f"  {w.week}  {w.valence:+.2f}  {w.reflections} "
-                     f"reflection{'s' if w.reflections != 1 else ''}{feel}{risk}")
-    return "\n".join(lines)
-
-
-def mood_json(weeks: list[Any]) -> dict[str, Any]:
-    from ..engine.mood import mood_sparkline
-
+def mood_json(weeks: Sequence[MoodWeek]) -> dict[str, Any]:
     return {
         "sparkline": mood_sparkline(weeks),
         "weeks": [{**asdict(w), "start": w.start.isoformat(), "feelings": list(w.feelings)}
@@ -93,17 +33,9 @@ def mood_json(weeks: list[Any]) -> dict[str, Any]:
     }
 
 
-async def mood_weeks_for(core: MirrorCore, weeks: int, until: datetime | None) -> list[Any]:
-    from ..engine.mood import MAX_WEEKS, mood_weeks
-
-    if not 1 <= weeks <= MAX_WEEKS:
-        raise UsageError(f"--weeks must be between 1 and {MAX_WEEKS} (got {weeks})")
-    return mood_weeks(await mood_points(core), weeks=weeks, until=until)
-
-
-async def cmd_mood(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_mood(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     until = parse_when(args.until) if args.until else None
-    weeks = await mood_weeks_for(core, args.weeks, until)
+    weeks = (await mirror.mood(weeks=args.weeks, until=until)).weeks
     if args.json:
         json.dump(mood_json(weeks), out, ensure_ascii=False, indent=1)
         out.write("\n")
@@ -112,58 +44,11 @@ async def cmd_mood(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> i
     return 0
 
 
-# --------------------------------------------------------------------------- config
-
-
-def render_country(code: str) -> str:
-    from ..engine.safety.helplines import helplines, where_help_is
-
-    found = helplines().find(code) if code else None
-    if found is None:
-        head = ("country: not set — crisis replies name your local emergency number and "
-                "findahelpline.com" if not code else
-                f"country: {code} (not in the table) — crisis replies name findahelpline.com")
-        return head + "\n(set one with: mirror config country CODE; list: --list)"
-    return "\n".join((
-        f"country: {found.code} ({found.name})",
-        f"crisis lines: {where_help_is(found.code)}",
-        f"if someone is hurting you: {where_help_is(found.code, violence=True)}",
-    ))
-
-
-def render_countries() -> str:
-    from ..engine.safety.helplines import helplines
-
-    rows = sorted(helplines().countries.values(), key=lambda c: c.code)
-    return "\n".join(f"{c.code}  {c.name.removeprefix('the ')}" for c in rows)
-
-
-async def set_country(core: MirrorCore, value: str) -> str:
-    """Set (or clear) the country; returns its code, "" when cleared. Raises UsageError."""
-    from ..engine.registry import engine_for
-    from ..engine.safety.helplines import helplines
-
-    if value.strip().lower() in COUNTRY_NONE_WORDS:
-        code = ""
-    else:
-        found = helplines().find(value)
-        if found is None:
-            raise UsageError(f"no crisis lines for {value!r} in the table; "
-                             "see: mirror config country --list (or 'none' for the "
-                             "international directory)")
-        code = found.code
-    new = core.config.with_changes(country=code)
-    await trio.to_thread.run_sync(core.home.save_config, new)
-    core.config = new
-    core.engine = engine_for(new, core.home)  # the next crisis reply names these lines
-    return code
-
-
-async def cmd_config(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_config(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     if args.key is None:
         if args.list:
             raise UsageError("--list goes with a key: mirror config country --list")
-        print(render_country(core.config.country), file=out)
+        print(render_country(mirror.config.country), file=out)
         return 0
     if args.key not in CONFIG_KEYS:
         raise UsageError(f"unknown setting {args.key!r}; settings: {', '.join(CONFIG_KEYS)}")
@@ -171,8 +56,8 @@ async def cmd_config(core: MirrorCore, args: argparse.Namespace, out: TextIO) ->
         print(render_countries(), file=out)
         return 0
     if args.value is not None:
-        await set_country(core, args.value)
-    print(render_country(core.config.country), file=out)
+        await mirror.set_country(args.value)
+    print(render_country(mirror.config.country), file=out)
     return 0
 
 
@@ -188,34 +73,3 @@ def add_commands(add: AddCommand) -> None:
     p.add_argument("value", nargs="?", help="the new value: a country code or name "
                    "(e.g. DE, Germany), or 'none' for the international directory")
     p.add_argument("--list", action="store_true", help="list the countries in the table")
-
-
-# --------------------------------------------------------------------------- REPL
-
-
-REPL_COMMANDS: dict[str, tuple[str, str]] = {
-    "mood": ("[WEEKS]", "your mood week by week (default: the last 12 weeks)"),
-    "config": ("country [CODE|none|--list]", "show or set the country of your crisis lines"),
-}
-
-
-async def repl_command(core: MirrorCore, name: str, rest: str) -> str:
-    """Run /NAME REST for the REPL; returns the text to show."""
-    try:
-        words = shlex.split(rest)
-    except ValueError as exc:
-        raise UsageError(f"/{name}: {exc}") from None
-    if name == "mood":
-        if len(words) > 1 or (words and not words[0].isdigit()):
-            raise UsageError("usage: /mood [WEEKS]")
-        weeks = int(words[0]) if words else 12
-        return render_mood(await mood_weeks_for(core, weeks, None))
-    if not words:
-        return render_country(core.config.country)
-    if words[0] not in CONFIG_KEYS or len(words) > 2:
-        raise UsageError("usage: /config country [CODE|none|--list]")
-    if len(words) == 2 and words[1] == "--list":
-        return render_countries()
-    if len(words) == 2:
-        await set_country(core, words[1])
-    return render_country(core.config.country)

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from ..app import Mirror
 from ..config import is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError, UsageError
+from .options import AddCommand
 
-if TYPE_CHECKING:
-    from ..core import MirrorCore
-
-AddCommand = Callable[..., argparse.ArgumentParser]
 MAX_RELAYS = 16
 
 
-async def cmd_relay(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    relays = list(core.config.relays)
+async def cmd_relay(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    relays = list(mirror.config.relays)
     if args.action == "list":
         if args.json:
-            json.dump({"relays": relays, "mode": core.config.mirror_mode}, out)
+            json.dump({"relays": relays, "mode": mirror.config.mirror_mode}, out)
             out.write("\n")
         elif not relays:
             print("no relay (add one with: mirror relay add URL)", file=out)
         for url in [] if args.json else relays:
-            print(f"{url}{_mode_note(core, url)}", file=out)
+            print(f"{url}{_mode_note(mirror, url)}", file=out)
         return 0
     if not args.url:
         raise UsageError(f"which relay? mirror relay {args.action} URL")
@@ -51,16 +48,14 @@ async def cmd_relay(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
         if url not in relays:
             raise MirrorError(f"{url} is not listed (see: mirror relay list)")
         relays.remove(url)
-    new = core.config.with_changes(relays=tuple(relays))
-    core.home.save_config(new)
-    core.config = new
+    await mirror.change_settings(relays=tuple(relays))
     verb = "added" if args.action == "add" else "removed"
-    print(f"{verb} {url}{_mode_note(core, url) if args.action == 'add' else ''}", file=out)
+    print(f"{verb} {url}{_mode_note(mirror, url) if args.action == 'add' else ''}", file=out)
     return 0
 
 
-def _mode_note(core: MirrorCore, url: str) -> str:
-    if core.config.mirror_mode == "local" and not is_loopback_or_lan(url):
+def _mode_note(mirror: Mirror, url: str) -> str:
+    if mirror.config.mirror_mode == "local" and not is_loopback_or_lan(url):
         return "  (not used in local mode: run mirror mode hybrid to reach it)"
     return ""
 

@@ -15,7 +15,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..app import Mirror
 from ..errors import MirrorError, UsageError
+from ..sync.blind import (
+    BlindStoreError,
+    BlindSync,
+    LogState,
+    load_states,
+    normalize_store_url,
+    open_http_client,
+    save_state,
+    usable_stores,
+)
+from ..sync.blind_client import StoreRefused
+from ..sync.runner import open_group
 
 if TYPE_CHECKING:
     from ..core import MirrorCore
@@ -33,16 +46,14 @@ def _when(seconds: object) -> str:
 
 
 def _url(text: str) -> str:
-    from ..sync.blind import normalize_store_url
-
     try:
         return normalize_store_url(text)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
-async def cmd_store(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..sync.blind import LogState, load_states, save_state, usable_stores
+async def cmd_store(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    core = mirror.core
 
     home = core.home.path
     states = load_states(home)
@@ -56,7 +67,6 @@ async def cmd_store(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
         if url in states:
             print(f"{url} is already configured", file=out)
             return 0
-        from ..sync.runner import open_group
 
         group = await open_group(core)
         await _check_store(core, group, url)
@@ -96,8 +106,6 @@ async def _check_store(core: MirrorCore, group: Group, url: str) -> None:
     """Ask *url* once for this group's usage, so that a URL that is no blind store
     (a Commons server's root, a typo) is refused now rather than failing at every
     sync; a Commons server's own store under /store is pointed out."""
-    from ..sync.blind import BlindStoreError, BlindSync, open_http_client
-    from ..sync.blind_client import StoreRefused
 
     async def answers(candidate: str) -> None:
         sync = BlindSync(core.store, group, candidate, core.home.path, http)
@@ -125,9 +133,6 @@ async def _check_store(core: MirrorCore, group: Group, url: str) -> None:
 
 
 async def _sync(core: MirrorCore, args: argparse.Namespace, out: TextIO, urls: list[str]) -> int:
-    from ..sync.blind import BlindStoreError, BlindSync, open_http_client
-    from ..sync.runner import open_group
-
     if not urls:
         raise MirrorError("no blind store usable in this mode (see: mirror store list)")
     group = await open_group(core)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..core import MirrorCore
-from .main import AddCommand
+from ..app import Mirror
+from .options import AddCommand
 
 
 def port_number(text: str) -> int:
@@ -22,10 +22,10 @@ def port_number(text: str) -> int:
     return value
 
 
-async def cmd_ui(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..ui.run import cmd_ui as run
+async def cmd_ui(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    from ..ui.run import cmd_ui as run  # reason: start-up; only `mirror ui` loads the server
 
-    return await run(core, args, out)
+    return await run(mirror, args, out)
 
 
 def add_commands(add: AddCommand) -> None:

@@ -17,11 +17,25 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
+from ..app import Mirror
 from ..errors import UsageError
-from .main import AddCommand
+from ..updates.errors import UpdateError
+from ..updates.release import (
+    MIRROR_DISTRIBUTION,
+    compare_with_installed,
+    fetch_release,
+    install_release,
+    installed_version,
+    load_saved_release,
+    refuse_downgrade,
+    resolve_release,
+    save_release,
+    trusted_keys,
+    verify_wheel,
+)
+from .options import AddCommand
 
 if TYPE_CHECKING:
-    from ..core import MirrorCore
     from ..updates.release import Comparison, VerifiedRelease
 
 
@@ -43,10 +57,8 @@ def _read_key_argument(text: str) -> tuple[str, str]:
     return key, comment.strip()
 
 
-async def cmd_keys_list(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.release import trusted_keys
-
-    keys = trusted_keys(core.home).load()
+async def cmd_keys_list(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    keys = trusted_keys(mirror.home).load()
     if getattr(args, "json", False):
         json.dump([{"key": k.key, "label": k.label, "added": k.added} for k in keys], out,
                   indent=1, ensure_ascii=False)
@@ -60,23 +72,19 @@ async def cmd_keys_list(core: MirrorCore, args: argparse.Namespace, out: TextIO)
     return 0
 
 
-async def cmd_keys_add(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.release import trusted_keys
-
+async def cmd_keys_add(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     key, comment = _read_key_argument(args.key)
     label = args.label or comment
     if not label:
         raise UsageError("name the key so you know whose it is: --label NAME")
-    entry = trusted_keys(core.home).add(key, label)
+    entry = trusted_keys(mirror.home).add(key, label)
     print(f"trusted {entry.key} as {entry.label!r}: releases it signs can now be installed "
           "when you ask", file=out)
     return 0
 
 
-async def cmd_keys_remove(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.release import trusted_keys
-
-    entry = trusted_keys(core.home).remove(args.key)
+async def cmd_keys_remove(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    entry = trusted_keys(mirror.home).remove(args.key)
     print(f"no longer trusting {entry.label!r} ({entry.key})", file=out)
     return 0
 
@@ -119,16 +127,14 @@ async def _confirm(release: VerifiedRelease, comparison: Comparison, *, yes: boo
 
 
 async def _install(
-    core: MirrorCore, release: VerifiedRelease, location: str | None, *,
+    mirror: Mirror, release: VerifiedRelease, location: str | None, *,
     yes: bool, allow_downgrade: bool, out: TextIO,
 ) -> int:
-    from ..updates.release import install_release
-
     async def confirm(r: VerifiedRelease, c: Comparison) -> bool:
         return await _confirm(r, c, yes=yes)
 
     before = await install_release(
-        core.home, release, location, mirror_mode=core.config.mirror_mode,
+        mirror.home, release, location, mirror_mode=mirror.config.mirror_mode,
         allow_downgrade=allow_downgrade, confirm=confirm,
     )
     if before is None:
@@ -139,23 +145,16 @@ async def _install(
     return 0
 
 
-async def cmd_check(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.release import (
-        compare_with_installed,
-        fetch_release,
-        refuse_downgrade,
-        save_release,
-    )
-
-    source = args.source or core.config.update_source
+async def cmd_check(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    source = args.source or mirror.config.update_source
     if not source:
         raise UsageError("where are releases published? mirror update check FILE|URL, "
                          "or set a default: mirror update source FILE|URL")
-    release = await fetch_release(core.home, source, mirror_mode=core.config.mirror_mode)
+    release = await fetch_release(mirror.home, source, mirror_mode=mirror.config.mirror_mode)
     comparison = compare_with_installed(release.manifest)
     refuse_downgrade(release.manifest, comparison, allow=args.allow_downgrade)
-    save_release(core.home, release)
-    auto = core.config.auto_update and comparison.relation == "newer"
+    save_release(mirror.home, release)
+    auto = mirror.config.auto_update and comparison.relation == "newer"
     if args.json:
         json.dump({**_release_json(release, comparison), "auto_install": auto}, out,
                   indent=1, ensure_ascii=False)
@@ -165,74 +164,58 @@ async def cmd_check(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> 
     if auto:
         if not args.json:
             print("auto-update is on: installing this verified release", file=out)
-        return await _install(core, release, None, yes=True, allow_downgrade=False, out=out)
+        return await _install(mirror, release, None, yes=True, allow_downgrade=False, out=out)
     if comparison.relation == "newer" and not args.json:
         print("nothing was installed; to install it: mirror update install", file=out)
     return 0
 
 
-async def cmd_verify(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.release import resolve_release, verify_wheel
-
-    release = await resolve_release(core.home, args.manifest,
-                                    mirror_mode=core.config.mirror_mode)
-    await verify_wheel(core.home, release, args.wheel, mirror_mode=core.config.mirror_mode)
+async def cmd_verify(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    release = await resolve_release(mirror.home, args.manifest,
+                                    mirror_mode=mirror.config.mirror_mode)
+    await verify_wheel(mirror.home, release, args.wheel, mirror_mode=mirror.config.mirror_mode)
     m = release.manifest
     print(f"verified: {m.wheel} is release {m.version} of fork {m.fork!r}, signed by your key "
           f"{release.label!r} (sha256 {m.sha256})", file=out)
     return 0
 
 
-async def cmd_install(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.release import resolve_release
-
-    release = await resolve_release(core.home, args.manifest,
-                                    mirror_mode=core.config.mirror_mode)
-    return await _install(core, release, args.wheel, yes=args.yes,
+async def cmd_install(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
+    release = await resolve_release(mirror.home, args.manifest,
+                                    mirror_mode=mirror.config.mirror_mode)
+    return await _install(mirror, release, args.wheel, yes=args.yes,
                           allow_downgrade=args.allow_downgrade, out=out)
 
 
 # --------------------------------------------------------------------------- settings
 
 
-async def cmd_source(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_source(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     if args.clear or args.source:
-        new = core.config.with_changes(update_source="" if args.clear else args.source)
-        core.home.save_config(new)
-        core.config = new
-    print(f"update source: {core.config.update_source or 'none'}", file=out)
+        await mirror.change_settings(update_source="" if args.clear else args.source)
+    print(f"update source: {mirror.config.update_source or 'none'}", file=out)
     return 0
 
 
-async def cmd_auto(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_auto(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     if args.state is not None:
-        new = core.config.with_changes(auto_update=args.state == "on")
-        core.home.save_config(new)
-        core.config = new
-    state = "on" if core.config.auto_update else "off"
+        await mirror.change_settings(auto_update=args.state == "on")
+    state = "on" if mirror.config.auto_update else "off"
     print(f"auto-update: {state}" + (
         " (mirror update check installs verified newer releases without asking)"
-        if core.config.auto_update else ""), file=out)
+        if mirror.config.auto_update else ""), file=out)
     return 0
 
 
-async def cmd_status(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
-    from ..updates.errors import UpdateError
-    from ..updates.release import (
-        MIRROR_DISTRIBUTION,
-        installed_version,
-        load_saved_release,
-        trusted_keys,
-    )
-
+async def cmd_status(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     print(f"installed: {MIRROR_DISTRIBUTION} {installed_version(MIRROR_DISTRIBUTION) or '?'}",
           file=out)
-    print(f"trusted keys: {len(trusted_keys(core.home).load())} (mirror update keys list)",
+    print(f"trusted keys: {len(trusted_keys(mirror.home).load())} (mirror update keys list)",
           file=out)
-    print(f"update source: {core.config.update_source or 'none'}", file=out)
-    print(f"auto-update: {'on' if core.config.auto_update else 'off'}", file=out)
+    print(f"update source: {mirror.config.update_source or 'none'}", file=out)
+    print(f"auto-update: {'on' if mirror.config.auto_update else 'off'}", file=out)
     try:
-        release = load_saved_release(core.home)
+        release = load_saved_release(mirror.home)
         last = release.describe() if release else "none (mirror update check)"
     except UpdateError as exc:
         last = f"no longer verifies: {exc}"

@@ -42,7 +42,11 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+import httpx_ws
 import trio
+import wsproto.events
+import wsproto.utilities
 
 from crdt import DocStore, SyncClass
 from crdt.commons import (
@@ -75,7 +79,7 @@ from protocol import (
 
 from ..errors import MirrorError
 from ..sync.catalogue import offerable
-from ..sync.documents import EMPTY_STATE_VECTOR
+from ..sync.documents import EMPTY_STATE_VECTOR, SessionPeer
 from ..sync.message_stream import MessageStream
 from ..sync.session import SessionError, SyncSession
 from .home import AuthorKeys, CommonsServer
@@ -110,8 +114,6 @@ class CommonsRefused(MirrorError):
 
 
 async def fetch_info(url: str) -> dict[str, Any]:
-    import httpx
-
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
             response = await client.get(url + "/api/v1/info")
@@ -130,8 +132,6 @@ async def fetch_info(url: str) -> dict[str, Any]:
 
 
 async def post_json(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    import httpx
-
     try:
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
             response = await client.post(url + path, json=body)
@@ -164,7 +164,6 @@ async def fetch_moderated(
     of each list; entries that are not strings are skipped. ``withdrawn`` is
     required; a server older than hiding and blocking lists only that. Anything
     else the server answers is :class:`CommonsUnavailable` with the reason."""
-    import httpx
 
     url = server.url + "/api/v1/withdrawn"
     lists: dict[str, list[str]] = {name: [] for name in MODERATED_LISTS}
@@ -196,7 +195,6 @@ class _MethodNotAllowed(Exception):
 async def _bounded_json(client: Any, method: str, url: str,
                         body: dict[str, Any] | None = None) -> Any:
     """The JSON answer to one request, read within MAX_WITHDRAWN_BODY_BYTES."""
-    import httpx
 
     data = bytearray()
     async with client.stream(method, url, json=body,
@@ -321,9 +319,6 @@ class WebSocketStream(MessageStream):
         self._server_closing = False
 
     async def _next_message(self) -> bytes | None:
-        import httpx_ws
-        import wsproto.events
-
         while not self._ended:
             try:
                 message = await self.ws.receive()
@@ -338,9 +333,6 @@ class WebSocketStream(MessageStream):
         return None
 
     async def _send_message(self, data: bytes) -> None:
-        import httpx_ws
-        import wsproto.utilities
-
         if self._server_closing:
             return
         try:
@@ -426,7 +418,7 @@ class CommonsSync:
         self.report.sent.append(request.doc_id)
         return encode_bundle([author.envelope(request.doc_id, delta, self.server.server_key)])
 
-    async def apply(self, session: SyncSession, message: Update) -> bool:
+    async def apply(self, session: SessionPeer, message: Update) -> bool:
         if self._mine(message.doc_id) and message.doc_id in self.withdrawn:
             return False
         try:
@@ -449,7 +441,7 @@ class CommonsSync:
         self.report.received.append(message.doc_id)
         return True
 
-    def live(self, session: SyncSession) -> AbstractContextManager[None]:
+    def live(self, session: SessionPeer) -> AbstractContextManager[None]:
         return nullcontext()  # one exchange, then the session ends: nothing is pushed live
 
     def observe(self, event: Event) -> None:
@@ -502,8 +494,6 @@ async def sync_commons(
     store: DocStore, server: CommonsServer, authors: AuthorKeys, withdrawn: set[str]
 ) -> SyncReport:
     """One session with *server*; CommonsUnavailable / CommonsRefused say why it failed."""
-    import httpx
-    import httpx_ws
 
     documents = CommonsSync(store, server, authors, withdrawn)
     try:

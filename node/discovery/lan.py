@@ -24,8 +24,8 @@ zeroconf runs on its own threads: every call into it goes through
 the trio token. Liveness is not decided here (sessions use heartbeats);
 removals are reported when they arrive.
 
-The errors, limits, events and tag matching are in :mod:`node.discovery_tags`;
-the zeroconf calls in :mod:`node.discovery_zeroconf`.
+The errors, limits, events and tag matching are in :mod:`node.discovery.tags`;
+the zeroconf calls in :mod:`node.discovery.zeroconf_bridge`.
 """
 
 from __future__ import annotations

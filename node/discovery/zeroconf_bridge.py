@@ -2,7 +2,7 @@
 
 zeroconf blocks and runs its own threads, so every call goes through
 ``trio.to_thread.run_sync``; its errors become one-line
-:class:`~node.discovery_tags.DiscoveryError`. Closing is bounded by
+:class:`~node.discovery.tags.DiscoveryError`. Closing is bounded by
 ``CLOSE_TIMEOUT_S`` and attempts every step.
 """
 
@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import Iterator, Sequence
 
+import ifaddr
 import trio
 from zeroconf import Error as ZeroconfError
 from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceInfo, Zeroconf
@@ -46,8 +47,6 @@ def _zeroconf_errors(action: str) -> Iterator[None]:
 
 
 def _lan_addresses() -> list[str]:
-    import ifaddr
-
     found = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
@@ -59,7 +58,6 @@ def _lan_addresses() -> list[str]:
 def _local_networks() -> list[Network]:
     """The subnets of this machine's interfaces (in the current network
     namespace), to dial a peer's addresses on them first."""
-    import ifaddr
 
     found: list[Network] = []
     for adapter in ifaddr.get_adapters():
@@ -159,5 +157,5 @@ async def _unregister(zc: Zeroconf, info: ServiceInfo) -> None:
 
 def _peer_addresses(info: ServiceInfo, networks: Sequence[Network]) -> tuple[str, ...]:
     """Every address a resolved instance advertised (IPv4 and IPv6), in the
-    order to dial them and capped (:func:`~node.discovery_tags.order_addresses`)."""
+    order to dial them and capped (:func:`~node.discovery.tags.order_addresses`)."""
     return order_addresses(info.parsed_addresses(IPVersion.All), networks)

@@ -16,9 +16,9 @@ rarer ones, in a shorter text rank higher.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +29,7 @@ BM25_B = 0.75
 TAG_WEIGHT = 2  # a tag counts as this many occurrences of its word
 MAX_QUERY_WORDS = 32
 SNIPPET_CHARS = 72
+STEM_CACHE_WORDS = 65_536  # a journal's vocabulary; each word is stemmed once
 
 _WORD = re.compile(r"\w+")
 
@@ -53,6 +54,7 @@ class Hit:
     matched_tags: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=STEM_CACHE_WORDS)
 def stem(word: str) -> str:
     if word.endswith(("ss", "us", "is")):
         return word
@@ -65,6 +67,26 @@ def stem(word: str) -> str:
 def _tokens(text: str) -> Iterable[tuple[str, int, int]]:
     for m in _WORD.finditer(text):
         yield stem(m.group().lower()), m.start(), m.end()
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _count(lower: str, key: str, word: str) -> int:
+    """How many words of *lower* stem to *word*, looking only at those holding *key*."""
+    count = 0
+    at = lower.find(key)
+    while at != -1:
+        start, end = at, at + len(key)
+        while start > 0 and _is_word_char(lower[start - 1]):
+            start -= 1
+        while end < len(lower) and _is_word_char(lower[end]):
+            end += 1
+        if stem(lower[start:end]) == word:
+            count += 1
+        at = lower.find(key, end)
+    return count
 
 
 def parse_query(text: str) -> SearchQuery:
@@ -88,27 +110,34 @@ def search(reflections: Sequence[Reflection], query: str | SearchQuery,
     q = parse_query(query) if isinstance(query, str) else query
     if q.empty:
         return []
-    docs: list[Counter[str]] = []
-    for r in reflections:
-        terms = Counter(word for word, _, _ in _tokens(r.text))
-        for tag in r.tags:
-            for word, _, _ in _tokens(tag):
-                terms[word] += TAG_WEIGHT
-        docs.append(terms)
-    n = len(docs)
+    n = len(reflections)
     if n == 0:
         return []
-    lengths = [sum(d.values()) for d in docs]
+    # A stem is in each word it comes from (but for the y of "worried" → "worry"):
+    # str.find locates it, and only the words around what it finds are stemmed, so
+    # the cost is a scan of the text in C, not a tokenization. Lengths are in words.
+    keys = [(w, w[:-1] if w.endswith("y") and len(w) > 1 else w) for w in q.words]
+    lengths: list[int] = []
+    tfs: dict[str, dict[int, int]] = {w: {} for w in q.words}
+    for i, r in enumerate(reflections):
+        lower = r.text.lower()
+        lengths.append(len(lower.split()) + TAG_WEIGHT * len(r.tags))
+        tag_text = " ".join(r.tags) if r.tags else ""
+        for word, key in keys:
+            tf = _count(lower, key, word)
+            if key in tag_text:
+                tf += TAG_WEIGHT * _count(tag_text, key, word)
+            if tf:
+                tfs[word][i] = tf
     avgdl = sum(lengths) / n or 1.0
     wanted_tags = set(q.tags)
     scores: dict[int, float] = {}
     for word in q.words:
-        having = [i for i, d in enumerate(docs) if word in d]
+        having = tfs[word]
         if not having:
             continue
         idf = math.log(1 + (n - len(having) + 0.5) / (len(having) + 0.5))
-        for i in having:
-            tf = docs[i][word]
+        for i, tf in having.items():
             norm = tf + BM25_K1 * (1 - BM25_B + BM25_B * lengths[i] / avgdl)
             scores[i] = scores.get(i, 0.0) + idf * tf * (BM25_K1 + 1) / norm
     if wanted_tags:

@@ -33,6 +33,7 @@ import functools
 import logging
 import shlex
 import sys
+import textwrap
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -51,36 +52,26 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from crdt import StoreError, ValueRangeError
 from crdt.journal import Reflection
 
-from ..cli.ask import REPL_COMMANDS as ASK_COMMANDS
-from ..cli.ask import repl_command as ask_command
-from ..cli.commons import REPL_COMMANDS as COMMONS_COMMANDS
-from ..cli.commons import repl_command as commons_command
-from ..cli.conventions import REPL_COMMANDS as JOURNAL_COMMANDS
-from ..cli.conventions import describe_filter, filter_of, parse_repl_args
-from ..cli.conventions import repl_command as journal_command
-from ..cli.engine import ENGINE_CHOICES, REPL_COMMANDS, repl_command
-from ..cli.main import (
-    format_list_line,
-    format_reflection,
-    is_single_markdown_file,
-    short_line,
-    write_export,
-)
-from ..cli.mood import REPL_COMMANDS as MOOD_COMMANDS
-from ..cli.mood import repl_command as mood_command
+from ..app import Arrival, Mirror
+from ..app.exporting import EXPORT_FORMATS
+from ..app.settings import ENGINE_CHOICES
 from ..config import MIRROR_MODES
-from ..core import Arrival, MirrorCore
+from ..drafts import edit_in_editor
 from ..engine.base import EngineNotice
 from ..errors import MirrorError, UsageError
 from ..files import ensure_private_file
+from ..journal.arguments import filter_of
 from ..pager import DEFAULT_COLUMNS, display_width, use_colour
 from ..terminal import printable
+from ..views.conventions import describe_filter
+from ..views.journal import arrival_line, format_list_line, format_reflection, plural
+from .commands import VIEWS, run_view
+from .conventions import JOURNAL_COMMANDS, parse_repl_args, run_journal_command
 
 log = logging.getLogger("mirror.repl")
 
 PROMPT = "mirror> "
 LIST_DEFAULT = 20
-EXPORT_FORMATS = ("json", "markdown")
 KEYS_HINT = "Esc-Enter: new line · /help"
 
 # name → (arguments, what it does); the order is the order of /help.
@@ -97,10 +88,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("[on|off]", "sync status, or turn syncing with your devices on or off"),
     "export": ("json|markdown PATH", "everything, as one JSON file or a Markdown folder"),
     "mode": ("[local|hybrid|cloud]", "show or set the mirror mode"),
-    **REPL_COMMANDS,  # /patterns /tensions /graph /evolve /related /engine
-    **ASK_COMMANDS,  # /ask /digest
-    **COMMONS_COMMANDS,  # /commons
-    **MOOD_COMMANDS,  # /mood /config
+    **VIEWS,  # /patterns /tensions /graph /evolve /related /engine /ask /digest /commons …
     "help": ("", "this help"),
     "quit": ("", "leave (also /exit or Ctrl-D)"),
     "exit": ("", "leave"),
@@ -117,12 +105,10 @@ MIN_COLUMNS = 40  # narrower than this, a terminal's size is not believed
 HELP_COLUMN = 28  # the widest /command column before descriptions go below it
 
 
-def help_text(width: int = 80) -> str:
+def help_text(width: int = DEFAULT_COLUMNS) -> str:
     """The help, every line at most *width* columns: descriptions wrap at word
     boundaries beside their command, or below a command too long for the column."""
-    import textwrap
-
-    width = max(width, 40)
+    width = max(width, MIN_COLUMNS)
     lines: list[str] = []
     for line in (
         "Type a reflection and press Enter to save it; its mirrorback follows.",
@@ -132,9 +118,9 @@ def help_text(width: int = 80) -> str:
         lines += textwrap.wrap(line, width)
     lines.append("")
     column = min(HELP_COLUMN, max(display_width(f"  /{n} {a}") for n, (a, _) in COMMANDS.items()))
+    indent = " " * (column + 2)
     for name, (args, what) in COMMANDS.items():
         left = f"  /{name} {args}".rstrip()
-        indent = " " * (column + 2)
         if display_width(left) > column:
             lines += textwrap.wrap(left, width, subsequent_indent=" " * (len(name) + 4),
                                    break_on_hyphens=False)
@@ -147,19 +133,6 @@ def help_text(width: int = 80) -> str:
     lines += textwrap.wrap("A line starting with // is saved as a reflection starting with /.",
                            width)
     return "\n".join(lines)
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def arrival_line(arrival: Arrival, reflections: Iterable[Reflection]) -> str:
-    items = list(reflections)
-    lines = items[-1].text.strip().splitlines()
-    newest = short_line(lines[0] if lines else "")
-    if len(items) == 1:
-        return f"1 reflection arrived from {arrival.source}: {newest}"
-    return f"{plural(len(items), 'reflection')} arrived from {arrival.source}; newest: {newest}"
 
 
 class CommandCompleter(Completer):
@@ -304,16 +277,16 @@ class _Terminal:
 
 
 class Repl:
-    """One interactive session over *core*; see :func:`run_repl`."""
+    """One interactive session over *mirror*; see :func:`run_repl`."""
 
-    def __init__(self, core: MirrorCore) -> None:
+    def __init__(self, mirror: Mirror) -> None:
         """Create inside the prompt-toolkit app session the REPL runs in."""
-        self.core = core
+        self.mirror = mirror
         session: PromptSession[str] = PromptSession(
             PROMPT,
             multiline=True,
             prompt_continuation=lambda width, line_no, wrapped: "… ".rjust(width),
-            history=CommandHistory(private_history(core.home.history_path)),
+            history=CommandHistory(private_history(mirror.home.history_path)),
             completer=CommandCompleter(),
             complete_while_typing=False,
             key_bindings=key_bindings(),
@@ -322,9 +295,6 @@ class Repl:
         self.terminal = _Terminal(session)
         self.reflections = 0
         self.own_ids: set[str] = set()
-        self.to_delete: Reflection | None = None  # asked "Delete this reflection?"
-        self.nursery: trio.Nursery | None = None  # where background sync runs
-        self.sync_scope: trio.CancelScope | None = None
         self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
             "help": self.cmd_help,
             "list": self.cmd_list,
@@ -332,22 +302,22 @@ class Repl:
             "private": self.cmd_private,
             "export": self.cmd_export,
             "mode": self.cmd_mode,
-            **{n: functools.partial(self.cmd_engine_view, n) for n in REPL_COMMANDS},
-            **{n: functools.partial(self.cmd_ask, n) for n in ASK_COMMANDS},
-            "commons": self.cmd_commons,
+            **{n: functools.partial(self.cmd_view, n) for n in VIEWS},
             **{n: functools.partial(self.cmd_journal, n) for n in JOURNAL_COMMANDS},
             "edit": self.cmd_edit,
             "delete": self.cmd_delete,
             "sync": self.cmd_sync,
-            **{n: functools.partial(self.cmd_mood_view, n) for n in MOOD_COMMANDS},
         }
+        self.to_delete: Reflection | None = None  # asked "Delete this reflection?"
+        self.nursery: trio.Nursery | None = None  # where background sync runs
+        self.sync_scope: trio.CancelScope | None = None
 
     def say(self, text: str = "") -> None:
         self.terminal.write(printable(text) + "\n")
 
     def status(self) -> str:
         return (
-            f"{self.core.config.mirror_mode} · {self.core.engine.name} engine · "
+            f"{self.mirror.config.mirror_mode} · {self.mirror.engine_name} engine · "
             f"{plural(self.reflections, 'reflection')}"
         )
 
@@ -356,13 +326,13 @@ class Repl:
         return f" {self.status()}  │  {KEYS_HINT}"
 
     async def refresh_counts(self) -> None:
-        self.reflections = (await self.core.counts()).reflections
+        self.reflections = await self.mirror.reflection_count()
 
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
         await self.refresh_counts()
-        self.say(f"Mirror · home {self.core.home.path}")
+        self.say(f"Mirror · home {self.mirror.home.path}")
         self.say(self.status())
         self.say("Type a reflection, or /help. Esc-Enter starts a new line; Ctrl-D quits.")
         while True:
@@ -403,7 +373,7 @@ class Repl:
         except Exception as exc:
             log.exception("/%s failed", name or "reflect")
             self.say(
-                f"error: unexpected {type(exc).__name__}; details in {self.core.home.log_path}"
+                f"error: unexpected {type(exc).__name__}; details in {self.mirror.home.log_path}"
             )
         return True
 
@@ -421,7 +391,7 @@ class Repl:
     # ------------------------------------------------------------------ reflecting
 
     async def reflect(self, text: str, *, private: bool = False) -> None:
-        reflection = await self.core.reflect(text, private=private)
+        reflection = await self.mirror.save(text, private=private)
         self.own_ids.add(reflection.id)
         await self.refresh_counts()
         self.say(f"saved {reflection.id[:8]}" + (" (private)" if private else ""))
@@ -431,7 +401,7 @@ class Repl:
         """Stream the mirrorback of *reflection* (saved with it) to the screen."""
         self.say()
         try:
-            async for chunk in self.core.stream_mirrorback(reflection):
+            async for chunk in self.mirror.stream_mirrorback(reflection):
                 if isinstance(chunk, EngineNotice):  # shown now, not part of the mirrorback
                     self.say(f"({chunk.text})")
                     self.say()
@@ -449,7 +419,7 @@ class Repl:
         self.say()
 
     def on_arrival(self, arrival: Arrival) -> None:
-        # core.watch skips what this process wrote, except a write that lands while
+        # mirror.watch skips what this process wrote, except a write that lands while
         # it refreshes; the ids this REPL saved settle that case.
         news = [r for r in arrival.reflections if r.id not in self.own_ids]
         self.reflections += len(news)
@@ -476,18 +446,16 @@ class Repl:
                     limit = int(word)
                 except ValueError:
                     raise UsageError(f"/list takes a number or 'all' (got {word!r})") from None
-        from ..app import Mirror
-
         wanted = filter_of(args, limit=False)
-        listing = await Mirror(self.core).listing(wanted)
-        if not listing.total:
+        found = await self.mirror.listing(wanted)
+        if not found.total:
             self.say("No reflections yet. Type one and press Enter.")
             return
-        items = listing.reflections
+        items = found.reflections
         if not items:
             self.say(f"No reflection is {describe_filter(wanted)}")
             return
-        shown = items if limit is None else items[-limit:] if limit > 0 else []
+        shown = items if limit is None else items[-limit:] if limit > 0 else ()
         width = self.width()
         for r in shown:
             self.say(format_list_line(r, width))
@@ -505,7 +473,7 @@ class Repl:
     async def cmd_show(self, rest: str) -> None:
         if not rest:
             raise UsageError("/show needs an id, e.g. /show 1a2b")
-        _, r = await self.core.journal.find(rest)
+        r = await self.mirror.find(rest)
         self.say(format_reflection(r))
 
     async def cmd_private(self, rest: str) -> None:
@@ -521,15 +489,15 @@ class Repl:
         if len(args) != 2 or args[0] not in EXPORT_FORMATS:
             raise UsageError("usage: /export json|markdown PATH")
         fmt, target = args[0], Path(args[1])
-        written = await write_export(self.core, fmt, target)
-        single = fmt == "json" or is_single_markdown_file(target)
-        where = target if single else f"{target}/ ({len(written)} files)"
+        result = await self.mirror.export(target, fmt)
+        where = target if result.single_file else f"{target}/ ({len(result.files)} files)"
         self.say(f"exported {plural(self.reflections, 'reflection')} to {where}")
 
     async def cmd_journal(self, name: str, rest: str) -> None:
-        """/search /tags /star /unstar /onthisday /stats (node/cli_journal.py)."""
+        """/search /tags /star /unstar /onthisday /stats (node/repl/conventions.py)."""
         colour = use_colour(sys.__stdout__ or sys.stdout)
-        text = await journal_command(self.core, name, rest, colour=colour, width=self.width())
+        text = await run_journal_command(self.mirror, name, rest, colour=colour,
+                                         width=self.width())
         self.terminal.write(text + "\n")  # printable already, with our colours only
 
     async def cmd_edit(self, rest: str) -> None:
@@ -537,25 +505,25 @@ class Repl:
         if not ref:
             raise UsageError("/edit needs an id, e.g. /edit 1a2b (then the new text, or "
                              "none to write in $EDITOR)")
-        _, current = await self.core.journal.find(ref)
+        current = await self.mirror.find(ref)
         new = text.strip() or None
         if new is None:
-            from ..drafts import edit_in_editor
-
-            new = await trio.to_thread.run_sync(edit_in_editor, self.core.home.path,
+            new = await trio.to_thread.run_sync(edit_in_editor, self.mirror.home.path,
                                                 current.text)
-        if new.strip() == current.text:
+        result = await self.mirror.edit(current.id, text=new, mirrorback=False)
+        if result.after is result.before:
             self.say("unchanged")
             return
-        updated = await self.core.edit(current.id, text=new)
-        self.say(f"edited {updated.id[:8]}")
-        if current.mirrorback is not None:  # it quoted the old words and went with them
-            await self.show_mirrorback(updated)
+        self.say(f"edited {result.after.id[:8]}")
+        if result.scrub is not None and result.scrub.problem is not None:
+            self.say(f"error: {result.scrub.problem}")
+        if current.mirrorback is not None and result.after.text != current.text:
+            await self.show_mirrorback(result.after)  # the old one quoted the old words
 
     async def cmd_delete(self, rest: str) -> None:
         if not rest:
             raise UsageError("/delete needs an id, e.g. /delete 1a2b")
-        _, r = await self.core.journal.find(rest)
+        r = await self.mirror.find(rest)
         self.say(format_list_line(r, self.width()))
         self.say("Delete this reflection and all the engine learned from it? [y/N]")
         self.to_delete = r
@@ -567,28 +535,37 @@ class Repl:
         if answer.strip().lower() not in {"y", "yes"}:
             self.say("kept")
             return
-        await self.core.delete(r.id)
+        result = await self.mirror.delete(r.id)
         await self.refresh_counts()
         self.say(f"deleted {r.id[:8]}")
+        if result.scrub.problem is not None:
+            self.say(f"error: {result.scrub.problem}")
 
     async def cmd_sync(self, rest: str) -> None:
-        import argparse
-        import io
-
-        from ..cli.sync import cmd_sync
-
-        action = rest.strip().lower() or None
-        if action not in (None, "on", "off"):
+        action = rest.strip().lower()
+        if action not in ("", "on", "off"):
             raise UsageError(f"/sync takes on or off (got {rest!r})")
-        out = io.StringIO()
-        await cmd_sync(self.core, argparse.Namespace(action=action, json=False), out)
-        self.say(out.getvalue().rstrip("\n").replace("sync in the prompt:", "sync:"))
-        if action == "on" and self.sync_scope is None and self.nursery is not None:
-            self.nursery.start_soon(self._sync_until_off)
-            self.say("syncing with your devices while the prompt is open")
-        elif action == "off" and self.sync_scope is not None:
-            self.sync_scope.cancel()
-            self.sync_scope = None
+        if action:
+            await self.mirror.set_sync_enabled(action == "on")
+            if action == "on" and self.sync_scope is None and self.nursery is not None:
+                self.nursery.start_soon(self._sync_until_off)
+                self.say("sync: on (with your devices while the prompt is open)")
+            elif action == "off" and self.sync_scope is not None:
+                self.sync_scope.cancel()
+                self.sync_scope = None
+                self.say("sync: off")
+            else:
+                self.say(f"sync: {action}")
+            return
+        status = await self.mirror.sync_status()
+        if status.serving:
+            self.say(f"serving on {status.listening}; {status.pending} frames pending")
+        else:
+            self.say("not serving (/sync on, or: mirror serve)")
+        self.say(f"{plural(len(status.shared_documents), 'document')} shared with your devices")
+        for peer in status.peers:
+            state = "connected" if peer.get("connected") else "offline"
+            self.say(f"  {peer.get('name') or peer.get('device_id')}: {state}")
 
     async def _sync_until_off(self) -> None:
         with trio.CancelScope() as scope:
@@ -597,36 +574,22 @@ class Repl:
         if self.sync_scope is scope:
             self.sync_scope = None
 
-    async def cmd_engine_view(self, name: str, rest: str) -> None:
-        """The engine's views and settings (node/cli/engine.py)."""
-        self.say(await repl_command(self.core, name, rest))
-
-    async def cmd_ask(self, name: str, rest: str) -> None:
-        """Ask the journal, or its digest (node/cli/ask.py)."""
-        self.say(await ask_command(self.core, name, rest))
-
-    async def cmd_mood_view(self, name: str, rest: str) -> None:
-        """/mood and /config (node/cli/mood.py)."""
-        self.say(await mood_command(self.core, name, rest))
-
-    async def cmd_commons(self, rest: str) -> None:
-        """Read the Commons (node/cli/commons.py); the cache when the server is away."""
-        self.say(await commons_command(self.core, "commons", rest))
+    async def cmd_view(self, name: str, rest: str) -> None:
+        """The engine's views, questions, the mood, the Commons (node/repl/commands.py)."""
+        self.say(await run_view(self.mirror, name, rest))
 
     async def cmd_mode(self, rest: str) -> None:
         if not rest:
-            self.say(f"mode: {self.core.config.mirror_mode} (choose {'|'.join(MIRROR_MODES)})")
+            self.say(f"mode: {self.mirror.config.mirror_mode} (choose {'|'.join(MIRROR_MODES)})")
             return
         if rest not in MIRROR_MODES:
             raise UsageError(f"/mode takes one of {', '.join(MIRROR_MODES)} (got {rest!r})")
-        new = self.core.config.with_changes(mirror_mode=rest)
-        await trio.to_thread.run_sync(self.core.home.save_config, new)
-        self.core.config = new
+        new = await self.mirror.set_mode(rest)
         self.say(f"mode: {new.mirror_mode}")
 
 
 async def run_repl(
-    core: MirrorCore, *, input: Input | None = None, output: Output | None = None
+    mirror: Mirror, *, input: Input | None = None, output: Output | None = None
 ) -> None:
     """Run the interactive prompt until /quit, Ctrl-D or cancellation.
 
@@ -637,12 +600,12 @@ async def run_repl(
         raise UsageError("the interactive prompt needs a terminal; "
                          "to save text from a pipe, use: mirror reflect")
     with create_app_session(input=input, output=output), patch_stdout(raw=True):
-        repl = Repl(core)
+        repl = Repl(mirror)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_close_prompt_when_cancelled, repl.terminal)
             nursery.start_soon(_watch_arrivals, repl)
             repl.nursery = nursery
-            if core.config.sync_enabled:
+            if mirror.config.sync_enabled:
                 nursery.start_soon(repl._sync_until_off)
             await repl.run()
             nursery.cancel_scope.cancel()
@@ -657,26 +620,17 @@ async def _close_prompt_when_cancelled(terminal: _Terminal) -> None:
 
 async def _sync_in_background(repl: Repl) -> None:
     """Run the node's sync like ``mirror serve`` while the prompt is open."""
-    from ..config import parse_host_port
-    from ..sync.runner import run_sync
-
-    config = repl.core.config
     try:
-        await run_sync(
-            repl.core,
-            listen=parse_host_port(config.sync_listen, what="sync_listen"),
-            interfaces=list(config.discovery_interfaces) if config.discovery else None,
-            peers=[parse_host_port(p, what="sync_peers") for p in config.sync_peers],
-        )
+        await repl.mirror.serve()
     except Exception as exc:
         log.exception("background sync failed")
-        repl.say(f"error: sync stopped ({exc}); details in {repl.core.home.log_path}")
+        repl.say(f"error: sync stopped ({exc}); details in {repl.mirror.home.log_path}")
 
 
 async def _watch_arrivals(repl: Repl) -> None:
     try:
-        await repl.core.watch(repl.on_arrival)
+        await repl.mirror.watch(repl.on_arrival)
     except Exception:
         log.exception("watching for other processes' reflections failed")
         repl.say("error: stopped looking for reflections from other processes "
-                 f"(details in {repl.core.home.log_path})")
+                 f"(details in {repl.mirror.home.log_path})")

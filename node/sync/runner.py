@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from crdt import StoredDoc
+from protocol import discovery_tag
 
 from ..core import MirrorCore
+from ..identity import load_keyring
+from .documents import SessionPeer
 from .group import Group
 from .service import SyncService
-from .session import SyncSession
 
 if TYPE_CHECKING:
     from ..discovery.lan import Discovery
@@ -34,8 +36,6 @@ class RunningSync:
 
 
 async def open_group(core: MirrorCore) -> Group:
-    from ..identity import load_keyring
-
     ring = await trio.to_thread.run_sync(load_keyring, core.home.path)
     return await Group.open(core.store, ring)
 
@@ -45,8 +45,7 @@ async def _discovery(group: Group, port: int, interfaces: list[str] | None) -> A
     if interfaces is None:
         yield None
         return
-    from protocol import discovery_tag
-
+    # reason: start-up; zeroconf is loaded only when discovery is on
     from ..discovery.lan import open_discovery
 
     def tag_for_hour(hour: int) -> bytes:
@@ -79,7 +78,7 @@ async def run_sync(
     *relays*: None = the configured ones this mode may use."""
     group = await open_group(core)
 
-    def arrived(session: SyncSession, stored: StoredDoc) -> None:
+    def arrived(session: SessionPeer, stored: StoredDoc) -> None:
         name = core.peer_names.get(str(hash(session.origin)))
         if name is None:
             name = _device_name(group, session.peer_device_id)
@@ -90,11 +89,13 @@ async def run_sync(
         # A reflection deleted on another device is forgotten and scrubbed here too.
         await nursery.start(core.follow_peer_deletes)
         port = await nursery.start(service.run)
+        # reason: start-up; httpx-ws is loaded only when a relay is configured
         from .relay import RelayLinks, usable_relays
 
         relays = usable_relays(core.config) if relays is None else tuple(relays)
         if relays:  # through a relay to each device that is not on the LAN
             nursery.start_soon(RelayLinks(service, relays).run)
+        # reason: start-up; httpx is loaded only when the mode allows blind stores
         from .blind import load_states, run_blind_stores, usable_stores
 
         stores = usable_stores(core.config.mirror_mode, load_states(core.home.path))
@@ -110,7 +111,7 @@ async def run_sync(
 async def dial_discovered(service: SyncService, disc: Discovery) -> None:
     """Dial each device discovery finds, at every address it advertised (best
     first), until cancelled."""
-    from ..discovery.lan import PeerFound
+    from ..discovery.lan import PeerFound  # reason: start-up (zeroconf), as above
 
     with disc.subscribe() as events:  # starts with the peers already known
         async for event in events:

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from ..files import write_private_json
 from ..processes import process_alive
 from .catalogue import offerable
 from .dialing import MAX_DIAL_ADDRESSES, connect_first
+from .documents import ArrivalHook, SessionPeer
 from .group import Group
 from .session import SessionError, SyncSession
 
@@ -94,11 +96,9 @@ class SyncService:
         listen: tuple[str, int],
         peers: Iterable[tuple[str, int]] = (),
         classes: Iterable[SyncClass] = (SyncClass.DEVICES,),
-        on_arrival: Callable[[SyncSession, StoredDoc], None] | None = None,
+        on_arrival: ArrivalHook | None = None,
         wall_clock: Callable[[], float] | None = None,
     ) -> None:
-        import time
-
         self.core = core
         self.store = core.store
         self.group = group
@@ -355,7 +355,7 @@ class SyncService:
             status.updates_in = session.stats.updates_in
             status.updates_out = session.stats.updates_out
 
-    def _arrived(self, session: SyncSession, stored: StoredDoc) -> None:
+    def _arrived(self, session: SessionPeer, stored: StoredDoc) -> None:
         self.stats.updates_in += 1
         self._touch()
         if self._on_arrival is not None:
@@ -376,14 +376,22 @@ class SyncService:
             self._group_changed = True
 
     async def _refresh_loop(self) -> None:
-        while True:
-            await trio.sleep(REFRESH_INTERVAL_S)
-            await self.store.refresh()
-            found, self._found_documents[:] = list(self._found_documents), []
-            await self._pick_up(found)
-            if self._group_changed:
-                self._group_changed = False
-                self.group.refresh()
+        # The process's one refresh loop (node.refresh): the REPL's watch hears the
+        # same refreshes, so neither misses what the other's refresh brought.
+        refresher = self.core.refresher
+        with refresher.subscribe() as refreshes:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(refresher.run, REFRESH_INTERVAL_S)
+                while True:
+                    await refreshes.wait()
+                    await self._after_refresh()
+
+    async def _after_refresh(self) -> None:
+        found, self._found_documents[:] = list(self._found_documents), []
+        await self._pick_up(found)
+        if self._group_changed:
+            self._group_changed = False
+            self.group.refresh()
 
     async def _pick_up(self, new_documents: Iterable[DocInfo]) -> None:
         restart = False

@@ -253,7 +253,7 @@ class UiBackend:
 
     async def offer_pairing(self, on_shown: Callable[[dict[str, Any]], None]) -> None:
         """Run one pairing offer (in the server's nursery); *on_shown* gets the code."""
-        from ..app.pairing import PairingOffer, offer_pairing
+        from ..app import PairingOffer
 
         def shown(offer: PairingOffer) -> None:
             self._pairing_update(state="waiting", code=offer.code, address=offer.address,
@@ -261,23 +261,26 @@ class UiBackend:
             on_shown(dict(self.pairing))
 
         try:
-            outcome = await offer_pairing(self.mirror, shown)
+            outcome = await self.mirror.pair(shown)
         except Exception as exc:
             self._pairing_update(state="failed", failure=str(exc))
             raise
         if outcome.joined_id is not None:
             self._pairing_update(state="joined", name=outcome.joined_name,
-                                 device_id=outcome.joined_id, attempts=list(outcome.attempts))
+                                 device_id=outcome.joined_id,
+                                 attempts=[a.description for a in outcome.others])
         else:
-            self._pairing_update(state="failed", failure=outcome.failure,
-                                 attempts=list(outcome.attempts))
+            self._pairing_update(state="failed",
+                                 failure=outcome.failure or "no device joined in time; "
+                                 "the code is void", attempts=[a.description
+                                                               for a in outcome.others])
 
     async def join(self, code: str, address: str, name: str) -> dict[str, Any]:
-        from ..app.pairing import join_device
+        from ..config import parse_host_port
 
-        outcome = await join_device(self.mirror, code, address=address or None,
-                                    name=name or None)
-        return {"devices": outcome.devices}
+        where = parse_host_port(address, what="address") if address else None
+        outcome = await self.mirror.join(code, address=where, name=name or None)
+        return {"devices": outcome.devices, "through_relay": outcome.through_relay}
 
     # ------------------------------------------------------------------ commons
 

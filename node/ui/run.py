@@ -19,7 +19,6 @@ import trio
 
 from ..app import Mirror
 from ..app.browse import follow_changes
-from ..core import MirrorCore
 from ..files import write_private
 from .backend import UiBackend
 from .push import ChangeFeed
@@ -78,9 +77,9 @@ async def run_ui(mirror: Mirror, *, port: int, browser: bool, out: TextIO,
         task_status.started(app)
 
 
-async def cmd_ui(core: MirrorCore, args: argparse.Namespace, out: TextIO) -> int:
+async def cmd_ui(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     try:
-        await run_ui(Mirror(core), port=args.port, browser=args.browser, out=out)
+        await run_ui(mirror, port=args.port, browser=args.browser, out=out)
     except OSError as exc:
         from ..errors import MirrorError
 

@@ -1,4 +1,7 @@
-"""Choosing the engine that the config asks for.
+"""The composition root of the engines: the one place that knows every engine and
+builds the one the config asks for (the core, the application layer and the sync
+service get theirs from here; ``node.engine`` never loads ``node.llm``, which
+builds on it).
 
 ``offline`` is built in. ``local_llm`` and ``remote_llm`` are ``LLMEngine``s
 (node/llm) with the offline engine behind them; building one imports neither
@@ -13,19 +16,20 @@ from typing import TYPE_CHECKING
 
 from crdt.journal import Reflection
 
-from .base import Engine
-from .extract import Extraction
+from .engine.base import Engine
+from .engine.extract import Extraction
+from .engine.offline import OfflineEngine
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..home import Home
-    from ..llm.client import LLMTarget
+    from .config import Config
+    from .home import Home
+    from .llm.client import LLMTarget
 
 
 def llm_target(config: Config, home: Home) -> LLMTarget:
     """Where the configured model is; for ``remote_llm`` this reads the key."""
-    from ..llm.client import LLMTarget
-    from ..llm.keys import resolve_api_key
+    from .llm.client import LLMTarget  # reason: start-up (offline homes never load node.llm)
+    from .llm.keys import resolve_api_key
 
     remote = config.engine_mode == "remote_llm"
     key = resolve_api_key(home.path, config.engine_key_file) if remote else ""
@@ -41,10 +45,8 @@ def llm_target(config: Config, home: Home) -> LLMTarget:
 def engine_for(config: Config, home: Home) -> Engine:
     """The engine for *config*."""
     if config.engine_mode == "offline":
-        from .offline import OfflineEngine
-
         return OfflineEngine(country=config.country)
-    from ..llm.engine import LLMEngine
+    from .llm.engine import LLMEngine  # reason: start-up (offline homes never load node.llm)
 
     return LLMEngine(
         config.engine_mode,
@@ -68,7 +70,8 @@ def enricher_for(
     async def enrich(reflection: Reflection, offline: Extraction) -> Extraction:
         if remote and reflection.private:
             return offline  # a private reflection never goes to a remote API
-        from ..llm.extraction import llm_extract
+        # reason: start-up (offline homes never load node.llm)
+        from .llm.extraction import llm_extract
 
         target = llm_target(config, home)
         return await llm_extract(target, reflection, offline, prompts_dir=home.prompts_dir)
@@ -82,8 +85,8 @@ def narrator_for(config: Config, home: Home) -> Callable[[str], Awaitable[str]] 
         return None
 
     async def narrate(note: str) -> str:
-        from ..llm.client import chat
-        from ..prompts import load_prompt
+        from .llm.client import chat  # reason: start-up (offline homes never load node.llm)
+        from .prompts import load_prompt
 
         target = llm_target(config, home)
         messages = [
