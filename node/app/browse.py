@@ -23,11 +23,15 @@ from typing import Any
 import trio
 
 from crdt import StoreError
+from crdt.export import export_json, export_markdown
 from crdt.journal import KIND as JOURNAL_KIND
 from crdt.journal import Reflection, read_reflections
 
+from ..commons.home import ConsentLedger, load_cache
 from ..engine.base import MirrorbackRequest, complete_with_notices
 from ..engine.extract import from_json
+from ..engine.lexicon import lexicon
+from ..engine.mood import MAX_WEEKS, MoodPoint, mood_weeks, valence_of
 from ..errors import UsageError
 from ..files import make_private_dir, write_private
 from .mirror import Mirror
@@ -117,8 +121,6 @@ class Browse:
         """The weekly mood timeline of ``mirror mood`` (the same weeks and figures), read
         from the engine's index for the reflections of those weeks only: at 10,000
         reflections the whole index need not be parsed (nor kept) for a chart."""
-        from ..engine.lexicon import lexicon
-        from ..engine.mood import MAX_WEEKS, MoodPoint, mood_weeks, valence_of
 
         if not 1 <= weeks <= MAX_WEEKS:
             raise UsageError(f"weeks must be between 1 and {MAX_WEEKS} (got {weeks})")
@@ -159,7 +161,6 @@ class Browse:
 
     async def export_bytes(self, fmt: str) -> tuple[str, bytes]:
         """(file name, content) of an export of everything, for a download."""
-        from crdt.export import export_json, export_markdown
 
         store = self.mirror.core.store
         if fmt == "json":
@@ -175,7 +176,6 @@ class Browse:
         """(items, published): the Commons threads, posts, comments and reactions in this
         device's cache (as ``mirror commons read --offline`` shows them), and what this
         person published, from the consent ledger."""
-        from ..commons.home import ConsentLedger, load_cache
 
         ledger = await ConsentLedger.open(self.mirror.core.store)
         items = await load_cache(self.mirror.core.store, ledger.withdrawn())

@@ -17,9 +17,10 @@ from typing import Any
 
 from crdt.journal import Reflection
 
-from ..app import Mirror
+from ..app import Mirror, PairingOffer
 from ..app.browse import Browse
 from ..app.timeline import JournalQuery, snippet
+from ..config import ENGINE_MODES, MIRROR_MODES, parse_host_port
 from ..engine.base import EngineNotice
 from ..errors import UsageError
 
@@ -253,7 +254,6 @@ class UiBackend:
 
     async def offer_pairing(self, on_shown: Callable[[dict[str, Any]], None]) -> None:
         """Run one pairing offer (in the server's nursery); *on_shown* gets the code."""
-        from ..app import PairingOffer
 
         def shown(offer: PairingOffer) -> None:
             self._pairing_update(state="waiting", code=offer.code, address=offer.address,
@@ -276,7 +276,6 @@ class UiBackend:
                                                                for a in outcome.others])
 
     async def join(self, code: str, address: str, name: str) -> dict[str, Any]:
-        from ..config import parse_host_port
 
         where = parse_host_port(address, what="address") if address else None
         outcome = await self.mirror.join(code, address=where, name=name or None)
@@ -305,7 +304,6 @@ class UiBackend:
         return await self.browse.export_bytes(fmt)
 
     async def settings(self) -> dict[str, Any]:
-        from ..config import ENGINE_MODES, MIRROR_MODES
 
         c = self.mirror.settings().config
         return {"mirror_mode": c.mirror_mode, "engine_mode": c.engine_mode,

@@ -19,6 +19,7 @@ import trio
 
 from ..app import Mirror
 from ..app.browse import follow_changes
+from ..errors import MirrorError
 from ..files import write_private
 from .backend import UiBackend
 from .push import ChangeFeed
@@ -81,7 +82,5 @@ async def cmd_ui(mirror: Mirror, args: argparse.Namespace, out: TextIO) -> int:
     try:
         await run_ui(mirror, port=args.port, browser=args.browser, out=out)
     except OSError as exc:
-        from ..errors import MirrorError
-
         raise MirrorError(f"cannot serve on 127.0.0.1:{args.port} ({exc.strerror})") from None
     return 0

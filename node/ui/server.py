@@ -18,10 +18,13 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html import escape
 from importlib import resources
 from typing import Any, cast
 
+import hypercorn.trio
 import trio
+from hypercorn.config import Config
 
 from crdt import StoreError, ValueRangeError
 
@@ -367,8 +370,6 @@ async def _until_disconnect(events: AsyncIterator[bytes],
 
 
 def _refused_page(message: str, status: int) -> Response:
-    from html import escape
-
     body = (
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Mirror</title>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
@@ -392,7 +393,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def hypercorn_config(port: int) -> Any:
-    from hypercorn.config import Config
 
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
@@ -408,7 +408,6 @@ async def serve_ui(
 ) -> None:
     """Serve *app* on 127.0.0.1:*port* (0: a free one) until cancelled; reports the
     launch URL (with the one-time token) once listening."""
-    import hypercorn.trio
 
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(functools.partial(
