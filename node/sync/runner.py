@@ -84,7 +84,8 @@ async def run_sync(
             name = _device_name(group, session.peer_device_id)
             core.peer_names[str(hash(session.origin))] = name
 
-    service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived)
+    service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived,
+                          refresher=core.refresher)
     async with trio.open_nursery() as nursery:
         # A reflection deleted on another device is forgotten and scrubbed here too.
         await nursery.start(core.follow_peer_deletes)

@@ -44,6 +44,7 @@ from protocol.pairing import classify_opening
 from ..core import MirrorCore
 from ..files import write_private_json
 from ..processes import process_alive
+from ..refresh import RefreshPublisher
 from .catalogue import offerable
 from .dialing import MAX_DIAL_ADDRESSES, connect_first
 from .documents import ArrivalHook, SessionPeer
@@ -98,6 +99,7 @@ class SyncService:
         classes: Iterable[SyncClass] = (SyncClass.DEVICES,),
         on_arrival: ArrivalHook | None = None,
         wall_clock: Callable[[], float] | None = None,
+        refresher: RefreshPublisher | None = None,
     ) -> None:
         self.core = core
         self.store = core.store
@@ -107,6 +109,9 @@ class SyncService:
         self._static_peers = list(peers)
         self._on_arrival = on_arrival
         self._wall = wall_clock or time.time
+        # What other processes write comes through the process's one refresh loop
+        # (node.refresh; the REPL's watch hears the same refreshes), or a loop of its own.
+        self.refresher = refresher or RefreshPublisher(core.store)
         self.sessions: dict[str, SyncSession] = {}  # by peer device id
         self.stats = SyncStatistics()
         self._dialing: set[tuple[str, int]] = set()
@@ -376,9 +381,7 @@ class SyncService:
             self._group_changed = True
 
     async def _refresh_loop(self) -> None:
-        # The process's one refresh loop (node.refresh): the REPL's watch hears the
-        # same refreshes, so neither misses what the other's refresh brought.
-        refresher = self.core.refresher
+        refresher = self.refresher
         with refresher.subscribe() as refreshes:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(refresher.run, REFRESH_INTERVAL_S)
