@@ -22,7 +22,6 @@ from typing import Any
 
 import trio
 
-from crdt import StoreError
 from crdt.export import export_json, export_markdown
 from crdt.journal import KIND as JOURNAL_KIND
 from crdt.journal import Reflection, read_reflections
@@ -230,41 +229,42 @@ async def follow_changes(
 ) -> None:
     """Forever: pick up what other processes wrote and call *publish* with the kinds of
     the documents that changed (at most once per *interval_s*). *on_change(doc_id,
-    kind)* runs inside the store's commit for each change: it may note, not read."""
-    store = mirror.core.store
-    changed: set[str] = set()
+    kind)* runs inside the store's commit for each change: it may note, not read.
 
-    def listener(stored: Any, update: bytes, source: str) -> None:
-        changed.add(stored.kind)
-        if on_change is not None:
-            on_change(stored.doc_id, stored.kind)
+    The looking is done by the process's one refresh loop (:class:`node.refresh.
+    RefreshPublisher`), shared with the REPL's watch and the sync service."""
+    core = mirror.core
+    store = core.store
+    changed: set[str] = set()
 
     def noticed(doc_id: str, kind: str) -> None:
         changed.add(kind)
         if on_change is not None:
             on_change(doc_id, kind)
 
+    def listener(stored: Any, update: bytes, source: str) -> None:
+        noticed(stored.doc_id, stored.kind)
+
     store.add_listener(listener)
     try:
-        task_status.started()
-        while True:
-            try:
-                result = await store.refresh()
-            except StoreError as exc:  # tried again next pass; the page keeps what it has
-                log.warning("refreshing from other processes failed: %s", exc)
-            else:
-                # Documents this process has not loaded change without the listener:
-                # a new shard another process created, one never read here.
-                for info in result.new_documents:
-                    noticed(info.doc_id, info.kind)
-                for doc_id in result.changed:
-                    found = store.info(doc_id)
-                    if found is not None:
-                        noticed(doc_id, found.kind)
-            if changed:
-                kinds = sorted(changed)
-                changed.clear()
-                publish(kinds)
-            await trio.sleep(interval_s)
+        with core.refresher.subscribe() as refreshes:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(core.refresher.run, interval_s)
+                task_status.started()
+                while True:
+                    with trio.move_on_after(interval_s * 2):
+                        result = await refreshes.wait()
+                        # Documents this process has not loaded change without the
+                        # listener: a new shard another process created, one never read.
+                        for info in result.new_documents:
+                            noticed(info.doc_id, info.kind)
+                        for doc_id in result.changed:
+                            found = store.info(doc_id)
+                            if found is not None:
+                                noticed(doc_id, found.kind)
+                    if changed:  # this process's own writes too, refresh or not
+                        kinds = sorted(changed)
+                        changed.clear()
+                        publish(kinds)
     finally:
         store.remove_listener(listener)
