@@ -1,6 +1,9 @@
 """Commons server benchmark: posts accepted per second, thread page latency, concurrent readers.
 
     .venv/bin/python bench/commons.py [--posts 2000] [--page-posts 10000] [--readers 200]
+    .venv/bin/python bench/commons.py --scale-out   # 1-3 instances on one PostgreSQL behind
+                                                    # HAProxy, SQLite as the baseline: see
+                                                    # bench/commons_scaleout.py
 
 1. A node holding ``--posts`` new posts (20 author keys) syncs them in one protocol
    session over WebSocket on loopback: each is signed, verified by the server,
@@ -30,6 +33,8 @@ import httpx
 import trio
 from pycrdt import Doc
 
+from bench.commons_scaleout import add_arguments as add_scale_out_arguments
+from bench.commons_scaleout import run_scale_out
 from commons_server.app import CommonsApp
 from commons_server.limits import CommonsLimits
 from commons_server.server import open_hub, serve_commons
@@ -160,4 +165,9 @@ if __name__ == "__main__":
     parser.add_argument("--page-posts", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--readers", type=int, default=200)
-    trio.run(main, parser.parse_args())
+    add_scale_out_arguments(parser)
+    arguments = parser.parse_args()
+    if arguments.scale_out:
+        trio.run(run_scale_out, arguments)
+    else:
+        trio.run(main, arguments)

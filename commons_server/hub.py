@@ -41,21 +41,33 @@ with ``unhide`` / ``unblock``. Readers learn what to drop from their caches
 from :meth:`Hub.moderated_lists` (``GET /api/v1/withdrawn``: ids and author
 keys only, never content).
 
+Several instances over one database (``instances.py``): each announces what
+it committed (accepted updates, deletions, moderation) after its COMMIT, and
+:meth:`Hub.follow` applies what the others announce — the store is refreshed,
+the moderation state re-read, the named documents re-indexed and pushed to this
+instance's live sessions; what the store itself reports another process wrote,
+and a periodic look at it, catch news that was never announced. The update
+limits are then kept in the database (``SharedBuckets``), and the moderation
+log's keys carry the writer, so two instances appending at once keep both.
+
 Errors raised to callers::
 
     Refused                 the request is well-formed but not allowed
     ├── RateLimited         a token bucket is empty (message says which and the limit)
     ├── Blocked             the operator blocked this author
     ├── Gone                withdrawn or removed: never accepted again
-    └── NotOperator         a moderation request not signed by the operator key
+    ├── NotOperator         a moderation request not signed by the operator key
+    └── Unavailable         the database several instances share cannot be reached now
     crdt.commons.CommonsError  (ForgedUpdate, MalformedEnvelope, ...) for bad input
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -64,7 +76,7 @@ import nacl.signing
 import trio
 from pycrdt import Doc
 
-from crdt import DocStore, StoredDoc, SyncClass
+from crdt import DocInfo, DocStore, DocumentError, StoredDoc, SyncClass
 from crdt.commons import (
     DOC_KIND,
     MODERATION_CONTEXT,
@@ -91,7 +103,9 @@ from protocol import COMMONS, CatalogueEntry, Credentials
 
 from . import limits as L
 from .index import DocMeta, Index
+from .instances import BusError, InstanceBus, LimitsUnavailable, Notice, SharedBuckets
 from .limits import CommonsLimits
+from .moderation import DOC_ID as MODERATION_DOC_ID
 from .moderation import WITH_THREAD, Moderation
 
 log = logging.getLogger("mirror.commons")
@@ -121,6 +135,12 @@ class Gone(Refused):
 
 class NotOperator(Refused):
     pass
+
+
+class Unavailable(Refused):
+    """The shared database cannot be reached now: nothing was stored; retry later."""
+
+    status = 503
 
 
 class Listener(Protocol):
@@ -160,6 +180,8 @@ class HubStatistics:
     refused_updates: int = 0
     withdrawn: int = 0
     sessions: int = 0
+    followed_changes: int = 0
+    """Documents re-read after another instance of the database changed them."""
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -177,8 +199,14 @@ class Hub:
         limits: CommonsLimits | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], datetime] | None = None,
+        instances: InstanceBus | None = None,
+        shared_limits: SharedBuckets | None = None,
     ) -> None:
         self.store = store
+        self.instances = instances
+        """The other instances of the same database (None: this one is alone)."""
+        self.shared_limits = shared_limits
+        """Update limits kept in the database for all instances (None: in memory)."""
         self.server_seed = server_seed
         self.server_key = bytes(nacl.signing.SigningKey(server_seed).verify_key)
         self.operator_key = operator_key
@@ -225,7 +253,8 @@ class Hub:
 
     async def load(self) -> None:
         """(Re)build the index from the store; finish deletions a crash interrupted."""
-        self._moderation = await Moderation.open(self.store)
+        suffix = f".{self.store.client_id}" if self.instances is not None else ""
+        self._moderation = await Moderation.open(self.store, suffix)
         self.index = Index()
         order = await self.store.envelope_order()
         orphans = []
@@ -327,17 +356,7 @@ class Hub:
         if author in self.blocked:
             raise self._refuse(Blocked("this author key is blocked by the operator"))
         n = len(envelopes)
-        # Check both buckets before taking from either: a refusal costs no tokens.
-        if self._by_author.available(author) < n:
-            raise self._refuse(RateLimited(
-                f"rate limit: {self.limits.author_updates_per_minute} updates per minute "
-                "per author"))
-        if self._by_address.available(address) < n:
-            raise self._refuse(RateLimited(
-                f"rate limit: {self.limits.address_updates_per_minute} updates per minute "
-                "per address"))
-        self._by_author.take(author, n)
-        self._by_address.take(address, n)
+        await self._take_update_tokens(author, address, n)
         lock = self._locks.setdefault(doc_id, trio.Lock())
         async with lock:
             try:
@@ -345,6 +364,36 @@ class Hub:
             finally:
                 if not lock.statistics().tasks_waiting:
                     self._locks.pop(doc_id, None)
+
+    async def _take_update_tokens(self, author: str, address: str, n: int) -> None:
+        """*n* tokens from the author's and the address's buckets, or RateLimited.
+        Both are checked before either is taken from: a refusal costs no tokens."""
+        limits = self.limits
+        if self.shared_limits is not None:
+            try:
+                short = await self.shared_limits.take([
+                    ("author:" + author, limits.author_updates_per_minute, n),
+                    ("address:" + address, limits.address_updates_per_minute, n)])
+            except LimitsUnavailable as exc:
+                raise self._refuse(Unavailable(
+                    f"the server's database is unavailable ({exc}); try again shortly")
+                ) from None
+        elif self._by_author.available(author) < n:
+            short = 0
+        elif self._by_address.available(address) < n:
+            short = 1
+        else:
+            self._by_author.take(author, n)
+            self._by_address.take(address, n)
+            short = None
+        if short == 0:
+            raise self._refuse(RateLimited(
+                f"rate limit: {limits.author_updates_per_minute} updates per minute "
+                "per author"))
+        if short == 1:
+            raise self._refuse(RateLimited(
+                f"rate limit: {limits.address_updates_per_minute} updates per minute "
+                "per address"))
 
     async def _accept_locked(self, doc_id: str, envelopes: list[Envelope],
                              source: Listener | None) -> int:
@@ -391,6 +440,8 @@ class Hub:
             for listener in list(self._listeners):
                 if listener is not source:
                     listener.deliver(doc_id, bundle)
+        if changed:
+            await self._announce([doc_id])
         return len(envelopes) if changed else 0
 
     async def _open(self, doc_id: str, *, create: bool = False) -> StoredDoc:
@@ -420,6 +471,8 @@ class Hub:
         nothing to delete, and no upload can bring it here either (an envelope is
         valid only for the server it was signed for: spec/commons.md)."""
         verify_withdrawal(doc_id, signature)  # ForgedUpdate if not the owner's
+        if self.instances is not None:  # it may have come in through another instance
+            await self.store.refresh()
         if not self.holds(doc_id):
             return False
         await self._delete(doc_id, "owner")
@@ -457,10 +510,12 @@ class Hub:
             if self.store.info(doc_id) is not None:
                 present.append(doc_id)
         for i, doc_id in enumerate(present):
-            await self.store.delete_doc(doc_id, scrub_file=i == len(present) - 1)
+            with suppress(DocumentError):  # deleted meanwhile by another instance
+                await self.store.delete_doc(doc_id, scrub_file=i == len(present) - 1)
         if not present:
             await self.store.wait_durable()
         self.stats.documents = len(self.index)
+        await self._announce(doc_ids, moderation=True)
 
     def _gone(self, doc_id: str) -> Gone:
         if (doc_id in self._refused_children
@@ -469,6 +524,150 @@ class Hub:
             return Gone(f"the thread this {kind} belongs to was withdrawn or removed: "
                         "it takes no comments or reactions")
         return Gone(f"{doc_id} was withdrawn or removed")
+
+    # ------------------------------------------------------------------ other instances
+
+    async def _announce(self, doc_ids: Sequence[str], *, moderation: bool = False) -> None:
+        """Tell the other instances what this one just committed (after COMMIT)."""
+        if self.instances is None:
+            return
+        try:
+            await self.instances.announce(list(doc_ids), moderation=moderation)
+        except BusError as exc:  # kept all the same; the others see it at their resync
+            log.warning("could not tell the other instances of %d change(s): %s",
+                        len(doc_ids), exc)
+
+    async def follow(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        """Apply what the other instances of this database commit, until cancelled:
+        index it, and push it to this instance's live sessions. Returns at once when
+        this instance is alone. Start it with ``nursery.start`` before serving."""
+        if self.instances is None:
+            task_status.started()
+            return
+        pending: set[str] = set()
+        flags = {"moderation": False, "resync": False}
+        wake = trio.Event()
+
+        def note(doc_ids: Iterable[str], moderation: bool = False) -> None:
+            nonlocal wake
+            pending.update(doc_ids)
+            flags["moderation"] |= moderation
+            if len(pending) > L.MAX_PENDING_NOTICES:
+                flags["resync"] = True
+                pending.clear()
+            wake.set()
+
+        def on_notice(notice: Notice | None) -> None:
+            if notice is None:
+                flags["resync"] = True
+                note(())
+            else:
+                note(notice.doc_ids, notice.moderation)
+
+        # Whoever refreshes the store (this loop, an open, a withdrawal), what another
+        # instance wrote is noted here: the net under a lost notice (see sweep).
+        def on_external(stored: StoredDoc, update: bytes, source: str) -> None:
+            if source == "external":
+                is_moderation = stored.doc_id == MODERATION_DOC_ID
+                note(() if is_moderation else (stored.doc_id,), is_moderation)
+
+        def on_new(infos: tuple[DocInfo, ...]) -> None:
+            note(i.doc_id for i in infos if i.kind == DOC_KIND)
+
+        self.store.add_listener(on_external)
+        self.store.add_catalogue_listener(on_new)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(self.instances.run, on_notice))
+                nursery.start_soon(self._sweep, note)
+                task_status.started()
+                while True:
+                    await wake.wait()
+                    wake = trio.Event()
+                    doc_ids = set(pending)
+                    pending.clear()
+                    moderation, resync = flags["moderation"], flags["resync"]
+                    flags.update(moderation=False, resync=False)
+                    await self.apply_other_instances(doc_ids, moderation=moderation,
+                                                     resync=resync)
+        finally:
+            self.store.remove_listener(on_external)
+            self.store.remove_catalogue_listener(on_new)
+
+    async def _sweep(self, note: Callable[[Iterable[str]], None]) -> None:
+        """Now and then, look at the store itself: an instance that died between its
+        COMMIT and its announcement left news nobody was told of. A refresh makes the
+        store report what others wrote (new documents, changes to loaded ones, the
+        moderation state); documents gone from it are noted here."""
+        while True:
+            await trio.sleep(L.FOLLOW_SWEEP_S)
+            await self.store.refresh()
+            note(d for d in self.docs if self.store.info(d) is None)
+
+    async def apply_other_instances(self, doc_ids: set[str], *, moderation: bool = False,
+                                    resync: bool = False) -> None:
+        """Bring this instance's index up to what the store holds for *doc_ids* (all
+        documents with *resync*) and, with *moderation*, for the moderation state."""
+        await self.store.refresh()
+        if resync:
+            moderation = True
+            doc_ids = set(self.docs) | {i.doc_id for i in self.store.documents(kind=DOC_KIND)}
+        if moderation:
+            self.moderation.reload()
+            doc_ids |= await self._follow_moderation()
+        for doc_id in sorted(doc_ids):
+            await self._follow_doc(doc_id)
+        self.stats.followed_changes += len(doc_ids)
+
+    async def _follow_moderation(self) -> set[str]:
+        """Withhold what the moderation state now withholds; the documents it
+        withdrew (with their threads' children) that are still indexed."""
+        moderation = self.moderation
+        gone = {d for d, m in self.docs.items()
+                if d in moderation.withdrawn or (m.thread and m.thread in moderation.withdrawn)}
+        for doc_id, meta in list(self.docs.items()):
+            self.index.set_hidden(doc_id, self._withheld(meta.item))
+        return gone
+
+    async def _follow_doc(self, doc_id: str) -> None:
+        if not is_commons_id(doc_id):
+            return
+        lock = self._locks.setdefault(doc_id, trio.Lock())
+        async with lock:  # never in the middle of this instance's own accept of it
+            try:
+                await self._follow_doc_locked(doc_id)
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    self._locks.pop(doc_id, None)
+
+    async def _follow_doc_locked(self, doc_id: str) -> None:
+        if self.store.info(doc_id) is None or doc_id in self.withdrawn:
+            if self.store.info(doc_id) is not None:  # its tombstone came first: finish
+                await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            self.index.remove(doc_id)
+            self._recent.pop(doc_id, None)
+            self.stats.documents = len(self.index)
+            return
+        meta = self.docs.get(doc_id)
+        stored = await self._open(doc_id)
+        try:
+            item = read_item(doc_id, stored.doc)
+        except CommonsError as exc:
+            log.warning("not serving %s: %s", doc_id, exc)
+            return
+        if item.thread in self.withdrawn:  # accepted elsewhere as its thread went
+            await self._delete_all([doc_id], utc_text(self.wall_clock()), WITH_THREAD)
+            return
+        sv = stored.doc.get_state()
+        hidden = self._withheld(item)
+        seq = meta.received_seq if meta else self.index.last_seq + 1
+        self.index.put(DocMeta(item, hidden, sv, seq))
+        self.stats.documents = len(self.index)
+        if not hidden and (meta is None or meta.state_vector != sv):
+            bundle = encode_bundle(await self.store.envelopes(doc_id))
+            for listener in list(self._listeners):
+                listener.deliver(doc_id, bundle)
 
     # ------------------------------------------------------------------ moderation
 
@@ -497,6 +696,9 @@ class Hub:
         else:
             parse_doc_id(target)
         sig_hex = signature.hex()
+        if self.instances is not None:  # what the others applied, replays included
+            await self.store.refresh()
+            self.moderation.reload()
         moderation = self.moderation
         if sig_hex in moderation.signatures:
             raise Refused("this action was already applied (replayed signature)")
@@ -516,6 +718,7 @@ class Hub:
             await self._delete(target, "operator")
         else:
             await self.store.wait_durable()
+            await self._announce([], moderation=True)
         return {"action": action, "target": target, "reason": reason, "at": at}
 
     def _withheld(self, item: Item) -> bool:

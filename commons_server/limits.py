@@ -42,6 +42,12 @@ MODERATION_CLOCK_SKEW_S: Final = 600
 SESSION_QUEUE_MESSAGES: Final = 1024
 """Sealed protocol frames queued per session; a reader further behind is dropped."""
 DOC_CACHE_ENTRIES: Final = 2048
+FOLLOW_SWEEP_S: Final = 15.0
+"""How often an instance of several looks at the shared store itself for changes it
+was not told of (an instance that died between its COMMIT and its announcement)."""
+MAX_PENDING_NOTICES: Final = 10_000
+"""Documents other instances changed, noted before this one applied them; beyond, it
+re-reads every document instead (a resync)."""
 """Materialised documents kept in memory (the rest are rebuilt from the database)."""
 SHUTDOWN_GRACE_S: Final = 5.0
 IDLE_TIMEOUT_S: Final = 60.0

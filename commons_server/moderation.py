@@ -11,7 +11,7 @@ One ``local`` document in the server's DocStore, ``commons-server/moderation``
                                           or reaction that went with its thread)
     blocked    author key hex -> at
     hidden     doc_id -> at
-    log        "<seq:012d>" -> JSON of one signed operator action
+    log        "<seq:012d>[.<writer>]" -> JSON of one signed operator action
 
 The public moderation log is the ``log`` map in key order. A signature already
 in the log is a replay. Changes go through :meth:`Moderation.change`, one
@@ -39,10 +39,19 @@ WITH_THREAD = "thread"
 class Moderation:
     """In-memory view of the moderation document, written through to it."""
 
-    def __init__(self, stored: StoredDoc) -> None:
+    def __init__(self, stored: StoredDoc, log_key_suffix: str = "") -> None:
         self.stored = stored
+        self.log_key_suffix = log_key_suffix
+        """Appended to this writer's log keys when several instances share the
+        document: two appending at once take the same number, and equal keys would
+        keep only one of the entries."""
         doc = stored.doc
         self._maps: dict[str, Map[Any]] = {name: doc.get(name, type=Map) for name in ROOTS}
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the sets and the log again from the document: after another instance
+        of the same database changed it (the store applied its updates)."""
         self.withdrawn: set[str] = set(self._maps["withdrawn"].keys())
         self.blocked: set[str] = set(self._maps["blocked"].keys())
         self.hidden: set[str] = set(self._maps["hidden"].keys())
@@ -53,9 +62,9 @@ class Moderation:
             self.signatures.add(str(json.loads(str(log[key])).get("signature", "")))
 
     @classmethod
-    async def open(cls, store: DocStore) -> Moderation:
+    async def open(cls, store: DocStore, log_key_suffix: str = "") -> Moderation:
         stored = await store.open_doc(DOC_ID, kind=KIND, sync_class=SyncClass.LOCAL)
-        return cls(stored)
+        return cls(stored, log_key_suffix)
 
     @contextmanager
     def change(self) -> Iterator[None]:
@@ -127,8 +136,8 @@ class Moderation:
                 del target[author]
 
     def append_log(self, entry: dict[str, str]) -> int:
-        seq = int(self._log_keys[-1]) + 1 if self._log_keys else 1
-        key = f"{seq:012d}"
+        seq = _seq(self._log_keys[-1]) + 1 if self._log_keys else 1
+        key = f"{seq:012d}{self.log_key_suffix}"
         self._maps["log"][key] = json.dumps(entry, sort_keys=True)
         self._log_keys.append(key)
         self.signatures.add(entry["signature"])
@@ -140,6 +149,11 @@ class Moderation:
         out = []
         for key in reversed(self._log_keys[-limit:] if limit else []):
             entry: dict[str, Any] = json.loads(str(log[key]))
-            entry["seq"] = int(key)
+            entry["seq"] = _seq(key)
             out.append(entry)
         return out
+
+
+def _seq(key: str) -> int:
+    """The number of a log key: ``000000000042``, or ``000000000042.<writer>``."""
+    return int(key.partition(".")[0])

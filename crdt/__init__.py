@@ -1,4 +1,5 @@
-"""Portable data: document kinds on pycrdt, sync classes and the SQLite document store.
+"""Portable data: document kinds on pycrdt, sync classes and the document store
+(SQLite; PostgreSQL for the platform).
 
 ``crdt`` imports nothing else of Mirror's; ``node`` and ``commons_server`` build on it.
 """
@@ -15,6 +16,7 @@ from .errors import (
     StoreError,
     StoreLockedError,
     StoreOpenError,
+    StoreUnavailableError,
     StoreWriteError,
     ValueRangeError,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "StoreLockedError",
     "StoreOpenError",
     "StoreStatistics",
+    "StoreUnavailableError",
     "StoreWriteError",
     "StoredDoc",
     "SyncClass",

@@ -43,6 +43,7 @@ import nacl.utils
 
 from . import schema
 from .errors import CorruptStoreError, StoreOpenError
+from .storage_backend import Connection
 
 META_KEY = "encryption"
 FORMAT_VERSION = 1
@@ -255,7 +256,7 @@ def new_encryption(passphrase: str | bytes, profile: str = STORE_PROFILE) -> tup
     return EncryptionHeader(params, cipher.verifier()), cipher
 
 
-def read_header(conn: sqlite3.Connection, where: str) -> EncryptionHeader | None:
+def read_header(conn: Connection, where: str) -> EncryptionHeader | None:
     row = conn.execute("SELECT value FROM meta WHERE key=?", (META_KEY,)).fetchone()
     if row is None or row[0] in (None, "", "none"):
         return None

@@ -5,16 +5,18 @@ Everything the store raises on purpose derives from :class:`StoreError`::
     StoreError
     ├── StoreOpenError            the file cannot be used as a Mirror store
     │   ├── NotAStoreError        not SQLite, or SQLite of another application
+    │   │                         (PostgreSQL: a database with another application's tables)
     │   ├── CorruptStoreError     SQLite says the file is damaged
     │   ├── NewerSchemaError      written by a newer Mirror; upgrade first
-    │   └── StoreLockedError      the file is locked by another program for too long
+    │   ├── StoreLockedError      the file is locked by another program for too long
+    │   └── StoreUnavailableError the PostgreSQL server cannot be reached
     ├── StoreWriteError           a write failed; nothing of its batch was committed
     ├── StoreClosedError          the store was closed, or failed earlier
     ├── CompactionError           compaction could not verify its result; nothing changed
     ├── DocumentError             a document is unknown, or its kind or class conflicts
     └── ValueRangeError           a value pycrdt cannot hold faithfully (also a ValueError)
 
-``sqlite3`` and pycrdt exceptions are translated where they enter (the storage
+``sqlite3``, psycopg and pycrdt exceptions are translated where they enter (the storage
 thread and the load path); callers never need to catch them.
 """
 
@@ -43,6 +45,10 @@ class NewerSchemaError(StoreOpenError):
 
 class StoreLockedError(StoreOpenError):
     """Another program held the database lock for too long."""
+
+
+class StoreUnavailableError(StoreOpenError):
+    """The database server (PostgreSQL) cannot be reached or refused the connection."""
 
 
 class StoreWriteError(StoreError):

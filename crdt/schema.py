@@ -16,69 +16,20 @@ import sqlite3
 import stat
 from pathlib import Path
 
+from . import schema_files
 from .errors import CorruptStoreError, NewerSchemaError, NotAStoreError, StoreOpenError
 
 APPLICATION_ID = 0x4D495252  # "MIRR"
-SCHEMA_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-SCHEMA_V1 = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) STRICT;
-
-CREATE TABLE documents (
-    doc_id       TEXT PRIMARY KEY,
-    kind         TEXT NOT NULL,
-    sync_class   TEXT NOT NULL CHECK (sync_class IN ('local', 'devices', 'commons')),
-    created_at   TEXT NOT NULL,
-    snapshot     BLOB,
-    snapshot_seq INTEGER NOT NULL DEFAULT 0,
-    compacted_at TEXT
-) STRICT;
-
--- AUTOINCREMENT: a seq is never reused, even after compaction deletes the
--- newest rows, so "everything after seq N" stays a correct question.
-CREATE TABLE updates (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
-    writer INTEGER NOT NULL,
-    data   BLOB NOT NULL
-) STRICT;
-
-CREATE INDEX updates_by_doc ON updates(doc_id, seq);
-
--- pycrdt client ids of this device. One process holds an id at a time
--- (guarded by a lock file); an id whose holder died without closing is
--- retired, never reused, in case its unsaved updates reached a peer.
-CREATE TABLE client_ids (
-    client_id INTEGER PRIMARY KEY,
-    state     TEXT NOT NULL CHECK (state IN ('free', 'in_use', 'retired')),
-    since     TEXT NOT NULL
-) STRICT;
-"""
-
-# Upgrades from version N to N + 1; each runs in one transaction. A new store
-# is SCHEMA_V1 followed by every migration, so both paths build the same file.
-MIGRATIONS: dict[int, str] = {
-    # 2: blobs may be sealed (crdt/crypto_at_rest.py); meta.encryption says how.
-    # The version bump is the point: a Mirror that cannot open sealed blobs
-    # refuses the file instead of mixing plain updates into an encrypted store.
-    1: "INSERT OR IGNORE INTO meta(key, value) VALUES ('encryption', 'none');",
-    # 3: the signed envelopes some updates arrived in (Commons documents: the
-    # author's signature must reach every reader, so a host keeps the envelopes,
-    # not only the merged state). Deleting a document deletes its envelopes.
-    2: """
-CREATE TABLE envelopes (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
-    digest BLOB NOT NULL,
-    data   BLOB NOT NULL,
-    UNIQUE (doc_id, digest)
-) STRICT;
-""",
-}
+# The statements live in crdt/schemas/sqlite.sql (beside postgres.sql): the base
+# builds version 1, MIGRATIONS[N] takes a store from N to N + 1, each in one
+# transaction. A new store is the base followed by every migration, so both paths
+# build the same file.
+_SCRIPT = schema_files.load("sqlite")
+SCHEMA_VERSION = _SCRIPT.version
+SCHEMA_V1 = _SCRIPT.base
+MIGRATIONS: dict[int, str] = _SCRIPT.migrations
 
 
 def _describe_sqlite_error(exc: sqlite3.Error) -> str:
@@ -247,5 +198,4 @@ def migrate(conn: sqlite3.Connection, from_version: int) -> None:
 
 
 def _split_sql(script: str) -> list[str]:
-    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    return schema_files.split_sql(script)

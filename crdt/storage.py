@@ -19,43 +19,35 @@ peer, so that id's next clocks are not ours to reuse.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
-import os
 import queue
-import random
-import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import trio
 
-from . import crypto_at_rest, schema
+from . import crypto_at_rest
 from .crypto_at_rest import BlobCipher
-from .errors import (
-    CorruptStoreError,
-    StoreError,
-    StoreLockedError,
-    StoreOpenError,
-    StoreWriteError,
-)
+from .errors import StoreError, StoreWriteError
+from .storage_backend import Connection, StorageBackend, begin_write
 from .storage_calls import _open_blob, compact_document, read_snapshot
+from .storage_sqlite import MAX_CLIENT_ID, one_line
 from .sync_class import SyncClass
-from .values import format_timestamp, utc_now
 
 log = logging.getLogger("mirror.store")
 
 MAX_BATCH_JOBS = 4096
 MAX_BATCH_BYTES = 32 * 1024 * 1024
-BUSY_TIMEOUT_MS = 10_000
 ENVELOPE_DIGEST_PERSON = b"mirror/envelope"
 """BLAKE2b personalisation of the digest that deduplicates stored envelopes."""
-MAX_CLIENT_ID = 2**32 - 1  # Yjs stays below 2**32; stay interoperable (notes/pycrdt.md, 12)
+RECONNECT_FIRST_WAIT_S = 0.05
+RECONNECT_MAX_WAIT_S = 1.0
+__all__ = ["MAX_CLIENT_ID", "StorageThread"]
 
 FaultHook = Callable[[str], None]
 CommitCallback = Callable[[int, "BaseException | None"], None]
@@ -134,7 +126,7 @@ class Group:
 class Call:
     """Run ``fn(conn)`` alone on the storage thread and hand the result back."""
 
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[Connection], Any]
     done: Callable[[Any, BaseException | None], None]
 
 
@@ -150,32 +142,33 @@ class StorageThread:
 
     def __init__(
         self,
-        path: Path,
+        backend: StorageBackend,
         *,
-        synchronous: str,
         fault: FaultHook | None,
         compact_after_updates: int,
         on_committed: CommitCallback,
         cipher: BlobCipher | None = None,
         passphrase: str | None = None,
     ) -> None:
-        self.path = path
+        self.backend = backend
         # Encryption at rest: blobs are sealed here, on this thread, just before
         # INSERT and opened just after SELECT (crdt/crypto_at_rest.py).
         self.cipher = cipher
         self._passphrase = passphrase
-        self._synchronous = synchronous
         self._fault = fault
         self._compact_after = compact_after_updates
         self._on_committed = on_committed
         self._token = trio.lowlevel.current_trio_token()
         self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._lock_fd: int | None = None
+        self._conn: Connection | None = None
+        self._pending: Job | None = None  # taken from the queue, not yet run
+        self._last_ticket = 0
         self._data_version = -1
         self.client_id = 0
         self.failure: BaseException | None = None
         self.auto_compactions = 0
+        self.reconnects = 0
         self.initial_documents: list[DocInfo] = []
         self.initial_seq = 0
         self.between_reads: Callable[[str], None] | None = None
@@ -188,7 +181,7 @@ class StorageThread:
     def submit(self, job: WriteJob | Group) -> None:
         self._queue.put(job)
 
-    async def call(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def call(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(connection)`` on the storage thread, after what is queued."""
         done = trio.Event()
         box: list[tuple[Any, BaseException | None]] = []
@@ -216,7 +209,7 @@ class StorageThread:
         self._token.run_sync_soon(self._on_committed, ticket, error)
 
     async def start(self) -> None:
-        """Start the storage thread; return once it has opened the file and leased an id."""
+        """Start the storage thread; return once it has opened the store and leased an id."""
         ready = trio.Event()
         failed: list[BaseException] = []
 
@@ -232,78 +225,43 @@ class StorageThread:
 
         # A plain thread rather than trio.to_thread: the store outlives any one
         # task, and no nursery wraps the caller's exceptions in a group.
-        self._thread = threading.Thread(target=main, name=f"mirror-store:{self.path.name}",
-                                        daemon=True)
+        name = self.backend.where.rsplit("/", 1)[-1]
+        self._thread = threading.Thread(target=main, name=f"mirror-store:{name}", daemon=True)
         self._thread.start()
         await ready.wait()
         if failed:
             await trio.to_thread.run_sync(self._thread.join)
-            raise _translate(failed[0])
+            raise self.backend.translate(failed[0])
 
     def _main(self, started: Callable[[], None]) -> None:
-        conn = self._connect()
+        conn = self._conn = self.backend.connect()
+        dialect = self.backend.dialect
         try:
             self._unlock(conn)  # before the first write: a wrong key changes nothing
-            self._acquire_client_id(conn)
-            self._data_version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            self.client_id = self.backend.lease_client_id(conn)
+            self._data_version = int(conn.execute(dialect.data_version).fetchone()[0])
             with read_snapshot(conn):  # the catalogue and the cursor from one snapshot
                 self.initial_documents = [
                     DocInfo(d, k, SyncClass(c))
                     for d, k, c in conn.execute("SELECT doc_id, kind, sync_class FROM documents")
                 ]
-                self.initial_seq = int(
-                    conn.execute(
-                        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM updates), 0),"
-                        " COALESCE((SELECT MAX(snapshot_seq) FROM documents), 0))"
-                    ).fetchone()[0]
-                )
+                self.initial_seq = int(conn.execute(dialect.newest_seq).fetchone()[0])
             started()
-            self._serve(conn)
+            self._serve()
         finally:
-            try:
-                if self.failure is None and self.client_id:
-                    with suppress(sqlite3.Error):
-                        conn.execute(
-                            "UPDATE client_ids SET state='free', since=? WHERE client_id=?",
-                            (format_timestamp(utc_now()), self.client_id),
-                        )
-            finally:
-                conn.close()
-                if self._lock_fd is not None:
-                    os.close(self._lock_fd)
-
-    def _connect(self) -> sqlite3.Connection:
-        # A store from before files were created private: its -wal and -shm would
-        # be created with its mode, so the store is made private first.
-        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-            schema.make_private(path)
-        try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=True, timeout=BUSY_TIMEOUT_MS
+            self.backend.release(
+                self._conn if self._conn is not None else conn,
+                self.client_id,
+                clean=self.failure is None,
             )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreOpenError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version < schema.SCHEMA_VERSION:
-                schema.migrate(conn, version)
-            return conn
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise StoreLockedError(f"{self.path}: locked by another program") from None
-            raise CorruptStoreError(f"{self.path}: cannot open ({exc})") from None
-        except sqlite3.DatabaseError as exc:
-            raise CorruptStoreError(f"{self.path}: cannot open ({exc})") from None
 
-    def _unlock(self, conn: sqlite3.Connection) -> None:
-        header = crypto_at_rest.read_header(conn, str(self.path))
+    def _unlock(self, conn: Connection) -> None:
+        where = self.backend.where
+        header = crypto_at_rest.read_header(conn, where)
         passphrase, self._passphrase = self._passphrase, None
         if header is None:
             if self.cipher is not None:
-                raise crypto_at_rest.EncryptionError(f"{self.path}: this store is not encrypted")
+                raise crypto_at_rest.EncryptionError(f"{where}: this store is not encrypted")
             return
         if self.cipher is not None:
             crypto_at_rest.check(header, self.cipher)
@@ -311,78 +269,45 @@ class StorageThread:
             self.cipher = crypto_at_rest.unlock(header, passphrase)
         else:
             raise crypto_at_rest.PassphraseRequiredError(
-                f"{self.path}: this home is encrypted; a passphrase is needed"
+                f"{where}: this home is encrypted; a passphrase is needed"
             )
 
-    def _acquire_client_id(self, conn: sqlite3.Connection) -> None:
-        lock_dir = Path(f"{self.path}.locks")
-        lock_dir.mkdir(mode=schema.PRIVATE_DIR_MODE, exist_ok=True)
-        schema.make_private(lock_dir)
-        now = format_timestamp(utc_now())
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            rows = conn.execute("SELECT client_id, state FROM client_ids").fetchall()
-            chosen: int | None = None
-            for client_id, state in rows:
-                if state == "retired":
-                    continue
-                fd = _try_lock(lock_dir / f"client-{client_id}.lock")
-                if fd is None:
-                    continue  # a live process holds it
-                if state == "in_use":
-                    # Its holder died without closing: unsaved updates may have reached
-                    # a peer, so this id's future clocks are not ours to reuse.
-                    conn.execute(
-                        "UPDATE client_ids SET state='retired', since=? WHERE client_id=?",
-                        (now, client_id),
-                    )
-                    os.close(fd)
-                    continue
-                if chosen is None:
-                    chosen, self._lock_fd = client_id, fd
-                else:
-                    os.close(fd)
-            if chosen is None:
-                taken = {r[0] for r in rows}
-                rng = random.SystemRandom()
-                chosen = rng.randint(1, MAX_CLIENT_ID)
-                while chosen in taken:
-                    chosen = rng.randint(1, MAX_CLIENT_ID)
-                fd = _try_lock(lock_dir / f"client-{chosen}.lock")
-                if fd is None:
-                    raise StoreOpenError("cannot lock a fresh client id")
-                self._lock_fd = fd
-                conn.execute(
-                    "INSERT INTO client_ids(client_id, state, since) VALUES (?, 'in_use', ?)",
-                    (chosen, now),
-                )
-            else:
-                conn.execute(
-                    "UPDATE client_ids SET state='in_use', since=? WHERE client_id=?",
-                    (now, chosen),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self.client_id = chosen
+    @property
+    def conn(self) -> Connection:
+        assert self._conn is not None
+        return self._conn
 
-    def _serve(self, conn: sqlite3.Connection) -> None:
-        pending: Job | None = None
+    def _serve(self) -> None:
+        try:
+            self._serve_jobs()
+        except Exception as exc:
+            # Whatever stopped the loop, nobody may wait forever: every job from now
+            # on is answered with the failure, until the store stops.
+            log.exception("the storage thread failed")
+            error = self.failure or StoreWriteError(
+                f"the storage thread stopped: {one_line(exc)}"
+            )
+            self.failure = error
+            self._notify(self._last_ticket, error)  # the batch it was writing, if any
+            self._refuse_until_stop(error)
+
+    def _refuse_until_stop(self, error: BaseException) -> None:
         while True:
-            job = pending if pending is not None else self._queue.get()
-            pending = None
+            job, self._pending = self._pending or self._queue.get(), None
             if isinstance(job, Stop):
                 return
             if isinstance(job, Call):
-                try:
-                    result = job.fn(conn)
-                except BaseException as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    job.done(None, _translate(exc))
-                else:
-                    job.done(result, None)
+                job.done(None, error)
+            else:
+                self._notify(job.ticket, error)
+
+    def _serve_jobs(self) -> None:
+        while True:
+            job, self._pending = self._pending or self._queue.get(), None
+            if isinstance(job, Stop):
+                return
+            if isinstance(job, Call):
+                self._run_call(job)
                 continue
             batch: list[WriteJob] = job.jobs[:] if isinstance(job, Group) else [job]
             size = sum(_job_size(j) for j in batch)
@@ -392,98 +317,173 @@ class StorageThread:
                 except queue.Empty:
                     break
                 if isinstance(nxt, Call | Stop):
-                    pending = nxt
+                    self._pending = nxt
                     break
                 more = nxt.jobs if isinstance(nxt, Group) else [nxt]
                 batch.extend(more)
                 size += sum(_job_size(j) for j in more)
-            self._write_batch(conn, batch)
+            self._last_ticket = batch[-1].ticket
+            self._write_batch(batch)
 
-    def _write_batch(self, conn: sqlite3.Connection, batch: list[WriteJob]) -> None:
+    def _run_call(self, job: Call) -> None:
+        while True:
+            conn = self.conn
+            try:
+                result = job.fn(conn)
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if self._reconnected_after(conn, exc):
+                    continue  # loads, reads, compaction and scrub may run again
+                job.done(None, self.backend.translate(exc))
+            else:
+                job.done(result, None)
+            return
+
+    def _reconnected_after(self, conn: Connection, exc: BaseException) -> bool:
+        """After *exc*: if it lost the connection, reconnect (the same client id) within
+        the backend's ``reconnect_timeout_s``. True once a new connection is in place."""
+        backend = self.backend
+        if backend.reconnect_timeout_s <= 0 or not backend.lost_connection(conn, exc):
+            return False
+        log.warning("lost the connection to %s (%s); reconnecting", backend.where,
+                    one_line(exc))
+        backend.close_quietly(conn)
+        deadline = time.monotonic() + backend.reconnect_timeout_s
+        wait = RECONNECT_FIRST_WAIT_S
+        while True:
+            try:
+                self._conn = backend.reconnect(self.client_id)
+            except Exception as error:
+                if time.monotonic() + wait > deadline:
+                    log.error("could not reconnect to %s within %.0f s: %s", backend.where,
+                              backend.reconnect_timeout_s, error)
+                    return False
+                time.sleep(wait)  # the storage thread, not trio: nothing else runs here
+                wait = min(wait * 2, RECONNECT_MAX_WAIT_S)
+                continue
+            self.reconnects += 1
+            log.warning("reconnected to %s; retrying", backend.where)
+            return True
+
+    def _write_batch(self, batch: list[WriteJob]) -> None:
         last = batch[-1].ticket
         if self.failure is not None:
             self._notify(last, self.failure)
             return
-        touched: set[str] = set()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                if self._fault is not None:
-                    self._fault(type(job).__name__.lstrip("_").lower())
-                if isinstance(job, Append):
-                    data = job.data
-                    if self.cipher is not None:
-                        data = self.cipher.seal("update", job.doc_id, data)
-                    conn.execute(
-                        "INSERT INTO updates(doc_id, writer, data) VALUES (?, ?, ?)",
-                        (job.doc_id, self.client_id, data),
+        while True:
+            conn = self.conn
+            try:
+                touched, changes = self._commit_batch(conn, batch)
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with suppress(Exception):
+                        conn.execute("ROLLBACK")
+                if self._reconnected_after(conn, exc):
+                    # Every job may run twice (its first COMMIT may have succeeded
+                    # unseen): an update applied twice is a no-op, and creates,
+                    # envelopes, class changes and deletes are idempotent.
+                    continue
+                if self.backend.lost_connection(conn, exc):
+                    error = StoreWriteError(
+                        f"write not confirmed: lost the connection to {self.backend.where} "
+                        f"({one_line(exc)}) and could not reconnect"
                     )
-                    touched.add(job.doc_id)
-                elif isinstance(job, Create):
-                    conn.execute(
-                        "INSERT OR IGNORE INTO documents(doc_id, kind, sync_class, created_at)"
-                        " VALUES (?, ?, ?, ?)",
-                        (job.info.doc_id, job.info.kind, job.info.sync_class.value, job.created_at),
-                    )
-                elif isinstance(job, Envelopes):
-                    self._insert_envelopes(conn, job)
-                elif isinstance(job, Delete):
-                    conn.execute("DELETE FROM documents WHERE doc_id=?", (job.doc_id,))
-                    touched.discard(job.doc_id)
                 else:
-                    conn.execute(
-                        "UPDATE documents SET sync_class=? WHERE doc_id=?",
-                        (job.sync_class.value, job.doc_id),
-                    )
-            if self._fault is not None:
-                self._fault("commit")
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            error = StoreWriteError(f"write failed and was rolled back: {_one_line(exc)}")
-            log.error("storage batch of %d jobs failed: %r", len(batch), exc)
-            self.failure = error
-            self._notify(last, error)
-            return
+                    error = StoreWriteError(f"write failed and was rolled back: {one_line(exc)}")
+                log.error("storage batch of %d jobs failed: %r", len(batch), exc)
+                self.failure = error
+                self._notify(last, error)
+                return
+            break
+        if changes is not None and changes == self._data_version + 1:
+            self._data_version = changes  # only our own commit since we last looked
         self._notify(last, None)
         if self._compact_after > 0:
             for doc_id in touched:
-                self._maybe_compact(conn, doc_id)
+                self._maybe_compact(self.conn, doc_id)
 
-    def _insert_envelopes(self, conn: sqlite3.Connection, job: Envelopes) -> None:
+    def _commit_batch(
+        self, conn: Connection, batch: list[WriteJob]
+    ) -> tuple[set[str], int | None]:
+        """Run *batch* in one transaction, COMMIT it; the documents whose update log
+        grew, and the engine's change counter where it keeps one."""
+        dialect = self.backend.dialect
+        touched: set[str] = set()
+        begin_write(conn)
+        for job in batch:
+            if self._fault is not None:
+                self._fault(type(job).__name__.lstrip("_").lower())
+            if isinstance(job, Append):
+                data = job.data
+                if self.cipher is not None:
+                    data = self.cipher.seal("update", job.doc_id, data)
+                conn.execute(
+                    "INSERT INTO updates(doc_id, writer, data) VALUES (?, ?, ?)",
+                    (job.doc_id, self.client_id, data),
+                )
+                touched.add(job.doc_id)
+            elif isinstance(job, Create):
+                conn.execute(
+                    dialect.insert_document,
+                    (job.info.doc_id, job.info.kind, job.info.sync_class.value, job.created_at),
+                )
+            elif isinstance(job, Envelopes):
+                self._insert_envelopes(conn, job)
+            elif isinstance(job, Delete):
+                conn.execute("DELETE FROM documents WHERE doc_id=?", (job.doc_id,))
+                touched.discard(job.doc_id)
+            else:
+                conn.execute(
+                    "UPDATE documents SET sync_class=? WHERE doc_id=?",
+                    (job.sync_class.value, job.doc_id),
+                )
+        changes: int | None = None
+        if dialect.bump_changes is not None:
+            changes = int(conn.execute(dialect.bump_changes).fetchone()[0])
+        if self._fault is not None:
+            self._fault("commit")
+        conn.execute("COMMIT")
+        return touched, changes
+
+    def _insert_envelopes(self, conn: Connection, job: Envelopes) -> None:
         for raw in job.envelopes:
             digest = hashlib.blake2b(raw, digest_size=16, person=ENVELOPE_DIGEST_PERSON).digest()
             data = raw if self.cipher is None else self.cipher.seal("envelope", job.doc_id, raw)
-            conn.execute(
-                "INSERT OR IGNORE INTO envelopes(doc_id, digest, data) VALUES (?, ?, ?)",
-                (job.doc_id, digest, data),
-            )
+            conn.execute(self.backend.dialect.insert_envelope, (job.doc_id, digest, data))
 
-    def _maybe_compact(self, conn: sqlite3.Connection, doc_id: str) -> None:
-        count = conn.execute("SELECT COUNT(*) FROM updates WHERE doc_id=?", (doc_id,)).fetchone()
-        if int(count[0]) <= self._compact_after:
-            return
+    def _maybe_compact(self, conn: Connection, doc_id: str) -> None:
         try:
+            count = conn.execute(
+                "SELECT COUNT(*) FROM updates WHERE doc_id=?", (doc_id,)
+            ).fetchone()
+            if int(count[0]) <= self._compact_after:
+                return
             compact_document(conn, doc_id=doc_id, live=None, cipher=self.cipher)
             self.auto_compactions += 1
         except StoreError as exc:  # the log stays as it was; try again next time
             log.warning("automatic compaction of %s skipped: %s", doc_id, exc)
+        except Exception as exc:
+            # The batch is committed and acknowledged; a connection lost since is
+            # found again by the next job, which reconnects. The log's length is
+            # checked again at the next write.
+            if not self.backend.lost_connection(conn, exc):
+                raise
+            log.warning("automatic compaction of %s skipped: %s", doc_id, one_line(exc))
 
     def read_external(
-        self, conn: sqlite3.Connection, last: int
+        self, conn: Connection, last: int
     ) -> ExternalChanges | None:
         """Runs on the storage thread: what other processes wrote after seq *last*.
 
         Everything is read in one read transaction, so the rows, the snapshots
-        and the new cursor come from one snapshot of the file: a row another
+        and the new cursor come from one snapshot of the store: a row another
         process commits meanwhile is either read now or has a seq above the
         cursor, never skipped. (Read as separate statements, a row committed
         between reading the rows and reading ``MAX(seq)`` was passed over for
-        good.) ``data_version`` is taken before the transaction, so a commit
+        good.) The data version is taken before the transaction, so a commit
         after it is looked for again next time."""
-        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        version = int(conn.execute(self.backend.dialect.data_version).fetchone()[0])
         if version == self._data_version:
             return None
         self._data_version = version
@@ -515,34 +515,9 @@ class StorageThread:
         return ExternalChanges(docs, snapshots, updates, max_seq)
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, schema.PRIVATE_FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def _job_size(job: WriteJob) -> int:
     if isinstance(job, Append):
         return len(job.data)
     if isinstance(job, Envelopes):
         return sum(len(e) for e in job.envelopes)
     return 64
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def _translate(exc: BaseException) -> BaseException:
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, sqlite3.DatabaseError):
-        return CorruptStoreError(f"database error: {_one_line(exc)}")
-    if isinstance(exc, sqlite3.Error):
-        return StoreError(f"database error: {_one_line(exc)}")
-    return exc

@@ -18,6 +18,7 @@ from pycrdt import Doc
 
 from .crypto_at_rest import BlobCipher
 from .errors import CompactionError, CorruptStoreError, DocumentError
+from .storage_backend import Connection, begin_read, begin_write, dialect_of
 from .update_check import UpdateRejected, covers, same_document, same_state
 from .values import format_timestamp, utc_now
 
@@ -39,8 +40,9 @@ def _open_blob(cipher: BlobCipher | None, what: str, doc_id: str, blob: Any) -> 
 
 
 @contextmanager
-def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One snapshot of the file for every SELECT inside (WAL: writers go on meanwhile).
+def read_snapshot(conn: Connection) -> Iterator[None]:
+    """One snapshot of the store for every SELECT inside (writers go on meanwhile:
+    SQLite's WAL, PostgreSQL's REPEATABLE READ).
 
     Reads that belong together (a snapshot and the log after it; new rows and
     the cursor past them) must not straddle another process's commit: a
@@ -49,20 +51,20 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN")
+    begin_read(conn)
     try:
         yield
     finally:
         _end_read(conn)
 
 
-def _end_read(conn: sqlite3.Connection) -> None:
+def _end_read(conn: Connection) -> None:
     if conn.in_transaction:  # a failed statement may have ended it already
         conn.execute("COMMIT")
 
 
 def read_doc(
-    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
+    conn: Connection, doc_id: str, cipher: BlobCipher | None = None
 ) -> tuple[bytes | None, list[bytes], int]:
     """A document's snapshot, the updates stored after it, and the newest seq of
     either, read from one snapshot of the file (see :func:`read_snapshot`)."""
@@ -71,7 +73,7 @@ def read_doc(
 
 
 def _read_doc(
-    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None
+    conn: Connection, doc_id: str, cipher: BlobCipher | None
 ) -> tuple[bytes | None, list[bytes], int]:
     row = conn.execute(
         "SELECT snapshot, snapshot_seq FROM documents WHERE doc_id=?", (doc_id,)
@@ -87,16 +89,12 @@ def _read_doc(
 
 
 def read_doc_if_changed(
-    conn: sqlite3.Connection, doc_id: str, mark: int | None, cipher: BlobCipher | None = None
+    conn: Connection, doc_id: str, mark: int | None, cipher: BlobCipher | None = None
 ) -> tuple[bytes | None, list[bytes], int] | None:
     """:func:`read_doc`, unless the document's newest stored seq (its update log's,
     or its snapshot's) is still *mark*, or the document is gone: then None."""
     with read_snapshot(conn):
-        row = conn.execute(
-            "SELECT MAX(snapshot_seq, COALESCE((SELECT MAX(seq) FROM updates WHERE doc_id=?), 0))"
-            " FROM documents WHERE doc_id=?",
-            (doc_id, doc_id),
-        ).fetchone()
+        row = conn.execute(dialect_of(conn).newest_seq_of_doc, (doc_id, doc_id)).fetchone()
         if row is None or int(row[0]) == mark:
             return None
         return _read_doc(conn, doc_id, cipher)
@@ -145,13 +143,13 @@ def _covers(stored: tuple[bytes, bytes], live: tuple[bytes, bytes]) -> bool:
 
 
 def compact_document(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     doc_id: str,
     live: tuple[bytes, bytes] | None,  # a loaded replica: its state, its delete set
     cipher: BlobCipher | None = None,
 ) -> CompactionResult | None:
-    conn.execute("BEGIN IMMEDIATE")
+    begin_write(conn)
     try:
         snapshot, updates, max_seq = read_doc(conn, doc_id, cipher)
         if not updates:
@@ -192,7 +190,7 @@ def compact_document(
 
 
 def read_envelopes(
-    conn: sqlite3.Connection, doc_id: str, cipher: BlobCipher | None = None
+    conn: Connection, doc_id: str, cipher: BlobCipher | None = None
 ) -> list[bytes]:
     """The envelopes kept for *doc_id*, in the order they were first stored."""
     rows = conn.execute(
@@ -201,19 +199,21 @@ def read_envelopes(
     return [_open_blob(cipher, "envelope", doc_id, r[0]) for r in rows]
 
 
-def first_envelope_seqs(conn: sqlite3.Connection) -> dict[str, int]:
+def first_envelope_seqs(conn: Connection) -> dict[str, int]:
     """For each document with envelopes, the seq of its first one (arrival order)."""
     rows = conn.execute("SELECT doc_id, MIN(seq) FROM envelopes GROUP BY doc_id")
     return {str(d): int(s) for d, s in rows}
 
 
-def documents_with_updates(conn: sqlite3.Connection) -> list[str]:
+def documents_with_updates(conn: Connection) -> list[str]:
     """Documents whose update log is not empty (what compaction would fold)."""
     return [str(r[0]) for r in conn.execute("SELECT DISTINCT doc_id FROM updates ORDER BY doc_id")]
 
 
 def scrub(conn: sqlite3.Connection) -> bool:
-    """Rewrite the file so deleted content is in neither the database nor its WAL.
+    """SQLite's scrub (crdt/storage_sqlite.py; PostgreSQL's is in crdt/storage_pg.py).
+
+    Rewrite the file so deleted content is in neither the database nor its WAL.
 
     VACUUM rebuilds the database from live rows only; the checkpoints before and
     after move everything out of the WAL and truncate it to zero bytes. False

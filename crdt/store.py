@@ -1,4 +1,4 @@
-"""DocStore: pycrdt documents persisted to one SQLite file.
+"""DocStore: pycrdt documents persisted to one SQLite file (or a PostgreSQL database).
 
 Theory of operation
 -------------------
@@ -19,6 +19,10 @@ Theory of operation
   that the reloaded state equals the rebuilt one — and the live one when it has
   the same state vector — and only then swaps the snapshot in and deletes the
   folded updates.
+* The engine is behind a seam (crdt/storage_backend.py): a device's store is an
+  SQLite file (crdt/storage_sqlite.py); a platform server may give
+  :func:`open_store` a ``postgresql://`` URL instead (crdt/storage_pg.py, psycopg
+  imported only then). The guarantees above hold on both.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from .storage import (
     StorageThread,
     WriteJob,
 )
+from .storage_backend import StorageBackend
 from .storage_calls import (
     EXTERNAL_ORIGIN,
     LOAD_ORIGIN,
@@ -68,8 +73,8 @@ from .storage_calls import (
     read_doc,
     read_doc_if_changed,
     read_envelopes,
-    scrub,
 )
+from .storage_sqlite import SqliteBackend
 from .sync_class import SyncClass
 from .update_check import covers
 from .values import format_timestamp, is_valid_doc_id, utc_now
@@ -92,6 +97,7 @@ log = logging.getLogger("mirror.store")
 _SKIP_ORIGINS = frozenset({hash(LOAD_ORIGIN), hash(EXTERNAL_ORIGIN)})
 
 DEFAULT_COMPACT_AFTER_UPDATES = 1000
+DEFAULT_RECONNECT_TIMEOUT_S = 30.0
 
 UpdateListener = Callable[["StoredDoc", bytes, str], None]
 CatalogueListener = Callable[[tuple[DocInfo, ...]], None]
@@ -154,28 +160,32 @@ class StoreStatistics:
     committed_tickets: int
     batches: int
     auto_compactions: int
+    reconnects: int = 0
+    """Connections to the database server re-established (PostgreSQL only)."""
 
 
 # --------------------------------------------------------------------------- store
 
 
 class DocStore:
-    """Documents of one home, persisted to one SQLite file. Open with :func:`open_store`."""
+    """Documents of one home, persisted to one SQLite file or one PostgreSQL database.
+    Open with :func:`open_store`."""
 
     def __init__(
         self,
-        path: Path,
+        backend: StorageBackend,
         *,
         compact_after_updates: int,
         fault: FaultHook | None,
-        synchronous: str,
         cipher: BlobCipher | None = None,
         passphrase: str | None = None,
     ) -> None:
-        self.path = path
+        self.path: Path | None = backend.path if isinstance(backend, SqliteBackend) else None
+        """The store's file (None on PostgreSQL)."""
+        self.where = backend.where
+        """The store's file or database, for messages (never a password)."""
         self._storage = StorageThread(
-            path,
-            synchronous=synchronous,
+            backend,
             fault=fault,
             compact_after_updates=compact_after_updates,
             on_committed=self._on_committed,
@@ -459,7 +469,7 @@ class DocStore:
         await self.wait_durable()
         if not scrub_file:
             return True
-        complete: bool = await self._storage.call(scrub)
+        complete: bool = await self._storage.call(self._storage.backend.scrub)
         if not complete:
             log.warning("deleted %s; another reader kept the WAL from being truncated", doc_id)
         return complete
@@ -487,7 +497,7 @@ class DocStore:
             except CompactionError as exc:  # its log stays; the others are still scrubbed
                 log.warning("scrub: %s", exc)
                 kept.append(doc_id)
-        rewritten: bool = await self._storage.call(scrub)
+        rewritten: bool = await self._storage.call(self._storage.backend.scrub)
         if not rewritten:
             log.warning("scrub: another reader kept the file from being rewritten")
         return ScrubResult(tuple(kept), not rewritten)
@@ -651,6 +661,7 @@ class DocStore:
             committed_tickets=self._committed,
             batches=self._batches,
             auto_compactions=self._storage.auto_compactions,
+            reconnects=self._storage.reconnects,
         )
 
     # ------------------------------------------------------------------ storage thread
@@ -684,11 +695,19 @@ async def open_store(
     fault: FaultHook | None = None,
     cipher: BlobCipher | None = None,
     passphrase: str | None = None,
+    reconnect_timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S,
 ) -> AsyncIterator[DocStore]:
     """Open the store at *path* (creating it if allowed) for the duration of the block.
 
-    Pending writes are committed when the block exits normally. *fault* is a
-    test hook called on the storage thread before each write statement.
+    *path* is an SQLite file, or a ``postgresql://`` (``postgres://``) URL of a
+    PostgreSQL database (crdt/storage_pg.py; needs the ``postgres`` extra): an empty
+    database becomes a store, one of another application is refused. Pending writes
+    are committed when the block exits normally. *fault* is a test hook called on the
+    storage thread before each write statement.
+
+    *synchronous* is SQLite's (FULL, NORMAL or EXTRA); PostgreSQL's durability is the
+    server's (``synchronous_commit``). *reconnect_timeout_s* is PostgreSQL's: how long
+    a lost connection to the server is retried before a write fails.
 
     An encrypted store (crdt/crypto_at_rest.py) needs its *cipher* (already
     unlocked) or its *passphrase* (derived on the storage thread); without
@@ -696,23 +715,29 @@ async def open_store(
     ``WrongPassphraseError``, before anything is written. A *passphrase* given
     for a plain store is ignored; a *cipher* is refused.
     """
-    path = Path(path)
-    if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
-        raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-    version = await trio.to_thread.run_sync(schema.inspect_store_file, path)
-    if version is None:
-        if not create:
-            raise StoreOpenError(f"{path}: no Mirror store here")
-        if not path.parent.is_dir():
-            raise StoreOpenError(f"{path.parent}: directory does not exist")
-        await trio.to_thread.run_sync(
-            lambda: schema.create_store_file(path, created_at=format_timestamp(utc_now()))
-        )
+    backend: StorageBackend
+    if isinstance(path, str) and is_postgres_url(path):
+        from .storage_pg import PostgresBackend  # psycopg only where PostgreSQL is used
+
+        backend = PostgresBackend(path, create=create, reconnect_timeout_s=reconnect_timeout_s)
+    else:
+        path = Path(path)
+        if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        version = await trio.to_thread.run_sync(schema.inspect_store_file, path)
+        if version is None:
+            if not create:
+                raise StoreOpenError(f"{path}: no Mirror store here")
+            if not path.parent.is_dir():
+                raise StoreOpenError(f"{path.parent}: directory does not exist")
+            await trio.to_thread.run_sync(
+                lambda: schema.create_store_file(path, created_at=format_timestamp(utc_now()))
+            )
+        backend = SqliteBackend(path, synchronous=synchronous.upper())
     store = DocStore(
-        path,
+        backend,
         compact_after_updates=compact_after_updates,
         fault=fault,
-        synchronous=synchronous.upper(),
         cipher=cipher,
         passphrase=passphrase,
     )
@@ -724,6 +749,6 @@ async def open_store(
             await store._close()
 
 
-# --------------------------------------------------------------------------- helpers (thread side)
-
-
+def is_postgres_url(location: str) -> bool:
+    """Whether *location* names a PostgreSQL database rather than an SQLite file."""
+    return location.startswith(("postgresql://", "postgres://"))

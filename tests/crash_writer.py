@@ -1,4 +1,5 @@
-"""A writer process for the crash test: prints ``ACK <id>`` after each COMMIT."""
+"""A writer process for the crash test: prints ``ACK <id>`` after each COMMIT (SQLite file
+or PostgreSQL URL)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from crdt import open_store
 from crdt.journal import Journal
 
 
-async def main(db: Path, limit: int) -> None:
+async def main(db: Path | str, limit: int) -> None:
     async with open_store(db, compact_after_updates=200) as store:
         journal = Journal(store)
         for i in range(limit):
@@ -21,4 +22,5 @@ async def main(db: Path, limit: int) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, Path(sys.argv[1]), int(sys.argv[2]))
+    where = sys.argv[1]  # an SQLite file or a postgresql:// URL
+    trio.run(main, where if "://" in where else Path(where), int(sys.argv[2]))

@@ -1,7 +1,10 @@
 """The blind store's HTTP interface: tokens, limits, quotas, conflicts, hostile input (T5, T8).
 
 Most tests call the ASGI application directly (a fake ``receive``/``send``);
-one runs it under hypercorn on 127.0.0.1 port 0 through httpx.
+one runs it under hypercorn on 127.0.0.1 port 0 through httpx. Each runs on both
+engines: the SQLite file and a real PostgreSQL database (``postgres_dsn``;
+skipped with the reason where none can be started). The hostile-input property
+runs on SQLite only (it makes a store per example); the SQL is the same.
 """
 
 from __future__ import annotations
@@ -78,14 +81,14 @@ async def call(
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[BlindStoreApp]:
-    store = build_blind_store_app(tmp_path / "store")
+def app(tmp_path: Path, database: str | None) -> Iterator[BlindStoreApp]:
+    store = build_blind_store_app(tmp_path / "store", database=database)
     yield store
     store.close()
 
 
-def small_app(tmp_path: Path, **limits: Any) -> BlindStoreApp:
-    return build_blind_store_app(tmp_path / "small", StoreLimits(**limits))
+def small_app(tmp_path: Path, database: str | None, **limits: Any) -> BlindStoreApp:
+    return build_blind_store_app(tmp_path / "small", StoreLimits(**limits), database=database)
 
 
 async def usage(app: BlindStoreApp) -> dict[str, int]:
@@ -146,8 +149,10 @@ async def test_malformed_uploads_are_refused_and_store_nothing(app: BlindStoreAp
     assert (await call(app, "GET", "/v1/nothing")).status == 404
 
 
-async def test_body_limit_is_checked_before_buffering(tmp_path: Path) -> None:
-    app = small_app(tmp_path, max_request_bytes=1000)
+async def test_body_limit_is_checked_before_buffering(
+    tmp_path: Path, database: str | None
+) -> None:
+    app = small_app(tmp_path, database, max_request_bytes=1000)
     try:
         big = encode_upload([envelope(payload=b"x" * 600)])  # 1024 + 4 bytes
         declared = ((b"content-length", str(len(big)).encode()), AUTH)
@@ -161,8 +166,10 @@ async def test_body_limit_is_checked_before_buffering(tmp_path: Path) -> None:
         app.close()
 
 
-async def test_quota_per_group_and_compaction_frees_it(tmp_path: Path) -> None:
-    app = small_app(tmp_path, max_group_envelopes=3)
+async def test_quota_per_group_and_compaction_frees_it(
+    tmp_path: Path, database: str | None
+) -> None:
+    app = small_app(tmp_path, database, max_group_envelopes=3)
     try:
         for _ in range(3):
             assert (await call(app, "POST", "/v1/log",
@@ -179,8 +186,8 @@ async def test_quota_per_group_and_compaction_frees_it(tmp_path: Path) -> None:
         app.close()
 
 
-async def test_byte_quota(tmp_path: Path) -> None:
-    app = small_app(tmp_path, max_group_bytes=600)
+async def test_byte_quota(tmp_path: Path, database: str | None) -> None:
+    app = small_app(tmp_path, database, max_group_bytes=600)
     try:
         assert (await call(app, "POST", "/v1/log", body=encode_upload([envelope()]))).status == 201
         assert (await call(app, "POST", "/v1/log",
@@ -221,9 +228,9 @@ async def test_retired_log_refuses_its_token_and_keeps_only_the_notice(
     assert app.storage._db.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0] == 0
 
 
-async def test_rate_limit_per_address(tmp_path: Path) -> None:
+async def test_rate_limit_per_address(tmp_path: Path, database: str | None) -> None:
     now = [0.0]
-    store = small_app(tmp_path, request_burst=3, requests_per_s=1.0)
+    store = small_app(tmp_path, database, request_burst=3, requests_per_s=1.0)
     store._clock = lambda: now[0]
     try:
         statuses = [(await call(store, "GET", "/v1/usage")).status for _ in range(4)]

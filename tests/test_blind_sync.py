@@ -7,7 +7,6 @@ processes are in test_blind_e2e.py.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,8 +27,9 @@ from tests.sync_helpers import Device, open_devices
 
 
 @asynccontextmanager
-async def running_store(home: Path) -> AsyncIterator[tuple[str, BlindStoreApp]]:
-    app = build_blind_store_app(home)
+async def running_store(home: Path, database: str | None = None
+                        ) -> AsyncIterator[tuple[str, BlindStoreApp]]:
+    app = build_blind_store_app(home, database=database)
     try:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_blind_store, app, "127.0.0.1", 0)
@@ -49,15 +49,25 @@ async def syncs(url: str, *devices: Device, **kwargs: int) -> AsyncIterator[list
         yield out
 
 
+def store_bytes(home: Path, database: str | None, request: pytest.FixtureRequest) -> bytes:
+    """Every byte the store keeps: its SQLite files, or its PostgreSQL database's."""
+    if database is None:
+        return b"".join(p.read_bytes() for p in home.glob("blind-store.db*"))
+    from tests.store_targets import StoreTarget
+
+    server = request.getfixturevalue("postgres_server")
+    return StoreTarget("postgres", database, server).stored_bytes()
+
+
 async def texts(device: Device) -> set[str]:
     return {r.text for r in await device.journal.all()}
 
 
 async def test_writes_reach_a_device_that_was_never_online_at_the_same_time(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
     async with open_devices(tmp_path, ["laptop", "phone"]) as (a, b), running_store(
-        tmp_path / "server"
+        tmp_path / "server", database
     ) as (url, _):
         await a.journal.add("written while the phone was off")
         async with syncs(url, a) as (sa,):
@@ -78,9 +88,11 @@ async def test_writes_reach_a_device_that_was_never_online_at_the_same_time(
 
 
 async def test_nothing_is_pushed_twice_and_own_envelopes_are_not_reapplied(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
-    async with open_devices(tmp_path, ["laptop"]) as (a,), running_store(tmp_path / "s") as (
+    async with open_devices(tmp_path, ["laptop"]) as (a,), running_store(
+        tmp_path / "s", database
+    ) as (
         url, app,
     ):
         await a.journal.add("one")
@@ -93,10 +105,10 @@ async def test_nothing_is_pushed_twice_and_own_envelopes_are_not_reapplied(
 
 
 async def test_compaction_drops_covered_envelopes_and_a_new_device_restores(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
     async with open_devices(tmp_path, ["laptop", "new"]) as (a, c), running_store(
-        tmp_path / "s"
+        tmp_path / "s", database
     ) as (url, app):
         async with syncs(url, a, compact_after=1_000_000) as (sa,):
             for i in range(20):
@@ -113,8 +125,12 @@ async def test_compaction_drops_covered_envelopes_and_a_new_device_restores(
         assert await texts(c) == {f"reflection {i}" for i in range(20)}
 
 
-async def test_a_stale_snapshot_is_refused_by_the_store(tmp_path: Path) -> None:
-    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(tmp_path / "s") as (
+async def test_a_stale_snapshot_is_refused_by_the_store(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(
+        tmp_path / "s", database
+    ) as (
         url, _,
     ):
         await a.journal.add("x")
@@ -132,31 +148,37 @@ async def test_a_stale_snapshot_is_refused_by_the_store(tmp_path: Path) -> None:
         assert await texts(a) == {"x", "y"}
 
 
-async def test_tampered_envelope_is_rejected_and_changes_nothing(tmp_path: Path) -> None:
-    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(tmp_path / "s") as (
-        url, _,
+async def test_tampered_envelope_is_rejected_and_changes_nothing(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(
+        tmp_path / "s", database
+    ) as (
+        url, app,
     ):
         await a.journal.add("first, intact")
         async with syncs(url, a) as (sa,):
             await sa.sync_once()
             await a.journal.add("second, to be tampered with")
             await sa.sync_once()
-        db = sqlite3.connect(tmp_path / "s" / "blind-store.db")
-        with db:
-            seq, data = db.execute("SELECT seq, data FROM envelopes ORDER BY seq DESC").fetchone()
-            flipped = bytearray(data)
-            flipped[len(flipped) // 2] ^= 0x01
-            db.execute("UPDATE envelopes SET data=? WHERE seq=?", (bytes(flipped), seq))
-        db.close()
+        db = app.storage._db  # the store's own connection, on either engine
+        db.execute("BEGIN")
+        seq, data = db.execute("SELECT seq, data FROM envelopes ORDER BY seq DESC").fetchone()
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0x01
+        db.execute("UPDATE envelopes SET data=? WHERE seq=?", (bytes(flipped), seq))
+        db.execute("COMMIT")
         async with syncs(url, b) as (sb,):
             report = await sb.sync_once()
         assert report.rejected == 1
         assert await texts(b) == {"first, intact"}
 
 
-async def test_removed_device_is_refused_and_the_others_move_on(tmp_path: Path) -> None:
+async def test_removed_device_is_refused_and_the_others_move_on(
+    tmp_path: Path, database: str | None
+) -> None:
     async with open_devices(tmp_path, ["a", "b", "c"]) as (a, b, c), running_store(
-        tmp_path / "s"
+        tmp_path / "s", database
     ) as (url, _):
         await a.journal.add("before the removal")
         async with syncs(url, a, b, c) as (sa, sb, sc):
@@ -175,21 +197,23 @@ async def test_removed_device_is_refused_and_the_others_move_on(tmp_path: Path) 
         assert await texts(c) == {"before the removal"}
 
 
-async def test_tampered_snapshot_is_rejected_and_changes_nothing(tmp_path: Path) -> None:
+async def test_tampered_snapshot_is_rejected_and_changes_nothing(
+    tmp_path: Path, database: str | None
+) -> None:
     async with open_devices(tmp_path, ["a", "new"]) as (a, c), running_store(
-        tmp_path / "s"
-    ) as (url, _):
+        tmp_path / "s", database
+    ) as (url, app):
         await a.journal.add("only in the snapshot")
         async with syncs(url, a) as (sa,):
             assert (await sa.sync_once(compact=True)).compacted
-        db = sqlite3.connect(tmp_path / "s" / "blind-store.db")
-        with db:
-            parts = db.execute("SELECT part, data FROM snapshot_parts").fetchall()
-            for part, data in parts:
-                flipped = bytearray(data)
-                flipped[-1] ^= 0x01  # the signature
-                db.execute("UPDATE snapshot_parts SET data=? WHERE part=?", (bytes(flipped), part))
-        db.close()
+        db = app.storage._db
+        db.execute("BEGIN")
+        parts = db.execute("SELECT part, data FROM snapshot_parts").fetchall()
+        for part, data in parts:
+            flipped = bytearray(data)
+            flipped[-1] ^= 0x01  # the signature
+            db.execute("UPDATE snapshot_parts SET data=? WHERE part=?", (bytes(flipped), part))
+        db.execute("COMMIT")
         before = {i.doc_id for i in c.store.documents()}
         async with syncs(url, c) as (sc,):
             report = await sc.sync_once()
@@ -200,15 +224,17 @@ async def test_tampered_snapshot_is_rejected_and_changes_nothing(tmp_path: Path)
         assert await texts(c) == set()
 
 
-async def test_only_devices_documents_leave_and_local_ones_never(tmp_path: Path) -> None:
-    async with open_devices(tmp_path, ["a"]) as (a,), running_store(tmp_path / "s") as (
+async def test_only_devices_documents_leave_and_local_ones_never(
+    tmp_path: Path, database: str | None, request: pytest.FixtureRequest
+) -> None:
+    async with open_devices(tmp_path, ["a"]) as (a,), running_store(tmp_path / "s", database) as (
         url, _,
     ):
         await a.journal.add("LOCALCANARY private thought", private=True)
         await a.journal.add("shared thought")
         async with syncs(url, a) as (sa,):
             await sa.sync_once(compact=True)
-        data = b"".join(p.read_bytes() for p in (tmp_path / "s").glob("blind-store.db*"))
+        data = store_bytes(tmp_path / "s", database, request)
         assert b"LOCALCANARY" not in data and b"shared thought" not in data
         async with open_devices(tmp_path / "other", ["c"]) as (c,):
             c.keyring.adopt_group(a.keyring.epochs)
@@ -218,11 +244,15 @@ async def test_only_devices_documents_leave_and_local_ones_never(tmp_path: Path)
             assert await texts(c) == {"shared thought"}
 
 
-async def test_running_syncs_push_live_and_pull_by_long_poll(tmp_path: Path) -> None:
+async def test_running_syncs_push_live_and_pull_by_long_poll(
+    tmp_path: Path, database: str | None
+) -> None:
     from node.sync.blind import load_states
     from tests.sync_helpers import wait_for
 
-    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(tmp_path / "s") as (
+    async with open_devices(tmp_path, ["a", "b"]) as (a, b), running_store(
+        tmp_path / "s", database
+    ) as (
         url, app,
     ), syncs(url, a, b) as (sa, sb), trio.open_nursery() as nursery:
         await nursery.start(sa.run)

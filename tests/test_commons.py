@@ -11,9 +11,11 @@ import pytest
 from tests.commons_helpers import mirror, running_commons
 
 
-async def test_post_read_comment_between_two_people(tmp_path: Path) -> None:
+async def test_post_read_comment_between_two_people(
+    tmp_path: Path, database: str | None
+) -> None:
     alice, bob = tmp_path / "alice", tmp_path / "bob"
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         for home in (alice, bob):
             status, out = await mirror(home, "commons", "add", server.url)
             assert status == 0, out
@@ -36,7 +38,7 @@ async def test_post_read_comment_between_two_people(tmp_path: Path) -> None:
 
 
 async def test_publish_pattern_shows_only_the_summary_and_asks_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     secret = "SECRET-sentence-about-my-manager"
@@ -48,7 +50,7 @@ async def test_publish_pattern_shows_only_the_summary_and_asks_first(
     patterns = json.loads(out)
     assert patterns, out
     key = patterns[0]["key"]
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         for home in (alice, bob):
             assert (await mirror(home, "commons", "add", server.url))[0] == 0
         # Without --yes the person is asked; "n" publishes nothing.
@@ -68,7 +70,9 @@ async def test_publish_pattern_shows_only_the_summary_and_asks_first(
         assert "pattern" in out and server.url in out and "sent" in out
 
 
-async def test_repl_commons_reads_the_cache(tmp_path: Path) -> None:
+async def test_repl_commons_reads_the_cache(
+    tmp_path: Path, database: str | None
+) -> None:
     from node.app import Mirror
     from node.core import open_core
     from node.home import Home
@@ -77,7 +81,7 @@ async def test_repl_commons_reads_the_cache(tmp_path: Path) -> None:
 
     assert "commons" in COMMANDS
     alice = tmp_path / "alice"
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         assert (await mirror(alice, "commons", "add", server.url))[0] == 0
         status, out = await mirror(alice, "commons", "post", "--title", "From the REPL",
                                    "--body", "b", "--yes")

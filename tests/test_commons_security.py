@@ -76,8 +76,10 @@ def _forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey, title: str,
 # --------------------------------------------------------------------------- signatures
 
 
-async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
-    async with running_commons(tmp_path / "server") as server:
+async def test_forged_update_is_refused_by_the_server(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with running_commons(tmp_path / "server", database=database) as server:
         (mallory,) = await _setup(tmp_path, server.url, "mallory")
         alice = AuthorKey(os.urandom(32))
         forger = AuthorKeys(mallory).default()
@@ -115,8 +117,10 @@ async def test_forged_update_is_refused_by_the_server(tmp_path: Path) -> None:
         assert b"Alice says X" not in _db_bytes(server.home)
 
 
-async def test_forged_update_from_a_server_is_refused_by_the_node(tmp_path: Path) -> None:
-    async with running_commons(tmp_path / "server") as server:
+async def test_forged_update_from_a_server_is_refused_by_the_node(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with running_commons(tmp_path / "server", database=database) as server:
         (bob,) = await _setup(tmp_path, server.url, "bob")
         alice, forger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
@@ -141,18 +145,29 @@ async def test_forged_update_from_a_server_is_refused_by_the_node(tmp_path: Path
 # --------------------------------------------------------------------------- revocation
 
 
-async def test_unpublish_deletes_every_byte_from_the_server_database(tmp_path: Path) -> None:
+def _holds(home: Path, database: str | None, canary: str,
+           request: pytest.FixtureRequest) -> bool:
+    """The server's store holds *canary*: in its files, or in its PostgreSQL database's."""
+    from tests.test_commons_storage import _holds as store_holds
+
+    return canary.encode() in _db_bytes(home) if database is None else store_holds(
+        home, database, canary, request)
+
+
+async def test_unpublish_deletes_every_byte_from_the_server_database(
+    tmp_path: Path, database: str | None, request: pytest.FixtureRequest
+) -> None:
     canary = "CANARY-withdraw-7f3a9c"
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         doc_id = await _post(alice, f"Title {canary}", f"Body {canary} " * 20)
         status, out = await mirror(bob, "commons", "read")
         assert canary in out
-        assert canary.encode() in _db_bytes(server.home)  # the check can see it
+        assert _holds(server.home, database, canary, request)  # the check can see it
         short = doc_id.rsplit("/", 1)[-1]
         status, out = await mirror(alice, "unpublish", short, "--yes")
         assert status == 0, out
-        assert canary.encode() not in _db_bytes(server.home)
+        assert not _holds(server.home, database, canary, request)
         async with httpx.AsyncClient() as client:
             page = await client.get(server.url + "/" + doc_id.removeprefix("commons/"))
         assert page.status_code == 404
@@ -166,9 +181,11 @@ async def test_unpublish_deletes_every_byte_from_the_server_database(tmp_path: P
         assert "withdrawn" in out
 
 
-async def test_a_withdrawn_item_leaves_readers_caches_at_their_next_sync(tmp_path: Path) -> None:
+async def test_a_withdrawn_item_leaves_readers_caches_at_their_next_sync(
+    tmp_path: Path, database: str | None
+) -> None:
     canary = "CANARY-cached-withdraw-2c9e"
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         doc_id = await _post(alice, f"Title {canary}", f"Body {canary}")
         kept = await _post(alice, "still public")
@@ -211,9 +228,11 @@ def _action(op: AuthorKey, action: str, target: str, reason: str = "spam") -> di
     return {**fields, "operator": op.public_hex, "signature": sig.hex()}
 
 
-async def test_moderation_hide_remove_block_and_the_public_log(tmp_path: Path) -> None:
+async def test_moderation_hide_remove_block_and_the_public_log(
+    tmp_path: Path, database: str | None
+) -> None:
     op, stranger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         hidden = await _post(alice, "to hide")
@@ -266,10 +285,10 @@ async def _cached(home: Path, *doc_ids: str) -> list[bool]:
 
 
 async def test_a_hidden_post_leaves_readers_caches_and_comes_back_when_unhidden(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str | None) -> None:
     canary = "CANARY-hidden-5e1b"
     op = AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         hidden = await _post(alice, f"Title {canary}", f"Body {canary}")
@@ -301,10 +320,10 @@ async def test_a_hidden_post_leaves_readers_caches_and_comes_back_when_unhidden(
 
 
 async def test_a_removed_post_leaves_readers_caches_but_not_its_authors_node(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str | None) -> None:
     canary = "CANARY-removed-90af"
     op = AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         removed = await _post(alice, f"Title {canary}", f"Body {canary}")
@@ -324,10 +343,10 @@ async def test_a_removed_post_leaves_readers_caches_but_not_its_authors_node(
 
 
 async def test_a_blocked_authors_items_leave_readers_caches_until_unblocked(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str | None) -> None:
     canary = "CANARY-blocked-3d77"
     op = AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob, carol = await _setup(tmp_path, server.url, "alice", "bob", "carol")
         kept = await _post(alice, "alice's thread")
@@ -387,10 +406,10 @@ def _thread_api(server_url: str, thread: str) -> str:
 
 @pytest.mark.parametrize("how", ["withdraw", "remove"])
 async def test_a_withdrawn_or_removed_thread_takes_others_comments_and_reactions_with_it(
-        tmp_path: Path, how: str) -> None:
+        tmp_path: Path, database: str | None, how: str) -> None:
     canary, reaction, late = f"CANARY-child-{how}-61b0", "REACT-61b0", "LATE-CANARY-61b0"
     op = AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob, carol, dave = await _setup(tmp_path, server.url,
                                                "alice", "bob", "carol", "dave")
@@ -449,10 +468,10 @@ async def test_a_withdrawn_or_removed_thread_takes_others_comments_and_reactions
 
 
 async def test_a_hidden_threads_comments_and_reactions_are_withheld_until_unhidden(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str | None) -> None:
     canary, reaction, during = "CANARY-child-hidden-0d4e", "REACT-0d4e", "DURING-HIDE-0d4e"
     op = AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob, carol = await _setup(tmp_path, server.url, "alice", "bob", "carol")
         thread = await _post(alice, "hidden thread")
@@ -493,10 +512,10 @@ async def test_a_hidden_threads_comments_and_reactions_are_withheld_until_unhidd
 
 
 async def test_comments_on_a_blocked_authors_thread_are_withheld_until_unblocked(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str | None) -> None:
     canary = "CANARY-child-blocked-8a3f"
     op = AuthorKey(os.urandom(32))
-    async with running_commons(tmp_path / "server", operator_key=op.public,
+    async with running_commons(tmp_path / "server", database=database, operator_key=op.public,
                                wall_clock=lambda: FROZEN) as server:
         alice, bob, carol = await _setup(tmp_path, server.url, "alice", "bob", "carol")
         thread = await _post(bob, "bob's thread")
@@ -543,11 +562,12 @@ def _hostile_lists(inner: Any, body: bytes) -> Any:
     (b'["withdrawn"]', "not a JSON object"),
 ])
 async def test_a_hostile_list_of_moderated_items_is_a_clear_note(
-        tmp_path: Path, body: bytes, error: str) -> None:
+        tmp_path: Path, database: str | None, body: bytes, error: str) -> None:
     from commons_server.app import CommonsApp
     from commons_server.server import open_hub, serve_commons
 
-    async with open_hub(tmp_path / "server") as hub, trio.open_nursery() as nursery:
+    async with open_hub(tmp_path / "server", database=database) as hub, \
+            trio.open_nursery() as nursery:
         url = await nursery.start(serve_commons, _hostile_lists(CommonsApp(hub), body),
                                   "127.0.0.1", 0)
         alice, bob = await _setup(tmp_path, url, "alice", "bob")
@@ -567,10 +587,13 @@ async def test_a_hostile_list_of_moderated_items_is_a_clear_note(
 # --------------------------------------------------------------------------- rate limits
 
 
-async def test_rate_limits_per_author_and_per_address(tmp_path: Path) -> None:
+async def test_rate_limits_per_author_and_per_address(
+    tmp_path: Path, database: str | None
+) -> None:
     frozen: Callable[[], float] = lambda: 100.0  # no refill during the test  # noqa: E731
     limits = CommonsLimits(author_updates_per_minute=2, address_updates_per_minute=3)
-    async with running_commons(tmp_path / "server", limits=limits, clock=frozen) as server:
+    async with running_commons(tmp_path / "server", database=database, limits=limits,
+                               clock=frozen) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         await _post(alice, "one")
         await _post(alice, "two")
@@ -591,7 +614,9 @@ async def test_rate_limits_per_author_and_per_address(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- T4
 
 
-async def test_t4_local_and_devices_canaries_never_reach_the_commons(tmp_path: Path) -> None:
+async def test_t4_local_and_devices_canaries_never_reach_the_commons(
+    tmp_path: Path, database: str | None
+) -> None:
     local_canary, private_canary, devices_canary = (
         "CANARY-local-c0ffee", "CANARY-private-b16b00", "CANARY-devices-facade")
     alice = tmp_path / "alice"
@@ -611,7 +636,7 @@ async def test_t4_local_and_devices_canaries_never_reach_the_commons(tmp_path: P
         bad.doc.get("n", type=Map)["x"] = local_canary
     received: list[bytes] = []
     events: list[str] = []
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         inner = server.hub.observers
         inner.append(lambda address, event: events.append(repr(event)))
         (alice,) = await _setup(tmp_path, server.url, "alice")
@@ -630,8 +655,10 @@ async def test_t4_local_and_devices_canaries_never_reach_the_commons(tmp_path: P
 # --------------------------------------------------------------------------- offline
 
 
-async def test_offline_layer1_works_and_read_shows_the_cache(tmp_path: Path) -> None:
-    async with running_commons(tmp_path / "server") as server:
+async def test_offline_layer1_works_and_read_shows_the_cache(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with running_commons(tmp_path / "server", database=database) as server:
         alice, bob = await _setup(tmp_path, server.url, "alice", "bob")
         await _post(alice, "cached thread")
         status, out = await mirror(bob, "commons", "read")

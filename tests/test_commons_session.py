@@ -115,7 +115,7 @@ def forged_bundle(doc_id: str, owner: AuthorKey, forger: AuthorKey, server_key: 
 
 
 async def test_server_and_node_run_the_node_session_code(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import commons_server
 
@@ -129,7 +129,7 @@ async def test_server_and_node_run_the_node_session_code(
             clients.append(self)
 
     monkeypatch.setattr(node_commons, "SyncSession", Recording)
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         servers: list[SyncSession] = []
         server.hub.observers.append(lambda _a, _e: servers.extend(server.app.sessions))
         alice = tmp_path / "alice"
@@ -147,10 +147,11 @@ async def test_server_and_node_run_the_node_session_code(
 
 
 async def test_a_refused_update_is_closed_with_not_authorised_and_the_reason(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
     limits = CommonsLimits(author_updates_per_minute=1)
-    async with open_hub(tmp_path / "server", limits=limits, clock=lambda: 100.0) as hub, \
+    async with open_hub(tmp_path / "server", database=database, limits=limits,
+                        clock=lambda: 100.0) as hub, \
             node_home(tmp_path / "alice") as alice:
         for title in ("one", "two"):
             await create_item(alice.store, alice.author, "post", {"title": title, "body": "b"})
@@ -166,8 +167,10 @@ async def test_a_refused_update_is_closed_with_not_authorised_and_the_reason(
         assert hub.stats.refusals == {"RateLimited": 1}
 
 
-async def test_a_heartbeat_ack_proves_every_earlier_update_was_accepted(tmp_path: Path) -> None:
-    async with open_hub(tmp_path / "server", limits=BIG) as hub, \
+async def test_a_heartbeat_ack_proves_every_earlier_update_was_accepted(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with open_hub(tmp_path / "server", database=database, limits=BIG) as hub, \
             node_home(tmp_path / "alice") as alice:
         posts = {(await create_item(alice.store, alice.author, "post",
                                     {"title": f"post {i}", "body": "b"})).doc_id
@@ -187,8 +190,10 @@ async def test_a_heartbeat_ack_proves_every_earlier_update_was_accepted(tmp_path
         assert client.peer_close is None
 
 
-async def test_a_forged_update_is_refused_by_the_server_session(tmp_path: Path) -> None:
-    async with open_hub(tmp_path / "server", limits=BIG) as hub, \
+async def test_a_forged_update_is_refused_by_the_server_session(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with open_hub(tmp_path / "server", database=database, limits=BIG) as hub, \
             node_home(tmp_path / "mallory") as mallory:
         alice = AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
@@ -213,9 +218,9 @@ async def test_a_forged_update_is_refused_by_the_server_session(tmp_path: Path) 
 
 
 async def test_a_forged_update_from_the_server_is_refused_by_the_node_session(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
-    async with open_hub(tmp_path / "server", limits=BIG) as hub, \
+    async with open_hub(tmp_path / "server", database=database, limits=BIG) as hub, \
             node_home(tmp_path / "bob") as bob:
         alice, forger = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
@@ -310,11 +315,12 @@ async def _accept_post(hub: Hub, author: AuthorKey, i: int) -> None:
 
 
 async def test_a_client_that_stops_reading_is_dropped_with_bounded_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mirror.commons.http")
     monkeypatch.setattr(L, "SESSION_QUEUE_MESSAGES", 8)
-    async with open_hub(tmp_path / "server", limits=BIG) as hub:
+    async with open_hub(tmp_path / "server", database=database, limits=BIG) as hub:
         app = CommonsApp(hub)
         client = InProcessClient(app, hub.server_key, stall_after_handshake=True)
         async with trio.open_nursery() as nursery:
@@ -345,9 +351,9 @@ async def test_a_client_that_stops_reading_is_dropped_with_bounded_memory(
 
 
 async def test_a_client_that_never_completes_the_handshake_is_dropped(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, database: str | None, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with open_hub(tmp_path / "server") as hub:
+    async with open_hub(tmp_path / "server", database=database) as hub:
         app = CommonsApp(hub)
         client = InProcessClient(app, hub.server_key, handshake=False)
         async with trio.open_nursery() as nursery:
@@ -361,9 +367,9 @@ async def test_a_client_that_never_completes_the_handshake_is_dropped(
 
 
 async def test_a_silent_client_is_closed_after_the_idle_timeout(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
+    tmp_path: Path, database: str | None, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with open_hub(tmp_path / "server") as hub:
+    async with open_hub(tmp_path / "server", database=database) as hub:
         app = CommonsApp(hub)
         client = InProcessClient(app, hub.server_key)  # reads all, but never writes again
         async with trio.open_nursery() as nursery:
@@ -404,13 +410,13 @@ class GatedStream(trio.abc.Stream):
 
 
 async def test_a_catch_up_larger_than_the_send_queue_is_paced_not_dropped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new reader asks for five times more documents than the server may queue for
     it, then stops reading: the server waits for it instead of dropping it, and when
     it reads again every document arrives."""
     monkeypatch.setattr(L, "SESSION_QUEUE_MESSAGES", 8)
-    async with open_hub(tmp_path / "server", limits=BIG) as hub, \
+    async with open_hub(tmp_path / "server", database=database, limits=BIG) as hub, \
             node_home(tmp_path / "bob") as bob:
         author = AuthorKey(os.urandom(32))
         for i in range(40):

@@ -51,24 +51,37 @@ async def _moderate(hub: Hub, op: AuthorKey, action: str, target: str) -> None:
     await hub.moderate(action, target, "r", AT, op.public, sig)
 
 
+def _holds(home: Path, database: str | None, canary: str,
+           request: pytest.FixtureRequest) -> bool:
+    """Whether the server's store holds *canary* in any byte it keeps: its files, or
+    every file of its PostgreSQL database after a CHECKPOINT (tests/store_targets.py)."""
+    if database is None:
+        return canary.encode() in _home_bytes(home)
+    from tests.store_targets import StoreTarget
+
+    server = request.getfixturevalue("postgres_server")
+    return canary.encode() in StoreTarget("postgres", database, server).stored_bytes()
+
+
 def _home_bytes(home: Path) -> bytes:
     return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
 
 
 async def test_documents_and_their_envelopes_live_in_the_node_document_store(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
     home = tmp_path / "server"
     key = server_key_for(home)
     alice = AuthorKey(os.urandom(32))
     posts = [_post(alice, f"title {i}", server=key) for i in range(3)]
-    async with open_hub(home) as hub:
+    async with open_hub(home, database=database) as hub:
         for doc_id, envelope in posts:
             assert await hub.accept(doc_id, encode_bundle([envelope]), "t") == 1
         # The same bundle again changes nothing.
         assert await hub.accept(posts[0][0], encode_bundle([posts[0][1]]), "t") == 0
-    assert sorted(p.name for p in home.iterdir() if p.is_file()) == [DB_NAME, "server.key"]
-    async with open_store(home / DB_NAME, create=False) as store:
+    in_home = [DB_NAME, "server.key"] if database is None else ["server.key"]
+    assert sorted(p.name for p in home.iterdir() if p.is_file()) == in_home
+    async with open_store(database or home / DB_NAME, create=False) as store:
         assert {i.doc_id for i in store.documents(kind="commons")} == {d for d, _ in posts}
         for doc_id, envelope in posts:
             kept = await store.envelopes(doc_id)
@@ -76,7 +89,9 @@ async def test_documents_and_their_envelopes_live_in_the_node_document_store(
             verify_bundle(doc_id, encode_bundle(kept), key)  # the owner's own signature
 
 
-async def test_a_restarted_server_keeps_order_moderation_and_tombstones(tmp_path: Path) -> None:
+async def test_a_restarted_server_keeps_order_moderation_and_tombstones(
+    tmp_path: Path, database: str | None
+) -> None:
     home = tmp_path / "server"
     key = server_key_for(home)
     op, alice, bob = (AuthorKey(os.urandom(32)) for _ in range(3))
@@ -84,7 +99,7 @@ async def test_a_restarted_server_keeps_order_moderation_and_tombstones(tmp_path
     hidden = _post(alice, "hidden", server=key)
     withdrawn = _post(alice, "withdrawn", server=key)
     options: dict[str, Any] = {"operator_key": op.public, "wall_clock": lambda: FROZEN}
-    async with open_hub(home, **options) as hub:
+    async with open_hub(home, database=database, **options) as hub:
         for doc_id, envelope in (first, second, hidden, withdrawn, third):
             await hub.accept(doc_id, encode_bundle([envelope]), "t")
         await _moderate(hub, op, "hide", hidden[0])
@@ -93,7 +108,7 @@ async def test_a_restarted_server_keeps_order_moderation_and_tombstones(tmp_path
         before_threads = await hub.threads(1)
         before_log = await hub.moderation_log()
     assert [t["title"] for t in before_threads] == ["third", "second", "first"]
-    async with open_hub(home, **options) as hub:
+    async with open_hub(home, database=database, **options) as hub:
         assert await hub.threads(1) == before_threads
         assert await hub.moderation_log() == before_log
         assert await hub.thread(hidden[0]) is None
@@ -116,22 +131,24 @@ def _bundle(post: tuple[str, bytes]) -> tuple[str, bytes]:
     return post[0], encode_bundle([post[1]])
 
 
-async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(tmp_path: Path) -> None:
+async def test_a_withdrawal_cut_short_by_a_crash_is_finished_at_start(
+    tmp_path: Path, database: str | None, request: pytest.FixtureRequest
+) -> None:
     home = tmp_path / "server"
     key = server_key_for(home)
     alice = AuthorKey(os.urandom(32))
     canary = "CANARY-half-withdrawn-41d2"
     post = _post(alice, "title", canary, server=key)
-    async with open_hub(home) as hub:
+    async with open_hub(home, database=database) as hub:
         await hub.accept(*_bundle(post), "t")
         # The tombstone is written, then the process dies before the deletion.
         hub.moderation.withdraw(post[0], AT, "owner")
         await hub.store.wait_durable()
-    assert canary.encode() in _home_bytes(home)
-    async with open_hub(home) as hub:
+    assert _holds(home, database, canary, request)
+    async with open_hub(home, database=database) as hub:
         assert post[0] not in hub.docs
         assert hub.store.info(post[0]) is None
-    assert canary.encode() not in _home_bytes(home)
+    assert not _holds(home, database, canary, request)
 
 
 def _comment(author: AuthorKey, thread: str, body: str, *,
@@ -143,28 +160,28 @@ def _comment(author: AuthorKey, thread: str, body: str, *,
 
 
 async def test_comments_a_thread_withdrawal_left_behind_are_deleted_at_start(
-        tmp_path: Path) -> None:
+        tmp_path: Path, database: str | None, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "server"
     key = server_key_for(home)
     alice, bob = AuthorKey(os.urandom(32)), AuthorKey(os.urandom(32))
     canary = "CANARY-orphan-comment-c51e"
     thread = _post(alice, "thread", server=key)
     comment = _comment(bob, thread[0], canary, server=key)
-    async with open_hub(home) as hub:
+    async with open_hub(home, database=database) as hub:
         await hub.accept(*_bundle(thread), "t")
         await hub.accept(*_bundle(comment), "t")
         # Only the thread went: a crash before its comments' tombstones, or a store
         # written by a build from before threads took their comments with them.
         hub.moderation.withdraw(thread[0], AT, "owner")
         await hub.store.delete_doc(thread[0], scrub_file=True)
-    assert canary.encode() in _home_bytes(home)
-    async with open_hub(home) as hub:
+    assert _holds(home, database, canary, request)
+    async with open_hub(home, database=database) as hub:
         assert comment[0] not in hub.docs
         assert hub.store.info(comment[0]) is None
         assert hub.moderated_lists()["withdrawn"] == [thread[0]]  # the thread only
         with pytest.raises(Gone, match="the thread this comment belongs to"):
             await hub.accept(*_bundle(comment), "t")
-    assert canary.encode() not in _home_bytes(home)
+    assert not _holds(home, database, canary, request)
 
 
 async def test_a_database_of_an_earlier_build_is_not_silently_ignored(tmp_path: Path) -> None:
@@ -179,14 +196,14 @@ async def test_a_database_of_an_earlier_build_is_not_silently_ignored(tmp_path: 
 
 
 async def test_memory_holds_a_bounded_number_of_documents(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(L, "DOC_CACHE_ENTRIES", 2)
     assert hub_module.L is L
     alice = AuthorKey(os.urandom(32))
     key = server_key_for(tmp_path / "server")
     posts = [_post(alice, f"post {i}", server=key) for i in range(6)]
-    async with open_hub(tmp_path / "server") as hub:
+    async with open_hub(tmp_path / "server", database=database) as hub:
         for post in posts:
             await hub.accept(*_bundle(post), "t")
             assert hub.store.statistics().loaded <= 3  # two Commons docs + moderation

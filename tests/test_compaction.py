@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
@@ -73,10 +76,37 @@ def normalise(value: Any) -> Any:
     return value
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres",
+                                                                  marks=pytest.mark.postgres)])
+def new_store_location(request: pytest.FixtureRequest) -> Iterator[Callable[[str], Path | str]]:
+    """A factory of fresh store locations on one engine: a file in *tmp* (SQLite), or a
+    new schema in one database of the session's PostgreSQL (a store per schema, named
+    by the URL's search_path; the database is dropped when the module ends). Module-
+    scoped, as hypothesis runs many examples in one test call."""
+    if request.param == "sqlite":
+        yield lambda tmp: Path(tmp) / "m.db"
+        return
+    server = request.getfixturevalue("postgres_server")
+    dsn = server.create_database()
+    names = itertools.count(1)
+
+    def new_schema(tmp: str) -> str:
+        name = f"example_{next(names)}"
+        server.sql(dsn.rsplit("/", 1)[1], f"CREATE SCHEMA {name}")
+        return f"{dsn}?options=-csearch_path%3D{name}"
+
+    try:
+        yield new_schema
+    finally:
+        server.drop_databases()
+
+
 @given(ops=OPS)
-async def test_reload_after_compaction_equals_before(ops: list[tuple[str, Any, Any]]) -> None:
+async def test_reload_after_compaction_equals_before(
+    new_store_location: Callable[[str], Path | str], ops: list[tuple[str, Any, Any]]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "m.db"
+        db = new_store_location(tmp)
         model: dict[str, Any] = {}
         i = 0
         while i <= len(ops):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +14,10 @@ import pytest
 from crdt import open_store
 from crdt.journal import Journal
 from tests.helpers import REPO
+from tests.store_targets import StoreTarget
 
 
-def run_and_kill(db: Path, kill_after: int, rng: random.Random) -> set[str]:
+def run_and_kill(db: Path | str, kill_after: int, rng: random.Random) -> set[str]:
     """Start a writer, SIGKILL it after *kill_after* acks (+ a random partial line)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.crash_writer", str(db), "100000"],
@@ -48,43 +48,32 @@ def run_and_kill(db: Path, kill_after: int, rng: random.Random) -> set[str]:
     return acked
 
 
-async def check_round(db: Path, acked: set[str]) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
-    async with open_store(db) as store:
+async def check_round(target: StoreTarget, acked: set[str]) -> int:
+    target.check_integrity()
+    async with open_store(target.location) as store:
         persisted = {r.id for r in await Journal(store).all()}
     missing = acked - persisted
     assert not missing, f"{len(missing)} acknowledged reflections lost"
     return len(persisted)
 
 
-async def crash_rounds(tmp_path: Path, rounds: int, seed: int) -> None:
+async def crash_rounds(target: StoreTarget, rounds: int, seed: int) -> None:
     rng = random.Random(seed)
-    db = tmp_path / "mirror.db"
     all_acked: set[str] = set()
     for _ in range(rounds):
-        all_acked |= run_and_kill(db, rng.randrange(1, 60), rng)
-        total = await check_round(db, all_acked)
+        all_acked |= run_and_kill(target.location, rng.randrange(1, 60), rng)
+        total = await check_round(target, all_acked)
         assert total >= len(all_acked)
-    conn = sqlite3.connect(db)
-    try:
-        states = dict(
-            conn.execute("SELECT state, COUNT(*) FROM client_ids GROUP BY state").fetchall()
-        )
-    finally:
-        conn.close()
+    states = dict(target.rows("SELECT state, COUNT(*) FROM client_ids GROUP BY state"))
     # every killed writer left its id retired, never to be reused
     assert states.get("retired", 0) >= rounds - 1
     assert states.get("in_use", 0) <= 1
 
 
-async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    await crash_rounds(tmp_path, rounds=8, seed=20261124)
+async def test_sigkill_loses_nothing_acknowledged(store_target: StoreTarget) -> None:
+    await crash_rounds(store_target, rounds=8, seed=20261124)
 
 
 @pytest.mark.slow
-async def test_sigkill_many_rounds(tmp_path: Path) -> None:
-    await crash_rounds(tmp_path, rounds=60, seed=1)
+async def test_sigkill_many_rounds(store_target: StoreTarget) -> None:
+    await crash_rounds(store_target, rounds=60, seed=1)

@@ -22,6 +22,7 @@ from crdt.journal import Journal, Reflection, new_reflection_id, replace_text
 from crdt.schema import SCHEMA_VERSION
 from crdt.settings import Settings
 from crdt.values import check_value, read_int
+from tests.store_targets import StoreTarget
 
 
 def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
@@ -32,8 +33,8 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-async def test_reflections_survive_reopen(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_reflections_survive_reopen(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db) as store:
         journal = Journal(store)
         a = await journal.add("First thought, with é and 😀", tags=["#Work", "work", "sleep"])
@@ -65,9 +66,9 @@ async def test_store_file_is_wal_full_and_versioned(tmp_path: Path) -> None:
 
 
 async def test_private_reflections_live_in_local_shards_whatever_is_shared(
-    tmp_path: Path,
+    store_target: StoreTarget,
 ) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+    async with open_store(store_target.location) as store:
         journal = Journal(store, share_class=SyncClass.DEVICES)
         shared = await journal.add("shared thought")
         private = await journal.add("private thought", private=True)
@@ -76,15 +77,15 @@ async def test_private_reflections_live_in_local_shards_whatever_is_shared(
         assert private.shard.startswith("journal-private/")
 
 
-async def test_two_live_stores_never_share_a_client_id(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_two_live_stores_never_share_a_client_id(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db) as a, open_store(db) as b:
         assert a.client_id != b.client_id
         assert 0 < a.client_id < 2**32 and 0 < b.client_id < 2**32
 
 
-async def test_a_second_store_sees_what_the_first_wrote(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_a_second_store_sees_what_the_first_wrote(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db) as a, open_store(db) as b:
         ja, jb = Journal(a), Journal(b)
         first = await ja.add("written by a")
@@ -108,30 +109,32 @@ async def test_a_second_store_sees_what_the_first_wrote(tmp_path: Path) -> None:
         assert (await b.refresh()).changed == ()  # nothing new: nothing applied
 
 
-async def test_refresh_is_cheap_when_nothing_changed(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_refresh_is_cheap_when_nothing_changed(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         await Journal(store).add("x")
         await store.refresh()
         result = await store.refresh()
         assert result.changed == () and result.new_documents == ()
 
 
-async def test_wait_durable_returns_only_after_commit(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_wait_durable_returns_only_after_commit(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db) as store:
         journal = Journal(store)
         r = await journal.add("must be on disk", durable=True)
         # a separate connection sees it: it was committed before add() returned
-        found = rows(db, "SELECT COUNT(*) FROM updates")
+        found = store_target.rows("SELECT COUNT(*) FROM updates")
         assert found[0][0] >= 1
         assert r.id
 
 
-async def test_failed_commit_is_not_acknowledged_and_store_refuses_more(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_failed_commit_is_not_acknowledged_and_store_refuses_more(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     async with open_store(db) as store:
         await Journal(store).add("kept")
-    before = rows(db, "SELECT seq, data FROM updates")
+    before = store_target.rows("SELECT seq, data FROM updates")
 
     def fail_at_commit(step: str) -> None:
         if step == "commit":
@@ -140,12 +143,12 @@ async def test_failed_commit_is_not_acknowledged_and_store_refuses_more(tmp_path
     with pytest.raises(StoreWriteError, match="disk I/O error"):
         async with open_store(db, fault=fail_at_commit) as store:
             await Journal(store).add("lost, and never acknowledged")
-    assert rows(db, "SELECT seq, data FROM updates") == before
+    assert store_target.rows("SELECT seq, data FROM updates") == before
     async with open_store(db) as store:
         assert [r.text for r in await Journal(store).all()] == ["kept"]
 
 
-async def test_store_refuses_writes_after_a_failure(tmp_path: Path) -> None:
+async def test_store_refuses_writes_after_a_failure(store_target: StoreTarget) -> None:
     calls = 0
 
     def fail_once(step: str) -> None:
@@ -154,7 +157,7 @@ async def test_store_refuses_writes_after_a_failure(tmp_path: Path) -> None:
         if calls == 1:
             raise sqlite3.OperationalError("disk full")
 
-    async with open_store(tmp_path / "m.db", fault=fail_once) as store:
+    async with open_store(store_target.location, fault=fail_once) as store:
         journal = Journal(store)
         with pytest.raises(StoreWriteError):
             await journal.add("first")
@@ -162,8 +165,8 @@ async def test_store_refuses_writes_after_a_failure(tmp_path: Path) -> None:
             await journal.add("second")
 
 
-async def test_kind_mismatch_and_unknown_documents(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_kind_mismatch_and_unknown_documents(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         await store.open_doc("notes", kind="notes")
         with pytest.raises(DocumentError, match="is a 'notes'"):
             await store.open_doc("notes", kind="journal")
@@ -173,8 +176,8 @@ async def test_kind_mismatch_and_unknown_documents(tmp_path: Path) -> None:
             await store.open_doc("", kind="notes")
 
 
-async def test_sync_class_change_is_durable(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_sync_class_change_is_durable(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db) as store:
         await store.open_doc("d", kind="notes")
         await store.set_sync_class("d", SyncClass.DEVICES)
@@ -182,8 +185,8 @@ async def test_sync_class_change_is_durable(tmp_path: Path) -> None:
         assert store.info("d").sync_class is SyncClass.DEVICES  # type: ignore[union-attr]
 
 
-async def test_settings_refuse_values_pycrdt_cannot_hold(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_settings_refuse_values_pycrdt_cannot_hold(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         settings = await Settings.open(store)
         settings.set("count", 2**53 - 1)
         for bad in (2**64, 2**53, -(2**60), float("nan"), float("inf"), {"a": {1: 2}}, b"x"):
@@ -192,7 +195,7 @@ async def test_settings_refuse_values_pycrdt_cannot_hold(tmp_path: Path) -> None
         assert "bad" not in settings.as_dict()
         settings.set("timestamp_ms", 1_764_000_000_000)
         await store.wait_durable()
-    async with open_store(tmp_path / "m.db") as store:
+    async with open_store(store_target.location) as store:
         settings = await Settings.open(store)
         assert read_int(settings.get("count")) == 2**53 - 1
         assert read_int(settings.get("timestamp_ms")) == 1_764_000_000_000
@@ -208,8 +211,8 @@ def test_value_checks() -> None:
     assert read_int(5.5, default=-1) == -1
 
 
-async def test_journal_rejects_bad_input(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_journal_rejects_bad_input(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         journal = Journal(store)
         with pytest.raises(ValueRangeError, match="needs some text"):
             await journal.add("   ")
@@ -220,16 +223,16 @@ async def test_journal_rejects_bad_input(tmp_path: Path) -> None:
         assert await journal.count() == 0
 
 
-async def test_backdated_reflection_goes_to_its_month(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_backdated_reflection_goes_to_its_month(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         journal = Journal(store)
         r = await journal.add("on paper", created_at=datetime(2025, 3, 9, 21, 0, tzinfo=UTC))
         assert r.shard == "journal/2025-03"
         assert (await journal.find(r.id[:6]))[1].created_at == r.created_at
 
 
-async def test_find_edit_delete(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_find_edit_delete(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         journal = Journal(store)
         r = await journal.add("Sam said 😀 and I felt seen")
         with pytest.raises(DocumentError, match="at least 4"):
@@ -264,20 +267,20 @@ async def test_replace_text_edits_at_character_boundaries(old: str, new: str) ->
     assert str(text) == new
 
 
-async def test_batch_import_is_one_transaction_per_shard(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_batch_import_is_one_transaction_per_shard(store_target: StoreTarget) -> None:
+    db = store_target.location
     when = datetime(2026, 5, 1, tzinfo=UTC)
     items = [Reflection(new_reflection_id(), when, f"entry {i}") for i in range(500)]
     async with open_store(db) as store:
         assert await Journal(store).add_many(items) == 500
         assert store.statistics().committed_tickets == store.statistics().enqueued_tickets
-    assert rows(db, "SELECT COUNT(*) FROM updates")[0][0] == 1
+    assert store_target.rows("SELECT COUNT(*) FROM updates")[0][0] == 1
     async with open_store(db) as store:
         assert await Journal(store).count() == 500
 
 
-async def test_automatic_compaction_past_threshold(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_automatic_compaction_past_threshold(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db, compact_after_updates=20) as store:
         stored = await store.open_doc("counter", kind="notes")
         root = stored.doc.get("n", type=Map)
@@ -286,14 +289,14 @@ async def test_automatic_compaction_past_threshold(tmp_path: Path) -> None:
             await store.wait_durable()
         expected = root.to_py()
         assert store.statistics().auto_compactions >= 1
-    assert rows(db, "SELECT COUNT(*) FROM updates")[0][0] <= 20
+    assert store_target.rows("SELECT COUNT(*) FROM updates")[0][0] <= 20
     async with open_store(db) as store:
         stored = await store.open_doc("counter", kind="notes")
         assert stored.doc.get("n", type=Map).to_py() == expected
 
 
-async def test_closing_flushes_pending_writes(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_closing_flushes_pending_writes(store_target: StoreTarget) -> None:
+    db = store_target.location
     async with open_store(db) as store:
         stored = await store.open_doc("d", kind="notes")
         root = stored.doc.get("m", type=Map)
@@ -304,8 +307,8 @@ async def test_closing_flushes_pending_writes(tmp_path: Path) -> None:
         assert len(stored.doc.get("m", type=Map)) == 100
 
 
-async def test_listeners_hear_local_and_external_changes(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_listeners_hear_local_and_external_changes(store_target: StoreTarget) -> None:
+    db = store_target.location
     heard: list[tuple[str, str]] = []
     async with open_store(db) as a, open_store(db) as b:
         ra = await Journal(a).add("one")
@@ -319,8 +322,8 @@ async def test_listeners_hear_local_and_external_changes(tmp_path: Path) -> None
         assert (ra.shard, "local") in heard
 
 
-async def test_cancelled_caller_leaves_store_usable(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_cancelled_caller_leaves_store_usable(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         journal = Journal(store)
         with trio.move_on_after(0):
             await journal.add("maybe")
@@ -329,8 +332,8 @@ async def test_cancelled_caller_leaves_store_usable(tmp_path: Path) -> None:
         assert "surely" in texts
 
 
-async def test_concurrent_opens_of_a_new_document_share_one_doc(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_concurrent_opens_of_a_new_document_share_one_doc(store_target: StoreTarget) -> None:
+    async with open_store(store_target.location) as store:
         opened: list[object] = []
 
         async def open_it() -> None:
@@ -340,3 +343,31 @@ async def test_concurrent_opens_of_a_new_document_share_one_doc(tmp_path: Path) 
             for _ in range(5):
                 nursery.start_soon(open_it)
         assert len({id(o) for o in opened}) == 1
+
+
+async def test_an_unexpected_error_on_the_storage_thread_fails_waiters_instead_of_hanging(
+    store_target: StoreTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An exception that escaped the storage thread's loop (here from automatic
+    # compaction, after a batch committed) used to end the thread silently: the next
+    # wait_durable or refresh then waited forever for an answer nobody would send.
+    import crdt.storage
+
+    def broken_compaction(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected: compaction crashed")
+
+    monkeypatch.setattr(crdt.storage, "compact_document", broken_compaction)
+    with trio.fail_after(60):
+        async with open_store(store_target.location, compact_after_updates=1) as store:
+            journal = Journal(store)
+            kept = await journal.add("first", durable=True)
+            stored = await store.open_doc(kept.shard, kind="journal")
+            stored.doc.get("extra", type=Map)["x"] = 1  # the log now has two updates
+            await store.wait_durable()  # committed; the compaction after it crashes
+            with pytest.raises((StoreClosedError, StoreWriteError),
+                               match="storage thread stopped: injected"):
+                await journal.add("second", durable=True)
+            with pytest.raises(StoreClosedError):
+                await store.refresh()
+    async with open_store(store_target.location) as store:
+        assert [r.text for r in await Journal(store).all()] == ["first"]

@@ -7,13 +7,13 @@ and a withdrawn document leaves no bytes behind.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pycrdt import Doc, Map
 
 from crdt import DocumentError, StoreClosedError, StoreWriteError, SyncClass, open_store
+from tests.store_targets import StoreTarget
 
 ORIGIN = "test:peer"
 
@@ -30,14 +30,10 @@ def _envelope(update: bytes, tag: bytes = b"sig") -> bytes:
     return b"\x01" + tag.ljust(16, b".") + update
 
 
-def _file_bytes(db: Path) -> bytes:
-    return b"".join(
-        p.read_bytes() for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()
-    )
-
-
-async def test_envelopes_are_kept_in_arrival_order_and_survive_reopen(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_envelopes_are_kept_in_arrival_order_and_survive_reopen(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     author, first = _update("title", "hello")
     _, second = _update("body", "world", author)
     async with open_store(db) as store:
@@ -58,8 +54,10 @@ async def test_envelopes_are_kept_in_arrival_order_and_survive_reopen(tmp_path: 
         assert list(order) == ["commons/x"]
 
 
-async def test_the_update_and_its_envelopes_commit_together_or_not_at_all(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_the_update_and_its_envelopes_commit_together_or_not_at_all(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     _, update = _update("title", "never saved")
     steps: list[str] = []
 
@@ -84,9 +82,11 @@ async def test_the_update_and_its_envelopes_commit_together_or_not_at_all(tmp_pa
         assert await store.envelopes("commons/x") == []
 
 
-async def test_an_undecodable_update_keeps_no_envelope(tmp_path: Path) -> None:
+async def test_an_undecodable_update_keeps_no_envelope(
+    store_target: StoreTarget,
+) -> None:
     _, good = _update("title", "kept")
-    async with open_store(tmp_path / "m.db") as store:
+    async with open_store(store_target.location) as store:
         stored = await store.open_doc("commons/x", kind="commons")
         with pytest.raises(ValueError):
             store.apply_enveloped(stored, [good, b"\xff\xfe garbage"],
@@ -96,16 +96,20 @@ async def test_an_undecodable_update_keeps_no_envelope(tmp_path: Path) -> None:
         assert await store.envelopes("commons/x") == []
 
 
-async def test_apply_enveloped_refuses_a_document_it_does_not_hold(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_apply_enveloped_refuses_a_document_it_does_not_hold(
+    store_target: StoreTarget,
+) -> None:
+    async with open_store(store_target.location) as store:
         stored = await store.open_doc("commons/x", kind="commons")
         store.unload("commons/x")
         with pytest.raises(DocumentError, match="not loaded"):
             store.apply_enveloped(stored, [], [], origin=ORIGIN)
 
 
-async def test_delete_with_scrub_leaves_no_byte_of_the_document(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_delete_with_scrub_leaves_no_byte_of_the_document(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     canary = "CANARY-delete-5b1e"
     _, update = _update("body", canary * 50)
     _, other = _update("body", "stays")
@@ -116,14 +120,14 @@ async def test_delete_with_scrub_leaves_no_byte_of_the_document(tmp_path: Path) 
         store.apply_enveloped(kept, [other], [_envelope(other)], origin=ORIGIN)
         await store.wait_durable()
         await store.compact(["commons/gone"])  # a snapshot too, not only the log
-        assert canary.encode() in _file_bytes(db)
+        assert canary.encode() in store_target.stored_bytes()
         assert await store.delete_doc("commons/gone", scrub_file=True) is True
         assert store.info("commons/gone") is None
         assert store.loaded("commons/gone") is None
-        assert canary.encode() not in _file_bytes(db)
+        assert canary.encode() not in store_target.stored_bytes()
         with pytest.raises(DocumentError):
             await store.delete_doc("commons/gone")
-    assert canary.encode() not in _file_bytes(db)
+    assert canary.encode() not in store_target.stored_bytes()
     async with open_store(db) as store:
         assert store.info("commons/gone") is None
         assert await store.envelopes("commons/gone") == []
@@ -132,8 +136,10 @@ async def test_delete_with_scrub_leaves_no_byte_of_the_document(tmp_path: Path) 
         assert await store.envelopes("commons/kept") == [_envelope(other)]
 
 
-async def test_another_process_drops_a_deleted_document_at_refresh(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_another_process_drops_a_deleted_document_at_refresh(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     async with open_store(db) as first, open_store(db) as second:
         stored = await first.open_doc("doc/a", kind="note")
         stored.doc.get("m", type=Map)["k"] = "v"
@@ -153,15 +159,19 @@ async def test_another_process_drops_a_deleted_document_at_refresh(tmp_path: Pat
         assert second.info("doc/b") is not None
 
 
-async def test_closed_store_refuses_envelope_reads(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "m.db") as store:
+async def test_closed_store_refuses_envelope_reads(
+    store_target: StoreTarget,
+) -> None:
+    async with open_store(store_target.location) as store:
         pass
     with pytest.raises(StoreClosedError):
         await store.envelopes("commons/x")
 
 
-async def test_scrub_deleted_removes_deleted_content_and_keeps_the_rest(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_scrub_deleted_removes_deleted_content_and_keeps_the_rest(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     gone, kept = "CANARY-scrub-71c2", "CANARY-kept-0d4e"
     async with open_store(db, compact_after_updates=0) as store:
         stored = await store.open_doc("notes", kind="notes")
@@ -174,10 +184,10 @@ async def test_scrub_deleted_removes_deleted_content_and_keeps_the_rest(tmp_path
         root["c"] = "later"
         del root["a"]
         await store.wait_durable()
-        assert gone.encode() in _file_bytes(db)  # a CRDT delete alone keeps the bytes
+        assert gone.encode() in store_target.stored_bytes()  # a CRDT delete alone keeps the bytes
         assert (await store.scrub_deleted()).complete
-        assert gone.encode() not in _file_bytes(db)
-        assert kept.encode() in _file_bytes(db)
+        assert gone.encode() not in store_target.stored_bytes()
+        assert kept.encode() in store_target.stored_bytes()
         assert root.to_py() == {"b": {"text": kept, "n": "1", "z": "2", "m": "3"}, "c": "later"}
     async with open_store(db) as store:
         again = await store.open_doc("notes", kind="notes")

@@ -9,14 +9,14 @@ integrate either. The hook below commits exactly there, from another connection.
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from pycrdt import Doc, Map
 
 from crdt import open_store
+from crdt.storage_backend import dialect_of
 from crdt.storage_calls import apply_all, compact_document, read_doc
+from tests.store_targets import StoreTarget
 
 OTHER_WRITER = 4242
 
@@ -32,17 +32,10 @@ def other_process_update(
     return replica, replica.get_update(before)
 
 
-def commit_row(db: Path, doc_id: str, data: bytes) -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        conn.execute("INSERT INTO updates(doc_id, writer, data) VALUES (?, ?, ?)",
-                     (doc_id, OTHER_WRITER, data))
-    finally:
-        conn.close()
-
-
-async def test_a_row_committed_between_the_reads_of_a_refresh_is_read(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+async def test_a_row_committed_between_the_reads_of_a_refresh_is_read(
+    store_target: StoreTarget,
+) -> None:
+    db = store_target.location
     async with open_store(db) as reader, open_store(db) as writer:
         ours = await reader.open_doc("notes", kind="notes")
         ours.doc.get("root", type=Map)["a"] = "first"
@@ -57,7 +50,7 @@ async def test_a_row_committed_between_the_reads_of_a_refresh_is_read(tmp_path: 
         def commit_in_between(step: str) -> None:
             # Runs on the reader's storage thread after it read the new rows.
             if step == "rows-read" and not committed:
-                commit_row(db, "notes", late)
+                store_target.commit_update("notes", OTHER_WRITER, late)
                 committed.append(step)
 
         reader._storage.between_reads = commit_in_between
@@ -71,7 +64,7 @@ async def test_a_row_committed_between_the_reads_of_a_refresh_is_read(tmp_path: 
         # The same client id's next update integrates too (nothing is left pending).
         before = replica.get_state()
         replica.get("root", type=Map)["d"] = "after"
-        commit_row(db, "notes", replica.get_update(before))
+        store_target.commit_update("notes", OTHER_WRITER, replica.get_update(before))
         await reader.refresh()
         assert root.to_py()["d"] == "after"
 
@@ -80,21 +73,22 @@ class CompactsAfterFirstRead:
     """A connection whose first SELECT on ``documents`` is followed, at once, by
     another process compacting the document (its rows folded into a snapshot)."""
 
-    def __init__(self, conn: sqlite3.Connection, db: Path, doc_id: str) -> None:
+    def __init__(self, conn: Any, target: StoreTarget, doc_id: str) -> None:
         self.conn = conn
-        self.db = db
+        self.target = target
         self.doc_id = doc_id
         self.compacted = False
+        self.dialect = dialect_of(conn)
 
     @property
     def in_transaction(self) -> bool:
-        return self.conn.in_transaction
+        return bool(self.conn.in_transaction)
 
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Any = ()) -> Any:
         cursor = self.conn.execute(sql, params)
         if "FROM documents" in sql and not self.compacted:
             self.compacted = True
-            other = sqlite3.connect(self.db, isolation_level=None)
+            other = self.target._connect()
             try:
                 assert compact_document(other, doc_id=self.doc_id, live=None) is not None
             finally:
@@ -103,20 +97,20 @@ class CompactsAfterFirstRead:
 
 
 async def test_loading_a_document_while_another_process_compacts_it_reads_it_whole(
-    tmp_path: Path,
+    store_target: StoreTarget,
 ) -> None:
     # Loading read the snapshot, then the log in a second statement: a compaction
     # in between folded the log into a snapshot the load had already read past,
     # and the document loaded without those updates.
-    db = tmp_path / "m.db"
+    db = store_target.location
     async with open_store(db, compact_after_updates=0) as store:
         stored = await store.open_doc("notes", kind="notes")
         for i in range(5):
             stored.doc.get("root", type=Map)[f"k{i}"] = i
         expected = stored.doc.get("root", type=Map).to_py()
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = store_target._connect()
     try:
-        reader = CompactsAfterFirstRead(conn, db, "notes")
+        reader = CompactsAfterFirstRead(conn, store_target, "notes")
         snapshot, updates, _ = read_doc(reader, "notes")  # type: ignore[arg-type]
     finally:
         conn.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from crdt import StoreError, open_store
 from crdt.journal import Journal
+from tests.store_targets import StoreTarget
 
 WHEN = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ class FailOn:
             raise sqlite3.OperationalError(f"injected failure at step {self.k} ({step})")
 
 
-async def workload(store_path: Path, fault: FailOn | None, acknowledged: list[str]) -> None:
+async def workload(store_path: Path | str, fault: FailOn | None, acknowledged: list[str]) -> None:
     """Write, edit, delete; *acknowledged* holds the state each durable step promised."""
     async with open_store(store_path, fault=fault) as store:
         journal = Journal(store)
@@ -43,33 +43,31 @@ async def workload(store_path: Path, fault: FailOn | None, acknowledged: list[st
         acknowledged[:] = ["entry 0", "entry 1 edited", "entry 3"]
 
 
-async def read_texts(path: Path) -> list[str]:
+async def read_texts(path: Path | str) -> list[str]:
     async with open_store(path) as store:
         return [r.text for r in await Journal(store).all()]
 
 
-async def test_every_single_write_failure_keeps_acknowledged_state(tmp_path: Path) -> None:
-    base = tmp_path / "base.db"
-    async with open_store(base) as store:
+async def test_every_single_write_failure_keeps_acknowledged_state(
+    store_target: StoreTarget,
+) -> None:
+    base = store_target
+    async with open_store(base.location) as store:
         await Journal(store).add("older entry", created_at=WHEN - timedelta(days=40))
     counter = FailOn(10**9)
-    full = tmp_path / "full.db"
-    shutil.copy(base, full)
+    full = base.clone("full")
     done: list[str] = []
-    await workload(full, counter, done)
+    await workload(full.location, counter, done)
     total_steps = counter.seen
     assert total_steps >= 12, "each durable step is its own transaction"
-    assert await read_texts(full) == ["older entry", *done]
+    assert await read_texts(full.location) == ["older entry", *done]
     for k in range(1, total_steps + 1):
-        path = tmp_path / f"k{k}.db"
-        shutil.copy(base, path)
+        copy = base.clone(f"k{k}")
         acknowledged: list[str] = []
         with pytest.raises(StoreError):
-            await workload(path, FailOn(k), acknowledged)
+            await workload(copy.location, FailOn(k), acknowledged)
         # exactly what was acknowledged before the failure: nothing lost, nothing half-done
-        assert await read_texts(path) == ["older entry", *acknowledged], f"failure at step {k}"
-        conn = sqlite3.connect(path)
-        try:
-            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        finally:
-            conn.close()
+        assert await read_texts(copy.location) == ["older entry", *acknowledged], (
+            f"failure at step {k}"
+        )
+        copy.check_integrity()

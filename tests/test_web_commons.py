@@ -40,11 +40,13 @@ async def _chromium(*args: str, profile: Path) -> str:
     return str(result.stdout.decode("utf-8", errors="replace"))
 
 
-async def test_xss_attempt_renders_as_text_in_chromium(tmp_path: Path) -> None:
+async def test_xss_attempt_renders_as_text_in_chromium(
+    tmp_path: Path, database: str | None
+) -> None:
     if not HAVE_CHROMIUM:
         print(f"SKIP reason: no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)")
         pytest.skip(f"no Chromium at {CHROMIUM}")
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         alice = tmp_path / "alice"
         assert (await mirror(alice, "commons", "add", server.url))[0] == 0
         status, out = await mirror(alice, "commons", "post", "--title", XSS_TITLE,
@@ -68,8 +70,11 @@ async def test_xss_attempt_renders_as_text_in_chromium(tmp_path: Path) -> None:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-async def test_pages_carry_strict_security_headers(tmp_path: Path) -> None:
-    async with running_commons(tmp_path / "server") as server, httpx.AsyncClient() as client:
+async def test_pages_carry_strict_security_headers(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with running_commons(tmp_path / "server", database=database) as server, \
+            httpx.AsyncClient() as client:
         for path in ("/", "/moderation", "/api/v1/threads", "/api/v1/info", "/nope"):
             response = await client.get(server.url + path)
             csp = response.headers["content-security-policy"]
@@ -116,8 +121,11 @@ HOSTILE_GETS = [
 ]
 
 
-async def test_hostile_http_requests_get_clear_errors_and_change_nothing(tmp_path: Path) -> None:
-    async with running_commons(tmp_path / "server") as server, httpx.AsyncClient() as client:
+async def test_hostile_http_requests_get_clear_errors_and_change_nothing(
+    tmp_path: Path, database: str | None
+) -> None:
+    async with running_commons(tmp_path / "server", database=database) as server, \
+            httpx.AsyncClient() as client:
         for path, body, ctype, expected in HOSTILE_POSTS:
             response = await client.post(server.url + path, content=body,
                                          headers={"content-type": ctype})
@@ -135,13 +143,14 @@ async def test_hostile_http_requests_get_clear_errors_and_change_nothing(tmp_pat
 
 
 async def test_hostile_bytes_on_the_protocol_socket_close_the_session_only(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
     import httpx_ws
 
     garbage = [b"\x01\x01\x00\x00\x00\x05hello", b"\xff" * 6, b"\x02" + os.urandom(4096),
                b"\x01\x01\xff\xff\xff\xff", b"\x01\x07\x00\x00\x00\x00"]
-    async with running_commons(tmp_path / "server") as server, httpx.AsyncClient() as client:
+    async with running_commons(tmp_path / "server", database=database) as server, \
+            httpx.AsyncClient() as client:
         # An incomplete frame: the client gives up; the server ends that session alone.
         async with httpx_ws.aconnect_ws(server.url.replace("http", "ws") + "/v1/commons",
                                         client) as ws:

@@ -131,6 +131,31 @@ class BlindStoreApp:
     def close(self) -> None:
         self.storage.close()
 
+    async def follow_other_instances(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Wake this instance's waiting pulls when another instance of the same
+        PostgreSQL database changes their log (``pg_listen.py``); returns at once
+        for a SQLite store (one process). Start it with ``nursery.start``."""
+        url = self.storage.database_url
+        if url is None:
+            task_status.started()
+            return
+        from ..pg_listen import RESYNC, PgListener
+        from .postgres import NEWS_CHANNEL
+
+        def deliver(channel: str, payload: str) -> None:
+            if (channel, payload) == RESYNC:  # news may have been missed: all look again
+                for group_id in list(self._news):
+                    self._wake(group_id)
+                return
+            try:
+                self._wake(bytes.fromhex(payload))
+            except ValueError:
+                log.warning("ignoring a notification that is not a log id")
+
+        await PgListener(url, [NEWS_CHANNEL]).run(deliver, task_status=task_status)
+
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -345,6 +370,8 @@ class BlindStoreApp:
              "Bytes requests in flight may hold together.", limits.max_buffered_bytes),
             ("blindstore_buffer_waiting", "gauge",
              "Requests waiting for their share of the buffer.", stats.buffer_waiting),
+            ("blindstore_waiting_pulls", "gauge",
+             "Pulls held open now, waiting for news of their log.", stats.waiting_pulls),
             ("blindstore_requests_total", "counter", "Requests.", stats.requests),
         ]
         text = "".join(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
@@ -381,10 +408,12 @@ class BlindStoreApp:
             self._buckets.popitem(last=False)
 
 
-def build_blind_store_app(home: Path, limits: StoreLimits | None = None) -> BlindStoreApp:
-    """The blind store serving from ``home/blind-store.db`` (created if missing)."""
+def build_blind_store_app(home: Path, limits: StoreLimits | None = None, *,
+                          database: str | None = None) -> BlindStoreApp:
+    """The blind store serving from ``home/blind-store.db`` (created if missing), or
+    from the PostgreSQL *database* (``postgresql://...``) that several instances share."""
     limits = limits or StoreLimits()
-    return BlindStoreApp(BlindStorage.open(home, limits), limits)
+    return BlindStoreApp(BlindStorage.open(home, limits, database=database), limits)
 
 
 # --------------------------------------------------------------------------- HTTP helpers

@@ -27,6 +27,7 @@ import trio
 from hypercorn.config import Config
 
 from .. import serving
+from ..pg_listen import ListenError
 from .app import BlindStoreApp, build_blind_store_app
 from .limits import StoreLimits
 from .storage import StoreFileError
@@ -63,12 +64,23 @@ async def serve_blind_store(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a store run alone (shared with ``mirror-commons --store-only``)."""
     parser.add_argument("--home", required=True, help="directory of the store's database")
+    add_database_argument(parser)
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port; 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument("--json", action="store_true",
                         help='print {"url": ...} as the first line once listening')
+
+
+def add_database_argument(parser: argparse.ArgumentParser,
+                          environ: Mapping[str, str] | None = None) -> None:
+    environ = os.environ if environ is None else environ
+    parser.add_argument(
+        "--database", default=environ.get("MIRROR_COMMONS_DATABASE") or None,
+        metavar="URL",
+        help="postgresql://... : keep everything in this PostgreSQL database, which "
+        "several instances may share (default: SQLite files in the home)")
 
 
 STORE_FLAG_PREFIX = "--store-"
@@ -104,21 +116,23 @@ def limits_from(args: argparse.Namespace) -> StoreLimits:
 
 async def run_store_only(args: argparse.Namespace, limits: StoreLimits | None = None) -> None:
     """Serve the blind store alone until SIGTERM/SIGINT."""
-    app = build_blind_store_app(Path(args.home), limits)
+    app = build_blind_store_app(Path(args.home), limits, database=args.database)
     shutdown = trio.Event()
     try:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(
-                functools.partial(serve_blind_store, app, args.host, args.port, shutdown=shutdown)
-            )
-            if args.json:
-                print(json.dumps({"url": url}), flush=True)
-            else:
-                print(f"mirror blind store listening on {url}", flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    break
-            shutdown.set()
+        async with trio.open_nursery() as listening:
+            await listening.start(app.follow_other_instances)
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(functools.partial(
+                    serve_blind_store, app, args.host, args.port, shutdown=shutdown))
+                if args.json:
+                    print(json.dumps({"url": url}), flush=True)
+                else:
+                    print(f"mirror blind store listening on {url}", flush=True)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        break
+                shutdown.set()
+            listening.cancel_scope.cancel()
     finally:
         app.close()
 
@@ -144,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         trio.run(run_store_only, args, limits)
-    except StoreFileError as exc:
+    except (StoreFileError, ListenError) as exc:
         print(f"blind store: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -19,7 +19,13 @@ Errors (all derive from :class:`StoreRefusal`, each with its HTTP status)::
     ├── SnapshotConflict     409  the snapshot covers less than the current one,
     │                             or more than the log holds
     ├── CursorAhead          409  a pull after a sequence number the log never had
-    └── LogRetired           410  a newer epoch replaced this log (carries the notice)
+    ├── LogRetired           410  a newer epoch replaced this log (carries the notice)
+    └── DatabaseUnavailable  503  PostgreSQL cannot be reached now (retry)
+
+Two engines: a SQLite file in the home (one instance), or a PostgreSQL
+database that several instances share (``postgres.py``; ``--database
+postgresql://...``). The SQL is the same; each engine runs it in its own kind of
+transaction, and the schema of each is a file in ``schemas/``.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
+from ..pg_listen import is_postgres_url
 from . import quotas
 from .limits import StoreLimits
 from .owners import SALT_BYTES, owner_of
@@ -49,28 +57,10 @@ DAY_S = 86_400
 RECORD_HEADER_BYTES = 12
 """A pull answer's framing per record (``protocol.store.encode_pull``)."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS logs (
-    group_id  BLOB PRIMARY KEY,
-    last_seq  INTEGER NOT NULL DEFAULT 0,
-    covers    INTEGER NOT NULL DEFAULT 0,
-    bytes     INTEGER NOT NULL DEFAULT 0,
-    envelopes INTEGER NOT NULL DEFAULT 0,
-    retired   INTEGER NOT NULL DEFAULT 0,
-    forward   BLOB,
-    owner     BLOB,
-    retired_day INTEGER
-);
-CREATE TABLE IF NOT EXISTS envelopes (
-    group_id BLOB NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (group_id, seq)
-);
-CREATE TABLE IF NOT EXISTS snapshot_parts (
-    group_id BLOB NOT NULL, part INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (group_id, part)
-);
-""" + quotas.SCHEMA_2
+
+def _sqlite_schema() -> str:
+    return resources.files(__package__).joinpath("schemas", "sqlite.sql").read_text(
+        encoding="utf-8")
 
 
 class StoreRefusal(Exception):
@@ -97,8 +87,38 @@ class LogRetired(StoreRefusal):
         self.forward = forward
 
 
+class DatabaseUnavailable(StoreRefusal):
+    status = 503
+
+
 class StoreFileError(Exception):
-    """The file is not a blind store of a version this code reads."""
+    """The file (or database) is not a blind store of a version this code reads."""
+
+
+class SqliteEngine:
+    """The store's SQLite file: every operation one ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.db = connection
+        row = connection.execute("SELECT value FROM meta WHERE key='owner_salt'").fetchone()
+        self.salt = bytes.fromhex(row[0])
+
+    def transaction(self, fn: Callable[[Any], T], *, write: bool) -> T:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    def announce(self, db: Any, group_id: bytes) -> None:
+        """One process per file: its app wakes its own pulls."""
+
+    def close(self) -> None:
+        self.db.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,19 +149,36 @@ class Usage:
 class BlindStorage:
     """The store's database. Create with :meth:`open` (blocking; call at startup)."""
 
-    def __init__(self, connection: sqlite3.Connection, limits: StoreLimits,
+    def __init__(self, engine: Any, limits: StoreLimits,
                  clock: Callable[[], float] = time.time) -> None:
-        self._db = connection
+        self._engine = engine
         self.limits = limits
         self._lock = trio.Lock()
         self._clock = clock
         self._swept_day = -1
-        row = connection.execute("SELECT value FROM meta WHERE key='owner_salt'").fetchone()
-        self._salt = bytes.fromhex(row[0])
+        self._salt: bytes = engine.salt
+
+    @property
+    def _db(self) -> Any:
+        """The engine's connection (sqlite3's, or PostgreSQL's adapter)."""
+        return self._engine.db
+
+    @property
+    def shared(self) -> bool:
+        """Several instances may serve this database (PostgreSQL)."""
+        return not isinstance(self._engine, SqliteEngine)
+
+    @property
+    def database_url(self) -> str | None:
+        return str(self._engine.url) if self.shared else None
 
     @classmethod
     def open(cls, home: Path, limits: StoreLimits,
-             clock: Callable[[], float] = time.time) -> BlindStorage:
+             clock: Callable[[], float] = time.time, *,
+             database: str | None = None) -> BlindStorage:
+        """The store in *home* (a SQLite file), or in the PostgreSQL *database*."""
+        if database is not None:
+            return cls.open_postgres(database, limits, clock)
         home.mkdir(parents=True, exist_ok=True)
         path = home / DB_NAME
         try:
@@ -157,14 +194,28 @@ class BlindStorage:
             db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise StoreFileError(f"{path}: not a blind store database ({exc})") from None
-        return cls(db, limits, clock)
+        return cls(SqliteEngine(db), limits, clock)
+
+    @classmethod
+    def open_postgres(cls, url: str, limits: StoreLimits,
+                      clock: Callable[[], float] = time.time) -> BlindStorage:
+        """The store in the PostgreSQL database at *url* (schema made or moved forward)."""
+        from .postgres import PostgresEngine, StoreVersionError, Unavailable
+
+        if not is_postgres_url(url):
+            raise StoreFileError(f"{url[:40]}: a database is a postgresql:// address")
+        try:
+            engine = PostgresEngine(url, SCHEMA_VERSION, int(clock() // DAY_S))
+        except (StoreVersionError, Unavailable) as exc:
+            raise StoreFileError(str(exc)) from None
+        return cls(engine, limits, clock)
 
     @staticmethod
     def _create_or_migrate(db: sqlite3.Connection, path: Path, today: int) -> None:
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         if row is None:
-            for statement in _SCHEMA.split(";"):
+            for statement in _sqlite_schema().split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute("INSERT INTO meta VALUES ('version', ?)", (str(SCHEMA_VERSION),))
@@ -179,7 +230,7 @@ class BlindStorage:
                    (os.urandom(SALT_BYTES).hex(),))
 
     def close(self) -> None:
-        self._db.close()
+        self._engine.close()
 
     def owner_of(self, host: str) -> bytes:
         """The owner value of a log created from the address *host*."""
@@ -192,27 +243,25 @@ class BlindStorage:
         if quotas.expire_retired(db, today, self.limits) >= quotas.EXPIRE_BATCH:
             self._swept_day = -1  # more are due: the next operation goes on
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[Any], T], *, write: bool = True) -> T:
         today = self.today()
         async with self._lock:
-            if today != self._swept_day:  # once a day: retired logs past their time
-                self._swept_day = today  # (its own transaction: whatever comes next)
-                await trio.to_thread.run_sync(self._transaction,
-                                              lambda db: self._expire(db, today))
             try:
-                return await trio.to_thread.run_sync(self._transaction, fn)
+                if today != self._swept_day:  # once a day: retired logs past their time
+                    self._swept_day = today  # (its own transaction: whatever comes next)
+                    await trio.to_thread.run_sync(self._transaction,
+                                                  lambda db: self._expire(db, today), True)
+                return await trio.to_thread.run_sync(self._transaction, fn, write)
             except QuotaRefusal as exc:
                 raise QuotaExceeded(str(exc)) from None
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, fn: Callable[[Any], T], write: bool) -> T:
+        from .postgres import Unavailable
+
         try:
-            result = fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            result: T = self._engine.transaction(fn, write=write)
+        except Unavailable as exc:
+            raise DatabaseUnavailable(str(exc)) from None
         return result
 
     # ------------------------------------------------------------------ operations
@@ -244,6 +293,7 @@ class BlindStorage:
             (new_last, added, len(envelopes), group_id),
         )
         quotas.charge(db, log_.owner, added, 0)
+        self._engine.announce(db, group_id)
         return Appended(log_.last_seq + 1, new_last)
 
     async def pull_size(self, group_id: bytes, after: int) -> int:
@@ -252,14 +302,15 @@ class BlindStorage:
             plan = self._plan(db, group_id, after)
             return plan.size if plan is not None else 0
 
-        return await self._run(read)
+        return await self._run(read, write=False)
 
     async def pull(self, group_id: bytes, after: int, max_bytes: int | None = None) -> Pulled:
         """Records after *after*: a snapshot first if *after* is below what it covers,
         then envelopes up to ``max_pull_bytes``; at most *max_bytes* in all (what the
         caller has room for: if the log grew since :meth:`pull_size`, the rest is
         left for the next pull)."""
-        return await self._run(lambda db: self._pull(db, group_id, after, max_bytes))
+        return await self._run(lambda db: self._pull(db, group_id, after, max_bytes),
+                               write=False)
 
     def _pull(self, db: sqlite3.Connection, group_id: bytes, after: int,
               max_bytes: int | None) -> Pulled:
@@ -366,6 +417,7 @@ class BlindStorage:
             (covers, new_bytes, log_.envelopes - dropped_count, group_id),
         )
         quotas.charge(db, log_.owner, new_bytes - log_.used, 0)
+        self._engine.announce(db, group_id)
         return int(dropped_count)
 
     async def retire(self, group_id: bytes, forward: bytes, owner: bytes) -> None:
@@ -386,6 +438,7 @@ class BlindStorage:
             "WHERE group_id=?", (quotas.RETIRED, forward, today, group_id),
         )
         quotas.charge(db, log_.owner, len(forward) - log_.used, 0)
+        self._engine.announce(db, group_id)
 
     async def usage(self, group_id: bytes) -> Usage:
         def read(db: sqlite3.Connection) -> Usage:
@@ -395,11 +448,11 @@ class BlindStorage:
             return Usage(last_seq=log_.last_seq, covers=log_.covers, bytes=log_.used,
                          envelopes=log_.envelopes)
 
-        return await self._run(read)
+        return await self._run(read, write=False)
 
     async def figures(self) -> quotas.Figures:
         """The store's usage against its quotas."""
-        return await self._run(lambda db: quotas.figures(db, self.limits))
+        return await self._run(lambda db: quotas.figures(db, self.limits), write=False)
 
     async def statistics(self) -> dict[str, int]:
         def read(db: sqlite3.Connection) -> dict[str, int]:
@@ -408,9 +461,10 @@ class BlindStorage:
                 "COALESCE(SUM(bytes), 0), "
                 "COALESCE(SUM(envelopes), 0) FROM logs"
             ).fetchone()
-            return {"logs": logs, "retired_logs": retired, "bytes": size, "envelopes": envelopes}
+            return {"logs": int(logs), "retired_logs": int(retired), "bytes": int(size),
+                    "envelopes": int(envelopes)}
 
-        return await self._run(read)
+        return await self._run(read, write=False)
 
     # ------------------------------------------------------------------ helpers
 
