@@ -717,7 +717,7 @@ async def open_store(
     """
     backend: StorageBackend
     if isinstance(path, str) and is_postgres_url(path):
-        from .storage_pg import PostgresBackend  # psycopg only where PostgreSQL is used
+        from .storage_pg import PostgresBackend  # reason: psycopg only where PostgreSQL is used
 
         backend = PostgresBackend(path, create=create, reconnect_timeout_s=reconnect_timeout_s)
     else:
