@@ -161,7 +161,7 @@ def test_the_circle_checker_finds_a_circle(tmp_path: Path) -> None:
 
 
 # The CLI module of the blind stores (mirror store) still drives node.sync itself:
-# docs/decisions/0004-the-application-layer-and-the-node-layout.md says why.
+# docs/decisions/0006-the-application-layer-and-the-node-layout.md says why.
 CLI_ON_THE_SYNC_STACK = {"node.cli.store"}
 
 

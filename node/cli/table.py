@@ -133,6 +133,9 @@ COMMANDS: tuple[Command, ...] = (
             "show or change settings: country (whose crisis lines a crisis reply names)"),
     Command("ask", "node.cli.ask:cmd_ask",
             "ask your journal a question; the answer quotes your reflections and cites their ids"),
+    Command("ui", "node.cli.ui:cmd_ui",
+            "open the local web interface in your browser (served on 127.0.0.1 only; the "
+            "printed link works once)"),
     Command("digest", "node.cli.ask:cmd_digest",
             "what the week (or month) held: themes, feelings, tensions moving, a question to sit "
             "with"),
