@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 import trio
 
-from node.cli_ask import answer_question, digest_of
-from node.cli_engine import evolve_text
+from node.app import Mirror
 from node.config import Config
 from node.core import MirrorCore, open_core
 from node.home import Home
@@ -99,10 +98,11 @@ async def every_model_path(home: Home, config: Config) -> AsyncIterator[MirrorCo
             r = await core.reflect(text, private=True, at=at)
             [_ async for _ in core.stream_mirrorback(r)]
             await core.understanding.rebuild()
-            await evolve_text(core, None)
-            await answer_question(core, "when did I last feel calm?", now=NOW)
-            await answer_question(core, f"when did I last see {CANARY}?", now=NOW)
-            await digest_of(core, "week", until=NOW)
+            app = Mirror(core)  # the operations every front end calls
+            await app.evolve()
+            await app.ask("when did I last feel calm?", now=NOW)
+            await app.ask(f"when did I last see {CANARY}?", now=NOW)
+            await app.digest("week", until=NOW)
         yield core
 
 
