@@ -40,8 +40,8 @@ from commons_server.limits import CommonsLimits
 from commons_server.server import open_hub, serve_commons
 from crdt import open_store
 from crdt.commons import AuthorKey, encode_bundle, make_doc_id, write_item
-from node.commons import sync_commons
-from node.commons_home import AuthorKeys, CommonsServer, create_item
+from node.commons.home import AuthorKeys, CommonsServer, create_item
+from node.commons.sync import sync_commons
 
 BIG = CommonsLimits(author_updates_per_minute=10**9, address_updates_per_minute=10**9,
                     address_requests_per_minute=10**9, max_sessions_per_address=10**6)

@@ -39,8 +39,8 @@ import trio
 from httpx_ws import aconnect_ws
 
 from crdt import DocStore, open_store
-from node.commons import MAX_WS_MESSAGE_BYTES, CommonsSync, WebSocketStream, sync_commons
-from node.commons_home import AuthorKeys, CommonsServer, create_item
+from node.commons.home import AuthorKeys, CommonsServer, create_item
+from node.commons.sync import MAX_WS_MESSAGE_BYTES, CommonsSync, WebSocketStream, sync_commons
 from node.sync.session import SessionError, SyncSession
 from protocol import INITIATOR
 from tests.commons_processes import BEHIND_PROXY, commons_processes

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from crdt.journal import Reflection, new_reflection_id
-from node.cli_ask import answer_question, digest_of
+from node.app.insight import answer_question, digest_of
 from node.core import open_core
 from node.engine.derive import derive_all
 from node.engine.extract import extract

@@ -1,12 +1,19 @@
 """Benchmark of the document store and the node's one-shot paths.
 
     .venv/bin/python bench/store.py [--n 10000] [--keep DIR]
+    .venv/bin/python bench/store.py --startup [--against DIR] [--runs 7]
 
 With N reflections of about 500 characters it measures, each against its target
 on a 2-core machine: batch import, cold open of the home (a new process),
 compaction of a home whose log holds many small updates, RSS with everything
 loaded, a one-shot ``mirror reflect`` (wall time of the whole process), and how
 long the REPL takes to show its prompt. Each figure is the median of a few runs.
+
+``--startup`` measures start-up alone in a small home: ``mirror --help``, a
+one-shot ``mirror reflect`` and the REPL's prompt; with ``--against DIR`` (another
+checkout, e.g. ``git worktree add DIR main``) it times both trees in turn, run
+by run, and prints the ratio this/other of the medians, which holds on a busy
+machine where absolute times do not.
 """
 
 from __future__ import annotations
@@ -62,8 +69,8 @@ def make_reflections(n: int, seed: int = 1) -> list[Reflection]:
     ]
 
 
-def child_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "MIRROR_HOME": str(home), "PYTHONPATH": str(REPO)}
+def child_env(home: Path, tree: Path = REPO) -> dict[str, str]:
+    return {**os.environ, "MIRROR_HOME": str(home), "PYTHONPATH": str(tree)}
 
 
 COLD_OPEN = """
@@ -114,11 +121,12 @@ async def compaction_run(db: Path, items: list[Reflection], small_updates: int) 
         return time.perf_counter() - t0
 
 
-def repl_ready(home: Path) -> float:
+def repl_ready(home: Path, tree: Path = REPO) -> float:
     """Seconds from starting ``mirror`` in a terminal to its prompt appearing."""
-    env = {**child_env(home), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    env = {**child_env(home, tree), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
     pid, fd = pty.fork()
     if pid == 0:  # child
+        os.chdir(tree)
         os.execvpe(sys.executable, [sys.executable, "-m", "node.cli"], env)
     t0 = time.perf_counter()
     seen = b""
@@ -139,12 +147,61 @@ def repl_ready(home: Path) -> float:
         os.close(fd)
 
 
+def one_run(argv: list[str], home: Path, tree: Path) -> float:
+    """Wall seconds of ``python -m node.cli ARGV`` run from *tree*."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "node.cli", *argv], env=child_env(home, tree),
+                   cwd=tree, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
+STARTUP_TARGETS = {"help": 0.15, "reflect": 0.3, "repl": 0.4}  # seconds, idle machine
+
+
+def startup(runs: int, against: Path | None) -> list[bool]:
+    """Start-up of the three entry points, in *REPO* (and in *against*, alternately)."""
+    trees = [REPO] + ([against] if against is not None else [])
+    tmp = Path(tempfile.mkdtemp(prefix="mirror-startup-"))
+    times: dict[tuple[str, Path], list[float]] = {}
+    try:
+        homes = {tree: tmp / f"home{i}" for i, tree in enumerate(trees)}
+        for tree in trees:  # a home with a few reflections, created by that tree itself
+            for i in range(3):
+                one_run(["reflect", f"a first thought about rest, number {i}"], homes[tree], tree)
+        for i in range(runs):
+            for tree in trees:
+                home = homes[tree]
+                times.setdefault(("help", tree), []).append(one_run(["--help"], home, tree))
+                times.setdefault(("reflect", tree), []).append(
+                    one_run(["reflect", f"one more thought about work, number {i}"], home, tree))
+                times.setdefault(("repl", tree), []).append(repl_ready(home, tree))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    names = {"help": "`mirror --help`, wall", "reflect": "`mirror reflect` one-shot, wall",
+             "repl": "REPL ready (prompt shown)"}
+    results = []
+    for key, target in STARTUP_TARGETS.items():
+        value = median(times[(key, REPO)])
+        results.append(report(names[key], value, target, "s"))
+        if against is not None:
+            other = median(times[(key, against)])
+            print(f"{'':<44} {other:9.3f} s   in {against} (this/other {value / other:.2f})")
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", help="keep the generated home in this directory")
+    parser.add_argument("--startup", action="store_true", help="measure start-up only")
+    parser.add_argument("--against", type=Path, help="with --startup: another checkout")
     args = parser.parse_args()
+    if args.startup:
+        print(f"start-up benchmark, python {sys.version.split()[0]}, {os.cpu_count()} cores")
+        met = startup(args.runs, args.against)
+        print(f"{sum(met)}/{len(met)} targets met (targets are for an idle machine)")
+        return 0
     items = make_reflections(args.n)
     raw = sum(len(r.text) for r in items)
     print(f"store benchmark: {args.n} reflections, {raw / 1e6:.1f} MB of text, "
@@ -184,11 +241,13 @@ def main() -> int:
             subprocess.run([*mirror, f"one more thought about work and rest, number {i}"],
                            env=child_env(home), capture_output=True, check=True)
             walls.append(time.perf_counter() - t0)
-        results.append(report("`mirror reflect` one-shot, wall", median(walls), 0.4, "s"))
+        results.append(report("`mirror reflect` one-shot, wall", median(walls),
+                              STARTUP_TARGETS["reflect"], "s"))
 
         try:
             readies = [repl_ready(home) for _ in range(args.runs)]
-            results.append(report("REPL ready (prompt shown)", median(readies), 0.5, "s"))
+            results.append(report("REPL ready (prompt shown)", median(readies),
+                                  STARTUP_TARGETS["repl"], "s"))
         except (RuntimeError, OSError) as exc:
             print(f"REPL ready: not measured ({exc})")
             results.append(False)

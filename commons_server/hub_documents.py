@@ -33,6 +33,7 @@ from contextlib import contextmanager
 import trio
 
 from crdt.commons import CommonsError
+from node.sync.documents import SessionPeer
 from node.sync.session import SyncSession
 from protocol import (
     COMMONS,
@@ -63,7 +64,7 @@ class HubDocuments:
     def __init__(self, hub: Hub, address: str) -> None:
         self.hub = hub
         self.address = address
-        self._session: SyncSession | None = None
+        self._session: SessionPeer | None = None
 
     def credentials(self) -> Credentials:
         return self.hub.credentials()
@@ -83,7 +84,7 @@ class HubDocuments:
     async def answer(self, request: StateVectorReceived) -> bytes:
         return await self.hub.bundle(request.doc_id)
 
-    async def apply(self, session: SyncSession, message: Update) -> bool:
+    async def apply(self, session: SessionPeer, message: Update) -> bool:
         try:
             await self.hub.accept(message.doc_id, message.update, self.address, source=self)
         except Refused as exc:
@@ -93,7 +94,7 @@ class HubDocuments:
         return True
 
     @contextmanager
-    def live(self, session: SyncSession) -> Iterator[None]:
+    def live(self, session: SessionPeer) -> Iterator[None]:
         self._session = session
         self.hub.subscribe(self)
         try:

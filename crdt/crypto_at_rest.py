@@ -32,6 +32,7 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -449,8 +450,6 @@ def _zip_exact(a: Any, b: Any) -> Any:
 
 
 def _longest(a: Any, b: Any, fill: object) -> Any:
-    from itertools import zip_longest
-
     return zip_longest(a, b, fillvalue=fill)
 
 

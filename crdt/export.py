@@ -35,6 +35,7 @@ def reflection_to_json(r: Reflection) -> dict[str, Any]:
         "tags": list(r.tags),
         "private": r.private,
         "edited_at": format_timestamp(r.edited_at) if r.edited_at else None,
+        "starred": r.starred,
         "mirrorback": None
         if r.mirrorback is None
         else {
@@ -78,6 +79,7 @@ def reflection_from_json(data: Any) -> Reflection:
         private=bool(data.get("private", False)),
         mirrorback=mirrorback,
         edited_at=parse_timestamp(edited) if isinstance(edited, str) else None,
+        starred=data.get("starred") is True,
     )
 
 

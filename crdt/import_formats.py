@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pycrdt import Doc, Map
 
+from .export import EXPORT_FORMAT, EXPORT_VERSION, reflection_from_json
 from .import_plan import (
     DocumentState,
     ImportFileError,
@@ -109,6 +110,7 @@ def _dayone_journal(plan: ImportPlan, value: Any, where: str, limits: ImportLimi
             created_at=created,
             text=text,
             tags=tags,
+            starred=entry.get("starred") is True,  # Day One and jrnl both call it so
         ))
 
 
@@ -222,6 +224,7 @@ def _read_jrnl(value: Any, where: str, default_tz: tzinfo, limits: ImportLimits)
             created_at=created,
             text=text,
             tags=tags,
+            starred=entry.get("starred") is True,  # Day One and jrnl both call it so
         ))
     return plan
 
@@ -373,8 +376,6 @@ def _markdown_file(plan: ImportPlan, rel: str, data: bytes, default_tz: tzinfo) 
 
 
 def _read_mirror(value: Any, where: str, limits: ImportLimits) -> ImportPlan:
-    from .export import EXPORT_FORMAT, EXPORT_VERSION, reflection_from_json
-
     if not isinstance(value, dict) or value.get("format") != EXPORT_FORMAT:
         raise ImportFileError(f"{where}: not a Mirror export")
     version = value.get("version")

@@ -9,6 +9,7 @@ Each shard is one document of kind ``journal`` with a root map
     tags        Array[str]
     private     bool
     edited_at   str | None
+    starred     bool | absent (absent: not starred)
     mirrorback  map {text, engine, model, created_at} | absent
 
 Shards are ``journal/YYYY-MM`` (class set by the person: ``local`` until they
@@ -67,6 +68,7 @@ class Reflection:
     private: bool = False
     mirrorback: Mirrorback | None = None
     edited_at: datetime | None = None
+    starred: bool = False
 
     @property
     def shard(self) -> str:
@@ -141,6 +143,8 @@ def write_reflection(doc: Doc[Any], reflection: Reflection) -> None:
         "private": reflection.private,
         "edited_at": format_timestamp(reflection.edited_at) if reflection.edited_at else None,
     }
+    if reflection.starred:  # absent means not starred: documents of older writers read the same
+        entry["starred"] = True
     if reflection.mirrorback is not None:
         entry["mirrorback"] = _mirrorback_map(reflection.mirrorback)
     with doc.transaction():
@@ -177,6 +181,7 @@ def read_reflection(entry: Any, rid: str) -> Reflection | None:
             private=bool(data.get("private", False)),
             mirrorback=mirrorback,
             edited_at=parse_timestamp(edited) if isinstance(edited, str) else None,
+            starred=data.get("starred") is True,
         )
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("skipping malformed reflection %s: %s", rid, exc)
@@ -396,6 +401,17 @@ class Journal:
         await self.store.wait_durable()
         _, updated = await self.find(reflection.id)
         return updated
+
+    async def set_starred(self, rid: str, starred: bool) -> Reflection:
+        """Star or unstar a reflection (not an edit: ``edited_at`` stays)."""
+        shard, reflection = await self.find(rid)
+        if reflection.starred == starred:
+            return reflection
+        self.store.ensure_writable()
+        entry = _root(shard.doc)[reflection.id]
+        entry["starred"] = starred
+        await self.store.wait_durable()
+        return replace(reflection, starred=starred)
 
     async def delete(self, rid: str) -> Reflection:
         shard, reflection = await self.find(rid)

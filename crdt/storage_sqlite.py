@@ -136,7 +136,7 @@ class SqliteBackend(StorageBackend):
             cast(sqlite3.Connection, conn).close()
 
     def scrub(self, conn: DbConnection) -> bool:
-        from . import storage_calls  # its SCRUB_BUSY_TIMEOUT_MS is read at call time
+        from . import storage_calls  # reason: its SCRUB_BUSY_TIMEOUT_MS is read at call time
 
         return storage_calls.scrub(cast(sqlite3.Connection, conn))
 

@@ -755,7 +755,8 @@ async def open_store(
     """
     backend: StorageBackend
     if isinstance(path, str) and is_postgres_url(path):
-        from .storage_pg import PostgresBackend  # psycopg only where PostgreSQL is used
+        # reason: psycopg is loaded only where PostgreSQL is used
+        from .storage_pg import PostgresBackend
 
         backend = PostgresBackend(path, create=create, reconnect_timeout_s=reconnect_timeout_s)
     else:

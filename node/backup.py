@@ -32,6 +32,7 @@ are retired so it never reuses one the original may still be using.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -379,7 +380,6 @@ class _RecordReader:
 
 def home_in_use(home: Home) -> bool:
     """Whether a live Mirror process holds one of the home's client-id locks."""
-    import fcntl
 
     locks = Path(f"{home.db_path}.locks")
     if not locks.is_dir():

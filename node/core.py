@@ -15,7 +15,16 @@ from pathlib import Path
 
 import trio
 
-from crdt import DocStore, ScrubResult, SourceKind, StoredDoc, SyncClass, UpdateSource, open_store
+from crdt import (
+    DocStore,
+    RefreshResult,
+    ScrubResult,
+    SourceKind,
+    StoredDoc,
+    SyncClass,
+    UpdateSource,
+    open_store,
+)
 from crdt.crypto_at_rest import BlobCipher
 from crdt.insights import Scope
 from crdt.journal import KIND as JOURNAL_KIND
@@ -26,15 +35,16 @@ from crdt.values import utc_now
 from .config import Config, read_config
 from .engine.base import Engine, EngineNotice, MirrorbackRequest
 from .engine.derive import Touched
-from .engine.registry import engine_for, enricher_for
 from .engine.understanding import Understanding
+from .engines import engine_for, enricher_for
 from .errors import ConfigError, ScrubIncompleteError
 from .home import Home
 from .identity import forget_sealing_key, register_sealing_key
+from .journal.tags import inline_tags, with_inline_tags
+from .refresh import REFRESH_INTERVAL_S, RefreshPublisher
 
 log = logging.getLogger("mirror.core")
 
-REFRESH_INTERVAL_S = 0.25
 MAX_REPAIR_ROUNDS = 3  # re-derive, look again: another process may be writing meanwhile
 PAST_FOR_ENGINE = 50
 JOURNAL_CLASS_SETTING = "journal_sync_class"
@@ -90,6 +100,8 @@ class MirrorCore:
         # "2 reflections arrived from laptop" (filled in by the sync runner)
         self.peer_names: dict[UpdateSource, str] = {}
         self.understanding = Understanding(store, self.journal)
+        # the one loop that looks at what other processes wrote (node.refresh)
+        self.refresher = RefreshPublisher(store)
         self.understanding.enricher = enricher_for(config, home)
         # Reflections this process deleted itself (delete() already forgot and
         # scrubbed them): follow_peer_deletes does not count them as a peer's.
@@ -128,8 +140,10 @@ class MirrorCore:
         private: bool = False,
         at: datetime | None = None,
     ) -> Reflection:
-        """Save a reflection and learn from it; returns once both are on disk."""
-        reflection = await self.journal.add(text, tags=tags, private=private, created_at=at)
+        """Save a reflection and learn from it; returns once both are on disk. The
+        ``#tags`` written in the text are tags too."""
+        reflection = await self.journal.add(text, tags=with_inline_tags(tags, text),
+                                            private=private, created_at=at)
         x = await self.understanding.on_reflection(reflection)
         # The records just written were read before this process saw what others
         # wrote meanwhile: one may carry a quote another process has since deleted
@@ -161,47 +175,73 @@ class MirrorCore:
     ) -> Reflection:
         """Change a reflection's text or tags, then learn it again: what the engine
         found in the old text stops counting at once."""
+        after, scrubbed = await self.edit_and_scrub(ref, text=text, tags=tags)
+        if scrubbed is not None:
+            self._check_scrub(f"edited {after.id}, but the old words", scrubbed)
+        return after
+
+    async def edit_and_scrub(
+        self, ref: str, *, text: str | None = None, tags: Sequence[str] | None = None
+    ) -> tuple[Reflection, ScrubResult | None]:
+        """:meth:`edit`, returning what scrubbing the old words left (None: the text
+        did not change) instead of raising when some are left. The ``#tags`` of a
+        new text join the tags (those given, or those it had)."""
         _, before = await self.journal.find(ref)
+        if text is not None and (tags is not None or inline_tags(text)):
+            tags = with_inline_tags(before.tags if tags is None else tags, text)
         after = await self.journal.edit(before.id, text=text, tags=tags)
         await self.understanding.on_edit(before, after)
-        if after.text != before.text:  # the old words leave this device's file too
-            await self._repair_stale()
-            self._check_scrub(f"edited {after.id}, but the old words",
-                              await self.store.scrub_deleted())
-        return after
+        if after.text == before.text:
+            return after, None
+        # the old words leave this device's file too
+        await self._repair_stale()
+        return after, await self.store.scrub_deleted()
 
     async def delete(self, ref: str) -> Reflection:
         """Delete a reflection and everything the engine learned from it (its counts,
         its evidence); the person's graph edits stay. Its text, mirrorback and
         quotes are then scrubbed from the database file (:meth:`DocStore.scrub_deleted`)."""
+        reflection, scrubbed = await self.delete_and_scrub(ref)
+        self._check_scrub(f"deleted {reflection.id}, but its words", scrubbed)
+        return reflection
+
+    async def delete_and_scrub(self, ref: str) -> tuple[Reflection, ScrubResult]:
+        """:meth:`delete`, returning what scrubbing left instead of raising."""
         _, found = await self.journal.find(ref)
         self._deleted_here.add(found.id)  # not "deleted on another device"
         reflection = await self.journal.delete(found.id)
         await self.understanding.on_delete(reflection)
         await self._repair_stale()  # a record another process wrote meanwhile may quote it
         # ... and leaves no byte of it in this device's file, or says it did not
-        self._check_scrub(f"deleted {reflection.id}, but its words",
-                          await self.store.scrub_deleted())
-        return reflection
+        return reflection, await self.store.scrub_deleted()
 
     async def scrub(self) -> None:
         """Remove what was deleted or edited away from this device's file (again)."""
-        await self._repair_stale()
-        self._check_scrub("deleted words", await self.store.scrub_deleted())
+        self._check_scrub("deleted words", await self.scrub_result())
 
-    def _check_scrub(self, what: str, result: ScrubResult) -> None:
-        """Raise ScrubIncompleteError unless *result* says the file holds nothing deleted."""
+    async def scrub_result(self) -> ScrubResult:
+        """:meth:`scrub`, returning what it left instead of raising."""
+        await self._repair_stale()
+        return await self.store.scrub_deleted()
+
+    def scrub_problem(self, what: str, result: ScrubResult) -> str | None:
+        """The one-line message (with what to do) when *result* says the file still
+        holds something deleted; None when it holds nothing."""
         if result.complete:
-            return
+            return None
         advice = "run `mirror scrub`"
         if result.file_busy:
             advice = "close the other Mirror programs on this home (the REPL, mirror serve), " \
                      "then run `mirror scrub`"
         elif result.kept_logs:
             advice += f" (details in {self.home.log_path})"
-        raise ScrubIncompleteError(
-            f"{what} are still in {self.home.db_path.name}: {result.describe()}; {advice}"
-        )
+        return f"{what} are still in {self.home.db_path.name}: {result.describe()}; {advice}"
+
+    def _check_scrub(self, what: str, result: ScrubResult) -> None:
+        """Raise ScrubIncompleteError unless *result* says the file holds nothing deleted."""
+        problem = self.scrub_problem(what, result)
+        if problem is not None:
+            raise ScrubIncompleteError(problem)
 
     async def past_for(
         self, reflection: Reflection, limit: int = PAST_FOR_ENGINE
@@ -326,7 +366,8 @@ class MirrorCore:
         interval_s: float = REFRESH_INTERVAL_S,
     ) -> None:
         """Forever: pick up what other processes wrote to this home and report new
-        reflections. Costs one cheap query per *interval_s* when nothing changed."""
+        reflections. Costs one cheap query per *interval_s* when nothing changed
+        (the refresh loop is the process's one :class:`RefreshPublisher`)."""
         known: dict[str, set[str]] = {}
         written_here: set[str] = set()
         from_peers: dict[str, UpdateSource] = {}
@@ -341,34 +382,12 @@ class MirrorCore:
                 written_here.add(stored.doc_id)
             elif source.kind is SourceKind.EXTERNAL:
                 # Noted here, not only in the refresh result: another task's refresh
-                # (a sync service, an open, a compaction) may be the one that applied it.
+                # (an open, a compaction) may be the one that applied it.
                 from_processes.add(stored.doc_id)
             else:
                 from_peers[stored.doc_id] = source
 
-        # Listen before reading what is known: a peer's update applied while the
-        # shards load must still be attributed to the peer, not to this device.
-        self.store.add_listener(on_change)
-        try:
-            for shard in await self.journal.shards():
-                known[shard.doc_id] = shard_ids(shard.doc)
-            await self._watch_loop(
-                known, written_here, from_peers, from_processes, on_arrival, interval_s
-            )
-        finally:
-            self.store.remove_listener(on_change)
-
-    async def _watch_loop(
-        self,
-        known: dict[str, set[str]],
-        written_here: set[str],
-        from_peers: dict[str, UpdateSource],
-        from_processes: set[str],
-        on_arrival: Callable[[Arrival], None],
-        interval_s: float,
-    ) -> None:
-        while True:
-            await trio.sleep(interval_s)
+        def before_refresh() -> None:
             # What this process wrote is known before the refresh, so what the
             # refresh brings from other processes still shows as new.
             for doc_id in written_here - set(from_peers):
@@ -376,34 +395,58 @@ class MirrorCore:
                 if stored is not None:
                     known[doc_id] = shard_ids(stored.doc)
             written_here.clear()
-            result = await self.store.refresh()
-            shards = await self.journal.shards()
-            # Nothing awaits from here to the end of the pass, so no update lands
-            # between reading who wrote (the listener's notes) and reading the
-            # shards: a peer's reflection applied during the awaits above is
-            # still the peer's, not this device's.
-            peer_docs = dict(from_peers)
-            from_peers.clear()
-            touched = set(result.changed) | {i.doc_id for i in result.new_documents}
-            touched |= from_processes
-            from_processes.clear()
-            arrived: dict[str, list[Reflection]] = {}
-            for shard in shards:
-                doc_id = shard.doc_id
-                if doc_id not in touched and doc_id not in peer_docs and doc_id in known:
-                    continue
-                source = "this device"
-                if doc_id in peer_docs:
-                    source = self.peer_names.get(peer_docs[doc_id], "another device")
-                now = shard_ids(shard.doc)
-                for rid in now - known.get(doc_id, set()):
-                    reflection = read_one(shard.doc, rid)
-                    if reflection is not None:
-                        arrived.setdefault(source, []).append(reflection)
-                known[doc_id] = now
-            for source, items in arrived.items():
-                items.sort(key=lambda r: r.created_at)
-                on_arrival(Arrival(tuple(items), source))
+
+        # Listen before reading what is known: a peer's update applied while the
+        # shards load must still be attributed to the peer, not to this device.
+        self.store.add_listener(on_change)
+        try:
+            for shard in await self.journal.shards():
+                known[shard.doc_id] = shard_ids(shard.doc)
+            with self.refresher.subscribe(before_refresh) as refreshes:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.refresher.run, interval_s)
+                    while True:
+                        result = await refreshes.wait()
+                        await self._watch_pass(
+                            result, known, from_peers, from_processes, on_arrival)
+        finally:
+            self.store.remove_listener(on_change)
+
+    async def _watch_pass(
+        self,
+        result: RefreshResult,
+        known: dict[str, set[str]],
+        from_peers: dict[str, UpdateSource],
+        from_processes: set[str],
+        on_arrival: Callable[[Arrival], None],
+    ) -> None:
+        shards = await self.journal.shards()
+        # Nothing awaits from here to the end of the pass, so no update lands
+        # between reading who wrote (the listener's notes) and reading the
+        # shards: a peer's reflection applied during the awaits above is
+        # still the peer's, not this device's.
+        peer_docs = dict(from_peers)
+        from_peers.clear()
+        touched = set(result.changed) | {i.doc_id for i in result.new_documents}
+        touched |= from_processes
+        from_processes.clear()
+        arrived: dict[str, list[Reflection]] = {}
+        for shard in shards:
+            doc_id = shard.doc_id
+            if doc_id not in touched and doc_id not in peer_docs and doc_id in known:
+                continue
+            source = "this device"
+            if doc_id in peer_docs:
+                source = self.peer_names.get(peer_docs[doc_id], "another device")
+            now = shard_ids(shard.doc)
+            for rid in now - known.get(doc_id, set()):
+                reflection = read_one(shard.doc, rid)
+                if reflection is not None:
+                    arrived.setdefault(source, []).append(reflection)
+            known[doc_id] = now
+        for source, items in arrived.items():
+            items.sort(key=lambda r: r.created_at)
+            on_arrival(Arrival(tuple(items), source))
 
 
 @asynccontextmanager

@@ -39,10 +39,11 @@ async def running_commons(home: Path, **options: Any) -> AsyncIterator[RunningSe
 
 async def mirror(home: Path, *argv: str) -> tuple[int, str]:
     """Run one ``mirror`` command in-process; (exit status, output or error line)."""
-    from node.cli import build_parser, run
+    from node.cli.main import parse
+    from node.cli.run import run
     from node.errors import MirrorError
 
-    args = build_parser().parse_args(["--home", str(home), *argv])
+    args = parse(["--home", str(home), *argv])
     out = io.StringIO()
     try:
         status = await run(args, out)

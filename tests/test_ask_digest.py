@@ -20,13 +20,18 @@ import pytest
 import trio
 
 from crdt.journal import Reflection
-from node.cli_ask import answer_question, digest_of, repl_command
+from node.app import Mirror
+from node.app.insight import answer_question
+from node.app.insight import digest_of as digest_result
 from node.config import Config
 from node.core import MirrorCore, open_core
 from node.engine.ask import read_question, verify_citations
+from node.engine.digest import Period
 from node.home import Home
 from node.llm.client import LLMTarget, may_read_private
 from node.llm.keys import ENV_KEY
+from node.repl.commands import run_view
+from node.views.insight import render_digest
 from tests.helpers import run_mirror
 from tests.helpers_llm import FakeLLM, fake_llm
 from tests.persona_eval import load_personas
@@ -36,6 +41,13 @@ NOW = datetime(2026, 4, 29, 12, tzinfo=UTC)
 CANARY = "Quillfeather"
 ADVICE = re.compile(r"\byou should\b|\btry to\b|\bi recommend\b|\bconsider\b|\bmake sure\b",
                     re.IGNORECASE)
+
+
+async def digest_of(core: MirrorCore, period: Period = "week", *, until: datetime | None = None
+                    ) -> tuple[str, dict[str, Any]]:
+    """(text, data) as the command shows and prints them."""
+    result = await digest_result(core, period, until=until)
+    return render_digest(result), result.data
 
 
 def priya() -> list[Reflection]:
@@ -293,15 +305,15 @@ async def test_a_model_may_retell_the_digest_within_its_bounds(
 
 
 async def test_the_repl_asks_and_digests(core: MirrorCore) -> None:
-    answered = await repl_command(core, "ask", "when did I last feel guilty?")
+    answered = await run_view(Mirror(core), "ask", "when did I last feel guilty?")
     assert "The last time you wrote about feeling guilty" in answered
-    assert "Your month" in await repl_command(core, "digest", "month")  # up to now
+    assert "Your month" in await run_view(Mirror(core), "digest", "month")  # up to now
     from node.errors import UsageError
 
     with pytest.raises(UsageError):
-        await repl_command(core, "digest", "fortnight")
+        await run_view(Mirror(core), "digest", "fortnight")
     with pytest.raises(UsageError):
-        await repl_command(core, "ask", "   ")
+        await run_view(Mirror(core), "ask", "   ")
 
 
 def test_the_commands(tmp_path: Path) -> None:

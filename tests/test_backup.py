@@ -12,7 +12,7 @@ import pytest
 
 from crdt import crypto_at_rest as car
 from node.backup import BackupError, restore_backup, write_backup
-from node.cli import main
+from node.cli.main import main
 from node.home import Home
 
 PASS = "a long and careful passphrase"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.cli import main, parse_when
+from node.app.dates import parse_when
+from node.cli.main import main
 from node.core import open_core
 from node.errors import UsageError
 from node.home import Home

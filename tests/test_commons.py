@@ -73,10 +73,11 @@ async def test_publish_pattern_shows_only_the_summary_and_asks_first(
 async def test_repl_commons_reads_the_cache(
     tmp_path: Path, database: str | None
 ) -> None:
-    from node.cli_commons import repl_command
+    from node.app import Mirror
     from node.core import open_core
     from node.home import Home
-    from node.repl import COMMANDS
+    from node.repl.commands import run_view
+    from node.repl.prompt import COMMANDS
 
     assert "commons" in COMMANDS
     alice = tmp_path / "alice"
@@ -86,5 +87,5 @@ async def test_repl_commons_reads_the_cache(
                                    "--body", "b", "--yes")
         assert status == 0, out
         async with open_core(Home.resolve(alice)) as core:
-            text = await repl_command(core, "commons", "")
+            text = await run_view(Mirror(core), "commons", "")
     assert "From the REPL" in text

@@ -33,7 +33,7 @@ from crdt.commons import (
     verify_bundle,
     write_item,
 )
-from node import commons as node_commons
+from node.commons import sync as node_commons
 from tests.commons_helpers import RunningServer, mirror, running_commons
 from tests.test_commons_security import _post, _setup
 

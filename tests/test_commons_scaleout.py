@@ -24,8 +24,8 @@ import trio
 from httpx_ws import aconnect_ws
 
 from crdt import DocStore, open_store
-from node.commons import MAX_WS_MESSAGE_BYTES, CommonsSync, WebSocketStream
-from node.commons_home import AuthorKeys, CommonsServer
+from node.commons.home import AuthorKeys, CommonsServer
+from node.commons.sync import MAX_WS_MESSAGE_BYTES, CommonsSync, WebSocketStream
 from node.sync.session import SessionError, SyncSession
 from protocol import INITIATOR
 from tests.commons_helpers import mirror

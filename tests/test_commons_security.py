@@ -27,8 +27,8 @@ from crdt.commons import (
     update_hash,
     write_item,
 )
-from node import commons as node_commons
-from node.commons_home import AuthorKeys, CommonsServer
+from node.commons import sync as node_commons
+from node.commons.home import AuthorKeys, CommonsServer
 from tests.commons_helpers import mirror, running_commons
 
 FROZEN = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -36,9 +36,9 @@ from crdt.commons import (
     update_hash,
     write_item,
 )
-from node import commons as node_commons
-from node.commons import CommonsSync
-from node.commons_home import AuthorKeys, CommonsServer, create_item
+from node.commons import sync as node_commons
+from node.commons.home import AuthorKeys, CommonsServer, create_item
+from node.commons.sync import CommonsSync
 from node.sync.session import SessionError, SyncSession
 from protocol import (
     COMMONS,

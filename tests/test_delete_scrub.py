@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import crdt.storage_calls
-from node.cli import main
+from node.cli.main import main
 
 GONE = "Zorvathine"
 

@@ -22,7 +22,7 @@ import pytest
 import trio
 from zeroconf import DNSIncoming, DNSPointer, DNSService, DNSText
 
-from node.discovery import (
+from node.discovery.lan import (
     Advertisement,
     Discovery,
     DiscoveryError,
@@ -36,7 +36,7 @@ from node.discovery import (
     open_discovery,
     seconds_until_next_hour,
 )
-from node.discovery_tags import SECONDS_PER_HOUR
+from node.discovery.tags import SECONDS_PER_HOUR
 from tests.netns_helper import netns_unavailable, python_env, veth_namespace_pair
 
 LOOPBACK = ["127.0.0.1"]
@@ -354,7 +354,7 @@ async def test_advertised_records_carry_no_name_and_no_stable_id(
 
 NAMESPACE_NODE = """
 import hashlib, sys, time, trio
-from node.discovery import open_discovery
+from node.discovery.lan import open_discovery
 
 address, port = sys.argv[1], int(sys.argv[2])
 secret = bytes.fromhex(sys.argv[3])
@@ -437,7 +437,7 @@ def test_namespace_helper_leaves_nothing_behind() -> None:
 
 
 def test_a_peer_on_an_earlier_epoch_is_recognised_with_that_epoch() -> None:
-    from node.discovery_tags import match_any
+    from node.discovery.tags import match_any
 
     def current(hour: int) -> bytes:
         return b"now-" + hour.to_bytes(12, "big")

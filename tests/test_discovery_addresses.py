@@ -23,14 +23,14 @@ import pytest
 import trio
 from zeroconf import ServiceInfo
 
-from node.discovery import (
+from node.discovery.lan import (
     MAX_PEER_ADDRESSES,
     SERVICE_TYPE,
     PeerAddress,
     open_discovery,
     order_addresses,
 )
-from node.discovery_zeroconf import _peer_addresses
+from node.discovery.zeroconf_bridge import _peer_addresses
 from node.sync import dialing
 from node.sync.dialing import connect_first
 from node.sync.limits import CONNECT_TIMEOUT_S, MAX_DIAL_ADDRESSES, NEXT_ADDRESS_DELAY_S

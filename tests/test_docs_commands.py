@@ -17,7 +17,7 @@ import tomllib
 
 import pytest
 
-from node.cli import build_parser
+from node.cli.main import build_parser
 from tests.helpers import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -78,7 +78,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction |
 
 def check(tokens: list[str]) -> str | None:
     """None if *tokens* (after ``mirror``) parse as a real command, else why not."""
-    parser = build_parser()
+    parser = build_parser(every=True)
     positionals_seen = 0
     i = 0
     while i < len(tokens):

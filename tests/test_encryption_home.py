@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from crdt import crypto_at_rest as car
-from node import cli_data
-from node.cli import main
+from node.cli import passphrase as cli_data
+from node.cli.main import main
 from node.core import open_core
 from node.home import Home
 from node.identity import load_keyring

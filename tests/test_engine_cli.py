@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.cli_engine import repl_command
+from node.app import Mirror
 from node.core import open_core
 from node.home import Home
+from node.repl.commands import run_view
 from tests.helpers import run_mirror
 
 ENTRIES = [
@@ -55,9 +56,9 @@ async def test_repl_commands_render_the_same_views(tmp_path: Path) -> None:
     async with open_core(home) as core:
         for text in ENTRIES * 3:
             await core.reflect(text)
-        assert "Loops" in await repl_command(core, "patterns", "")
-        assert "scarcity vs control" in await repl_command(core, "tensions", "")
-        assert (await repl_command(core, "graph", "")).startswith("you")
-        assert "Related to" in await repl_command(core, "related", "")
-        assert "From " in await repl_command(core, "evolve", "")
-        assert "engine: offline" in await repl_command(core, "engine", "")
+        assert "Loops" in await run_view(Mirror(core), "patterns", "")
+        assert "scarcity vs control" in await run_view(Mirror(core), "tensions", "")
+        assert (await run_view(Mirror(core), "graph", "")).startswith("you")
+        assert "Related to" in await run_view(Mirror(core), "related", "")
+        assert "From " in await run_view(Mirror(core), "evolve", "")
+        assert "engine: offline" in await run_view(Mirror(core), "engine", "")

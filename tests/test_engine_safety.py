@@ -334,7 +334,7 @@ def test_a_line_at_risk_is_never_a_positive_feeling() -> None:
 
 
 async def test_patterns_graph_evolve_and_mood_never_count_risk_as_joy(tmp_path: Path) -> None:
-    from node.cli_mood import mood_points
+    from node.app.insight import mood_points
 
     home = Home(tmp_path / "home")
     home.ensure()

@@ -22,12 +22,12 @@ from crdt.graph import NODES
 from crdt.insights import GRAPH_KIND, Scope
 from crdt.journal import Reflection, new_reflection_id
 from crdt.values import parse_timestamp, read_int
-from node.cli_engine import render_graph, render_tensions, sparkline
 from node.core import MirrorCore, open_core
 from node.engine.derive import derive_all
 from node.engine.extract import ITEM_KINDS, extract, from_json, to_json
 from node.engine.lived import episode_count, tension_status
 from node.home import Home
+from node.views.engine import render_graph, render_tensions, sparkline
 from tests.helpers import REPO
 
 FIXTURE = REPO / "tests" / "fixtures" / "journal.json"

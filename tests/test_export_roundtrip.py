@@ -100,7 +100,7 @@ async def test_markdown_export_is_one_readable_file_per_month(tmp_path: Path) ->
 def test_cli_export_json_then_import_in_a_new_home(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from node.cli import main
+    from node.cli.main import main
 
     a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "x.json"
     assert main(["--home", str(a), "reflect", "--no-mirrorback", "--tag", "t", "one"]) == 0

@@ -134,7 +134,7 @@ async def test_the_backups_plaintext_snapshot_is_private_while_it_exists(
 
 
 def test_the_prompts_history_is_private(tmp_path: Path) -> None:
-    from node.repl import private_history
+    from node.repl.prompt import private_history
 
     path = tmp_path / "history"
     with umask(0):

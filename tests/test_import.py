@@ -18,7 +18,7 @@ from crdt import open_store
 from crdt.import_plan import ImportFileError, ImportLimits, ImportReport, stable_reflection_id
 from crdt.importers import apply_plan, read_source
 from crdt.journal import Journal, Reflection
-from node.cli import main
+from node.cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "import"
 

@@ -138,7 +138,7 @@ async def test_a_server_answering_garbage_gives_the_offline_mirrorback(
 async def test_an_engine_failure_is_shown_once_logged_and_never_saved_or_exported(
     tmp_path: Path,
 ) -> None:
-    from node.cli import write_export
+    from node.app.exporting import write_export
 
     home = Home(tmp_path / "home")
     home.ensure()
@@ -152,8 +152,8 @@ async def test_an_engine_failure_is_shown_once_logged_and_never_saved_or_exporte
             r = await core.reflect(TEXT)
             printed = await core.mirror(r, shown.append)
             _, saved = await core.journal.find(r.id)
-            await write_export(core, "json", tmp_path / "export.json")
-            await write_export(core, "markdown", tmp_path / "markdown")
+            await write_export(core.store, "json", tmp_path / "export.json")
+            await write_export(core.store, "markdown", tmp_path / "markdown")
     assert len(shown) == 1 and "not reachable" in shown[0]
     assert printed == compose_mirrorback(TEXT)
     assert saved.mirrorback is not None and saved.mirrorback.text == compose_mirrorback(TEXT)
@@ -207,7 +207,7 @@ async def test_crisis_language_never_reaches_the_model(text: str) -> None:
 
 
 def _remote(fake: FakeLLM, home: Path) -> LLMEngine:
-    from node.engine.registry import engine_for
+    from node.engines import engine_for
 
     config = Config(mirror_mode="cloud", engine_mode="remote_llm", engine_model="openai/tiny",
                     engine_api_base=fake.base + "/v1", engine_timeout_s=5.0).validate()
@@ -265,8 +265,8 @@ async def test_the_key_is_never_written_to_documents_exports_logs_or_config(
 ) -> None:
     """A whole cycle in cloud mode — one refused call, one good one, extraction,
     evolve, export — then every file of the home is scanned for the key."""
-    from node.cli import write_export
-    from node.cli_engine import set_engine
+    from node.app.exporting import write_export
+    from node.app.settings import set_engine
 
     monkeypatch.setenv(ENV_KEY, KEY)
     home = Home(tmp_path / "home")
@@ -285,7 +285,7 @@ async def test_the_key_is_never_written_to_documents_exports_logs_or_config(
                 fake.mode = "ok"
                 await core.mirror(await core.reflect("Rent again, and the spreadsheet."))
                 await core.understanding.evolve()
-            await write_export(core, "json", tmp_path / "export.json")
+            await write_export(core.store, "json", tmp_path / "export.json")
     # litellm names the refusal (AuthenticationError: a fixed line) or passes the
     # server's text on, which echoes the key: then it must arrive redacted.
     assert KEY not in refused
@@ -352,7 +352,7 @@ async def main():
         assert "litellm" not in sys.modules, "imported before any model call"
         await core.mirror(r)
         assert "litellm" in sys.modules
-import node.cli, node.cli_engine, node.llm.engine, node.engine.registry
+import node.cli, node.cli.engine, node.llm.engine, node.engines
 assert "litellm" not in sys.modules
 trio.run(main)
 print("ok")

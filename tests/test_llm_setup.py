@@ -36,7 +36,7 @@ class PathFinderWithoutLitellm(importlib.machinery.PathFinder):
 
 sys.meta_path[:] = [PathFinderWithoutLitellm if f is importlib.machinery.PathFinder else f
                     for f in sys.meta_path]
-from node.cli import main
+from node.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from node.cli_mood import repl_command
+from node.app import Mirror
 from node.core import open_core
 from node.engine.mood import MoodPoint, mood_sparkline, mood_weeks, valence_of
 from node.engine.text import analyze
 from node.home import Home
+from node.repl.commands import run_view
 from tests.helpers import run_mirror
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -89,11 +90,11 @@ async def test_repl_mood_and_config(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     home.ensure()
     async with open_core(home) as core:
-        assert "No mood yet" in await repl_command(core, "mood", "")
+        assert "No mood yet" in await run_view(Mirror(core), "mood", "")
         await core.reflect("Calm, easy morning. I'm content.", at=T0)
-        assert "2026-W10" in await repl_command(core, "mood", "4")
-        shown = await repl_command(core, "config", "country IE")
+        assert "2026-W10" in await run_view(Mirror(core), "mood", "4")
+        shown = await run_view(Mirror(core), "config", "country IE")
         assert "Samaritans: 116 123" in shown and core.config.country == "IE"
         reflection = await core.reflect("i want to die")
         assert "116 123" in await core.mirror(reflection)  # the engine uses it at once
-        assert "IE" in await repl_command(core, "config", "country --list")
+        assert "IE" in await run_view(Mirror(core), "config", "country --list")

@@ -256,7 +256,7 @@ def hook(event, args):
         seen.append([event, repr(args[0])])
 
 sys.addaudithook(hook)
-from node.cli import main
+from node.cli.main import main
 
 home, report = sys.argv[1], sys.argv[2]
 statuses = []

@@ -24,10 +24,11 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from crdt.journal import Reflection
+from node.app import Mirror
 from node.core import Arrival, MirrorCore, open_core
 from node.errors import UsageError
 from node.home import Home
-from node.repl import (
+from node.repl.prompt import (
     CommandCompleter,
     CommandHistory,
     arrival_line,
@@ -123,7 +124,7 @@ async def running_repl(core: MirrorCore) -> AsyncIterator[Session]:
         session = Session(core, pipe, RecordingOutput())
 
         async def run() -> None:
-            await run_repl(core, input=pipe, output=session.out)
+            await run_repl(Mirror(core), input=pipe, output=session.out)
             session.done.set()
 
         async with trio.open_nursery() as nursery:
@@ -310,7 +311,7 @@ async def test_cancelling_ends_a_waiting_prompt_promptly(home: Home) -> None:
             out = RecordingOutput()
             with trio.move_on_after(WAIT_S) as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(partial(run_repl, core, input=pipe, output=out))
+                    nursery.start_soon(partial(run_repl, Mirror(core), input=pipe, output=out))
                     await out.wait_for("mirror>")  # the prompt has rendered
                     nursery.cancel_scope.cancel()
             assert not scope.cancelled_caught
@@ -321,7 +322,7 @@ async def test_cancelling_ends_a_waiting_prompt_promptly(home: Home) -> None:
 async def test_without_a_terminal_it_says_so(home: Home) -> None:
     async with open_core(home) as core:
         with pytest.raises(UsageError, match="needs a terminal"):
-            await run_repl(core)
+            await run_repl(Mirror(core))
 
 
 # --------------------------------------------------------------------------- pieces
@@ -335,7 +336,9 @@ def completions(text: str) -> list[str]:
 def test_completion_of_commands_and_their_choices() -> None:
     assert completions("/li") == ["/list"]
     assert completions("/") == [f"/{n}" for n in
-                                ("list", "show", "private", "export", "mode", "patterns",
+                                ("list", "show", "private", "search", "tags", "star", "unstar",
+                                 "onthisday", "stats", "edit", "delete", "sync", "export",
+                                 "mode", "patterns",
                                  "tensions", "graph", "evolve", "related", "engine", "ask",
                                  "digest", "commons", "mood", "config", "help", "quit", "exit")]
     assert completions("/mode h") == ["hybrid"]
@@ -373,3 +376,56 @@ def test_help_mentions_every_command_and_the_newline_key() -> None:
     for name in ("list", "show", "private", "export", "mode", "help", "quit", "exit"):
         assert f"/{name}" in text
     assert "Esc-Enter" in text
+
+
+# --------------------------------------------------------------------------- journal commands
+
+
+async def test_search_edit_delete_and_sync_in_the_repl(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nsed -i "s/river/sea/" "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    async with open_core(home) as core, running_repl(core) as repl:
+        await repl.reflect("Worried about the deadline at #work")
+        await repl.reflect("A calm walk by the river")
+        first, second = await core.journal.all()
+        assert first.tags == ("work",)  # the inline #tag
+        await repl.enter("/search deadline", then=first.id[:8])
+        await repl.expect("Worried about the deadline")
+        await repl.enter("/search --from yesterday #work", then=first.id[:8])
+        await repl.enter("/search nothinglikethis", then="Nothing found for 'nothinglikethis'")
+        await repl.enter("/search --from someday x", then="error: cannot read the date")
+        await repl.enter("/tags", then="1  #work")
+        await repl.enter(f"/star {second.id[:6]}", then=f"starred {second.id[:8]}")
+        await repl.enter("/list --starred", then=f"{second.id[:8]}")
+        await repl.enter(f"/edit {second.id[:6]} A calm walk by the lake", then="edited ")
+        await repl.expect("lake")  # the new mirrorback answers the new words
+        assert (await core.journal.find(second.id))[1].text == "A calm walk by the lake"
+        await repl.enter(f"/edit {first.id[:6]}", then="unchanged")  # the editor found no river
+        await repl.enter(f"/delete {first.id[:6]}", then="[y/N]")
+        await repl.enter("n", then="kept")
+        assert len(await core.journal.all()) == 2
+        await repl.enter(f"/delete {first.id[:6]}", then="[y/N]")
+        await repl.enter("y", then=f"deleted {first.id[:8]}")
+        assert [r.id for r in await core.journal.all()] == [second.id]
+        await repl.enter("/sync", then="not serving")
+        await repl.enter("/sync sideways", then="error: /sync takes on or off")
+        await repl.enter("/onthisday", then="earlier years")
+        await repl.enter("/stats", then="entries per week")
+        repl.type("/quit\r")
+        await repl.wait_done()
+
+
+def test_help_fits_80_columns_without_cutting_a_word() -> None:
+    text = help_text(80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # every description reads whole once the wrapping is undone
+    flat = " ".join(" ".join(lines).split())
+    for name in ("search", "edit", "delete", "sync", "list"):
+        assert f"/{name}" in text
+    assert "change a reflection's text (in $EDITOR without TEXT); its mirrorback is " \
+           "written again" in flat

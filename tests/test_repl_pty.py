@@ -20,7 +20,7 @@ import trio
 
 from node.core import open_core
 from node.home import Home
-from node.repl import PROMPT
+from node.repl.prompt import PROMPT
 from tests.helpers import REPO, mirror_env
 
 pytestmark = [

@@ -26,7 +26,7 @@ from crdt.journal import read_reflections
 from crdt.store import StoredDoc
 from crdt.values import format_timestamp
 from node.config import normalize_relay_url
-from node.discovery_tags import _group_classifier, _group_properties, order_addresses
+from node.discovery.tags import _group_classifier, _group_properties, order_addresses
 from node.engine.derive import derive_all
 from node.engine.extract import from_json
 from node.engine.lived import lived_loops, summarize_patterns, summarize_tension

@@ -20,7 +20,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.cli import main
+from node.cli.main import main
 from node.terminal import SafeOutput, printable, unfiltered
 from tests.helpers import REPO, mirror_env
 

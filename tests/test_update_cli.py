@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from node import release_tool
-from node.cli import main as mirror_main
+from mirror_tools import release as release_tool
+from node.cli.main import main as mirror_main
 from node.updates import release as release_module
 from node.updates.source import check_reachable
 from tests.helpers import REPO, mirror_env

@@ -163,8 +163,8 @@ async def test_the_relay_client_drops_a_relay_that_sends_an_oversized_message() 
 async def test_the_commons_client_drops_a_server_that_sends_an_oversized_message(
         tmp_path: Path) -> None:
     from crdt import open_store
-    from node import commons as node_commons
-    from node.commons_home import AuthorKeys, CommonsServer
+    from node.commons import sync as node_commons
+    from node.commons.home import AuthorKeys, CommonsServer
 
     async with (hostile([4 * node_commons.MAX_WS_MESSAGE_BYTES]) as server,
                 open_store(tmp_path / "mirror.db") as store):
@@ -180,8 +180,8 @@ async def test_the_commons_client_takes_messages_up_to_its_own_cap_not_the_libra
     # its bytes (zeros are no valid frame): the session fails there, not at the
     # WebSocket level with "ended the session early".
     from crdt import open_store
-    from node import commons as node_commons
-    from node.commons_home import AuthorKeys, CommonsServer
+    from node.commons import sync as node_commons
+    from node.commons.home import AuthorKeys, CommonsServer
 
     size = node_commons.MAX_WS_MESSAGE_BYTES
     async with hostile([size]) as server, open_store(tmp_path / "mirror.db") as store:

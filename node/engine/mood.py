@@ -46,6 +46,7 @@ _WEAK_NEGATIONS_RE = re.compile(r"\b(?:hardly|barely|scarcely|no longer|not real
 
 @cache
 def _vader() -> Any:
+    # reason: start-up; VADER reads its lexicon file, wanted only when a mood is computed
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     return SentimentIntensityAnalyzer()

@@ -127,7 +127,7 @@ def load_litellm() -> Any:
             os.environ[key] = value
         for pattern in QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
-        import litellm
+        import litellm  # reason: start-up; litellm costs seconds and the offline guards come first
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False

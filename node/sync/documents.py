@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+import trio
 from pycrdt import Doc
 
 from crdt import DocStore, DocumentError, StoredDoc, SyncClass, UpdateSource
@@ -48,14 +49,29 @@ from ..identity import device_id_for
 from .catalogue import acceptable, kind_for, offerable
 from .group import Group
 
-if TYPE_CHECKING:
-    from .session import SyncSession
-
 log = logging.getLogger("mirror.sync")
 
 EMPTY_STATE_VECTOR = Doc().get_state()
 
-ArrivalHook = Callable[["SyncSession", StoredDoc], None]
+class SessionPeer(Protocol):
+    """What the document side uses of the session it serves: who the peer is, whether
+    the handshake is done, and two ways to act (push an update, end the session).
+    :class:`~node.sync.session.SyncSession` is one; naming only this keeps
+    ``session`` → ``documents`` the only import between the two modules."""
+
+    origin: str  # the pycrdt transaction origin of the peer's updates
+    peer_key: bytes | None
+    handshake_done: trio.Event
+
+    @property
+    def peer_device_id(self) -> str: ...
+
+    def push(self, message: Update) -> None: ...
+
+    def end_soon(self, reason: str, code: CloseCode = CloseCode.NOT_AUTHORISED) -> None: ...
+
+
+ArrivalHook = Callable[[SessionPeer, StoredDoc], None]
 """Called after a peer's update to *stored* was applied (device sessions)."""
 
 
@@ -94,11 +110,11 @@ class SessionDocuments(Protocol):
         """The Update payload for a document the peer asked for."""
         ...
 
-    async def apply(self, session: SyncSession, message: Update) -> bool:
+    async def apply(self, session: SessionPeer, message: Update) -> bool:
         """Take an Update from the peer; False if it was ignored (not counted)."""
         ...
 
-    def live(self, session: SyncSession) -> AbstractContextManager[None]:
+    def live(self, session: SessionPeer) -> AbstractContextManager[None]:
         """While the session runs: push live changes with ``session.push(Update(...))``."""
         ...
 
@@ -139,12 +155,12 @@ class DeviceDocuments:
         self.max_frame_bytes = MAX_FRAME_BYTES
         self.epoch = epoch
         self._on_update = on_update
-        self._session: SyncSession | None = None
+        self._session: SessionPeer | None = None
 
     def credentials(self) -> Credentials:
         return self.group.credentials(self.epoch)
 
-    def _check_peer(self, session: SyncSession | None = None) -> None:
+    def _check_peer(self, session: SessionPeer | None = None) -> None:
         """Refuse to go on with a peer that is no longer a member (or when we are not)."""
         session = session or self._session
         key = session.peer_key if session is not None else None
@@ -190,7 +206,7 @@ class DeviceDocuments:
         except ValueError:
             raise RemoteProtocolError(f"unusable state vector for {request.doc_id!r}") from None
 
-    async def apply(self, session: SyncSession, message: Update) -> bool:
+    async def apply(self, session: SessionPeer, message: Update) -> bool:
         self._check_peer(session)
         if not acceptable(message.doc_id, message.sync_class, self.store, self.classes):
             log.info("ignored an update for %s: not shared here", message.doc_id)
@@ -227,7 +243,7 @@ class DeviceDocuments:
         return True
 
     @contextmanager
-    def live(self, session: SyncSession) -> Iterator[None]:
+    def live(self, session: SessionPeer) -> Iterator[None]:
         # The peer's own changes are recognised by their origin, not echoed back to it.
         own_source = UpdateSource.of(session.origin)
         group = self.group
@@ -274,4 +290,6 @@ def _removal_reason(group: Group, peer_key: bytes | None) -> str:
     return f"device {device_id_for(peer_key)} was removed from the group"
 
 
-__all__ = ["EMPTY_STATE_VECTOR", "ArrivalHook", "DeviceDocuments", "SessionDocuments"]
+__all__ = [
+    "EMPTY_STATE_VECTOR", "ArrivalHook", "DeviceDocuments", "SessionDocuments", "SessionPeer",
+]

@@ -78,6 +78,7 @@ from protocol.relay import (
 
 from ..config import Config, is_loopback_or_lan, normalize_relay_url
 from ..errors import MirrorError
+from ..identity import device_id_for
 from .backoff import Backoff, jittered
 from .boundary import NETWORK_ERRORS, STREAM_ERRORS, map_exceptions
 from .limits import (
@@ -93,6 +94,7 @@ from .limits import (
     RELAY_CHUNK_BYTES,
 )
 from .message_stream import MessageStream
+from .pairing import PairingFailed, join, serve_pairing_attempt
 
 if TYPE_CHECKING:
     from protocol.pairing import JoinedGroup
@@ -497,8 +499,6 @@ class RelayLinks:
         *,
         task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        from ..identity import device_id_for
-
         peer_id = device_id_for(key)
         ring = self.service.group.keyring
         room = pair_room(ring.epochs[epoch], epoch, ring.device_public, key)
@@ -537,7 +537,6 @@ async def serve_pairing_through_relays(
     group: Group, state: PairerState, relays: Sequence[str]
 ) -> None:
     """Pairer: wait in the code's rendezvous room and answer each joiner there."""
-    from .pairing import serve_pairing_attempt
 
     room = rendezvous_room(state.code)
 
@@ -551,7 +550,6 @@ async def join_through_relays(
     group: Group, code: str, name: str, relays: Sequence[str]
 ) -> JoinedGroup:
     """Joiner: meet the pairer in the code's rendezvous room and pair there."""
-    from .pairing import PairingFailed, join
 
     async with open_room(relays, rendezvous_room(code)) as connection:
         result: list[JoinedGroup] = []

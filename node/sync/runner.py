@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from crdt import StoredDoc, UpdateSource
+from protocol import discovery_tag
 
 from ..core import MirrorCore
+from ..identity import load_keyring
+from .documents import SessionPeer
 from .group import Group
 from .service import SyncService
-from .session import SyncSession
 
 if TYPE_CHECKING:
-    from ..discovery import Discovery
+    from ..discovery.lan import Discovery
 
 log = logging.getLogger("mirror.sync")
 
@@ -36,8 +38,6 @@ class RunningSync:
 
 
 async def open_group(core: MirrorCore) -> Group:
-    from ..identity import load_keyring
-
     ring = await trio.to_thread.run_sync(load_keyring, core.home.path)
     return await Group.open(core.store, ring)
 
@@ -47,9 +47,8 @@ async def _discovery(group: Group, port: int, interfaces: list[str] | None) -> A
     if interfaces is None:
         yield None
         return
-    from protocol import discovery_tag
-
-    from ..discovery import open_discovery
+    # reason: start-up; zeroconf is loaded only when discovery is on
+    from ..discovery.lan import open_discovery
 
     def tag_for_hour(hour: int) -> bytes:
         return discovery_tag(group.keyring.group_secret, group.keyring.epoch, hour)
@@ -81,23 +80,26 @@ async def run_sync(
     *relays*: None = the configured ones this mode may use."""
     group = await open_group(core)
 
-    def arrived(session: SyncSession, stored: StoredDoc) -> None:
+    def arrived(session: SessionPeer, stored: StoredDoc) -> None:
         source = UpdateSource.of(session.origin)
         name = core.peer_names.get(source)
         if name is None:
             name = _device_name(group, session.peer_device_id)
             core.peer_names[source] = name
 
-    service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived)
+    service = SyncService(core, group, listen=listen, peers=peers, on_arrival=arrived,
+                          refresher=core.refresher)
     async with trio.open_nursery() as nursery:
         # A reflection deleted on another device is forgotten and scrubbed here too.
         await nursery.start(core.follow_peer_deletes)
         port = await nursery.start(service.run)
+        # reason: start-up; httpx-ws is loaded only when a relay is configured
         from .relay import RelayLinks, usable_relays
 
         relays = usable_relays(core.config) if relays is None else tuple(relays)
         if relays:  # through a relay to each device that is not on the LAN
             nursery.start_soon(RelayLinks(service, relays).run)
+        # reason: start-up; httpx is loaded only when the mode allows blind stores
         from .blind import load_states, run_blind_stores, usable_stores
 
         stores = usable_stores(core.config.mirror_mode, load_states(core.home.path))
@@ -113,7 +115,7 @@ async def run_sync(
 async def dial_discovered(service: SyncService, disc: Discovery) -> None:
     """Dial each device discovery finds, at every address it advertised (best
     first), until cancelled."""
-    from ..discovery import PeerFound
+    from ..discovery.lan import PeerFound  # reason: start-up (zeroconf), as above
 
     with disc.subscribe() as events:  # starts with the peers already known
         async for event in events:

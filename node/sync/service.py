@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +43,11 @@ from protocol.pairing import classify_opening
 from ..core import MirrorCore
 from ..files import write_private_json
 from ..processes import process_alive
+from ..refresh import RefreshPublisher
 from .backoff import Backoff
 from .catalogue import offerable
 from .dialing import connect_first
+from .documents import ArrivalHook, SessionPeer
 from .group import Group
 from .limits import (
     CONNECT_TIMEOUT_S,
@@ -104,11 +107,10 @@ class SyncService:
         listen: tuple[str, int],
         peers: Iterable[tuple[str, int]] = (),
         classes: Iterable[SyncClass] = (SyncClass.DEVICES,),
-        on_arrival: Callable[[SyncSession, StoredDoc], None] | None = None,
+        on_arrival: ArrivalHook | None = None,
         wall_clock: Callable[[], float] | None = None,
+        refresher: RefreshPublisher | None = None,
     ) -> None:
-        import time
-
         self.core = core
         self.store = core.store
         self.group = group
@@ -117,6 +119,9 @@ class SyncService:
         self._static_peers = list(peers)
         self._on_arrival = on_arrival
         self._wall = wall_clock or time.time
+        # What other processes write comes through the process's one refresh loop
+        # (node.refresh; the REPL's watch hears the same refreshes), or a loop of its own.
+        self.refresher = refresher or RefreshPublisher(core.store)
         self.sessions: dict[str, SyncSession] = {}  # by peer device id
         self.stats = SyncStatistics()
         self._dialing: set[tuple[str, int]] = set()
@@ -363,7 +368,7 @@ class SyncService:
             status.updates_in = session.stats.updates_in
             status.updates_out = session.stats.updates_out
 
-    def _arrived(self, session: SyncSession, stored: StoredDoc) -> None:
+    def _arrived(self, session: SessionPeer, stored: StoredDoc) -> None:
         self.stats.updates_in += 1
         self._touch()
         if self._on_arrival is not None:
@@ -386,14 +391,20 @@ class SyncService:
             self._group_changed = True
 
     async def _refresh_loop(self) -> None:
-        while True:
-            await trio.sleep(REFRESH_INTERVAL_S)
-            await self.store.refresh()
-            found, self._found_documents[:] = list(self._found_documents), []
-            await self._pick_up(found)
-            if self._group_changed:
-                self._group_changed = False
-                self.group.refresh()
+        refresher = self.refresher
+        with refresher.subscribe() as refreshes:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(refresher.run, REFRESH_INTERVAL_S)
+                while True:
+                    await refreshes.wait()
+                    await self._after_refresh()
+
+    async def _after_refresh(self) -> None:
+        found, self._found_documents[:] = list(self._found_documents), []
+        await self._pick_up(found)
+        if self._group_changed:
+            self._group_changed = False
+            self.group.refresh()
 
     async def _pick_up(self, new_documents: Iterable[DocInfo]) -> None:
         restart = False

@@ -3,8 +3,8 @@
 Modules: ``manifest`` (format, canonical encoding, signatures; pure),
 ``trust`` (HOME/trusted-keys.json), ``source`` (files and http(s) URLs, local-mode
 reachability, wheel staging), ``release`` (check / verify / install for a home),
-``errors`` (the refusal tree). ``node.cli_update`` is the person's command,
-``node.release_tool`` the maintainer's (``mirror-release``). See docs/updates.md.
+``errors`` (the refusal tree). ``node.cli.update`` is the person's command,
+``mirror_tools.release`` the maintainer's (``mirror-release``). See docs/updates.md.
 """
 
 from __future__ import annotations

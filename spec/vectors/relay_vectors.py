@@ -1,7 +1,7 @@
 """Vectors of spec/relay.md and spec/discovery.md (``relay.json``, ``discovery.json``).
 
 Each value is computed twice: by the reference (``protocol.relay``,
-``node.discovery_tags``) and straight from the spec's formulas with hashlib,
+``node.discovery.tags``) and straight from the spec's formulas with hashlib,
 and the two must agree before anything is written.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import nacl.signing
 
 from node.config import normalize_relay_url
-from node.discovery_tags import _group_classifier, _group_properties, order_addresses
+from node.discovery.tags import _group_classifier, _group_properties, order_addresses
 from protocol import discovery_tag, pairing_hint
 from protocol.relay import (
     Presence,

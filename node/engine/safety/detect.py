@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .evidence import Reading
+from .learned import LEARNED_NEGATION_GAP, Lexicon, features
 from .normalize import SENTENCE_MARK, Normalized, normalize
 from .rules import About, Rule, RuleSet, Tier, rule_set
 
@@ -373,6 +374,59 @@ def _weighed(entry: _Entry, rules: RuleSet) -> Iterator[Finding]:
                       o_start, o_end, so_start, so_end)
 
 
+def _learned(entry: _Entry, lexicon: Lexicon) -> Finding | None:
+    """A check-in where the learned lexicon's words (``learned``) add up, read after
+    the contexts the rest of the net knows: the window the sum is highest in, if it
+    reaches the threshold."""
+    assert entry.reading is not None
+    reading = entry.reading
+    norm = entry.norm
+    readable: list[tuple[int, int, int, int]] = []  # sentence, first and last+1 token
+    for s0, s1 in reading.sentences():
+        if (entry.past(s0, s1) is not None or entry.hyperbole(s0, s1) is not None
+                or entry.asked(s0, s1, s1) or entry.reported(s0, max(s0 + 1, s1 - 1))
+                or reading.damping(s0, s1, "self") < 0):
+            readable.append((s0, s1, -1, -1))  # a past, a laugh, a frame: not read
+            continue
+        first = norm.token_at(s0)
+        last = norm.token_at(max(s0, s1 - 1)) + 1
+        readable.append((s0, s1, first, last))
+    kept = [False] * len(norm.tokens)
+    ev = reading.ev
+    for _, _, first, last in readable:
+        negating = False  # a negator's reach: over auxiliaries and articles to a word
+        for i in range(max(0, first), max(0, last)):
+            tok = norm.tokens[i]
+            t0 = norm.starts[i]
+            t1 = t0 + len(tok)
+            negated = negating or tok in ev.negators
+            if tok in ev.negators:
+                negating = True
+            elif negating and tok not in ev.negation_gap and tok not in LEARNED_NEGATION_GAP:
+                negating = False  # "I'm not a burden": the word it reaches is not counted
+            kept[i] = not (negated or reading.cancelled(t0, t1) or reading.negated(t0)
+                           or reading.someone_else(t0, t1))
+    best: tuple[float, int, int] | None = None
+    short = reading.ev.pair_max_words
+    for k, (s0, s1, first, last) in enumerate(readable):
+        if first < 0:
+            continue
+        spans = [(s0, s1, first, last)]
+        nxt = readable[k + 1] if k + 1 < len(readable) else None
+        if (nxt is not None and nxt[2] >= 0 and last - first <= short
+                and nxt[3] - nxt[2] <= short):
+            spans.append((s0, nxt[1], first, nxt[3]))  # two short ones read together
+        for w0, w1, a, b in spans:
+            total = lexicon.score(features(norm.tokens[a:b], kept[a:b]))
+            if total >= lexicon.threshold and (best is None or total > best[0]):
+                best = (total, w0, w1)
+    if best is None:
+        return None
+    _, w0, w1 = best
+    o_start, o_end = norm.original_span(w0, max(w0 + 1, w1 - 1))
+    return Finding("learned", "self", "learned", "check_in", o_start, o_end, o_start, o_end)
+
+
 def _assess(text: str, rules: RuleSet) -> Assessment:
     entry = _Entry(text, rules)
     if not entry.text.strip():
@@ -380,5 +434,10 @@ def _assess(text: str, rules: RuleSet) -> Assessment:
     found = [f for rule in entry.rules.rules for f in entry.findings(rule)]
     if rules.evidence is not None:
         found.extend(_weighed(entry, rules))
+    if not found and rules.lexicon is not None and rules.evidence is not None:
+        # last, and only where nothing else was found: a check-in, never lower
+        learned = _learned(entry, rules.lexicon)
+        if learned is not None:
+            found.append(learned)
     found.sort(key=lambda f: (f.start, f.rule))
     return Assessment(tuple(found))

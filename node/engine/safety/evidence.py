@@ -293,6 +293,14 @@ class Reading:
     def someone_else(self, start: int, end: int) -> bool:
         return _about_someone_else(self.norm, start, end, self.ev)
 
+    def negated(self, start: int) -> bool:
+        """A negator shortly before the token at *start*, only auxiliaries between."""
+        return _negated(self.norm, start, self.ev)
+
+    def sentences(self) -> list[tuple[int, int]]:
+        """[start, end) of each sentence of the token text."""
+        return _sentences(self.norm.text)
+
     def damping(self, w0: int, w1: int, about: About, spans: Sequence[tuple[int, int]] = (),
                 frames_only: bool = False, laughing_counts: bool = True) -> float:
         """The dampeners in the token text [w0, w1) of a window about *about*:

@@ -37,7 +37,7 @@ class CrisisSignal:
     category: CrisisCategory
     tier: Tier
     kind: str  # passive, active, method, plan, preparation, self_harm, burden, hopeless,
-    # violence, threat, unsafe, control
+    # violence, threat, unsafe, control; learned (the learned lexicon), model
     span: Span  # the words that matched, as written
     sentence: Span  # the sentence around them, as written
 
@@ -130,6 +130,12 @@ def crisis_reply(text: str, signal: CrisisSignal, country: str = "") -> str:
         question = (
             "Words like these sometimes come with wanting to hurt yourself. "
             "Are you hurting yourself, or thinking about it?"
+        )
+    elif signal.kind == "learned":  # the learned lexicon: words, not one clear statement
+        question = (
+            "Some of the words here are ones people use when they are thinking about "
+            "ending their life. Are you having thoughts of ending your life, or is "
+            "someone hurting you?"
         )
     else:
         question = (

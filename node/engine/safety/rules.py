@@ -34,13 +34,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
 from ..lexicon import lexicon
 from .evidence import Evidence, EvidenceError, compile_evidence
+from .learned import Lexicon, compile_lexicon
 from .normalize import Vocabulary, english_near_words
 
 About = Literal["self", "others"]
@@ -94,6 +95,7 @@ class RuleSet:
     self_ref: re.Pattern[str]
     trivial: re.Pattern[str]
     evidence: Evidence | None = None  # the scored layer (``evidence``), if any
+    lexicon: Lexicon | None = None  # the learned lexicon (``learned``), if any
 
 
 def _phrase(phrase: str) -> str:
@@ -322,7 +324,14 @@ def _evidence(concepts: Mapping[str, Sequence[str]], raw: Mapping[str, Any]) -> 
 
 @cache
 def rule_set() -> RuleSet:
-    """The shipped rules, compiled on first use."""
+    """The shipped rules, compiled on first use, with the learned lexicon."""
+    return replace(base_rule_set(), lexicon=compile_lexicon(_read("learned.json")))
+
+
+@cache
+def base_rule_set() -> RuleSet:
+    """The shipped rules and scored layer without the learned lexicon (which is built
+    over the token stream they read: ``build_lexicon``)."""
     near = resources.files(__package__).joinpath("near_words.txt").read_text("utf-8")
     return compile_rules(_read("concepts.json"), _read("rules.json"), english_near_words(near),
                          _read("evidence.json"))
