@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +74,16 @@ def database(request: pytest.FixtureRequest) -> str | None:
     if request.param == "sqlite":
         return None
     return str(request.getfixturevalue("postgres_dsn"))
+
+
+@pytest.fixture
+def another_database(
+    request: pytest.FixtureRequest, database: str | None
+) -> Callable[[], str | None]:
+    """For a test with several servers, each on a database of its own on the engine of
+    ``database``: None on SQLite (each server keeps its files in its own home), else a
+    fresh PostgreSQL database on the same server, dropped with ``postgres_dsn``'s."""
+    if database is None:
+        return lambda: None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database

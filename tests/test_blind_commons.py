@@ -1,5 +1,6 @@
 """The blind store as part of the Commons server: mounted under /store, and alone
-with ``mirror-commons --store-only`` (real processes, 127.0.0.1 port 0)."""
+with ``mirror-commons --store-only`` (real processes, 127.0.0.1 port 0), on both engines
+(the ``database`` fixture: SQLite files in the home, or a real PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ import pytest
 import trio
 
 from tests.helpers import REPO, mirror_env
-from tests.test_blind_e2e import ok
+from tests.test_blind_e2e import ok, store_bytes
 from tests.test_sync_e2e import listed, mirror
 
 
 @asynccontextmanager
-async def commons(home: Path, *extra: str) -> AsyncIterator[str]:
+async def commons(home: Path, database: str | None, *extra: str) -> AsyncIterator[str]:
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "commons_server", "--home", str(home), "--port", "0", "--json",
-         *extra],
+         *(["--database", database] if database else []), *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env=mirror_env(home), cwd=REPO,
     )
@@ -44,10 +45,11 @@ async def commons(home: Path, *extra: str) -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("store_only", [False, True])
 async def test_a_device_syncs_through_the_commons_server(
-    tmp_path: Path, store_only: bool
+    tmp_path: Path, store_only: bool, database: str | None, request: pytest.FixtureRequest
 ) -> None:
     a = tmp_path / "a"
-    async with commons(tmp_path / "server", *(["--store-only"] if store_only else [])) as url:
+    async with commons(tmp_path / "server", database,
+                       *(["--store-only"] if store_only else [])) as url:
         base = url if store_only else f"{url}/store"
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"{base}/healthz")).text == "ok"
@@ -65,7 +67,7 @@ async def test_a_device_syncs_through_the_commons_server(
         out = json.loads(await ok(a, "store", "sync", "--compact", "--json"))
         assert out[0]["compacted"] and out[0]["rejected"] == 0
     assert await listed(a) == ["kept by the commons server, unread"]
-    data = b"".join(p.read_bytes() for p in (tmp_path / "server").glob("blind-store.db*"))
+    data = store_bytes(tmp_path / "server", database, request)
     assert data and b"unread" not in data
 
 

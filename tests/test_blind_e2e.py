@@ -5,6 +5,9 @@ A writes while B is off; A goes off; B comes on and gets A's writes from the
 store. A new device C, once paired, restores everything from the store. After C
 is removed the store refuses it. Throughout, the store's database and log hold
 none of the canaries (document text, document ids, device names, the token).
+
+Each test runs on both engines of the store (the ``database`` fixture): its SQLite
+file in the home, and a real PostgreSQL database (``--database postgresql://...``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 from protocol.keys import store_token
@@ -30,11 +34,14 @@ NAME_CANARY = "NAMECANARY-9c1d"
 
 
 @asynccontextmanager
-async def store_process(home: Path) -> AsyncIterator[tuple[str, list[bytes]]]:
-    """The blind store alone; yields its URL and (after exit) its log output."""
+async def store_process(
+    home: Path, database: str | None = None
+) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """The blind store alone (on *database*, else its SQLite file in *home*); yields its
+    URL and (after exit) its log output."""
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "commons_server.blind", "--home", str(home), "--port", "0",
-         "--json", "--log-level", "DEBUG"],
+         "--json", "--log-level", "DEBUG", *(["--database", database] if database else [])],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=mirror_env(home), cwd=REPO,
     )
@@ -97,14 +104,53 @@ def pushed_journal(home: Path) -> bool:
     )
 
 
-def store_bytes(home: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(home.glob("blind-store.db*")))
+def store_bytes(home: Path, database: str | None, request: pytest.FixtureRequest) -> bytes:
+    """Every byte the store keeps: its SQLite files, or every file of its PostgreSQL
+    database after a CHECKPOINT (tests/store_targets.py)."""
+    if database is None:
+        return b"".join(p.read_bytes() for p in sorted(home.glob("blind-store.db*")))
+    from tests.store_targets import StoreTarget
+
+    # Else the canary checks below would pass over an empty database.
+    assert not list(home.glob("*.db*")), "the store wrote SQLite files beside PostgreSQL"
+    server = request.getfixturevalue("postgres_server")
+    return StoreTarget("postgres", database, server).stored_bytes()
 
 
-async def test_store_and_forward_restore_removal_and_no_plaintext(tmp_path: Path) -> None:
+def flip_envelopes_after(home: Path, database: str | None, first: int) -> int:
+    """Flip one bit in each envelope stored after *first*, underneath the store (its
+    SQLite file, or its PostgreSQL tables); the number flipped."""
+    if database is None:
+        db = sqlite3.connect(home / "blind-store.db")
+        with db:
+            rows = db.execute("SELECT seq, data FROM envelopes WHERE seq>?", (first,)).fetchall()
+            for seq, data in rows:
+                db.execute("UPDATE envelopes SET data=? WHERE seq=?", (flipped(data), seq))
+        db.close()
+        return len(rows)
+    import psycopg
+
+    with psycopg.connect(database) as pg, pg.transaction():
+        rows = pg.execute("SELECT seq, data FROM blind_store.envelopes WHERE seq>%s",
+                          (first,)).fetchall()
+        for seq, data in rows:
+            pg.execute("UPDATE blind_store.envelopes SET data=%s WHERE seq=%s",
+                       (flipped(data), seq))
+    return len(rows)
+
+
+def flipped(data: bytes) -> bytes:
+    out = bytearray(data)
+    out[100] ^= 0x80
+    return bytes(out)
+
+
+async def test_store_and_forward_restore_removal_and_no_plaintext(
+    tmp_path: Path, database: str | None, request: pytest.FixtureRequest
+) -> None:
     a, b, c, server = (tmp_path / n for n in ("laptop", "phone", "tablet", "server"))
     await pair_named(a, b, NAME_CANARY)
-    async with store_process(server) as (url, logs):
+    async with store_process(server, database) as (url, logs):
         for home in (a, b):
             await ok(home, "share", "journal", "--class", "devices")
             await ok(home, "store", "add", url)
@@ -154,7 +200,7 @@ async def test_store_and_forward_restore_removal_and_no_plaintext(tmp_path: Path
         keyring = json.loads((a / "keyring.json").read_text())
         tokens = [store_token(bytes.fromhex(s), int(e)).hex().encode()
                   for e, s in keyring["epochs"].items()]
-        data = store_bytes(server)
+        data = store_bytes(server, database, request)
     log_text = b"".join(logs)
     assert b"appended" in log_text  # the log was captured (at DEBUG)
     for canary in (TEXT_CANARY.encode(), NAME_CANARY.encode(), b"tablet", b"journal/",
@@ -163,10 +209,12 @@ async def test_store_and_forward_restore_removal_and_no_plaintext(tmp_path: Path
         assert canary not in log_text, canary
 
 
-async def test_a_tampered_envelope_in_the_store_is_rejected(tmp_path: Path) -> None:
+async def test_a_tampered_envelope_in_the_store_is_rejected(
+    tmp_path: Path, database: str | None
+) -> None:
     a, b, server = tmp_path / "a", tmp_path / "b", tmp_path / "server"
     await pair_named(a, b, "phone")
-    async with store_process(server) as (url, _):
+    async with store_process(server, database) as (url, _):
         for home in (a, b):
             await ok(home, "share", "journal", "--class", "devices")
             await ok(home, "store", "add", url)
@@ -174,15 +222,9 @@ async def test_a_tampered_envelope_in_the_store_is_rejected(tmp_path: Path) -> N
         first = json.loads(await ok(a, "store", "sync", "--json"))[0]["cursor"]
         await ok(a, "reflect", "--no-mirrorback", "tampered with")
         await ok(a, "store", "sync")
-        db = sqlite3.connect(server / "blind-store.db")
-        with db:  # flip one bit in each envelope of the second write
-            rows = db.execute("SELECT seq, data FROM envelopes WHERE seq>?", (first,)).fetchall()
-            for seq, data in rows:
-                flipped = bytearray(data)
-                flipped[100] ^= 0x80
-                db.execute("UPDATE envelopes SET data=? WHERE seq=?", (bytes(flipped), seq))
-        db.close()
-        assert rows
+        # Flip one bit in each envelope of the second write.
+        tampered = flip_envelopes_after(server, database, first)
+        assert tampered
         report = json.loads(await ok(b, "store", "sync", "--json"))
-        assert report[0]["rejected"] == len(rows)
+        assert report[0]["rejected"] == tampered
         assert await listed(b) == ["intact"]

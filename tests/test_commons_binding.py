@@ -5,12 +5,15 @@ its owner's valid signature, by anyone who had fetched its envelopes (any
 reader). Now an envelope signs the key of the server it is published on: a
 server refuses envelopes signed for another one (or unbound ones), and a reader
 refuses them from a server that serves them anyway. Two Commons servers on
-127.0.0.1 port 0 in the test's trio run.
+127.0.0.1 port 0 in the test's trio run, each on a database of its own, on both
+engines (the ``database`` and ``another_database`` fixtures: SQLite files in each
+server's home, or a real PostgreSQL database per server).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +62,12 @@ async def planted(server: RunningServer, doc_id: str, raw_envelopes: list[bytes]
 
 
 async def test_a_post_withdrawn_on_one_server_cannot_be_republished_on_another(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None, another_database: Callable[[], str | None],
 ) -> None:
     canary = "CANARY-republished-elsewhere-5b07"
-    async with running_commons(tmp_path / "x") as x, running_commons(tmp_path / "y") as y:
+    async with running_commons(tmp_path / "x", database=database) as x, running_commons(
+        tmp_path / "y", database=another_database()
+    ) as y:
         alice, mallory = await _setup(tmp_path, x.url, "alice", "mallory")
         doc_id = await _post(alice, f"Title {canary}")
         # What every reader of x is served: the owner's envelopes (mallory keeps them).
@@ -97,9 +102,13 @@ async def test_a_post_withdrawn_on_one_server_cannot_be_republished_on_another(
         assert all(canary not in t["title"] for t in await y.hub.threads(1))
 
 
-async def test_a_reader_refuses_envelopes_signed_for_another_server(tmp_path: Path) -> None:
+async def test_a_reader_refuses_envelopes_signed_for_another_server(
+    tmp_path: Path, database: str | None, another_database: Callable[[], str | None],
+) -> None:
     canary = "CANARY-served-by-the-wrong-server-0d3c"
-    async with running_commons(tmp_path / "x") as x, running_commons(tmp_path / "y") as y:
+    async with running_commons(tmp_path / "x", database=database) as x, running_commons(
+        tmp_path / "y", database=another_database()
+    ) as y:
         (alice,) = await _setup(tmp_path, x.url, "alice")
         (bob,) = await _setup(tmp_path, y.url, "bob")
         doc_id = await _post(alice, f"Title {canary}")
@@ -111,11 +120,11 @@ async def test_a_reader_refuses_envelopes_signed_for_another_server(tmp_path: Pa
 
 
 async def test_unbound_envelopes_are_refused_by_servers_and_read_where_kept(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None,
 ) -> None:
     """Version 1 (before the binding): no server takes a new one; a reader still
     reads those a server kept from then."""
-    async with running_commons(tmp_path / "server") as server:
+    async with running_commons(tmp_path / "server", database=database) as server:
         (bob,) = await _setup(tmp_path, server.url, "bob")
         alice = AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
@@ -128,11 +137,13 @@ async def test_unbound_envelopes_are_refused_by_servers_and_read_where_kept(
 
 
 async def test_an_author_publishes_on_two_servers_with_one_signature_each(
-    tmp_path: Path,
+    tmp_path: Path, database: str | None, another_database: Callable[[], str | None],
 ) -> None:
     """Each server takes the envelope signed for it; a withdrawal names no server, so
     replayed on the other one it deletes the owner's own item there too."""
-    async with running_commons(tmp_path / "x") as x, running_commons(tmp_path / "y") as y:
+    async with running_commons(tmp_path / "x", database=database) as x, running_commons(
+        tmp_path / "y", database=another_database()
+    ) as y:
         alice = AuthorKey(os.urandom(32))
         doc_id = make_doc_id("post", alice.public, os.urandom(8))
         update = post_update("on both servers")
