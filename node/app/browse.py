@@ -44,7 +44,7 @@ PROBE_TEXT = "Today I went for a walk and felt calmer afterwards."
 
 
 @dataclass(frozen=True)
-class Finding:
+class ReflectionFinding:
     """One thing the engine found in a reflection (a theme, a person, a tension …)."""
 
     kind: str
@@ -65,6 +65,8 @@ class DeletePreview:
 
 @dataclass(frozen=True)
 class ModelTest:
+    """The answer of a "test the model" call: whether the model replied, and how."""
+
     engine: str
     model: str
     ok: bool
@@ -99,12 +101,13 @@ class Browse:
 
     # ------------------------------------------------------------------ one reflection
 
-    async def findings(self, r: Reflection) -> tuple[Finding, ...]:
+    async def findings(self, r: Reflection) -> tuple[ReflectionFinding, ...]:
         raw = (await self.mirror.core.understanding.index()).get(r.id)
         if not raw:
             return ()
         x = from_json(r.id, raw)
-        return tuple(Finding(i.kind, i.key, i.label, i.poles, i.intensity) for i in x.items)
+        return tuple(ReflectionFinding(i.kind, i.key, i.label, i.poles, i.intensity)
+                     for i in x.items)
 
     async def delete_preview(self, ref: str) -> DeletePreview:
         r = await self.mirror.find(ref)

@@ -32,7 +32,7 @@ THREAD_KINDS = ("post", "insight")
 
 
 @dataclass(frozen=True)
-class CommonsSync:
+class CommonsSyncOutcome:
     """One sync with the default server: its report, or why there was none (offline),
     and a note when the sync worked but the check for withdrawn items did not."""
 
@@ -46,7 +46,7 @@ class CommonsView:
     """What the cache holds (withdrawn items left out), after the sync if there was one."""
 
     items: tuple[CommonsItem, ...]
-    sync: CommonsSync | None  # None: not synced (offline asked, or no server known)
+    sync: CommonsSyncOutcome | None  # None: not synced (offline asked, or no server known)
     thread: CommonsItem | None = None  # the thread asked for
 
     def in_thread(self) -> tuple[CommonsItem, ...]:
@@ -57,9 +57,11 @@ class CommonsView:
 
 @dataclass(frozen=True)
 class Published:
+    """One insight this device published to a Commons server."""
+
     doc_id: str
     server: str
-    sync: CommonsSync  # sync.report None: saved here, sent at the next sync
+    sync: CommonsSyncOutcome  # sync.report None: saved here, sent at the next sync
 
     @property
     def sent(self) -> bool:
@@ -68,6 +70,8 @@ class Published:
 
 @dataclass(frozen=True)
 class Withdrawal:
+    """An unpublished insight and what each server said."""
+
     entry: LedgerEntry
     already: bool  # it had been withdrawn before
     held: bool  # the server held it (and deleted it)
@@ -107,7 +111,7 @@ async def add_server(core: MirrorCore, url: str, expected_key: str | None) -> Co
     return server
 
 
-async def sync_now(core: MirrorCore) -> CommonsSync:
+async def sync_now(core: MirrorCore) -> CommonsSyncOutcome:
     """Sync with the default server; the items the ledger says were sent are marked so."""
     server = default_server(core)
     ledger = await ConsentLedger.open(core.store)
@@ -115,7 +119,7 @@ async def sync_now(core: MirrorCore) -> CommonsSync:
     try:
         report = await sync_with(core.store, server, authors, ledger.withdrawn())
     except CommonsUnavailable as exc:
-        return CommonsSync(None, offline=str(exc))
+        return CommonsSyncOutcome(None, offline=str(exc))
     warning = None
     try:
         report.forgotten = await forget_withdrawn(core.store, server, authors)
@@ -127,7 +131,7 @@ async def sync_now(core: MirrorCore) -> CommonsSync:
         if entry is not None and not entry.sent_at:
             ledger.record(replace(entry, sent_at=sent_at))
     await core.store.wait_durable()
-    return CommonsSync(report, warning=warning)
+    return CommonsSyncOutcome(report, warning=warning)
 
 
 async def cached(core: MirrorCore) -> list[CommonsItem]:
@@ -158,7 +162,7 @@ async def read(core: MirrorCore, thread: str | None = None, *, offline: bool = F
     return CommonsView(tuple(items), sync, found)
 
 
-async def thread_for(core: MirrorCore, ref: str) -> tuple[CommonsItem, CommonsSync | None]:
+async def thread_for(core: MirrorCore, ref: str) -> tuple[CommonsItem, CommonsSyncOutcome | None]:
     """The thread *ref* names: from the cache, else after a sync."""
     try:
         return resolve_thread(await cached(core), ref), None

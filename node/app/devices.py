@@ -35,7 +35,7 @@ from .results import (
     Device,
     DeviceRemoval,
     JoinResult,
-    PairingAttempt,
+    PairingAttemptReport,
     PairingOffer,
     PairingResult,
     ShareResult,
@@ -202,7 +202,7 @@ async def pair(
     if joined is not None:
         await core.store.wait_durable()
     attempts = tuple(
-        PairingAttempt(
+        PairingAttemptReport(
             where=a.where, outcome=a.outcome.name.lower(), counted=a.counted,
             device_id=device_id_for(a.device.device_key) if a.device else None,
             name=a.device.name if a.device else None, description=a.describe(),

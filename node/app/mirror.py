@@ -66,7 +66,7 @@ from .results import (
     RelatedResult,
     SafetyCheck,
     ScrubOutcome,
-    Settings,
+    SettingsView,
     ShareResult,
     Status,
     SyncStatus,
@@ -78,7 +78,7 @@ log = logging.getLogger("mirror.app")
 if TYPE_CHECKING:
     from ..commons.home import CommonsServer, LedgerEntry
     from ..sync.runner import RunningSync
-    from .commons import CommonsSync, CommonsView, Published, Withdrawal
+    from .commons import CommonsSyncOutcome, CommonsView, Published, Withdrawal
 
 GRAPH_EDITS = ("add", "rename", "merge", "delete")
 
@@ -380,8 +380,8 @@ class Mirror:
 
     # ------------------------------------------------------------------ settings
 
-    def settings(self) -> Settings:
-        return Settings(self.core.config, self.core.config_problem)
+    def settings(self) -> SettingsView:
+        return SettingsView(self.core.config, self.core.config_problem)
 
     async def set_mode(self, mode: str) -> Config:
         return await settings.set_mode(self.core, mode)
@@ -543,7 +543,7 @@ class Mirror:
 
         return await commons.read(self.core, thread, offline=offline)
 
-    async def commons_thread(self, ref: str) -> tuple[CommonsItem, CommonsSync | None]:
+    async def commons_thread(self, ref: str) -> tuple[CommonsItem, CommonsSyncOutcome | None]:
         from . import commons  # reason: start-up; the Commons client loads the sync session stack
 
         return await commons.thread_for(self.core, ref)

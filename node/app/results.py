@@ -70,6 +70,8 @@ class ScrubOutcome:
 
 @dataclass(frozen=True)
 class EditResult:
+    """An edited reflection: how it read and reads, the old text's scrub, a new mirrorback."""
+
     before: Reflection
     after: Reflection
     scrub: ScrubOutcome | None  # None when the text did not change
@@ -87,6 +89,8 @@ class EditResult:
 
 @dataclass(frozen=True)
 class DeleteResult:
+    """A deleted reflection and whether its words were scrubbed from every file."""
+
     reflection: Reflection
     scrub: ScrubOutcome
 
@@ -101,6 +105,8 @@ class ReflectionList:
 
 @dataclass(frozen=True)
 class Status:
+    """What `mirror status` shows: the home, the modes, the engine and the counts."""
+
     home: Path
     mirror_mode: str
     engine_mode: str
@@ -117,7 +123,7 @@ class Status:
 
 
 @dataclass(frozen=True)
-class Settings:
+class SettingsView:
     """The settings in use, and why config.json is not in use when it is not."""
 
     config: Config
@@ -131,6 +137,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What an export wrote: its format, where, and how many reflections."""
+
     format: str  # json or markdown
     target: Path
     files: tuple[Path, ...]
@@ -143,6 +151,8 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class EvolveResult:
+    """An evolution note just written (this period against the one before)."""
+
     evolution: Evolution
 
     @property
@@ -152,6 +162,8 @@ class EvolveResult:
 
 @dataclass(frozen=True)
 class DigestResult:
+    """A week or month retold: the digest, its text, and whether a model told it."""
+
     digest: Digest
     text: str
     method: str  # offline or model
@@ -161,6 +173,8 @@ class DigestResult:
 
 @dataclass(frozen=True)
 class MoodTimeline:
+    """Mood per week, oldest first; weeks without reflections included."""
+
     weeks: tuple[MoodWeek, ...]
 
     @property
@@ -170,12 +184,16 @@ class MoodTimeline:
 
 @dataclass(frozen=True)
 class RelatedResult:
+    """The reflections most like one reflection, best first."""
+
     of: Reflection
     items: tuple[RelatedReflection, ...]
 
 
 @dataclass(frozen=True)
 class Device:
+    """One device of the person's group, as the membership document lists it."""
+
     device_id: str
     name: str
     this_device: bool
@@ -188,6 +206,8 @@ class Device:
 
 @dataclass(frozen=True)
 class DeviceRemoval:
+    """A device removed from the group, and the key epoch that shuts it out."""
+
     device_id: str
     name: str
     epoch: int
@@ -195,6 +215,8 @@ class DeviceRemoval:
 
 @dataclass(frozen=True)
 class ShareResult:
+    """What a share changed: the documents whose sync class is now another."""
+
     what: str  # "journal" or a document id
     sync_class: str
     changed: tuple[str, ...]  # the documents whose class changed
@@ -202,6 +224,8 @@ class ShareResult:
 
 @dataclass(frozen=True)
 class SyncStatus:
+    """Sync as the running service last reported it, and what is shared."""
+
     sync_enabled: bool
     serving: bool
     listening: str | None
@@ -220,7 +244,7 @@ class PairingOffer:
 
 
 @dataclass(frozen=True)
-class PairingAttempt:
+class PairingAttemptReport:
     """A device that tried the code (the one that got in, and any other)."""
 
     where: str
@@ -233,13 +257,15 @@ class PairingAttempt:
 
 @dataclass(frozen=True)
 class PairingResult:
+    """How a pairing ended: who joined, the attempts seen, or why it stopped."""
+
     joined_id: str | None  # the device that joined, if one did
     joined_name: str | None
-    attempts: tuple[PairingAttempt, ...]
+    attempts: tuple[PairingAttemptReport, ...]
     failure: str | None  # why pairing stopped, when it did not time out
 
     @property
-    def others(self) -> tuple[PairingAttempt, ...]:
+    def others(self) -> tuple[PairingAttemptReport, ...]:
         return tuple(a for a in self.attempts if a.outcome != "joined")
 
     @property
@@ -250,5 +276,7 @@ class PairingResult:
 
 @dataclass(frozen=True)
 class JoinResult:
+    """This device joined a group: its size now, and whether through a relay."""
+
     devices: int  # the group's size now
     through_relay: bool

@@ -24,6 +24,8 @@ OneShardReader = Callable[[str], Awaitable[list[Reflection]]]
 
 @dataclass(frozen=True)
 class JournalQuery:
+    """What the journal view asks for: filters, a page and its size."""
+
     text: str = ""
     since: date | None = None
     until: date | None = None  # inclusive
@@ -36,6 +38,8 @@ class JournalQuery:
 
 @dataclass(frozen=True)
 class JournalPage:
+    """One page of the journal view and the totals around it."""
+
     total: int  # reflections matching the query
     everything: int  # reflections in the journal
     page: int

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from crdt.commons import CommonsItem
 
 from ..app import Mirror
-from ..app.commons import CommonsSync, short_id
+from ..app.commons import CommonsSyncOutcome, short_id
 from ..errors import UsageError
 from ..views.commons import one_line, render_thread, render_threads
 from .options import AddCommand
@@ -39,7 +39,7 @@ def _confirm(args: argparse.Namespace, question: str, out: TextIO) -> bool:
     return _ask(f"{question} [y/N] ", out).strip().lower() in ("y", "yes")
 
 
-def _say_sync(sync: CommonsSync | None, out: TextIO, *, quiet_offline: bool = False) -> None:
+def _say_sync(sync: CommonsSyncOutcome | None, out: TextIO, *, quiet_offline: bool = False) -> None:
     """The one-line notes of a sync: offline, or withdrawn items not checked."""
     if sync is None:
         return

@@ -47,7 +47,7 @@ class DateParseError(ValueError):
 
 
 @dataclass(frozen=True)
-class Span:
+class DateSpan:
     """``[start, end)`` in UTC, and what the text named (a moment, a day …)."""
 
     start: datetime
@@ -77,7 +77,7 @@ _ISO_MONTH_RE = re.compile(r"^(?P<year>\d{4})-(?P<month>\d{2})$")
 _ISO_YEAR_RE = re.compile(r"^(?P<year>\d{4})$")
 
 
-def parse_span(text: str, now: datetime, zone: tzinfo | None = None) -> Span:
+def parse_span(text: str, now: datetime, zone: tzinfo | None = None) -> DateSpan:
     """The stretch of time *text* names (module docstring); :class:`DateParseError`
     when it names none. *now* must carry a time zone."""
     if now.tzinfo is None:
@@ -124,36 +124,37 @@ def _local(moment: datetime, zone: tzinfo | None) -> datetime:
     return moment.astimezone() if zone is None else moment.astimezone(zone)
 
 
-def _day(day: date, zone: tzinfo | None) -> Span:
-    return Span(_at(day, time(), zone), _at(day + timedelta(days=1), time(), zone), "day")
+def _day(day: date, zone: tzinfo | None) -> DateSpan:
+    return DateSpan(_at(day, time(), zone), _at(day + timedelta(days=1), time(), zone), "day")
 
 
-def _moment(day: date, clock: time, zone: tzinfo | None) -> Span:
+def _moment(day: date, clock: time, zone: tzinfo | None) -> DateSpan:
     start = _at(day, clock, zone)
-    return Span(start, start + timedelta(microseconds=1), "moment")
+    return DateSpan(start, start + timedelta(microseconds=1), "moment")
 
 
-def _exact(moment: datetime) -> Span:
+def _exact(moment: datetime) -> DateSpan:
     start = moment.astimezone(UTC)
-    return Span(start, start + timedelta(microseconds=1), "moment")
+    return DateSpan(start, start + timedelta(microseconds=1), "moment")
 
 
-def _week(day: date, zone: tzinfo | None) -> Span:
+def _week(day: date, zone: tzinfo | None) -> DateSpan:
     monday = day - timedelta(days=day.weekday())
-    return Span(_at(monday, time(), zone), _at(monday + timedelta(days=7), time(), zone), "week")
+    return DateSpan(_at(monday, time(), zone), _at(monday + timedelta(days=7), time(), zone),
+                    "week")
 
 
-def _month(year: int, month: int, zone: tzinfo | None) -> Span:
+def _month(year: int, month: int, zone: tzinfo | None) -> DateSpan:
     after = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
-    return Span(_at(date(year, month, 1), time(), zone), _at(after, time(), zone), "month")
+    return DateSpan(_at(date(year, month, 1), time(), zone), _at(after, time(), zone), "month")
 
 
-def _year(year: int, zone: tzinfo | None) -> Span:
-    return Span(_at(date(year, 1, 1), time(), zone), _at(date(year + 1, 1, 1), time(), zone),
+def _year(year: int, zone: tzinfo | None) -> DateSpan:
+    return DateSpan(_at(date(year, 1, 1), time(), zone), _at(date(year + 1, 1, 1), time(), zone),
                 "year")
 
 
-def _iso(raw: str, zone: tzinfo | None) -> Span | None:
+def _iso(raw: str, zone: tzinfo | None) -> DateSpan | None:
     if m := _ISO_YEAR_RE.match(raw):
         return _year(_checked_year(int(m["year"])), zone)
     if m := _ISO_MONTH_RE.match(raw):
@@ -198,7 +199,7 @@ def _split_time(words: str) -> tuple[time | None, str]:
     return time(hour, minute), rest or "today"
 
 
-def _words(words: str, now: datetime, zone: tzinfo | None) -> Span | None:
+def _words(words: str, now: datetime, zone: tzinfo | None) -> DateSpan | None:
     today = _local(now, zone).date()
     if words == "now":
         return _exact(now)
@@ -222,7 +223,7 @@ def _words(words: str, now: datetime, zone: tzinfo | None) -> Span | None:
     return _calendar(words, today, zone)
 
 
-def _ago(count: str, unit: str, now: datetime, today: date, zone: tzinfo | None) -> Span:
+def _ago(count: str, unit: str, now: datetime, today: date, zone: tzinfo | None) -> DateSpan:
     n = _NUMBER_WORDS.get(count) or int(count)
     if n > MAX_AGO:
         raise DateParseError(f"{count} {unit}s ago is too far back")
@@ -250,7 +251,7 @@ def _days_in(year: int, month: int) -> int:
     return (after - date(year, month, 1)).days
 
 
-def _relative_period(which: str, unit: str, today: date, zone: tzinfo | None) -> Span:
+def _relative_period(which: str, unit: str, today: date, zone: tzinfo | None) -> DateSpan:
     if unit == "week":
         return _week(today - timedelta(weeks=1 if which == "last" else 0), zone)
     if unit == "month":
@@ -275,7 +276,7 @@ def _month_number(name: str) -> int | None:
     return _MONTH_ABBR.get(name)
 
 
-def _calendar(words: str, today: date, zone: tzinfo | None) -> Span | None:
+def _calendar(words: str, today: date, zone: tzinfo | None) -> DateSpan | None:
     m = _MONTH_DAY_RE.match(words) or _DAY_MONTH_RE.match(words)
     if m is not None:
         month = _month_number(m["month"])

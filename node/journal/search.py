@@ -36,6 +36,8 @@ _WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True)
 class SearchQuery:
+    """A parsed search: the words to rank by and the tags asked for."""
+
     words: tuple[str, ...]  # stems
     tags: tuple[str, ...]  # asked with #
 

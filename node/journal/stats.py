@@ -35,6 +35,8 @@ def word_count(text: str) -> int:
 
 @dataclass(frozen=True)
 class YearAgo:
+    """Reflections written on this day in an earlier year."""
+
     years: int  # how many years before today
     reflections: tuple[Reflection, ...]  # oldest first
 
@@ -67,6 +69,8 @@ def _leap(year: int) -> bool:
 
 @dataclass(frozen=True)
 class WeekCount:
+    """How many reflections one ISO week holds."""
+
     week_start: date  # a Monday
     entries: int
     words: int
@@ -74,6 +78,8 @@ class WeekCount:
 
 @dataclass(frozen=True)
 class Streak:
+    """Consecutive days with at least one reflection."""
+
     days: int
     first: date | None
     last: date | None
@@ -81,6 +87,8 @@ class Streak:
 
 @dataclass(frozen=True)
 class JournalStats:
+    """Entries per week, streaks and words over the journal."""
+
     entries: int
     words: int
     days_written: int

@@ -34,6 +34,8 @@ def with_inline_tags(tags: Iterable[str], text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TagCount:
+    """One tag and how many reflections carry it."""
+
     tag: str
     count: int
 

@@ -24,7 +24,7 @@ MAX_BODY_BYTES = 1024 * 1024  # a reflection, a setting, a code
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an import or a backup to restore
 
 
-class HttpError(Exception):
+class UiHttpError(Exception):
     """A request that cannot be served: its status and a one-line reason."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -35,6 +35,8 @@ class HttpError(Exception):
 
 @dataclass
 class Request:
+    """One HTTP request as the local web interface reads it."""
+
     method: str
     path: str
     query: dict[str, list[str]]
@@ -58,7 +60,7 @@ class Request:
         if not values:
             return default
         if len(values) > 1:
-            raise HttpError(400, f"{name} given more than once")
+            raise UiHttpError(400, f"{name} given more than once")
         return values[0]
 
     def args(self, name: str) -> list[str]:
@@ -67,35 +69,37 @@ class Request:
     async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
         declared = self.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise HttpError(413, f"at most {limit} bytes")
+            raise UiHttpError(413, f"at most {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise HttpError(400, "the browser went away")
+                raise UiHttpError(400, "the browser went away")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise HttpError(413, f"at most {limit} bytes")
+                raise UiHttpError(413, f"at most {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
     async def json(self) -> dict[str, Any]:
         if not self.headers.get("content-type", "").startswith("application/json"):
-            raise HttpError(415, "send application/json")
+            raise UiHttpError(415, "send application/json")
         try:
             value = json.loads(await self.body())
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise HttpError(400, "not JSON") from None
+            raise UiHttpError(400, "not JSON") from None
         if not isinstance(value, dict):
-            raise HttpError(400, "expected a JSON object")
+            raise UiHttpError(400, "expected a JSON object")
         return value
 
 
 @dataclass
 class Response:
+    """One HTTP response the local web interface sends."""
+
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
@@ -149,5 +153,5 @@ class Router:
                 return handler
             allowed = True
         if allowed:
-            raise HttpError(405, "method not allowed")
-        raise HttpError(404, "not found")
+            raise UiHttpError(405, "method not allowed")
+        raise UiHttpError(404, "not found")

@@ -32,13 +32,13 @@ from ..app.timeline import JournalQuery
 from ..errors import MirrorError
 from .asgi import (
     MAX_UPLOAD_BYTES,
-    HttpError,
     Receive,
     Request,
     Response,
     Router,
     Scope,
     Send,
+    UiHttpError,
     error_response,
     json_response,
 )
@@ -136,7 +136,7 @@ class UiApp:
         started = time.perf_counter()
         try:
             response = await self._handle(request)
-        except HttpError as exc:
+        except UiHttpError as exc:
             response = error_response(exc.status, exc.reason)
         except (MirrorError, StoreError, ValueRangeError) as exc:
             response = error_response(400, str(exc))
@@ -184,7 +184,7 @@ class UiApp:
     async def asset(self, request: Request) -> Response:
         found = self.static.get(request.params["name"])
         if found is None:
-            raise HttpError(404, "not found")
+            raise UiHttpError(404, "not found")
         return Response(200, found[0], found[1])
 
     async def session(self, request: Request) -> Response:
@@ -213,12 +213,12 @@ class UiApp:
     async def journal(self, request: Request) -> dict[str, Any]:
         private = request.arg("private")
         if private not in ("", "only", "none"):
-            raise HttpError(400, "private: only or none")
+            raise UiHttpError(400, "private: only or none")
         try:
             page = int(request.arg("page", "1"))
             per = int(request.arg("per", "50"))
         except ValueError:
-            raise HttpError(400, "page and per are whole numbers") from None
+            raise UiHttpError(400, "page and per are whole numbers") from None
         q = JournalQuery(
             text=request.arg("q")[:500],
             since=parse_day(request.arg("from"), "from"),
@@ -242,7 +242,7 @@ class UiApp:
         data = await request.json()
         text = data.get("text")
         if text is not None and not isinstance(text, str):
-            raise HttpError(400, "text: a string")
+            raise UiHttpError(400, "text: a string")
         tags = None if data.get("tags") is None else _strings(data["tags"], "tags")
         return await self.backend.edit(request.params["rid"], text, tags)
 
@@ -260,7 +260,7 @@ class UiApp:
         data = await request.json()
         days = data.get("days", 30)
         if not isinstance(days, int):
-            raise HttpError(400, "days: a whole number")
+            raise UiHttpError(400, "days: a whole number")
         return await self.backend.evolve(days)
 
     async def set_mode(self, request: Request) -> dict[str, Any]:
@@ -269,7 +269,7 @@ class UiApp:
 
     async def start_pairing(self, request: Request) -> dict[str, Any]:
         if self.background is None:
-            raise HttpError(503, "pairing is not available in this server")
+            raise UiHttpError(503, "pairing is not available in this server")
         if self._pairing is not None:
             self._pairing.cancel()  # a new code voids the one shown before
 
@@ -306,7 +306,7 @@ class UiApp:
     async def import_preview(self, request: Request) -> dict[str, Any]:
         data = await request.body(MAX_UPLOAD_BYTES)
         if not data:
-            raise HttpError(400, "the file is empty")
+            raise UiHttpError(400, "the file is empty")
         return await self.backend.import_preview(data, request.arg("name", "upload"),
                                                  request.arg("format", "auto"))
 
@@ -326,13 +326,13 @@ class UiApp:
 def _string(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str):
-        raise HttpError(400, f"{key}: a string")
+        raise UiHttpError(400, f"{key}: a string")
     return value
 
 
 def _strings(value: Any, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise HttpError(400, f"{what}: a list of strings")
+        raise UiHttpError(400, f"{what}: a list of strings")
     return [v for v in value if v.strip()]
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .evidence import Reading
-from .learned import LEARNED_NEGATION_GAP, Lexicon, features
+from .learned import LEARNED_NEGATION_GAP, LearnedLexicon, features
 from .normalize import SENTENCE_MARK, Normalized, normalize
 from .rules import About, Rule, RuleSet, Tier, rule_set
 
@@ -374,7 +374,7 @@ def _weighed(entry: _Entry, rules: RuleSet) -> Iterator[Finding]:
                       o_start, o_end, so_start, so_end)
 
 
-def _learned(entry: _Entry, lexicon: Lexicon) -> Finding | None:
+def _learned(entry: _Entry, lexicon: LearnedLexicon) -> Finding | None:
     """A check-in where the learned lexicon's words (``learned``) add up, read after
     the contexts the rest of the net knows: the window the sum is highest in, if it
     reaches the threshold."""

@@ -33,11 +33,13 @@ LEARNED_NEGATION_GAP = frozenset({"a", "an", "the", "any", "some", "my", "that",
 
 
 class LexiconError(ValueError):
-    pass
+    """The shipped learned.json is damaged or does not match its digest."""
 
 
 @dataclass(frozen=True)
-class Lexicon:
+class LearnedLexicon:
+    """Weighted words and word pairs, and the sum that asks for a check-in."""
+
     weights: Mapping[str, float]  # a word, or two words joined by one space
     threshold: float
     sets: tuple[str, ...]  # the labelled sets it was built from
@@ -62,7 +64,7 @@ def features(tokens: Sequence[str], kept: Sequence[bool] | None = None) -> set[s
     return out
 
 
-def compile_lexicon(raw: Mapping[str, Any]) -> Lexicon:
+def compile_lexicon(raw: Mapping[str, Any]) -> LearnedLexicon:
     try:
         terms = raw["terms"]
         pairs = raw["pairs"]
@@ -72,11 +74,11 @@ def compile_lexicon(raw: Mapping[str, Any]) -> Lexicon:
                 if len(key.split(" ")) != words or not isinstance(value, (int, float)):
                     raise LexiconError(f"bad entry {key!r}: {value!r}")
                 weights[key] = float(value)
-        return Lexicon(weights, float(raw["threshold"]), tuple(raw["sets"]),
+        return LearnedLexicon(weights, float(raw["threshold"]), tuple(raw["sets"]),
                        str(raw["digest"]))
     except (KeyError, TypeError) as exc:
         raise LexiconError(f"learned lexicon: {exc}") from None
 
 
-def load(text: str) -> Lexicon:
+def load(text: str) -> LearnedLexicon:
     return compile_lexicon(json.loads(text))

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from ..lexicon import lexicon
 from .evidence import Evidence, EvidenceError, compile_evidence
-from .learned import Lexicon, compile_lexicon
+from .learned import LearnedLexicon, compile_lexicon
 from .normalize import Vocabulary, english_near_words
 
 About = Literal["self", "others"]
@@ -95,7 +95,7 @@ class RuleSet:
     self_ref: re.Pattern[str]
     trivial: re.Pattern[str]
     evidence: Evidence | None = None  # the scored layer (``evidence``), if any
-    lexicon: Lexicon | None = None  # the learned lexicon (``learned``), if any
+    lexicon: LearnedLexicon | None = None  # the learned lexicon (``learned``), if any
 
 
 def _phrase(phrase: str) -> str:
